@@ -1,0 +1,27 @@
+# The two commands of the README: `make demo` and `make test`. Both install what they need first.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+
+.PHONY: deps build test demo asan clean
+
+deps:
+	./.ci/install-deps
+
+build: deps
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure
+
+# The same suite under AddressSanitizer + UndefinedBehaviorSanitizer.
+asan: deps
+	cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DLABFLEET_SANITIZE=ON >/dev/null
+	cmake --build build-asan -j $(JOBS)
+	cd build-asan && ctest --output-on-failure
+
+demo: build
+	./tests/sandbox/demo $(BUILD)/labfleet
+
+clean:
+	rm -rf $(BUILD) build-asan

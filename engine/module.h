@@ -1,0 +1,91 @@
+// A module is one resource kind (users, files, docker, ...), in one file under modules/, registered by a
+// static ModuleRegistrar. Modules never do I/O: the planner runs their probes (all modules' probes of a
+// node in one round trip) and hands them the outputs; the executor runs the changes they return.
+//
+//   validate(inventory)                 offline, before any node is touched
+//   resources(node)                     the desired things on that node
+//   probes(node, resources)             read-only shell commands; equal keys are run once per node
+//   diff(node, resource, probe outputs) changes, each with a reason, or a "nothing to do because" note
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/finding.h"
+#include "engine/inventory.h"
+#include "engine/transport.h"
+#include "engine/value.h"
+
+namespace labfleet {
+
+struct NodeContext {
+  const Inventory& inv;
+  const NodeDef& node;
+  const Value& settings;  // effective settings (Inventory::settings)
+};
+
+struct Probe {
+  std::string key;      // identifies the output; modules share a probe by using the same key
+  std::string command;  // built with Cmd/Script; read-only; its exit status is part of the result
+};
+
+struct ProbeOutput {
+  int exit_code = 0;
+  std::string out;
+};
+using ProbeResults = std::map<std::string, ProbeOutput>;
+
+struct Resource {
+  std::string module;  // module name
+  std::string id;      // "user:yseong", "file:/etc/motd"; unique per node
+  Location where;      // where the inventory asks for it
+  std::shared_ptr<const void> data;  // the module's own typed desired state
+  template <class T>
+  const T& as() const { return *static_cast<const T*>(data.get()); }
+};
+
+struct Change {
+  enum class Kind { PutFile, Exec, Remove, Notify };
+  Kind kind = Kind::Exec;
+  std::string resource;  // Resource::id
+  char sign = '~';       // '+' create, '~' modify, '-' remove/lock: the first column of `plan`
+  std::string summary;   // "user yseong (uid 2001, groups gpu-users)"
+  std::string reason;    // why this change is needed
+  std::string diff;      // unified diff of a file (secrets never included)
+  FileSpec file;         // PutFile
+  std::string command;   // Exec: shell text built with Cmd/Script; Notify: the handler's command
+  std::string path;      // Remove
+  std::string handler;   // Notify: handler name, e.g. "sshd reload"; run once per node, after all changes
+  bool disruptive = false;  // kills running work (docker restart, driver reload, reboot): deferred on busy nodes
+  bool secret = false;      // never print command/diff (password hashes)
+};
+
+struct DiffResult {
+  std::vector<Change> changes;
+  std::string noop;  // when changes is empty: "nothing to do because ..."
+};
+
+class Module {
+ public:
+  virtual ~Module() = default;
+  virtual std::string name() const = 0;
+  // Changes of a node are applied by ascending order: user_groups 10, users 20, ssh keys 30, subids 40,
+  // files/hosts 50, service configs 60-80.
+  virtual int order() const = 0;
+  // Node-level settings keys this module owns (e.g. {"docker"}); used for unknown-key checks.
+  virtual std::vector<std::string> settings_keys() const { return {}; }
+  virtual void validate(const Inventory&, Findings&) const {}
+  virtual std::vector<Resource> resources(const NodeContext&) const = 0;
+  virtual std::vector<Probe> probes(const NodeContext&, const std::vector<Resource>&) const = 0;
+  virtual DiffResult diff(const NodeContext&, const Resource&, const ProbeResults&) const = 0;
+};
+
+const std::vector<std::unique_ptr<Module>>& Modules();  // sorted by order()
+const Module* FindModule(std::string_view name);
+
+struct ModuleRegistrar {
+  explicit ModuleRegistrar(std::unique_ptr<Module> m);
+};
+
+}  // namespace labfleet

@@ -1,0 +1,48 @@
+// The one path to stdout/stderr. Commands describe what happened to the Reporter; in text mode it prints
+// for a person, in JSON mode it fills one document that finish() prints whole, so `--format json` is
+// complete and parseable and tests can capture every byte through the streams they pass in.
+#pragma once
+#include <iosfwd>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+
+#include "engine/finding.h"
+
+namespace labfleet {
+
+enum class OutputFormat { Text, Json };
+
+class Reporter {
+ public:
+  Reporter(OutputFormat format, std::ostream& out, std::ostream& err) : format_(format), out_(out), err_(err) {}
+  OutputFormat format() const { return format_; }
+  bool json() const { return format_ == OutputFormat::Json; }
+
+  // Text mode: a line on stdout. JSON mode: nothing (put the data into doc() instead).
+  void line(std::string_view text);
+  // Progress and notes for a person, on stderr, text mode only.
+  void note(std::string_view text);
+  // An error not tied to an inventory location; stderr in text mode, doc()["errors"] in JSON mode.
+  void error(std::string_view text);
+  // Compiler-style findings in text mode; doc()["findings"] in JSON mode.
+  void findings(const Findings& f);
+
+  nlohmann::json& doc() { return doc_; }
+  // JSON mode: prints doc() to stdout. Call once at the end of a command.
+  void finish();
+
+  std::ostream& out() { return out_; }
+
+ private:
+  OutputFormat format_;
+  std::ostream& out_;
+  std::ostream& err_;
+  nlohmann::json doc_ = nlohmann::json::object();
+  bool finished_ = false;
+};
+
+nlohmann::json FindingToJson(const Finding& f);
+std::string FindingToText(const Finding& f);  // "file:line:col: error: message [code]"
+
+}  // namespace labfleet
