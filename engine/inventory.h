@@ -50,8 +50,9 @@ struct GroupDef {
 struct UserGroupDef {
   std::string name;
   Location where;
-  long long gid = -1;
+  long long gid = -1;  // -1 = not managed (a `system: true` group that exists on the node, e.g. docker)
   bool system = false;
+  Value raw;           // the group's own map, as written
 };
 
 struct UserDef {
@@ -67,6 +68,8 @@ struct UserDef {
   std::string expires;          // YYYY-MM-DD or empty
   std::string password_hash;    // crypt(3) hash, never printed; empty = not managed
   bool rootless_docker = false;
+  long long subid_start = -1;   // -1 = allocated from the uid (SubIdRange)
+  long long subid_count = 65536;
   std::vector<std::string> on;  // groups or node names; empty = every node
   bool system = false;          // allows uid < 1000
   bool remove = false;          // delete the account (and only then)
@@ -112,7 +115,62 @@ Inventory LoadInventoryRev(const std::string& dir, const std::string& rev, Findi
 // All offline checks: the model's own (users, uids, keys, ranges, nodes) and each module's.
 void ValidateInventory(const Inventory& inv, Findings& findings);
 
+// The user's /etc/subuid and /etc/subgid range: explicit `subids: {start, count}`, else allocated from the uid
+// so every node agrees without coordination: start = 100000 + (uid - 1000) * 65536, count 65536.
+struct SubIdRange {
+  long long start = 0, count = 0;
+};
+SubIdRange SubIds(const UserDef& user);
+
 // "did you mean 'x'?" helper for unknown keys/names: the closest candidate within a small edit distance.
 std::optional<std::string> Suggest(std::string_view word, const std::vector<std::string>& candidates);
+
+// ---- Shared schema helpers: used by the loader and by every module that reads a settings Value ----
+
+// Keys valid only directly under a node (not in lab.defaults or groups): address, groups, gpus, connection.
+const std::vector<std::string>& NodeOnlyKeys();
+// Settings keys valid in lab.defaults, groups and nodes: the core ones (ssh, host_key, vars) plus every
+// registered module's settings_keys(), sorted.
+std::vector<std::string> SettingsKeys();
+
+// Where `key` was written in `map` (the key itself); the map's own location when the key is absent.
+Location KeyLoc(const Value& map, std::string_view key);
+// "a list", "a map", "nothing", or the scalar quoted ('abc'): for "must be X, got Y" messages.
+std::string DescribeValue(const Value& v);
+
+// Reads one map of the inventory with findings, compiler style:
+//   unknown-key       a key not in `allowed` (with "did you mean ..."), at the key;
+//   wrong-type        a value of the wrong type, at the value;
+//   missing-required  require() of an absent key, at `where` (the map's own key in its parent);
+//   invalid-value     one_of() with a value outside the choices, at the value.
+// A Null value reads as an empty map; any other non-map is reported (wrong-type) and reads as empty.
+// Getters return nullopt/nullptr when the key is absent, null, or of the wrong type (already reported).
+class MapReader {
+ public:
+  MapReader(const Value& v, std::string what, Location where, Findings& findings,
+            const std::vector<std::string>& allowed);
+  bool is_map() const { return v_.is_map(); }
+  const Value& value() const { return v_; }
+  const Location& where() const { return where_; }
+  const std::string& what() const { return what_; }
+  const Value* get(std::string_view key) const;
+  Location key_loc(std::string_view key) const;
+  bool require(std::string_view key, std::string_view hint = {});
+  std::optional<std::string> str(std::string_view key);
+  std::optional<long long> integer(std::string_view key, long long min = -(1LL << 62), long long max = 1LL << 62);
+  std::optional<bool> boolean(std::string_view key);
+  std::optional<std::vector<std::string>> strings(std::string_view key);  // a list of scalars
+  const Value* map(std::string_view key);
+  const Value* seq(std::string_view key);
+  std::optional<std::string> one_of(std::string_view key, const std::vector<std::string>& choices);
+
+ private:
+  void wrong_type(std::string_view key, const Value& got, std::string_view expected);
+  Value v_;
+  std::string what_;
+  Location where_;
+  Findings& f_;
+};
+
 
 }  // namespace labfleet

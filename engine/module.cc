@@ -23,4 +23,21 @@ const Module* FindModule(std::string_view name) {
   return nullptr;
 }
 
+const ProbeOutput* FindProbe(const ProbeResults& results, const std::string& key) {
+  auto it = results.find(key);
+  return it == results.end() ? nullptr : &it->second;
+}
+
+DiffResult Noop(std::string why) {
+  DiffResult d;
+  d.noop = std::move(why);
+  return d;
+}
+
+DiffResult Failure(std::string why) {
+  DiffResult d;
+  d.error = std::move(why);
+  return d;
+}
+
 }  // namespace labfleet

@@ -58,13 +58,20 @@ struct Change {
   std::string path;      // Remove
   std::string handler;   // Notify: handler name, e.g. "sshd reload"; run once per node, after all changes
   bool disruptive = false;  // kills running work (docker restart, driver reload, reboot): deferred on busy nodes
-  bool secret = false;      // never print command/diff (password hashes)
+  bool secret = false;      // never print the command or a diff (password hashes)
+  std::vector<std::string> redact;  // strings replaced by "(secret)" in any output of this change
 };
 
 struct DiffResult {
   std::vector<Change> changes;
   std::string noop;  // when changes is empty: "nothing to do because ..."
+  std::string error;  // the resource cannot be converged as asked (conflict on the node); the node is not applied
 };
+
+// Helpers for modules' pure diffs.
+const ProbeOutput* FindProbe(const ProbeResults& results, const std::string& key);
+DiffResult Noop(std::string why);
+DiffResult Failure(std::string why);
 
 class Module {
  public:

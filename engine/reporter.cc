@@ -7,6 +7,9 @@ namespace labfleet {
 void Reporter::line(std::string_view text) {
   if (!json()) out_ << text << '\n';
 }
+void Reporter::raw(std::string_view bytes) {
+  if (!json()) out_ << bytes;
+}
 void Reporter::note(std::string_view text) {
   if (!json()) err_ << text << '\n';
 }

@@ -21,6 +21,8 @@ class Reporter {
 
   // Text mode: a line on stdout. JSON mode: nothing (put the data into doc() instead).
   void line(std::string_view text);
+  // Text mode: bytes on stdout as they are (rendered files). JSON mode: nothing.
+  void raw(std::string_view bytes);
   // Progress and notes for a person, on stderr, text mode only.
   void note(std::string_view text);
   // An error not tied to an inventory location; stderr in text mode, doc()["errors"] in JSON mode.

@@ -1,0 +1,125 @@
+#include "engine/accounts.h"
+
+#include <charconv>
+#include <chrono>
+
+namespace labfleet {
+
+std::vector<std::string> Split(std::string_view s, char sep) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (true) {
+    size_t p = s.find(sep, pos);
+    if (p == std::string_view::npos) {
+      out.emplace_back(s.substr(pos));
+      break;
+    }
+    out.emplace_back(s.substr(pos, p - pos));
+    pos = p + 1;
+  }
+  return out;
+}
+
+std::vector<std::string> SplitLines(std::string_view text) {
+  std::vector<std::string> out = Split(text, '\n');
+  if (!out.empty() && out.back().empty()) out.pop_back();
+  return out;
+}
+
+static bool ToInt(std::string_view s, long long& v) {
+  if (s.empty()) return false;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  return ec == std::errc() && p == s.data() + s.size();
+}
+
+template <class T>
+static void Add(Parsed<T>& p, T e) {
+  p.by_name[e.name] = e;
+  p.in_order.push_back(std::move(e));
+}
+
+Parsed<PasswdEntry> ParsePasswd(std::string_view text) {
+  Parsed<PasswdEntry> p;
+  for (const auto& line : SplitLines(text)) {
+    auto f = Split(line, ':');
+    PasswdEntry e;
+    if (f.size() != 7 || f[0].empty() || !ToInt(f[2], e.uid) || !ToInt(f[3], e.gid)) {
+      ++p.skipped;
+      continue;
+    }
+    e.name = f[0];
+    e.gecos = f[4];
+    e.home = f[5];
+    e.shell = f[6];
+    Add(p, std::move(e));
+  }
+  return p;
+}
+
+Parsed<GroupEntry> ParseGroup(std::string_view text) {
+  Parsed<GroupEntry> p;
+  for (const auto& line : SplitLines(text)) {
+    auto f = Split(line, ':');
+    GroupEntry e;
+    if (f.size() != 4 || f[0].empty() || !ToInt(f[2], e.gid)) {
+      ++p.skipped;
+      continue;
+    }
+    e.name = f[0];
+    if (!f[3].empty()) e.members = Split(f[3], ',');
+    Add(p, std::move(e));
+  }
+  return p;
+}
+
+Parsed<ShadowEntry> ParseShadow(std::string_view text) {
+  Parsed<ShadowEntry> p;
+  for (const auto& line : SplitLines(text)) {
+    auto f = Split(line, ':');
+    ShadowEntry e;
+    if (f.size() != 9 || f[0].empty() || (!f[7].empty() && !ToInt(f[7], e.expire))) {
+      ++p.skipped;
+      continue;
+    }
+    e.name = f[0];
+    e.hash = f[1];
+    if (f[7].empty()) e.expire = -1;
+    Add(p, std::move(e));
+  }
+  return p;
+}
+
+Parsed<SubIdEntry> ParseSubIds(std::string_view text) {
+  Parsed<SubIdEntry> p;
+  for (const auto& line : SplitLines(text)) {
+    auto f = Split(line, ':');
+    SubIdEntry e;
+    if (f.size() != 3 || f[0].empty() || !ToInt(f[1], e.start) || !ToInt(f[2], e.count)) {
+      ++p.skipped;
+      continue;
+    }
+    e.name = f[0];
+    Add(p, std::move(e));
+  }
+  return p;
+}
+
+long long DaysSinceEpoch(std::string_view ymd) {
+  if (ymd.size() != 10 || ymd[4] != '-' || ymd[7] != '-') return -1;
+  long long y, m, d;
+  if (!ToInt(ymd.substr(0, 4), y) || !ToInt(ymd.substr(5, 2), m) || !ToInt(ymd.substr(8, 2), d)) return -1;
+  using namespace std::chrono;
+  year_month_day date{year(int(y)), month(unsigned(m)), day(unsigned(d))};
+  if (!date.ok()) return -1;
+  return sys_days(date).time_since_epoch().count();
+}
+
+std::string DateFromDays(long long days) {
+  using namespace std::chrono;
+  year_month_day date{sys_days(std::chrono::days(days))};
+  char buf[16];
+  snprintf(buf, sizeof buf, "%04d-%02u-%02u", int(date.year()), unsigned(date.month()), unsigned(date.day()));
+  return buf;
+}
+
+}  // namespace labfleet

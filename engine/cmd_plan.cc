@@ -1,0 +1,391 @@
+// plan, apply, status and render: the commands that look at live nodes (render does not; it sits here
+// because it shares the node selection). See engine/planner.h and engine/executor.h for the contracts.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+#include <mutex>
+
+#include "engine/cli.h"
+#include "engine/connect.h"
+#include "engine/executor.h"
+#include "engine/git_repo.h"
+#include "engine/inventory.h"
+#include "engine/node_vars.h"
+#include "engine/planner.h"
+
+namespace labfleet {
+namespace {
+
+// Loads and validates; prints findings; nullopt when there are errors.
+std::optional<Inventory> LoadChecked(CommandContext& ctx) {
+  Findings f;
+  Inventory inv = LoadInventoryDir(ctx.global.inventory, f);
+  if (!f.has_errors()) ValidateInventory(inv, f);
+  f.sort();
+  if (f.has_errors()) {
+    ctx.reporter.findings(f);
+    ctx.reporter.error("the inventory has " + std::to_string(f.count(Severity::Error)) +
+                       " error(s); run `labfleet validate` and fix them first");
+    return std::nullopt;
+  }
+  return inv;
+}
+
+std::vector<const NodeDef*> Select(CommandContext& ctx, const Inventory& inv, const std::vector<std::string>& names,
+                                   bool& ok) {
+  Findings unknown;
+  auto nodes = inv.select(names, &unknown);
+  ok = !unknown.has_errors();
+  if (!ok) ctx.reporter.findings(unknown);
+  return nodes;
+}
+
+struct NodeRun {
+  std::unique_ptr<Transport> transport;
+  NodePlan plan;
+};
+
+// Plans every node in parallel, keeping each node's connection for what follows.
+std::vector<NodeRun> PlanAll(const Inventory& inv, const std::vector<const NodeDef*>& nodes,
+                             const ConnectOptions& copts) {
+  std::vector<NodeRun> runs(nodes.size());
+  ForEachNode(nodes, copts.parallel, [&](size_t i, const NodeDef& n) {
+    runs[i].plan.node = n.name;
+    try {
+      runs[i].transport = Connect(inv, n, copts);
+      runs[i].plan = PlanNode(inv, n, *runs[i].transport);
+    } catch (const TransportError& e) {
+      runs[i].plan.reachable = false;
+      runs[i].plan.error = e.what();
+    } catch (const std::exception& e) {
+      runs[i].plan.error = e.what();
+    }
+  });
+  return runs;
+}
+
+void PrintPlanText(Reporter& rep, const NodePlan& p) {
+  if (!p.reachable) {
+    rep.line(p.node + ": unreachable: " + p.error);
+    return;
+  }
+  if (!p.error.empty()) {
+    rep.line(p.node + ": cannot be planned: " + p.error);
+    if (p.changes.empty()) return;
+  }
+  if (p.changes.empty()) {
+    rep.line(p.node + ": no changes (" + std::to_string(p.resources) + " resources up to date)");
+    return;
+  }
+  rep.line(p.node + ": " + std::to_string(p.changes.size()) + " change" + (p.changes.size() == 1 ? "" : "s"));
+  for (const auto& c : p.changes) {
+    rep.line("  " + ChangeLine(c) + (c.reason.empty() || c.summary.find(c.reason) != std::string::npos ? ""
+                                                                                                     : "  # " + c.reason));
+    if (!c.diff.empty() && !c.secret) {
+      std::string d = c.diff;
+      size_t pos = 0;
+      while (pos < d.size()) {
+        size_t nl = d.find('\n', pos);
+        rep.line("      " + d.substr(pos, nl - pos));
+        pos = nl == std::string::npos ? d.size() : nl + 1;
+      }
+    }
+  }
+}
+
+struct Totals {
+  size_t changes = 0, changed_nodes = 0, unchanged = 0, failed = 0;
+};
+
+Totals CountPlan(const std::vector<NodeRun>& runs) {
+  Totals t;
+  for (const auto& r : runs) {
+    if (!r.plan.reachable || !r.plan.error.empty())
+      ++t.failed;
+    else if (r.plan.changes.empty())
+      ++t.unchanged;
+    else
+      ++t.changed_nodes;
+    t.changes += r.plan.changes.size();
+  }
+  return t;
+}
+
+void ReportPlan(Reporter& rep, const std::vector<NodeRun>& runs) {
+  Totals t = CountPlan(runs);
+  auto& j = rep.doc()["plan"];
+  j = nlohmann::json::array();
+  for (const auto& r : runs) {
+    PrintPlanText(rep, r.plan);
+    j.push_back(NodePlanToJson(r.plan));
+  }
+  rep.line("Plan: " + std::to_string(t.changes) + " change" + (t.changes == 1 ? "" : "s") + " on " +
+           std::to_string(t.changed_nodes) + " node" + (t.changed_nodes == 1 ? "" : "s") + ", " +
+           std::to_string(t.unchanged) + " unchanged, " + std::to_string(t.failed) + " unreachable or failed.");
+  rep.doc()["summary"] = {{"changes", t.changes},
+                          {"nodes_with_changes", t.changed_nodes},
+                          {"unchanged", t.unchanged},
+                          {"failed", t.failed}};
+}
+
+std::string Hostname() {
+  char buf[256] = {0};
+  gethostname(buf, sizeof buf - 1);
+  return buf;
+}
+
+std::string RunId() {
+  auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  char buf[32];
+  strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", gmtime(&now));
+  return std::string(buf) + "-" + NewNonce().substr(0, 6);
+}
+
+struct GitInfo {
+  bool in_git = false;
+  std::string head;
+  bool dirty = false;
+  std::optional<GitRepo> repo;
+};
+
+GitInfo ReadGit(const std::string& inventory_dir) {
+  GitInfo g;
+  try {
+    g.repo = GitRepo::Open(inventory_dir);
+    g.in_git = true;
+    g.head = g.repo->head();
+    g.dirty = g.repo->dirty(g.repo->relative_path(inventory_dir));
+  } catch (const std::exception&) {
+    g.in_git = false;
+  }
+  return g;
+}
+
+// ---------------------------------------------------------------------------------------------- plan
+CommandRegistrar plan_cmd("plan", "show what apply would change on each node (reads nodes, never writes)",
+                          [](CLI::App& sub) -> CommandRun {
+  auto names = std::make_shared<std::vector<std::string>>();
+  auto copts = std::make_shared<ConnectOptions>();
+  auto detailed = std::make_shared<bool>(false);
+  sub.add_option("nodes", *names, "node or group names (default: all)");
+  sub.add_flag("--detailed-exitcode", *detailed, "exit 2 when anything would change");
+  AddConnectOptions(sub, *copts);
+  return [=](CommandContext& ctx) -> int {
+    auto inv = LoadChecked(ctx);
+    if (!inv) return kExitErrors;
+    bool ok;
+    auto nodes = Select(ctx, *inv, *names, ok);
+    if (!ok) return kExitUsage;
+    auto runs = PlanAll(*inv, nodes, *copts);
+    ReportPlan(ctx.reporter, runs);
+    Totals t = CountPlan(runs);
+    if (t.failed) return kExitNodesFailed;
+    if (*detailed && t.changes) return kExitChanges;
+    return kExitOk;
+  };
+});
+
+// --------------------------------------------------------------------------------------------- apply
+CommandRegistrar apply_cmd("apply", "converge nodes to the inventory, then prove it by planning again",
+                           [](CLI::App& sub) -> CommandRun {
+  auto names = std::make_shared<std::vector<std::string>>();
+  auto copts = std::make_shared<ConnectOptions>();
+  auto yes = std::make_shared<bool>(false);
+  auto allow_dirty = std::make_shared<bool>(false);
+  auto break_lock = std::make_shared<bool>(false);
+  sub.add_option("nodes", *names, "node or group names (default: all)");
+  sub.add_flag("-y,--yes", *yes, "do not ask for confirmation");
+  sub.add_flag("--allow-dirty", *allow_dirty, "apply even with uncommitted inventory changes");
+  sub.add_flag("--break-lock", *break_lock, "replace a node lock left by a dead or stuck run");
+  AddConnectOptions(sub, *copts);
+  return [=](CommandContext& ctx) -> int {
+    auto inv = LoadChecked(ctx);
+    if (!inv) return kExitErrors;
+    GitInfo git = ReadGit(ctx.global.inventory);
+    if (git.in_git && git.dirty && !*allow_dirty) {
+      ctx.reporter.error("the inventory " + ctx.global.inventory +
+                         " has uncommitted changes; commit them (nodes record the applied commit) or pass --allow-dirty");
+      return kExitErrors;
+    }
+    if (!git.in_git)
+      ctx.reporter.note("note: " + ctx.global.inventory + " is not in a git repository; nodes record no commit");
+    bool ok;
+    auto nodes = Select(ctx, *inv, *names, ok);
+    if (!ok) return kExitUsage;
+    auto runs = PlanAll(*inv, nodes, *copts);
+    ReportPlan(ctx.reporter, runs);
+    Totals t = CountPlan(runs);
+    if (t.changes && !*yes && isatty(0) && !ctx.reporter.json()) {
+      std::cerr << "Apply " << t.changes << " changes to " << t.changed_nodes << " nodes? [y/N] " << std::flush;
+      std::string answer;
+      std::getline(std::cin, answer);
+      if (answer != "y" && answer != "yes") {
+        ctx.reporter.note("nothing applied");
+        return kExitOk;
+      }
+    }
+    ApplyOptions opts;
+    opts.run_id = RunId();
+    opts.commit = git.head;
+    opts.dirty = git.dirty ? "dirty" : "";
+    const char* user = getenv("SUDO_USER") ? getenv("SUDO_USER") : getenv("USER");
+    opts.client_host = Hostname();
+    opts.who = std::string(user ? user : "root") + "@" + opts.client_host;
+    opts.client_pid = getpid();
+    opts.break_lock = *break_lock;
+    std::vector<NodeApplyResult> results(nodes.size());
+    ForEachNode(nodes, copts->parallel, [&](size_t i, const NodeDef& n) {
+      results[i].node = n.name;
+      NodeRun& r = runs[i];
+      if (!r.plan.reachable) {
+        results[i].status = NodeApplyResult::Status::Unreachable;
+        results[i].error = r.plan.error;
+        return;
+      }
+      if (!r.plan.error.empty()) {
+        results[i].status = NodeApplyResult::Status::Failed;
+        results[i].error = "not applied: " + r.plan.error;
+        return;
+      }
+      try {
+        results[i] = ApplyNode(*inv, n, r.plan, *r.transport, opts);
+      } catch (const TransportError& e) {
+        results[i].status = NodeApplyResult::Status::Failed;
+        results[i].error = std::string("connection lost: ") + e.what() + "; apply again to finish this node";
+      } catch (const std::exception& e) {
+        results[i].status = NodeApplyResult::Status::Failed;
+        results[i].error = e.what();
+      }
+    });
+    size_t counts[4] = {0, 0, 0, 0};
+    auto& j = ctx.reporter.doc()["apply"];
+    j = nlohmann::json::array();
+    for (const auto& r : results) {
+      ++counts[int(r.status)];
+      j.push_back(ApplyResultToJson(r));
+      std::string line = r.node + ": " + StatusName(r.status);
+      if (r.status == NodeApplyResult::Status::Changed)
+        line += " (" + std::to_string(r.applied) + " changes" +
+                (r.handlers_run.empty() ? "" : ", ran " + std::to_string(r.handlers_run.size()) + " handlers") +
+                "; re-plan empty)";
+      if (!r.error.empty()) line += ": " + r.error;
+      ctx.reporter.line(line);
+    }
+    ctx.reporter.doc()["run_id"] = opts.run_id;
+    ctx.reporter.doc()["commit"] = opts.commit;
+    ctx.reporter.doc()["result"] = {{"changed", counts[1]}, {"unchanged", counts[0]}, {"failed", counts[2]},
+                                    {"unreachable", counts[3]}};
+    ctx.reporter.line("Apply " + opts.run_id + ": " + std::to_string(counts[1]) + " changed, " +
+                      std::to_string(counts[0]) + " unchanged, " + std::to_string(counts[2]) + " failed, " +
+                      std::to_string(counts[3]) + " unreachable.");
+    return counts[2] || counts[3] ? kExitNodesFailed : kExitOk;
+  };
+});
+
+// -------------------------------------------------------------------------------------------- status
+CommandRegistrar status_cmd("status", "per node: applied commit, commits behind HEAD, drift",
+                            [](CLI::App& sub) -> CommandRun {
+  auto names = std::make_shared<std::vector<std::string>>();
+  auto copts = std::make_shared<ConnectOptions>();
+  sub.add_option("nodes", *names, "node or group names (default: all)");
+  AddConnectOptions(sub, *copts);
+  return [=](CommandContext& ctx) -> int {
+    auto inv = LoadChecked(ctx);
+    if (!inv) return kExitErrors;
+    bool ok;
+    auto nodes = Select(ctx, *inv, *names, ok);
+    if (!ok) return kExitUsage;
+    GitInfo git = ReadGit(ctx.global.inventory);
+    struct Row {
+      nlohmann::json state;
+      NodePlan plan;
+      std::string error;
+    };
+    std::vector<Row> rows(nodes.size());
+    ForEachNode(nodes, copts->parallel, [&](size_t i, const NodeDef& n) {
+      try {
+        auto t = Connect(*inv, n, *copts);
+        RunResult r = t->run("cat /var/lib/labfleet/state.json 2>/dev/null");
+        if (r.ok()) rows[i].state = nlohmann::json::parse(r.out, nullptr, false);
+        rows[i].plan = PlanNode(*inv, n, *t);
+      } catch (const std::exception& e) {
+        rows[i].error = e.what();
+      }
+    });
+    auto& j = ctx.reporter.doc()["nodes"];
+    j = nlohmann::json::array();
+    bool failed = false;
+    char head[128];
+    snprintf(head, sizeof head, "%-16s %-12s %-8s %-10s %s", "NODE", "COMMIT", "BEHIND", "DRIFT", "APPLIED");
+    ctx.reporter.line(head);
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      const Row& r = rows[i];
+      nlohmann::json o = {{"node", nodes[i]->name}};
+      if (!r.error.empty()) {
+        failed = true;
+        o["error"] = r.error;
+        ctx.reporter.line(nodes[i]->name + ": unreachable: " + r.error);
+        j.push_back(o);
+        continue;
+      }
+      std::string commit = r.state.is_object() ? r.state.value("commit", "") : "";
+      std::string behind = "-";
+      if (!commit.empty() && git.in_git) {
+        try {
+          int n = git.repo->commits_between(commit, git.head);
+          behind = std::to_string(n);
+          o["behind"] = n;
+        } catch (const std::exception&) {
+          behind = "unknown";
+        }
+      }
+      bool drift = !r.plan.changes.empty() || !r.plan.error.empty();
+      o["commit"] = commit;
+      o["drift"] = drift;
+      o["pending_changes"] = r.plan.changes.size();
+      if (r.state.is_object()) o["state"] = r.state;
+      j.push_back(o);
+      char line[512];
+      snprintf(line, sizeof line, "%-16s %-12s %-8s %-10s %s", nodes[i]->name.c_str(),
+               commit.empty() ? (r.state.is_object() ? "(no git)" : "never") : commit.substr(0, 10).c_str(),
+               behind.c_str(), drift ? (std::to_string(r.plan.changes.size()) + " changes").c_str() : "none",
+               r.state.is_object() ? (r.state.value("applied_at", "") + " by " + r.state.value("applied_by", "")).c_str()
+                                   : "");
+      ctx.reporter.line(line);
+    }
+    return failed ? kExitNodesFailed : kExitOk;
+  };
+});
+
+// -------------------------------------------------------------------------------------------- render
+CommandRegistrar render_cmd("render", "print what a node gets from a template (offline)", [](CLI::App& sub) -> CommandRun {
+  auto tmpl = std::make_shared<std::string>();
+  auto node = std::make_shared<std::string>();
+  sub.add_option("template", *tmpl, "template name, relative to the templates directory")->required();
+  sub.add_option("-n,--node", *node, "node name")->required();
+  return [=](CommandContext& ctx) -> int {
+    Findings f;
+    Inventory inv = LoadInventoryDir(ctx.global.inventory, f);
+    if (f.has_errors()) {
+      ctx.reporter.findings(f);
+      return kExitErrors;
+    }
+    const NodeDef* n = inv.node(*node);
+    if (!n) {
+      ctx.reporter.error("no node named '" + *node + "' in " + ctx.global.inventory);
+      return kExitUsage;
+    }
+    std::string out = RenderForNode(inv, *n, inv.settings(*n), *tmpl);
+    ctx.reporter.raw(out);
+    ctx.reporter.doc()["node"] = n->name;
+    ctx.reporter.doc()["template"] = *tmpl;
+    ctx.reporter.doc()["output"] = out;
+    return kExitOk;
+  };
+});
+
+}  // namespace
+}  // namespace labfleet

@@ -1,0 +1,283 @@
+#include "engine/executor.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <ctime>
+#include <set>
+
+#include "engine/accounts.h"
+#include "engine/shell.h"
+
+namespace labfleet {
+
+static const char* kLock = "/run/labfleet.lock";
+static const char* kStateDir = "/var/lib/labfleet";
+
+const char* StatusName(NodeApplyResult::Status s) {
+  switch (s) {
+    case NodeApplyResult::Status::Unchanged: return "unchanged";
+    case NodeApplyResult::Status::Changed: return "changed";
+    case NodeApplyResult::Status::Failed: return "failed";
+    case NodeApplyResult::Status::Unreachable: return "unreachable";
+  }
+  return "?";
+}
+
+std::string SettingsHash(const Inventory& inv, const NodeDef& node) {
+  // FNV-1a over the effective settings and the accounts that land on the node: stable across runs.
+  std::string text = inv.settings(node).flow();
+  for (const auto& u : inv.users)
+    if (inv.user_on_node(u, node)) text += "\n" + u.name + ":" + u.raw.flow();
+  for (const auto& g : inv.user_groups) text += "\n" + g.name + ":" + std::to_string(g.gid);
+  unsigned long long h = 1469598103934665603ULL;
+  for (unsigned char c : text) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  char buf[17];
+  snprintf(buf, sizeof buf, "%016llx", h);
+  return buf;
+}
+
+std::string StateJson(const Inventory& inv, const NodeDef& node, const ApplyOptions& opts) {
+  auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  char when[32];
+  strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+  nlohmann::json j = {{"commit", opts.commit},
+                      {"dirty", !opts.dirty.empty()},
+                      {"settings_hash", SettingsHash(inv, node)},
+                      {"applied_by", opts.who},
+                      {"applied_at", when},
+                      {"run_id", opts.run_id},
+                      {"node", node.name},
+                      {"labfleet_version", LABFLEET_VERSION}};
+  return j.dump(2) + "\n";
+}
+
+static std::string Dir(const std::string& path) {
+  auto p = path.rfind('/');
+  return p == 0 || p == std::string::npos ? "/" : path.substr(0, p);
+}
+
+static std::string ModeString(unsigned mode) {
+  char buf[8];
+  snprintf(buf, sizeof buf, "%04o", mode & 07777);
+  return buf;
+}
+
+// Shell for one change, run inside `( set -e ... )`. $LF_BACKUP is the run's backup directory.
+static Script ChangeScript(const Change& c, bool keep_backup = true) {
+  Script s;
+  auto backup = [&](const std::string& path) {
+    s.raw("if [ -e " + ShellQuote(path) + " ] || [ -L " + ShellQuote(path) + " ]; then");
+    s.add(Cmd("mkdir").arg("-p").raw("\"$LF_BACKUP\"" + ShellQuote(Dir(path))));
+    s.add(Cmd("cp").arg("-a").arg("--").arg(path).raw("\"$LF_BACKUP\"" + ShellQuote(path)));
+    s.raw("fi");
+  };
+  switch (c.kind) {
+    case Change::Kind::PutFile: {
+      const FileSpec& f = c.file;
+      s.add(Cmd("mkdir").arg("-p").arg(Dir(f.path)));
+      if (keep_backup) backup(f.path);
+      s.raw("t=$(mktemp " + ShellQuote(f.path + ".labfleet.XXXXXX") + ")");
+      s.raw("trap 'rm -f \"$t\"' EXIT");
+      s.add(Cmd("printf").arg("%s").arg(Base64Encode(f.bytes)).raw("| base64 -d >\"$t\""));
+      s.add(Cmd("chmod").arg(ModeString(f.mode)).raw("\"$t\""));
+      s.add(Cmd("chown").arg(f.owner + ":" + f.group).raw("\"$t\""));
+      s.raw("sync \"$t\" 2>/dev/null || true");
+      s.add(Cmd("mv").arg("-f").raw("\"$t\"").arg(f.path));
+      s.raw("trap - EXIT");
+      break;
+    }
+    case Change::Kind::Remove:
+      backup(c.path);
+      s.add(Cmd("rm").arg("-rf").arg("--").arg(c.path));
+      break;
+    case Change::Kind::Exec:
+      s.raw(c.command);
+      break;
+    case Change::Kind::Notify:
+      break;  // handlers run after all changes
+  }
+  return s;
+}
+
+std::string BuildApplyScript(const NodePlan& plan, const ApplyOptions& opts, const std::string& state_json,
+                             const std::string& nonce) {
+  Script s;
+  auto marker = [&](const std::string& what) { return "printf '@@lf-%s:" + what + "\\n' " + ShellQuote(nonce); };
+  s.raw("export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+  s.raw("umask 022");
+  std::string lock_info = "run=" + opts.run_id + "\nwho=" + opts.who + "\nhost=" + opts.client_host +
+                          "\npid=" + std::to_string(opts.client_pid) + "\nsince=" +
+                          std::to_string((long long)time(nullptr)) + "\ncommit=" + opts.commit + "\n";
+  s.add(Cmd("mkdir").arg("-p").arg("/run").arg(std::string(kStateDir) + "/backup"));
+  // Atomic create (noclobber): exactly one concurrent apply gets the lock.
+  s.raw("if ! ( set -C; " + Cmd("printf").arg("%s").arg(lock_info).raw(">").arg(kLock).str() + " ) 2>/dev/null; then");
+  if (opts.break_lock) {
+    s.raw("  " + marker("lock-broken"));
+    s.raw("  cat " + ShellQuote(kLock) + " 2>/dev/null");
+    s.raw("  " + Cmd("printf").arg("%s").arg(lock_info).raw(">").arg(kLock).str());
+  } else {
+    s.raw("  " + marker("locked"));
+    s.raw("  cat " + ShellQuote(kLock) + " 2>/dev/null");
+    s.raw("  exit 75");
+  }
+  s.raw("fi");
+  s.raw("trap " + ShellQuote("rm -f " + std::string(kLock)) + " EXIT");
+  s.raw("LF_BACKUP=" + ShellQuote(std::string(kStateDir) + "/backup/" + opts.run_id));
+  s.raw("export LF_BACKUP");
+  std::vector<std::pair<std::string, std::string>> handlers;  // name, command
+  std::set<std::string> seen;
+  for (size_t i = 0; i < plan.changes.size(); ++i) {
+    const Change& c = plan.changes[i];
+    if (c.kind == Change::Kind::Notify) {
+      if (seen.insert(c.handler).second) handlers.emplace_back(c.handler, c.command);
+      continue;
+    }
+    s.raw(marker("change:" + std::to_string(i)));
+    s.raw("( set -e");
+    s.append(ChangeScript(c));
+    s.raw(") </dev/null 2>&1");
+    s.raw("rc=$?; printf '\\n@@lf-%s:done:" + std::to_string(i) + ":%d\\n' " + ShellQuote(nonce) + " $rc");
+    s.raw("[ $rc -eq 0 ] || exit 1");
+  }
+  for (size_t i = 0; i < handlers.size(); ++i) {
+    s.raw(marker("handler:" + std::to_string(i)));
+    s.raw("( set -e");
+    s.raw(handlers[i].second);
+    s.raw(") </dev/null 2>&1");
+    s.raw("rc=$?; printf '\\n@@lf-%s:hdone:" + std::to_string(i) + ":%d\\n' " + ShellQuote(nonce) + " $rc");
+    s.raw("[ $rc -eq 0 ] || exit 1");
+  }
+  FileSpec state{std::string(kStateDir) + "/state.json", state_json, 0644, "root", "root"};
+  Change record;
+  record.kind = Change::Kind::PutFile;
+  record.file = state;
+  s.raw("( set -e");
+  s.append(ChangeScript(record, /*keep_backup=*/false));
+  s.raw(") </dev/null 2>&1 || exit 1");
+  // Keep the backups of the last 20 runs that changed something.
+  s.raw("ls -1dt " + std::string(kStateDir) + "/backup/*/ 2>/dev/null | tail -n +21 | while read -r d; do rm -rf \"$d\"; done");
+  s.raw(marker("complete"));
+  return s.str();
+}
+
+LockInfo ParseLockInfo(const std::string& text) {
+  LockInfo li;
+  for (const auto& line : SplitLines(text)) {
+    auto eq = line.find('=');
+    if (eq == std::string::npos) continue;
+    std::string k = line.substr(0, eq), v = line.substr(eq + 1);
+    try {
+      if (k == "run") li.run_id = v;
+      else if (k == "who") li.who = v;
+      else if (k == "host") li.host = v;
+      else if (k == "commit") li.commit = v;
+      else if (k == "pid") li.pid = std::stol(v);
+      else if (k == "since") li.since = std::stoll(v);
+    } catch (const std::exception&) {
+    }
+  }
+  return li;
+}
+
+static std::string LockMessage(const NodeDef& node, const std::string& holder, const ApplyOptions& opts) {
+  LockInfo li = ParseLockInfo(holder);
+  long long age = (long long)time(nullptr) - li.since;
+  std::string who = li.who.empty() ? "an unknown run" : li.who;
+  std::string msg = "node " + node.name + " is locked by " + who + " (run " + li.run_id + ", pid " +
+                    std::to_string(li.pid) + " on " + li.host + ", " + std::to_string(age) + " s ago)";
+  bool dead = li.host == opts.client_host && li.pid > 0 && kill(li.pid, 0) != 0 && errno == ESRCH;
+  if (dead)
+    msg += ": that run is dead (no such process); break the stale lock with --break-lock";
+  else
+    msg += ": another apply is running; wait for it, or if it is gone, rerun with --break-lock";
+  return msg;
+}
+
+NodeApplyResult ApplyNode(const Inventory& inv, const NodeDef& node, const NodePlan& plan, Transport& transport,
+                          const ApplyOptions& opts) {
+  NodeApplyResult res;
+  res.node = node.name;
+  std::string nonce = NewNonce();
+  std::string script = BuildApplyScript(plan, opts, StateJson(inv, node, opts), nonce);
+  RunResult r = transport.run(ScriptRunner(), script);
+  const std::string pfx = "@@lf-" + nonce + ":";
+  if (r.out.find(pfx + "locked\n") != std::string::npos) {
+    std::string holder = r.out.substr(r.out.find(pfx + "locked\n") + pfx.size() + 7);
+    res.status = NodeApplyResult::Status::Failed;
+    res.error = LockMessage(node, holder, opts);
+    return res;
+  }
+  // Walk the change markers to see how far the node got.
+  size_t non_notify = 0;
+  for (size_t i = 0; i < plan.changes.size(); ++i) {
+    const Change& c = plan.changes[i];
+    if (c.kind == Change::Kind::Notify) continue;
+    ++non_notify;
+    std::string start = pfx + "change:" + std::to_string(i) + "\n";
+    std::string done = "\n" + pfx + "done:" + std::to_string(i) + ":";
+    size_t b = r.out.find(start);
+    size_t e = b == std::string::npos ? std::string::npos : r.out.find(done, b);
+    if (e == std::string::npos) {
+      res.status = NodeApplyResult::Status::Failed;
+      res.error = "apply stopped before '" + ChangeLine(c) + "' (exit " + std::to_string(r.exit_code) +
+                  (r.err.empty() ? "" : ": " + r.err) + ")";
+      return res;
+    }
+    int rc = std::atoi(r.out.c_str() + e + done.size());
+    if (rc != 0) {
+      std::string output = r.out.substr(b + start.size(), e - b - start.size());
+      for (const auto& secret : c.redact) {
+        for (size_t p; !secret.empty() && (p = output.find(secret)) != std::string::npos;)
+          output.replace(p, secret.size(), "(secret)");
+      }
+      while (!output.empty() && output.back() == '\n') output.pop_back();
+      res.status = NodeApplyResult::Status::Failed;
+      res.error = "'" + ChangeLine(c) + "' failed (exit " + std::to_string(rc) + ")" +
+                  (output.empty() ? "" : ": " + output) +
+                  "; earlier changes stay applied, later ones were not attempted; fix the cause and apply again";
+      return res;
+    }
+    ++res.applied;
+  }
+  if (r.out.find(pfx + "complete\n") == std::string::npos) {
+    res.status = NodeApplyResult::Status::Failed;
+    res.error = "a handler or the state record failed (exit " + std::to_string(r.exit_code) + "): " +
+                r.out.substr(r.out.rfind(pfx) == std::string::npos ? 0 : r.out.rfind(pfx)) + r.err;
+    return res;
+  }
+  for (const auto& c : plan.changes)
+    if (c.kind == Change::Kind::Notify &&
+        std::find(res.handlers_run.begin(), res.handlers_run.end(), c.handler) == res.handlers_run.end())
+      res.handlers_run.push_back(c.handler);
+  if (non_notify == 0 && res.handlers_run.empty()) {
+    res.status = NodeApplyResult::Status::Unchanged;
+    return res;
+  }
+  // Prove convergence.
+  res.remaining = PlanNode(inv, node, transport);
+  if (!res.remaining.error.empty() || !res.remaining.empty()) {
+    res.status = NodeApplyResult::Status::Failed;
+    res.error = !res.remaining.error.empty()
+                    ? "re-probe failed: " + res.remaining.error
+                    : "not converged: " + std::to_string(res.remaining.changes.size()) +
+                          " change(s) still pending after apply, first: " + ChangeLine(res.remaining.changes[0]);
+    return res;
+  }
+  res.status = NodeApplyResult::Status::Changed;
+  return res;
+}
+
+nlohmann::json ApplyResultToJson(const NodeApplyResult& r) {
+  nlohmann::json j = {{"node", r.node}, {"status", StatusName(r.status)}, {"applied", r.applied},
+                      {"handlers", r.handlers_run}};
+  if (!r.error.empty()) j["error"] = r.error;
+  if (!r.remaining.changes.empty()) j["remaining"] = NodePlanToJson(r.remaining)["changes"];
+  return j;
+}
+
+}  // namespace labfleet

@@ -1,0 +1,83 @@
+// FakeTransport: a recording double for unit tests. Every run() is recorded (command + stdin); responses are
+// scripted rules tried in the order they were added: the first rule that matches the command answers and, unless
+// added with `repeat`, is used up (FIFO per command). Anything unmatched gets the default response.
+//
+//   FakeTransport t("n1");
+//   t.on_exact("uname -r", {0, "6.1.0\n", ""});
+//   t.on_contains("getent passwd", {2, "", ""});
+//   t.on_match([](const std::string& c) { return c.starts_with("sh -c"); }, {0, "", ""}, /*repeat=*/true);
+//   t.fail_on_contains("reboot", TransportError::Kind::Lost, "connection lost");
+//   ... code under test ...; CHECK(t.calls().size() == 2);
+//
+// put_file()/get_file() go through the same base64-over-run() path as the real transports unless
+// `simulate_files(true)`: then put_file() stores the file in files() (and is recorded as a call whose command is
+// "put_file PATH") and get_file() serves from files() first.
+#pragma once
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/transport.h"
+
+namespace labfleet {
+
+class FakeTransport : public Transport {
+ public:
+  struct Call {
+    std::string command;
+    std::string stdin_data;
+  };
+  using Predicate = std::function<bool(const std::string& command)>;
+
+  explicit FakeTransport(std::string name = "fake") : name_(std::move(name)) {}
+
+  FakeTransport& on_exact(std::string command, RunResult r, bool repeat = false);
+  FakeTransport& on_contains(std::string substring, RunResult r, bool repeat = false);
+  FakeTransport& on_match(Predicate p, RunResult r, bool repeat = false);
+  // The matching run() throws TransportError(kind, message) instead of answering.
+  FakeTransport& fail_on_contains(std::string substring, TransportError::Kind kind, std::string message,
+                                  bool repeat = false);
+  FakeTransport& set_default(RunResult r) {
+    default_ = std::move(r);
+    return *this;
+  }
+  FakeTransport& simulate_files(bool on) {
+    simulate_files_ = on;
+    return *this;
+  }
+
+  std::string describe() const override { return name_ + " (fake)"; }
+  RunResult run(const std::string& command, std::string_view stdin_data = {}) override;
+  void put_file(const FileSpec& file) override;
+  std::string get_file(const std::string& path) override;
+
+  std::vector<Call> calls() const;
+  std::vector<std::string> commands() const;
+  // Commands that contain `substring`.
+  size_t count_containing(std::string_view substring) const;
+  // Scripted rules not used yet (repeat rules never count): a test can assert everything it expected happened.
+  size_t unused_rules() const;
+  std::map<std::string, FileSpec> files() const;
+  void clear_calls();
+
+ private:
+  struct Rule {
+    Predicate match;
+    RunResult result;
+    bool repeat = false;
+    bool used = false;
+    std::optional<std::pair<TransportError::Kind, std::string>> error;
+  };
+  std::string name_;
+  mutable std::mutex mu_;
+  std::vector<Rule> rules_;
+  std::vector<Call> calls_;
+  RunResult default_{0, "", ""};
+  bool simulate_files_ = false;
+  std::map<std::string, FileSpec> files_;
+};
+
+}  // namespace labfleet

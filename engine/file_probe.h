@@ -1,0 +1,29 @@
+// The shared fact "a file on the node": mode, owner, group and content in one probe, and the shared
+// operation "make this file so" (PutFile when content differs, chmod/chown when only metadata differs).
+// Used by every module that manages a file (files, hosts, subids, ssh keys, docker, sshd, ...).
+#pragma once
+#include <string>
+
+#include "engine/module.h"
+
+namespace labfleet {
+
+struct FileState {
+  bool exists = false;
+  bool regular = true;  // false for a directory, symlink, device...
+  unsigned mode = 0;
+  std::string owner, group;
+  std::string content;
+};
+
+Probe FileProbe(const std::string& path);  // key "file:<path>"
+// Pure parser of the probe's output. A missing probe result counts as "absent".
+FileState ParseFileProbe(const ProbeResults& results, const std::string& path);
+
+// Compares desired with live. `what` names the resource in the summary ("file /etc/motd").
+// `show_diff` false for secrets. Returns a noop note "nothing to do because ... is up to date" when equal.
+DiffResult DiffFile(const FileSpec& desired, const FileState& live, const std::string& what, bool show_diff = true);
+
+std::string Octal(unsigned mode);  // 0644 -> "0644"
+
+}  // namespace labfleet

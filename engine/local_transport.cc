@@ -1,0 +1,169 @@
+#include "engine/local_transport.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <mutex>
+
+#include "engine/shell.h"
+
+extern char** environ;
+
+namespace labfleet {
+
+std::string WrapSudo(const std::string& command) {
+  return Cmd("sudo").arg("-n").arg("sh").arg("-c").arg(command).str();
+}
+
+bool IsSudoPasswordRefusal(const RunResult& r) {
+  if (r.exit_code != 1) return false;
+  return r.err.rfind("sudo: a password is required", 0) == 0 || r.err.rfind("sudo: a terminal is required", 0) == 0;
+}
+
+namespace {
+
+struct Fd {
+  int fd = -1;
+  Fd() = default;
+  explicit Fd(int f) : fd(f) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+  void reset() {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+  }
+};
+
+void IgnoreSigpipeOnce() {
+  // Writing to a pipe whose reader died must be an EPIPE error, not a process kill. labfleet is a CLI: ignoring
+  // SIGPIPE process-wide is what every such tool does.
+  static std::once_flag once;
+  std::call_once(once, [] { ::signal(SIGPIPE, SIG_IGN); });
+}
+
+}  // namespace
+
+LocalTransport::LocalTransport(std::string name, int command_timeout_s, bool become_sudo)
+    : name_(std::move(name)), command_timeout_s_(command_timeout_s), become_sudo_(become_sudo && geteuid() != 0) {
+  IgnoreSigpipeOnce();
+}
+
+std::string LocalTransport::describe() const { return name_ + " (local)"; }
+
+RunResult LocalTransport::run(const std::string& command_in, std::string_view stdin_data) {
+  using Clock = std::chrono::steady_clock;
+  const std::string command = become_sudo_ ? WrapSudo(command_in) : command_in;
+  int in[2], out[2], err[2];
+  if (pipe2(in, O_CLOEXEC) != 0) throw TransportError(TransportError::Kind::Other, "pipe: " + std::string(strerror(errno)));
+  Fd in_r(in[0]), in_w(in[1]);
+  if (pipe2(out, O_CLOEXEC) != 0) throw TransportError(TransportError::Kind::Other, "pipe: " + std::string(strerror(errno)));
+  Fd out_r(out[0]), out_w(out[1]);
+  if (pipe2(err, O_CLOEXEC) != 0) throw TransportError(TransportError::Kind::Other, "pipe: " + std::string(strerror(errno)));
+  Fd err_r(err[0]), err_w(err[1]);
+
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, in_r.fd, 0);
+  posix_spawn_file_actions_adddup2(&fa, out_w.fd, 1);
+  posix_spawn_file_actions_adddup2(&fa, err_w.fd, 2);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  // Own process group, so a timeout kills the command and everything it started.
+  posix_spawnattr_setpgroup(&attr, 0);
+  sigset_t def;
+  sigemptyset(&def);
+  sigaddset(&def, SIGPIPE);
+  posix_spawnattr_setsigdefault(&attr, &def);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF);
+  const char* argv[] = {"/bin/sh", "-c", command.c_str(), nullptr};
+  pid_t pid = -1;
+  int rc = posix_spawn(&pid, "/bin/sh", &fa, &attr, const_cast<char* const*>(argv), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) throw TransportError(TransportError::Kind::Other, "cannot start /bin/sh: " + std::string(strerror(rc)));
+  in_r.reset();
+  out_w.reset();
+  err_w.reset();
+  fcntl(in_w.fd, F_SETFL, fcntl(in_w.fd, F_GETFL) | O_NONBLOCK);
+
+  RunResult result;
+  size_t in_off = 0;
+  if (stdin_data.empty()) in_w.reset();
+  const auto deadline = Clock::now() + std::chrono::seconds(command_timeout_s_);
+  bool exited = false;
+  int status = 0;
+  Clock::time_point exited_at{};
+  char buf[65536];
+  while (out_r.fd >= 0 || err_r.fd >= 0 || in_w.fd >= 0) {
+    if (!exited) {
+      pid_t w = waitpid(pid, &status, WNOHANG);
+      if (w == pid) {
+        exited = true;
+        exited_at = Clock::now();
+        in_w.reset();  // nobody will read it any more
+      }
+    }
+    // A background process that keeps stdout open must not hold us forever once the command itself is done.
+    if (exited && Clock::now() - exited_at > std::chrono::milliseconds(200)) break;
+    auto now = Clock::now();
+    if (now >= deadline) {
+      ::kill(-pid, SIGKILL);
+      if (!exited) waitpid(pid, &status, 0);
+      throw TransportError(TransportError::Kind::Timeout,
+                           "command on " + describe() + " did not finish within " + std::to_string(command_timeout_s_) +
+                               " s and was killed; raise --timeout if it is expected to take longer");
+    }
+    pollfd p[3];
+    int n = 0;
+    int i_out = -1, i_err = -1, i_in = -1;
+    if (out_r.fd >= 0) p[i_out = n++] = {out_r.fd, POLLIN, 0};
+    if (err_r.fd >= 0) p[i_err = n++] = {err_r.fd, POLLIN, 0};
+    if (in_w.fd >= 0) p[i_in = n++] = {in_w.fd, POLLOUT, 0};
+    long ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count();
+    int wait_ms = int(std::min<long>(ms + 1, exited ? 20 : 50));
+    int pr = n ? ::poll(p, n, wait_ms) : (usleep(wait_ms * 1000), 0);
+    if (pr < 0 && errno != EINTR) break;
+    if (pr <= 0) continue;
+    auto drain = [&](int idx, Fd& fd, std::string& into) {
+      if (idx < 0 || !(p[idx].revents & (POLLIN | POLLHUP | POLLERR))) return;
+      ssize_t r = ::read(fd.fd, buf, sizeof buf);
+      if (r > 0)
+        into.append(buf, size_t(r));
+      else if (r == 0 || (errno != EINTR && errno != EAGAIN))
+        fd.reset();
+    };
+    drain(i_out, out_r, result.out);
+    drain(i_err, err_r, result.err);
+    if (i_in >= 0 && (p[i_in].revents & (POLLOUT | POLLERR | POLLHUP))) {
+      ssize_t w = ::write(in_w.fd, stdin_data.data() + in_off, std::min<size_t>(stdin_data.size() - in_off, 65536));
+      if (w > 0) in_off += size_t(w);
+      if ((w < 0 && errno != EAGAIN && errno != EINTR) || in_off == stdin_data.size()) in_w.reset();
+    }
+  }
+  if (!exited) {
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+  }
+  if (WIFEXITED(status))
+    result.exit_code = WEXITSTATUS(status);
+  else if (WIFSIGNALED(status))
+    result.exit_code = 128 + WTERMSIG(status);
+  else
+    result.exit_code = 255;
+  if (become_sudo_ && IsSudoPasswordRefusal(result))
+    throw TransportError(TransportError::Kind::Auth,
+                         "sudo on " + describe() + " asks for a password; `ssh.become: sudo` needs passwordless sudo "
+                         "(a NOPASSWD rule in /etc/sudoers.d) for this user");
+  return result;
+}
+
+}  // namespace labfleet

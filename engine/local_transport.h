@@ -1,0 +1,29 @@
+// LocalTransport: runs commands on this machine (`connection: local` nodes) with /bin/sh -c, the same
+// contract as SshTransport: stdin fed then closed, stdout/stderr captured without deadlock, a command timeout
+// after which the whole process group is killed and TransportError(Timeout) is thrown.
+#pragma once
+#include <string>
+
+#include "engine/transport.h"
+
+namespace labfleet {
+
+class LocalTransport : public Transport {
+ public:
+  // `become_sudo`: wrap commands as `sudo -n sh -c ...` (only when not already root).
+  explicit LocalTransport(std::string name = "localhost", int command_timeout_s = 300, bool become_sudo = false);
+  std::string describe() const override;
+  RunResult run(const std::string& command, std::string_view stdin_data = {}) override;
+
+ private:
+  std::string name_;
+  int command_timeout_s_;
+  bool become_sudo_;
+};
+
+// `sudo -n sh -c <command>`: how every transport runs a command as root for `ssh.become: sudo`.
+std::string WrapSudo(const std::string& command);
+// True when `r` is sudo refusing to run without a password/terminal (so the transport can throw Auth).
+bool IsSudoPasswordRefusal(const RunResult& r);
+
+}  // namespace labfleet

@@ -1,0 +1,27 @@
+// What a template sees for a node, and where templates come from. Used by the files module, `render` and
+// the validator, so all three agree.
+//
+// Variables: node (name), address, lab (lab name), gpus (number, 0 when undeclared), groups (list of group
+// names), vars (the node's effective `vars:` map: defaults → groups → node), users (list of {name, uid,
+// full_name} of the accounts on the node).
+#pragma once
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "engine/inventory.h"
+
+namespace labfleet {
+
+nlohmann::json ValueToJson(const Value& v);  // scalars: int / bool (unquoted) / string
+nlohmann::json NodeVariables(const Inventory& inv, const NodeDef& node, const Value& settings);
+
+// lab.templates_dir (default "templates"), relative to the inventory directory.
+std::string TemplatesDir(const Inventory& inv);
+// Reads templates_dir/name through inv.read_file; nullopt when absent.
+std::optional<std::string> ReadTemplate(const Inventory& inv, const std::string& name);
+// Renders a template for a node (partials resolved in the templates directory). Throws MustacheError or
+// std::runtime_error (missing template) with the template's path in the message.
+std::string RenderForNode(const Inventory& inv, const NodeDef& node, const Value& settings, const std::string& name);
+
+}  // namespace labfleet

@@ -1,0 +1,416 @@
+// The only file that includes libssh. Design notes (details in docs/transport.md):
+// - Connecting: ~/.ssh/config (and /etc/ssh/ssh_config) are processed first, then the inventory's values
+//   override them (host, user, port, known_hosts, timeout, identity). StrictHostKeyChecking is forced on after the
+//   config: libssh 0.10 otherwise reports an unknown host as OK when a config says "StrictHostKeyChecking no".
+// - Timeouts: SSH_OPTIONS_TIMEOUT (the connect timeout) bounds TCP connect, banner, key exchange, auth, channel
+//   open and exec, since every blocking libssh call waits at most the session timeout. A command's data phase runs
+//   the session non-blocking and polls the socket until the command deadline, so a frozen node costs at most
+//   the timeout. After a command timeout the session is closed: the node is treated as failed for this run.
+// - Jump hosts: libssh 0.10 has no SSH_OPTIONS_PROXYJUMP (it came in 0.11) and cannot layer a session over a
+//   channel, so the jump hop is OpenSSH's `ssh -W host:port jump` as the ProxyCommand, with the same known_hosts
+//   file, identity and timeouts, in batch mode (never prompts).
+#include "engine/ssh_transport.h"
+
+#include <libssh/libssh.h>
+#include <poll.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <mutex>
+#include <vector>
+
+#include "engine/local_transport.h"
+#include "engine/shell.h"
+
+namespace labfleet {
+
+using Kind = TransportError::Kind;
+
+std::string KnownHostsName(const std::string& host, int port) {
+  if (port == 22) return host;
+  return "[" + host + "]:" + std::to_string(port);
+}
+
+std::string JumpProxyCommand(const SshTarget& t) {
+  if (!t.jump) return "";
+  const SshJump& j = *t.jump;
+  Cmd c("ssh");
+  c.arg("-o").arg("BatchMode=yes");
+  c.arg("-o").arg("ConnectTimeout=" + std::to_string(t.connect_timeout_s));
+  c.arg("-o").arg("ServerAliveInterval=" + std::to_string(std::max(1, t.connect_timeout_s)));
+  c.arg("-o").arg("ServerAliveCountMax=3");
+  c.arg("-o").arg("UserKnownHostsFile=" + t.known_hosts);
+  c.arg("-o").arg(std::string("StrictHostKeyChecking=") + (t.accept_new ? "accept-new" : "yes"));
+  c.arg("-o").arg("ControlPath=none");
+  if (!j.identity.empty()) c.arg("-i").arg(j.identity);
+  c.arg("-p").arg(std::to_string(j.port));
+  if (!j.user.empty()) c.arg("-l").arg(j.user);
+  std::string dest = t.host.find(':') != std::string::npos ? "[" + t.host + "]" : t.host;
+  c.arg("-W").arg(dest + ":" + std::to_string(t.port));
+  c.arg("--").arg(j.host);
+  return c.str();
+}
+
+namespace {
+
+void IgnoreSigpipe() {
+  static std::once_flag once;
+  std::call_once(once, [] { ::signal(SIGPIPE, SIG_IGN); });
+}
+
+std::mutex& KnownHostsMutex() {
+  static std::mutex m;
+  return m;
+}
+
+std::string Fingerprint(ssh_key key) {
+  unsigned char* hash = nullptr;
+  size_t len = 0;
+  if (ssh_get_publickey_hash(key, SSH_PUBLICKEY_HASH_SHA256, &hash, &len) != 0) return "(unknown fingerprint)";
+  char* fp = ssh_get_fingerprint_hash(SSH_PUBLICKEY_HASH_SHA256, hash, len);
+  ssh_clean_pubkey_hash(&hash);
+  std::string out = fp ? fp : "(unknown fingerprint)";
+  ssh_string_free_char(fp);
+  return out;
+}
+
+struct KeyPtr {
+  ssh_key k = nullptr;
+  ~KeyPtr() {
+    if (k) ssh_key_free(k);
+  }
+};
+
+// Entries of `file` for `host_name` (plain or hashed), as "file:line: SHA256:..." strings.
+std::vector<std::string> KnownEntries(const std::string& file, const std::string& host_name) {
+  std::vector<std::string> out;
+  std::ifstream in(file);
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) {
+    ++n;
+    size_t b = line.find_first_not_of(" \t");
+    if (b == std::string::npos || line[b] == '#') continue;
+    struct ssh_knownhosts_entry* e = nullptr;
+    if (ssh_known_hosts_parse_line(host_name.c_str(), line.c_str(), &e) == SSH_OK && e) {
+      if (e->publickey) out.push_back(file + ":" + std::to_string(n) + ": " + ssh_key_type_to_char(ssh_key_type(e->publickey)) +
+                                      " " + Fingerprint(e->publickey));
+      ssh_knownhosts_entry_free(e);
+    }
+  }
+  return out;
+}
+
+// The host key algorithms to offer so that the server presents the pinned key's type.
+std::string AlgorithmsFor(ssh_key key) {
+  switch (ssh_key_type(key)) {
+    case SSH_KEYTYPE_RSA:
+      return "rsa-sha2-512,rsa-sha2-256,ssh-rsa";
+    default:
+      return ssh_key_type_to_char(ssh_key_type(key));
+  }
+}
+
+}  // namespace
+
+struct SshTransport::Impl {
+  SshTarget t;
+  ssh_session s = nullptr;
+  std::string notes;
+  std::string dead;  // non-empty: the session is gone, why
+
+  std::string where() const {
+    std::string w = t.name + " (" + t.user + "@" + t.host + ":" + std::to_string(t.port);
+    if (t.jump) w += " via " + t.jump->name;
+    return w + ")";
+  }
+
+  [[noreturn]] void fail(Kind kind, const std::string& msg) { throw TransportError(kind, msg); }
+
+  std::string libssh_error() const { return s ? ssh_get_error(s) : "out of memory"; }
+
+  void connect() {
+    IgnoreSigpipe();
+    s = ssh_new();
+    if (!s) fail(Kind::Other, "cannot create an SSH session for " + where());
+    ssh_options_set(s, SSH_OPTIONS_HOST, t.host.c_str());
+    // ~/.ssh/config and /etc/ssh/ssh_config, for this host; the inventory's values below override them.
+    if (ssh_options_parse_config(s, nullptr) != SSH_OK)
+      fail(Kind::Connect, "cannot read the OpenSSH client configuration (~/.ssh/config) for " + where() + ": " +
+                              libssh_error());
+    unsigned port = unsigned(t.port);
+    ssh_options_set(s, SSH_OPTIONS_PORT, &port);
+    ssh_options_set(s, SSH_OPTIONS_USER, t.user.c_str());
+    ssh_options_set(s, SSH_OPTIONS_KNOWNHOSTS, t.known_hosts.c_str());
+    int strict = 1;
+    ssh_options_set(s, SSH_OPTIONS_STRICTHOSTKEYCHECK, &strict);
+    long timeout = std::max(1, t.connect_timeout_s);
+    ssh_options_set(s, SSH_OPTIONS_TIMEOUT, &timeout);
+    if (!t.identity.empty()) ssh_options_set(s, SSH_OPTIONS_ADD_IDENTITY, t.identity.c_str());
+    if (t.jump) {
+      std::string pc = JumpProxyCommand(t);
+      if (pc.find('%') != std::string::npos)
+        fail(Kind::Connect, "cannot reach " + where() + " through its jump host: a '%' in a host, user, path or "
+                            "file name cannot be passed to the ProxyCommand; rename it");
+      ssh_options_set(s, SSH_OPTIONS_PROXYCOMMAND, pc.c_str());
+    }
+    KeyPtr pinned;
+    if (!t.host_key.empty()) {
+      // "type base64 [comment]"
+      std::string type, b64;
+      size_t sp = t.host_key.find(' ');
+      if (sp != std::string::npos) {
+        type = t.host_key.substr(0, sp);
+        size_t e = t.host_key.find(' ', sp + 1);
+        b64 = t.host_key.substr(sp + 1, e == std::string::npos ? std::string::npos : e - sp - 1);
+      }
+      if (type.empty() || b64.empty() ||
+          ssh_pki_import_pubkey_base64(b64.c_str(), ssh_key_type_from_name(type.c_str()), &pinned.k) != SSH_OK)
+        fail(Kind::HostKey, "the host key pinned for " + t.name + " in the inventory (ssh.host_key) is not a public "
+                            "key line like \"ssh-ed25519 AAAA...\"; copy it from the node's /etc/ssh/ssh_host_*_key.pub");
+      std::string algs = AlgorithmsFor(pinned.k);
+      ssh_options_set(s, SSH_OPTIONS_HOSTKEYS, algs.c_str());
+    }
+
+    if (ssh_connect(s) != SSH_OK) {
+      std::string e = libssh_error();
+      bool timed_out = e.find("imeout") != std::string::npos || e.find("timed out") != std::string::npos;
+      std::string what = "cannot connect to " + where() + ": " + e + ". ";
+      if (timed_out)
+        fail(Kind::Timeout, what + "The node did not answer within " + std::to_string(t.connect_timeout_s) +
+                                " s (--connect-timeout): check that it is up and not hung, or raise the timeout.");
+      fail(Kind::Connect, what + "Check that the node is up and sshd listens on port " + std::to_string(t.port) +
+                              " (ssh.port)" + (t.jump ? ", and that the jump host " + t.jump->name + " is reachable" : "") +
+                              ".");
+    }
+    check_host_key(pinned.k);
+    authenticate();
+  }
+
+  void check_host_key(ssh_key pinned) {
+    KeyPtr srv;
+    if (ssh_get_server_publickey(s, &srv.k) != SSH_OK) fail(Kind::HostKey, "no host key from " + where() + ": " + libssh_error());
+    const std::string fp = Fingerprint(srv.k);
+    const std::string type = ssh_key_type_to_char(ssh_key_type(srv.k));
+    const std::string kh_name = KnownHostsName(t.host, t.port);
+    bool pinned_ok = false;
+    if (pinned) {
+      if (ssh_key_cmp(srv.k, pinned, SSH_KEY_CMP_PUBLIC) != 0)
+        fail(Kind::HostKey, "HOST KEY MISMATCH for " + where() + ": the inventory pins " +
+                                ssh_key_type_to_char(ssh_key_type(pinned)) + " " + Fingerprint(pinned) +
+                                " (ssh.host_key) but the node presents " + type + " " + fp +
+                                ". Refusing to connect. If the node was reinstalled, verify the new key out of band and "
+                                "update host_key in the inventory; otherwise someone may be intercepting the connection.");
+      pinned_ok = true;
+    }
+    enum ssh_known_hosts_e state = ssh_session_is_known_server(s);
+    switch (state) {
+      case SSH_KNOWN_HOSTS_OK:
+        return;
+      case SSH_KNOWN_HOSTS_OTHER:
+        if (pinned_ok) return;  // the pinned key is authoritative; known_hosts only has another key type
+        [[fallthrough]];
+      case SSH_KNOWN_HOSTS_CHANGED: {
+        std::vector<std::string> old = KnownEntries(t.known_hosts, kh_name);
+        std::string olds;
+        for (const auto& o : old) olds += (olds.empty() ? "" : "; ") + o;
+        if (olds.empty()) olds = "an entry for " + kh_name + " (in " + t.known_hosts + " or /etc/ssh/ssh_known_hosts)";
+        fail(Kind::HostKey,
+             "HOST KEY CHANGED for " + where() + ": known_hosts has " + olds + ", but the node now presents " + type +
+                 " " + fp + ". Refusing to connect (always, even with --accept-new-host-keys): someone may be "
+                 "intercepting the connection. If the node was reinstalled, verify the new fingerprint out of band, "
+                 "remove the old entry with `ssh-keygen -R '" + kh_name + "' -f " + t.known_hosts +
+                 "` and connect again with --accept-new-host-keys.");
+      }
+      case SSH_KNOWN_HOSTS_UNKNOWN:
+      case SSH_KNOWN_HOSTS_NOT_FOUND:
+        if (pinned_ok) return;
+        if (t.accept_new) {
+          std::lock_guard lock(KnownHostsMutex());
+          if (ssh_session_update_known_hosts(s) != SSH_OK)
+            fail(Kind::HostKey, "cannot record the host key of " + where() + " in " + t.known_hosts + ": " + libssh_error());
+          notes += "recorded new host key " + type + " " + fp + " for " + kh_name + " in " + t.known_hosts;
+          return;
+        }
+        fail(Kind::HostKey, "UNKNOWN HOST KEY for " + where() + ": " + type + " " + fp + " is not in " + t.known_hosts +
+                                ". Verify the fingerprint (e.g. `ssh-keygen -lf /etc/ssh/ssh_host_" +
+                                (type == "ssh-ed25519" ? std::string("ed25519") : std::string("*")) +
+                                "_key.pub` on the node's console), then run again with --accept-new-host-keys to "
+                                "record it, or pin it in the inventory (ssh.host_key).");
+      case SSH_KNOWN_HOSTS_ERROR:
+      default:
+        fail(Kind::HostKey, "cannot check the host key of " + where() + " against " + t.known_hosts + ": " + libssh_error());
+    }
+  }
+
+  void authenticate() {
+    int rc = ssh_userauth_publickey_auto(s, nullptr, nullptr);
+    if (rc == SSH_AUTH_SUCCESS) return;
+    std::string e = libssh_error();
+    if (rc == SSH_AUTH_ERROR && !ssh_is_connected(s))
+      fail(Kind::Lost, "connection to " + where() + " lost while authenticating: " + e);
+    if (rc == SSH_AUTH_ERROR && (e.find("imeout") != std::string::npos || e.find("timed out") != std::string::npos))
+      fail(Kind::Timeout, "authentication on " + where() + " did not finish within " + std::to_string(t.connect_timeout_s) +
+                              " s (--connect-timeout): " + e);
+    fail(Kind::Auth, "authentication as " + t.user + " refused by " + where() + " (tried ssh-agent" +
+                         (t.identity.empty() ? std::string(" and the default keys in ~/.ssh")
+                                             : " and the identity file " + t.identity) +
+                         "): " + (e.empty() ? "no key accepted" : e) + ". Put the public key in ~" + t.user +
+                         "/.ssh/authorized_keys on the node, load the key into ssh-agent, or set ssh.identity/ssh.user "
+                         "in the inventory.");
+  }
+
+  void kill_session(const std::string& why) {
+    dead = why;
+    if (s) {
+      ssh_disconnect(s);
+      ssh_free(s);
+      s = nullptr;
+    }
+  }
+
+  RunResult run(const std::string& command_in, std::string_view stdin_data) {
+    using Clock = std::chrono::steady_clock;
+    if (!dead.empty()) fail(Kind::Lost, "no session to " + where() + ": " + dead);
+    const bool sudo = t.become_sudo && t.user != "root";
+    const std::string command = sudo ? WrapSudo(command_in) : command_in;
+
+    ssh_channel ch = ssh_channel_new(s);
+    if (!ch) fail(Kind::Other, "cannot create a channel to " + where() + ": " + libssh_error());
+    struct ChannelGuard {
+      ssh_channel ch;
+      ~ChannelGuard() {
+        if (ch) ssh_channel_free(ch);
+      }
+    } guard{ch};
+    auto session_failure = [&](const std::string& doing) {
+      std::string e = libssh_error();
+      bool timed_out = e.find("imeout") != std::string::npos || e.find("timed out") != std::string::npos;
+      guard.ch = nullptr;
+      ssh_channel_free(ch);
+      kill_session(doing + " failed: " + e);
+      if (timed_out)
+        fail(Kind::Timeout, "node " + where() + " stopped answering (" + doing + " took more than " +
+                                std::to_string(t.connect_timeout_s) + " s): " + e + ". Check that it is not hung.");
+      fail(Kind::Lost, "connection to " + where() + " lost (" + doing + "): " + e);
+    };
+    if (ssh_channel_open_session(ch) != SSH_OK) session_failure("opening a channel");
+    if (ssh_channel_request_exec(ch, command.c_str()) != SSH_OK) session_failure("starting the command");
+
+    RunResult r;
+    const auto deadline = Clock::now() + std::chrono::seconds(t.command_timeout_s);
+    size_t in_off = 0;
+    bool eof_sent = false;
+    if (stdin_data.empty()) {
+      ssh_channel_send_eof(ch);
+      eof_sent = true;
+    }
+    ssh_set_blocking(s, 0);
+    const int fd = ssh_get_fd(s);
+    char buf[65536];
+    bool lost = false;
+    for (;;) {
+      bool progress = false;
+      if (!eof_sent && !ssh_channel_is_closed(ch)) {
+        uint32_t window = ssh_channel_window_size(ch);
+        if (window > 0 && in_off < stdin_data.size()) {
+          uint32_t n = uint32_t(std::min<size_t>({stdin_data.size() - in_off, size_t(window), size_t(32768)}));
+          int w = ssh_channel_write(ch, stdin_data.data() + in_off, n);
+          if (w == SSH_ERROR) {
+            if (!ssh_is_connected(s)) {
+              lost = true;
+              break;
+            }
+            in_off = stdin_data.size();  // the command closed its input; nothing more to write
+          } else if (w > 0) {
+            in_off += size_t(w);
+            progress = true;
+          }
+        }
+        if (in_off >= stdin_data.size()) {
+          ssh_channel_send_eof(ch);
+          eof_sent = true;
+          progress = true;
+        }
+      }
+      int got[2] = {0, 0};
+      for (int is_err = 0; is_err < 2; ++is_err) {
+        for (;;) {
+          int n = ssh_channel_read_nonblocking(ch, buf, sizeof buf, is_err);
+          if (n == SSH_ERROR) {
+            lost = true;
+            break;
+          }
+          if (n <= 0) break;  // 0 = nothing now, SSH_EOF = done
+          (is_err ? r.err : r.out).append(buf, size_t(n));
+          got[is_err] += n;
+        }
+        if (lost) break;
+      }
+      if (lost) break;
+      if (got[0] || got[1]) progress = true;
+      if (ssh_channel_is_eof(ch) || ssh_channel_is_closed(ch)) break;
+      if (progress) continue;
+      auto now = Clock::now();
+      if (now >= deadline) {
+        ssh_set_blocking(s, 1);
+        guard.ch = nullptr;
+        ssh_channel_free(ch);
+        kill_session("a command timed out");
+        fail(Kind::Timeout, "command on " + where() + " did not finish within " + std::to_string(t.command_timeout_s) +
+                                " s (--timeout); the session was closed. Check whether the node is hung, or raise "
+                                "--timeout if the command is expected to take longer.");
+      }
+      long ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1;
+      pollfd p{fd, short(POLLIN | ((ssh_get_poll_flags(s) & SSH_WRITE_PENDING) ? POLLOUT : 0)), 0};
+      // Bounded wait: libssh may hold buffered input the socket no longer signals.
+      ::poll(&p, 1, int(std::min<long>(ms, 200)));
+      if (!ssh_is_connected(s)) {
+        lost = true;
+        break;
+      }
+    }
+    ssh_set_blocking(s, 1);
+    if (lost) session_failure("running a command");
+    // The exit status follows the EOF; waiting for it is bounded by the session timeout.
+    int status = ssh_channel_get_exit_status(ch);
+    if (status < 0) {
+      if (!ssh_is_connected(s)) session_failure("reading the exit status");
+      status = 255;  // killed by a signal (exit-signal), or the server sent no status
+      if (r.err.empty() || r.err.back() != '\n') r.err += r.err.empty() ? "" : "\n";
+      r.err += "labfleet: the command ended without an exit status (killed by a signal?)\n";
+    }
+    r.exit_code = status;
+    ssh_channel_close(ch);
+    if (sudo && IsSudoPasswordRefusal(r))
+      fail(Kind::Auth, "sudo on " + where() + " asks for a password; `ssh.become: sudo` needs passwordless sudo for " +
+                           t.user + " (a NOPASSWD rule in /etc/sudoers.d)");
+    return r;
+  }
+
+  ~Impl() {
+    if (s) {
+      ssh_disconnect(s);
+      ssh_free(s);
+    }
+  }
+};
+
+SshTransport::SshTransport(SshTarget target) : impl_(std::make_unique<Impl>()) {
+  impl_->t = std::move(target);
+  impl_->connect();
+}
+
+SshTransport::~SshTransport() = default;
+
+std::string SshTransport::describe() const { return impl_->where(); }
+
+RunResult SshTransport::run(const std::string& command, std::string_view stdin_data) {
+  return impl_->run(command, stdin_data);
+}
+
+const std::string& SshTransport::notes() const { return impl_->notes; }
+
+}  // namespace labfleet

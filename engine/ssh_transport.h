@@ -1,0 +1,60 @@
+// SshTransport: a node over SSH with libssh (the only file that includes libssh is ssh_transport.cc).
+// One session per node for the whole run; every run() opens a channel on it. Connecting happens in the
+// constructor and throws TransportError (Connect, HostKey, Auth, Timeout) with a message that says what to do.
+// Not thread-safe: one thread uses one SshTransport at a time (ForEachNode gives each node its own).
+// See docs/transport.md for host keys, auth, jump hosts, become and timeouts.
+#pragma once
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "engine/transport.h"
+
+namespace labfleet {
+
+struct SshJump {
+  std::string name;      // for messages: inventory node name or host[:port]
+  std::string host;
+  int port = 22;
+  std::string user;
+  std::string identity;  // expanded path or empty
+};
+
+struct SshTarget {
+  std::string name;      // node name, for messages
+  std::string host;      // address
+  int port = 22;
+  std::string user = "root";
+  std::string identity;  // private key file (expanded), tried after ssh-agent; empty = libssh's defaults
+  std::string host_key;  // pinned public key "ssh-ed25519 AAAA..." (inventory host_key), optional
+  bool become_sudo = false;
+  std::optional<SshJump> jump;
+  std::string known_hosts;  // file to check and (with accept_new) record keys in; must be set
+  bool accept_new = false;
+  int connect_timeout_s = 10;
+  int command_timeout_s = 300;
+};
+
+class SshTransport : public Transport {
+ public:
+  explicit SshTransport(SshTarget target);  // connects, checks the host key, authenticates; throws TransportError
+  ~SshTransport() override;
+  SshTransport(const SshTransport&) = delete;
+  SshTransport& operator=(const SshTransport&) = delete;
+
+  std::string describe() const override;
+  RunResult run(const std::string& command, std::string_view stdin_data = {}) override;
+  // Notes gathered while connecting (e.g. "recorded new host key SHA256:... in FILE"); empty when none.
+  const std::string& notes() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Builds the OpenSSH ProxyCommand used for a jump host (exposed for unit tests).
+std::string JumpProxyCommand(const SshTarget& target);
+// "host" for port 22, "[host]:port" otherwise: how known_hosts names an endpoint.
+std::string KnownHostsName(const std::string& host, int port);
+
+}  // namespace labfleet

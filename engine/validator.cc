@@ -1,0 +1,441 @@
+// ValidateInventory: the model's own offline checks (lab, nodes, user groups, users, keys, subordinate ID
+// ranges), then every module's validate(). Each check has one stable code, documented in docs/validate.md.
+// Messages name the other place involved ("... already used by 'yseong' (inventory/users.yaml:3:5)").
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <tuple>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "engine/cidr.h"
+#include "engine/module.h"
+#include "engine/shell.h"
+
+namespace labfleet {
+namespace {
+
+bool LocLess(const Location& a, const Location& b) {
+  return std::tie(a.file, a.line, a.col) < std::tie(b.file, b.line, b.col);
+}
+
+// Debian's rule for user and group names (adduser's NAME_REGEX, with the trailing '$' of machine accounts):
+// ^[a-z_][a-z0-9_-]*[$]?$, at most 32 characters.
+bool ValidAccountName(const std::string& s) {
+  if (s.empty() || s.size() > 32) return false;
+  if (!(std::islower((unsigned char)s[0]) || s[0] == '_')) return false;
+  for (size_t i = 1; i < s.size(); ++i) {
+    char c = s[i];
+    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+              (c == '$' && i + 1 == s.size());
+    if (!ok) return false;
+  }
+  return true;
+}
+
+bool ValidHostName(const std::string& s) {
+  if (s.empty() || s.size() > 253) return false;
+  size_t start = 0;
+  while (true) {
+    size_t dot = s.find('.', start);
+    std::string label = s.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') return false;
+    for (char c : label)
+      if (!std::isalnum((unsigned char)c) && c != '-') return false;
+    if (dot == std::string::npos) break;
+    start = dot + 1;
+  }
+  return true;
+}
+
+bool ValidNodeName(const std::string& s) {
+  if (s.empty() || !std::isalnum((unsigned char)s[0])) return false;
+  for (char c : s)
+    if (!std::isalnum((unsigned char)c) && c != '-' && c != '_' && c != '.') return false;
+  return true;
+}
+
+// The value written for `key` in a definition's raw map (for value locations); nullptr when absent.
+const Value* Raw(const Value& raw, std::string_view key) { return raw.find(key); }
+
+Location ValueLoc(const Value& raw, std::string_view key) {
+  const Value* v = raw.find(key);
+  return v && v->loc().known() ? v->loc() : KeyLoc(raw, key);
+}
+
+// ---------------------------------------------------------------- dates
+
+struct Date {
+  int y = 0, m = 0, d = 0;
+  auto operator<=>(const Date&) const = default;
+};
+
+std::optional<Date> ParseDate(const std::string& s) {
+  if (s.size() != 10 || s[4] != '-' || s[7] != '-') return std::nullopt;
+  for (int i : {0, 1, 2, 3, 5, 6, 8, 9})
+    if (!std::isdigit((unsigned char)s[i])) return std::nullopt;
+  Date d{std::stoi(s.substr(0, 4)), std::stoi(s.substr(5, 2)), std::stoi(s.substr(8, 2))};
+  std::chrono::year_month_day ymd{std::chrono::year(d.y), std::chrono::month(unsigned(d.m)),
+                                  std::chrono::day(unsigned(d.d))};
+  if (!ymd.ok()) return std::nullopt;
+  return d;
+}
+
+Date Today() {
+  auto now = std::chrono::floor<std::chrono::days>(std::chrono::system_clock::now());
+  std::chrono::year_month_day ymd{now};
+  return {int(ymd.year()), int(unsigned(ymd.month())), int(unsigned(ymd.day()))};
+}
+
+// ---------------------------------------------------------------- ssh keys
+
+const std::vector<std::string>& SshKeyTypes() {
+  static const std::vector<std::string> types = {"ssh-ed25519",
+                                                 "ssh-rsa",
+                                                 "ecdsa-sha2-nistp256",
+                                                 "ecdsa-sha2-nistp384",
+                                                 "ecdsa-sha2-nistp521",
+                                                 "sk-ssh-ed25519@openssh.com",
+                                                 "sk-ecdsa-sha2-nistp256@openssh.com",
+                                                 "ssh-dss"};
+  return types;
+}
+
+// Checks one authorized_keys line "type base64 [comment]". `who` names the user for messages.
+void CheckSshKey(const std::string& key, const Location& where, const std::string& who, Findings& f) {
+  size_t b = key.find_first_not_of(" \t");
+  if (b == std::string::npos) {
+    f.error(where, "ssh-key-bad-base64", "ssh key of " + who + " is empty");
+    return;
+  }
+  size_t e = key.find_first_of(" \t", b);
+  std::string type = key.substr(b, e == std::string::npos ? std::string::npos : e - b);
+  const auto& types = SshKeyTypes();
+  if (std::find(types.begin(), types.end(), type) == types.end()) {
+    std::string msg = "ssh key of " + who + " has unknown type '" + type + "'";
+    if (auto s = Suggest(type, types))
+      msg += "; did you mean '" + *s + "'?";
+    else
+      msg += "; expected a public key line like 'ssh-ed25519 AAAAC3Nza... user@host' (the contents of ~/.ssh/id_*.pub)";
+    f.error(where, "ssh-key-unknown-type", msg);
+    return;
+  }
+  size_t db = e == std::string::npos ? std::string::npos : key.find_first_not_of(" \t", e);
+  if (db == std::string::npos) {
+    f.error(where, "ssh-key-bad-base64", "ssh key of " + who + " has no key data after '" + type + "'");
+    return;
+  }
+  size_t de = key.find_first_of(" \t", db);
+  std::string data = key.substr(db, de == std::string::npos ? std::string::npos : de - db);
+  bool ok = false;
+  std::string blob = Base64Decode(data, &ok);
+  if (!ok || blob.size() < 4) {
+    f.error(where, "ssh-key-bad-base64",
+            "ssh key of " + who + " is not valid base64 (truncated or mangled when copied?); paste the whole line "
+            "of the .pub file");
+    return;
+  }
+  uint32_t n = uint32_t((unsigned char)blob[0]) << 24 | uint32_t((unsigned char)blob[1]) << 16 |
+               uint32_t((unsigned char)blob[2]) << 8 | uint32_t((unsigned char)blob[3]);
+  if (n > blob.size() - 4) {
+    f.error(where, "ssh-key-bad-base64", "ssh key of " + who + " is truncated (its data is shorter than it says)");
+    return;
+  }
+  std::string embedded = blob.substr(4, n);
+  if (embedded != type) {
+    f.error(where, "ssh-key-type-mismatch",
+            "ssh key of " + who + " says '" + type + "' but its data is a '" + embedded +
+                "' key; the line was edited or assembled from two keys");
+    return;
+  }
+  if (type == "ssh-ed25519" && blob.size() != 4 + n + 4 + 32) {
+    f.error(where, "ssh-key-bad-base64", "ssh-ed25519 key of " + who + " has the wrong length (truncated?)");
+    return;
+  }
+  if (type == "ssh-dss")
+    f.warning(where, "ssh-key-dsa",
+              "ssh key of " + who + " is a DSA key, which OpenSSH refuses by default since 7.0; use ed25519");
+}
+
+// ---------------------------------------------------------------- checks
+
+void CheckLab(const Inventory& inv, Findings& f) {
+  if (const Value* nets = inv.lab.find("reserved_networks"); nets && nets->is_seq()) {
+    for (const auto& n : nets->items()) {
+      if (!n.is_scalar()) continue;  // reported by the loader
+      std::string err;
+      if (!ParseCidr(n.str(), &err)) f.error(n.loc(), "invalid-cidr", "reserved network " + err);
+    }
+  }
+}
+
+void CheckNodes(const Inventory& inv, Findings& f) {
+  std::vector<std::string> group_names;
+  for (const auto& g : inv.groups) group_names.push_back(g.name);
+  std::map<std::pair<std::string, int>, const NodeDef*> by_endpoint;
+  for (const auto& n : inv.nodes) {
+    if (!ValidNodeName(n.name))
+      f.error(n.where, "invalid-node-name",
+              "node name '" + n.name + "' may only use letters, digits, '.', '-' and '_' (it names files and "
+              "appears in commands)");
+    if (const Value* gs = Raw(n.raw, "groups"); gs && gs->is_seq()) {
+      for (const auto& g : gs->items()) {
+        if (!g.is_scalar() || inv.group(g.str())) continue;
+        std::string msg = "node '" + n.name + "' is in group '" + g.str() + "', which is not defined";
+        if (auto s = Suggest(g.str(), group_names))
+          msg += "; did you mean '" + *s + "'?";
+        else
+          msg += " (define it under `groups:`)";
+        f.error(g.loc(), "unknown-group", msg);
+      }
+    }
+    if (n.address.empty()) continue;
+    Location aloc = ValueLoc(n.raw, "address");
+    bool looks_numeric = n.address.find_first_not_of("0123456789.") == std::string::npos;
+    std::string err;
+    if (n.address.find(':') != std::string::npos || looks_numeric) {
+      if (!ParseIp(n.address, &err)) {
+        f.error(aloc, "invalid-address", "address of node '" + n.name + "': " + err);
+        continue;
+      }
+    } else if (!ValidHostName(n.address)) {
+      f.error(aloc, "invalid-address",
+              "address of node '" + n.name + "' is neither an IP address nor a valid host name: '" + n.address +
+                  "'");
+      continue;
+    }
+    if (n.connection == "local") continue;
+    int port = inv.ssh(n).port;
+    auto [it, inserted] = by_endpoint.emplace(std::make_pair(n.address, port), &n);
+    if (!inserted)
+      f.error(aloc, "duplicate-address",
+              "node '" + n.name + "' has the same address and ssh port (" + n.address + ":" +
+                  std::to_string(port) + ") as node '" + it->second->name + "' (" + it->second->where.str() +
+                  "); two names for one machine would be configured twice");
+  }
+}
+
+struct GidOwner {
+  long long gid;
+  std::string name;
+  std::string desc;  // "group 'x'" or "the personal group of user 'y'"
+  Location where;
+  bool personal;
+};
+
+void CheckAccounts(const Inventory& inv, Findings& f) {
+  // Names.
+  for (const auto& g : inv.user_groups)
+    if (!ValidAccountName(g.name))
+      f.error(g.where, "invalid-group-name",
+              "group name '" + g.name + "' is not a valid Linux group name (lowercase letters, digits, '_' and '-', "
+              "starting with a letter or '_', at most 32 characters)");
+  for (const auto& u : inv.users)
+    if (!ValidAccountName(u.name))
+      f.error(u.where, "invalid-user-name",
+              "user name '" + u.name + "' is not a valid Linux user name (lowercase letters, digits, '_' and '-', "
+              "starting with a letter or '_', at most 32 characters)");
+
+  // UIDs: low, duplicate.
+  std::unordered_map<long long, const UserDef*> by_uid;
+  for (const auto& u : inv.users) {
+    if (u.uid < 0) continue;
+    Location uloc = KeyLoc(u.raw, "uid");
+    if (u.uid < 1000 && !u.system)
+      f.error(uloc, "low-uid",
+              "uid " + std::to_string(u.uid) + " of user '" + u.name +
+                  "' is below 1000, the range of system accounts; use a uid >= 1000 or declare `system: true`");
+    auto [it, inserted] = by_uid.emplace(u.uid, &u);
+    if (!inserted)
+      f.error(uloc, "duplicate-uid",
+              "uid " + std::to_string(u.uid) + " of user '" + u.name + "' is already used by '" + it->second->name +
+                  "' (" + KeyLoc(it->second->raw, "uid").str() + ")");
+  }
+
+  // GIDs and group names, including each user's personal group (named like the user, gid = uid).
+  std::vector<GidOwner> owners;
+  for (const auto& g : inv.user_groups) {
+    if (g.gid < 0) continue;
+    Location gloc = KeyLoc(g.raw, "gid");
+    if (g.gid < 1000 && !g.system)
+      f.error(gloc, "low-gid",
+              "gid " + std::to_string(g.gid) + " of group '" + g.name +
+                  "' is below 1000, the range of system groups; use a gid >= 1000 or declare `system: true`");
+    owners.push_back({g.gid, g.name, "group '" + g.name + "'", gloc, false});
+  }
+  for (const auto& u : inv.users)
+    if (u.uid >= 0 && u.primary_group.empty() && !u.remove)
+      owners.push_back({u.uid, u.name, "the personal group of user '" + u.name + "'", KeyLoc(u.raw, "uid"), true});
+  std::stable_sort(owners.begin(), owners.end(),
+                   [](const GidOwner& a, const GidOwner& b) { return LocLess(a.where, b.where); });
+  std::unordered_map<long long, const GidOwner*> by_gid;
+  for (const auto& o : owners) {
+    auto [it, inserted] = by_gid.emplace(o.gid, &o);
+    if (inserted || (o.personal && it->second->personal)) continue;  // two users' uids: duplicate-uid says it
+    std::string msg = "gid " + std::to_string(o.gid) + " of " + o.desc + " is already used by " + it->second->desc +
+                      " (" + it->second->where.str() + ")";
+    if (o.personal || it->second->personal) msg += "; give the user a primary_group or change the gid";
+    f.error(o.where, "duplicate-gid", msg);
+  }
+  std::unordered_map<std::string, const UserDef*> personal_by_name;
+  for (const auto& u : inv.users)
+    if (u.primary_group.empty() && !u.remove) personal_by_name.emplace(u.name, &u);
+  for (const auto& g : inv.user_groups) {
+    auto it = personal_by_name.find(g.name);
+    if (it == personal_by_name.end()) continue;
+    f.error(g.where, "duplicate-group-name",
+            "group '" + g.name + "' has the same name as the personal group of user '" + g.name + "' (" +
+                it->second->where.str() + "); rename the group or set the user's primary_group");
+  }
+
+  // References from users to user groups, nodes and groups.
+  std::unordered_set<std::string> targets;
+  std::vector<std::string> target_names, ug_names;
+  for (const auto& n : inv.nodes) targets.insert(n.name), target_names.push_back(n.name);
+  for (const auto& g : inv.groups) targets.insert(g.name), target_names.push_back(g.name);
+  for (const auto& g : inv.user_groups) ug_names.push_back(g.name);
+  std::unordered_set<std::string> ug_set(ug_names.begin(), ug_names.end());
+  auto unknown_ug = [&](const Value& v, const UserDef& u, const char* what) {
+    if (!v.is_scalar() || ug_set.count(v.str())) return;
+    std::string msg = std::string(what) + " '" + v.str() + "' of user '" + u.name + "' is not a user group";
+    if (auto s = Suggest(v.str(), ug_names))
+      msg += "; did you mean '" + *s + "'?";
+    else
+      msg += " (define it under `user_groups:`; for a group that already exists on the nodes, like docker or "
+             "sudo, write `" + v.str() + ": { system: true }`)";
+    f.error(v.loc(), "unknown-user-group", msg);
+  };
+
+  const Date today = Today();
+  std::unordered_map<std::string, std::pair<const UserDef*, Location>> key_owner;
+  for (const auto& u : inv.users) {
+    std::string who = "user '" + u.name + "'";
+    if (const Value* on = Raw(u.raw, "on"); on && on->is_seq()) {
+      for (const auto& t : on->items()) {
+        if (!t.is_scalar() || t.str() == "all" || targets.count(t.str())) continue;
+        std::string msg = "'on' of user '" + u.name + "' names '" + t.str() + "', which is neither a node nor a group";
+        if (auto s = Suggest(t.str(), target_names)) msg += "; did you mean '" + *s + "'?";
+        f.error(t.loc(), "unknown-on-target", msg);
+      }
+    }
+    if (const Value* gs = Raw(u.raw, "groups"); gs && gs->is_seq())
+      for (const auto& g : gs->items()) unknown_ug(g, u, "group");
+    if (const Value* pg = Raw(u.raw, "primary_group"); pg && pg->is_scalar()) unknown_ug(*pg, u, "primary group");
+
+    if (!u.expires.empty()) {
+      Location eloc = ValueLoc(u.raw, "expires");
+      auto d = ParseDate(u.expires);
+      if (!d)
+        f.error(eloc, "invalid-date",
+                "'expires' of user '" + u.name + "' is not a date: '" + u.expires +
+                    "' (write YYYY-MM-DD, a real calendar date)");
+      else if (*d < today && !u.remove)
+        f.warning(eloc, "account-expired",
+                  "the account of user '" + u.name + "' expired on " + u.expires +
+                      "; extend 'expires' or remove the account (`remove: true`)");
+    }
+    if (!u.shell.empty() && u.shell[0] != '/')
+      f.error(ValueLoc(u.raw, "shell"), "shell-not-absolute",
+              "shell of user '" + u.name + "' must be an absolute path like /bin/bash, got '" + u.shell + "'");
+    if (!u.home.empty() && u.home[0] != '/')
+      f.error(ValueLoc(u.raw, "home"), "home-not-absolute",
+              "home of user '" + u.name + "' must be an absolute path like /home/" + u.name + ", got '" + u.home +
+                  "'");
+    if (!u.password_hash.empty() && u.password_hash[0] != '$' && u.password_hash[0] != '!' &&
+        u.password_hash[0] != '*')
+      f.error(ValueLoc(u.raw, "password_hash"), "password-hash-invalid",
+              "password_hash of user '" + u.name + "' is not a crypt(3) hash (it should start with '$', e.g. from "
+              "`mkpasswd -m yescrypt`); never put a plain-text password in the inventory");
+
+    if (const Value* keys = Raw(u.raw, "ssh_keys"); keys && keys->is_seq()) {
+      for (const auto& k : keys->items()) {
+        if (!k.is_scalar()) continue;
+        size_t before = f.items().size();
+        CheckSshKey(k.str(), k.loc(), who, f);
+        if (f.items().size() != before) continue;
+        // The same key for two people: usually a copy-paste mistake, and it lets each log in as the other.
+        std::string data = k.str();
+        size_t b = data.find_first_of(" \t");
+        size_t e = b == std::string::npos ? b : data.find_first_of(" \t", data.find_first_not_of(" \t", b));
+        std::string body = b == std::string::npos ? data : data.substr(0, e);
+        auto [it, inserted] = key_owner.emplace(body, std::make_pair(&u, k.loc()));
+        if (!inserted && it->second.first != &u)
+          f.warning(k.loc(), "ssh-key-shared",
+                    "ssh key of user '" + u.name + "' is also a key of user '" + it->second.first->name + "' (" +
+                        it->second.second.str() + "); each can log in as the other");
+      }
+    }
+  }
+
+  // Subordinate ID ranges of rootless Docker users: inside the 32-bit ID space, not overlapping each other,
+  // not containing any real uid or gid of the inventory.
+  struct Range {
+    long long start, end;  // [start, end)
+    const UserDef* user;
+    Location where;
+  };
+  std::vector<Range> ranges;
+  for (const auto& u : inv.users) {
+    if (!u.rootless_docker || u.remove || (u.uid < 0 && u.subid_start < 0)) continue;
+    SubIdRange r = SubIds(u);
+    Location where = u.subid_start >= 0 ? KeyLoc(u.raw, "subids") : KeyLoc(u.raw, "rootless_docker");
+    if (r.start < 65536 || r.start + r.count > 4294967296LL) {
+      f.error(where, "subid-out-of-range",
+              "subuid/subgid range " + std::to_string(r.start) + "-" + std::to_string(r.start + r.count - 1) +
+                  " of user '" + u.name + "' must lie between 65536 and 4294967295" +
+                  (u.subid_start < 0 ? " (it is derived from uid " + std::to_string(u.uid) +
+                                           "; set `subids: {start, count}` explicitly)"
+                                     : std::string()));
+      continue;
+    }
+    ranges.push_back({r.start, r.start + r.count, &u, where});
+  }
+  auto range_str = [](const Range& r) { return std::to_string(r.start) + "-" + std::to_string(r.end - 1); };
+  std::vector<Range> sorted = ranges;
+  std::sort(sorted.begin(), sorted.end(), [](const Range& a, const Range& b) {
+    return std::tie(a.start, a.end) < std::tie(b.start, b.end);
+  });
+  const Range* widest = nullptr;  // the range reaching furthest so far
+  for (const auto& r : sorted) {
+    if (widest && r.start < widest->end) {
+      // Report at whichever of the two was written later.
+      const Range& a = LocLess(widest->where, r.where) ? *widest : r;
+      const Range& b = &a == widest ? r : *widest;
+      f.error(b.where, "subid-overlap",
+              "subuid/subgid range " + range_str(b) + " of user '" + b.user->name + "' overlaps the range " +
+                  range_str(a) + " of user '" + a.user->name + "' (" + a.where.str() +
+                  "); containers of one could read the files of the other");
+    }
+    if (!widest || r.end > widest->end) widest = &r;
+  }
+  struct Id {
+    long long id;
+    std::string desc;
+    Location where;
+  };
+  std::vector<Id> ids;
+  for (const auto& u : inv.users)
+    if (u.uid >= 0) ids.push_back({u.uid, "uid " + std::to_string(u.uid) + " of user '" + u.name + "'", KeyLoc(u.raw, "uid")});
+  for (const auto& g : inv.user_groups)
+    if (g.gid >= 0)
+      ids.push_back({g.gid, "gid " + std::to_string(g.gid) + " of group '" + g.name + "'", KeyLoc(g.raw, "gid")});
+  std::sort(ids.begin(), ids.end(), [](const Id& a, const Id& b) { return a.id < b.id; });
+  for (const auto& r : ranges) {
+    auto it = std::lower_bound(ids.begin(), ids.end(), r.start, [](const Id& a, long long v) { return a.id < v; });
+    for (; it != ids.end() && it->id < r.end; ++it)
+      f.error(r.where, "subid-contains-id",
+              "subuid/subgid range " + range_str(r) + " of user '" + r.user->name + "' contains " + it->desc + " (" +
+                  it->where.str() + "); files of that account would be writable from the user's containers");
+  }
+}
+
+}  // namespace
+
+void ValidateInventory(const Inventory& inv, Findings& findings) {
+  CheckLab(inv, findings);
+  CheckNodes(inv, findings);
+  CheckAccounts(inv, findings);
+  for (const auto& m : Modules()) m->validate(inv, findings);
+}
+
+}  // namespace labfleet

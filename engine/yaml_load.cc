@@ -1,0 +1,198 @@
+// The only file that includes yaml-cpp. Uses the event API (YAML::Parser + EventHandler) rather than
+// YAML::Node, because the Node API silently accepts duplicate keys and loses key positions.
+#include "engine/yaml_load.h"
+
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/exceptions.h>
+#include <yaml-cpp/mark.h>
+#include <yaml-cpp/parser.h>
+
+#include <sstream>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace labfleet {
+namespace {
+
+class Builder : public YAML::EventHandler {
+ public:
+  Builder(const std::string& file, Findings& findings) : file_(file), findings_(findings) {}
+
+  Value take() { return std::move(root_); }
+  int documents() const { return documents_; }
+
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    ++documents_;
+    if (documents_ == 2)
+      findings_.error(Loc(mark), "yaml-multiple-documents",
+                      "a second YAML document ('---') is not supported; put everything in one document or split it "
+                      "into another file");
+  }
+  void OnDocumentEnd() override {}
+
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    Value v;
+    v.set_loc(Loc(mark));
+    Deliver(std::move(v), anchor);
+  }
+
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    auto it = anchors_.find(anchor);
+    if (it == anchors_.end()) {
+      findings_.error(Loc(mark), "yaml-alias", "alias to an unknown anchor");
+      Value v;
+      v.set_loc(Loc(mark));
+      Deliver(std::move(v), 0);
+      return;
+    }
+    Deliver(it->second, 0);
+  }
+
+  void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                const std::string& value) override {
+    bool plain = tag == "?";
+    if (plain && !AtKey() && (value == "~" || value == "null" || value == "Null" || value == "NULL")) {
+      Value v;
+      v.set_loc(Loc(mark));
+      Deliver(std::move(v), anchor);
+      return;
+    }
+    Deliver(Value::Scalar(value, Loc(mark), !plain), anchor);
+  }
+
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                       YAML::EmitterStyle::value) override {
+    Push(Value::Seq(Loc(mark)), anchor);
+  }
+  void OnSequenceEnd() override { Close(); }
+
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                  YAML::EmitterStyle::value) override {
+    Push(Value::Map(Loc(mark)), anchor);
+  }
+  void OnMapEnd() override { Close(); }
+
+ private:
+  struct Frame {
+    Value v;
+    YAML::anchor_t anchor = 0;
+    bool have_key = false;
+    bool key_ok = true;  // false for a non-scalar key: its value is dropped
+    std::string key;
+    Location key_loc;
+    std::unordered_map<std::string, Location> seen;  // key -> where it was first written
+    std::vector<Value> merges;                       // values of `<<` keys, in order
+  };
+
+  Location Loc(const YAML::Mark& m) const { return Location{file_, m.line + 1, m.column + 1}; }
+
+  void Push(Value v, YAML::anchor_t anchor) {
+    stack_.emplace_back();
+    stack_.back().v = std::move(v);
+    stack_.back().anchor = anchor;
+  }
+
+  bool AtKey() const { return !stack_.empty() && stack_.back().v.is_map() && !stack_.back().have_key; }
+
+  void Close() {
+    Frame f = std::move(stack_.back());
+    stack_.pop_back();
+    if (f.v.is_map() && !f.merges.empty()) ApplyMerges(f);
+    Deliver(std::move(f.v), f.anchor);
+  }
+
+  // YAML merge keys: entries of the merged maps are added where the map does not define the key itself;
+  // among merged maps the first one wins.
+  void ApplyMerges(Frame& f) {
+    auto add_from = [&](const Value& m, const Location& where) {
+      if (!m.is_map()) {
+        findings_.error(where, "yaml-merge", "the merge key '<<' needs a map or a list of maps, got " +
+                                                 std::string(m.is_seq() ? "a list" : "a scalar"));
+        return;
+      }
+      for (const auto& e : m.entries()) {
+        if (f.seen.count(e.key)) continue;
+        f.seen.emplace(e.key, e.key_loc);
+        f.v.entries().push_back(e);
+      }
+    };
+    for (const auto& m : f.merges) {
+      if (m.is_seq()) {
+        for (const auto& item : m.items()) add_from(item, item.loc());
+      } else {
+        add_from(m, m.loc());
+      }
+    }
+  }
+
+  void Deliver(Value v, YAML::anchor_t anchor) {
+    if (anchor) anchors_[anchor] = v;
+    if (stack_.empty()) {
+      if (documents_ <= 1) root_ = std::move(v);
+      return;
+    }
+    Frame& top = stack_.back();
+    if (top.v.is_seq()) {
+      top.v.push(std::move(v));
+      return;
+    }
+    if (!top.have_key) {
+      top.have_key = true;
+      top.key_loc = v.loc();
+      if (v.is_scalar()) {
+        top.key = v.str();
+        top.key_ok = true;
+        // The merge key is only a merge key when written plain.
+        if (top.key == "<<" && !v.quoted()) top.key = std::string("\0<<", 3);
+      } else if (v.is_null()) {
+        top.key.clear();
+        top.key_ok = true;
+      } else {
+        findings_.error(v.loc(), "yaml-complex-key", "a map key must be a plain string, not a " +
+                                                         std::string(v.is_map() ? "map" : "list"));
+        top.key_ok = false;
+      }
+      return;
+    }
+    top.have_key = false;
+    if (!top.key_ok) return;
+    if (top.key == std::string_view("\0<<", 3)) {
+      top.merges.push_back(std::move(v));
+      return;
+    }
+    auto [it, inserted] = top.seen.emplace(top.key, top.key_loc);
+    if (!inserted) {
+      findings_.error(top.key_loc, "duplicate-key",
+                      "duplicate key '" + top.key + "', first written at " + it->second.str() +
+                          "; remove one of them (YAML would silently keep only one)");
+      return;
+    }
+    top.v.entries().push_back(Value::Entry{std::move(top.key), std::move(top.key_loc), std::move(v)});
+  }
+
+  const std::string& file_;
+  Findings& findings_;
+  Value root_;
+  std::vector<Frame> stack_;
+  std::unordered_map<YAML::anchor_t, Value> anchors_;
+  int documents_ = 0;
+};
+
+}  // namespace
+
+Value ParseYaml(const std::string& text, const std::string& file, Findings& findings) {
+  std::istringstream in(text);
+  Builder builder(file, findings);
+  try {
+    YAML::Parser parser(in);
+    while (parser.HandleNextDocument(builder)) {
+    }
+  } catch (const YAML::Exception& e) {
+    Location where{file, e.mark.is_null() ? 0 : e.mark.line + 1, e.mark.is_null() ? 0 : e.mark.column + 1};
+    findings.error(where, "yaml-syntax", "YAML syntax error: " + e.msg);
+    return Value();
+  }
+  return builder.take();
+}
+
+}  // namespace labfleet

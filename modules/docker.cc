@@ -1,0 +1,287 @@
+// docker: the Docker daemon's configuration (daemon.json: data-root, default-address-pools, bip, runtimes,
+// proxy, registry certificates). This file holds, in order: the typed settings and their parser, the offline
+// checks, and the Module. Apply (resources/probes/diff) is not implemented yet.
+//
+// Settings (node-level key `docker`, mergeable from lab.defaults and groups):
+//   data_root: /local/.docker                          absolute path
+//   address_pools: [{ base: 172.240.0.0/16, size: 24 }]   networks for user-defined bridges
+//   bip: 172.239.0.1/24                                address/prefix of the default bridge docker0
+//   default_runtime: nvidia
+//   proxy: { http: URL, https: URL, no_proxy: [names] }
+//   registry_certs: { registry.host: path/to/ca.crt }  path relative to the inventory directory
+//   registry_mirrors: [URL], insecure_registries: [host], dns: [IP], log_driver, log_opts: {k: v},
+//   mtu: int, live_restore: bool, storage_driver
+#include <map>
+#include <optional>
+#include <set>
+
+#include "engine/cidr.h"
+#include "engine/module.h"
+
+namespace labfleet {
+
+struct DockerPool {
+  std::string text;  // as written
+  Cidr base;
+  int size = 0;
+  Location where;  // the pool item
+};
+
+struct DockerSettings {
+  Location where;  // the `docker` value
+  std::string data_root;
+  std::vector<DockerPool> address_pools;
+  bool has_address_pools = false;  // written (possibly empty)
+  std::optional<Cidr> bip;
+  std::string bip_text;
+  Location bip_where;
+  std::string default_runtime;
+  std::string http_proxy, https_proxy;
+  std::vector<std::string> no_proxy;
+  std::vector<std::pair<std::string, std::string>> registry_certs;  // registry host -> file (inventory-relative)
+  std::vector<Location> registry_cert_where;
+  std::vector<std::string> registry_mirrors, insecure_registries, dns;
+  std::string log_driver;
+  std::map<std::string, std::string> log_opts;
+  std::optional<long long> mtu;
+  std::optional<bool> live_restore;
+  std::string storage_driver;
+};
+
+namespace {
+
+const std::vector<std::string> kDockerKeys = {
+    "data_root",        "address_pools",       "bip", "default_runtime", "proxy",      "registry_certs",
+    "registry_mirrors", "insecure_registries", "dns", "log_driver",      "log_opts",   "mtu",
+    "live_restore",     "storage_driver"};
+
+bool IsUrl(const std::string& s) { return s.rfind("http://", 0) == 0 || s.rfind("https://", 0) == 0; }
+
+}  // namespace
+
+// Parses a `docker:` value (one layer or the merged settings). Findings go to `f` when given; invalid parts
+// are left out of the result.
+DockerSettings ParseDocker(const Value& v, Findings* f) {
+  Findings scratch;
+  Findings& out = f ? *f : scratch;
+  DockerSettings d;
+  d.where = v.loc();
+  MapReader r(v, "docker settings", v.loc(), out, kDockerKeys);
+  if (auto s = r.str("data_root")) {
+    d.data_root = *s;
+    if (s->empty() || (*s)[0] != '/')
+      out.error(r.get("data_root")->loc(), "docker-data-root-not-absolute",
+                "docker data_root must be an absolute path (e.g. /local/.docker), got '" + *s + "'");
+  }
+  if (const Value* pools = r.seq("address_pools")) {
+    d.has_address_pools = true;
+    for (const auto& item : pools->items()) {
+      MapReader p(item, "a docker address pool", item.loc(), out, {"base", "size"});
+      if (!p.is_map()) continue;
+      bool have_base = p.require("base", "e.g. `{ base: 172.240.0.0/16, size: 24 }`");
+      bool have_size = p.require("size", "the prefix length of each network carved out of the base, e.g. 24");
+      if (!have_base) continue;
+      auto base = p.str("base");
+      if (!base) continue;
+      std::string err;
+      auto cidr = ParseCidr(*base, &err);
+      const Location bloc = p.get("base")->loc();
+      if (!cidr) {
+        out.error(bloc, "invalid-cidr", "docker address pool base " + err);
+        continue;
+      }
+      if (cidr->host_bits_set()) {
+        out.error(bloc, "invalid-cidr",
+                  "docker address pool base " + *base + " has host bits set; write " + cidr->network_str());
+        continue;
+      }
+      if (!have_size) continue;
+      const Value* sv = p.get("size");
+      auto size = sv->as_int();
+      int max = cidr->addr.family == 4 ? 31 : 127;
+      if (!size || *size < cidr->prefix || *size > max) {
+        out.error(sv->loc(), "docker-pool-size",
+                  "size of docker address pool " + *base + " must be an integer between " +
+                      std::to_string(cidr->prefix) + " (the base's prefix length) and " + std::to_string(max) +
+                      ", got '" + sv->str() + "'");
+        continue;
+      }
+      d.address_pools.push_back({*base, *cidr, int(*size), item.loc()});
+    }
+  }
+  if (auto s = r.str("bip")) {
+    std::string err;
+    d.bip_where = r.get("bip")->loc();
+    if (auto c = ParseCidr(*s, &err)) {
+      if (!c->host_bits_set()) {
+        IpAddr first = c->network();
+        first.bytes[first.bits() / 8 - 1] |= 1;
+        out.error(d.bip_where, "invalid-cidr",
+                  "docker bip " + *s + " is a network address; bip is the bridge's own address with a prefix, "
+                  "e.g. " + first.str() + "/" + std::to_string(c->prefix));
+      } else {
+        d.bip = c;
+        d.bip_text = *s;
+      }
+    } else {
+      out.error(d.bip_where, "invalid-cidr", "docker bip " + err);
+    }
+  }
+  if (auto s = r.str("default_runtime")) d.default_runtime = *s;
+  if (const Value* p = r.get("proxy")) {
+    MapReader pr(*p, "docker proxy settings", r.key_loc("proxy"), out, {"http", "https", "no_proxy"});
+    for (const char* k : {"http", "https"}) {
+      auto s = pr.str(k);
+      if (!s) continue;
+      if (!IsUrl(*s))
+        out.error(pr.get(k)->loc(), "docker-proxy-url",
+                  std::string("docker proxy ") + k + " must be a URL like http://10.0.1.68:8889, got '" + *s + "'");
+      (std::string_view(k) == "http" ? d.http_proxy : d.https_proxy) = *s;
+    }
+    if (auto s = pr.strings("no_proxy")) d.no_proxy = *s;
+  }
+  if (const Value* rc = r.map("registry_certs")) {
+    for (const auto& e : rc->entries()) {
+      if (!e.value.is_scalar()) {
+        out.error(e.value.loc().known() ? e.value.loc() : e.key_loc, "wrong-type",
+                  "registry_certs maps a registry host to a certificate file, got " + DescribeValue(e.value) +
+                      " for '" + e.key + "'");
+        continue;
+      }
+      d.registry_certs.emplace_back(e.key, e.value.str());
+      d.registry_cert_where.push_back(e.value.loc());
+    }
+  }
+  if (auto s = r.strings("registry_mirrors")) d.registry_mirrors = *s;
+  if (auto s = r.strings("insecure_registries")) d.insecure_registries = *s;
+  if (auto s = r.strings("dns")) d.dns = *s;
+  if (auto s = r.str("log_driver")) d.log_driver = *s;
+  if (const Value* lo = r.map("log_opts"))
+    for (const auto& e : lo->entries())
+      if (e.value.is_scalar()) d.log_opts[e.key] = e.value.str();
+  d.mtu = r.integer("mtu", 68, 65535);
+  d.live_restore = r.boolean("live_restore");
+  if (auto s = r.str("storage_driver")) d.storage_driver = *s;
+  return d;
+}
+
+namespace {
+
+// Docker's own defaults when address_pools / bip are not set.
+const char* const kDefaultPools[] = {"172.17.0.0/12", "192.168.0.0/16"};
+
+struct Net {
+  Cidr cidr;
+  std::string text;
+  Location where;
+};
+
+class DockerModule : public Module {
+ public:
+  std::string name() const override { return "docker"; }
+  int order() const override { return 70; }
+  std::vector<std::string> settings_keys() const override { return {"docker"}; }
+
+  void validate(const Inventory& inv, Findings& f) const override {
+    // 1. Structure and formats, once per place `docker:` is written.
+    std::vector<const Value*> layers;
+    if (const Value* d = inv.lab.find("defaults"); d && d->is_map()) layers.push_back(d->find("docker"));
+    for (const auto& g : inv.groups) layers.push_back(g.raw.find("docker"));
+    for (const auto& n : inv.nodes) layers.push_back(n.raw.find("docker"));
+    std::vector<DockerSettings> parsed;
+    for (const Value* v : layers)
+      if (v && !v->is_null()) parsed.push_back(ParseDocker(*v, &f));
+
+    // What docker networks must never cover: reserved networks and every node's address.
+    std::vector<Net> reserved;
+    if (const Value* rn = inv.lab.find("reserved_networks"); rn && rn->is_seq())
+      for (const auto& n : rn->items())
+        if (n.is_scalar())
+          if (auto c = ParseCidr(n.str())) reserved.push_back({*c, n.str(), n.loc()});
+    struct NodeIp {
+      IpAddr ip;
+      const NodeDef* node;
+    };
+    std::vector<NodeIp> node_ips;
+    for (const auto& n : inv.nodes)
+      if (auto ip = ParseIp(n.address)) node_ips.push_back({*ip, &n});
+
+    std::set<std::string> reported;
+    auto report = [&](const Location& where, const char* code, const std::string& msg, bool warning = false) {
+      if (!reported.insert(where.str() + "|" + code + "|" + msg).second) return;
+      if (warning)
+        f.warning(where, code, msg);
+      else
+        f.error(where, code, msg);
+    };
+
+    // 2. Every written pool and bip against reserved networks and node addresses.
+    for (const auto& d : parsed) {
+      std::vector<Net> nets;
+      for (const auto& p : d.address_pools) nets.push_back({p.base, "docker address pool " + p.text, p.where});
+      if (d.bip) nets.push_back({*d.bip, "docker bip " + d.bip_text, d.bip_where});
+      for (const auto& n : nets) {
+        for (const auto& r : reserved)
+          if (Overlaps(n.cidr, r.cidr))
+            report(n.where, "docker-overlaps-reserved",
+                   n.text + " overlaps reserved network " + r.text + " (" + r.where.str() +
+                       "); containers would lose the route to it. Pick a range outside every reserved network");
+        for (const auto& ni : node_ips)
+          if (Contains(n.cidr, ni.ip))
+            report(n.where, "docker-overlaps-node",
+                   n.text + " contains the address " + ni.node->address + " of node '" + ni.node->name + "' (" +
+                       ni.node->where.str() + "); that node would become unreachable from containers");
+      }
+    }
+
+    // 3. Per node, with its effective settings: pools and bip overlapping each other; Docker's default
+    //    pools when none are set.
+    for (const auto& node : inv.nodes) {
+      Value eff = inv.settings(node);
+      const Value* dv = eff.find("docker");
+      if (!dv || !dv->is_map()) continue;
+      DockerSettings d = ParseDocker(*dv, nullptr);
+      std::vector<Net> nets;
+      for (const auto& p : d.address_pools) nets.push_back({p.base, "docker address pool " + p.text, p.where});
+      if (d.bip) nets.push_back({*d.bip, "docker bip " + d.bip_text, d.bip_where});
+      for (size_t i = 0; i < nets.size(); ++i)
+        for (size_t j = 0; j < i; ++j)
+          if (Overlaps(nets[i].cidr, nets[j].cidr))
+            report(nets[i].where, "docker-pools-overlap",
+                   nets[i].text + " overlaps " + nets[j].text + " (" + nets[j].where.str() + ") on node '" +
+                       node.name + "'; Docker would hand out the same network twice");
+      if (!d.has_address_pools) {
+        for (const char* dp : kDefaultPools) {
+          Cidr c = *ParseCidr(dp);
+          for (const auto& r : reserved)
+            if (Overlaps(c, r.cidr))
+              report(KeyLoc(eff, "docker"), "docker-default-pools",
+                     std::string("these docker settings leave address_pools to Docker's defaults (172.17.0.0/12, "
+                                 "192.168.0.0/16), which overlap reserved network ") +
+                         r.text + " (" + r.where.str() + "); set docker.address_pools",
+                     true);
+        }
+      }
+    }
+
+    // 4. Certificate files exist in the inventory repository.
+    for (const auto& d : parsed)
+      for (size_t i = 0; i < d.registry_certs.size(); ++i)
+        if (inv.read_file && !inv.read_file(d.registry_certs[i].second))
+          report(d.registry_cert_where[i], "docker-cert-missing",
+                 "certificate file '" + d.registry_certs[i].second + "' for registry " + d.registry_certs[i].first +
+                     " not found (paths are relative to the inventory directory)");
+  }
+
+  // Apply is not implemented yet: no resources, so plan/apply leave Docker alone.
+  std::vector<Resource> resources(const NodeContext&) const override { return {}; }
+  std::vector<Probe> probes(const NodeContext&, const std::vector<Resource>&) const override { return {}; }
+  DiffResult diff(const NodeContext&, const Resource&, const ProbeResults&) const override {
+    return Noop("docker apply is not implemented yet");
+  }
+};
+
+const ModuleRegistrar kDocker(std::make_unique<DockerModule>());
+
+}  // namespace
+}  // namespace labfleet

@@ -1,0 +1,197 @@
+// files: whole files on nodes, from inline `content`, a `source` file of the inventory repository, or a
+// Mustache `template` rendered with the node's variables (engine/node_vars.h). Mode, owner and group are
+// managed too; the previous version is kept in the run's backup by the executor.
+//
+//   files:
+//     - { path: /etc/motd, template: motd.mustache, mode: "0644" }
+//     - { path: /etc/lab/README, content: "hello\n", owner: root, group: root }
+#include <map>
+#include <set>
+
+#include "engine/file_probe.h"
+#include "engine/module.h"
+#include "engine/mustache.h"
+#include "engine/node_vars.h"
+
+namespace labfleet {
+namespace {
+
+struct FileWant {
+  std::string path, content, source, tmpl, owner = "root", group = "root";
+  unsigned mode = 0644;
+  bool has_content = false;
+  Location where;
+};
+
+const std::vector<std::string> kKeys = {"path", "content", "source", "template", "mode", "owner", "group"};
+
+// Parses one entry; reports problems to `f` when given.
+std::optional<FileWant> ParseFile(const Value& v, Findings* f) {
+  auto err = [&](const Location& l, const char* code, const std::string& msg) {
+    if (f) f->error(l, code, msg);
+  };
+  if (!v.is_map()) {
+    err(v.loc(), "file-type", "a files entry must be a map like { path: /etc/motd, template: motd.mustache }");
+    return std::nullopt;
+  }
+  FileWant w;
+  w.where = v.loc();
+  bool ok = true;
+  for (const auto& e : v.entries()) {
+    if (std::find(kKeys.begin(), kKeys.end(), e.key) == kKeys.end()) {
+      auto s = Suggest(e.key, kKeys);
+      err(e.key_loc, "unknown-key", "unknown key '" + e.key + "' in a files entry" + (s ? "; did you mean '" + *s + "'?" : ""));
+      ok = false;
+      continue;
+    }
+    if (!e.value.is_scalar()) {
+      err(e.value.loc(), "file-type", "'" + e.key + "' of a files entry must be a string");
+      ok = false;
+      continue;
+    }
+    const std::string& s = e.value.str();
+    if (e.key == "path") w.path = s;
+    if (e.key == "content") w.content = s, w.has_content = true;
+    if (e.key == "source") w.source = s;
+    if (e.key == "template") w.tmpl = s;
+    if (e.key == "owner") w.owner = s;
+    if (e.key == "group") w.group = s;
+    if (e.key == "mode") {
+      char* end = nullptr;
+      unsigned long m = strtoul(s.c_str(), &end, 8);
+      if (s.empty() || *end || m > 07777 || s.size() < 3) {
+        err(e.value.loc(), "file-mode", "mode '" + s + "' is not an octal file mode; write it quoted, like \"0644\"");
+        ok = false;
+      } else {
+        w.mode = unsigned(m);
+      }
+    }
+  }
+  if (w.path.empty() || w.path[0] != '/') {
+    err(v.loc(), "file-path", w.path.empty() ? "a files entry needs an absolute 'path'"
+                                              : "file path '" + w.path + "' is not absolute");
+    ok = false;
+  }
+  int sources = int(w.has_content) + int(!w.source.empty()) + int(!w.tmpl.empty());
+  if (sources != 1) {
+    err(v.loc(), "file-source", "file " + w.path + " needs exactly one of 'content', 'source' or 'template'");
+    ok = false;
+  }
+  if (!ok) return std::nullopt;
+  return w;
+}
+
+std::vector<FileWant> ParseFiles(const Value* list, Findings* f) {
+  std::vector<FileWant> out;
+  if (!list) return out;
+  if (!list->is_seq()) {
+    if (f) f->error(list->loc(), "file-type", "files must be a list of { path: ..., content|source|template: ... }");
+    return out;
+  }
+  for (const auto& item : list->items())
+    if (auto w = ParseFile(item, f)) out.push_back(*w);
+  return out;
+}
+
+class FilesModule : public Module {
+ public:
+  std::string name() const override { return "files"; }
+  int order() const override { return 50; }
+  std::vector<std::string> settings_keys() const override { return {"files", "vars"}; }
+
+  void validate(const Inventory& inv, Findings& f) const override {
+    // Structure, once per place a list is written.
+    const Value* defaults = inv.lab.find("defaults");
+    ParseFiles(defaults ? defaults->find("files") : nullptr, &f);
+    for (const auto& g : inv.groups) ParseFiles(g.raw.find("files"), &f);
+    for (const auto& n : inv.nodes) ParseFiles(n.raw.find("files"), &f);
+    // Sources and templates, per node (a template may use a variable one node lacks).
+    std::map<std::string, std::optional<std::vector<MustacheRef>>> parsed;
+    std::set<std::string> reported;
+    for (const auto& n : inv.nodes) {
+      Value settings = inv.settings(n);
+      std::set<std::string> paths;
+      for (const auto& w : ParseFiles(settings.find("files"), nullptr)) {
+        if (!paths.insert(w.path).second)
+          f.error(w.where, "file-duplicate", "file " + w.path + " is listed twice for node " + n.name);
+        if (!w.source.empty() && !(inv.read_file && inv.read_file(w.source)) && reported.insert("s:" + w.source).second)
+          f.error(w.where, "file-source-missing", "source file '" + w.source + "' not found (relative to the inventory directory)");
+        if (w.tmpl.empty()) continue;
+        auto it = parsed.find(w.tmpl);
+        if (it == parsed.end()) {
+          std::optional<std::vector<MustacheRef>> names;
+          auto text = ReadTemplate(inv, w.tmpl);
+          if (!text) {
+            f.error(w.where, "template-missing", "template '" + w.tmpl + "' not found in " + TemplatesDir(inv) + "/");
+          } else {
+            try {
+              names = MustacheNames(*text);
+            } catch (const MustacheError& e) {
+              f.error({TemplatesDir(inv) + "/" + w.tmpl, e.line, e.col}, "template-syntax", e.what());
+            }
+          }
+          it = parsed.emplace(w.tmpl, names).first;
+        }
+        if (!it->second) continue;
+        nlohmann::json vars = NodeVariables(inv, n, settings);
+        for (const auto& ref : *it->second) {
+          if (ref.in_section) continue;
+          // Resolve a dotted name against the node's variables.
+          const nlohmann::json* cur = &vars;
+          size_t start = 0;
+          bool found = true;
+          while (found) {
+            size_t dot = ref.name.find('.', start);
+            std::string part = ref.name.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+            if (!cur->is_object() || !cur->contains(part)) found = false;
+            else cur = &(*cur)[part];
+            if (dot == std::string::npos) break;
+            start = dot + 1;
+          }
+          if (!found && reported.insert(w.tmpl + "|" + ref.name + "|" + n.name).second)
+            f.error({TemplatesDir(inv) + "/" + w.tmpl, ref.line, ref.col}, "template-variable",
+                    "template '" + w.tmpl + "' uses '" + ref.name + "', which node '" + n.name +
+                        "' does not define (add it under vars:, or guard it with {{#" + ref.name + "}})");
+        }
+      }
+    }
+  }
+
+  std::vector<Resource> resources(const NodeContext& ctx) const override {
+    std::vector<Resource> out;
+    for (auto& w : ParseFiles(ctx.settings.find("files"), nullptr))
+      out.push_back({name(), "file:" + w.path, w.where, std::make_shared<FileWant>(w)});
+    return out;
+  }
+
+  std::vector<Probe> probes(const NodeContext&, const std::vector<Resource>& rs) const override {
+    std::vector<Probe> out;
+    for (const auto& r : rs) out.push_back(FileProbe(r.as<FileWant>().path));
+    return out;
+  }
+
+  DiffResult diff(const NodeContext& ctx, const Resource& r, const ProbeResults& results) const override {
+    const auto& w = r.as<FileWant>();
+    std::string bytes;
+    if (w.has_content) {
+      bytes = w.content;
+    } else if (!w.source.empty()) {
+      auto text = ctx.inv.read_file ? ctx.inv.read_file(w.source) : std::nullopt;
+      if (!text) return Failure("source file '" + w.source + "' not found in the inventory repository");
+      bytes = *text;
+    } else {
+      try {
+        bytes = RenderForNode(ctx.inv, ctx.node, ctx.settings, w.tmpl);
+      } catch (const std::exception& e) {
+        return Failure(e.what());
+      }
+    }
+    FileSpec want{w.path, bytes, w.mode, w.owner, w.group};
+    return DiffFile(want, ParseFileProbe(results, w.path), "file " + w.path);
+  }
+};
+
+ModuleRegistrar registrar(std::make_unique<FilesModule>());
+
+}  // namespace
+}  // namespace labfleet

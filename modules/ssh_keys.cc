@@ -1,0 +1,61 @@
+// ssh_keys: ~user/.ssh/authorized_keys managed exclusively (exactly the inventory's keys), ~/.ssh 0700 and
+// the file 0600, both owned by the user. Only for users whose inventory entry has `ssh_keys:`.
+#include "engine/accounts_probe.h"
+#include "engine/file_probe.h"
+#include "engine/module.h"
+#include "engine/shell.h"
+
+namespace labfleet {
+namespace {
+
+class SshKeysModule : public Module {
+ public:
+  std::string name() const override { return "ssh_keys"; }
+  int order() const override { return 30; }
+
+  std::vector<Resource> resources(const NodeContext& ctx) const override {
+    std::vector<Resource> out;
+    for (const UserDef* u : UsersOnNode(ctx)) {
+      if (u->remove || !u->raw.find("ssh_keys")) continue;
+      out.push_back({name(), "ssh_keys:" + u->name, u->where, std::shared_ptr<const UserDef>(u, [](const UserDef*) {})});
+    }
+    return out;
+  }
+
+  std::vector<Probe> probes(const NodeContext&, const std::vector<Resource>& rs) const override {
+    std::vector<Probe> out;
+    for (const auto& r : rs) {
+      const auto& u = r.as<UserDef>();
+      out.push_back(FileProbe(HomeOf(u) + "/.ssh"));
+      out.push_back(FileProbe(HomeOf(u) + "/.ssh/authorized_keys"));
+    }
+    return out;
+  }
+
+  DiffResult diff(const NodeContext&, const Resource& r, const ProbeResults& results) const override {
+    const auto& u = r.as<UserDef>();
+    const std::string dir = HomeOf(u) + "/.ssh";
+    const std::string group = PrimaryGroupOf(u);
+    std::string content;
+    for (const auto& k : u.ssh_keys) content += k + "\n";
+    FileSpec want{dir + "/authorized_keys", content, 0600, u.name, group};
+    DiffResult d = DiffFile(want, ParseFileProbe(results, want.path),
+                            "authorized_keys of " + u.name + " (" + std::to_string(u.ssh_keys.size()) + " keys)");
+    FileState ds = ParseFileProbe(results, dir);
+    if (!ds.exists || ds.regular || ds.mode != 0700 || ds.owner != u.name || ds.group != group) {
+      Change c;
+      c.kind = Change::Kind::Exec;
+      c.sign = ds.exists ? '~' : '+';
+      c.summary = "directory " + dir + " (0700 " + u.name + ":" + group + ")";
+      c.reason = ds.exists ? "mode or owner differs" : "absent";
+      c.command = Cmd("install").arg("-d").arg("-m").arg("0700").arg("-o").arg(u.name).arg("-g").arg(group).arg(dir).str();
+      d.changes.insert(d.changes.begin(), std::move(c));
+    }
+    return d;
+  }
+};
+
+ModuleRegistrar registrar(std::make_unique<SshKeysModule>());
+
+}  // namespace
+}  // namespace labfleet

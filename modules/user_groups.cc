@@ -1,0 +1,71 @@
+// user_groups: the inventory's groups (same GID on every node) and each user's personal group.
+#include "engine/accounts_probe.h"
+#include "engine/module.h"
+#include "engine/shell.h"
+
+namespace labfleet {
+namespace {
+
+struct GroupWant {
+  std::string name;
+  long long gid;
+  std::string why;  // "user group" / "personal group of yseong"
+};
+
+class UserGroupsModule : public Module {
+ public:
+  std::string name() const override { return "user_groups"; }
+  int order() const override { return 10; }
+
+  std::vector<Resource> resources(const NodeContext& ctx) const override {
+    std::vector<Resource> out;
+    for (const auto& g : ctx.inv.user_groups)
+      out.push_back({name(), "group:" + g.name, g.where, std::make_shared<GroupWant>(GroupWant{g.name, g.gid, "user group"})});
+    for (const UserDef* u : UsersOnNode(ctx)) {
+      if (!u->primary_group.empty() || u->remove) continue;
+      out.push_back({name(), "group:" + u->name, u->where,
+                     std::make_shared<GroupWant>(GroupWant{u->name, u->uid, "personal group of " + u->name})});
+    }
+    return out;
+  }
+
+  std::vector<Probe> probes(const NodeContext&, const std::vector<Resource>&) const override { return {GroupProbe()}; }
+
+  DiffResult diff(const NodeContext&, const Resource& r, const ProbeResults& results) const override {
+    const auto& want = r.as<GroupWant>();
+    const ProbeOutput* p = FindProbe(results, "getent-group");
+    auto groups = ParseGroup(p ? p->out : "");
+    std::string gid = std::to_string(want.gid);
+    const GroupEntry* holder = nullptr;
+    for (const auto& g : groups.in_order)
+      if (g.gid == want.gid && g.name != want.name) holder = &g;
+    auto it = groups.by_name.find(want.name);
+    if (it != groups.by_name.end() && it->second.gid == want.gid)
+      return Noop("nothing to do because group " + want.name + " exists with gid " + gid);
+    if (holder)
+      return Failure("gid " + gid + " of group " + want.name + " is taken on this node by group '" + holder->name +
+                     "'; give one of them another gid (inventory or groupmod on the node), then apply again");
+    DiffResult d;
+    Change c;
+    c.kind = Change::Kind::Exec;
+    if (it == groups.by_name.end()) {
+      c.sign = '+';
+      c.summary = "group " + want.name + " (gid " + gid + ")";
+      c.reason = "absent (" + want.why + ")";
+      c.command = Cmd("groupadd").arg("-g").arg(gid).arg(want.name).str();
+    } else {
+      c.sign = '~';
+      c.summary = "group " + want.name + " (gid " + std::to_string(it->second.gid) + " -> " + gid + ")";
+      c.reason = "gid drifted; files owned by the old gid keep it (find / -xdev -gid " +
+                 std::to_string(it->second.gid) + ")";
+      c.command = Cmd("groupmod").arg("-g").arg(gid).arg(want.name).str();
+    }
+    d.changes.push_back(std::move(c));
+    return d;
+  }
+};
+
+ModuleRegistrar registrar(std::make_unique<UserGroupsModule>());
+
+}  // namespace
+}  // namespace labfleet

@@ -1,0 +1,55 @@
+#include <doctest/doctest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "engine/accounts.h"
+
+using namespace labfleet;
+
+static std::string Fixture(const std::string& name) {
+  std::ifstream f(std::string(LABFLEET_SOURCE_DIR) + "/tests/fixtures/accounts/" + name);
+  REQUIRE(f);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+TEST_SUITE("accounts") {
+  TEST_CASE("getent passwd, with a garbage line") {
+    auto p = ParsePasswd(Fixture("getent_passwd.txt"));
+    CHECK(p.skipped == 1);
+    CHECK(p.in_order.size() == 5);
+    REQUIRE(p.by_name.count("yseong"));
+    CHECK(p.by_name["yseong"].uid == 2001);
+    CHECK(p.by_name["yseong"].gecos == "Yeon Seong,,,");
+    CHECK(p.by_name["kpark"].shell == "/usr/bin/zsh");
+    CHECK(p.by_name["sshd"].gecos.empty());
+  }
+  TEST_CASE("getent group") {
+    auto g = ParseGroup(Fixture("getent_group.txt"));
+    CHECK(g.skipped == 1);
+    CHECK(g.by_name["gpu-users"].gid == 3000);
+    CHECK(g.by_name["gpu-users"].members == std::vector<std::string>{"yseong", "kpark"});
+    CHECK(g.by_name["root"].members.empty());
+  }
+  TEST_CASE("getent shadow") {
+    auto s = ParseShadow(Fixture("getent_shadow.txt"));
+    CHECK(s.skipped == 1);
+    CHECK(s.by_name["root"].expire == -1);
+    CHECK(s.by_name["yseong"].expire == 20512);
+    CHECK(s.by_name["kpark"].hash == "$y$j9T$abc$def");
+  }
+  TEST_CASE("subuid") {
+    auto s = ParseSubIds("yseong:165536:65536\nbad\nk:1:x\n");
+    CHECK(s.skipped == 2);
+    CHECK(s.by_name["yseong"].start == 165536);
+  }
+  TEST_CASE("dates") {
+    CHECK(DaysSinceEpoch("1970-01-02") == 1);
+    CHECK(DaysSinceEpoch("2027-02-28") == 20877);
+    CHECK(DaysSinceEpoch("2027-02-30") == -1);
+    CHECK(DaysSinceEpoch("27-02-28") == -1);
+    CHECK(DateFromDays(20877) == "2027-02-28");
+  }
+}

@@ -1,0 +1,192 @@
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <atomic>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+
+#include "engine/connect.h"
+#include "engine/fake_transport.h"
+#include "engine/local_transport.h"
+#include "engine/shell.h"
+#include "engine/ssh_transport.h"
+
+using namespace labfleet;
+
+TEST_SUITE("transport") {
+  TEST_CASE("FakeTransport records commands and stdin and answers scripted responses in order") {
+    FakeTransport t("n1");
+    t.on_exact("uname -r", {0, "6.1.0-18-amd64\n", ""});
+    t.on_contains("getent", {2, "", "no such user\n"});
+    t.on_contains("getent", {0, "alice:x:2001:\n", ""});
+    t.set_default({7, "", "unexpected"});
+    CHECK(t.describe() == "n1 (fake)");
+    CHECK(t.run("uname -r").out == "6.1.0-18-amd64\n");
+    // exact rules are used up: the second identical call gets the default
+    CHECK(t.run("uname -r").exit_code == 7);
+    CHECK(t.run("getent passwd alice").exit_code == 2);  // FIFO: first matching rule first
+    CHECK(t.run("getent passwd alice").out == "alice:x:2001:\n");
+    CHECK(t.run("cat", "payload").exit_code == 7);
+    REQUIRE(t.calls().size() == 5);
+    CHECK(t.calls()[4].command == "cat");
+    CHECK(t.calls()[4].stdin_data == "payload");
+    CHECK(t.count_containing("getent") == 2);
+    CHECK(t.unused_rules() == 0);
+  }
+
+  TEST_CASE("FakeTransport predicates, repeat rules and scripted failures") {
+    FakeTransport t;
+    t.on_match([](const std::string& c) { return c.starts_with("sh -c"); }, {0, "ok", ""}, /*repeat=*/true);
+    t.fail_on_contains("reboot", TransportError::Kind::Lost, "connection lost");
+    CHECK(t.run("sh -c x").out == "ok");
+    CHECK(t.run("sh -c y").out == "ok");
+    try {
+      t.run("reboot now");
+      FAIL("expected a TransportError");
+    } catch (const TransportError& e) {
+      CHECK(e.kind() == TransportError::Kind::Lost);
+      CHECK(std::string(e.what()) == "connection lost");
+    }
+    CHECK(t.run("reboot now").exit_code == 0);  // the failure was used up; default answers
+    CHECK(t.unused_rules() == 0);
+  }
+
+  TEST_CASE("FakeTransport: put_file goes through run() by default, or is simulated") {
+    FakeTransport t;
+    FileSpec f{"/etc/motd", "hello\n", 0644, "root", "root"};
+    t.put_file(f);
+    REQUIRE(t.calls().size() == 1);
+    CHECK(t.calls()[0].stdin_data == Base64Encode("hello\n"));
+    CHECK(t.calls()[0].command.find("/etc/motd") != std::string::npos);
+
+    FakeTransport s;
+    s.simulate_files(true);
+    s.put_file(f);
+    CHECK(s.files().at("/etc/motd").bytes == "hello\n");
+    CHECK(s.get_file("/etc/motd") == "hello\n");
+    CHECK(s.commands() == std::vector<std::string>{"put_file /etc/motd"});
+  }
+
+  TEST_CASE("LocalTransport: stdout, stderr, exit codes") {
+    LocalTransport t("here", 30);
+    RunResult r = t.run("echo out; echo err >&2; exit 3");
+    CHECK(r.exit_code == 3);
+    CHECK(r.out == "out\n");
+    CHECK(r.err == "err\n");
+    CHECK_FALSE(r.ok());
+    CHECK(t.run("true").ok());
+    CHECK(t.run("kill -9 $$").exit_code == 128 + 9);
+  }
+
+  TEST_CASE("LocalTransport: stdin is fed and closed; large stdin and outputs do not deadlock") {
+    LocalTransport t("here", 60);
+    CHECK(t.run("cat", "a'b\"c$(x)\n").out == "a'b\"c$(x)\n");
+    CHECK(t.run("wc -c").out.find('0') != std::string::npos);  // empty stdin: EOF at once
+    std::string big(3 * 1024 * 1024, 'x');
+    for (size_t i = 0; i < big.size(); i += 97) big[i] = '\n';
+    // cat writes stdout while we still write its stdin; stderr gets 1 MB at the same time
+    RunResult r = t.run("cat; head -c 1048576 /dev/zero >&2", big);
+    CHECK(r.exit_code == 0);
+    CHECK(r.out == big);
+    CHECK(r.err.size() == 1048576);
+    // a command that does not read its stdin
+    r = t.run("echo done", big);
+    CHECK(r.out == "done\n");
+  }
+
+  TEST_CASE("LocalTransport: a command running past the timeout is killed and throws Timeout") {
+    LocalTransport t("here", 1);
+    auto t0 = std::chrono::steady_clock::now();
+    try {
+      t.run("sleep 30; echo never");
+      FAIL("expected a timeout");
+    } catch (const TransportError& e) {
+      CHECK(e.kind() == TransportError::Kind::Timeout);
+      CHECK(std::string(e.what()).find("--timeout") != std::string::npos);
+    }
+    CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(15));
+    // a background process keeping stdout open does not hold run() after the command exited
+    RunResult r = LocalTransport("here", 20).run("sleep 5 & echo started");
+    CHECK(r.out == "started\n");
+  }
+
+  TEST_CASE("WrapSudo quotes the whole command as one word") {
+    CHECK(WrapSudo("echo 'a b' | wc -c") == "sudo -n sh -c 'echo '\\''a b'\\'' | wc -c'");
+    LocalTransport t("here", 10);
+    CHECK(t.run(Cmd("sh").arg("-c").arg("echo 'a b' | wc -c").str()).out == "4\n");
+    CHECK(IsSudoPasswordRefusal({1, "", "sudo: a password is required\n"}));
+    CHECK_FALSE(IsSudoPasswordRefusal({1, "", "other\n"}));
+  }
+
+  TEST_CASE("known_hosts names and the jump ProxyCommand") {
+    CHECK(KnownHostsName("10.0.0.5", 22) == "10.0.0.5");
+    CHECK(KnownHostsName("127.0.0.1", 40022) == "[127.0.0.1]:40022");
+    SshTarget t;
+    t.name = "gpu1";
+    t.host = "10.1.0.7";
+    t.port = 22;
+    t.known_hosts = "/home/a b/.ssh/known_hosts";
+    t.connect_timeout_s = 4;
+    t.jump = SshJump{"login", "login.lab.example", 2222, "ops", "/home/ops/.ssh/id_ed25519"};
+    std::string pc = JumpProxyCommand(t);
+    CHECK(pc.starts_with("ssh -o 'BatchMode=yes'"));
+    CHECK(pc.find("-W 10.1.0.7:22 -- login.lab.example") != std::string::npos);
+    CHECK(pc.find("-p 2222 -l ops") != std::string::npos);
+    CHECK(pc.find("'UserKnownHostsFile=/home/a b/.ssh/known_hosts'") != std::string::npos);
+    CHECK(pc.find("StrictHostKeyChecking=yes") != std::string::npos);
+    CHECK(pc.find("ConnectTimeout=4") != std::string::npos);
+    t.accept_new = true;
+    CHECK(JumpProxyCommand(t).find("StrictHostKeyChecking=accept-new") != std::string::npos);
+  }
+
+  TEST_CASE("ExpandHome") {
+    const char* home = std::getenv("HOME");
+    REQUIRE(home);
+    CHECK(ExpandHome("~/.ssh/id_ed25519") == std::string(home) + "/.ssh/id_ed25519");
+    CHECK(ExpandHome("/etc/x") == "/etc/x");
+    CHECK(ExpandHome("") == "");
+    ConnectOptions o;
+    CHECK(KnownHostsFile(o) == std::string(home) + "/.ssh/known_hosts");
+    o.known_hosts = "/tmp/kh";
+    CHECK(KnownHostsFile(o) == "/tmp/kh");
+  }
+
+  TEST_CASE("ForEachNode runs every node once, at most `parallel` at a time") {
+    std::vector<NodeDef> defs(20);
+    std::vector<const NodeDef*> nodes;
+    for (size_t i = 0; i < defs.size(); ++i) {
+      defs[i].name = "n" + std::to_string(i);
+      nodes.push_back(&defs[i]);
+    }
+    std::mutex mu;
+    std::vector<int> seen(defs.size(), 0);
+    std::atomic<int> running{0}, peak{0};
+    ForEachNode(nodes, 4, [&](size_t i, const NodeDef& n) {
+      int now = ++running;
+      int p = peak.load();
+      while (now > p && !peak.compare_exchange_weak(p, now)) {
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      {
+        std::lock_guard lock(mu);
+        CHECK(n.name == "n" + std::to_string(i));
+        seen[i]++;
+      }
+      --running;
+    });
+    for (int s : seen) CHECK(s == 1);
+    CHECK(peak.load() <= 4);
+    CHECK(peak.load() >= 1);
+    // an exception in one node does not stop the others, and comes back afterwards
+    std::atomic<int> done{0};
+    CHECK_THROWS_AS(ForEachNode(nodes, 3,
+                                [&](size_t i, const NodeDef&) {
+                                  ++done;
+                                  if (i == 2) throw std::runtime_error("boom");
+                                }),
+                    std::runtime_error);
+    CHECK(done.load() == 20);
+    ForEachNode({}, 8, [](size_t, const NodeDef&) { FAIL("no nodes"); });
+  }
+}
