@@ -7,9 +7,11 @@
 #include <ctime>
 #include <iostream>
 #include <mutex>
+#include <thread>
 
 #include "engine/cli.h"
 #include "engine/connect.h"
+#include "engine/connect_map.h"
 #include "engine/executor.h"
 #include "engine/git_repo.h"
 #include "engine/inventory.h"
@@ -20,10 +22,11 @@ namespace labfleet {
 namespace {
 
 // Loads and validates; prints findings; nullopt when there are errors.
-std::optional<Inventory> LoadChecked(CommandContext& ctx) {
+std::optional<Inventory> LoadChecked(CommandContext& ctx, const std::string& connect_map) {
   Findings f;
   Inventory inv = LoadInventoryDir(ctx.global.inventory, f);
   if (!f.has_errors()) ValidateInventory(inv, f);
+  if (!f.has_errors() && !connect_map.empty()) ApplyConnectMap(inv, connect_map, f);
   f.sort();
   if (f.has_errors()) {
     ctx.reporter.findings(f);
@@ -43,6 +46,14 @@ std::vector<const NodeDef*> Select(CommandContext& ctx, const Inventory& inv, co
   return nodes;
 }
 
+void AddOnlyOption(CLI::App& sub, PlanOptions& popts) {
+  std::vector<std::string> names;
+  for (const auto& m : Modules()) names.push_back(m->name());
+  sub.add_option("--only", popts.only, "only these modules (comma-separated)")
+      ->delimiter(',')
+      ->check(CLI::IsMember(names));
+}
+
 struct NodeRun {
   std::unique_ptr<Transport> transport;
   NodePlan plan;
@@ -50,13 +61,13 @@ struct NodeRun {
 
 // Plans every node in parallel, keeping each node's connection for what follows.
 std::vector<NodeRun> PlanAll(const Inventory& inv, const std::vector<const NodeDef*>& nodes,
-                             const ConnectOptions& copts) {
+                             const ConnectOptions& copts, const PlanOptions& popts) {
   std::vector<NodeRun> runs(nodes.size());
   ForEachNode(nodes, copts.parallel, [&](size_t i, const NodeDef& n) {
     runs[i].plan.node = n.name;
     try {
       runs[i].transport = Connect(inv, n, copts);
-      runs[i].plan = PlanNode(inv, n, *runs[i].transport);
+      runs[i].plan = PlanNode(inv, n, *runs[i].transport, popts);
     } catch (const TransportError& e) {
       runs[i].plan.reachable = false;
       runs[i].plan.error = e.what();
@@ -76,8 +87,12 @@ void PrintPlanText(Reporter& rep, const NodePlan& p) {
     rep.line(p.node + ": cannot be planned: " + p.error);
     if (p.changes.empty()) return;
   }
+  auto deferred = [&] {
+    for (const auto& c : p.deferred) rep.line("  " + DeferredLine(p, c) + " (--force overrides, --drain waits)");
+  };
   if (p.changes.empty()) {
     rep.line(p.node + ": no changes (" + std::to_string(p.resources) + " resources up to date)");
+    deferred();
     return;
   }
   rep.line(p.node + ": " + std::to_string(p.changes.size()) + " change" + (p.changes.size() == 1 ? "" : "s"));
@@ -94,6 +109,7 @@ void PrintPlanText(Reporter& rep, const NodePlan& p) {
       }
     }
   }
+  deferred();
 }
 
 struct Totals {
@@ -171,15 +187,20 @@ CommandRegistrar plan_cmd("plan", "show what apply would change on each node (re
   auto copts = std::make_shared<ConnectOptions>();
   auto detailed = std::make_shared<bool>(false);
   sub.add_option("nodes", *names, "node or group names (default: all)");
+  auto popts = std::make_shared<PlanOptions>();
   sub.add_flag("--detailed-exitcode", *detailed, "exit 2 when anything would change");
+  sub.add_flag("--force", popts->force, "plan disruptive changes even on busy nodes");
+  AddOnlyOption(sub, *popts);
   AddConnectOptions(sub, *copts);
+  auto connect_map = std::make_shared<std::string>();
+  sub.add_option("--connect-map", *connect_map, "YAML nodes map overriding addresses/ssh (staging, sandbox demo)");
   return [=](CommandContext& ctx) -> int {
-    auto inv = LoadChecked(ctx);
+    auto inv = LoadChecked(ctx, *connect_map);
     if (!inv) return kExitErrors;
     bool ok;
     auto nodes = Select(ctx, *inv, *names, ok);
     if (!ok) return kExitUsage;
-    auto runs = PlanAll(*inv, nodes, *copts);
+    auto runs = PlanAll(*inv, nodes, *copts, *popts);
     ReportPlan(ctx.reporter, runs);
     Totals t = CountPlan(runs);
     if (t.failed) return kExitNodesFailed;
@@ -200,9 +221,17 @@ CommandRegistrar apply_cmd("apply", "converge nodes to the inventory, then prove
   sub.add_flag("-y,--yes", *yes, "do not ask for confirmation");
   sub.add_flag("--allow-dirty", *allow_dirty, "apply even with uncommitted inventory changes");
   sub.add_flag("--break-lock", *break_lock, "replace a node lock left by a dead or stuck run");
+  auto popts = std::make_shared<PlanOptions>();
+  auto drain = std::make_shared<int>(0);
+  sub.add_flag("--force", popts->force, "do disruptive changes (docker restart, driver, reboot) even on busy nodes");
+  AddOnlyOption(sub, *popts);
+  sub.add_option("--drain", *drain, "on a busy node, wait up to SECONDS for its GPU jobs and containers to end")
+      ->check(CLI::NonNegativeNumber);
   AddConnectOptions(sub, *copts);
+  auto connect_map = std::make_shared<std::string>();
+  sub.add_option("--connect-map", *connect_map, "YAML nodes map overriding addresses/ssh (staging, sandbox demo)");
   return [=](CommandContext& ctx) -> int {
-    auto inv = LoadChecked(ctx);
+    auto inv = LoadChecked(ctx, *connect_map);
     if (!inv) return kExitErrors;
     GitInfo git = ReadGit(ctx.global.inventory);
     if (git.in_git && git.dirty && !*allow_dirty) {
@@ -215,7 +244,7 @@ CommandRegistrar apply_cmd("apply", "converge nodes to the inventory, then prove
     bool ok;
     auto nodes = Select(ctx, *inv, *names, ok);
     if (!ok) return kExitUsage;
-    auto runs = PlanAll(*inv, nodes, *copts);
+    auto runs = PlanAll(*inv, nodes, *copts, *popts);
     ReportPlan(ctx.reporter, runs);
     Totals t = CountPlan(runs);
     if (t.changes && !*yes && isatty(0) && !ctx.reporter.json()) {
@@ -236,6 +265,7 @@ CommandRegistrar apply_cmd("apply", "converge nodes to the inventory, then prove
     opts.who = std::string(user ? user : "root") + "@" + opts.client_host;
     opts.client_pid = getpid();
     opts.break_lock = *break_lock;
+    opts.plan = *popts;
     std::vector<NodeApplyResult> results(nodes.size());
     ForEachNode(nodes, copts->parallel, [&](size_t i, const NodeDef& n) {
       results[i].node = n.name;
@@ -251,7 +281,16 @@ CommandRegistrar apply_cmd("apply", "converge nodes to the inventory, then prove
         return;
       }
       try {
-        results[i] = ApplyNode(*inv, n, r.plan, *r.transport, opts);
+        // --drain: wait (re-planning) while disruptive changes are held back by running work.
+        auto start = std::chrono::steady_clock::now();
+        while (!r.plan.deferred.empty() && r.plan.error.empty() &&
+               std::chrono::steady_clock::now() - start + std::chrono::seconds(5) <= std::chrono::seconds(*drain)) {
+          std::this_thread::sleep_for(std::chrono::seconds(5));
+          r.plan = PlanNode(*inv, n, *r.transport, *popts);
+        }
+        ApplyOptions node_opts = opts;
+        node_opts.reconnect = [&] { return Connect(*inv, n, *copts); };
+        results[i] = ApplyNode(*inv, n, r.plan, *r.transport, node_opts);
       } catch (const TransportError& e) {
         results[i].status = NodeApplyResult::Status::Failed;
         results[i].error = std::string("connection lost: ") + e.what() + "; apply again to finish this node";
@@ -273,6 +312,7 @@ CommandRegistrar apply_cmd("apply", "converge nodes to the inventory, then prove
                 "; re-plan empty)";
       if (!r.error.empty()) line += ": " + r.error;
       ctx.reporter.line(line);
+      for (const auto& d : r.deferred) ctx.reporter.line("  " + d);
     }
     ctx.reporter.doc()["run_id"] = opts.run_id;
     ctx.reporter.doc()["commit"] = opts.commit;
@@ -292,8 +332,10 @@ CommandRegistrar status_cmd("status", "per node: applied commit, commits behind 
   auto copts = std::make_shared<ConnectOptions>();
   sub.add_option("nodes", *names, "node or group names (default: all)");
   AddConnectOptions(sub, *copts);
+  auto connect_map = std::make_shared<std::string>();
+  sub.add_option("--connect-map", *connect_map, "YAML nodes map overriding addresses/ssh (staging, sandbox demo)");
   return [=](CommandContext& ctx) -> int {
-    auto inv = LoadChecked(ctx);
+    auto inv = LoadChecked(ctx, *connect_map);
     if (!inv) return kExitErrors;
     bool ok;
     auto nodes = Select(ctx, *inv, *names, ok);

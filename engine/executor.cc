@@ -53,6 +53,7 @@ std::string StateJson(const Inventory& inv, const NodeDef& node, const ApplyOpti
                       {"run_id", opts.run_id},
                       {"node", node.name},
                       {"labfleet_version", LABFLEET_VERSION}};
+  if (!opts.plan.only.empty()) j["only_modules"] = opts.plan.only;  // a partial apply says so
   return j.dump(2) + "\n";
 }
 
@@ -67,20 +68,29 @@ static std::string ModeString(unsigned mode) {
   return buf;
 }
 
+// Shell functions every apply script defines (fixed text; paths reach them as quoted arguments).
+// lf_backup PATH: keeps the first pre-run version of PATH (or a marker that it was absent) in $LF_BACKUP.
+// lf_restore PATH: puts that version back (or removes PATH if it was absent).
+static const char* kShellFunctions = R"SH(lf_backup() {
+  if [ -e "$LF_BACKUP$1" ] || [ -L "$LF_BACKUP$1" ] || [ -e "$LF_BACKUP$1.labfleet-absent" ]; then return 0; fi
+  mkdir -p "$LF_BACKUP$(dirname -- "$1")"
+  if [ -e "$1" ] || [ -L "$1" ]; then cp -a -- "$1" "$LF_BACKUP$1"; else : > "$LF_BACKUP$1.labfleet-absent"; fi
+}
+lf_restore() {
+  if [ -e "$LF_BACKUP$1" ] || [ -L "$LF_BACKUP$1" ]; then
+    rm -rf -- "$1.labfleet-restore" && cp -a -- "$LF_BACKUP$1" "$1.labfleet-restore" && mv -f -- "$1.labfleet-restore" "$1"
+  elif [ -e "$LF_BACKUP$1.labfleet-absent" ]; then rm -rf -- "$1"; fi
+}
+)SH";
+
 // Shell for one change, run inside `( set -e ... )`. $LF_BACKUP is the run's backup directory.
 static Script ChangeScript(const Change& c, bool keep_backup = true) {
   Script s;
-  auto backup = [&](const std::string& path) {
-    s.raw("if [ -e " + ShellQuote(path) + " ] || [ -L " + ShellQuote(path) + " ]; then");
-    s.add(Cmd("mkdir").arg("-p").raw("\"$LF_BACKUP\"" + ShellQuote(Dir(path))));
-    s.add(Cmd("cp").arg("-a").arg("--").arg(path).raw("\"$LF_BACKUP\"" + ShellQuote(path)));
-    s.raw("fi");
-  };
   switch (c.kind) {
     case Change::Kind::PutFile: {
       const FileSpec& f = c.file;
       s.add(Cmd("mkdir").arg("-p").arg(Dir(f.path)));
-      if (keep_backup) backup(f.path);
+      if (keep_backup) s.add(Cmd("lf_backup").arg(f.path));
       s.raw("t=$(mktemp " + ShellQuote(f.path + ".labfleet.XXXXXX") + ")");
       s.raw("trap 'rm -f \"$t\"' EXIT");
       s.add(Cmd("printf").arg("%s").arg(Base64Encode(f.bytes)).raw("| base64 -d >\"$t\""));
@@ -89,10 +99,18 @@ static Script ChangeScript(const Change& c, bool keep_backup = true) {
       s.raw("sync \"$t\" 2>/dev/null || true");
       s.add(Cmd("mv").arg("-f").raw("\"$t\"").arg(f.path));
       s.raw("trap - EXIT");
+      if (!c.verify.empty()) {
+        // The new file is in place but nothing has read it yet: check it, and put the old one back if bad.
+        s.raw("if ! { " + c.verify + "\n} 2>&1; then");
+        s.add(Cmd("lf_restore").arg(f.path));
+        s.add(Cmd("echo").arg("verification of " + f.path + " failed; the previous version was restored").raw(">&2"));
+        s.raw("exit 1");
+        s.raw("fi");
+      }
       break;
     }
     case Change::Kind::Remove:
-      backup(c.path);
+      s.add(Cmd("lf_backup").arg(c.path));
       s.add(Cmd("rm").arg("-rf").arg("--").arg(c.path));
       break;
     case Change::Kind::Exec:
@@ -128,7 +146,30 @@ std::string BuildApplyScript(const NodePlan& plan, const ApplyOptions& opts, con
   s.raw("fi");
   s.raw("trap " + ShellQuote("rm -f " + std::string(kLock)) + " EXIT");
   s.raw("LF_BACKUP=" + ShellQuote(std::string(kStateDir) + "/backup/" + opts.run_id));
-  s.raw("export LF_BACKUP");
+  s.raw(kShellFunctions);
+  // Pending handlers: every handler this run owes is recorded first, so that a run that dies halfway still
+  // owes them next time; at the end only the deferred ones stay.
+  std::vector<PendingHandler> owed, still_deferred;
+  std::set<std::string> owed_names;
+  for (const auto* list : {&plan.changes, &plan.deferred})
+    for (const auto& c : *list)
+      if (c.kind == Change::Kind::Notify && owed_names.insert(c.handler).second) {
+        owed.push_back({c.handler, c.command, c.disruptive});
+        if (list == &plan.deferred) still_deferred.push_back(owed.back());
+      }
+  auto write_pending = [&](const std::vector<PendingHandler>& hs) {
+    s.raw("( set -e");
+    if (hs.empty()) {
+      s.add(Cmd("rm").arg("-f").arg(kPendingHandlersFile));
+    } else {
+      Change rec;
+      rec.kind = Change::Kind::PutFile;
+      rec.file = FileSpec{kPendingHandlersFile, PendingHandlersFile(hs), 0600, "root", "root"};
+      s.append(ChangeScript(rec, /*keep_backup=*/false));
+    }
+    s.raw(") </dev/null 2>&1 || exit 1");
+  };
+  if (!owed.empty()) write_pending(owed);
   std::vector<std::pair<std::string, std::string>> handlers;  // name, command
   std::set<std::string> seen;
   for (size_t i = 0; i < plan.changes.size(); ++i) {
@@ -152,6 +193,7 @@ std::string BuildApplyScript(const NodePlan& plan, const ApplyOptions& opts, con
     s.raw("rc=$?; printf '\\n@@lf-%s:hdone:" + std::to_string(i) + ":%d\\n' " + ShellQuote(nonce) + " $rc");
     s.raw("[ $rc -eq 0 ] || exit 1");
   }
+  if (!owed.empty()) write_pending(still_deferred);
   FileSpec state{std::string(kStateDir) + "/state.json", state_json, 0644, "root", "root"};
   Change record;
   record.kind = Change::Kind::PutFile;
@@ -254,12 +296,49 @@ NodeApplyResult ApplyNode(const Inventory& inv, const NodeDef& node, const NodeP
     if (c.kind == Change::Kind::Notify &&
         std::find(res.handlers_run.begin(), res.handlers_run.end(), c.handler) == res.handlers_run.end())
       res.handlers_run.push_back(c.handler);
+  for (const auto& c : plan.deferred) res.deferred.push_back(DeferredLine(plan, c));
   if (non_notify == 0 && res.handlers_run.empty()) {
     res.status = NodeApplyResult::Status::Unchanged;
     return res;
   }
+  // Never lock the admin out: a change that asks for it is proven over a fresh connection, and undone if
+  // that fails (the current session survives an sshd reload).
+  bool check = false;
+  for (const auto& c : plan.changes) check |= c.reconnect_check;
+  if (check && opts.reconnect) {
+    std::string failure;
+    try {
+      auto fresh = opts.reconnect();
+      RunResult t = fresh->run("true");
+      if (!t.ok()) failure = "`true` exited " + std::to_string(t.exit_code) + " over a fresh connection";
+    } catch (const std::exception& e) {
+      failure = e.what();
+    }
+    if (!failure.empty()) {
+      Script undo;
+      undo.raw("export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+      undo.raw("LF_BACKUP=" + ShellQuote(std::string(kStateDir) + "/backup/" + opts.run_id));
+      undo.raw(kShellFunctions);
+      std::set<std::string> rollbacks;
+      std::string what;
+      for (const auto& c : plan.changes) {
+        if (!c.reconnect_check) continue;
+        if (c.kind == Change::Kind::PutFile) {
+          undo.add(Cmd("lf_restore").arg(c.file.path));
+          what += (what.empty() ? "" : ", ") + c.file.path;
+        }
+        if (!c.rollback.empty() && rollbacks.insert(c.rollback).second) undo.raw(c.rollback);
+      }
+      RunResult u = transport.run(ScriptRunner(), undo.str());
+      res.status = NodeApplyResult::Status::Failed;
+      res.error = "could not log in over a fresh connection after changing " + what + " (" + failure + "); " +
+                  (u.ok() ? "restored the previous version and reloaded" : "RESTORE FAILED (" + u.err + "), fix it over the open session or the console") +
+                  "; check the setting before applying again";
+      return res;
+    }
+  }
   // Prove convergence.
-  res.remaining = PlanNode(inv, node, transport);
+  res.remaining = PlanNode(inv, node, transport, opts.plan);
   if (!res.remaining.error.empty() || !res.remaining.empty()) {
     res.status = NodeApplyResult::Status::Failed;
     res.error = !res.remaining.error.empty()
@@ -277,6 +356,7 @@ nlohmann::json ApplyResultToJson(const NodeApplyResult& r) {
                       {"handlers", r.handlers_run}};
   if (!r.error.empty()) j["error"] = r.error;
   if (!r.remaining.changes.empty()) j["remaining"] = NodePlanToJson(r.remaining)["changes"];
+  j["deferred"] = r.deferred;
   return j;
 }
 

@@ -14,6 +14,8 @@
 //   5. the lock is released by an EXIT trap, also on failure.
 // Then the node is planned again: the node is "changed" only if that re-plan is empty, otherwise "failed".
 #pragma once
+#include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -30,6 +32,9 @@ struct ApplyOptions {
   std::string client_host;    // this machine's host name (stale-lock detection)
   long client_pid = 0;        // this process (stale-lock detection)
   bool break_lock = false;
+  PlanOptions plan;  // for the re-probe (same --force as the plan)
+  // Opens a fresh connection to the node (for Change::reconnect_check). Empty: the check is skipped.
+  std::function<std::unique_ptr<Transport>()> reconnect;
 };
 
 struct NodeApplyResult {
@@ -38,6 +43,7 @@ struct NodeApplyResult {
   Status status = Status::Unchanged;
   int applied = 0;                  // changes that ran successfully
   std::vector<std::string> handlers_run;
+  std::vector<std::string> deferred;  // DeferredLine()s: disruptive changes held back on a busy node
   std::string error;                // what failed and what to do
   NodePlan remaining;               // re-plan after apply (empty when converged)
 };

@@ -57,7 +57,17 @@ struct Change {
   std::string command;   // Exec: shell text built with Cmd/Script; Notify: the handler's command
   std::string path;      // Remove
   std::string handler;   // Notify: handler name, e.g. "sshd reload"; run once per node, after all changes
-  bool disruptive = false;  // kills running work (docker restart, driver reload, reboot): deferred on busy nodes
+  // Kills running work (docker restart, driver reload, reboot). On a busy node (GPU compute processes,
+  // running containers) the planner defers it unless --force; `plan` shows what would be deferred.
+  bool disruptive = false;
+  // PutFile only: a command run on the node right after the new file is in place (e.g. "sshd -t"). If it
+  // fails, the previous version (or absence) is restored and the change fails with the command's output.
+  std::string verify;
+  // After the node's changes and handlers ran, open a FRESH connection to prove labfleet can still log in;
+  // if not, every file this run changed on the node is restored from the backup, `rollback` is run
+  // (e.g. "systemctl reload ssh") and the node is reported failed. For sshd changes.
+  bool reconnect_check = false;
+  std::string rollback;
   bool secret = false;      // never print the command or a diff (password hashes)
   std::vector<std::string> redact;  // strings replaced by "(secret)" in any output of this change
 };

@@ -1,5 +1,6 @@
 #include "engine/planner.h"
 
+#include <algorithm>
 #include <random>
 #include <set>
 #include <stdexcept>
@@ -58,16 +59,106 @@ ProbeResults ParseProbeOutput(const std::string& out, const std::vector<Probe>& 
   return results;
 }
 
-std::vector<std::pair<const Module*, std::vector<Resource>>> NodeResources(const NodeContext& ctx) {
+std::vector<std::pair<const Module*, std::vector<Resource>>> NodeResources(const NodeContext& ctx,
+                                                                           const PlanOptions& opts) {
   std::vector<std::pair<const Module*, std::vector<Resource>>> out;
-  for (const auto& m : Modules()) out.emplace_back(m.get(), m->resources(ctx));
+  for (const auto& m : Modules())
+    if (opts.only.empty() || std::find(opts.only.begin(), opts.only.end(), m->name()) != opts.only.end())
+      out.emplace_back(m.get(), m->resources(ctx));
   return out;
+}
+
+std::string HumanDuration(long long s) {
+  if (s >= 2 * 86400) return std::to_string(s / 86400) + " d";
+  if (s >= 3600) return std::to_string(s / 3600) + " h";
+  if (s >= 60) return std::to_string(s / 60) + " min";
+  return std::to_string(s) + " s";
+}
+
+BusyInfo ParseBusy(const std::string& text) {
+  BusyInfo b;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t nl = text.find('\n', pos);
+    std::string line = text.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+    pos = nl == std::string::npos ? text.size() : nl + 1;
+    char user[64] = {0}, name[256] = {0}, id[128] = {0};
+    long pid = 0;
+    long long secs = 0;
+    if (line.rfind("gpu ", 0) == 0 && sscanf(line.c_str() + 4, "%ld %63s %lld %255[^\n]", &pid, user, &secs, name) >= 3 &&
+        pid > 0) {
+      b.gpu_jobs.push_back({pid, user, name, secs});
+    } else if (line.rfind("container ", 0) == 0 && sscanf(line.c_str() + 10, "%127s %255s", id, name) == 2) {
+      b.containers.push_back(name);
+    }
+  }
+  return b;
+}
+
+std::string BusyInfo::describe() const {
+  std::string out;
+  if (!gpu_jobs.empty()) {
+    out = std::to_string(gpu_jobs.size()) + " GPU job" + (gpu_jobs.size() == 1 ? "" : "s") + " running (";
+    for (size_t i = 0; i < gpu_jobs.size(); ++i)
+      out += (i ? "; " : "") + gpu_jobs[i].user + ": pid " + std::to_string(gpu_jobs[i].pid) + ", " +
+             HumanDuration(gpu_jobs[i].seconds);
+    out += ")";
+  }
+  if (!containers.empty()) {
+    out += std::string(out.empty() ? "" : ", ") + std::to_string(containers.size()) + " container" +
+           (containers.size() == 1 ? "" : "s") + " running (";
+    for (size_t i = 0; i < containers.size(); ++i) out += (i ? ", " : "") + containers[i];
+    out += ")";
+  }
+  return out;
+}
+
+std::vector<PendingHandler> ParsePendingHandlers(const std::string& text) {
+  std::vector<PendingHandler> out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t nl = text.find('\n', pos);
+    std::string line = text.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+    pos = nl == std::string::npos ? text.size() : nl + 1;
+    size_t t1 = line.find('\t'), t2 = t1 == std::string::npos ? t1 : line.find('\t', t1 + 1);
+    if (t2 == std::string::npos) continue;
+    bool ok1 = false, ok2 = false;
+    PendingHandler h{Base64Decode(line.substr(0, t1), &ok1), Base64Decode(line.substr(t1 + 1, t2 - t1 - 1), &ok2),
+                     line.substr(t2 + 1) == "1"};
+    if (ok1 && ok2 && !h.handler.empty()) out.push_back(std::move(h));
+  }
+  return out;
+}
+
+std::string PendingHandlersFile(const std::vector<PendingHandler>& handlers) {
+  std::string out;
+  for (const auto& h : handlers)
+    out += Base64Encode(h.handler) + "\t" + Base64Encode(h.command) + "\t" + (h.disruptive ? "1" : "0") + "\n";
+  return out;
+}
+
+// Built into every node's probe round trip, whatever the modules ask.
+static std::vector<Probe> BuiltinProbes() {
+  const char* busy = R"SH(if command -v nvidia-smi >/dev/null 2>&1; then
+  nvidia-smi --query-compute-apps=pid,process_name --format=csv,noheader 2>/dev/null | while IFS=', ' read -r pid name; do
+    case "$pid" in ''|*[!0-9]*) continue;; esac
+    set -- $(ps -o user=,etimes= -p "$pid" 2>/dev/null)
+    echo "gpu $pid ${1:-?} ${2:-0} $name"
+  done
+fi
+if command -v docker >/dev/null 2>&1; then docker ps --format 'container {{.ID}} {{.Names}}' 2>/dev/null; fi
+true)SH";
+  return {{"labfleet:busy", busy}, {"labfleet:pending", Cmd("cat").arg(kPendingHandlersFile).str()}};
 }
 
 static std::vector<Probe> CollectProbes(const NodeContext& ctx,
                                         const std::vector<std::pair<const Module*, std::vector<Resource>>>& res) {
   std::vector<Probe> probes;
   std::set<std::string> seen;
+  for (auto& p : BuiltinProbes()) {
+    seen.insert(p.key);
+    probes.push_back(std::move(p));
+  }
   for (const auto& [m, rs] : res) {
     for (auto& p : m->probes(ctx, rs))
       if (seen.insert(p.key).second) probes.push_back(std::move(p));
@@ -77,7 +168,7 @@ static std::vector<Probe> CollectProbes(const NodeContext& ctx,
 
 static NodePlan DiffAll(const NodeContext& ctx,
                         const std::vector<std::pair<const Module*, std::vector<Resource>>>& res,
-                        const ProbeResults& results) {
+                        const ProbeResults& results, const PlanOptions& opts) {
   NodePlan plan;
   plan.node = ctx.node.name;
   for (const auto& [m, rs] : res) {
@@ -95,20 +186,47 @@ static NodePlan DiffAll(const NodeContext& ctx,
       }
     }
   }
+  // Handlers an earlier run had to defer.
+  if (const ProbeOutput* p = FindProbe(results, "labfleet:pending")) {
+    for (const auto& h : ParsePendingHandlers(p->out)) {
+      bool present = false;
+      for (const auto& c : plan.changes) present |= c.kind == Change::Kind::Notify && c.handler == h.handler;
+      if (present) continue;
+      Change c;
+      c.kind = Change::Kind::Notify;
+      c.resource = "handler:" + h.handler;
+      c.handler = h.handler;
+      c.command = h.command;
+      c.disruptive = h.disruptive;
+      c.summary = h.handler;
+      c.reason = "pending since an earlier run deferred it";
+      plan.changes.push_back(std::move(c));
+    }
+  }
+  if (const ProbeOutput* p = FindProbe(results, "labfleet:busy")) plan.busy = ParseBusy(p->out);
+  if (plan.busy.busy() && !opts.force) {
+    std::vector<Change> keep;
+    for (auto& c : plan.changes) (c.disruptive ? plan.deferred : keep).push_back(std::move(c));
+    plan.changes = std::move(keep);
+  }
   return plan;
 }
 
-NodePlan DiffNode(const Inventory& inv, const NodeDef& node, const ProbeResults& results) {
-  Value settings = inv.settings(node);
-  NodeContext ctx{inv, node, settings};
-  auto res = NodeResources(ctx);
-  return DiffAll(ctx, res, results);
+std::string DeferredLine(const NodePlan& p, const Change& c) {
+  return "deferred: " + c.summary + " on " + p.node + " \u2014 " + p.busy.describe();
 }
 
-NodePlan PlanNode(const Inventory& inv, const NodeDef& node, Transport& transport) {
+NodePlan DiffNode(const Inventory& inv, const NodeDef& node, const ProbeResults& results, const PlanOptions& opts) {
   Value settings = inv.settings(node);
   NodeContext ctx{inv, node, settings};
-  auto res = NodeResources(ctx);
+  auto res = NodeResources(ctx, opts);
+  return DiffAll(ctx, res, results, opts);
+}
+
+NodePlan PlanNode(const Inventory& inv, const NodeDef& node, Transport& transport, const PlanOptions& opts) {
+  Value settings = inv.settings(node);
+  NodeContext ctx{inv, node, settings};
+  auto res = NodeResources(ctx, opts);
   auto probes = CollectProbes(ctx, res);
   std::string nonce = NewNonce();
   RunResult r = transport.run(ScriptRunner(), BuildProbeScript(probes, nonce));
@@ -122,7 +240,7 @@ NodePlan PlanNode(const Inventory& inv, const NodeDef& node, Transport& transpor
     p.error = std::string(e.what()) + " (exit " + std::to_string(r.exit_code) + ": " + r.err + ")";
     return p;
   }
-  return DiffAll(ctx, res, results);
+  return DiffAll(ctx, res, results, opts);
 }
 
 std::string ChangeLine(const Change& c) { return std::string(1, c.sign) + " " + c.summary; }
@@ -146,6 +264,17 @@ nlohmann::json NodePlanToJson(const NodePlan& p) {
   if (!p.error.empty()) j["error"] = p.error;
   j["changes"] = nlohmann::json::array();
   for (const auto& c : p.changes) j["changes"].push_back(ChangeToJson(c));
+  j["deferred"] = nlohmann::json::array();
+  for (const auto& c : p.deferred) {
+    auto d = ChangeToJson(c);
+    d["deferred_because"] = p.busy.describe();
+    j["deferred"].push_back(d);
+  }
+  if (p.busy.busy()) {
+    j["busy"] = {{"gpu_jobs", nlohmann::json::array()}, {"containers", p.busy.containers}};
+    for (const auto& g : p.busy.gpu_jobs)
+      j["busy"]["gpu_jobs"].push_back({{"pid", g.pid}, {"user", g.user}, {"seconds", g.seconds}, {"name", g.name}});
+  }
   j["notes"] = nlohmann::json::array();
   for (const auto& n : p.notes) j["notes"].push_back({{"resource", n.resource}, {"note", n.text}});
   return j;

@@ -18,12 +18,43 @@ struct Note {
   std::string text;  // "nothing to do because ..."
 };
 
+// What makes a node busy: disruptive changes (docker restart, driver reload, reboot) wait while it is.
+struct GpuJob {
+  long pid = 0;
+  std::string user, name;
+  long long seconds = 0;  // elapsed
+};
+struct BusyInfo {
+  std::vector<GpuJob> gpu_jobs;
+  std::vector<std::string> containers;  // names of running containers
+  bool busy() const { return !gpu_jobs.empty() || !containers.empty(); }
+  std::string describe() const;  // "2 GPU jobs running (yseong: pid 4121, 3 h; ...)"
+};
+BusyInfo ParseBusy(const std::string& probe_output);  // pure; lines "gpu PID USER SECONDS NAME" / "container ID NAME"
+std::string HumanDuration(long long seconds);          // "3 h", "20 min", "45 s"
+
+// Handlers deferred by an earlier run (their inputs changed, the restart did not happen yet); kept on the
+// node in /var/lib/labfleet/pending-handlers so a later run does them even though the files now match.
+struct PendingHandler {
+  std::string handler, command;
+  bool disruptive = false;
+};
+std::vector<PendingHandler> ParsePendingHandlers(const std::string& text);  // pure
+std::string PendingHandlersFile(const std::vector<PendingHandler>& handlers);
+
+struct PlanOptions {
+  bool force = false;              // apply disruptive changes even on a busy node
+  std::vector<std::string> only;   // module names; empty = every module
+};
+
 struct NodePlan {
   std::string node;
   bool reachable = true;
   std::string error;  // why the node could not be planned (unreachable, probe failure, a resource conflict)
   std::vector<Change> changes;  // in apply order
   std::vector<Note> notes;
+  std::vector<Change> deferred;  // disruptive changes held back because the node is busy
+  BusyInfo busy;
   int resources = 0;
   bool empty() const { return changes.empty(); }
 };
@@ -40,18 +71,22 @@ ProbeResults ParseProbeOutput(const std::string& out, const std::vector<Probe>& 
 std::string NewNonce();
 
 // Every resource of every module for one node, in module order.
-std::vector<std::pair<const Module*, std::vector<Resource>>> NodeResources(const NodeContext& ctx);
+std::vector<std::pair<const Module*, std::vector<Resource>>> NodeResources(const NodeContext& ctx,
+                                                                           const PlanOptions& opts = {});
 
 // Plans one node over `transport` (one round trip). Transport errors propagate (TransportError).
-NodePlan PlanNode(const Inventory& inv, const NodeDef& node, Transport& transport);
-// The pure half: diffs given probe results.
-NodePlan DiffNode(const Inventory& inv, const NodeDef& node, const ProbeResults& results);
+NodePlan PlanNode(const Inventory& inv, const NodeDef& node, Transport& transport, const PlanOptions& opts = {});
+// The pure half: diffs given probe results (including the built-in busy and pending-handler probes).
+NodePlan DiffNode(const Inventory& inv, const NodeDef& node, const ProbeResults& results,
+                  const PlanOptions& opts = {});
+inline constexpr const char* kPendingHandlersFile = "/var/lib/labfleet/pending-handlers";
 
 // The command that runs a script sent on stdin: sh reads it whole first, so commands in it get EOF on stdin.
 std::string ScriptRunner();
 
 // Text and JSON renderings (the Reporter prints them).
 std::string ChangeLine(const Change& c);  // "+ user yseong (uid 2001, groups gpu-users)"
+std::string DeferredLine(const NodePlan& p, const Change& c);  // "deferred: docker restart on asahi — 2 GPU jobs ..."
 nlohmann::json ChangeToJson(const Change& c);
 nlohmann::json NodePlanToJson(const NodePlan& p);
 

@@ -5,6 +5,7 @@
 //   files:
 //     - { path: /etc/motd, template: motd.mustache, mode: "0644" }
 //     - { path: /etc/lab/README, content: "hello\n", owner: root, group: root }
+#include <filesystem>
 #include <map>
 #include <set>
 
@@ -22,6 +23,11 @@ struct FileWant {
   bool has_content = false;
   Location where;
 };
+
+// "inventory/../templates/motd.mustache" -> "templates/motd.mustache", as a person would look for it.
+std::string TemplatePath(const Inventory& inv, const std::string& name) {
+  return (std::filesystem::path(inv.root) / TemplatesDir(inv) / name).lexically_normal().string();
+}
 
 const std::vector<std::string> kKeys = {"path", "content", "source", "template", "mode", "owner", "group"};
 
@@ -127,7 +133,7 @@ class FilesModule : public Module {
             try {
               names = MustacheNames(*text);
             } catch (const MustacheError& e) {
-              f.error({TemplatesDir(inv) + "/" + w.tmpl, e.line, e.col}, "template-syntax", e.what());
+              f.error({TemplatePath(inv, w.tmpl), e.line, e.col}, "template-syntax", e.what());
             }
           }
           it = parsed.emplace(w.tmpl, names).first;
@@ -149,7 +155,7 @@ class FilesModule : public Module {
             start = dot + 1;
           }
           if (!found && reported.insert(w.tmpl + "|" + ref.name + "|" + n.name).second)
-            f.error({TemplatesDir(inv) + "/" + w.tmpl, ref.line, ref.col}, "template-variable",
+            f.error({TemplatePath(inv, w.tmpl), ref.line, ref.col}, "template-variable",
                     "template '" + w.tmpl + "' uses '" + ref.name + "', which node '" + n.name +
                         "' does not define (add it under vars:, or guard it with {{#" + ref.name + "}})");
         }

@@ -1,0 +1,171 @@
+// sshd: the inventory's `sshd:` map as a drop-in (/etc/ssh/sshd_config.d/50-labfleet.conf by default,
+// `sshd_dropin:` to rename). The new file is checked with `sshd -t` on the node before anything reads it
+// (a failing check puts the old file back), sshd is reloaded once, and the executor then opens a FRESH
+// connection: if labfleet cannot log in any more, the previous drop-in is restored and sshd reloaded again
+// (Change::reconnect_check), so a bad setting never locks the admin out.
+//
+//   sshd: { ClientAliveInterval: 30, PasswordAuthentication: "no", AllowGroups: [root, gpu-users] }
+//
+// `Port`, when set, must be the port labfleet connects to (ssh.port): the inventory follows the port.
+#include <algorithm>
+#include <set>
+
+#include "engine/file_probe.h"
+#include "engine/module.h"
+#include "engine/shell.h"
+
+namespace labfleet {
+namespace {
+
+constexpr const char* kDefaultDropin = "/etc/ssh/sshd_config.d/50-labfleet.conf";
+
+// Reload without systemd too (sandbox nodes, containers): SIGHUP to the listener from its pid file, never
+// to session processes.
+constexpr const char* kReload =
+    "if [ -d /run/systemd/system ]; then systemctl reload ssh 2>/dev/null || systemctl reload sshd; "
+    "elif [ -s /run/sshd.pid ]; then kill -HUP \"$(cat /run/sshd.pid)\"; "
+    "else echo 'cannot reload sshd: no systemd and no /run/sshd.pid' >&2; exit 1; fi";
+
+// Keywords of sshd_config(5) (OpenSSH 9.x), for typo checks.
+const std::vector<std::string> kKeywords = {
+    "AcceptEnv", "AddressFamily", "AllowAgentForwarding", "AllowGroups", "AllowStreamLocalForwarding",
+    "AllowTcpForwarding", "AllowUsers", "AuthenticationMethods", "AuthorizedKeysCommand",
+    "AuthorizedKeysCommandUser", "AuthorizedKeysFile", "AuthorizedPrincipalsCommand",
+    "AuthorizedPrincipalsCommandUser", "AuthorizedPrincipalsFile", "Banner", "CASignatureAlgorithms",
+    "ChannelTimeout", "ChrootDirectory", "Ciphers", "ClientAliveCountMax", "ClientAliveInterval", "Compression",
+    "DenyGroups", "DenyUsers", "DisableForwarding", "ExposeAuthInfo", "FingerprintHash", "ForceCommand",
+    "GSSAPIAuthentication", "GSSAPICleanupCredentials", "GatewayPorts", "HostCertificate", "HostKey",
+    "HostKeyAlgorithms", "HostbasedAcceptedAlgorithms", "HostbasedAuthentication", "IgnoreRhosts",
+    "IgnoreUserKnownHosts", "Include", "IPQoS", "KbdInteractiveAuthentication", "KerberosAuthentication",
+    "KexAlgorithms", "ListenAddress", "LoginGraceTime", "LogLevel", "MACs", "Match", "MaxAuthTries",
+    "MaxSessions", "MaxStartups", "ModuliFile", "PasswordAuthentication", "PermitEmptyPasswords",
+    "PermitListen", "PermitOpen", "PermitRootLogin", "PermitTTY", "PermitTunnel", "PermitUserEnvironment",
+    "PermitUserRC", "PerSourceMaxStartups", "PerSourceNetBlockSize", "PidFile", "Port", "PrintLastLog",
+    "PrintMotd", "PubkeyAcceptedAlgorithms", "PubkeyAuthentication", "PubkeyAuthOptions", "RekeyLimit",
+    "RequiredRSASize", "RevokedKeys", "SecurityKeyProvider", "SetEnv", "StreamLocalBindMask",
+    "StreamLocalBindUnlink", "StrictModes", "Subsystem", "SyslogFacility", "TCPKeepAlive", "TrustedUserCAKeys",
+    "UnusedConnectionTimeout", "UseDNS", "UsePAM", "VersionAddendum", "X11DisplayOffset", "X11Forwarding",
+    "X11UseLocalhost", "XAuthLocation", "ChallengeResponseAuthentication"};
+// Keywords that may appear several times: a list becomes several lines, not one space-separated line.
+const std::set<std::string> kRepeatable = {"Port", "ListenAddress", "HostKey", "AcceptEnv", "HostCertificate",
+                                           "Subsystem", "SetEnv"};
+
+struct SshdWant {
+  std::string path;
+  std::string content;
+};
+
+std::string Render(const Value& map) {
+  std::string out = "# Managed by labfleet from the inventory; edits here are overwritten.\n";
+  for (const auto& e : map.entries()) {
+    std::vector<std::string> values;
+    if (e.value.is_seq())
+      for (const auto& i : e.value.items()) values.push_back(i.str());
+    else
+      values.push_back(e.value.str());
+    if (kRepeatable.count(e.key)) {
+      for (const auto& v : values) out += e.key + " " + v + "\n";
+    } else {
+      std::string joined;
+      for (size_t i = 0; i < values.size(); ++i) joined += (i ? " " : "") + values[i];
+      out += e.key + " " + joined + "\n";
+    }
+  }
+  return out;
+}
+
+class SshdModule : public Module {
+ public:
+  std::string name() const override { return "sshd"; }
+  int order() const override { return 70; }
+  std::vector<std::string> settings_keys() const override { return {"sshd", "sshd_dropin"}; }
+
+  void validate(const Inventory& inv, Findings& f) const override {
+    auto check_map = [&](const Value* v) {
+      if (!v) return;
+      if (!v->is_map()) {
+        f.error(v->loc(), "sshd-type", "sshd must be a map of sshd_config keywords, like { ClientAliveInterval: 30 }");
+        return;
+      }
+      for (const auto& e : v->entries()) {
+        if (std::find(kKeywords.begin(), kKeywords.end(), e.key) == kKeywords.end()) {
+          auto s = Suggest(e.key, kKeywords);
+          f.error(e.key_loc, "sshd-keyword",
+                  "'" + e.key + "' is not an sshd_config keyword" + (s ? "; did you mean '" + *s + "'?" : ""));
+        }
+        if (e.key == "Match" || e.key == "Include")
+          f.error(e.key_loc, "sshd-keyword", e.key + " blocks are not supported in the sshd map; use a files: entry for a custom drop-in");
+        auto bad = [&](const Value& s) {
+          if (!s.is_scalar() || s.str().empty() || s.str().find_first_of("\n\r#") != std::string::npos)
+            f.error(s.loc(), "sshd-value", "the value of " + e.key + " must be a non-empty single line without '#'");
+        };
+        if (e.value.is_seq())
+          for (const auto& i : e.value.items()) bad(i);
+        else
+          bad(e.value);
+      }
+    };
+    const Value* defaults = inv.lab.find("defaults");
+    check_map(defaults ? defaults->find("sshd") : nullptr);
+    for (const auto& g : inv.groups) check_map(g.raw.find("sshd"));
+    for (const auto& n : inv.nodes) check_map(n.raw.find("sshd"));
+    // The port labfleet connects to must be one sshd listens on.
+    for (const auto& n : inv.nodes) {
+      Value s = inv.settings(n);
+      const Value* sshd = s.find("sshd");
+      const Value* port = sshd ? sshd->find("Port") : nullptr;
+      if (!port) continue;
+      std::vector<std::string> ports;
+      if (port->is_seq())
+        for (const auto& p : port->items()) ports.push_back(p.str());
+      else
+        ports.push_back(port->str());
+      std::string want = std::to_string(inv.ssh(n).port);
+      if (std::find(ports.begin(), ports.end(), want) == ports.end())
+        f.error(port->loc(), "sshd-port",
+                "sshd Port of node '" + n.name + "' does not include " + want + ", the ssh.port labfleet connects to; "
+                "set ssh.port to the new port too, so labfleet follows it");
+    }
+  }
+
+  std::vector<Resource> resources(const NodeContext& ctx) const override {
+    const Value* v = ctx.settings.find("sshd");
+    if (!v || !v->is_map()) return {};
+    const Value* p = ctx.settings.find("sshd_dropin");
+    std::string path = p && p->is_scalar() ? p->str() : kDefaultDropin;
+    return {{name(), "sshd:" + path, v->loc(), std::make_shared<SshdWant>(SshdWant{path, Render(*v)})}};
+  }
+
+  std::vector<Probe> probes(const NodeContext&, const std::vector<Resource>& rs) const override {
+    std::vector<Probe> out;
+    for (const auto& r : rs) out.push_back(FileProbe(r.as<SshdWant>().path));
+    return out;
+  }
+
+  DiffResult diff(const NodeContext&, const Resource& r, const ProbeResults& results) const override {
+    const auto& w = r.as<SshdWant>();
+    FileSpec want{w.path, w.content, 0644, "root", "root"};
+    DiffResult d = DiffFile(want, ParseFileProbe(results, w.path), "sshd drop-in " + w.path);
+    if (d.changes.empty()) return d;
+    for (auto& c : d.changes) {
+      if (c.kind == Change::Kind::PutFile) c.verify = "sshd -t";
+      c.reconnect_check = true;
+      c.rollback = kReload;
+    }
+    Change reload;
+    reload.kind = Change::Kind::Notify;
+    reload.handler = "reload sshd";
+    reload.summary = "reload sshd";
+    reload.reason = "its drop-in changed";
+    reload.command = kReload;
+    reload.reconnect_check = true;
+    reload.rollback = kReload;
+    d.changes.push_back(std::move(reload));
+    return d;
+  }
+};
+
+ModuleRegistrar registrar(std::make_unique<SshdModule>());
+
+}  // namespace
+}  // namespace labfleet
