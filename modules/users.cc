@@ -142,8 +142,13 @@ class UsersModule : public Module {
       mod.arg("-u").arg(uid);
       mod_needed = true;
     }
-    auto pg = groups.by_name.find(primary);
-    if (pg == groups.by_name.end() || pg->second.gid != p.gid) {
+    // The primary group's gid: the personal group's is the uid; an inventory group's is known; any other
+    // group is looked up on the node.
+    long long want_gid = -1;
+    if (u.primary_group.empty()) want_gid = u.uid;
+    else if (const UserGroupDef* g = ctx.inv.user_group(u.primary_group)) want_gid = g->gid;
+    else if (auto pg = groups.by_name.find(primary); pg != groups.by_name.end()) want_gid = pg->second.gid;
+    if (want_gid != p.gid) {
       what.push_back("primary group -> " + primary);
       mod.arg("-g").arg(primary);
       mod_needed = true;

@@ -1,0 +1,169 @@
+// Planner and executor halves that need no node: the probe protocol (run through a real /bin/sh), the busy
+// and pending-handler parsers, deferral, and diffs of the account modules on captured output.
+#include <doctest/doctest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "engine/executor.h"
+#include "engine/fake_transport.h"
+#include "engine/local_transport.h"
+#include "engine/planner.h"
+#include "engine/yaml_load.h"
+
+using namespace labfleet;
+
+namespace {
+
+std::string Fixture(const std::string& name) {
+  std::ifstream f(std::string(LABFLEET_SOURCE_DIR) + "/tests/fixtures/" + name);
+  REQUIRE(f);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+Inventory Load(const std::string& yaml) {
+  Findings f;
+  Inventory inv = LoadInventory({{"inventory/test.yaml", yaml}}, f);
+  std::string first = f.items().empty() ? std::string() : f.items()[0].message;
+  INFO(first);
+  REQUIRE_FALSE(f.has_errors());
+  return inv;
+}
+
+const char* kInv = R"(lab: { name: t }
+nodes:
+  n1: { address: 10.9.0.1 }
+user_groups:
+  gpu-users: { gid: 3000 }
+users:
+  yseong: { uid: 2001, full_name: Yeon Seong, groups: [gpu-users], shell: /bin/bash }
+  kpark: { uid: 2002, full_name: Kim Park, groups: [gpu-users], shell: /usr/bin/zsh }
+)";
+
+}  // namespace
+
+TEST_SUITE("planner") {
+  TEST_CASE("probe script: outputs, exit codes and a forged marker, through a real shell") {
+    std::vector<Probe> probes = {{"a", "printf 'one\\ntwo'"},
+                                 {"b", "echo '@@lf-0000:end:1:0'; exit 3"},  // forged marker with the wrong nonce
+                                 {"c", "cat"},                              // reads stdin: must get EOF
+                                 {"d", "printf ''"}};
+    std::string nonce = NewNonce();
+    LocalTransport local;
+    RunResult r = local.run(ScriptRunner(), BuildProbeScript(probes, nonce));
+    REQUIRE(r.ok());
+    ProbeResults res = ParseProbeOutput(r.out, probes, nonce);
+    CHECK(res["a"].out == "one\ntwo");
+    CHECK(res["a"].exit_code == 0);
+    CHECK(res["b"].out == "@@lf-0000:end:1:0\n");
+    CHECK(res["b"].exit_code == 3);
+    CHECK(res["c"].out == "");
+    CHECK(res["d"].out == "");
+    CHECK_THROWS_WITH_AS(ParseProbeOutput(r.out.substr(0, r.out.size() / 2), probes, nonce), doctest::Contains("cut short"),
+                         std::runtime_error);
+  }
+
+  TEST_CASE("one round trip per node, whatever the number of resources") {
+    Inventory inv = Load(kInv);
+    FakeTransport t("n1");
+    t.set_default({0, "", ""});
+    NodePlan p = PlanNode(inv, inv.nodes[0], t);
+    CHECK(t.calls().size() == 1);
+    CHECK(p.error.find("cut short") != std::string::npos);  // the fake answered nothing
+  }
+
+  TEST_CASE("users diff on captured getent output (with garbage lines)") {
+    Inventory inv = Load(kInv);
+    ProbeResults res;
+    res["getent-passwd"] = {0, Fixture("accounts/getent_passwd.txt")};
+    res["getent-group"] = {0, Fixture("accounts/getent_group.txt")};
+    res["getent-shadow"] = {0, Fixture("accounts/getent_shadow.txt")};
+    res["managed-users"] = {0, "yseong\nkpark\n"};
+    NodePlan p = DiffNode(inv, inv.nodes[0], res);
+    std::vector<std::string> lines;
+    for (const auto& c : p.changes) lines.push_back(ChangeLine(c));
+    CAPTURE(lines.size());
+    for (auto& l : lines) CAPTURE(l);
+    // Fixture: yseong has gecos "Yeon Seong,,,", expires 20512 (2026-02-28), is in gpu-users; kpark matches but
+    // expires on day 1 (locked) and is fine otherwise.
+    CHECK(std::find(lines.begin(), lines.end(),
+                    "~ user yseong (full name, expires 2026-02-28 -> never)") != lines.end());
+    CHECK(std::find(lines.begin(), lines.end(), "~ user kpark (expires 1970-01-02 -> never)") != lines.end());
+    // Group kpark (personal) is absent in the fixture, yseong's exists with gid 2001.
+    CHECK(std::find(lines.begin(), lines.end(), "+ group kpark (gid 2002)") != lines.end());
+    bool yseong_group_noop = false;
+    for (const auto& n : p.notes) yseong_group_noop |= n.resource == "group:yseong";
+    CHECK(yseong_group_noop);
+  }
+
+  TEST_CASE("uid taken by another account is a conflict, not a change") {
+    Inventory inv = Load(kInv);
+    ProbeResults res;
+    res["getent-passwd"] = {0, "intruder:x:2001:2001::/home/intruder:/bin/sh\n"};
+    NodePlan p = DiffNode(inv, inv.nodes[0], res);
+    CHECK(p.error.find("uid 2001 of user yseong is taken on this node by 'intruder'") != std::string::npos);
+  }
+
+  TEST_CASE("busy parser and description") {
+    BusyInfo b = ParseBusy(
+        "gpu 4121 yseong 10800 python train.py\n"
+        "garbage line\n"
+        "gpu x y z\n"
+        "container 3f2a lab-jupyter\n");
+    REQUIRE(b.gpu_jobs.size() == 1);
+    CHECK(b.gpu_jobs[0].name == "python train.py");
+    CHECK(b.describe() == "1 GPU job running (yseong: pid 4121, 3 h), 1 container running (lab-jupyter)");
+    CHECK_FALSE(ParseBusy("").busy());
+  }
+
+  TEST_CASE("pending handlers round trip; garbage skipped") {
+    std::vector<PendingHandler> hs = {{"restart docker", "systemctl restart docker", true},
+                                      {"reload sshd", "kill -HUP \"$(cat /run/sshd.pid)\"\nx", false}};
+    auto back = ParsePendingHandlers(PendingHandlersFile(hs) + "not\tbase64!\t1\nnotabs\n");
+    REQUIRE(back.size() == 2);
+    CHECK(back[1].command == hs[1].command);
+    CHECK(back[0].disruptive);
+  }
+
+  TEST_CASE("disruptive changes are deferred on a busy node, kept with --force; pending handlers come back") {
+    Inventory inv = Load("lab: { name: t }\nnodes:\n  n1: { address: 10.9.0.1 }\n");
+    ProbeResults res;
+    res["labfleet:busy"] = {0, "gpu 77 ana 120 python\n"};
+    res["labfleet:pending"] = {0, PendingHandlersFile({{"restart docker", "systemctl restart docker", true},
+                                                       {"reload sshd", "true", false}})};
+    NodePlan p = DiffNode(inv, inv.nodes[0], res);
+    REQUIRE(p.changes.size() == 1);
+    CHECK(p.changes[0].handler == "reload sshd");
+    REQUIRE(p.deferred.size() == 1);
+    CHECK(DeferredLine(p, p.deferred[0]) ==
+          "deferred: restart docker on n1 \u2014 1 GPU job running (ana: pid 77, 2 min)");
+    NodePlan forced = DiffNode(inv, inv.nodes[0], res, PlanOptions{.force = true});
+    CHECK(forced.changes.size() == 2);
+    CHECK(forced.deferred.empty());
+  }
+
+  TEST_CASE("apply script: lock refusal is reported with the holder, nothing else runs") {
+    Inventory inv = Load("lab: { name: t }\nnodes:\n  n1: { address: 10.9.0.1 }\n");
+    FakeTransport t("n1");
+    t.on_match([](const std::string&) { return true; }, {75, "", ""});
+    NodePlan plan;
+    plan.node = "n1";
+    Change c;
+    c.kind = Change::Kind::Exec;
+    c.command = "echo hi";
+    c.summary = "x";
+    plan.changes.push_back(c);
+    ApplyOptions opts;
+    opts.run_id = "r1";
+    // The fake answers with the lock marker of whatever nonce the executor used.
+    t.clear_calls();
+    NodeApplyResult r = ApplyNode(inv, inv.nodes[0], plan, t, opts);
+    CHECK(r.status == NodeApplyResult::Status::Failed);
+    CHECK(t.calls().size() == 1);
+    std::string script = t.calls()[0].stdin_data;
+    CHECK(script.find("set -C") != std::string::npos);  // atomic lock creation
+    CHECK(script.find("trap 'rm -f /run/labfleet.lock' EXIT") != std::string::npos);
+  }
+}
