@@ -360,14 +360,14 @@ void CollectNames(const Nodes& nodes, bool in_section, std::vector<MustacheRef>&
   for (const Node& n : nodes) {
     switch (n.kind) {
       case Node::Kind::Var:
-        if (n.text != ".") out.push_back({n.text, n.line, n.col, in_section});
+        if (n.text != ".") out.push_back({n.text, n.line, n.col, in_section, false});
         break;
       case Node::Kind::Section:
-        if (n.text != ".") out.push_back({n.text, n.line, n.col, in_section});
+        if (n.text != ".") out.push_back({n.text, n.line, n.col, in_section, true});
         CollectNames(n.children, true, out);
         break;
       case Node::Kind::Inverted:
-        if (n.text != ".") out.push_back({n.text, n.line, n.col, in_section});
+        if (n.text != ".") out.push_back({n.text, n.line, n.col, in_section, true});
         CollectNames(n.children, in_section, out);
         break;
       case Node::Kind::Text:

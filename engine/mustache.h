@@ -57,6 +57,7 @@ struct MustacheRef {
   int line;
   int col;
   bool in_section;
+  bool section = false;  // the opening tag of a section or inverted section: a missing name is valid there
 };
 
 // Every name the template refers to, in template order (duplicates included). Not reported: the

@@ -28,7 +28,7 @@ nlohmann::json ValueToJson(const Value& v) {
   return nullptr;
 }
 
-nlohmann::json NodeVariables(const Inventory& inv, const NodeDef& node, const Value& settings) {
+nlohmann::json NodeVariables(const Inventory& inv, const NodeDef& node, const Value& settings, bool with_users) {
   nlohmann::json j;
   j["node"] = node.name;
   j["address"] = node.address;
@@ -39,7 +39,8 @@ nlohmann::json NodeVariables(const Inventory& inv, const NodeDef& node, const Va
   const Value* vars = settings.find("vars");
   j["vars"] = vars && vars->is_map() ? ValueToJson(*vars) : nlohmann::json::object();
   j["users"] = nlohmann::json::array();
-  for (const auto& u : inv.users)
+  if (with_users)
+    for (const auto& u : inv.users)
     if (!u.remove && inv.user_on_node(u, node))
       j["users"].push_back({{"name", u.name}, {"uid", u.uid}, {"full_name", u.full_name}});
   return j;

@@ -14,7 +14,9 @@
 namespace labfleet {
 
 nlohmann::json ValueToJson(const Value& v);  // scalars: int / bool (unquoted) / string
-nlohmann::json NodeVariables(const Inventory& inv, const NodeDef& node, const Value& settings);
+// `with_users` false leaves out the `users` list (the validator asks for it only when a template uses it:
+// it costs a pass over every user for every node).
+nlohmann::json NodeVariables(const Inventory& inv, const NodeDef& node, const Value& settings, bool with_users = true);
 
 // lab.templates_dir (default "templates"), relative to the inventory directory.
 std::string TemplatesDir(const Inventory& inv);

@@ -275,7 +275,8 @@ struct SshTransport::Impl {
     using Clock = std::chrono::steady_clock;
     if (!dead.empty()) fail(Kind::Lost, "no session to " + where() + ": " + dead);
     const bool sudo = t.become_sudo && t.user != "root";
-    const std::string command = sudo ? WrapSudo(command_in) : command_in;
+    // sshd runs the command with the user's login shell; the contract is /bin/sh, so say so explicitly.
+    const std::string command = sudo ? WrapSudo(command_in) : Cmd("sh").arg("-c").arg(command_in).str();
 
     ssh_channel ch = ssh_channel_new(s);
     if (!ch) fail(Kind::Other, "cannot create a channel to " + where() + ": " + libssh_error());
@@ -311,6 +312,8 @@ struct SshTransport::Impl {
     const int fd = ssh_get_fd(s);
     char buf[65536];
     bool lost = false;
+    bool exited = false;
+    Clock::time_point last_progress = Clock::now();
     for (;;) {
       bool progress = false;
       if (!eof_sent && !ssh_channel_is_closed(ch)) {
@@ -352,8 +355,19 @@ struct SshTransport::Impl {
       if (lost) break;
       if (got[0] || got[1]) progress = true;
       if (ssh_channel_is_eof(ch) || ssh_channel_is_closed(ch)) break;
-      if (progress) continue;
       auto now = Clock::now();
+      // The command has exited but something it started in the background still holds its stdout/stderr
+      // open (so no EOF comes): take what arrives within a short grace period and stop, as LocalTransport
+      // does, instead of waiting for the background process. In non-blocking mode this only peeks.
+      if (!exited && ssh_channel_get_exit_status(ch) >= 0) {
+        exited = true;
+        last_progress = now;
+      }
+      if (progress) {
+        last_progress = now;
+        continue;
+      }
+      if (exited && now - last_progress > std::chrono::milliseconds(200)) break;
       if (now >= deadline) {
         ssh_set_blocking(s, 1);
         guard.ch = nullptr;
@@ -366,7 +380,7 @@ struct SshTransport::Impl {
       long ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1;
       pollfd p{fd, short(POLLIN | ((ssh_get_poll_flags(s) & SSH_WRITE_PENDING) ? POLLOUT : 0)), 0};
       // Bounded wait: libssh may hold buffered input the socket no longer signals.
-      ::poll(&p, 1, int(std::min<long>(ms, 200)));
+      ::poll(&p, 1, int(std::min<long>(ms, exited ? 50 : 200)));
       if (!ssh_is_connected(s)) {
         lost = true;
         break;

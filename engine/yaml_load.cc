@@ -39,7 +39,9 @@ class Builder : public YAML::EventHandler {
   void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
     auto it = anchors_.find(anchor);
     if (it == anchors_.end()) {
-      findings_.error(Loc(mark), "yaml-alias", "alias to an unknown anchor");
+      // yaml-cpp rejects undefined anchors itself; what reaches here is an alias inside its own anchor.
+      findings_.error(Loc(mark), "yaml-alias",
+                      "an alias may not refer to the node that contains it (recursive YAML is not supported)");
       Value v;
       v.set_loc(Loc(mark));
       Deliver(std::move(v), 0);

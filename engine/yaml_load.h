@@ -8,7 +8,8 @@
 // - Duplicate keys in one map are an error ("duplicate-key") naming both places; the first value is kept.
 // - Anchors and aliases are supported: an alias is a copy of the anchored value (its locations point at the
 //   anchor's definition). The merge key `<<` (a map or a list of maps) is supported: explicit keys win.
-//   An alias to an unknown anchor is an error ("yaml-alias").
+//   An alias inside the node it refers to (recursion) is an error ("yaml-alias"); an undefined anchor is a
+//   syntax error ("yaml-syntax").
 // - Non-scalar map keys are an error ("yaml-complex-key"); a file with more than one document is an error
 //   ("yaml-multiple-documents"); syntax errors are "yaml-syntax" with the parser's position.
 // - An empty file parses to a Null value without findings.

@@ -1,6 +1,6 @@
 // docker: the Docker daemon's configuration (daemon.json: data-root, default-address-pools, bip, runtimes,
 // proxy, registry certificates). This file holds, in order: the typed settings and their parser, the offline
-// checks, and the Module. Apply (resources/probes/diff) is not implemented yet.
+// checks, and the Module with its apply side (daemon.json, proxy drop-in, registry certificates).
 //
 // Settings (node-level key `docker`, mergeable from lab.defaults and groups):
 //   data_root: /local/.docker                          absolute path
@@ -16,7 +16,9 @@
 #include <set>
 
 #include "engine/cidr.h"
+#include "engine/file_probe.h"
 #include "engine/module.h"
+#include <nlohmann/json.hpp>
 
 namespace labfleet {
 
@@ -176,6 +178,57 @@ struct Net {
   Location where;
 };
 
+constexpr const char* kDaemonJson = "/etc/docker/daemon.json";
+constexpr const char* kProxyDropin = "/etc/systemd/system/docker.service.d/proxy.conf";
+constexpr const char* kRestart =
+    "if [ -d /run/systemd/system ] || command -v systemctl >/dev/null 2>&1; then systemctl daemon-reload && systemctl restart docker; "
+    "else service docker restart; fi";
+
+struct DockerFile {
+  std::string path, bytes;
+  bool json = false;
+};
+
+// daemon.json from the typed settings; keys as dockerd(8) names them.
+nlohmann::json DaemonJson(const DockerSettings& d) {
+  nlohmann::json j = nlohmann::json::object();
+  if (!d.data_root.empty()) j["data-root"] = d.data_root;
+  if (d.has_address_pools) {
+    j["default-address-pools"] = nlohmann::json::array();
+    for (const auto& p : d.address_pools) j["default-address-pools"].push_back({{"base", p.text}, {"size", p.size}});
+  }
+  if (!d.bip_text.empty()) j["bip"] = d.bip_text;
+  if (!d.default_runtime.empty()) {
+    j["default-runtime"] = d.default_runtime;
+    if (d.default_runtime == "nvidia")
+      j["runtimes"] = {{"nvidia", {{"path", "nvidia-container-runtime"}, {"runtimeArgs", nlohmann::json::array()}}}};
+  }
+  if (!d.registry_mirrors.empty()) j["registry-mirrors"] = d.registry_mirrors;
+  if (!d.insecure_registries.empty()) j["insecure-registries"] = d.insecure_registries;
+  if (!d.dns.empty()) j["dns"] = d.dns;
+  if (!d.log_driver.empty()) j["log-driver"] = d.log_driver;
+  if (!d.log_opts.empty()) j["log-opts"] = d.log_opts;
+  if (d.mtu) j["mtu"] = *d.mtu;
+  if (d.live_restore) j["live-restore"] = *d.live_restore;
+  if (!d.storage_driver.empty()) j["storage-driver"] = d.storage_driver;
+  return j;
+}
+
+// The systemd drop-in that gives dockerd its proxy; "" when no proxy is set.
+std::string ProxyDropin(const DockerSettings& d) {
+  if (d.http_proxy.empty() && d.https_proxy.empty() && d.no_proxy.empty()) return "";
+  std::string out = "# Managed by labfleet from the inventory; edits here are overwritten.\n[Service]\n";
+  auto env = [&](const char* k, const std::string& v) {
+    if (!v.empty()) out += std::string("Environment=\"") + k + "=" + v + "\"\n";
+  };
+  env("HTTP_PROXY", d.http_proxy);
+  env("HTTPS_PROXY", d.https_proxy);
+  std::string np;
+  for (const auto& n : d.no_proxy) np += (np.empty() ? "" : ",") + n;
+  env("NO_PROXY", np);
+  return out;
+}
+
 class DockerModule : public Module {
  public:
   std::string name() const override { return "docker"; }
@@ -273,11 +326,55 @@ class DockerModule : public Module {
                      " not found (paths are relative to the inventory directory)");
   }
 
-  // Apply is not implemented yet: no resources, so plan/apply leave Docker alone.
-  std::vector<Resource> resources(const NodeContext&) const override { return {}; }
-  std::vector<Probe> probes(const NodeContext&, const std::vector<Resource>&) const override { return {}; }
-  DiffResult diff(const NodeContext&, const Resource&, const ProbeResults&) const override {
-    return Noop("docker apply is not implemented yet");
+  // Apply: daemon.json (compared as JSON: formatting and key order are not changes), the systemd proxy
+  // drop-in, registry CA certificates; one disruptive "restart docker" handler when any of them changed.
+  std::vector<Resource> resources(const NodeContext& ctx) const override {
+    const Value* dv = ctx.settings.find("docker");
+    if (!dv || !dv->is_map()) return {};
+    DockerSettings d = ParseDocker(*dv, nullptr);
+    std::vector<Resource> out;
+    auto add = [&](const std::string& path, std::string bytes, bool json) {
+      out.push_back({name(), "docker:" + path, d.where,
+                     std::make_shared<DockerFile>(DockerFile{path, std::move(bytes), json})});
+    };
+    add(kDaemonJson, DaemonJson(d).dump(2) + "\n", true);
+    std::string proxy = ProxyDropin(d);
+    if (!proxy.empty()) add(kProxyDropin, proxy, false);
+    for (const auto& [registry, file] : d.registry_certs) {
+      auto bytes = ctx.inv.read_file ? ctx.inv.read_file(file) : std::nullopt;
+      add("/etc/docker/certs.d/" + registry + "/ca.crt", bytes ? *bytes : std::string(), false);
+    }
+    return out;
+  }
+
+  std::vector<Probe> probes(const NodeContext&, const std::vector<Resource>& rs) const override {
+    std::vector<Probe> out;
+    for (const auto& r : rs) out.push_back(FileProbe(r.as<DockerFile>().path));
+    return out;
+  }
+
+  DiffResult diff(const NodeContext&, const Resource& r, const ProbeResults& results) const override {
+    const auto& f = r.as<DockerFile>();
+    FileState live = ParseFileProbe(results, f.path);
+    FileSpec want{f.path, f.bytes, 0644, "root", "root"};
+    if (f.json && live.exists && live.regular) {
+      auto have = nlohmann::json::parse(live.content, nullptr, false);
+      if (!have.is_discarded() && have == nlohmann::json::parse(f.bytes)) {
+        // Same JSON: keep the node's formatting; only metadata may differ.
+        want.bytes = live.content;
+      }
+    }
+    DiffResult d = DiffFile(want, live, "docker " + f.path);
+    if (d.changes.empty()) return d;
+    Change restart;
+    restart.kind = Change::Kind::Notify;
+    restart.handler = "restart docker";
+    restart.summary = "restart docker";
+    restart.reason = "its configuration changed; running containers stop";
+    restart.command = kRestart;
+    restart.disruptive = true;
+    d.changes.push_back(std::move(restart));
+    return d;
   }
 };
 

@@ -139,9 +139,11 @@ class FilesModule : public Module {
           it = parsed.emplace(w.tmpl, names).first;
         }
         if (!it->second) continue;
-        nlohmann::json vars = NodeVariables(inv, n, settings);
+        bool uses_users = false;
+        for (const auto& ref : *it->second) uses_users |= ref.name == "users" || ref.name.rfind("users.", 0) == 0;
+        nlohmann::json vars = NodeVariables(inv, n, settings, uses_users);
         for (const auto& ref : *it->second) {
-          if (ref.in_section) continue;
+          if (ref.in_section || ref.section) continue;
           // Resolve a dotted name against the node's variables.
           const nlohmann::json* cur = &vars;
           size_t start = 0;

@@ -136,7 +136,7 @@ void ReleaseSlot(int slot) {
 
 // `sandbox watch --dir DIR` in its own session, reading a socket whose other end only we hold
 // (close-on-exec): EOF without "done" means this process died, and the watcher runs `down`.
-pid_t SpawnWatcher(const std::string& dir, int* fd_out) {
+pid_t SpawnWatcher(const std::string& dir, pid_t after, int* fd_out) {
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return -1;
   posix_spawn_file_actions_t fa;
@@ -148,7 +148,7 @@ pid_t SpawnWatcher(const std::string& dir, int* fd_out) {
   posix_spawnattr_init(&attr);
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
   std::string script = SandboxScript();
-  std::vector<std::string> args = {"/bin/bash", script, "watch", "--dir", dir};
+  std::vector<std::string> args = {"/bin/bash", script, "watch", "--dir", dir, "--after", std::to_string(after)};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -167,8 +167,16 @@ pid_t SpawnWatcher(const std::string& dir, int* fd_out) {
 
 }  // namespace
 
-Sandbox::ExecResult RunCommand(const std::string& command) {
-  Sandbox::ExecResult r;
+namespace {
+
+struct Child {
+  pid_t pid = -1;
+  int out = -1;
+  int err = -1;
+};
+
+// Starts `/bin/sh -c command` with stdin from /dev/null and stdout/stderr on pipes.
+Child StartCommand(const std::string& command) {
   int out[2], err[2];
   if (pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
   if (pipe2(err, O_CLOEXEC) != 0) {
@@ -193,7 +201,13 @@ Sandbox::ExecResult RunCommand(const std::string& command) {
     close(err[0]);
     throw std::runtime_error(std::string("posix_spawn /bin/sh failed: ") + std::strerror(rc));
   }
-  pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
+  return {pid, out[0], err[0]};
+}
+
+// Reads both pipes to EOF and reaps the child.
+Sandbox::ExecResult FinishCommand(Child c) {
+  Sandbox::ExecResult r;
+  pollfd fds[2] = {{c.out, POLLIN, 0}, {c.err, POLLIN, 0}};
   std::string* sinks[2] = {&r.out, &r.err};
   int open_fds = 2;
   char buf[65536];
@@ -217,18 +231,21 @@ Sandbox::ExecResult RunCommand(const std::string& command) {
   for (auto& f : fds)
     if (f.fd >= 0) close(f.fd);
   int st = 0;
-  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  while (waitpid(c.pid, &st, 0) < 0 && errno == EINTR) {
   }
   r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
   return r;
 }
+
+}  // namespace
+
+Sandbox::ExecResult RunCommand(const std::string& command) { return FinishCommand(StartCommand(command)); }
 
 Sandbox::Sandbox(SandboxOptions opts) : opts_(std::move(opts)) {
   char tmpl[] = "/var/tmp/labfleet-sbx-XXXXXX";
   if (!mkdtemp(tmpl)) throw std::runtime_error(std::string("sandbox: mkdtemp failed: ") + std::strerror(errno));
   dir_ = tmpl;
   slot_ = AcquireSlot(dir_);
-  watcher_ = SpawnWatcher(dir_, &watcher_fd_);
 
   Cmd up = Cmd("/bin/bash").arg(SandboxScript()).arg("up").arg("--dir").arg(dir_);
   up.arg("--nodes").arg(std::to_string(opts_.nodes)).arg("--prefix").arg(opts_.prefix);
@@ -236,7 +253,11 @@ Sandbox::Sandbox(SandboxOptions opts) : opts_(std::move(opts)) {
   if (opts_.login) up.arg("--login");
   ExecResult r;
   try {
-    r = RunCommand(up.str());
+    // The watcher waits for this `up` to finish before it would clean up, so a DIR is never cleaned
+    // while an `up` is still creating nodes in it.
+    Child child = StartCommand(up.str());
+    watcher_ = SpawnWatcher(dir_, child.pid, &watcher_fd_);
+    r = FinishCommand(child);
     if (r.exit_code == 0) {
       auto state = nlohmann::json::parse(ReadFile(dir_ + "/state.json"));
       for (const auto& n : state.at("nodes"))

@@ -1,0 +1,644 @@
+#include "engine/facts.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <random>
+#include <set>
+
+#include "engine/shell.h"
+
+namespace labfleet {
+namespace {
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && std::isspace((unsigned char)s.front())) s.remove_prefix(1);
+  while (!s.empty() && std::isspace((unsigned char)s.back())) s.remove_suffix(1);
+  return s;
+}
+
+std::vector<std::string_view> Lines(std::string_view text) {
+  std::vector<std::string_view> out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t nl = text.find('\n', pos);
+    if (nl == std::string_view::npos) nl = text.size();
+    std::string_view line = text.substr(pos, nl - pos);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    out.push_back(line);
+    pos = nl + 1;
+  }
+  return out;
+}
+
+std::optional<long long> Int(std::string_view s) {
+  s = Trim(s);
+  if (s.empty()) return std::nullopt;
+  size_t i = 0;
+  bool neg = false;
+  if (s[0] == '-') {
+    neg = true;
+    i = 1;
+  }
+  if (i >= s.size()) return std::nullopt;
+  long long v = 0;
+  for (; i < s.size(); ++i) {
+    if (!std::isdigit((unsigned char)s[i])) return std::nullopt;
+    if (v > (1LL << 58)) return std::nullopt;
+    v = v * 10 + (s[i] - '0');
+  }
+  return neg ? -v : v;
+}
+
+std::optional<double> Double(std::string_view s) {
+  std::string t(Trim(s));
+  if (t.empty()) return std::nullopt;
+  char* end = nullptr;
+  double v = std::strtod(t.c_str(), &end);
+  if (end != t.c_str() + t.size()) return std::nullopt;
+  return v;
+}
+
+// nvidia-smi CSV: fields separated by exactly ", " (a bare comma can be part of a value, e.g. a process name);
+// values like "[N/A]" or "[Not Supported]" mean unknown.
+std::vector<std::string> SplitCsv(std::string_view line) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  for (;;) {
+    size_t c = line.find(", ", pos);
+    if (c == std::string_view::npos) {
+      out.emplace_back(Trim(line.substr(pos)));
+      return out;
+    }
+    out.emplace_back(Trim(line.substr(pos, c - pos)));
+    pos = c + 2;
+  }
+}
+
+long long IntOr(std::string_view s, long long fallback = -1) { return Int(s).value_or(fallback); }
+
+bool IsHex(std::string_view s, size_t n) {
+  if (s.size() != n) return false;
+  for (char c : s)
+    if (!std::isxdigit((unsigned char)c)) return false;
+  return true;
+}
+
+}  // namespace
+
+std::string FirstLine(std::string_view text) {
+  for (auto line : Lines(text)) {
+    auto t = Trim(line);
+    if (!t.empty()) return std::string(t);
+  }
+  return "";
+}
+
+OsRelease ParseOsRelease(std::string_view text) {
+  OsRelease os;
+  for (auto raw : Lines(text)) {
+    auto line = Trim(raw);
+    if (line.empty() || line[0] == '#') continue;
+    size_t eq = line.find('=');
+    if (eq == std::string_view::npos || eq == 0) continue;
+    std::string_view key = line.substr(0, eq);
+    bool valid_key = std::all_of(key.begin(), key.end(), [](char c) { return std::isupper((unsigned char)c) || std::isdigit((unsigned char)c) || c == '_'; });
+    if (!valid_key) continue;
+    std::string_view v = line.substr(eq + 1);
+    std::string value;
+    if (!v.empty() && (v[0] == '"' || v[0] == '\'')) {
+      char q = v[0];
+      size_t i = 1;
+      bool closed = false;
+      for (; i < v.size(); ++i) {
+        if (v[i] == q) {
+          closed = true;
+          break;
+        }
+        if (q == '"' && v[i] == '\\' && i + 1 < v.size()) ++i;
+        value += v[i];
+      }
+      if (!closed) continue;
+    } else {
+      if (v.find_first_of(" \t\"'`$") != std::string_view::npos) continue;  // not a valid unquoted value
+      value = std::string(v);
+    }
+    if (key == "ID") os.id = value;
+    else if (key == "ID_LIKE") os.id_like = value;
+    else if (key == "NAME") os.name = value;
+    else if (key == "VERSION_ID") os.version_id = value;
+    else if (key == "VERSION_CODENAME") os.version_codename = value;
+    else if (key == "PRETTY_NAME") os.pretty_name = value;
+  }
+  return os;
+}
+
+CpuInfo ParseCpuinfo(std::string_view text) {
+  CpuInfo cpu;
+  std::set<std::string> sockets;
+  std::set<std::pair<std::string, std::string>> cores;
+  std::string phys;
+  int cpu_cores = 0;
+  std::string fallback_model;
+  for (auto raw : Lines(text)) {
+    size_t colon = raw.find(':');
+    if (colon == std::string_view::npos) continue;
+    auto key = Trim(raw.substr(0, colon));
+    auto val = Trim(raw.substr(colon + 1));
+    if (key == "processor") {
+      if (Int(val)) ++cpu.logical;
+    } else if (key == "model name" || key == "cpu model") {
+      if (cpu.model.empty()) cpu.model = std::string(val);
+    } else if (key == "Hardware" || key == "Model") {
+      if (fallback_model.empty()) fallback_model = std::string(val);
+    } else if (key == "physical id") {
+      phys = std::string(val);
+      sockets.insert(phys);
+    } else if (key == "core id") {
+      cores.insert({phys, std::string(val)});
+    } else if (key == "cpu cores") {
+      if (auto n = Int(val)) cpu_cores = int(*n);
+    }
+  }
+  if (cpu.model.empty()) cpu.model = fallback_model;
+  cpu.sockets = int(sockets.size());
+  if (!cores.empty())
+    cpu.cores = int(cores.size());
+  else if (cpu_cores > 0)
+    cpu.cores = cpu_cores * std::max(1, cpu.sockets);
+  else
+    cpu.cores = cpu.logical;
+  return cpu;
+}
+
+MemInfo ParseMeminfo(std::string_view text) {
+  MemInfo m;
+  for (auto raw : Lines(text)) {
+    size_t colon = raw.find(':');
+    if (colon == std::string_view::npos) continue;
+    auto key = Trim(raw.substr(0, colon));
+    auto val = Trim(raw.substr(colon + 1));
+    long long mult = 1;
+    if (val.ends_with(" kB")) {
+      val.remove_suffix(3);
+    } else if (!val.empty() && !std::isdigit((unsigned char)val.back())) {
+      continue;  // unknown unit
+    }
+    auto n = Int(val);
+    if (!n) continue;
+    long long v = *n * mult;
+    if (key == "MemTotal") m.total_kib = v;
+    else if (key == "MemAvailable") m.available_kib = v;
+    else if (key == "SwapTotal") m.swap_total_kib = v;
+    else if (key == "SwapFree") m.swap_free_kib = v;
+  }
+  return m;
+}
+
+std::optional<double> ParseUptime(std::string_view text) {
+  for (auto raw : Lines(text)) {
+    auto line = Trim(raw);
+    size_t sp = line.find(' ');
+    if (sp == std::string_view::npos) continue;
+    auto up = Double(line.substr(0, sp));
+    auto idle = Double(line.substr(sp + 1));
+    if (up && idle && *up >= 0) return up;
+  }
+  return std::nullopt;
+}
+
+std::optional<DfRow> ParseDf(std::string_view text) {
+  for (auto raw : Lines(text)) {
+    std::vector<std::string> f;
+    std::string cur;
+    for (char c : raw) {
+      if (c == ' ' || c == '\t') {
+        if (!cur.empty()) f.push_back(std::move(cur));
+        cur.clear();
+      } else {
+        cur += c;
+      }
+    }
+    if (!cur.empty()) f.push_back(std::move(cur));
+    // Filesystem 1024-blocks Used Available Capacity Mounted-on (mount point may contain spaces: join the tail)
+    if (f.size() < 6) continue;
+    auto size = Int(f[1]), used = Int(f[2]), avail = Int(f[3]);
+    if (!size || !used || !avail || f[4].empty() || f[4].back() != '%') continue;
+    DfRow r;
+    r.filesystem = f[0];
+    r.size_kib = *size;
+    r.used_kib = *used;
+    r.avail_kib = *avail;
+    r.mount = f[5];
+    for (size_t i = 6; i < f.size(); ++i) r.mount += " " + f[i];
+    return r;
+  }
+  return std::nullopt;
+}
+
+std::vector<GpuInfo> ParseNvidiaSmiGpus(std::string_view text) {
+  std::vector<GpuInfo> out;
+  for (auto raw : Lines(text)) {
+    auto f = SplitCsv(raw);
+    if (f.size() != 7) continue;
+    auto index = Int(f[0]);
+    if (!index || *index < 0 || f[2].rfind("GPU-", 0) != 0) continue;
+    GpuInfo g;
+    g.index = int(*index);
+    g.name = f[1];
+    g.uuid = f[2];
+    g.driver = f[3];
+    g.memory_total_mib = IntOr(f[4]);
+    g.memory_used_mib = IntOr(f[5]);
+    g.utilization_pct = int(IntOr(f[6]));
+    out.push_back(std::move(g));
+  }
+  return out;
+}
+
+std::vector<GpuProcess> ParseNvidiaSmiApps(std::string_view text) {
+  std::vector<GpuProcess> out;
+  for (auto raw : Lines(text)) {
+    auto f = SplitCsv(raw);
+    if (f.size() < 4 || f[0].rfind("GPU-", 0) != 0) continue;
+    auto pid = Int(f[1]);
+    if (!pid || *pid <= 0) continue;
+    GpuProcess p;
+    p.gpu_uuid = f[0];
+    p.pid = *pid;
+    p.used_memory_mib = IntOr(f[2]);
+    // a process name may itself contain commas
+    p.process_name = f[3];
+    for (size_t i = 4; i < f.size(); ++i) p.process_name += ", " + f[i];
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+std::vector<PsEntry> ParsePs(std::string_view text) {
+  std::vector<PsEntry> out;
+  for (auto raw : Lines(text)) {
+    std::vector<std::string> f;
+    std::string cur;
+    for (char c : raw) {
+      if (c == ' ' || c == '\t') {
+        if (!cur.empty()) f.push_back(std::move(cur));
+        cur.clear();
+      } else {
+        cur += c;
+      }
+    }
+    if (!cur.empty()) f.push_back(std::move(cur));
+    if (f.size() != 3) continue;
+    auto pid = Int(f[0]), et = Int(f[2]);
+    if (!pid || !et) continue;
+    out.push_back({*pid, f[1], *et});
+  }
+  return out;
+}
+
+std::vector<PciDevice> ParseLspci(std::string_view text) {
+  // 01:00.0 VGA compatible controller [0300]: NVIDIA Corporation GA102 [GeForce RTX 3090] [10de:2204] (rev a1)
+  std::vector<PciDevice> out;
+  for (auto raw : Lines(text)) {
+    auto line = Trim(raw);
+    size_t sp = line.find(' ');
+    if (sp == std::string_view::npos) continue;
+    std::string_view slot = line.substr(0, sp);
+    if (slot.find(':') == std::string_view::npos || slot.find('.') == std::string_view::npos) continue;
+    size_t cls_end = line.find("]: ", sp);
+    if (cls_end == std::string_view::npos || cls_end < sp + 6) continue;
+    size_t cls_open = line.rfind('[', cls_end);
+    if (cls_open == std::string_view::npos || cls_open <= sp) continue;
+    std::string_view class_id = line.substr(cls_open + 1, cls_end - cls_open - 1);
+    if (!IsHex(class_id, 4)) continue;
+    std::string_view rest = line.substr(cls_end + 3);
+    // strip " (rev xx)" / " (prog-if ...)" suffixes
+    while (!rest.empty() && rest.back() == ')') {
+      size_t p = rest.rfind(" (");
+      if (p == std::string_view::npos) break;
+      rest = rest.substr(0, p);
+    }
+    if (rest.size() < 11 || rest.back() != ']') continue;
+    std::string_view ids = rest.substr(rest.size() - 11);  // [vvvv:dddd]
+    if (ids[0] != '[' || ids[5] != ':' || !IsHex(ids.substr(1, 4), 4) || !IsHex(ids.substr(6, 4), 4)) continue;
+    // display controllers: 0300 VGA, 0302 3D, 0380 other display
+    if (!class_id.starts_with("03")) continue;
+    PciDevice d;
+    d.slot = std::string(slot);
+    d.class_name = std::string(Trim(line.substr(sp + 1, cls_open - sp - 1)));
+    d.class_id = std::string(class_id);
+    d.vendor_id = std::string(ids.substr(1, 4));
+    d.device_id = std::string(ids.substr(6, 4));
+    std::transform(d.vendor_id.begin(), d.vendor_id.end(), d.vendor_id.begin(), ::tolower);
+    std::transform(d.device_id.begin(), d.device_id.end(), d.device_id.begin(), ::tolower);
+    d.description = std::string(Trim(rest.substr(0, rest.size() - 11)));
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+// The sysfs fallback when lspci is not installed: "0000:01:00.0 0x030200 0x10de 0x2204" per display controller.
+std::vector<PciDevice> ParseSysfsPci(std::string_view text) {
+  std::vector<PciDevice> out;
+  for (auto raw : Lines(text)) {
+    std::vector<std::string> f;
+    std::string cur;
+    for (char c : raw) {
+      if (c == ' ') {
+        if (!cur.empty()) f.push_back(std::move(cur));
+        cur.clear();
+      } else {
+        cur += c;
+      }
+    }
+    if (!cur.empty()) f.push_back(std::move(cur));
+    if (f.size() != 4 || f[1].size() != 8 || f[2].size() != 6 || f[3].size() != 6) continue;
+    if (f[1].rfind("0x03", 0) != 0 || !IsHex(f[1].substr(2), 6) || !IsHex(f[2].substr(2), 4) || !IsHex(f[3].substr(2), 4))
+      continue;
+    PciDevice d;
+    d.slot = f[0];
+    d.class_id = f[1].substr(2, 4);
+    d.class_name = d.class_id == "0300" ? "VGA compatible controller" : d.class_id == "0302" ? "3D controller" : "Display controller";
+    d.vendor_id = f[2].substr(2);
+    d.device_id = f[3].substr(2);
+    d.description = d.vendor_id == "10de" ? "NVIDIA Corporation device " + d.device_id : "";
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+std::vector<Container> ParseDockerPs(std::string_view text) {
+  // docker ps --format '{{json .}}': one JSON object per line
+  std::vector<Container> out;
+  for (auto raw : Lines(text)) {
+    auto line = Trim(raw);
+    if (line.empty() || line[0] != '{') continue;
+    auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!j.is_object() || !j.contains("ID") || !j["ID"].is_string()) continue;
+    auto str = [&](const char* k) { return j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : std::string(); };
+    out.push_back({str("ID"), str("Image"), str("Names"), str("Status")});
+  }
+  return out;
+}
+
+std::string RandomNonce() {
+  std::random_device rd;
+  std::mt19937_64 g((uint64_t(rd()) << 32) ^ rd());
+  char buf[17];
+  snprintf(buf, sizeof buf, "%016llx", (unsigned long long)g());
+  return buf;
+}
+
+std::string FactsScript(const std::string& nonce) {
+  // The nonce is hex (RandomNonce); anything else is refused rather than quoted into a printf format.
+  std::string n;
+  for (char c : nonce)
+    if (std::isxdigit((unsigned char)c)) n += c;
+  const std::string B = "@@labfleet:" + n + ":begin:%s\\n";
+  const std::string E = "\\n@@labfleet:" + n + ":end:%s:%s\\n";
+  Script s;
+  s.raw("export LC_ALL=C");
+  s.raw("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH");
+  s.raw("b() { printf '" + B + "' \"$1\"; }");
+  s.raw("e() { printf '" + E + "' \"$1\" \"$2\"; }");
+  s.raw("have() { command -v \"$1\" >/dev/null 2>&1; }");
+  s.raw("T=; have timeout && T='timeout 20'");
+  s.raw("b hostname; { hostname 2>/dev/null || cat /proc/sys/kernel/hostname; }; e hostname $?");
+  s.raw("b os_release; cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release; e os_release $?");
+  s.raw("b kernel; uname -r; e kernel $?");
+  s.raw("b arch; uname -m; e arch $?");
+  s.raw("b uptime; cat /proc/uptime; e uptime $?");
+  s.raw("b cpuinfo; grep -E '^(processor|model name|cpu model|Hardware|Model|physical id|core id|cpu cores)[[:space:]]*:' "
+        "/proc/cpuinfo; e cpuinfo $?");
+  s.raw("b meminfo; grep -E '^(MemTotal|MemAvailable|SwapTotal|SwapFree):' /proc/meminfo; e meminfo $?");
+  s.raw("b root_fs_type; stat -f -c %T /; e root_fs_type $?");
+  s.raw("b df; df -Pk /; e df $?");
+  s.raw("if have nvidia-smi; then");
+  s.raw("  b nvidia_gpus; $T nvidia-smi --query-gpu=index,name,uuid,driver_version,memory.total,memory.used,"
+        "utilization.gpu --format=csv,noheader,nounits 2>&1; e nvidia_gpus $?");
+  s.raw("  apps=$($T nvidia-smi --query-compute-apps=gpu_uuid,pid,used_memory,process_name "
+        "--format=csv,noheader,nounits 2>&1); rc=$?");
+  s.raw("  b nvidia_apps; printf '%s\\n' \"$apps\"; e nvidia_apps $rc");
+  s.raw("  pids=$(printf '%s\\n' \"$apps\" | awk -F', *' '$2 ~ /^[0-9]+$/ { printf \"%s%s\", s, $2; s = \",\" }')");
+  s.raw("  if [ -n \"$pids\" ]; then b ps; ps -o pid=,user=,etimes= -p \"$pids\"; e ps $?; fi");
+  s.raw("else b nvidia_gpus; e nvidia_gpus 127; fi");
+  s.raw("if have lspci; then b lspci; lspci -nn 2>&1 | grep -E '\\[03[0-9a-fA-F]{2}\\]: '; e lspci 0");
+  s.raw("else b pci_sysfs; for d in /sys/bus/pci/devices/*; do [ -r \"$d/class\" ] || continue; read c < \"$d/class\"; "
+        "case $c in 0x03*) read v < \"$d/vendor\"; read i < \"$d/device\"; printf '%s %s %s %s\\n' \"${d##*/}\" "
+        "\"$c\" \"$v\" \"$i\";; esac; done; e pci_sysfs 0; fi");
+  s.raw("if have docker; then");
+  s.raw("  b docker_version; $T docker version --format '{{.Server.Version}}' 2>&1; e docker_version $?");
+  s.raw("  b docker_ps; $T docker ps --format '{{json .}}' 2>&1; e docker_ps $?");
+  s.raw("else b docker_version; e docker_version 127; fi");
+  s.raw("f=/var/lib/labfleet/state.json; if [ -e \"$f\" ]; then b state; cat \"$f\"; e state $?; fi");
+  s.raw("printf '@@labfleet:" + n + ":done\\n'");
+  return s.str();
+}
+
+std::map<std::string, Section> SplitSections(std::string_view out, const std::string& nonce) {
+  std::map<std::string, Section> sections;
+  const std::string begin = "@@labfleet:" + nonce + ":begin:";
+  const std::string end = "\n@@labfleet:" + nonce + ":end:";
+  size_t pos = 0;
+  for (;;) {
+    size_t b = out.find(begin, pos);
+    if (b == std::string_view::npos) break;
+    size_t name_start = b + begin.size();
+    size_t nl = out.find('\n', name_start);
+    if (nl == std::string_view::npos) break;
+    std::string name(out.substr(name_start, nl - name_start));
+    std::string end_marker = end + name + ":";
+    size_t e = out.find(end_marker, nl + 1 > out.size() ? out.size() : nl);
+    if (e == std::string_view::npos) break;
+    Section s;
+    s.text = e > nl ? std::string(out.substr(nl + 1, e - nl - 1)) : std::string();
+    size_t code_start = e + end_marker.size();
+    size_t code_end = out.find('\n', code_start);
+    if (code_end == std::string_view::npos) code_end = out.size();
+    s.exit_code = int(Int(out.substr(code_start, code_end - code_start)).value_or(-1));
+    sections[name] = std::move(s);
+    pos = code_end;
+  }
+  if (out.find("@@labfleet:" + nonce + ":done") != std::string_view::npos) sections["done"] = Section{0, ""};
+  return sections;
+}
+
+NodeFacts FactsFromSections(const std::map<std::string, Section>& sec) {
+  NodeFacts f;
+  f.reachable = true;
+  auto get = [&](const char* name) -> const Section* {
+    auto it = sec.find(name);
+    return it == sec.end() ? nullptr : &it->second;
+  };
+  auto ok_text = [&](const char* name) -> std::string_view {
+    const Section* s = get(name);
+    return s && s->ok() ? std::string_view(s->text) : std::string_view();
+  };
+  f.hostname = FirstLine(ok_text("hostname"));
+  f.os = ParseOsRelease(ok_text("os_release"));
+  f.kernel = FirstLine(ok_text("kernel"));
+  f.arch = FirstLine(ok_text("arch"));
+  f.uptime_s = ParseUptime(ok_text("uptime"));
+  f.cpu = ParseCpuinfo(ok_text("cpuinfo"));
+  f.mem = ParseMeminfo(ok_text("meminfo"));
+  f.root_fs_type = FirstLine(ok_text("root_fs_type"));
+  f.root_df = ParseDf(ok_text("df"));
+
+  if (const Section* s = get("lspci"))
+    f.pci_display = ParseLspci(s->text);
+  else if (const Section* s = get("pci_sysfs"))
+    f.pci_display = ParseSysfsPci(s->text);
+  const Section* smi = get("nvidia_gpus");
+  if (smi && smi->ok()) {
+    f.gpu_source = "nvidia-smi";
+    f.gpus = ParseNvidiaSmiGpus(smi->text);
+    if (const Section* apps = get("nvidia_apps"); apps && apps->ok()) f.gpu_processes = ParseNvidiaSmiApps(apps->text);
+    std::vector<PsEntry> ps;
+    if (const Section* p = get("ps")) ps = ParsePs(p->text);
+    for (auto& proc : f.gpu_processes) {
+      for (const auto& g : f.gpus)
+        if (g.uuid == proc.gpu_uuid) proc.gpu_index = g.index;
+      for (const auto& e : ps)
+        if (e.pid == proc.pid) {
+          proc.user = e.user;
+          proc.elapsed_s = e.elapsed_s;
+        }
+    }
+  } else {
+    if (smi && smi->exit_code != 127) f.nvidia_smi_error = FirstLine(smi->text) + " (exit " + std::to_string(smi->exit_code) + ")";
+    f.gpu_source = f.pci_display.empty() ? "none" : "lspci";
+  }
+  if (const Section* dv = get("docker_version"); dv && dv->exit_code != 127) {
+    f.docker_installed = true;
+    if (dv->ok())
+      f.docker_version = FirstLine(dv->text);
+    else
+      f.docker_error = FirstLine(dv->text);
+    if (const Section* ps = get("docker_ps"); ps && ps->ok()) f.containers = ParseDockerPs(ps->text);
+  }
+  if (const Section* st = get("state")) {
+    if (!st->ok()) {
+      f.state_error = FirstLine(st->text);
+      if (f.state_error.empty()) f.state_error = "cannot read /var/lib/labfleet/state.json";
+    } else {
+      auto j = nlohmann::json::parse(st->text, nullptr, false);
+      if (j.is_discarded())
+        f.state_error = "/var/lib/labfleet/state.json is not valid JSON";
+      else
+        f.state = std::move(j);
+    }
+  }
+  return f;
+}
+
+NodeFacts GatherFacts(Transport& t) {
+  const std::string nonce = RandomNonce();
+  RunResult r = t.run(FactsScript(nonce));
+  auto sections = SplitSections(r.out, nonce);
+  NodeFacts f = FactsFromSections(sections);
+  if (!sections.count("done")) {
+    f.reachable = true;
+    f.error_kind = "script";
+    f.error = "the facts script stopped early (exit " + std::to_string(r.exit_code) + ")" +
+              (r.err.empty() ? std::string() : ": " + FirstLine(r.err));
+  }
+  return f;
+}
+
+int NodeFacts::pci_nvidia_count() const {
+  return int(std::count_if(pci_display.begin(), pci_display.end(), [](const PciDevice& d) { return d.nvidia(); }));
+}
+
+int NodeFacts::gpu_count() const {
+  if (gpu_source == "nvidia-smi") return int(gpus.size());
+  return pci_nvidia_count();
+}
+
+std::string NodeFacts::gpu_model() const {
+  std::set<std::string> names;
+  if (gpu_source == "nvidia-smi") {
+    for (const auto& g : gpus) names.insert(g.name);
+  } else {
+    for (const auto& d : pci_display)
+      if (d.nvidia()) names.insert(d.description);
+  }
+  if (names.empty()) return "";
+  if (names.size() == 1) return *names.begin();
+  return "mixed";
+}
+
+std::string NodeFacts::gpu_driver() const {
+  std::set<std::string> d;
+  for (const auto& g : gpus) d.insert(g.driver);
+  if (d.empty()) return "";
+  std::string out;
+  for (const auto& x : d) out += (out.empty() ? "" : ",") + x;
+  return out;
+}
+
+nlohmann::json NodeFacts::ToJson() const {
+  using nlohmann::json;
+  auto opt = [](long long v) -> json { return v < 0 ? json(nullptr) : json(v); };
+  json j;
+  j["node"] = node;
+  j["reachable"] = reachable;
+  j["ok"] = reachable && error.empty();
+  if (!error.empty()) {
+    j["error"] = error;
+    j["error_kind"] = error_kind;
+  }
+  if (!reachable) return j;
+  j["hostname"] = hostname;
+  j["os"] = {{"id", os.id}, {"id_like", os.id_like}, {"name", os.name}, {"version_id", os.version_id},
+             {"version_codename", os.version_codename}, {"pretty_name", os.pretty_name}};
+  j["kernel"] = kernel;
+  j["arch"] = arch;
+  j["uptime_s"] = uptime_s ? json(*uptime_s) : json(nullptr);
+  j["cpu"] = {{"model", cpu.model}, {"logical", cpu.logical}, {"cores", cpu.cores}, {"sockets", cpu.sockets}};
+  j["memory"] = {{"total_kib", opt(mem.total_kib)}, {"available_kib", opt(mem.available_kib)},
+                 {"swap_total_kib", opt(mem.swap_total_kib)}, {"swap_free_kib", opt(mem.swap_free_kib)}};
+  json root = {{"type", root_fs_type}, {"btrfs", root_fs_type == "btrfs"}};
+  if (root_df) {
+    root["device"] = root_df->filesystem;
+    root["size_kib"] = root_df->size_kib;
+    root["used_kib"] = root_df->used_kib;
+    root["avail_kib"] = root_df->avail_kib;
+  }
+  j["root_fs"] = root;
+  json g = json::object();
+  g["source"] = gpu_source;
+  g["count"] = gpu_count();
+  g["expected"] = gpus_expected < 0 ? json(nullptr) : json(gpus_expected);
+  g["count_mismatch"] = gpu_count_mismatch();
+  g["model"] = gpu_model();
+  g["driver"] = gpu_driver();
+  if (!nvidia_smi_error.empty()) g["nvidia_smi_error"] = nvidia_smi_error;
+  g["devices"] = json::array();
+  for (const auto& x : gpus)
+    g["devices"].push_back({{"index", x.index}, {"name", x.name}, {"uuid", x.uuid}, {"driver", x.driver},
+                            {"memory_total_mib", opt(x.memory_total_mib)}, {"memory_used_mib", opt(x.memory_used_mib)},
+                            {"utilization_pct", opt(x.utilization_pct)}});
+  g["processes"] = json::array();
+  for (const auto& p : gpu_processes)
+    g["processes"].push_back({{"gpu_index", p.gpu_index < 0 ? json(nullptr) : json(p.gpu_index)},
+                              {"gpu_uuid", p.gpu_uuid}, {"pid", p.pid}, {"used_memory_mib", opt(p.used_memory_mib)},
+                              {"process_name", p.process_name}, {"user", p.user}, {"elapsed_s", opt(p.elapsed_s)}});
+  g["pci_display"] = json::array();
+  for (const auto& d : pci_display)
+    g["pci_display"].push_back({{"slot", d.slot}, {"class", d.class_name}, {"class_id", d.class_id},
+                                {"vendor_id", d.vendor_id}, {"device_id", d.device_id}, {"description", d.description}});
+  g["pci_nvidia_count"] = pci_nvidia_count();
+  j["gpus"] = g;
+  json d = {{"installed", docker_installed}, {"version", docker_version}};
+  if (!docker_error.empty()) d["error"] = docker_error;
+  d["containers"] = json::array();
+  for (const auto& c : containers)
+    d["containers"].push_back({{"id", c.id}, {"image", c.image}, {"name", c.name}, {"status", c.status}});
+  j["docker"] = d;
+  j["labfleet_state"] = state ? *state : json(nullptr);
+  if (!state_error.empty()) j["labfleet_state_error"] = state_error;
+  return j;
+}
+
+}  // namespace labfleet

@@ -1,0 +1,133 @@
+// `labfleet facts`: what a node is, gathered in ONE round trip. FactsScript() prints sections delimited by
+// markers that carry a per-run nonce (`@@labfleet:<nonce>:begin:NAME` ... `@@labfleet:<nonce>:end:NAME:<exit>`);
+// SplitSections() cuts them apart and one pure parser per source turns raw text into typed facts. Parsers never
+// throw and skip lines they do not understand (tests keep a garbage line in every fixture).
+#pragma once
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/transport.h"
+
+namespace labfleet {
+
+struct OsRelease {
+  std::string id, id_like, name, version_id, version_codename, pretty_name;
+};
+struct CpuInfo {
+  std::string model;
+  int logical = 0;   // processors the kernel sees
+  int cores = 0;     // physical cores (unique physical id/core id pairs), else `cpu cores` x sockets, else logical
+  int sockets = 0;   // unique physical ids (0 = unknown)
+};
+struct MemInfo {
+  long long total_kib = -1, available_kib = -1, swap_total_kib = -1, swap_free_kib = -1;
+};
+struct DfRow {
+  std::string filesystem, mount;
+  long long size_kib = -1, used_kib = -1, avail_kib = -1;
+};
+struct GpuInfo {
+  int index = -1;
+  std::string name, uuid, driver;
+  long long memory_total_mib = -1, memory_used_mib = -1;  // -1 = [N/A]
+  int utilization_pct = -1;
+};
+struct GpuProcess {
+  std::string gpu_uuid;
+  int gpu_index = -1;  // resolved from the uuid
+  long long pid = -1;
+  long long used_memory_mib = -1;
+  std::string process_name;
+  std::string user;        // from ps, "" when unknown (e.g. a process in another PID namespace)
+  long long elapsed_s = -1;
+};
+struct PsEntry {
+  long long pid = -1;
+  std::string user;
+  long long elapsed_s = -1;
+};
+struct PciDevice {
+  std::string slot, class_name, class_id, vendor_id, device_id, description;
+  bool nvidia() const { return vendor_id == "10de"; }
+};
+struct Container {
+  std::string id, image, name, status;
+};
+
+// One section of the facts script's output.
+struct Section {
+  int exit_code = -1;  // 127 = the tool is not installed on the node
+  std::string text;
+  bool ok() const { return exit_code == 0; }
+};
+
+// --- pure parsers, one per source ---
+OsRelease ParseOsRelease(std::string_view text);                // /etc/os-release
+CpuInfo ParseCpuinfo(std::string_view text);                    // /proc/cpuinfo
+MemInfo ParseMeminfo(std::string_view text);                    // /proc/meminfo
+std::optional<double> ParseUptime(std::string_view text);       // /proc/uptime
+std::optional<DfRow> ParseDf(std::string_view text);            // df -Pk / (first data row)
+std::vector<GpuInfo> ParseNvidiaSmiGpus(std::string_view text);  // --query-gpu=index,name,uuid,driver_version,
+                                                                 //   memory.total,memory.used,utilization.gpu
+std::vector<GpuProcess> ParseNvidiaSmiApps(std::string_view text);  // --query-compute-apps=gpu_uuid,pid,
+                                                                    //   used_memory,process_name
+std::vector<PsEntry> ParsePs(std::string_view text);             // ps -o pid=,user=,etimes= -p PIDS
+std::vector<PciDevice> ParseLspci(std::string_view text);        // lspci -nn; display controllers only
+std::vector<PciDevice> ParseSysfsPci(std::string_view text);     // the script's /sys/bus/pci fallback
+std::vector<Container> ParseDockerPs(std::string_view text);     // docker ps --format '{{.ID}}\t{{.Image}}\t...'
+std::string FirstLine(std::string_view text);                    // trimmed first non-empty line
+
+struct NodeFacts {
+  std::string node;
+  bool reachable = false;
+  std::string error;       // why the node could not be reached or the script failed
+  std::string error_kind;  // connect|host-key|auth|timeout|lost|other|script
+  int gpus_expected = -1;  // inventory `gpus:`, -1 = not declared
+
+  std::string hostname;
+  OsRelease os;
+  std::string kernel, arch;
+  std::optional<double> uptime_s;
+  CpuInfo cpu;
+  MemInfo mem;
+  std::string root_fs_type;  // stat -f -c %T / ("btrfs", "ext2/ext3", "xfs", "overlayfs", ...)
+  std::optional<DfRow> root_df;
+
+  std::string gpu_source;  // "nvidia-smi", "lspci" or "none"
+  std::string nvidia_smi_error;  // nvidia-smi present but failed (driver not loaded, ...)
+  std::vector<GpuInfo> gpus;
+  std::vector<GpuProcess> gpu_processes;
+  std::vector<PciDevice> pci_display;  // display controllers seen on the PCI bus (any vendor)
+
+  bool docker_installed = false;
+  std::string docker_version;  // server version; "" when the daemon did not answer
+  std::string docker_error;
+  std::vector<Container> containers;
+
+  std::optional<nlohmann::json> state;  // /var/lib/labfleet/state.json
+  std::string state_error;
+
+  // GPUs the node has: nvidia-smi's list when it worked, else NVIDIA display controllers on the PCI bus.
+  int gpu_count() const;
+  int pci_nvidia_count() const;
+  bool gpu_count_mismatch() const { return reachable && gpus_expected >= 0 && gpu_count() != gpus_expected; }
+  std::string gpu_model() const;   // "NVIDIA A100-SXM4-80GB" or "mixed" or ""
+  std::string gpu_driver() const;
+  nlohmann::json ToJson() const;
+};
+
+// The one script (POSIX sh) that gathers every fact; `nonce` makes its markers unique.
+std::string FactsScript(const std::string& nonce);
+// Cuts the script's output into sections by name.
+std::map<std::string, Section> SplitSections(std::string_view output, const std::string& nonce);
+// Typed facts from the sections (reachable = true).
+NodeFacts FactsFromSections(const std::map<std::string, Section>& sections);
+// Runs the script on `t` (one round trip) and parses it; TransportError propagates.
+NodeFacts GatherFacts(Transport& t);
+std::string RandomNonce();
+
+}  // namespace labfleet

@@ -1,0 +1,279 @@
+#include "engine/systemd_facts.h"
+
+#include <algorithm>
+
+#include "engine/accounts.h"
+#include "engine/shell.h"
+
+namespace labfleet {
+
+namespace {
+
+std::string Trim(std::string_view s) {
+  size_t b = 0, e = s.size();
+  while (b < e && (s[b] == ' ' || s[b] == '\t' || s[b] == '\r' || s[b] == '\n')) ++b;
+  while (e > b && (s[e - 1] == ' ' || s[e - 1] == '\t' || s[e - 1] == '\r' || s[e - 1] == '\n')) --e;
+  return std::string(s.substr(b, e - b));
+}
+
+std::vector<std::string> Words(std::string_view s) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : s) {
+    if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+      if (!cur.empty()) out.push_back(std::move(cur)), cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  if (!cur.empty()) out.push_back(std::move(cur));
+  return out;
+}
+
+std::string Join(const std::vector<std::string>& v, const std::string& sep) {
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i) out += (i ? sep : "") + v[i];
+  return out;
+}
+
+bool IsPropertyName(std::string_view k) {
+  if (k.empty() || !isupper((unsigned char)k[0])) return false;
+  for (char c : k)
+    if (!isalnum((unsigned char)c)) return false;
+  return true;
+}
+
+const char* const kUnitSuffixes[] = {".service", ".socket",  ".target", ".timer", ".mount", ".automount",
+                                     ".path",    ".device",  ".swap",   ".slice", ".scope"};
+
+bool HasUnitSuffix(std::string_view name) {
+  for (const char* s : kUnitSuffixes) {
+    std::string_view suf(s);
+    if (name.size() > suf.size() && name.substr(name.size() - suf.size()) == suf) return true;
+  }
+  return false;
+}
+
+const std::string kGrubKey = "GRUB_CMDLINE_LINUX_DEFAULT=";
+const std::string kGrubMarker = "# labfleet kernel_args:";
+
+struct GrubLine {
+  size_t index = std::string::npos;  // line number of the last assignment
+  std::string prefix;                // text before the value ("GRUB_CMDLINE_LINUX_DEFAULT=", maybe "export ")
+  std::string value;                 // unquoted
+  std::string rest;                  // after the value (a comment)
+  std::string error;
+};
+
+GrubLine FindGrubLine(const std::vector<std::string>& lines) {
+  GrubLine g;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    std::string t = Trim(lines[i]);
+    if (t.rfind("export ", 0) == 0) t = Trim(t.substr(7));
+    if (t.rfind(kGrubKey, 0) == 0) g.index = i;
+  }
+  if (g.index == std::string::npos) return g;
+  const std::string& line = lines[g.index];
+  size_t eq = line.find(kGrubKey) + kGrubKey.size();
+  g.prefix = line.substr(0, eq);
+  std::string_view v = std::string_view(line).substr(eq);
+  if (!v.empty() && (v[0] == '"' || v[0] == '\'')) {
+    char q = v[0];
+    size_t close = v.find(q, 1);
+    if (close == std::string_view::npos) {
+      g.error = "GRUB_CMDLINE_LINUX_DEFAULT has no closing quote (a value over several lines?)";
+      return g;
+    }
+    g.value = std::string(v.substr(1, close - 1));
+    g.rest = std::string(v.substr(close + 1));
+    if (q == '"' && g.value.find_first_of("$`\\") != std::string::npos)
+      g.error = "GRUB_CMDLINE_LINUX_DEFAULT uses shell expansion ($, `, \\); labfleet edits only plain values";
+  } else {
+    size_t end = v.find_first_of(" \t");
+    g.value = std::string(v.substr(0, end));
+    g.rest = end == std::string_view::npos ? "" : std::string(v.substr(end));
+    if (g.value.find_first_of("$`\\\"'") != std::string::npos)
+      g.error = "GRUB_CMDLINE_LINUX_DEFAULT uses shell expansion or quoting labfleet does not edit";
+  }
+  if (!g.rest.empty() && !Trim(g.rest).empty() && Trim(g.rest)[0] != '#')
+    g.error = "GRUB_CMDLINE_LINUX_DEFAULT is followed by more shell text on its line; labfleet edits only plain values";
+  return g;
+}
+
+std::string KeyOf(const std::string& arg) { return arg.substr(0, arg.find('=')); }
+
+}  // namespace
+
+bool UnitState::has_name(std::string_view n) const {
+  if (id == n) return true;
+  return std::find(names.begin(), names.end(), n) != names.end();
+}
+
+SystemctlShow ParseSystemctlShow(std::string_view text) {
+  SystemctlShow out;
+  UnitState cur;
+  bool open = false;
+  auto flush = [&] {
+    if (open) out.units.push_back(std::move(cur));
+    cur = UnitState();
+    open = false;
+  };
+  for (const auto& raw : SplitLines(text)) {
+    std::string line = raw;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (Trim(line).empty()) {
+      flush();
+      continue;
+    }
+    auto eq = line.find('=');
+    if (eq == std::string::npos || !IsPropertyName(line.substr(0, eq))) {
+      ++out.skipped;
+      continue;
+    }
+    std::string k = line.substr(0, eq), v = line.substr(eq + 1);
+    open = true;
+    cur.props[k] = v;
+    if (k == "Id") cur.id = v;
+    else if (k == "Names") cur.names = Words(v);
+    else if (k == "LoadState") cur.load_state = v;
+    else if (k == "ActiveState") cur.active_state = v;
+    else if (k == "SubState") cur.sub_state = v;
+    else if (k == "UnitFileState") cur.unit_file_state = v;
+  }
+  flush();
+  return out;
+}
+
+const UnitState* SystemctlShow::find(const std::vector<std::string>& asked, std::string_view name) const {
+  if (units.size() == asked.size()) {
+    for (size_t i = 0; i < asked.size(); ++i)
+      if (asked[i] == name) return &units[i];
+  }
+  for (const auto& u : units)
+    if (u.has_name(name)) return &u;
+  return nullptr;
+}
+
+const char* const kUnitProperties = "Id,Names,LoadState,ActiveState,SubState,UnitFileState";
+
+Probe SystemctlShowProbe(const std::vector<std::string>& units) {
+  return {"systemctl-show:" + Join(units, " "),
+          Cmd("systemctl").arg("show").arg("-p").arg(kUnitProperties).arg("--").args(units).str()};
+}
+
+Probe SystemctlGetDefaultProbe() { return {"systemctl-get-default", "systemctl get-default"}; }
+
+std::string UnitName(std::string_view name) {
+  if (HasUnitSuffix(name)) return std::string(name);
+  return std::string(name) + ".service";
+}
+
+bool IsUnitName(std::string_view name) {
+  if (name.empty() || name.size() > 255 || name[0] == '-' || name[0] == '.') return false;
+  for (char c : name)
+    if (!isalnum((unsigned char)c) && std::string_view(":_.\\@-").find(c) == std::string_view::npos) return false;
+  return true;
+}
+
+bool IsKernelArg(std::string_view arg) {
+  if (arg.empty() || arg.size() > 512) return false;
+  for (char c : arg)
+    if (!isalnum((unsigned char)c) && std::string_view("_.,:=/+@-").find(c) == std::string_view::npos) return false;
+  return true;
+}
+
+std::optional<std::string> GrubCmdlineDefault(std::string_view grub_default) {
+  auto lines = SplitLines(grub_default);
+  GrubLine g = FindGrubLine(lines);
+  if (g.index == std::string::npos) return std::nullopt;
+  return g.value;
+}
+
+GrubEdit EditGrubCmdline(std::string_view grub_default, const std::vector<std::string>& want) {
+  GrubEdit out;
+  auto lines = SplitLines(grub_default);
+  GrubLine g = FindGrubLine(lines);
+  if (!g.error.empty()) {
+    out.error = g.error;
+    out.content = std::string(grub_default);
+    return out;
+  }
+  // What labfleet added last time: the last marker line.
+  std::vector<std::string> managed;
+  for (const auto& l : lines)
+    if (Trim(l).rfind(kGrubMarker, 0) == 0) managed = Words(Trim(l).substr(kGrubMarker.size()));
+  std::vector<std::string> cur = Words(g.value);
+  auto in = [](const std::vector<std::string>& v, const std::string& s) {
+    return std::find(v.begin(), v.end(), s) != v.end();
+  };
+  for (const auto& m : managed) {
+    if (in(want, m) || !in(cur, m)) continue;
+    cur.erase(std::remove(cur.begin(), cur.end(), m), cur.end());
+    out.removed.push_back(m);
+  }
+  for (const auto& w : want) {
+    if (in(cur, w)) continue;
+    const std::string key = KeyOf(w);
+    size_t same_key_wanted = 0;
+    for (const auto& x : want) same_key_wanted += KeyOf(x) == key;
+    std::vector<size_t> same;
+    for (size_t i = 0; i < cur.size(); ++i)
+      if (KeyOf(cur[i]) == key) same.push_back(i);
+    if (w.find('=') != std::string::npos && same.size() == 1 && same_key_wanted == 1) {
+      out.removed.push_back(cur[same[0]]);
+      cur[same[0]] = w;
+    } else {
+      cur.push_back(w);
+    }
+    out.added.push_back(w);
+  }
+  if (out.added.empty() && out.removed.empty() && managed == want) {
+    out.content = std::string(grub_default);  // nothing to do: byte for byte as it was
+    return out;
+  }
+  std::string new_line = g.index == std::string::npos ? kGrubKey + "\"" + Join(cur, " ") + "\""
+                         : out.added.empty() && out.removed.empty() ? lines[g.index]
+                                                                     : g.prefix + "\"" + Join(cur, " ") + "\"" + g.rest;
+  std::vector<std::string> result;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    if (Trim(lines[i]).rfind(kGrubMarker, 0) == 0) continue;
+    if (i == g.index) {
+      if (!want.empty()) result.push_back(kGrubMarker + " " + Join(want, " "));
+      result.push_back(new_line);
+      continue;
+    }
+    result.push_back(lines[i]);
+  }
+  if (g.index == std::string::npos && !want.empty()) {
+    result.push_back(kGrubMarker + " " + Join(want, " "));
+    result.push_back(new_line);
+  }
+  for (const auto& l : result) out.content += l + "\n";
+  return out;
+}
+
+std::vector<std::string> MissingFromCmdline(std::string_view proc_cmdline, const std::vector<std::string>& want) {
+  auto have = Words(proc_cmdline);
+  std::vector<std::string> out;
+  for (const auto& w : want)
+    if (std::find(have.begin(), have.end(), w) == have.end()) out.push_back(w);
+  return out;
+}
+
+bool IsSysctlKey(std::string_view key) {
+  if (key.empty() || key.size() > 255 || key[0] == '.' || key[0] == '/' || key[0] == '-') return false;
+  bool sep = false;
+  for (char c : key) {
+    if (c == '.' || c == '/') sep = true;
+    else if (!isalnum((unsigned char)c) && c != '_' && c != '-') return false;
+  }
+  return sep;
+}
+
+std::string SysctlFile(const std::vector<std::pair<std::string, std::string>>& values) {
+  std::string out = "# Managed by labfleet (the inventory's sysctl: settings); edits here are overwritten.\n";
+  for (const auto& [k, v] : values) out += k + " = " + v + "\n";
+  return out;
+}
+
+}  // namespace labfleet

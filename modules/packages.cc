@@ -1,0 +1,479 @@
+// packages: system packages installed / absent / held, with apt (dpkg) or pacman, whichever the node has;
+// and package mirrors for apt (a sources.list.d file) and pip (/etc/pip.conf), since labs often sit behind
+// slow links.
+//
+//   packages: [htop, tmux]                                  # a list: installed
+//   packages: { htop: installed, snapd: absent, linux-image-generic: held }
+//   package_mirror:
+//     apt: http://mirror.lab/ubuntu                         # or { url, suites: [...], components: [...], trusted }
+//     pip: http://mirror.lab/pypi/simple
+//
+// Maps merge key by key from lab.defaults and groups to the node; a list replaces what it overrides.
+// `installed` means installed and NOT held (a held package is unheld); `held` = installed and held against
+// upgrades; `absent` = removed (configuration files kept, like `apt-get remove`).
+// All missing packages are installed by one command; likewise removals, holds and unholds.
+#include <map>
+#include <set>
+
+#include "engine/accounts.h"
+#include "engine/file_probe.h"
+#include "engine/module.h"
+#include "engine/nvidia_facts.h"
+#include "engine/package_facts.h"
+#include "engine/shell.h"
+
+namespace labfleet {
+namespace {
+
+const std::vector<std::string> kStates = {"installed", "absent", "held"};
+const std::vector<std::string> kMirrorKeys = {"apt", "pip"};
+const std::vector<std::string> kAptMirrorKeys = {"url", "suites", "components", "trusted"};
+const char* kAptMirrorFile = "/etc/apt/sources.list.d/labfleet-mirror.list";
+const char* kPipConf = "/etc/pip.conf";
+
+struct PkgWant {
+  std::string name, state;
+  Location where;
+};
+
+struct PackagesWant {
+  std::vector<PkgWant> items;  // in inventory order
+};
+
+struct AptMirror {
+  std::string url;
+  std::vector<std::string> suites, components;  // empty suites: from /etc/os-release
+  bool has_components = false;
+  bool trusted = false;
+  Location where;
+};
+
+struct PipMirror {
+  std::string url;
+  Location where;
+};
+
+std::string Join(const std::vector<std::string>& v, const std::string& sep) {
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i) out += (i ? sep : "") + v[i];
+  return out;
+}
+
+bool IsMirrorUrl(const std::string& s) {
+  if (s.find_first_of(" \t\n\"'`$\\") != std::string::npos) return false;
+  return (s.rfind("http://", 0) == 0 && s.size() > 7) || (s.rfind("https://", 0) == 0 && s.size() > 8) ||
+         (s.rfind("file:/", 0) == 0 && s.size() > 6);
+}
+
+bool IsAptWord(const std::string& s) {  // a suite or component
+  if (s.empty()) return false;
+  for (char c : s)
+    if (!isalnum((unsigned char)c) && std::string_view("./_+-").find(c) == std::string_view::npos) return false;
+  return true;
+}
+
+// Parses `packages:` (a list or a map). Findings to `f` when given; invalid entries are left out.
+PackagesWant ParsePackages(const Value& v, Findings* f) {
+  Findings scratch;
+  Findings& out = f ? *f : scratch;
+  PackagesWant w;
+  std::map<std::string, Location> seen;
+  auto add = [&](const std::string& name, const Location& name_loc, const std::string& state, const Location& where) {
+    if (!IsPackageName(name)) {
+      out.error(name_loc, "package-name",
+                "'" + name + "' is not a package name (lower case letters, digits and @._+- only)");
+      return;
+    }
+    if (auto it = seen.find(name); it != seen.end()) {
+      out.error(name_loc, "package-duplicate", "package " + name + " is listed twice (first at " + it->second.str() + ")");
+      return;
+    }
+    seen.emplace(name, name_loc);
+    w.items.push_back({name, state, where});
+  };
+  if (v.is_null()) return w;
+  if (v.is_seq()) {
+    for (const auto& item : v.items()) {
+      if (!item.is_scalar()) {
+        out.error(item.loc(), "wrong-type",
+                  "items of packages must be package names, got " + DescribeValue(item) +
+                      " (for states write a map: { name: installed|absent|held })");
+        continue;
+      }
+      add(item.str(), item.loc(), "installed", item.loc());
+    }
+    return w;
+  }
+  if (!v.is_map()) {
+    out.error(v.loc(), "wrong-type",
+              "packages must be a list of names or a map { name: installed|absent|held }, got " + DescribeValue(v));
+    return w;
+  }
+  for (const auto& e : v.entries()) {
+    if (!e.value.is_scalar()) {
+      out.error(e.value.loc().known() ? e.value.loc() : e.key_loc, "wrong-type",
+                "the state of package " + e.key + " must be installed, absent or held, got " + DescribeValue(e.value));
+      continue;
+    }
+    const std::string& st = e.value.str();
+    if (std::find(kStates.begin(), kStates.end(), st) == kStates.end()) {
+      std::string msg = "the state of package " + e.key + " must be installed, absent or held, got '" + st + "'";
+      if (auto s = Suggest(st, kStates)) msg += "; did you mean '" + *s + "'?";
+      out.error(e.value.loc(), "invalid-value", msg);
+      continue;
+    }
+    add(e.key, e.key_loc, st, e.key_loc);
+  }
+  return w;
+}
+
+struct MirrorWant {
+  std::optional<AptMirror> apt;
+  std::optional<PipMirror> pip;
+};
+
+MirrorWant ParseMirror(const Value& v, Findings* f) {
+  Findings scratch;
+  Findings& out = f ? *f : scratch;
+  MirrorWant m;
+  MapReader r(v, "package_mirror", v.loc(), out, kMirrorKeys);
+  if (const Value* a = r.get("apt")) {
+    AptMirror am;
+    am.where = a->loc().known() ? a->loc() : r.key_loc("apt");
+    bool ok = true;
+    if (a->is_scalar()) {
+      am.url = a->str();
+    } else {
+      MapReader ar(*a, "package_mirror.apt", r.key_loc("apt"), out, kAptMirrorKeys);
+      if (!ar.is_map()) ok = false;
+      if (!ar.require("url", "e.g. { url: http://mirror.lab/ubuntu }")) ok = false;
+      if (auto u = ar.str("url")) am.url = *u;
+      if (auto s = ar.strings("suites")) am.suites = *s;
+      if (auto c = ar.strings("components")) am.components = *c, am.has_components = true;
+      if (auto t = ar.boolean("trusted")) am.trusted = *t;
+      for (const auto& w : am.suites)
+        if (!IsAptWord(w)) out.error(ar.get("suites")->loc(), "package-mirror", "'" + w + "' is not an apt suite"), ok = false;
+      for (const auto& w : am.components)
+        if (!IsAptWord(w))
+          out.error(ar.get("components")->loc(), "package-mirror", "'" + w + "' is not an apt component"), ok = false;
+    }
+    if (!am.url.empty() && !IsMirrorUrl(am.url)) {
+      out.error(am.where, "package-mirror",
+                "package_mirror.apt must be an http://, https:// or file:/ URL, got '" + am.url + "'");
+      ok = false;
+    }
+    if (ok && !am.url.empty()) m.apt = am;
+  }
+  if (auto p = r.str("pip")) {
+    Location loc = r.get("pip")->loc();
+    if (!IsMirrorUrl(*p) || p->rfind("file:", 0) == 0)
+      out.error(loc, "package-mirror", "package_mirror.pip must be an http:// or https:// URL (a simple index), got '" + *p + "'");
+    else
+      m.pip = PipMirror{*p, loc};
+  }
+  return m;
+}
+
+std::string HostOf(const std::string& url) {
+  size_t b = url.find("://");
+  if (b == std::string::npos) return "";
+  b += 3;
+  size_t e = url.find_first_of(":/", b);
+  return url.substr(b, e == std::string::npos ? std::string::npos : e - b);
+}
+
+// KEY=value lines of /etc/os-release.
+std::map<std::string, std::string> OsRelease(const std::string& text) {
+  std::map<std::string, std::string> out;
+  for (const auto& line : SplitLines(text)) {
+    auto eq = line.find('=');
+    if (eq == std::string::npos) continue;
+    std::string v = line.substr(eq + 1);
+    if (v.size() >= 2 && (v.front() == '"' || v.front() == '\'') && v.back() == v.front()) v = v.substr(1, v.size() - 2);
+    out[line.substr(0, eq)] = v;
+  }
+  return out;
+}
+
+class PackagesModule : public Module {
+ public:
+  std::string name() const override { return "packages"; }
+  // Before everything: later modules use what packages bring (groups like docker, units, config dirs).
+  int order() const override { return 5; }
+  std::vector<std::string> settings_keys() const override { return {"packages", "package_mirror"}; }
+
+  void validate(const Inventory& inv, Findings& f) const override {
+    auto layer = [&](const Value& settings) {
+      if (const Value* p = settings.find("packages")) ParsePackages(*p, &f);
+      if (const Value* m = settings.find("package_mirror")) ParseMirror(*m, &f);
+    };
+    if (const Value* d = inv.lab.find("defaults")) layer(*d);
+    for (const auto& g : inv.groups) layer(g.raw);
+    for (const auto& n : inv.nodes) layer(n.raw);
+    // Per node: packages the nvidia settings manage must not be managed here too (they would fight).
+    std::set<std::string> reported;
+    for (const auto& n : inv.nodes) {
+      Value settings = inv.settings(n);
+      const Value* p = settings.find("packages");
+      auto nv = NodeNvidia(settings);
+      if (!p || !nv) continue;
+      std::set<std::string> theirs;
+      for (const char* mgr : {"apt", "pacman"})
+        for (auto& name : NvidiaDriverPackages(*nv, mgr)) theirs.insert(name);
+      theirs.insert("nvidia-container-toolkit");
+      for (const auto& w : ParsePackages(*p, nullptr).items)
+        if (theirs.count(w.name) && reported.insert(w.name + "@" + w.where.str()).second)
+          f.error(w.where, "package-conflict",
+                  "package " + w.name + " is managed by the nvidia settings of node " + n.name +
+                      "; remove it from packages");
+    }
+  }
+
+  std::vector<Resource> resources(const NodeContext& ctx) const override {
+    std::vector<Resource> out;
+    if (const Value* m = ctx.settings.find("package_mirror")) {
+      MirrorWant mw = ParseMirror(*m, nullptr);
+      if (mw.apt) out.push_back({name(), "package-mirror:apt", mw.apt->where, std::make_shared<AptMirror>(*mw.apt)});
+      if (mw.pip) out.push_back({name(), "package-mirror:pip", mw.pip->where, std::make_shared<PipMirror>(*mw.pip)});
+    }
+    if (const Value* p = ctx.settings.find("packages")) {
+      PackagesWant w = ParsePackages(*p, nullptr);
+      if (!w.items.empty()) out.push_back({name(), "packages", p->loc(), std::make_shared<PackagesWant>(w)});
+    }
+    return out;
+  }
+
+  std::vector<Probe> probes(const NodeContext&, const std::vector<Resource>& rs) const override {
+    std::vector<Probe> out;
+    if (rs.empty()) return out;
+    out.push_back(PackageManagerProbe());
+    for (const auto& r : rs) {
+      if (r.id == "packages") {
+        std::vector<std::string> names;
+        for (const auto& i : r.as<PackagesWant>().items) names.push_back(i.name);
+        out.push_back(DpkgQueryProbe(names));
+        out.push_back(AptMarkShowholdProbe());
+        out.push_back(PacmanQProbe(names));
+        out.push_back(FileProbe("/etc/pacman.conf"));
+      } else if (r.id == "package-mirror:apt") {
+        out.push_back(FileProbe(kAptMirrorFile));
+        out.push_back(FileProbe("/etc/os-release"));
+      } else if (r.id == "package-mirror:pip") {
+        out.push_back(FileProbe(kPipConf));
+      }
+    }
+    return out;
+  }
+
+  DiffResult diff(const NodeContext&, const Resource& r, const ProbeResults& results) const override {
+    std::string mgr = PackageManagerOf(results);
+    if (r.id == "package-mirror:apt") return DiffAptMirror(r.as<AptMirror>(), mgr, results);
+    if (r.id == "package-mirror:pip") return DiffPipMirror(r.as<PipMirror>(), results);
+    const auto& w = r.as<PackagesWant>();
+    if (mgr == "apt") return DiffApt(w, results);
+    if (mgr == "pacman") return DiffPacman(w, results);
+    return Failure("no supported package manager on this node (neither dpkg-query + apt-get nor pacman found)");
+  }
+
+ private:
+  static DiffResult DiffApt(const PackagesWant& w, const ProbeResults& results) {
+    std::vector<std::string> names;
+    for (const auto& i : w.items) names.push_back(i.name);
+    const ProbeOutput* q = FindProbe(results, DpkgQueryProbe(names).key);
+    if (!q || q->exit_code != 0) return Failure("dpkg-query failed on this node (exit " + std::to_string(q ? q->exit_code : -1) + ")");
+    DpkgStatus dpkg = ParseDpkgQuery(q->out);
+    std::set<std::string> holds;
+    const ProbeOutput* h = FindProbe(results, "apt-mark-showhold");
+    if (h && h->exit_code == 0) {
+      holds = ParseAptMarkShowhold(h->out).names;
+    } else {
+      for (const auto& [n, e] : dpkg.by_name)
+        if (e.held()) holds.insert(n);
+    }
+    auto installed = [&](const std::string& n) {
+      auto it = dpkg.by_name.find(n);
+      return it != dpkg.by_name.end() && it->second.installed();
+    };
+    auto present = [&](const std::string& n) {  // anything but gone (removal needed): broken states too
+      auto it = dpkg.by_name.find(n);
+      return it != dpkg.by_name.end() && it->second.status != "not-installed" && it->second.status != "config-files";
+    };
+    std::vector<std::string> install, install_held, unhold_first, remove, hold, unhold, why_install;
+    for (const auto& i : w.items) {
+      bool held = holds.count(i.name) > 0;
+      if (i.state == "absent") {
+        if (present(i.name)) remove.push_back(i.name);
+        continue;
+      }
+      if (!installed(i.name)) {
+        install.push_back(i.name);
+        auto it = dpkg.by_name.find(i.name);
+        why_install.push_back(i.name + ": " + (it == dpkg.by_name.end() ? std::string("not installed") : it->second.status));
+        if (held) unhold_first.push_back(i.name);  // apt refuses to install a held package
+        if (i.state == "held") install_held.push_back(i.name);
+        continue;
+      }
+      if (i.state == "held" && !held) hold.push_back(i.name);
+      if (i.state == "installed" && held) unhold.push_back(i.name);
+    }
+    DiffResult d;
+    if (!install.empty()) {
+      Change c;
+      c.sign = '+';
+      c.summary = "packages: install " + Join(install, ", ") +
+                  (install_held.empty() ? "" : " (held: " + Join(install_held, ", ") + ")");
+      c.reason = Join(why_install, "; ");
+      Script s;
+      if (!unhold_first.empty()) s.add(Cmd("apt-mark").arg("unhold").arg("--").args(unhold_first));
+      Cmd inst = AptGet("install").arg("--no-install-recommends").arg("--").args(install);
+      // The package lists may be stale or not know a new mirror yet: on failure, update them and retry once.
+      s.raw(inst.str() + " || { " + AptGet("update").str() + " && " + inst.str() + "; }");
+      if (!install_held.empty()) s.add(Cmd("apt-mark").arg("hold").arg("--").args(install_held));
+      c.command = s.str();
+      d.changes.push_back(std::move(c));
+    }
+    if (!remove.empty()) {
+      Change c;
+      c.sign = '-';
+      c.summary = "packages: remove " + Join(remove, ", ");
+      c.reason = "absent in the inventory";
+      Script s;
+      std::vector<std::string> held_rm;
+      for (const auto& n : remove)
+        if (holds.count(n)) held_rm.push_back(n);
+      if (!held_rm.empty()) s.add(Cmd("apt-mark").arg("unhold").arg("--").args(held_rm));
+      s.add(AptGet("remove").arg("--").args(remove));
+      c.command = s.str();
+      d.changes.push_back(std::move(c));
+    }
+    if (!hold.empty()) {
+      Change c;
+      c.summary = "packages: hold " + Join(hold, ", ");
+      c.reason = "held in the inventory, not held on the node";
+      c.command = Cmd("apt-mark").arg("hold").arg("--").args(hold).str();
+      d.changes.push_back(std::move(c));
+    }
+    if (!unhold.empty()) {
+      Change c;
+      c.summary = "packages: unhold " + Join(unhold, ", ");
+      c.reason = "held on the node, `installed` (not held) in the inventory";
+      c.command = Cmd("apt-mark").arg("unhold").arg("--").args(unhold).str();
+      d.changes.push_back(std::move(c));
+    }
+    if (d.changes.empty()) d.noop = NoopText(w);
+    return d;
+  }
+
+  static DiffResult DiffPacman(const PackagesWant& w, const ProbeResults& results) {
+    std::vector<std::string> names;
+    for (const auto& i : w.items) names.push_back(i.name);
+    const ProbeOutput* q = FindProbe(results, PacmanQProbe(names).key);
+    if (!q || q->exit_code != 0) return Failure("pacman -Q failed on this node (exit " + std::to_string(q ? q->exit_code : -1) + ")");
+    PacmanQ pq = ParsePacmanQ(q->out);
+    FileState conf = ParseFileProbe(results, "/etc/pacman.conf");
+    PacmanIgnore ign = ParsePacmanConfIgnore(conf.content, "packages");
+    std::vector<std::string> install, remove, want_held, stuck;
+    for (const auto& i : w.items) {
+      bool inst = pq.version.count(i.name) > 0;
+      if (i.state == "absent") {
+        if (inst) remove.push_back(i.name);
+        continue;
+      }
+      if (!inst) install.push_back(i.name);
+      if (i.state == "held") want_held.push_back(i.name);
+      else if (ign.effective.count(i.name) && !ign.managed.count(i.name)) stuck.push_back(i.name);
+    }
+    DiffResult d;
+    if (!install.empty()) {
+      Change c;
+      c.sign = '+';
+      c.summary = "packages: install " + Join(install, ", ");
+      c.reason = "not installed";
+      c.command = Cmd("pacman").arg("-S").arg("--noconfirm").arg("--needed").arg("--").args(install).str();
+      d.changes.push_back(std::move(c));
+    }
+    if (!remove.empty()) {
+      Change c;
+      c.sign = '-';
+      c.summary = "packages: remove " + Join(remove, ", ");
+      c.reason = "absent in the inventory";
+      c.command = Cmd("pacman").arg("-R").arg("--noconfirm").arg("--").args(remove).str();
+      d.changes.push_back(std::move(c));
+    }
+    std::set<std::string> want_set(want_held.begin(), want_held.end());
+    if (want_set != ign.managed) {
+      Change c;
+      c.summary = "packages: IgnorePkg in /etc/pacman.conf = " + (want_held.empty() ? std::string("(none)") : Join(want_held, " "));
+      c.reason = "held packages differ (labfleet's IgnorePkg line holds " +
+                 (ign.managed.empty() ? std::string("none") : Join({ign.managed.begin(), ign.managed.end()}, " ")) + ")";
+      c.command = PacmanIgnoreCommand("packages", want_held);
+      d.changes.push_back(std::move(c));
+    }
+    if (d.changes.empty()) {
+      d.noop = NoopText(w);
+      if (!stuck.empty())
+        d.noop += "; note: " + Join(stuck, ", ") + " held by an IgnorePkg line labfleet does not own";
+    }
+    return d;
+  }
+
+  static std::string NoopText(const PackagesWant& w) {
+    int n_inst = 0, n_abs = 0, n_held = 0;
+    for (const auto& i : w.items) (i.state == "absent" ? n_abs : i.state == "held" ? n_held : n_inst)++;
+    return "nothing to do because all " + std::to_string(w.items.size()) + " packages match (" +
+           std::to_string(n_inst) + " installed, " + std::to_string(n_held) + " held, " + std::to_string(n_abs) +
+           " absent)";
+  }
+
+  static DiffResult DiffAptMirror(const AptMirror& m, const std::string& mgr, const ProbeResults& results) {
+    if (mgr != "apt") return Noop("nothing to do because this node does not use apt (package_mirror.apt applies to apt nodes)");
+    std::vector<std::string> suites = m.suites, components = m.components;
+    auto os = OsRelease(ParseFileProbe(results, "/etc/os-release").content);
+    std::string id = os["ID"], codename = os["VERSION_CODENAME"];
+    if (suites.empty()) {
+      if (codename.empty())
+        return Failure("/etc/os-release has no VERSION_CODENAME; write package_mirror.apt as { url: ..., suites: [...] }");
+      suites = {codename, codename + "-updates"};
+      if (id == "ubuntu") suites.push_back(codename + "-security");
+    }
+    if (!m.has_components) {
+      if (id == "ubuntu") components = {"main", "restricted", "universe", "multiverse"};
+      else if (id == "debian") components = {"main", "contrib", "non-free", "non-free-firmware"};
+      else if (m.suites.empty() || m.suites[0].back() != '/')
+        return Failure("unknown distribution '" + id + "'; write package_mirror.apt as { url: ..., suites: [...], components: [...] }");
+    }
+    std::string text = "# Managed by labfleet (package_mirror.apt); edits here are overwritten.\n";
+    for (const auto& s : suites) {
+      text += "deb " + std::string(m.trusted ? "[trusted=yes] " : "") + m.url + " " + s;
+      // A flat repository ("./") has no components.
+      if (s.empty() || s.back() != '/')
+        for (const auto& c : components) text += " " + c;
+      text += "\n";
+    }
+    FileSpec want{kAptMirrorFile, text, 0644, "root", "root"};
+    DiffResult d = DiffFile(want, ParseFileProbe(results, kAptMirrorFile), std::string("apt mirror ") + kAptMirrorFile);
+    if (!d.changes.empty() && d.changes[0].kind == Change::Kind::PutFile) {
+      Change n;
+      n.kind = Change::Kind::Notify;
+      n.handler = "apt-get update";
+      n.summary = "apt-get update (package lists from the new mirror)";
+      n.reason = "apt sources changed";
+      n.command = AptGet("update").str();
+      d.changes.push_back(std::move(n));
+    }
+    return d;
+  }
+
+  static DiffResult DiffPipMirror(const PipMirror& m, const ProbeResults& results) {
+    std::string text = "# Managed by labfleet (package_mirror.pip); edits here are overwritten.\n[global]\nindex-url = " +
+                       m.url + "\n";
+    if (m.url.rfind("http://", 0) == 0) text += "trusted-host = " + HostOf(m.url) + "\n";
+    FileSpec want{kPipConf, text, 0644, "root", "root"};
+    return DiffFile(want, ParseFileProbe(results, kPipConf), std::string("pip mirror ") + kPipConf);
+  }
+};
+
+ModuleRegistrar registrar(std::make_unique<PackagesModule>());
+
+}  // namespace
+}  // namespace labfleet

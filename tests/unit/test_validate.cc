@@ -1,0 +1,784 @@
+// `labfleet validate`: one broken inventory per check, asserting the code, the message and the exact place;
+// the example inventory; the CLI (text, JSON, exit codes); --rev against a temporary git repository; `show`.
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "engine/cli.h"
+#include "engine/inventory.h"
+#include "engine/module.h"
+#include "engine/reporter.h"
+
+using namespace labfleet;
+
+namespace {
+
+namespace fs = std::filesystem;
+
+const char* kLabFile = "inventory/lab.yaml";
+const char* kLab =
+    "lab:\n"
+    "  name: t\n"
+    "  reserved_networks: [172.20.0.0/16, 10.0.1.0/24]\n";
+
+Findings Check(std::vector<SourceFile> files) {
+  Findings f;
+  Inventory inv = LoadInventory(files, f);
+  ValidateInventory(inv, f);
+  f.sort();
+  return f;
+}
+
+// The lab file plus one more file.
+Findings CheckWith(const std::string& path, const std::string& text) {
+  return Check({{kLabFile, kLab}, {path, text}});
+}
+
+std::string All(const Findings& f) {
+  std::string out;
+  for (const auto& x : f.items()) out += FindingToText(x) + "\n";
+  return out;
+}
+
+// The only finding with this code (fails the test when there is not exactly one).
+Finding One(const Findings& f, const std::string& code) {
+  std::vector<Finding> hits;
+  for (const auto& x : f.items())
+    if (x.code == code) hits.push_back(x);
+  INFO(All(f));
+  REQUIRE(hits.size() == 1);
+  return hits[0];
+}
+
+size_t CountCode(const Findings& f, const std::string& code) {
+  size_t n = 0;
+  for (const auto& x : f.items()) n += x.code == code;
+  return n;
+}
+
+// Asserts a single finding with `code` at `where` reading exactly `message`.
+void Expect(const Findings& f, const std::string& code, const std::string& where, const std::string& message,
+            Severity sev = Severity::Error) {
+  Finding x = One(f, code);
+  CHECK(x.where.str() == where);
+  CHECK(x.message == message);
+  CHECK(x.severity == sev);
+}
+
+struct CliResult {
+  int rc;
+  std::string out, err;
+};
+
+CliResult Cli(std::vector<std::string> args) {
+  std::vector<const char*> argv = {"labfleet"};
+  for (const auto& a : args) argv.push_back(a.c_str());
+  std::ostringstream out, err;
+  int rc = RunCli(int(argv.size()), argv.data(), out, err);
+  return {rc, out.str(), err.str()};
+}
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    char tmpl[] = "/tmp/labfleet-val-XXXXXX";
+    REQUIRE(mkdtemp(tmpl));
+    path = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  void write(const std::string& rel, const std::string& text) const {
+    fs::create_directories((path / rel).parent_path());
+    std::ofstream(path / rel) << text;
+  }
+  std::string str(const std::string& rel = "") const { return (path / rel).string(); }
+};
+
+// Valid keys (generated with ssh-keygen).
+const char* kKeyA = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB4XfzBjbhLT8kuNKAnbnTmasdRStS7JwTXIfn8TkewI a@laptop";
+const char* kKeyB = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMnnoX5Pie762G+b9mPQa4Pf8qSoPb+l1fZYVfW6q2wH b@laptop";
+
+}  // namespace
+
+TEST_SUITE("validate") {
+  // ------------------------------------------------------------------ structure
+
+  TEST_CASE("YAML syntax error: file, line and column of the parser") {
+    Findings f = CheckWith("inventory/users.yaml", "users:\n  bob: { uid: 2001\n");
+    Finding x = One(f, "yaml-syntax");
+    CHECK(x.where.file == "inventory/users.yaml");
+    CHECK(x.where.line == 3);
+    CHECK(x.message.rfind("YAML syntax error: ", 0) == 0);
+  }
+
+  TEST_CASE("duplicate key in one map") {
+    Findings f = CheckWith("inventory/users.yaml", "users:\n  bob:\n    uid: 2001\n    shell: /bin/sh\n    uid: 2002\n");
+    Expect(f, "duplicate-key", "inventory/users.yaml:5:5",
+           "duplicate key 'uid', first written at inventory/users.yaml:3:5; remove one of them (YAML would silently "
+           "keep only one)");
+  }
+
+  TEST_CASE("unknown keys, with did-you-mean") {
+    Findings f = CheckWith("inventory/users.yaml", "users:\n  bob:\n    uid: 2001\n    shel: /bin/sh\n");
+    Expect(f, "unknown-key", "inventory/users.yaml:4:5", "unknown key 'shel' in user 'bob'; did you mean 'shell'?");
+    Findings g = CheckWith("inventory/nodes.yaml", "nodes:\n  a: { adress: 10.0.1.1 }\n");
+    CHECK(One(g, "unknown-key").message == "unknown key 'adress' in node 'a'; did you mean 'address'?");
+    CHECK(One(g, "unknown-key").where.str() == "inventory/nodes.yaml:2:8");
+    Findings h = CheckWith("inventory/x.yaml", "userz:\n  a: {}\n");
+    Expect(h, "unknown-key", "inventory/x.yaml:1:1", "unknown section 'userz'; did you mean 'users'?");
+    // Group settings accept module keys only.
+    Findings i = CheckWith("inventory/groups.yaml", "groups:\n  gpu:\n    dokcer: {}\n");
+    Expect(i, "unknown-key", "inventory/groups.yaml:3:5", "unknown key 'dokcer' in group 'gpu'; did you mean 'docker'?");
+    // Node-only keys are not settings: a group cannot set an address.
+    Findings j = CheckWith("inventory/groups.yaml", "groups:\n  gpu:\n    address: 10.0.0.1\n");
+    CHECK(One(j, "unknown-key").where.str() == "inventory/groups.yaml:3:5");
+  }
+
+  TEST_CASE("wrong types") {
+    Findings f = CheckWith("inventory/users.yaml", "users:\n  bob:\n    uid: lots\n");
+    Expect(f, "wrong-type", "inventory/users.yaml:3:10", "'uid' of user 'bob' must be an integer, got 'lots'");
+    Findings g = CheckWith("inventory/users.yaml", "users:\n  bob:\n    uid: 2001\n    groups: gpu-users\n");
+    Expect(g, "wrong-type", "inventory/users.yaml:4:13",
+           "'groups' of user 'bob' must be a list (write [gpu-users]), got 'gpu-users'");
+    Findings h = CheckWith("inventory/users.yaml", "users:\n  bob:\n    uid: 2001\n    rootless_docker: \"yes\"\n");
+    Expect(h, "wrong-type", "inventory/users.yaml:4:22",
+           "'rootless_docker' of user 'bob' must be true or false (unquoted), got 'yes'");
+    Findings i = CheckWith("inventory/nodes.yaml", "nodes:\n  a: [10.0.1.1]\n");
+    Expect(i, "wrong-type", "inventory/nodes.yaml:2:6",
+           "node 'a' must be a map (key: value lines), got a list");
+    Findings j = CheckWith("inventory/nodes.yaml", "nodes:\n  a: { address: 10.0.1.1, connection: sssh }\n");
+    Expect(j, "invalid-value", "inventory/nodes.yaml:2:39",
+           "'connection' of node 'a' must be one of ssh, local, got 'sssh'; did you mean 'ssh'?");
+  }
+
+  TEST_CASE("missing required keys") {
+    Findings f = CheckWith("inventory/users.yaml", "users:\n  bob:\n    full_name: Bob\n");
+    Expect(f, "missing-required", "inventory/users.yaml:2:3",
+           "user 'bob' is missing the required key 'uid'; every account needs a fixed uid (>= 1000) so files agree "
+           "across nodes");
+    Findings g = CheckWith("inventory/nodes.yaml", "nodes:\n  a: { gpus: 4 }\n");
+    Expect(g, "missing-required", "inventory/nodes.yaml:2:3",
+           "node 'a' is missing the required key 'address'; give the IP address or host name labfleet connects to");
+    Findings h = Check({{"inventory/users.yaml", "users: {}\n"}});
+    Expect(h, "missing-required", "inventory/users.yaml",
+           "the inventory has no 'lab' section; add one with at least `lab: { name: ... }`");
+    // A removed account needs no uid.
+    Findings i = CheckWith("inventory/users.yaml", "users:\n  bob: { remove: true }\n");
+    CHECK_MESSAGE(i.items().empty(), All(i));
+  }
+
+  TEST_CASE("the same node, group, user group or user defined twice") {
+    Findings f = Check({{kLabFile, kLab},
+                        {"inventory/a.yaml",
+                         "nodes:\n  n: { address: 10.0.1.1 }\ngroups:\n  g: {}\nuser_groups:\n  ug: { gid: 3000 }\n"},
+                        {"inventory/b.yaml",
+                         "nodes:\n  n: { address: 10.0.1.2 }\ngroups:\n  g: {}\nuser_groups:\n  ug: { gid: 3001 }\n"}});
+    Expect(f, "duplicate-node", "inventory/b.yaml:2:3",
+           "node 'n' is already defined at inventory/a.yaml:2:3; define it once (merge the two definitions)");
+    Expect(f, "duplicate-group", "inventory/b.yaml:4:3",
+           "group 'g' is already defined at inventory/a.yaml:4:3; define it once (merge the two definitions)");
+    Expect(f, "duplicate-user-group", "inventory/b.yaml:6:3",
+           "user group 'ug' is already defined at inventory/a.yaml:6:3; define it once (merge the two definitions)");
+  }
+
+  // ------------------------------------------------------------------ accounts
+
+  TEST_CASE("duplicate uid, as in the issue") {
+    Findings f = CheckWith("inventory/users.yaml",
+                           "users:\n"                    // 1
+                           "  yseong:\n"                 // 2
+                           "    uid: 2001\n"             // 3
+                           "    full_name: Yeon Seong\n" // 4
+                           "    shell: /bin/bash\n"      // 5
+                           "    groups: []\n"            // 6
+                           "    ssh_keys: []\n"          // 7
+                           "    on: []\n"                // 8
+                           "  alice:\n"                  // 9
+                           "    uid: 2002\n"             // 10
+                           "    shell: /bin/bash\n"      // 11
+                           "    full_name: Alice\n"      // 12
+                           "  bob:\n"                    // 13
+                           "    uid: 2001\n");           // 14
+    Finding x = One(f, "duplicate-uid");
+    CHECK(FindingToText(x) ==
+          "inventory/users.yaml:14:5: error: uid 2001 of user 'bob' is already used by 'yseong' "
+          "(inventory/users.yaml:3:5) [duplicate-uid]");
+    CHECK(f.items().size() == 1);  // personal groups with the same gid are not reported twice
+  }
+
+  TEST_CASE("duplicate gid: between groups, and with a user's personal group") {
+    Findings f = CheckWith("inventory/users.yaml",
+                           "user_groups:\n  a: { gid: 3000 }\n  b: { gid: 3000 }\n  c: { gid: 2001 }\n"
+                           "users:\n  yseong: { uid: 2001 }\n");
+    auto hits = std::vector<Finding>();
+    for (const auto& x : f.items())
+      if (x.code == "duplicate-gid") hits.push_back(x);
+    REQUIRE(hits.size() == 2);
+    CHECK(hits[0].where.str() == "inventory/users.yaml:3:8");
+    CHECK(hits[0].message == "gid 3000 of group 'b' is already used by group 'a' (inventory/users.yaml:2:8)");
+    CHECK(hits[1].where.str() == "inventory/users.yaml:6:13");
+    CHECK(hits[1].message ==
+          "gid 2001 of the personal group of user 'yseong' is already used by group 'c' (inventory/users.yaml:4:8); "
+          "give the user a primary_group or change the gid");
+    // With a primary group the user has no personal group, so no clash.
+    Findings g = CheckWith("inventory/users.yaml",
+                           "user_groups:\n  c: { gid: 2001 }\nusers:\n  yseong: { uid: 2001, primary_group: c }\n");
+    CHECK_MESSAGE(g.items().empty(), All(g));
+  }
+
+  TEST_CASE("a group named like a user's personal group") {
+    Findings f = CheckWith("inventory/users.yaml", "users:\n  bob: { uid: 2001 }\nuser_groups:\n  bob: { gid: 3000 }\n");
+    Expect(f, "duplicate-group-name", "inventory/users.yaml:4:3",
+           "group 'bob' has the same name as the personal group of user 'bob' (inventory/users.yaml:2:3); rename the "
+           "group or set the user's primary_group");
+  }
+
+  TEST_CASE("invalid user and group names") {
+    Findings f = CheckWith("inventory/users.yaml",
+                           "users:\n  Bob: { uid: 2001 }\n  ok_name-1$: { uid: 2002 }\n"
+                           "  abcdefghijabcdefghijabcdefghijabc: { uid: 2003 }\n"
+                           "user_groups:\n  1gpu: { gid: 3000 }\n");
+    CHECK(CountCode(f, "invalid-user-name") == 2);
+    CHECK(f.items()[0].where.str() == "inventory/users.yaml:2:3");
+    CHECK(f.items()[0].message ==
+          "user name 'Bob' is not a valid Linux user name (lowercase letters, digits, '_' and '-', starting with a "
+          "letter or '_', at most 32 characters)");
+    Expect(f, "invalid-group-name", "inventory/users.yaml:6:3",
+           "group name '1gpu' is not a valid Linux group name (lowercase letters, digits, '_' and '-', starting with "
+           "a letter or '_', at most 32 characters)");
+  }
+
+  TEST_CASE("uids and gids below 1000 need system: true") {
+    Findings f = CheckWith("inventory/users.yaml",
+                           "users:\n  svc: { uid: 500 }\n  sys: { uid: 501, system: true }\n"
+                           "user_groups:\n  g: { gid: 100 }\n  docker: { gid: 999, system: true }\n");
+    Expect(f, "low-uid", "inventory/users.yaml:2:10",
+           "uid 500 of user 'svc' is below 1000, the range of system accounts; use a uid >= 1000 or declare "
+           "`system: true`");
+    Expect(f, "low-gid", "inventory/users.yaml:5:8",
+           "gid 100 of group 'g' is below 1000, the range of system groups; use a gid >= 1000 or declare "
+           "`system: true`");
+    CHECK(f.items().size() == 2);
+  }
+
+  TEST_CASE("ssh keys: known type, base64, embedded type") {
+    std::string good = std::string("users:\n  a:\n    uid: 2001\n    ssh_keys:\n      - \"") + kKeyA + "\"\n";
+    Findings ok = CheckWith("inventory/users.yaml", good);
+    CHECK_MESSAGE(ok.items().empty(), All(ok));
+
+    Findings t = CheckWith("inventory/users.yaml", "users:\n  a:\n    uid: 2001\n    ssh_keys: [\"ssh-ed25591 AAAA a\"]\n");
+    Expect(t, "ssh-key-unknown-type", "inventory/users.yaml:4:16",
+           "ssh key of user 'a' has unknown type 'ssh-ed25591'; did you mean 'ssh-ed25519'?");
+
+    Findings b = CheckWith("inventory/users.yaml",
+                           "users:\n  a:\n    uid: 2001\n    ssh_keys: [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB4Xf!z a\"]\n");
+    Expect(b, "ssh-key-bad-base64", "inventory/users.yaml:4:16",
+           "ssh key of user 'a' is not valid base64 (truncated or mangled when copied?); paste the whole line of the "
+           ".pub file");
+
+    // An ed25519 blob labelled as RSA.
+    Findings m = CheckWith("inventory/users.yaml",
+                           "users:\n  a:\n    uid: 2001\n    ssh_keys:\n"
+                           "      - ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIB4XfzBjbhLT8kuNKAnbnTmasdRStS7JwTXIfn8TkewI a\n");
+    Expect(m, "ssh-key-type-mismatch", "inventory/users.yaml:5:9",
+           "ssh key of user 'a' says 'ssh-rsa' but its data is a 'ssh-ed25519' key; the line was edited or assembled "
+           "from two keys");
+
+    // Cut short: valid base64, but not a whole key.
+    Findings s = CheckWith("inventory/users.yaml",
+                           "users:\n  a:\n    uid: 2001\n    ssh_keys: [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB4X a\"]\n");
+    Expect(s, "ssh-key-bad-base64", "inventory/users.yaml:4:16",
+           "ssh-ed25519 key of user 'a' has the wrong length (truncated?)");
+
+    Findings e = CheckWith("inventory/users.yaml", "users:\n  a:\n    uid: 2001\n    ssh_keys: [\"ssh-ed25519\"]\n");
+    Expect(e, "ssh-key-bad-base64", "inventory/users.yaml:4:16",
+           "ssh key of user 'a' has no key data after 'ssh-ed25519'");
+  }
+
+  TEST_CASE("the same ssh key for two users is a warning") {
+    std::string text = std::string("users:\n  a: { uid: 2001, ssh_keys: [\"") + kKeyA + "\"] }\n  b: { uid: 2002, ssh_keys: [\"" +
+                       kKeyB + "\", \"" + kKeyA + "\"] }\n";
+    Findings f = CheckWith("inventory/users.yaml", text);
+    Finding x = One(f, "ssh-key-shared");
+    CHECK(x.severity == Severity::Warning);
+    CHECK(x.where.line == 3);
+    CHECK(x.message ==
+          "ssh key of user 'b' is also a key of user 'a' (inventory/users.yaml:2:30); each can log in as the other");
+    CHECK_FALSE(f.has_errors());
+  }
+
+  TEST_CASE("rootless docker: sub-ID ranges overlapping each other or real ids") {
+    Findings f = CheckWith("inventory/users.yaml",
+                           "users:\n"
+                           "  a: { uid: 2001, rootless_docker: true, subids: { start: 200000, count: 65536 } }\n"
+                           "  b: { uid: 2002, rootless_docker: true, subids: { start: 250000, count: 65536 } }\n"
+                           "  c: { uid: 2003, rootless_docker: true }\n");
+    Expect(f, "subid-overlap", "inventory/users.yaml:3:42",
+           "subuid/subgid range 250000-315535 of user 'b' overlaps the range 200000-265535 of user 'a' "
+           "(inventory/users.yaml:2:42); containers of one could read the files of the other");
+
+    Findings g = CheckWith("inventory/users.yaml",
+                           "users:\n"
+                           "  a: { uid: 2001, rootless_docker: true, subids: { start: 100000, count: 65536 } }\n"
+                           "  svc: { uid: 120000 }\n");
+    Expect(g, "subid-contains-id", "inventory/users.yaml:2:42",
+           "subuid/subgid range 100000-165535 of user 'a' contains uid 120000 of user 'svc' (inventory/users.yaml:3:10); "
+           "files of that account would be writable from the user's containers");
+
+    // Derived ranges never overlap each other, but a huge uid runs out of 32-bit space.
+    Findings h = CheckWith("inventory/users.yaml", "users:\n  big:\n    uid: 70000\n    rootless_docker: true\n");
+    Expect(h, "subid-out-of-range", "inventory/users.yaml:4:5",
+           "subuid/subgid range 4522084000-4522149535 of user 'big' must lie between 65536 and 4294967295 (it is "
+           "derived from uid 70000; set `subids: {start, count}` explicitly)");
+
+    Findings ok = CheckWith("inventory/users.yaml",
+                            "users:\n  a: { uid: 2001, rootless_docker: true }\n  b: { uid: 2002, rootless_docker: true }\n");
+    CHECK_MESSAGE(ok.items().empty(), All(ok));
+  }
+
+  TEST_CASE("users: on, groups, dates, expiry, shells, homes, password hashes") {
+    Findings f = Check({{kLabFile, kLab},
+                        {"inventory/nodes.yaml", "nodes:\n  asahi: { address: 10.0.1.71, groups: [gpu] }\ngroups:\n  gpu: {}\n"},
+                        {"inventory/users.yaml",
+                         "user_groups:\n  gpu-users: { gid: 3000 }\n"
+                         "users:\n"
+                         "  a:\n"
+                         "    uid: 2001\n"
+                         "    on: [gpu, asahi, all, gpux]\n"
+                         "    groups: [gpu-user, docker]\n"
+                         "    expires: 2027-02-30\n"
+                         "    shell: bash\n"
+                         "    home: home/a\n"
+                         "    password_hash: hunter2\n"
+                         "  b:\n"
+                         "    uid: 2002\n"
+                         "    expires: 2020-01-31\n"}});
+    Expect(f, "unknown-on-target", "inventory/users.yaml:6:27",
+           "'on' of user 'a' names 'gpux', which is neither a node nor a group; did you mean 'gpu'?");
+    auto ug = std::vector<Finding>();
+    for (const auto& x : f.items())
+      if (x.code == "unknown-user-group") ug.push_back(x);
+    REQUIRE(ug.size() == 2);
+    CHECK(ug[0].where.str() == "inventory/users.yaml:7:14");
+    CHECK(ug[0].message == "group 'gpu-user' of user 'a' is not a user group; did you mean 'gpu-users'?");
+    CHECK(ug[1].where.str() == "inventory/users.yaml:7:24");
+    CHECK(ug[1].message ==
+          "group 'docker' of user 'a' is not a user group (define it under `user_groups:`; for a group that already "
+          "exists on the nodes, like docker or sudo, write `docker: { system: true }`)");
+    Expect(f, "invalid-date", "inventory/users.yaml:8:14",
+           "'expires' of user 'a' is not a date: '2027-02-30' (write YYYY-MM-DD, a real calendar date)");
+    Expect(f, "shell-not-absolute", "inventory/users.yaml:9:12",
+           "shell of user 'a' must be an absolute path like /bin/bash, got 'bash'");
+    Expect(f, "home-not-absolute", "inventory/users.yaml:10:11",
+           "home of user 'a' must be an absolute path like /home/a, got 'home/a'");
+    Expect(f, "password-hash-invalid", "inventory/users.yaml:11:20",
+           "password_hash of user 'a' is not a crypt(3) hash (it should start with '$', e.g. from `mkpasswd -m "
+           "yescrypt`); never put a plain-text password in the inventory");
+    Expect(f, "account-expired", "inventory/users.yaml:14:14",
+           "the account of user 'b' expired on 2020-01-31; extend 'expires' or remove the account (`remove: true`)",
+           Severity::Warning);
+    Findings g = CheckWith("inventory/users.yaml", "users:\n  a: { uid: 2001, expires: next year }\n");
+    CHECK(One(g, "invalid-date").message ==
+          "'expires' of user 'a' is not a date: 'next year' (write YYYY-MM-DD, a real calendar date)");
+    Findings h = CheckWith("inventory/users.yaml", "users:\n  a: { uid: 2001, expires: 2099-12-31 }\n");
+    CHECK_MESSAGE(h.items().empty(), All(h));
+  }
+
+  // ------------------------------------------------------------------ nodes and the lab
+
+  TEST_CASE("nodes: unknown groups, duplicate address and port, bad addresses and names") {
+    Findings f = Check({{kLabFile, kLab},
+                        {"inventory/nodes.yaml",
+                         "groups:\n  gpu: {}\n"
+                         "nodes:\n"
+                         "  a: { address: 10.0.1.71, groups: [gpu] }\n"
+                         "  b: { address: 10.0.1.71, groups: [gpuu] }\n"
+                         "  c: { address: 10.0.1.71, ssh: { port: 2222 } }\n"
+                         "  d: { address: 10.0.1.300 }\n"
+                         "  e: { address: \"bad host\" }\n"
+                         "  f/x: { address: f.cvgl.lab }\n"}});
+    Expect(f, "unknown-group", "inventory/nodes.yaml:5:37",
+           "node 'b' is in group 'gpuu', which is not defined; did you mean 'gpu'?");
+    Expect(f, "duplicate-address", "inventory/nodes.yaml:5:17",
+           "node 'b' has the same address and ssh port (10.0.1.71:22) as node 'a' (inventory/nodes.yaml:4:3); two "
+           "names for one machine would be configured twice");
+    auto bad = std::vector<Finding>();
+    for (const auto& x : f.items())
+      if (x.code == "invalid-address") bad.push_back(x);
+    REQUIRE(bad.size() == 2);
+    CHECK(bad[0].where.str() == "inventory/nodes.yaml:7:17");
+    CHECK(bad[0].message == "address of node 'd': '10.0.1.300' has a part above 255");
+    CHECK(bad[1].message == "address of node 'e' is neither an IP address nor a valid host name: 'bad host'");
+    Expect(f, "invalid-node-name", "inventory/nodes.yaml:9:3",
+           "node name 'f/x' may only use letters, digits, '.', '-' and '_' (it names files and appears in commands)");
+  }
+
+  TEST_CASE("reserved networks must be CIDRs") {
+    Findings f = Check({{kLabFile, "lab:\n  name: t\n  reserved_networks: [172.20.0.0, 10.0.1.0/24]\n"}});
+    Expect(f, "invalid-cidr", "inventory/lab.yaml:3:23",
+           "reserved network '172.20.0.0' has no prefix length (write it as address/prefix, e.g. 10.0.0.0/24)");
+  }
+
+  // ------------------------------------------------------------------ docker
+
+  TEST_CASE("docker: invalid CIDRs and pool sizes") {
+    Findings f = CheckWith("inventory/groups.yaml",
+                           "groups:\n"
+                           "  gpu:\n"
+                           "    docker:\n"
+                           "      address_pools:\n"
+                           "        - { base: 172.240.0.0, size: 24 }\n"
+                           "        - { base: 172.241.0.1/16, size: 24 }\n"
+                           "        - { base: 172.242.0.0/16, size: 32 }\n"
+                           "        - { base: 172.243.0.0/16, size: 8 }\n"
+                           "      bip: 172.239.0.0/24\n"
+                           "      data_root: local/docker\n");
+    auto cidr = std::vector<Finding>();
+    for (const auto& x : f.items())
+      if (x.code == "invalid-cidr") cidr.push_back(x);
+    REQUIRE(cidr.size() == 3);
+    CHECK(cidr[0].where.str() == "inventory/groups.yaml:5:19");
+    CHECK(cidr[0].message ==
+          "docker address pool base '172.240.0.0' has no prefix length (write it as address/prefix, e.g. 10.0.0.0/24)");
+    CHECK(cidr[1].where.str() == "inventory/groups.yaml:6:19");
+    CHECK(cidr[1].message == "docker address pool base 172.241.0.1/16 has host bits set; write 172.241.0.0/16");
+    CHECK(cidr[2].where.str() == "inventory/groups.yaml:9:12");
+    CHECK(cidr[2].message ==
+          "docker bip 172.239.0.0/24 is a network address; bip is the bridge's own address with a prefix, e.g. "
+          "172.239.0.1/24");
+    auto size = std::vector<Finding>();
+    for (const auto& x : f.items())
+      if (x.code == "docker-pool-size") size.push_back(x);
+    REQUIRE(size.size() == 2);
+    CHECK(size[0].where.str() == "inventory/groups.yaml:7:41");
+    CHECK(size[0].message ==
+          "size of docker address pool 172.242.0.0/16 must be an integer between 16 (the base's prefix length) and "
+          "31, got '32'");
+    CHECK(size[1].message ==
+          "size of docker address pool 172.243.0.0/16 must be an integer between 16 (the base's prefix length) and "
+          "31, got '8'");
+    Expect(f, "docker-data-root-not-absolute", "inventory/groups.yaml:10:18",
+           "docker data_root must be an absolute path (e.g. /local/.docker), got 'local/docker'");
+  }
+
+  TEST_CASE("docker: pools and bip against reserved networks, node addresses and each other") {
+    Findings f = Check({{kLabFile, kLab},
+                        {"inventory/groups.yaml",
+                         "groups:\n"
+                         "  gpu:\n"
+                         "    docker:\n"
+                         "      address_pools:\n"
+                         "        - { base: 172.16.0.0/12, size: 24 }\n"
+                         "        - { base: 192.168.0.0/16, size: 24 }\n"
+                         "        - { base: 192.168.128.0/17, size: 24 }\n"
+                         "      bip: 10.0.2.1/24\n"},
+                        {"inventory/nodes.yaml",
+                         "nodes:\n  a: { address: 10.0.1.71, groups: [gpu] }\n  b: { address: 192.168.5.5 }\n"}});
+    Expect(f, "docker-overlaps-reserved", "inventory/groups.yaml:5:11",
+           "docker address pool 172.16.0.0/12 overlaps reserved network 172.20.0.0/16 (inventory/lab.yaml:3:23); "
+           "containers would lose the route to it. Pick a range outside every reserved network");
+    auto node = std::vector<Finding>();
+    for (const auto& x : f.items())
+      if (x.code == "docker-overlaps-node") node.push_back(x);
+    REQUIRE(node.size() == 1);  // 192.168.128.0/17 does not reach 192.168.5.5
+    CHECK(node[0].where.str() == "inventory/groups.yaml:6:11");
+    CHECK(node[0].message ==
+          "docker address pool 192.168.0.0/16 contains the address 192.168.5.5 of node 'b' (inventory/nodes.yaml:3:3); "
+          "that node would become unreachable from containers");
+    Expect(f, "docker-pools-overlap", "inventory/groups.yaml:7:11",
+           "docker address pool 192.168.128.0/17 overlaps docker address pool 192.168.0.0/16 "
+           "(inventory/groups.yaml:6:11) on node 'a'; Docker would hand out the same network twice");
+    // The bip is clear of everything here.
+    for (const auto& x : f.items()) CHECK(x.where.line != 8);
+  }
+
+  TEST_CASE("docker: bip overlapping a reserved network; node override replaces the group's bip") {
+    Findings f = Check({{kLabFile, kLab},
+                        {"inventory/groups.yaml", "groups:\n  gpu:\n    docker: { bip: 172.20.1.1/24, address_pools: [] }\n"},
+                        {"inventory/nodes.yaml",
+                         "nodes:\n  a: { address: 10.0.1.71, groups: [gpu] }\n"
+                         "  b: { address: 10.0.1.72, groups: [gpu], docker: { bip: 10.0.1.1/24 } }\n"}});
+    REQUIRE(CountCode(f, "docker-overlaps-reserved") == 2);
+    CHECK(f.items()[0].where.str() == "inventory/groups.yaml:3:20");
+    CHECK(f.items()[0].message ==
+          "docker bip 172.20.1.1/24 overlaps reserved network 172.20.0.0/16 (inventory/lab.yaml:3:23); containers "
+          "would lose the route to it. Pick a range outside every reserved network");
+    CHECK(f.items()[1].where.str() == "inventory/nodes.yaml:3:58");
+    CHECK(f.items()[1].message.rfind("docker bip 10.0.1.1/24 overlaps reserved network 10.0.1.0/24 ", 0) == 0);
+    CHECK(CountCode(f, "docker-overlaps-node") == 2);  // b's bip covers both nodes' addresses
+    CHECK(f.items().size() == 4);
+  }
+
+  TEST_CASE("docker: default address pools overlapping a reserved network are a warning") {
+    Findings f = Check({{kLabFile, kLab},
+                        {"inventory/groups.yaml", "groups:\n  gpu:\n    docker: { data_root: /local/.docker }\n"},
+                        {"inventory/nodes.yaml", "nodes:\n  a: { address: 10.0.1.71, groups: [gpu] }\n"}});
+    Expect(f, "docker-default-pools", "inventory/groups.yaml:3:5",
+           "these docker settings leave address_pools to Docker's defaults (172.17.0.0/12, 192.168.0.0/16), which "
+           "overlap reserved network 172.20.0.0/16 (inventory/lab.yaml:3:23); set docker.address_pools",
+           Severity::Warning);
+  }
+
+  TEST_CASE("docker: proxy URLs and registry certificates") {
+    Findings f;
+    Inventory inv = LoadInventory(
+        {{kLabFile, kLab},
+         {"inventory/groups.yaml",
+          "groups:\n  gpu:\n    docker:\n      proxy: { http: 10.0.1.68:8889 }\n"
+          "      registry_certs: { harbor.cvgl.lab: files/missing.crt, ok.cvgl.lab: files/ok.crt }\n"}},
+        f);
+    inv.read_file = [](const std::string& p) -> std::optional<std::string> {
+      if (p == "files/ok.crt") return std::string("pem");
+      return std::nullopt;
+    };
+    ValidateInventory(inv, f);
+    Expect(f, "docker-proxy-url", "inventory/groups.yaml:4:22",
+           "docker proxy http must be a URL like http://10.0.1.68:8889, got '10.0.1.68:8889'");
+    Expect(f, "docker-cert-missing", "inventory/groups.yaml:5:42",
+           "certificate file 'files/missing.crt' for registry harbor.cvgl.lab not found (paths are relative to the "
+           "inventory directory)");
+  }
+
+  // ------------------------------------------------------------------ mounts
+
+  TEST_CASE("mounts: relative and duplicate targets, NFS sources and options") {
+    Findings f = Check({{kLabFile, kLab},
+                        {"inventory/groups.yaml",
+                         "groups:\n"
+                         "  gpu:\n"
+                         "    mounts:\n"
+                         "      - { source: \"nas:/mnt/HDD/home\", target: /home, options: [vers=4.2, fsc, ver=4] }\n"
+                         "      - { source: \"nas:mnt/SSD\", target: media/public }\n"
+                         "      - { source: \"/mnt/x\", target: /home/ }\n"
+                         "      - { source: \"nas:/x\", target: /x, options: \"rw,x-systemd.automount,bogus\" }\n"
+                         "      - { source: tmpfs, type: tmpfs, target: /scratch }\n"
+                         "      - { type: tmpfs }\n"},
+                        {"inventory/nodes.yaml", "nodes:\n  a: { address: 10.0.1.71, groups: [gpu] }\n"
+                                                 "  b: { address: 10.0.1.72, groups: [gpu] }\n"}});
+    auto warn = std::vector<Finding>();
+    for (const auto& x : f.items())
+      if (x.code == "mount-unknown-option") warn.push_back(x);
+    REQUIRE(warn.size() == 2);
+    CHECK(warn[0].where.str() == "inventory/groups.yaml:4:80");
+    CHECK(warn[0].message == "unknown NFS mount option 'ver=4'; did you mean 'vers'?");
+    CHECK(warn[0].severity == Severity::Warning);
+    CHECK(warn[1].where.str() == "inventory/groups.yaml:7:50");
+    CHECK(warn[1].message == "unknown NFS mount option 'bogus' (mount would refuse or ignore it; see nfs(5))");
+    auto src = std::vector<Finding>();
+    for (const auto& x : f.items())
+      if (x.code == "mount-bad-nfs-source") src.push_back(x);
+    REQUIRE(src.size() == 2);
+    CHECK(src[0].where.str() == "inventory/groups.yaml:5:19");
+    CHECK(src[0].message == "NFS source 'nas:mnt/SSD' must be host:/absolute/path (e.g. nas:/mnt/HDD/home)");
+    CHECK(src[1].where.str() == "inventory/groups.yaml:6:19");
+    Expect(f, "mount-relative-target", "inventory/groups.yaml:5:42",
+           "mount target 'media/public' must be an absolute path (e.g. /media/public)");
+    // Reported once, though two nodes carry the list.
+    Expect(f, "mount-duplicate-target", "inventory/groups.yaml:6:37",
+           "mount target /home is already mounted by nas:/mnt/HDD/home (inventory/groups.yaml:4:48); one directory "
+           "takes one mount");
+    Expect(f, "missing-required", "inventory/groups.yaml:9:9",
+           "a mount is missing the required key 'target'; the absolute path where it is mounted, e.g. /home");
+  }
+
+  TEST_CASE("mounts: a node's own list replaces its group's, so duplicates are per node") {
+    Findings f = Check({{kLabFile, kLab},
+                        {"inventory/groups.yaml",
+                         "groups:\n  gpu:\n    mounts: [{ source: \"nas:/a\", target: /data }]\n"},
+                        {"inventory/nodes.yaml",
+                         "nodes:\n  a:\n    address: 10.0.1.71\n    groups: [gpu]\n"
+                         "    mounts: [{ source: \"nas:/b\", target: /data }, { source: \"nas:/c\", target: /data }]\n"}});
+    Expect(f, "mount-duplicate-target", "inventory/nodes.yaml:5:79",
+           "mount target /data is already mounted by nas:/b (inventory/nodes.yaml:5:42); one directory takes one mount");
+  }
+
+  // ------------------------------------------------------------------ the example and the CLI
+
+  TEST_CASE("the example inventory validates clean") {
+    Findings f;
+    fs::path old = fs::current_path();
+    fs::current_path(LABFLEET_SOURCE_DIR);
+    Inventory inv = LoadInventoryDir("inventory", f);
+    ValidateInventory(inv, f);
+    fs::current_path(old);
+    CHECK(inv.nodes.size() == 8);
+    CHECK(inv.users.size() >= 12);
+    // Settings keys of modules that are not written yet (sshd, packages, nvidia: issue 5) are the only
+    // tolerated findings; once those modules register, this is exactly "no findings".
+    std::string rest;
+    for (const auto& x : f.items()) {
+      bool pending = x.code == "unknown-key" &&
+                     ((x.message.find("'sshd'") != std::string::npos && !FindModule("sshd")) ||
+                      (x.message.find("'packages'") != std::string::npos && !FindModule("packages")) ||
+                      (x.message.find("'nvidia'") != std::string::npos && !FindModule("nvidia")));
+      if (!pending) rest += FindingToText(x) + "\n";
+    }
+    CHECK_MESSAGE(rest.empty(), rest);
+  }
+
+  TEST_CASE("CLI: text output, summary and exit codes") {
+    TempDir d;
+    d.write("inventory/lab.yaml", kLab);
+    d.write("inventory/users.yaml", "users:\n  bob: { uid: 2001 }\n");
+    auto ok = Cli({"--inventory", d.str("inventory"), "validate"});
+    CHECK(ok.rc == kExitOk);
+    CHECK(ok.out == "0 errors, 0 warnings (0 nodes, 1 user)\n");
+    CHECK(ok.err == "");
+
+    d.write("inventory/users.yaml", "users:\n  bob: { uid: 2001 }\n  eve: { uid: 2001, expires: 2020-01-01 }\n");
+    auto bad = Cli({"validate", "--inventory", d.str("inventory")});
+    CHECK(bad.rc == kExitErrors);
+    CHECK(bad.out == "1 error, 1 warning (0 nodes, 2 users)\n");
+    std::string file = d.str("inventory") + "/users.yaml";
+    CHECK(bad.err == file + ":3:10: error: uid 2001 of user 'eve' is already used by 'bob' (" + file +
+                         ":2:10) [duplicate-uid]\n" + file +
+                         ":3:30: warning: the account of user 'eve' expired on 2020-01-01; extend 'expires' or remove "
+                         "the account (`remove: true`) [account-expired]\n");
+
+    auto usage = Cli({"validate", "--bogus"});
+    CHECK(usage.rc == kExitUsage);
+    auto missing = Cli({"--inventory", d.str("nope"), "validate"});
+    CHECK(missing.rc == kExitErrors);
+    CHECK(missing.err.find("[inventory-missing]") != std::string::npos);
+  }
+
+  TEST_CASE("CLI: --format json carries every finding with file, line, column, severity, code, message") {
+    TempDir d;
+    d.write("inventory/lab.yaml", kLab);
+    d.write("inventory/users.yaml", "users:\n  bob: { uid: 2001 }\n  eve: { uid: 2001 }\n");
+    auto r = Cli({"--inventory", d.str("inventory"), "--format", "json", "validate"});
+    CHECK(r.rc == kExitErrors);
+    auto j = nlohmann::json::parse(r.out);
+    REQUIRE(j["findings"].size() == 1);
+    auto x = j["findings"][0];
+    CHECK(x["file"] == d.str("inventory") + "/users.yaml");
+    CHECK(x["line"] == 3);
+    CHECK(x["column"] == 10);
+    CHECK(x["severity"] == "error");
+    CHECK(x["code"] == "duplicate-uid");
+    CHECK(x["message"].get<std::string>().find("already used by 'bob'") != std::string::npos);
+    CHECK(j["summary"]["errors"] == 1);
+    CHECK(j["summary"]["warnings"] == 0);
+    CHECK(j["summary"]["ok"] == false);
+
+    d.write("inventory/users.yaml", "users:\n  bob: { uid: 2001 }\n");
+    auto ok = Cli({"--inventory", d.str("inventory"), "validate", "--format", "json"});
+    CHECK(ok.rc == kExitOk);
+    auto k = nlohmann::json::parse(ok.out);
+    CHECK(k["findings"].is_array());
+    CHECK(k["findings"].empty());
+    CHECK(k["summary"]["ok"] == true);
+  }
+
+  TEST_CASE("--rev validates a commit of the inventory's git repository, not the working tree") {
+    TempDir d;
+    auto git = [&](const std::string& args) {
+      std::string cmd = "cd '" + d.str() +
+                        "' && git -c user.name=t -c user.email=t@example.org -c init.defaultBranch=main "
+                        "-c commit.gpgsign=false " + args + " >/dev/null 2>&1";
+      REQUIRE(std::system(cmd.c_str()) == 0);
+    };
+    git("init -q");
+    d.write("inventory/lab.yaml", kLab);
+    d.write("inventory/users.yaml", "users:\n  bob: { uid: 2001 }\n  eve: { uid: 2001 }\n");
+    git("add -A");
+    git("commit -q -m bad");
+    d.write("inventory/users.yaml", "users:\n  bob: { uid: 2001 }\n  eve: { uid: 2002 }\n");
+    git("commit -q -am good");
+    // The working tree is broken in a third way; --rev must not see it.
+    d.write("inventory/users.yaml", "users: [\n");
+
+    fs::path old = fs::current_path();
+    fs::current_path(d.path);
+    auto bad = Cli({"validate", "--rev", "HEAD~1"});
+    auto good = Cli({"validate", "--rev", "HEAD"});
+    auto main_branch = Cli({"validate", "--rev", "main", "--format", "json"});
+    auto tree = Cli({"validate"});
+    auto unknown = Cli({"validate", "--rev", "no-such-branch"});
+    fs::current_path(old);
+
+    CHECK(bad.rc == kExitErrors);
+    CHECK(bad.err ==
+          "inventory/users.yaml:3:10: error: uid 2001 of user 'eve' is already used by 'bob' "
+          "(inventory/users.yaml:2:10) [duplicate-uid]\n");
+    CHECK(bad.out.rfind("1 error, 0 warnings (0 nodes, 2 users, revision ", 0) == 0);
+    CHECK(good.rc == kExitOk);
+    CHECK(good.err == "");
+    CHECK(main_branch.rc == kExitOk);
+    auto j = nlohmann::json::parse(main_branch.out);
+    CHECK(j["revision"].get<std::string>().size() == 40);
+    CHECK(tree.rc == kExitErrors);
+    CHECK(tree.err.find("[yaml-syntax]") != std::string::npos);
+    CHECK(unknown.rc == kExitErrors);
+    CHECK(unknown.err.find("unknown git revision 'no-such-branch'") != std::string::npos);
+
+    // Outside any repository: a clear error.
+    TempDir plain;
+    plain.write("inventory/lab.yaml", kLab);
+    auto norepo = Cli({"--inventory", plain.str("inventory"), "validate", "--rev", "HEAD"});
+    CHECK(norepo.rc == kExitErrors);
+    CHECK(norepo.err.find("is not inside a git repository") != std::string::npos);
+  }
+
+  TEST_CASE("show: merged settings with layer and place of every value") {
+    TempDir d;
+    d.write("inventory/lab.yaml",
+            "lab:\n  name: t\n  ssh: { port: 22332, jump: login }\n  defaults:\n    vars: { a: 1, b: 1 }\n");
+    d.write("inventory/groups.yaml", "groups:\n  gpu:\n    vars: { b: 2 }\n    mounts: [{ source: \"nas:/h\", target: /home }]\n");
+    d.write("inventory/nodes.yaml", "nodes:\n  asahi: { address: 10.0.1.71, groups: [gpu], gpus: 4, vars: { c: 3 } }\n");
+    d.write("inventory/users.yaml", "users:\n  bob: { uid: 2001, on: [gpu] }\n  eve: { uid: 2002, on: [other] }\n");
+    std::string inv = d.str("inventory");
+    auto r = Cli({"--inventory", inv, "show", "asahi"});
+    CHECK(r.rc == kExitOk);
+    CHECK(r.out.find("  address     10.0.1.71\n") != std::string::npos);
+    CHECK(r.out.find("ssh root@10.0.1.71:22332 via login") != std::string::npos);
+    CHECK(r.out.find("settings (merged: defaults -> group gpu -> node;") != std::string::npos);
+    auto line_of = [&](const std::string& path) {
+      size_t p = r.out.find("  " + path + " ");
+      REQUIRE(p != std::string::npos);
+      return r.out.substr(p, r.out.find('\n', p) - p);
+    };
+    std::string a = line_of("vars.a"), b = line_of("vars.b"), c = line_of("vars.c"), m = line_of("mounts");
+    CHECK(a.find("defaults") != std::string::npos);
+    CHECK(a.find(inv + "/lab.yaml:5:16") != std::string::npos);
+    CHECK(b.find("group gpu") != std::string::npos);
+    CHECK(b.find(inv + "/groups.yaml:3:16") != std::string::npos);
+    CHECK(c.find("node") != std::string::npos);
+    CHECK(m.find("[{source: nas:/h, target: /home}]") != std::string::npos);
+    CHECK(r.out.find("bob") != std::string::npos);
+    CHECK(r.out.find("eve") == std::string::npos);
+
+    auto j = Cli({"--inventory", inv, "--format", "json", "show", "asahi"});
+    CHECK(j.rc == kExitOk);
+    auto doc = nlohmann::json::parse(j.out);
+    CHECK(doc["node"] == "asahi");
+    CHECK(doc["gpus"] == 4);
+    CHECK(doc["ssh"]["port"] == 22332);
+    CHECK(doc["settings"]["vars"]["b"] == "2");
+    CHECK(doc["layers"] == nlohmann::json::array({"defaults", "group gpu", "node"}));
+    bool found = false;
+    for (const auto& p : doc["provenance"])
+      if (p["path"] == "vars.b") {
+        found = true;
+        CHECK(p["layer"] == "group gpu");
+        CHECK(p["file"] == inv + "/groups.yaml");
+        CHECK(p["line"] == 3);
+        CHECK(p["column"] == 16);
+      }
+    CHECK(found);
+    REQUIRE(doc["users"].size() == 1);
+    CHECK(doc["users"][0]["name"] == "bob");
+
+    auto unknown = Cli({"--inventory", inv, "show", "asahii"});
+    CHECK(unknown.rc == kExitErrors);
+    CHECK(unknown.err == "error: no node 'asahii' in " + inv + "; did you mean 'asahi'?\n");
+    auto usage = Cli({"--inventory", inv, "show"});
+    CHECK(usage.rc == kExitUsage);
+  }
+}
