@@ -331,6 +331,8 @@ CommandRegistrar status_cmd("status", "per node: applied commit, commits behind 
   auto names = std::make_shared<std::vector<std::string>>();
   auto copts = std::make_shared<ConnectOptions>();
   sub.add_option("nodes", *names, "node or group names (default: all)");
+  auto popts = std::make_shared<PlanOptions>();
+  AddOnlyOption(sub, *popts);
   AddConnectOptions(sub, *copts);
   auto connect_map = std::make_shared<std::string>();
   sub.add_option("--connect-map", *connect_map, "YAML nodes map overriding addresses/ssh (staging, sandbox demo)");
@@ -352,7 +354,7 @@ CommandRegistrar status_cmd("status", "per node: applied commit, commits behind 
         auto t = Connect(*inv, n, *copts);
         RunResult r = t->run("cat /var/lib/labfleet/state.json 2>/dev/null");
         if (r.ok()) rows[i].state = nlohmann::json::parse(r.out, nullptr, false);
-        rows[i].plan = PlanNode(*inv, n, *t);
+        rows[i].plan = PlanNode(*inv, n, *t, *popts);
       } catch (const std::exception& e) {
         rows[i].error = e.what();
       }

@@ -288,6 +288,22 @@ NodeApplyResult ApplyNode(const Inventory& inv, const NodeDef& node, const NodeP
   }
   if (r.out.find(pfx + "complete\n") == std::string::npos) {
     res.status = NodeApplyResult::Status::Failed;
+    // A failed handler: name it and show its output.
+    size_t hd = r.out.rfind(pfx + "hdone:");
+    size_t hs = hd == std::string::npos ? hd : r.out.rfind(pfx + "handler:", hd);
+    if (hs != std::string::npos) {
+      size_t idx = std::strtoul(r.out.c_str() + hs + pfx.size() + 8, nullptr, 10);
+      size_t body = r.out.find('\n', hs) + 1;
+      std::string output = r.out.substr(body, hd - body);
+      while (!output.empty() && output.back() == '\n') output.pop_back();
+      std::vector<std::string> names;
+      for (const auto& c : plan.changes)
+        if (c.kind == Change::Kind::Notify && std::find(names.begin(), names.end(), c.handler) == names.end())
+          names.push_back(c.handler);
+      res.error = "handler '" + (idx < names.size() ? names[idx] : std::string("?")) + "' failed" +
+                  (output.empty() ? "" : ": " + output) + "; it stays pending and runs on the next apply";
+      return res;
+    }
     res.error = "a handler or the state record failed (exit " + std::to_string(r.exit_code) + "): " +
                 r.out.substr(r.out.rfind(pfx) == std::string::npos ? 0 : r.out.rfind(pfx)) + r.err;
     return res;

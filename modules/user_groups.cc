@@ -35,6 +35,19 @@ class UserGroupsModule : public Module {
     const auto& want = r.as<GroupWant>();
     const ProbeOutput* p = FindProbe(results, "getent-group");
     auto groups = ParseGroup(p ? p->out : "");
+    // A system group without a gid (docker, sudo): its gid may differ per node; only its existence is managed.
+    if (want.gid < 0) {
+      if (groups.by_name.count(want.name)) return Noop("nothing to do because system group " + want.name + " exists");
+      DiffResult d;
+      Change c;
+      c.kind = Change::Kind::Exec;
+      c.sign = '+';
+      c.summary = "group " + want.name + " (system group)";
+      c.reason = "absent";
+      c.command = Cmd("groupadd").arg("--system").arg(want.name).str();
+      d.changes.push_back(std::move(c));
+      return d;
+    }
     std::string gid = std::to_string(want.gid);
     const GroupEntry* holder = nullptr;
     for (const auto& g : groups.in_order)

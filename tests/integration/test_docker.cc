@@ -1,0 +1,113 @@
+// docker module on a real sandbox node: daemon.json checked with a JSON parser (jq), a reformatted file is not
+// a change, the proxy drop-in, and the disruptive restart: deferred while a GPU job runs (nvidia-smi test
+// double), owed across runs, done once the node is free. systemctl is the recording test double.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "engine/cli.h"
+#include "tests/integration/doubles.h"
+#include "tests/integration/sandbox.h"
+
+namespace fs = std::filesystem;
+using namespace labfleet::testing;
+
+namespace {
+
+struct R {
+  int rc;
+  std::string out, err;
+};
+
+R Cli(const Sandbox& sbx, const std::string& inv, std::vector<std::string> args) {
+  std::vector<std::string> all{"--inventory", inv};
+  all.insert(all.end(), args.begin(), args.end());
+  all.push_back("--known-hosts");
+  all.push_back(sbx.known_hosts());
+  std::vector<const char*> argv{"labfleet"};
+  for (auto& a : all) argv.push_back(a.c_str());
+  std::ostringstream out, err;
+  int rc = labfleet::RunCli(int(argv.size()), argv.data(), out, err);
+  return {rc, out.str(), err.str()};
+}
+
+int Count(const std::vector<std::string>& calls, const std::string& what) {
+  int n = 0;
+  for (const auto& c : calls) n += c == what;
+  return n;
+}
+
+}  // namespace
+
+TEST_SUITE("integration-docker") {
+  TEST_CASE("daemon.json and proxy drop-in converge; the restart waits for the GPU job") {
+    Sandbox sbx({.nodes = 1});
+    InstallDoubles(sbx, "node1", {"systemctl", "nvidia-smi"});
+    SeedUnit(sbx, "node1", "docker.service", "enabled", "active");
+    char tmpl[] = "/var/tmp/labfleet-inv-XXXXXX";
+    fs::path root = mkdtemp(tmpl);
+    struct Cleanup {
+      fs::path p;
+      ~Cleanup() { fs::remove_all(p); }
+    } cleanup{root};
+    fs::create_directories(root / "inventory");
+    std::ofstream(root / "inventory/nodes.yaml") << sbx.nodes_yaml();
+    auto write_lab = [&](const std::string& pools) {
+      std::ofstream(root / "inventory/lab.yaml")
+          << "lab:\n  name: t\n  reserved_networks: [172.20.0.0/16]\n  defaults:\n    docker:\n"
+             "      data_root: /local/.docker\n      address_pools: "
+          << pools
+          << "\n      default_runtime: nvidia\n"
+             "      proxy: { http: \"http://10.0.1.68:8889\", https: \"http://10.0.1.68:8889\", no_proxy: [localhost, cvgl.lab] }\n";
+    };
+    write_lab("[{ base: 172.240.0.0/16, size: 24 }]");
+    const std::string inv = (root / "inventory").string();
+
+    auto r = Cli(sbx, inv, {"apply", "--yes", "--allow-dirty"});
+    INFO(r.out << r.err);
+    REQUIRE(r.rc == 0);
+    // Independent checks: a JSON parser and the files themselves.
+    auto j = nlohmann::json::parse(sbx.exec("node1", "jq -c . /etc/docker/daemon.json").out);
+    CHECK(j["data-root"] == "/local/.docker");
+    CHECK(j["default-address-pools"] == nlohmann::json::parse(R"([{"base":"172.240.0.0/16","size":24}])"));
+    CHECK(j["default-runtime"] == "nvidia");
+    CHECK(j["runtimes"]["nvidia"]["path"] == "nvidia-container-runtime");
+    CHECK(sbx.exec("node1", "grep -c '^Environment=' /etc/systemd/system/docker.service.d/proxy.conf").out == "3\n");
+    CHECK(Count(DoubleCalls(sbx, "node1"), "systemctl restart docker") == 1);
+    CHECK(Cli(sbx, inv, {"plan", "--detailed-exitcode"}).rc == 0);
+
+    // Same JSON, other formatting and key order: not a change.
+    CHECK(sbx.exec("node1", "jq -S . /etc/docker/daemon.json > /tmp/d && mv /tmp/d /etc/docker/daemon.json").exit_code == 0);
+    CHECK(Cli(sbx, inv, {"plan", "--detailed-exitcode"}).rc == 0);
+
+    // A student's training job holds a GPU: the new pool is written, the restart is deferred and owed.
+    SeedGpuApps(sbx, "node1", "gpu_uuid,pid,used_memory,process_name\nGPU-1,1,1000,python train.py\n");
+    ClearDoubleCalls(sbx, "node1");
+    write_lab("[{ base: 172.241.0.0/16, size: 24 }]");
+    r = Cli(sbx, inv, {"plan"});
+    CHECK(r.out.find("deferred: restart docker on node1") != std::string::npos);
+    CHECK(r.out.find("1 GPU job running") != std::string::npos);
+    r = Cli(sbx, inv, {"apply", "--yes", "--allow-dirty"});
+    INFO(r.out << r.err);
+    CHECK(r.rc == 0);
+    CHECK(r.out.find("deferred: restart docker on node1") != std::string::npos);
+    CHECK(Count(DoubleCalls(sbx, "node1"), "systemctl restart docker") == 0);
+    CHECK(nlohmann::json::parse(sbx.exec("node1", "cat /etc/docker/daemon.json").out)["default-address-pools"][0]["base"] ==
+          "172.241.0.0/16");
+    // Still owed on the next run although the files match now.
+    r = Cli(sbx, inv, {"plan", "--format", "json"});
+    CHECK(nlohmann::json::parse(r.out)["plan"][0]["deferred"][0]["summary"] == "restart docker");
+
+    // The job ends: the owed restart happens, once, and the node is converged.
+    SeedGpuApps(sbx, "node1", "gpu_uuid,pid,used_memory,process_name\n");
+    r = Cli(sbx, inv, {"apply", "--yes", "--allow-dirty"});
+    INFO(r.out << r.err);
+    CHECK(r.rc == 0);
+    CHECK(Count(DoubleCalls(sbx, "node1"), "systemctl restart docker") == 1);
+    CHECK(Cli(sbx, inv, {"plan", "--detailed-exitcode"}).rc == 0);
+    CHECK(sbx.exec("node1", "test -e /var/lib/labfleet/pending-handlers").exit_code != 0);
+  }
+}
