@@ -212,7 +212,7 @@ TEST_SUITE("integration-ssh") {
     r = Cli({"--inventory", s.inv(), "facts", "--known-hosts", s.known_hosts()});
     CHECK(r.rc == 0);
     INFO(r.out);
-    CHECK(r.out.find("4x A100-SXM4-80GB (535.104.05) !") != std::string::npos);
+    CHECK(r.out.find("4x A100-SXM4-80GB (535.104.05) [expected 8]") != std::string::npos);
     CHECK(r.out.find("declares gpus: 8 but the node shows 4") != std::string::npos);
     CHECK(r.out.find("busy GPUs:") != std::string::npos);
     CHECK(r.out.find("warning: node1: the inventory declares gpus: 8 but the node shows 4") != std::string::npos);
