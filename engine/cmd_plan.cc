@@ -17,6 +17,7 @@
 #include "engine/inventory.h"
 #include "engine/node_vars.h"
 #include "engine/planner.h"
+#include "engine/ssh_transport.h"
 
 namespace labfleet {
 namespace {
@@ -54,6 +55,12 @@ void AddOnlyOption(CLI::App& sub, PlanOptions& popts) {
       ->check(CLI::IsMember(names));
 }
 
+// What connecting had to say (a fallback port, a newly recorded host key) goes under the node.
+void AddConnectNotes(NodePlan& plan, const Transport& t) {
+  if (auto* ssh = dynamic_cast<const SshTransport*>(&t); ssh && !ssh->notes().empty())
+    plan.warnings.push_back({"ssh", ssh->notes()});
+}
+
 struct NodeRun {
   std::unique_ptr<Transport> transport;
   NodePlan plan;
@@ -68,6 +75,7 @@ std::vector<NodeRun> PlanAll(const Inventory& inv, const std::vector<const NodeD
     try {
       runs[i].transport = Connect(inv, n, copts);
       runs[i].plan = PlanNode(inv, n, *runs[i].transport, popts);
+      AddConnectNotes(runs[i].plan, *runs[i].transport);
     } catch (const TransportError& e) {
       runs[i].plan.reachable = false;
       runs[i].plan.error = e.what();
@@ -89,6 +97,7 @@ void PrintPlanText(Reporter& rep, const NodePlan& p) {
   }
   auto deferred = [&] {
     for (const auto& c : p.deferred) rep.line("  " + DeferredLine(p, c) + " (--force overrides, --drain waits)");
+    for (const auto& w : p.warnings) rep.line("  ! " + w.text + " (" + w.resource + ")");
   };
   if (p.changes.empty()) {
     rep.line(p.node + ": no changes (" + std::to_string(p.resources) + " resources up to date)");
@@ -289,7 +298,9 @@ CommandRegistrar apply_cmd("apply", "converge nodes to the inventory, then prove
           r.plan = PlanNode(*inv, n, *r.transport, *popts);
         }
         ApplyOptions node_opts = opts;
-        node_opts.reconnect = [&] { return Connect(*inv, n, *copts); };
+        // The fresh connection goes to the inventory's ssh.port (a Port change is followed) and trusts the
+        // host key this run verified on the port it came in by.
+        node_opts.reconnect = [&] { return Connect(*inv, n, *copts, r.transport.get()); };
         results[i] = ApplyNode(*inv, n, r.plan, *r.transport, node_opts);
       } catch (const TransportError& e) {
         results[i].status = NodeApplyResult::Status::Failed;
@@ -355,6 +366,7 @@ CommandRegistrar status_cmd("status", "per node: applied commit, commits behind 
         RunResult r = t->run("cat /var/lib/labfleet/state.json 2>/dev/null");
         if (r.ok()) rows[i].state = nlohmann::json::parse(r.out, nullptr, false);
         rows[i].plan = PlanNode(*inv, n, *t, *popts);
+        AddConnectNotes(rows[i].plan, *t);
       } catch (const std::exception& e) {
         rows[i].error = e.what();
       }
@@ -390,6 +402,8 @@ CommandRegistrar status_cmd("status", "per node: applied commit, commits behind 
       o["commit"] = commit;
       o["drift"] = drift;
       o["pending_changes"] = r.plan.changes.size();
+      o["warnings"] = nlohmann::json::array();
+      for (const auto& w : r.plan.warnings) o["warnings"].push_back({{"resource", w.resource}, {"warning", w.text}});
       if (r.state.is_object()) o["state"] = r.state;
       j.push_back(o);
       char line[512];
@@ -399,6 +413,7 @@ CommandRegistrar status_cmd("status", "per node: applied commit, commits behind 
                r.state.is_object() ? (r.state.value("applied_at", "") + " by " + r.state.value("applied_by", "")).c_str()
                                    : "");
       ctx.reporter.line(line);
+      for (const auto& w : r.plan.warnings) ctx.reporter.line("  ! " + w.text + " (" + w.resource + ")");
     }
     return failed ? kExitNodesFailed : kExitOk;
   };

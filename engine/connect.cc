@@ -69,7 +69,8 @@ void ParseHostPort(const std::string& spec, SshJump& j) {
 
 }  // namespace
 
-std::unique_ptr<Transport> Connect(const Inventory& inv, const NodeDef& node, const ConnectOptions& opts) {
+std::unique_ptr<Transport> Connect(const Inventory& inv, const NodeDef& node, const ConnectOptions& opts,
+                                   const Transport* previous) {
   SshSettings ssh = inv.ssh(node);
   if (node.connection == "local")
     return std::make_unique<LocalTransport>(node.name, opts.command_timeout_s, ssh.become == "sudo");
@@ -109,7 +110,29 @@ std::unique_ptr<Transport> Connect(const Inventory& inv, const NodeDef& node, co
                            "the jump host '" + ssh.jump + "' of node " + node.name + " has no address");
     t.jump = j;
   }
-  return std::make_unique<SshTransport>(std::move(t));
+  if (auto* p = dynamic_cast<const SshTransport*>(previous)) t.trusted_key = p->host_key();
+  try {
+    return std::make_unique<SshTransport>(t);
+  } catch (const TransportError& e) {
+    bool unreachable = e.kind() == TransportError::Kind::Connect || e.kind() == TransportError::Kind::Timeout;
+    if (!unreachable || ssh.fallback_ports.empty()) throw;
+    std::string tried;
+    for (int port : ssh.fallback_ports) {
+      if (port == t.port) continue;
+      SshTarget f = t;
+      f.port = port;
+      try {
+        auto tr = std::make_unique<SshTransport>(f);
+        tr->add_note("ssh.port " + std::to_string(t.port) + " did not answer; connected on fallback port " +
+                     std::to_string(port) + " (an sshd Port change not yet applied?)");
+        return tr;
+      } catch (const TransportError& fe) {
+        if (fe.kind() != TransportError::Kind::Connect && fe.kind() != TransportError::Kind::Timeout) throw;
+        tried += (tried.empty() ? "" : ", ") + std::to_string(port);
+      }
+    }
+    throw TransportError(e.kind(), std::string(e.what()) + " The fallback ports (" + tried + ") did not answer either.");
+  }
 }
 
 void ForEachNode(const std::vector<const NodeDef*>& nodes, int parallel,

@@ -29,7 +29,11 @@ void AddConnectOptions(CLI::App& app, ConnectOptions& opts);
 
 // Connects to `node`: LocalTransport for `connection: local`, else SshTransport with user, port, identity, jump,
 // become and host_key from inv.ssh(node). Throws TransportError (Connect, HostKey, Auth, Timeout, ...).
-std::unique_ptr<Transport> Connect(const Inventory& inv, const NodeDef& node, const ConnectOptions& opts);
+// When the node refuses ssh.port (or does not answer), ssh.fallback_ports are tried in order; the transport's
+// notes() then say which port answered. `previous`: a live connection to the same node (the fresh-connection
+// check after an sshd Port change): the host key it verified is trusted on the new port and recorded.
+std::unique_ptr<Transport> Connect(const Inventory& inv, const NodeDef& node, const ConnectOptions& opts,
+                                   const Transport* previous = nullptr);
 
 // Calls fn(i, *nodes[i]) for every node on at most `parallel` threads (at least 1), returns when all are done.
 // fn should not throw; if it does, the exception is caught and the first one is rethrown after all nodes finished.

@@ -282,6 +282,11 @@ Value Inventory::settings(const NodeDef& node) const {
 static void ApplySsh(SshSettings& s, const Value* v) {
   if (!v || !v->is_map()) return;
   for (const auto& e : v->entries()) {
+    if (e.key == "fallback_ports" && e.value.is_seq()) {
+      s.fallback_ports.clear();
+      for (const auto& i : e.value.items())
+        if (auto p = i.as_int(); p && *p > 0 && *p < 65536) s.fallback_ports.push_back(int(*p));
+    }
     if (!e.value.is_scalar()) continue;
     const std::string& t = e.value.str();
     if (e.key == "user") s.user = t;
@@ -353,7 +358,7 @@ namespace {
 const std::vector<std::string> kSections = {"lab", "groups", "nodes", "user_groups", "users"};
 const std::vector<std::string> kLabKeys = {"name",     "domain",        "reserved_networks",
                                            "ssh",      "defaults",      "templates_dir"};
-const std::vector<std::string> kSshKeys = {"user", "port", "identity", "jump", "become", "host_key"};
+const std::vector<std::string> kSshKeys = {"user", "port", "identity", "jump", "become", "host_key", "fallback_ports"};
 const std::vector<std::string> kUserGroupKeys = {"gid", "system"};
 const std::vector<std::string> kUserKeys = {"uid",      "full_name",       "primary_group", "groups",
                                             "ssh_keys", "shell",           "home",          "expires",
@@ -367,17 +372,24 @@ struct RawDef {
   Value value;
 };
 
+// Type-checks one `ssh:` map (the lab's, or a layer's).
+void CheckSsh(const Value& ssh, const std::string& what, Location where, Findings& f) {
+  MapReader s(ssh, what, where, f, kSshKeys);
+  s.str("user");
+  s.integer("port", 1, 65535);
+  s.str("identity");
+  s.str("jump");
+  s.str("host_key");
+  if (s.get("become")) s.one_of("become", {"", "sudo"});
+  if (const Value* fp = s.seq("fallback_ports"))
+    for (const auto& i : fp->items())
+      if (auto p = i.as_int(); !p || *p < 1 || *p > 65535)
+        f.error(i.loc(), "wrong-type", "ssh fallback_ports are port numbers (1-65535), got " + DescribeValue(i));
+}
+
 // Type-checks the core settings keys of one layer (ssh, host_key, vars); module keys are checked by modules.
 void CheckCoreSettings(MapReader& r, Findings& f) {
-  if (const Value* ssh = r.get("ssh")) {
-    MapReader s(*ssh, "the ssh settings of " + r.what(), r.key_loc("ssh"), f, kSshKeys);
-    s.str("user");
-    s.integer("port", 1, 65535);
-    s.str("identity");
-    s.str("jump");
-    s.str("host_key");
-    if (s.get("become")) s.one_of("become", {"", "sudo"});
-  }
+  if (const Value* ssh = r.get("ssh")) CheckSsh(*ssh, "the ssh settings of " + r.what(), r.key_loc("ssh"), f);
   r.str("host_key");
   r.map("vars");
 }
@@ -478,15 +490,7 @@ Inventory LoadInventory(const std::vector<SourceFile>& files, Findings& findings
     r.str("domain");
     r.strings("reserved_networks");
     r.str("templates_dir");
-    if (const Value* ssh = r.get("ssh")) {
-      MapReader s(*ssh, "the lab's ssh settings", r.key_loc("ssh"), findings, kSshKeys);
-      s.str("user");
-      s.integer("port", 1, 65535);
-      s.str("identity");
-      s.str("jump");
-      s.str("host_key");
-      if (s.get("become")) s.one_of("become", {"", "sudo"});
-    }
+    if (const Value* ssh = r.get("ssh")) CheckSsh(*ssh, "the lab's ssh settings", r.key_loc("ssh"), findings);
     if (const Value* d = r.get("defaults")) {
       MapReader dr(*d, "lab.defaults", r.key_loc("defaults"), findings, SettingsKeys());
       CheckCoreSettings(dr, findings);

@@ -29,6 +29,9 @@ struct SshSettings {
   std::string jump;      // node name or host[:port]; empty = direct
   std::string become;    // "" or "sudo"
   std::string host_key;  // pinned public key ("ssh-ed25519 AAAA..."), optional
+  // Ports tried, in order, when the node refuses `port` (or does not answer on it): while an sshd Port change
+  // rolls out, the inventory already says the new port and the node still listens on the old one.
+  std::vector<int> fallback_ports;
 };
 
 struct NodeDef {

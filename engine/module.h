@@ -76,6 +76,9 @@ struct DiffResult {
   std::vector<Change> changes;
   std::string noop;  // when changes is empty: "nothing to do because ..."
   std::string error;  // the resource cannot be converged as asked (conflict on the node); the node is not applied
+  // Things the admin must see whether or not anything changes ("reboot pending: kernel module 535.104.05
+  // loaded, userspace 535.183.01 installed"); `plan`, `apply` and `status` print them under the node.
+  std::vector<std::string> warnings;
 };
 
 // Helpers for modules' pure diffs.

@@ -176,6 +176,7 @@ static NodePlan DiffAll(const NodeContext& ctx,
       ++plan.resources;
       DiffResult d = m->diff(ctx, r, results);
       if (!d.error.empty()) plan.error += (plan.error.empty() ? "" : "; ") + r.id + ": " + d.error;
+      for (auto& w : d.warnings) plan.warnings.push_back({r.id, std::move(w)});
       if (d.changes.empty()) {
         plan.notes.push_back({r.id, d.noop});
       } else {
@@ -275,6 +276,8 @@ nlohmann::json NodePlanToJson(const NodePlan& p) {
     for (const auto& g : p.busy.gpu_jobs)
       j["busy"]["gpu_jobs"].push_back({{"pid", g.pid}, {"user", g.user}, {"seconds", g.seconds}, {"name", g.name}});
   }
+  j["warnings"] = nlohmann::json::array();
+  for (const auto& w : p.warnings) j["warnings"].push_back({{"resource", w.resource}, {"warning", w.text}});
   j["notes"] = nlohmann::json::array();
   for (const auto& n : p.notes) j["notes"].push_back({{"resource", n.resource}, {"note", n.text}});
   return j;

@@ -53,6 +53,7 @@ struct NodePlan {
   std::string error;  // why the node could not be planned (unreachable, probe failure, a resource conflict)
   std::vector<Change> changes;  // in apply order
   std::vector<Note> notes;
+  std::vector<Note> warnings;  // DiffResult::warnings, printed even when the node has no changes
   std::vector<Change> deferred;  // disruptive changes held back because the node is busy
   BusyInfo busy;
   int resources = 0;

@@ -119,6 +119,7 @@ struct SshTransport::Impl {
   SshTarget t;
   ssh_session s = nullptr;
   std::string notes;
+  std::string server_key;  // "type base64", set by check_host_key
   std::string dead;  // non-empty: the session is gone, why
 
   std::string where() const {
@@ -195,6 +196,11 @@ struct SshTransport::Impl {
     const std::string fp = Fingerprint(srv.k);
     const std::string type = ssh_key_type_to_char(ssh_key_type(srv.k));
     const std::string kh_name = KnownHostsName(t.host, t.port);
+    {
+      char* b64 = nullptr;
+      if (ssh_pki_export_pubkey_base64(srv.k, &b64) == SSH_OK && b64) server_key = type + " " + b64;
+      ssh_string_free_char(b64);
+    }
     bool pinned_ok = false;
     if (pinned) {
       if (ssh_key_cmp(srv.k, pinned, SSH_KEY_CMP_PUBLIC) != 0)
@@ -227,6 +233,14 @@ struct SshTransport::Impl {
       case SSH_KNOWN_HOSTS_UNKNOWN:
       case SSH_KNOWN_HOSTS_NOT_FOUND:
         if (pinned_ok) return;
+        if (!t.trusted_key.empty() && t.trusted_key == server_key) {
+          std::lock_guard lock(KnownHostsMutex());
+          if (ssh_session_update_known_hosts(s) != SSH_OK)
+            fail(Kind::HostKey, "cannot record the host key of " + where() + " in " + t.known_hosts + ": " + libssh_error());
+          notes += std::string(notes.empty() ? "" : "; ") + "recorded host key " + type + " " + fp + " for " +
+                   kh_name + " in " + t.known_hosts + " (the key this run verified on the node's previous port)";
+          return;
+        }
         if (t.accept_new) {
           std::lock_guard lock(KnownHostsMutex());
           if (ssh_session_update_known_hosts(s) != SSH_OK)
@@ -426,5 +440,11 @@ RunResult SshTransport::run(const std::string& command, std::string_view stdin_d
 }
 
 const std::string& SshTransport::notes() const { return impl_->notes; }
+
+void SshTransport::add_note(const std::string& note) {
+  impl_->notes += (impl_->notes.empty() ? "" : "; ") + note;
+}
+
+const std::string& SshTransport::host_key() const { return impl_->server_key; }
 
 }  // namespace labfleet

@@ -27,6 +27,10 @@ struct SshTarget {
   std::string user = "root";
   std::string identity;  // private key file (expanded), tried after ssh-agent; empty = libssh's defaults
   std::string host_key;  // pinned public key "ssh-ed25519 AAAA..." (inventory host_key), optional
+  // "type base64" of a key already verified for this node on another port (a Port change being followed):
+  // accepted when known_hosts has no entry for this port, and then recorded there. Never overrides a
+  // CHANGED entry.
+  std::string trusted_key;
   bool become_sudo = false;
   std::optional<SshJump> jump;
   std::string known_hosts;  // file to check and (with accept_new) record keys in; must be set
@@ -46,6 +50,9 @@ class SshTransport : public Transport {
   RunResult run(const std::string& command, std::string_view stdin_data = {}) override;
   // Notes gathered while connecting (e.g. "recorded new host key SHA256:... in FILE"); empty when none.
   const std::string& notes() const;
+  void add_note(const std::string& note);
+  // The node's host key as verified while connecting: "ssh-ed25519 AAAA...".
+  const std::string& host_key() const;
 
  private:
   struct Impl;

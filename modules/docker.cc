@@ -11,6 +11,11 @@
 //   registry_certs: { registry.host: path/to/ca.crt }  path relative to the inventory directory
 //   registry_mirrors: [URL], insecure_registries: [host], dns: [IP], log_driver, log_opts: {k: v},
 //   mtu: int, live_restore: bool, storage_driver
+//   extra: { any-daemon-json-key: value }           written as is; a key labfleet types is refused here
+// The nvidia runtime ("runtimes": {"nvidia": ...}) is registered when the node's nvidia.container_toolkit is
+// true (the nvidia module installs the toolkit first) or default_runtime is nvidia.
+// Docker group membership is not a docker setting: the group is a `user_groups: docker: { system: true }`
+// entry and users list it in `groups:` (the users module keeps membership exact for inventory users).
 #include <map>
 #include <optional>
 #include <set>
@@ -18,6 +23,8 @@
 #include "engine/cidr.h"
 #include "engine/file_probe.h"
 #include "engine/module.h"
+#include "engine/node_vars.h"
+#include "engine/nvidia_facts.h"
 #include <nlohmann/json.hpp>
 
 namespace labfleet {
@@ -48,6 +55,7 @@ struct DockerSettings {
   std::optional<long long> mtu;
   std::optional<bool> live_restore;
   std::string storage_driver;
+  nlohmann::json extra = nlohmann::json::object();  // free daemon.json keys
 };
 
 namespace {
@@ -55,7 +63,17 @@ namespace {
 const std::vector<std::string> kDockerKeys = {
     "data_root",        "address_pools",       "bip", "default_runtime", "proxy",      "registry_certs",
     "registry_mirrors", "insecure_registries", "dns", "log_driver",      "log_opts",   "mtu",
-    "live_restore",     "storage_driver"};
+    "live_restore",     "storage_driver",      "extra"};
+
+// daemon.json keys the typed settings write; `extra:` may not set them.
+const std::map<std::string, std::string> kTypedJsonKeys = {
+    {"data-root", "data_root"},         {"default-address-pools", "address_pools"},
+    {"bip", "bip"},                     {"default-runtime", "default_runtime"},
+    {"runtimes", "default_runtime / nvidia.container_toolkit"},
+    {"registry-mirrors", "registry_mirrors"}, {"insecure-registries", "insecure_registries"},
+    {"dns", "dns"},                     {"log-driver", "log_driver"},
+    {"log-opts", "log_opts"},           {"mtu", "mtu"},
+    {"live-restore", "live_restore"},   {"storage-driver", "storage_driver"}};
 
 bool IsUrl(const std::string& s) { return s.rfind("http://", 0) == 0 || s.rfind("https://", 0) == 0; }
 
@@ -164,6 +182,17 @@ DockerSettings ParseDocker(const Value& v, Findings* f) {
   d.mtu = r.integer("mtu", 68, 65535);
   d.live_restore = r.boolean("live_restore");
   if (auto s = r.str("storage_driver")) d.storage_driver = *s;
+  if (const Value* ex = r.map("extra")) {
+    for (const auto& e : ex->entries()) {
+      if (auto typed = kTypedJsonKeys.find(e.key); typed != kTypedJsonKeys.end()) {
+        out.error(e.key_loc, "docker-extra-typed-key",
+                  "docker extra key '" + e.key + "' is set by the typed setting `" + typed->second +
+                      "`; write it there (labfleet checks it) instead of under extra");
+        continue;
+      }
+      d.extra[e.key] = ValueToJson(e.value);
+    }
+  }
   return d;
 }
 
@@ -189,20 +218,18 @@ struct DockerFile {
   bool json = false;
 };
 
-// daemon.json from the typed settings; keys as dockerd(8) names them.
-nlohmann::json DaemonJson(const DockerSettings& d) {
-  nlohmann::json j = nlohmann::json::object();
+// daemon.json from the typed settings; keys as dockerd(8) names them. `nvidia_runtime`: register the
+// nvidia runtime (the node's nvidia.container_toolkit is on).
+nlohmann::json DaemonJson(const DockerSettings& d, bool nvidia_runtime) {
+  nlohmann::json j = d.extra;
   if (!d.data_root.empty()) j["data-root"] = d.data_root;
   if (d.has_address_pools) {
     j["default-address-pools"] = nlohmann::json::array();
     for (const auto& p : d.address_pools) j["default-address-pools"].push_back({{"base", p.text}, {"size", p.size}});
   }
   if (!d.bip_text.empty()) j["bip"] = d.bip_text;
-  if (!d.default_runtime.empty()) {
-    j["default-runtime"] = d.default_runtime;
-    if (d.default_runtime == "nvidia")
-      j["runtimes"] = {{"nvidia", {{"path", "nvidia-container-runtime"}, {"runtimeArgs", nlohmann::json::array()}}}};
-  }
+  if (!d.default_runtime.empty()) j["default-runtime"] = d.default_runtime;
+  if (nvidia_runtime || d.default_runtime == "nvidia") j["runtimes"] = NvidiaDockerRuntime();
   if (!d.registry_mirrors.empty()) j["registry-mirrors"] = d.registry_mirrors;
   if (!d.insecure_registries.empty()) j["insecure-registries"] = d.insecure_registries;
   if (!d.dns.empty()) j["dns"] = d.dns;
@@ -303,6 +330,15 @@ class DockerModule : public Module {
             report(nets[i].where, "docker-pools-overlap",
                    nets[i].text + " overlaps " + nets[j].text + " (" + nets[j].where.str() + ") on node '" +
                        node.name + "'; Docker would hand out the same network twice");
+      if (d.default_runtime == "nvidia") {
+        auto nv = NodeNvidia(eff);
+        if (!nv || !nv->container_toolkit)
+          report(dv->find("default_runtime")->loc(), "docker-runtime-without-toolkit",
+                 "docker default_runtime is nvidia on node '" + node.name +
+                     "' but its nvidia.container_toolkit is not true: nvidia-container-runtime would be missing "
+                     "and every container would fail to start; set nvidia: { container_toolkit: true }",
+                 true);
+      }
       if (!d.has_address_pools) {
         for (const char* dp : kDefaultPools) {
           Cidr c = *ParseCidr(dp);
@@ -337,7 +373,8 @@ class DockerModule : public Module {
       out.push_back({name(), "docker:" + path, d.where,
                      std::make_shared<DockerFile>(DockerFile{path, std::move(bytes), json})});
     };
-    add(kDaemonJson, DaemonJson(d).dump(2) + "\n", true);
+    auto nv = NodeNvidia(ctx.settings);
+    add(kDaemonJson, DaemonJson(d, nv && nv->container_toolkit).dump(2) + "\n", true);
     std::string proxy = ProxyDropin(d);
     if (!proxy.empty()) add(kProxyDropin, proxy, false);
     for (const auto& [registry, file] : d.registry_certs) {

@@ -231,7 +231,18 @@ class NvidiaModule : public Module {
   DiffResult diff(const NodeContext&, const Resource& r, const ProbeResults& results) const override {
     const NvRes& nr = r.as<NvRes>();
     switch (nr.part) {
-      case Part::Driver: return DiffDriver(nr.s, results);
+      case Part::Driver: {
+        DiffResult d = DiffDriver(nr.s, results);
+        // "reboot pending" is said whether or not the driver changes now.
+        if (d.error.empty()) {
+          Live l = ReadLive(nr.s, results);
+          auto pkgs = l.error.empty() ? NvidiaDriverPackages(nr.s, l.mgr) : std::vector<std::string>{};
+          auto first = pkgs.empty() ? l.version.end() : l.version.find(pkgs[0]);
+          std::string reboot = RebootStatus(l, first == l.version.end() ? "" : UpstreamVersion(first->second));
+          if (reboot.rfind("reboot pending", 0) == 0) d.warnings.push_back("nvidia: " + reboot);
+        }
+        return d;
+      }
       case Part::Hold: return DiffHold(nr.s, results);
       case Part::Toolkit: return DiffToolkit(nr.s, results);
       case Part::Unattended: return DiffUnattended(nr.s, results);

@@ -551,9 +551,11 @@ class ServicesModule : public Module {
     const ProbeOutput* cmdline = FindProbe(results, "proc-cmdline");
     auto missing = MissingFromCmdline(cmdline ? cmdline->out : "", k.args);
     if (e.content == live.content) {
-      return Noop("nothing to do because GRUB_CMDLINE_LINUX_DEFAULT has " +
-                  (k.args.empty() ? std::string("no labfleet arguments") : Join(k.args, " ")) +
-                  (missing.empty() ? "" : "; reboot pending: the running kernel lacks " + Join(missing, " ")));
+      DiffResult d = Noop("nothing to do because GRUB_CMDLINE_LINUX_DEFAULT has " +
+                          (k.args.empty() ? std::string("no labfleet arguments") : Join(k.args, " ")) +
+                          (missing.empty() ? "" : "; reboot pending: the running kernel lacks " + Join(missing, " ")));
+      if (!missing.empty()) d.warnings.push_back("reboot pending: the running kernel lacks " + Join(missing, " "));
+      return d;
     }
     FileSpec want{kGrubDefault, e.content, live.mode, live.owner, live.group};
     DiffResult d = DiffFile(want, live, std::string("kernel args in ") + kGrubDefault);

@@ -6,7 +6,9 @@
 //
 //   sshd: { ClientAliveInterval: 30, PasswordAuthentication: "no", AllowGroups: [root, gpu-users] }
 //
-// `Port`, when set, must be the port labfleet connects to (ssh.port): the inventory follows the port.
+// `Port`, when set, must include the port labfleet connects to (ssh.port): labfleet follows a Port change.
+// The run that moves the port connects on ssh.fallback_ports (the old port) when the new one does not answer
+// yet, and its fresh-connection check goes to the new ssh.port, trusting the host key verified on the old.
 #include <algorithm>
 #include <set>
 
@@ -124,7 +126,8 @@ class SshdModule : public Module {
       if (std::find(ports.begin(), ports.end(), want) == ports.end())
         f.error(port->loc(), "sshd-port",
                 "sshd Port of node '" + n.name + "' does not include " + want + ", the ssh.port labfleet connects to; "
-                "set ssh.port to the new port too, so labfleet follows it");
+                "set ssh.port to the new port too, so labfleet follows it (and ssh.fallback_ports to the old port for "
+                "the run that moves it)");
     }
   }
 
