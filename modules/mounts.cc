@@ -1,14 +1,44 @@
-// mounts: filesystems a node mounts (NFS from the storage server, mostly), as systemd mount/automount units
-// or fstab lines. This file holds, in order: the typed spec and its parser, the offline checks, and the
-// Module. Apply (resources/probes/diff) is not implemented yet.
+// mounts: file systems a node mounts (NFS from the storage server, mostly) as lines of /etc/fstab. This file
+// holds, in order: the typed spec and its parser, the pure parsers/editors of what the node shows (fstab,
+// `findmnt -rn`, the mount-point and mount_now probes, /etc/default/cachefilesd), the offline checks, and the
+// Module with its apply side.
 //
 // Settings (node-level key `mounts`, a list; a list in a later layer replaces the earlier one):
 //   - { source: "nas:/mnt/HDD/home", target: /home, type: nfs, options: [vers=4.2, fsc], automount: true }
 // Keys: source (required except for tmpfs), target (required, absolute), type (default nfs), options (list, or
-// one comma-separated string), automount (bool, default false), remove (bool: unmount and forget).
+// one comma-separated string), automount (bool, default false), remove (bool: unmount and forget), mount_now
+// (bool, default false: mount it in the same apply; a failure is reported, never undoes fstab).
+//
+// Apply, in this order of changes:
+//   1. fsc in any mount's options: cachefilesd installed (apt/pacman, unless the node's `packages` lists it),
+//      RUN=yes in /etc/default/cachefilesd (apt nodes), `systemctl enable` + `start` (unless `services` owns it);
+//   2. mount points: `mkdir -p -m 0755` when missing; one that exists as a non-directory is a conflict;
+//   3. /etc/fstab: labfleet owns only the lines between "# BEGIN labfleet mounts" and "# END labfleet mounts"
+//      (appended when absent); every other byte of the file is kept. Compared by fields, so whitespace is not
+//      a change. The PutFile's verify runs `findmnt --verify --tab-file` on labfleet's block only (a broken
+//      line of the admin's must not block labfleet, and is not labfleet's to judge); a failure restores the
+//      previous fstab. A line outside the block for a target labfleet manages is a conflict (no double entries).
+//      On a systemd node, `systemctl daemon-reload` (handler) so the generated units follow the new fstab;
+//   4. mount_now: `mount TARGET` (automount entries on systemd nodes: start the .automount unit) after fstab is
+//      written. A failure never fails the apply: it is printed, recorded in /var/lib/labfleet/mount-now/
+//      (per target, for that exact entry) and shown as a warning note by every later plan instead of being
+//      retried, so the re-plan after apply is empty; a changed entry (or removing the record) retries;
+//      remove: `umount TARGET` when mounted (disruptive: deferred on a busy node).
+//
+// automount: true uses systemd's automount (fstab options noauto,x-systemd.automount,
+// x-systemd.idle-timeout=600, plus _netdev for NFS) rather than autofs maps: everything stays in one file that
+// `findmnt --verify` checks, no autofs package or daemon to install and keep running, and the nodes run
+// systemd (Debian/Ubuntu/Arch). Options the inventory already gives (e.g. its own idle timeout) are not doubled.
+#include <ctime>
+#include <map>
+#include <optional>
 #include <set>
 
+#include "engine/file_probe.h"
 #include "engine/module.h"
+#include "engine/package_facts.h"
+#include "engine/shell.h"
+#include "engine/systemd_facts.h"
 
 namespace labfleet {
 
@@ -19,6 +49,7 @@ struct MountSpec {
   std::vector<std::string> options;
   bool automount = false;
   bool remove = false;
+  bool mount_now = false;
   Location where;         // the list item
   Location target_where;  // the target value
   Location source_where;
@@ -28,7 +59,7 @@ struct MountSpec {
 
 namespace {
 
-const std::vector<std::string> kMountKeys = {"source", "target", "type", "options", "automount", "remove"};
+const std::vector<std::string> kMountKeys = {"source", "target", "type", "options", "automount", "remove", "mount_now"};
 
 // NFS and generic mount options labfleet knows; anything else is a warning (likely a typo).
 const std::set<std::string>& KnownNfsOptions() {
@@ -87,6 +118,7 @@ std::vector<MountSpec> ParseMounts(const Value* v, Findings* f) {
     if (auto t = r.str("type")) m.type = *t;
     if (auto b = r.boolean("remove")) m.remove = *b;
     if (auto b = r.boolean("automount")) m.automount = *b;
+    if (auto b = r.boolean("mount_now")) m.mount_now = *b;
     if (m.type != "tmpfs") r.require("source", "e.g. source: \"nas:/mnt/HDD/home\"");
     bool have_target = r.require("target", "the absolute path where it is mounted, e.g. /home");
     if (auto s = r.str("source")) {
@@ -145,7 +177,483 @@ std::vector<MountSpec> ParseMounts(const Value* v, Findings* f) {
   return mounts;
 }
 
+
+// ---------------------------------------------------------------------------------------------------------
+// Pure parsers and editors of what the node shows (unit tested on raw captured output, tests/fixtures/mounts).
+// Parsers never throw and skip lines they do not understand (counted in `skipped`).
+
+// One line of fstab(5). Fields are stored decoded (octal escapes \040 etc. resolved).
+struct FstabEntry {
+  std::string source, target, type, options;
+  std::string dump = "0", pass = "0";
+  bool operator==(const FstabEntry&) const = default;
+};
+
+// fstab(5) writes blanks in a field as octal escapes: space \040, tab \011, newline \012, backslash \134.
+std::string FstabEscape(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case ' ': out += "\\040"; break;
+      case '\t': out += "\\011"; break;
+      case '\n': out += "\\012"; break;
+      case '\\': out += "\\134"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+static bool IsOctal(char c) { return c >= '0' && c <= '7'; }
+
+std::string FstabUnescape(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 3 < s.size() && IsOctal(s[i + 1]) && IsOctal(s[i + 2]) && IsOctal(s[i + 3])) {
+      out += char(((s[i + 1] - '0') << 6) | ((s[i + 2] - '0') << 3) | (s[i + 3] - '0'));
+      i += 3;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+std::string FstabLine(const FstabEntry& e) {
+  return FstabEscape(e.source) + " " + FstabEscape(e.target) + " " + FstabEscape(e.type) + " " +
+         FstabEscape(e.options) + " " + e.dump + " " + e.pass;
+}
+
+// A line of fstab as an entry; nullopt for blank lines, comments and lines that are not entries (fewer than 3
+// or more than 6 fields). Missing fields take fstab(5)'s defaults.
+std::optional<FstabEntry> ParseFstabLine(std::string_view line) {
+  std::vector<std::string> f;
+  size_t i = 0;
+  while (i < line.size()) {
+    while (i < line.size() && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r')) ++i;
+    if (i >= line.size()) break;
+    if (f.empty() && line[i] == '#') return std::nullopt;
+    size_t j = i;
+    while (j < line.size() && line[j] != ' ' && line[j] != '\t' && line[j] != '\r') ++j;
+    f.emplace_back(line.substr(i, j - i));
+    i = j;
+  }
+  if (f.size() < 3 || f.size() > 6) return std::nullopt;
+  FstabEntry e;
+  e.source = FstabUnescape(f[0]);
+  e.target = FstabUnescape(f[1]);
+  e.type = FstabUnescape(f[2]);
+  e.options = f.size() > 3 ? FstabUnescape(f[3]) : "defaults";
+  if (f.size() > 4) e.dump = f[4];
+  if (f.size() > 5) e.pass = f[5];
+  return e;
+}
+
+constexpr const char* kBegin = "# BEGIN labfleet mounts: edits inside are overwritten";
+constexpr const char* kEnd = "# END labfleet mounts";
+constexpr const char* kBeginPrefix = "# BEGIN labfleet mounts";
+
+// /etc/fstab split into labfleet's block and everything else.
+struct FstabView {
+  bool has_block = false;
+  size_t block_from = 0, block_to = 0;  // byte range of the block, markers and the END line's newline included
+  size_t begin_line = 0;                // 1-based line number of the BEGIN marker
+  std::vector<FstabEntry> block;        // entries between the markers, in order
+  int block_garbage = 0;                // lines inside the block that are neither entries, comments nor blank
+  struct Outside {
+    size_t line;  // 1-based
+    std::string text;
+    FstabEntry entry;
+  };
+  std::vector<Outside> outside;  // the admin's own entries
+  std::string error;             // markers that cannot be trusted (labfleet then writes nothing)
+};
+
+static std::string Trimmed(std::string_view s) {
+  size_t b = 0, e = s.size();
+  while (b < e && (s[b] == ' ' || s[b] == '\t')) ++b;
+  while (e > b && (s[e - 1] == ' ' || s[e - 1] == '\t' || s[e - 1] == '\r')) --e;
+  return std::string(s.substr(b, e - b));
+}
+
+FstabView ParseFstab(std::string_view text) {
+  FstabView v;
+  bool inside = false, done = false;
+  size_t pos = 0, lineno = 0;
+  while (pos < text.size()) {
+    size_t nl = text.find('\n', pos);
+    size_t next = nl == std::string_view::npos ? text.size() : nl + 1;
+    std::string_view raw = text.substr(pos, (nl == std::string_view::npos ? text.size() : nl) - pos);
+    ++lineno;
+    std::string t = Trimmed(raw);
+    if (t.rfind(kBeginPrefix, 0) == 0) {
+      if (inside || done) {
+        v.error = "/etc/fstab has a second \"" + std::string(kBeginPrefix) + "\" marker at line " +
+                  std::to_string(lineno) + " (the first is at line " + std::to_string(v.begin_line) +
+                  "); leave one labfleet block in the file";
+        return v;
+      }
+      inside = true;
+      v.has_block = true;
+      v.begin_line = lineno;
+      v.block_from = pos;
+    } else if (t.rfind(kEnd, 0) == 0) {
+      if (!inside) {
+        v.error = "/etc/fstab has \"" + std::string(kEnd) + "\" at line " + std::to_string(lineno) +
+                  " without a BEGIN marker before it; remove the stray marker";
+        return v;
+      }
+      inside = false;
+      done = true;
+      v.block_to = next;
+    } else if (inside) {
+      if (auto e = ParseFstabLine(raw))
+        v.block.push_back(*e);
+      else if (!t.empty() && t[0] != '#')
+        ++v.block_garbage;
+    } else if (auto e = ParseFstabLine(raw)) {
+      v.outside.push_back({lineno, std::string(raw), *e});
+    }
+    pos = next;
+  }
+  if (inside)
+    v.error = "/etc/fstab has \"" + std::string(kBeginPrefix) + "\" at line " + std::to_string(v.begin_line) +
+              " but no \"" + kEnd + "\" after it; labfleet will not guess where its block ends: restore the END "
+              "line (or remove the block) by hand";
+  return v;
+}
+
+// The block for `entries` ("" for none).
+std::string FstabBlock(const std::vector<FstabEntry>& entries) {
+  if (entries.empty()) return "";
+  std::string b = std::string(kBegin) + "\n";
+  for (const auto& e : entries) b += FstabLine(e) + "\n";
+  return b + kEnd + "\n";
+}
+
+// `text` with labfleet's block replaced by (or, when it has none, followed by) the block for `entries`; an
+// empty list removes the block. Every byte outside the block stays as it was.
+std::string FstabWithBlock(std::string_view text, const FstabView& v, const std::vector<FstabEntry>& entries) {
+  std::string block = FstabBlock(entries);
+  if (v.has_block)
+    return std::string(text.substr(0, v.block_from)) + block + std::string(text.substr(v.block_to));
+  if (block.empty()) return std::string(text);
+  std::string out(text);
+  if (!out.empty() && out.back() != '\n') out += "\n";
+  return out + block;
+}
+
+// `findmnt -rn -o TARGET,SOURCE,FSTYPE,OPTIONS`: one mount a line, four fields separated by one space, every
+// unsafe character hex-escaped (\x20). Lines that do not have that shape are skipped (counted).
+struct LiveMount {
+  std::string target, source, fstype, options;
+};
+struct FindmntTable {
+  std::vector<LiveMount> mounts;  // in findmnt's order
+  int skipped = 0;
+  // The mount on top at `target` (the last one listed there); nullptr when nothing is mounted there.
+  const LiveMount* at(const std::string& target) const;
+};
+
+const LiveMount* FindmntTable::at(const std::string& target) const {
+  const LiveMount* found = nullptr;
+  for (const auto& m : mounts)
+    if (m.target == target) found = &m;
+  return found;
+}
+
+static int HexDigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string FindmntUnescape(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 3 < s.size() && s[i + 1] == 'x' && HexDigit(s[i + 2]) >= 0 && HexDigit(s[i + 3]) >= 0) {
+      out += char(HexDigit(s[i + 2]) * 16 + HexDigit(s[i + 3]));
+      i += 3;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+FindmntTable ParseFindmnt(std::string_view text) {
+  FindmntTable t;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t nl = text.find('\n', pos);
+    std::string_view line = text.substr(pos, (nl == std::string_view::npos ? text.size() : nl) - pos);
+    pos = nl == std::string_view::npos ? text.size() : nl + 1;
+    if (line.empty()) continue;
+    std::vector<std::string_view> f;
+    size_t s = 0;
+    while (true) {
+      size_t sp = line.find(' ', s);
+      f.push_back(line.substr(s, sp == std::string_view::npos ? std::string_view::npos : sp - s));
+      if (sp == std::string_view::npos) break;
+      s = sp + 1;
+    }
+    if (f.size() != 4 || f[0].empty() || f[0][0] != '/' || f[2].empty()) {
+      ++t.skipped;
+      continue;
+    }
+    t.mounts.push_back({FindmntUnescape(f[0]), FindmntUnescape(f[1]), FindmntUnescape(f[2]), FindmntUnescape(f[3])});
+  }
+  return t;
+}
+
+// The mount-point probe: "INDEX dir", "INDEX missing", "INDEX other TYPE" (stat's %F), and "systemd" when
+// the node runs systemd (/run/systemd/system exists).
+struct MountPoints {
+  std::map<size_t, std::string> state;  // index -> "dir" | "missing" | "other: regular file" ...
+  bool systemd = false;
+  int skipped = 0;
+};
+
+MountPoints ParseMountPoints(std::string_view text) {
+  MountPoints p;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t nl = text.find('\n', pos);
+    std::string line(text.substr(pos, (nl == std::string_view::npos ? text.size() : nl) - pos));
+    pos = nl == std::string_view::npos ? text.size() : nl + 1;
+    if (line.empty()) continue;
+    if (line == "systemd") {
+      p.systemd = true;
+      continue;
+    }
+    size_t sp = line.find(' ');
+    size_t digits = 0;
+    while (digits < line.size() && isdigit((unsigned char)line[digits])) ++digits;
+    if (sp == std::string::npos || digits == 0 || digits != sp || digits > 9) {
+      ++p.skipped;
+      continue;
+    }
+    size_t idx = std::stoul(line.substr(0, sp));
+    std::string rest = line.substr(sp + 1);
+    if (rest == "dir" || rest == "missing")
+      p.state[idx] = rest;
+    else if (rest.rfind("other", 0) == 0)
+      p.state[idx] = "other: " + Trimmed(rest.substr(5));
+    else
+      ++p.skipped;
+  }
+  return p;
+}
+
+// Records of failed mount_now attempts, /var/lib/labfleet/mount-now/<hash of target>, one line each:
+// "<hash of the fstab line> <epoch seconds> <mount's output, newlines flattened>". The probe prints
+// "<file name> <that line>".
+struct MountNowRecord {
+  std::string entry_hash;
+  long long at = 0;
+  std::string message;
+};
+struct MountNowRecords {
+  std::map<std::string, MountNowRecord> by_target_hash;
+  int skipped = 0;
+};
+
+MountNowRecords ParseMountNowRecords(std::string_view text) {
+  MountNowRecords r;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t nl = text.find('\n', pos);
+    std::string line(text.substr(pos, (nl == std::string_view::npos ? text.size() : nl) - pos));
+    pos = nl == std::string_view::npos ? text.size() : nl + 1;
+    if (line.empty()) continue;
+    size_t a = line.find(' ');
+    size_t b = a == std::string::npos ? a : line.find(' ', a + 1);
+    size_t c = b == std::string::npos ? b : line.find(' ', b + 1);
+    auto hex16 = [](const std::string& s) {
+      if (s.size() != 16) return false;
+      for (char ch : s)
+        if (HexDigit(ch) < 0) return false;
+      return true;
+    };
+    if (c == std::string::npos || !hex16(line.substr(0, a)) || !hex16(line.substr(a + 1, b - a - 1))) {
+      ++r.skipped;
+      continue;
+    }
+    std::string at = line.substr(b + 1, c - b - 1);
+    if (at.empty() || at.size() > 18 || at.find_first_not_of("0123456789") != std::string::npos) {
+      ++r.skipped;
+      continue;
+    }
+    MountNowRecord rec;
+    rec.entry_hash = line.substr(a + 1, b - a - 1);
+    rec.at = std::stoll(at);
+    rec.message = Trimmed(line.substr(c + 1));
+    r.by_target_hash[line.substr(0, a)] = rec;
+  }
+  return r;
+}
+
+// /etc/default/cachefilesd with RUN=yes (Debian's init script and unit start the daemon only then). The last
+// uncommented RUN= wins; when it is not yes it becomes RUN=yes, else the first commented "#RUN=..." line is
+// uncommented, else RUN=yes is appended. Unchanged (byte for byte) when RUN=yes is already in effect.
+std::string CachefilesdRunYes(std::string_view content) {
+  std::vector<std::string> lines;
+  size_t pos = 0;
+  while (pos < content.size()) {
+    size_t nl = content.find('\n', pos);
+    lines.emplace_back(content.substr(pos, (nl == std::string_view::npos ? content.size() : nl) - pos));
+    pos = nl == std::string_view::npos ? content.size() : nl + 1;
+  }
+  auto value_of = [](const std::string& t) {  // t starts with RUN
+    std::string v = Trimmed(t.substr(t.find('=') + 1));
+    if (v.size() >= 2 && (v[0] == '"' || v[0] == '\'') && v.back() == v[0]) v = v.substr(1, v.size() - 2);
+    return v;
+  };
+  auto is_run = [](const std::string& t) {
+    if (t.rfind("RUN", 0) != 0) return false;
+    size_t i = 3;
+    while (i < t.size() && (t[i] == ' ' || t[i] == '\t')) ++i;
+    return i < t.size() && t[i] == '=';
+  };
+  int last = -1, commented = -1;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    std::string t = Trimmed(lines[i]);
+    if (is_run(t)) last = int(i);
+    if (commented < 0 && !t.empty() && t[0] == '#' && is_run(Trimmed(t.substr(1)))) commented = int(i);
+  }
+  if (last >= 0 && value_of(Trimmed(lines[last])) == "yes") return std::string(content);
+  if (last >= 0)
+    lines[last] = "RUN=yes";
+  else if (commented >= 0)
+    lines[commented] = "RUN=yes";
+  else
+    lines.push_back("RUN=yes");
+  std::string out;
+  for (const auto& l : lines) out += l + "\n";
+  return out;
+}
+
+// 64-bit FNV-1a as 16 hex digits (names of mount_now records; stable across runs and machines).
+std::string Fnv16(std::string_view s) {
+  unsigned long long h = 1469598103934665603ULL;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  char buf[17];
+  snprintf(buf, sizeof buf, "%016llx", h);
+  return buf;
+}
+
+// The fstab entry labfleet writes for a mount.
+FstabEntry MountEntry(const MountSpec& m) {
+  FstabEntry e;
+  e.source = m.source.empty() ? m.type : m.source;
+  e.target = m.target;
+  e.type = m.type;
+  std::vector<std::string> opts = m.options;
+  auto has = [&](const std::string& name) {
+    for (const auto& o : opts)
+      if (o.substr(0, o.find('=')) == name) return true;
+    return false;
+  };
+  if (m.automount) {
+    for (const char* o : {"noauto", "x-systemd.automount", "x-systemd.idle-timeout=600"})
+      if (!has(std::string(o).substr(0, std::string(o).find('=')))) opts.push_back(o);
+    if (m.is_nfs() && !has("_netdev")) opts.push_back("_netdev");
+  }
+  for (size_t i = 0; i < opts.size(); ++i) e.options += (i ? "," : "") + opts[i];
+  if (e.options.empty()) e.options = "defaults";
+  return e;
+}
+
+constexpr const char* kFstab = "/etc/fstab";
+constexpr const char* kMountNowDir = "/var/lib/labfleet/mount-now";
+constexpr const char* kCachefilesdDefault = "/etc/default/cachefilesd";
+constexpr const char* kCachefilesdUnit = "cachefilesd.service";
+
+// Checks labfleet's block as written (not the admin's lines) with findmnt; the executor restores the previous
+// /etc/fstab when this fails. Fixed text: the only inputs are the markers and the path above.
+std::string FstabVerifyCommand() {
+  return std::string("lf_t=$(mktemp) && sed -n '/^") + kBeginPrefix + "/,/^" + kEnd + "/p' " + kFstab +
+         " >\"$lf_t\" && findmnt --verify --tab-file \"$lf_t\"; lf_rc=$?; rm -f \"$lf_t\"; [ \"$lf_rc\" -eq 0 ]";
+}
+
 namespace {
+
+std::string Utc(long long epoch) {
+  time_t t = time_t(epoch);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  char buf[32];
+  strftime(buf, sizeof buf, "%Y-%m-%d %H:%M UTC", &tm);
+  return buf;
+}
+
+std::string JoinS(const std::vector<std::string>& v, const std::string& sep) {
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i) out += (i ? sep : "") + v[i];
+  return out;
+}
+
+bool HasOption(const MountSpec& m, const std::string& opt) {
+  for (const auto& o : m.options)
+    if (o == opt) return true;
+  return false;
+}
+
+// Typed desired state behind each Resource.
+struct CachefilesdWant {
+  std::vector<std::string> targets;  // mounts with fsc
+  bool package_elsewhere = false;    // the node's `packages` installs it
+  bool service_elsewhere = false;    // the node's `services` manages the unit
+};
+struct PointWant {
+  std::string target;
+  size_t index = 0;  // in the mount-point probe
+};
+struct FstabWant {
+  std::vector<FstabEntry> entries;
+  std::vector<std::string> removed;  // targets with remove: true
+};
+struct LiveWant {  // mount_now or remove: what is mounted now matters
+  MountSpec spec;
+  FstabEntry entry;
+};
+
+std::string RecordPath(const std::string& target) { return std::string(kMountNowDir) + "/" + Fnv16(target); }
+
+// Mount-point probe over `targets` (index order).
+Probe PointsProbe(const std::vector<std::string>& targets) {
+  Script s;
+  for (size_t i = 0; i < targets.size(); ++i) {
+    std::string q = ShellQuote(targets[i]), n = std::to_string(i);
+    s.raw("if [ -d " + q + " ]; then echo '" + n + " dir'; elif [ -e " + q + " ] || [ -L " + q + " ]; then printf '" +
+          n + " other %s\\n' \"$(stat -c %F -- " + q + " 2>/dev/null)\"; else echo '" + n + " missing'; fi");
+  }
+  s.raw("if [ -d /run/systemd/system ]; then echo systemd; fi");
+  s.raw("true");
+  return {"mounts:points", s.str()};
+}
+
+Probe FindmntProbe() { return {"mounts:findmnt", "findmnt -rn -o TARGET,SOURCE,FSTYPE,OPTIONS"}; }
+
+Probe MountNowProbe() {
+  return {"mounts:mount-now",
+          std::string("for f in ") + kMountNowDir +
+              "/*; do [ -f \"$f\" ] || continue; printf '%s %s\\n' \"${f##*/}\" \"$(head -c 4000 -- \"$f\" | tr '\\n' ' ')\"; done; true"};
+}
+
+bool SameFamily(const std::string& a, const std::string& b) {
+  auto norm = [](const std::string& t) { return t == "nfs4" ? std::string("nfs") : t; };
+  return norm(a) == norm(b);
+}
+
+std::string StripSlash(std::string s) {
+  while (s.size() > 1 && s.back() == '/') s.pop_back();
+  return s;
+}
 
 class MountsModule : public Module {
  public:
@@ -177,11 +685,339 @@ class MountsModule : public Module {
     }
   }
 
-  // Apply is not implemented yet: no resources, so plan/apply leave mounts alone.
-  std::vector<Resource> resources(const NodeContext&) const override { return {}; }
-  std::vector<Probe> probes(const NodeContext&, const std::vector<Resource>&) const override { return {}; }
-  DiffResult diff(const NodeContext&, const Resource&, const ProbeResults&) const override {
-    return Noop("mounts apply is not implemented yet");
+  std::vector<Resource> resources(const NodeContext& ctx) const override {
+    const Value* v = ctx.settings.find("mounts");
+    if (!v || !v->is_seq()) return {};
+    std::vector<MountSpec> mounts = ParseMounts(v, nullptr);
+    std::vector<Resource> out;
+    // 1. cachefilesd, when any mount asks for FS-Cache.
+    auto cf = std::make_shared<CachefilesdWant>();
+    for (const auto& m : mounts)
+      if (!m.remove && HasOption(m, "fsc")) cf->targets.push_back(m.target);
+    if (!cf->targets.empty()) {
+      if (const Value* p = ctx.settings.find("packages")) {
+        if (p->is_seq()) {
+          for (const auto& i : p->items()) cf->package_elsewhere |= i.is_scalar() && i.str() == "cachefilesd";
+        } else if (p->is_map()) {
+          const Value* st = p->find("cachefilesd");
+          cf->package_elsewhere = st && st->is_scalar() && st->str() != "absent";
+        }
+      }
+      if (const Value* s = ctx.settings.find("services"); s && s->is_map())
+        cf->service_elsewhere = s->find("cachefilesd") || s->find(kCachefilesdUnit);
+      out.push_back({name(), "mounts:cachefilesd", v->loc(), cf});
+    }
+    // 2. mount points, 3. the fstab block, 4. what must happen to live mounts.
+    auto fw = std::make_shared<FstabWant>();
+    size_t index = 0;
+    for (const auto& m : mounts) {
+      if (m.remove) {
+        fw->removed.push_back(m.target);
+        continue;
+      }
+      fw->entries.push_back(MountEntry(m));
+      out.push_back({name(), "mount-point:" + m.target, m.target_where,
+                     std::make_shared<PointWant>(PointWant{m.target, index++})});
+    }
+    out.push_back({name(), "mounts:/etc/fstab", v->loc(), fw});
+    for (const auto& m : mounts)
+      if (m.remove || m.mount_now)
+        out.push_back({name(), "mount:" + m.target, m.where, std::make_shared<LiveWant>(LiveWant{m, MountEntry(m)})});
+    return out;
+  }
+
+  std::vector<Probe> probes(const NodeContext&, const std::vector<Resource>& rs) const override {
+    std::vector<Probe> out{FileProbe(kFstab)};
+    std::vector<std::string> points;
+    bool live = false, now = false;
+    for (const auto& r : rs) {
+      if (r.id.rfind("mount-point:", 0) == 0) points.push_back(r.as<PointWant>().target);
+      if (r.id.rfind("mount:", 0) == 0) {
+        live = true;
+        now |= r.as<LiveWant>().spec.mount_now && !r.as<LiveWant>().spec.remove;
+      }
+      if (r.id == "mounts:cachefilesd") {
+        out.push_back(PackageManagerProbe());
+        out.push_back(DpkgQueryProbe({"cachefilesd"}));
+        out.push_back(PacmanQProbe({"cachefilesd"}));
+        out.push_back(FileProbe(kCachefilesdDefault));
+        out.push_back(SystemctlShowProbe({kCachefilesdUnit}));
+      }
+    }
+    out.push_back(PointsProbe(points));
+    if (live) out.push_back(FindmntProbe());
+    if (now) out.push_back(MountNowProbe());
+    return out;
+  }
+
+  DiffResult diff(const NodeContext&, const Resource& r, const ProbeResults& results) const override {
+    if (r.id == "mounts:cachefilesd") return DiffCachefilesd(r.as<CachefilesdWant>(), results);
+    if (r.id == "mounts:/etc/fstab") return DiffFstab(r.as<FstabWant>(), results);
+    if (r.id.rfind("mount-point:", 0) == 0) return DiffPoint(r.as<PointWant>(), results);
+    return DiffLive(r.as<LiveWant>(), results);
+  }
+
+ private:
+  static MountPoints Points(const ProbeResults& results) {
+    const ProbeOutput* p = FindProbe(results, "mounts:points");
+    return p ? ParseMountPoints(p->out) : MountPoints{};
+  }
+
+  static DiffResult DiffPoint(const PointWant& w, const ProbeResults& results) {
+    MountPoints p = Points(results);
+    auto it = p.state.find(w.index);
+    std::string st = it == p.state.end() ? "missing" : it->second;
+    if (st == "dir") return Noop("nothing to do because mount point " + w.target + " exists");
+    if (st != "missing")
+      return Failure("mount point " + w.target + " exists but is not a directory (" + st.substr(7) +
+                     "); move it out of the way on the node or choose another target");
+    Change c;
+    c.kind = Change::Kind::Exec;
+    c.sign = '+';
+    c.summary = "mount point " + w.target + " (mkdir, 0755)";
+    c.reason = "absent";
+    c.command = Cmd("mkdir").arg("-p").arg("-m").arg("0755").arg("--").arg(w.target).str();
+    DiffResult d;
+    d.changes.push_back(std::move(c));
+    return d;
+  }
+
+  static DiffResult DiffFstab(const FstabWant& w, const ProbeResults& results) {
+    FileState live = ParseFileProbe(results, kFstab);
+    if (live.exists && !live.regular)
+      return Failure(std::string(kFstab) + " is not a regular file (a symlink?); labfleet edits only a plain file");
+    FstabView v = ParseFstab(live.content);
+    if (!v.error.empty()) return Failure(v.error);
+    std::set<std::string> ours;
+    for (const auto& e : w.entries) ours.insert(e.target);
+    for (const auto& o : v.outside)
+      if (ours.count(StripSlash(o.entry.target)))
+        return Failure("line " + std::to_string(o.line) + " of /etc/fstab (outside labfleet's block) already mounts " +
+                       o.entry.target + ": '" + o.text + "'; delete that line on the node or take " + o.entry.target +
+                       " out of the inventory (one target, one entry)");
+    bool same = v.has_block ? v.block == w.entries && v.block_garbage == 0 : w.entries.empty();
+    if (same && !live.exists) return Noop("nothing to do because there is no /etc/fstab and no mount to write");
+    FileSpec want{kFstab, same ? live.content : FstabWithBlock(live.content, v, w.entries),
+                  live.exists ? live.mode : 0644u, live.exists ? live.owner : "root", live.exists ? live.group : "root"};
+    std::string what = "fstab block in /etc/fstab (" + std::to_string(w.entries.size()) + " mount" +
+                       (w.entries.size() == 1 ? "" : "s") + ")";
+    DiffResult d = DiffFile(want, live, what);
+    if (d.changes.empty() || d.changes[0].kind != Change::Kind::PutFile) return d;
+    // Say which entries differ, by target.
+    std::vector<std::string> added, changed, dropped;
+    std::map<std::string, const FstabEntry*> have;
+    for (const auto& e : v.block) have[e.target] = &e;
+    for (const auto& e : w.entries) {
+      auto it = have.find(e.target);
+      if (it == have.end())
+        added.push_back(e.target);
+      else if (!(*it->second == e))
+        changed.push_back(e.target);
+    }
+    for (const auto& e : v.block)
+      if (!ours.count(e.target)) dropped.push_back(e.target);
+    std::vector<std::string> why;
+    if (!added.empty()) why.push_back("new: " + JoinS(added, ", "));
+    if (!changed.empty()) why.push_back("changed: " + JoinS(changed, ", "));
+    if (!dropped.empty()) why.push_back("dropped: " + JoinS(dropped, ", "));
+    if (!live.exists) why.insert(why.begin(), "no /etc/fstab yet");
+    else if (!v.has_block) why.insert(why.begin(), "no labfleet block yet");
+    if (why.empty()) why.push_back("the block's layout differs");
+    Change& c = d.changes[0];
+    c.reason = JoinS(why, "; ");
+    c.verify = FstabVerifyCommand();
+    if (Points(results).systemd) {
+      Change n;
+      n.kind = Change::Kind::Notify;
+      n.handler = "systemd daemon-reload";
+      n.summary = "systemctl daemon-reload";
+      n.reason = "/etc/fstab changed: systemd regenerates its mount and automount units";
+      n.command = "systemctl daemon-reload";
+      d.changes.push_back(std::move(n));
+    }
+    return d;
+  }
+
+  static DiffResult DiffLive(const LiveWant& w, const ProbeResults& results) {
+    const MountSpec& m = w.spec;
+    const ProbeOutput* fm = FindProbe(results, "mounts:findmnt");
+    if (!fm || fm->exit_code != 0)
+      return Failure("cannot tell what is mounted at " + m.target + ": `findmnt -rn` failed" +
+                     (fm ? " (exit " + std::to_string(fm->exit_code) + ")" : std::string()) +
+                     "; is util-linux installed on the node?");
+    FindmntTable t = ParseFindmnt(fm->out);
+    const LiveMount* lm = t.at(m.target);
+    bool systemd = Points(results).systemd;
+    DiffResult d;
+    if (m.remove) {
+      if (!lm) return Noop("nothing to do because " + m.target + " is not mounted (remove: true)");
+      FstabView v = ParseFstab(ParseFileProbe(results, kFstab).content);
+      for (const auto& o : v.outside)
+        if (StripSlash(o.entry.target) == m.target)
+          return Noop(m.target + " stays mounted: line " + std::to_string(o.line) +
+                      " of /etc/fstab, outside labfleet's block, mounts it (remove: true drops only labfleet's entry)");
+      Script s;
+      if (systemd)  // an automount unit would mount it again on the next access
+        s.raw(Cmd("systemctl").arg("stop").raw("\"$(").then(Cmd("systemd-escape").arg("--path").arg("--suffix=automount").arg(m.target)).raw(")\"").raw("2>/dev/null || true").str());
+      s.raw("if " + Cmd("findmnt").arg("-rn").arg("--mountpoint").arg(m.target).raw(">/dev/null 2>&1").str() + "; then " +
+            Cmd("umount").arg(m.target).str() + "; fi");
+      s.add(Cmd("rm").arg("-f").arg(RecordPath(m.target)));
+      Change c;
+      c.kind = Change::Kind::Exec;
+      c.sign = '-';
+      c.summary = "unmount " + m.target + " (remove: true; mounted from " + lm->source + ", " + lm->fstype + ")";
+      c.reason = "remove: true and it is mounted now";
+      c.command = s.str();
+      c.disruptive = true;  // processes using it lose their files
+      d.changes.push_back(std::move(c));
+      return d;
+    }
+    // mount_now
+    std::string entry_hash = Fnv16(FstabLine(w.entry));
+    if (lm) {
+      if (lm->fstype == "autofs") return Noop("nothing to do because " + m.target + " has its automount in place (autofs)");
+      if (StripSlash(lm->source) != StripSlash(w.entry.source) || !SameFamily(lm->fstype, w.entry.type)) {
+        d = Noop(m.target + " is mounted from " + lm->source + " (" + lm->fstype + "), not from " + w.entry.source +
+                 " (" + w.entry.type + ") as labfleet's fstab entry says; labfleet does not unmount a mounted file "
+                 "system: unmount it and apply again to mount the entry (mount_now)");
+        d.warnings.push_back(d.noop);
+        return d;
+      }
+      return Noop("nothing to do because " + m.target + " is mounted (" + lm->source + ", " + lm->fstype + ")");
+    }
+    if (const ProbeOutput* rp = FindProbe(results, "mounts:mount-now")) {
+      MountNowRecords recs = ParseMountNowRecords(rp->out);
+      auto it = recs.by_target_hash.find(Fnv16(m.target));
+      if (it != recs.by_target_hash.end() && it->second.entry_hash == entry_hash) {
+        // Reported, not retried: the re-plan after the apply that tried must be empty.
+        d = Noop(m.target + " is not mounted: mount_now failed at " + Utc(it->second.at) + " (" + it->second.message +
+                 "); the fstab entry stays. Fix the cause, then `mount " + m.target + "` on the node, or delete " +
+                 RecordPath(m.target) + " so that the next apply tries again");
+        d.warnings.push_back(d.noop);
+        return d;
+      }
+    }
+    std::string rec = RecordPath(m.target);
+    Script s;
+    s.add(Cmd("mkdir").arg("-p").arg(kMountNowDir));
+    s.raw("if command -v timeout >/dev/null 2>&1; then lf_to='timeout 60'; else lf_to=; fi");
+    std::string attempt;
+    if (m.automount && systemd)
+      attempt = "systemctl daemon-reload && $lf_to " +
+                Cmd("systemctl").arg("start").raw("\"$(").then(Cmd("systemd-escape").arg("--path").arg("--suffix=automount").arg(m.target)).raw(")\"").str();
+    else
+      attempt = "$lf_to " + Cmd("mount").arg(m.target).str();
+    s.raw("if lf_out=$( { " + attempt + "; } 2>&1 ); then");
+    s.add(Cmd("rm").arg("-f").arg(rec));
+    s.add(Cmd("echo").arg("mounted " + m.target));
+    s.raw("else");
+    s.raw("  lf_rc=$?");
+    s.raw("  " + Cmd("printf").arg("%s %s %s\\n").arg(entry_hash).raw("\"$(date +%s)\"").raw(
+              "\"$(printf 'exit %s: %s' \"$lf_rc\" \"$lf_out\" | tr '\\n' ' ')\"").raw(">").arg(rec).str());
+    s.raw("  " + Cmd("printf").arg("warning: mount_now could not mount %s (exit %s; the fstab entry stays): %s\\n")
+                     .arg(m.target).raw("\"$lf_rc\" \"$lf_out\"").str());
+    s.raw("fi");
+    Change c;
+    c.kind = Change::Kind::Exec;
+    c.sign = '+';
+    c.summary = "mount " + m.target + " now (mount_now; a failure is reported, fstab stays)";
+    c.reason = "not mounted";
+    c.command = s.str();
+    d.changes.push_back(std::move(c));
+    return d;
+  }
+
+  static DiffResult DiffCachefilesd(const CachefilesdWant& w, const ProbeResults& results) {
+    DiffResult d;
+    const std::string why = "fsc on " + JoinS(w.targets, ", ");
+    std::string pm = PackageManagerOf(results);
+    bool installed = false;
+    if (pm == "apt") {
+      const ProbeOutput* p = FindProbe(results, "dpkg-query:cachefilesd");
+      DpkgStatus st = ParseDpkgQuery(p ? p->out : "");
+      auto it = st.by_name.find("cachefilesd");
+      installed = it != st.by_name.end() && it->second.installed();
+    } else if (pm == "pacman") {
+      const ProbeOutput* p = FindProbe(results, "pacman-q:cachefilesd");
+      installed = ParsePacmanQ(p ? p->out : "").version.count("cachefilesd") > 0;
+    }
+    bool installing = false;
+    std::vector<std::string> notes;
+    if (!installed) {
+      if (w.package_elsewhere) {
+        installing = true;
+        notes.push_back("cachefilesd is installed by the packages module");
+      } else if (pm == "apt" || pm == "pacman") {
+        Change c;
+        c.kind = Change::Kind::Exec;
+        c.sign = '+';
+        c.summary = "cachefilesd package (install; " + why + ")";
+        c.reason = "not installed; FS-Cache needs the cachefilesd daemon";
+        if (pm == "apt") {
+          Cmd inst = AptGet("install").arg("--no-install-recommends").arg("--").arg("cachefilesd");
+          c.command = inst.str() + " || { " + AptGet("update").str() + " && " + inst.str() + "; }";
+        } else {
+          c.command = Cmd("pacman").arg("-S").arg("--noconfirm").arg("--needed").arg("--").arg("cachefilesd").str();
+        }
+        d.changes.push_back(std::move(c));
+        installing = true;
+      } else {
+        return Failure(why + " needs the cachefilesd daemon, which is not installed, and this node has neither apt "
+                             "nor pacman: install cachefilesd on it, or drop fsc");
+      }
+    }
+    FileState def = ParseFileProbe(results, kCachefilesdDefault);
+    if (pm == "apt" || def.exists) {
+      std::string base = def.exists && def.regular ? def.content : std::string();
+      std::string bytes = CachefilesdRunYes(base);
+      if (bytes == "RUN=yes\n" && base.empty())
+        bytes = "# Written by labfleet (mounts: fsc needs cachefilesd running).\nRUN=yes\n";
+      FileSpec f{kCachefilesdDefault, bytes, def.exists ? def.mode : 0644u, def.exists ? def.owner : "root",
+                 def.exists ? def.group : "root"};
+      DiffResult fd = DiffFile(f, def, "cachefilesd RUN=yes in " + std::string(kCachefilesdDefault));
+      for (auto& c : fd.changes) d.changes.push_back(std::move(c));
+    }
+    if (w.service_elsewhere) {
+      notes.push_back("the services module manages cachefilesd.service");
+    } else {
+      const ProbeOutput* p = FindProbe(results, "systemctl-show:" + std::string(kCachefilesdUnit));
+      SystemctlShow show = ParseSystemctlShow(p ? p->out : "");
+      const UnitState* u = show.find({kCachefilesdUnit}, kCachefilesdUnit);
+      if (u && u->masked())
+        return Failure(std::string(kCachefilesdUnit) + " is masked, but " + why +
+                       " needs it running: unmask it (services: { cachefilesd: { masked: false } }) or drop fsc");
+      if (!u && !installing)
+        return Failure("systemctl show printed nothing for " + std::string(kCachefilesdUnit) +
+                       "; is systemd running on this node? (" + why + " needs cachefilesd running)");
+      bool found = u && u->found();
+      if (!found && !installing)
+        return Failure("cachefilesd is installed but " + std::string(kCachefilesdUnit) + " does not exist; " + why +
+                       " needs the daemon running");
+      std::vector<std::string> actions;
+      Script s;
+      if (!found || (!u->enabled() && !u->enable_not_applicable())) {
+        actions.push_back("enable");
+        s.add(Cmd("systemctl").arg("enable").arg(kCachefilesdUnit));
+      }
+      if (!found || !u->active()) {
+        actions.push_back("start");
+        s.add(Cmd("systemctl").arg("start").arg(kCachefilesdUnit));
+      }
+      if (!actions.empty()) {
+        Change c;
+        c.kind = Change::Kind::Exec;
+        c.sign = '~';
+        c.summary = "service " + std::string(kCachefilesdUnit) + " (" + JoinS(actions, ", ") + "; " + why + ")";
+        c.reason = found ? "live: " + u->unit_file_state + ", " + u->active_state
+                         : "not loaded yet (comes with the package installed above)";
+        c.command = s.str();
+        d.changes.push_back(std::move(c));
+      }
+    }
+    if (d.changes.empty())
+      d.noop = "nothing to do because cachefilesd is installed, enabled and running (" + why + ")" +
+               (notes.empty() ? "" : "; " + JoinS(notes, "; "));
+    return d;
   }
 };
 
