@@ -324,6 +324,8 @@ CommandRegistrar apply_cmd("apply", "converge nodes to the inventory, then prove
       if (!r.error.empty()) line += ": " + r.error;
       ctx.reporter.line(line);
       for (const auto& d : r.deferred) ctx.reporter.line("  " + d);
+      // What the re-plan after the changes has to say (a mount_now that failed, a reboot now pending).
+      for (const auto& w : r.remaining.warnings) ctx.reporter.line("  ! " + w.text + " (" + w.resource + ")");
     }
     ctx.reporter.doc()["run_id"] = opts.run_id;
     ctx.reporter.doc()["commit"] = opts.commit;

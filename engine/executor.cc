@@ -373,6 +373,7 @@ nlohmann::json ApplyResultToJson(const NodeApplyResult& r) {
   if (!r.error.empty()) j["error"] = r.error;
   if (!r.remaining.changes.empty()) j["remaining"] = NodePlanToJson(r.remaining)["changes"];
   j["deferred"] = r.deferred;
+  j["warnings"] = NodePlanToJson(r.remaining)["warnings"];
   return j;
 }
 
