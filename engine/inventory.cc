@@ -240,26 +240,18 @@ std::optional<std::string> Suggest(std::string_view word, const std::vector<std:
 
 // ---------------------------------------------------------------- Inventory methods
 
-const NodeDef* Inventory::node(std::string_view name) const {
-  for (const auto& n : nodes)
-    if (n.name == name) return &n;
+// The first definition called `name`, or nullptr.
+template <class Def>
+static const Def* FindByName(const std::vector<Def>& defs, std::string_view name) {
+  for (const auto& d : defs)
+    if (d.name == name) return &d;
   return nullptr;
 }
-const GroupDef* Inventory::group(std::string_view name) const {
-  for (const auto& g : groups)
-    if (g.name == name) return &g;
-  return nullptr;
-}
-const UserDef* Inventory::user(std::string_view name) const {
-  for (const auto& u : users)
-    if (u.name == name) return &u;
-  return nullptr;
-}
-const UserGroupDef* Inventory::user_group(std::string_view name) const {
-  for (const auto& g : user_groups)
-    if (g.name == name) return &g;
-  return nullptr;
-}
+
+const NodeDef* Inventory::node(std::string_view name) const { return FindByName(nodes, name); }
+const GroupDef* Inventory::group(std::string_view name) const { return FindByName(groups, name); }
+const UserDef* Inventory::user(std::string_view name) const { return FindByName(users, name); }
+const UserGroupDef* Inventory::user_group(std::string_view name) const { return FindByName(user_groups, name); }
 
 // The settings part of a node's own map: everything but the node-only keys.
 static Value NodeSettingsLayer(const NodeDef& node) {

@@ -3,51 +3,16 @@
 // secrets. Independent checks run inside the node (sandbox exec), not over labfleet's own transport.
 #include <doctest/doctest.h>
 
-#include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
+#include <unistd.h>
 
-#include "engine/cli.h"
 #include "engine/shell.h"
+#include "tests/integration/cli_helpers.h"
 #include "tests/integration/sandbox.h"
 
-namespace fs = std::filesystem;
-using labfleet::testing::Sandbox;
+using namespace labfleet::testing;
 
 namespace {
-
-struct CliResult {
-  int rc;
-  std::string out, err;
-  nlohmann::json json() const { return nlohmann::json::parse(out); }
-};
-
-CliResult Cli(std::vector<std::string> args) {
-  std::vector<const char*> argv{"labfleet"};
-  for (auto& a : args) argv.push_back(a.c_str());
-  std::ostringstream out, err;
-  int rc = labfleet::RunCli(int(argv.size()), argv.data(), out, err);
-  return {rc, out.str(), err.str()};
-}
-
-void Write(const fs::path& p, const std::string& text) {
-  fs::create_directories(p.parent_path());
-  std::ofstream(p, std::ios::binary) << text;
-}
-
-// A throwaway inventory directory (host side) holding the sandbox's nodes.yaml and the test's files.
-struct TestInventory {
-  fs::path root;
-  explicit TestInventory(const Sandbox& sbx) {
-    char tmpl[] = "/var/tmp/labfleet-inv-XXXXXX";
-    root = mkdtemp(tmpl);
-    Write(root / "inventory/nodes.yaml", sbx.nodes_yaml());
-  }
-  ~TestInventory() { fs::remove_all(root); }
-  std::string dir() const { return (root / "inventory").string(); }
-  void write(const std::string& rel, const std::string& text) const { Write(root / rel, text); }
-};
 
 // Hostile on purpose: quotes, command substitution, backticks, a glob and a newline must arrive literally.
 const std::string kHostileContent = "it's \"quoted\" $(touch /tmp/pwned) `id` * ${HOME}\nsecond line\n";
@@ -87,7 +52,7 @@ std::string Users(const std::string& kpark_shell) {
 
 const char* kMotd = "Welcome to {{node}} ({{lab}}), {{gpus}} GPUs. {{vars.motto}}\n";
 
-void WriteBase(const TestInventory& inv, const std::string& shell = "/bin/bash") {
+void WriteBase(const TempInventory& inv, const std::string& shell = "/bin/bash") {
   std::string lab = kLab;
   std::string escaped;
   for (char c : kHostileContent) {
@@ -102,37 +67,22 @@ void WriteBase(const TestInventory& inv, const std::string& shell = "/bin/bash")
   inv.write("templates/motd.mustache", kMotd);
 }
 
-std::vector<std::string> Args(const Sandbox& sbx, const TestInventory& inv, std::vector<std::string> rest) {
-  std::vector<std::string> a{"--inventory", inv.dir()};
-  a.insert(a.end(), rest.begin(), rest.end());
-  a.push_back("--known-hosts");
-  a.push_back(sbx.known_hosts());
-  return a;
-}
-
-std::string Exec(const Sandbox& sbx, const std::string& node, const std::string& cmd) {
-  auto r = sbx.exec(node, cmd);
-  INFO(node << ": " << cmd << " -> " << r.exit_code << " " << r.err);
-  CHECK(r.exit_code == 0);
-  return r.out;
-}
-
 }  // namespace
 
 TEST_SUITE("integration-converge") {
   TEST_CASE("accounts, keys, subids, files and hosts converge, re-plan empty, one change is one change") {
     Sandbox sbx({.nodes = 2});
-    TestInventory inv(sbx);
+    TempInventory inv(sbx);
     WriteBase(inv);
 
-    auto plan0 = Cli(Args(sbx, inv, {"plan", "--detailed-exitcode"}));
+    auto plan0 = Cli(sbx, inv.dir(), {"plan", "--detailed-exitcode"});
     INFO(plan0.out << plan0.err);
     REQUIRE(plan0.rc == 2);
     CHECK(plan0.out.find("+ user yseong (uid 2001") != std::string::npos);
     CHECK(plan0.out.find("+ group gpu-users (gid 3000)") != std::string::npos);
     CHECK(plan0.out.find("file /etc/motd") != std::string::npos);
 
-    auto apply = Cli(Args(sbx, inv, {"apply", "--yes", "--allow-dirty", "--format", "json"}));
+    auto apply = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty", "--format", "json"});
     INFO(apply.out << apply.err);
     REQUIRE(apply.rc == 0);
     auto aj = apply.json();
@@ -174,14 +124,14 @@ TEST_SUITE("integration-converge") {
     CHECK(apply.out.find(kHash) == std::string::npos);
     CHECK(apply.err.find(kHash) == std::string::npos);
 
-    auto plan1 = Cli(Args(sbx, inv, {"plan", "--detailed-exitcode", "--format", "json"}));
+    auto plan1 = Cli(sbx, inv.dir(), {"plan", "--detailed-exitcode", "--format", "json"});
     INFO(plan1.out << plan1.err);
     CHECK(plan1.rc == 0);
     CHECK(plan1.json()["summary"]["changes"] == 0);
 
     // One inventory value changes: exactly one change per node.
     WriteBase(inv, "/bin/sh");
-    auto plan2 = Cli(Args(sbx, inv, {"plan", "--detailed-exitcode", "--format", "json"}));
+    auto plan2 = Cli(sbx, inv.dir(), {"plan", "--detailed-exitcode", "--format", "json"});
     INFO(plan2.out << plan2.err);
     CHECK(plan2.rc == 2);
     auto p2 = plan2.json();
@@ -189,17 +139,17 @@ TEST_SUITE("integration-converge") {
       REQUIRE(node["changes"].size() == 1);
       CHECK(node["changes"][0]["summary"] == "user kpark (shell /bin/bash -> /bin/sh)");
     }
-    auto apply2 = Cli(Args(sbx, inv, {"apply", "--yes", "--allow-dirty"}));
+    auto apply2 = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty"});
     INFO(apply2.out << apply2.err);
     CHECK(apply2.rc == 0);
     for (const auto& n : sbx.nodes()) CHECK(Exec(sbx, n.name, "getent passwd kpark | cut -d: -f7") == "/bin/sh\n");
-    CHECK(Cli(Args(sbx, inv, {"plan", "--detailed-exitcode"})).rc == 0);
+    CHECK(Cli(sbx, inv.dir(), {"plan", "--detailed-exitcode"}).rc == 0);
 
     // A file edited by hand on one node is drift: shown as a diff, restored, and the old copy is backed up.
     Exec(sbx, "node1", "echo 'hand edit' > /etc/motd");
-    auto plan3 = Cli(Args(sbx, inv, {"plan", "node1"}));
+    auto plan3 = Cli(sbx, inv.dir(), {"plan", "node1"});
     CHECK(plan3.out.find("-hand edit") != std::string::npos);
-    auto apply3 = Cli(Args(sbx, inv, {"apply", "--yes", "--allow-dirty", "node1", "--format", "json"}));
+    auto apply3 = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty", "node1", "--format", "json"});
     CHECK(apply3.rc == 0);
     std::string run = apply3.json()["run_id"];
     CHECK(Exec(sbx, "node1", "cat /var/lib/labfleet/backup/" + run + "/etc/motd") == "hand edit\n");
@@ -208,24 +158,24 @@ TEST_SUITE("integration-converge") {
     // A user removed from the inventory is locked (expired), not deleted; remove: true deletes it.
     std::string users = Users("/bin/sh");
     inv.write("inventory/users.yaml", users.substr(0, users.find("  kpark:")));
-    auto plan4 = Cli(Args(sbx, inv, {"plan"}));
+    auto plan4 = Cli(sbx, inv.dir(), {"plan"});
     CHECK(plan4.out.find("- user kpark (locked: removed from inventory)") != std::string::npos);
-    CHECK(Cli(Args(sbx, inv, {"apply", "--yes", "--allow-dirty"})).rc == 0);
+    CHECK(Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty"}).rc == 0);
     CHECK(Exec(sbx, "node1", "getent shadow kpark | cut -d: -f8") == "1\n");
-    CHECK(Cli(Args(sbx, inv, {"plan", "--detailed-exitcode"})).rc == 0);
+    CHECK(Cli(sbx, inv.dir(), {"plan", "--detailed-exitcode"}).rc == 0);
     inv.write("inventory/users.yaml", users.substr(0, users.find("  kpark:")) + "  kpark: { uid: 2002, remove: true }\n");
-    CHECK(Cli(Args(sbx, inv, {"apply", "--yes", "--allow-dirty"})).rc == 0);
+    CHECK(Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty"}).rc == 0);
     CHECK(sbx.exec("node1", "getent passwd kpark").exit_code != 0);
-    CHECK(Cli(Args(sbx, inv, {"plan", "--detailed-exitcode"})).rc == 0);
+    CHECK(Cli(sbx, inv.dir(), {"plan", "--detailed-exitcode"}).rc == 0);
   }
 
   TEST_CASE("a held lock refuses the apply; a dead holder is named stale; --break-lock takes it") {
     Sandbox sbx({.nodes = 1});
-    TestInventory inv(sbx);
+    TempInventory inv(sbx);
     WriteBase(inv);
     // Another admin's run, alive as far as we can tell (another host).
     Exec(sbx, "node1", "printf 'run=other\\nwho=alice@laptop\\nhost=laptop\\npid=4242\\nsince=1\\n' > /run/labfleet.lock");
-    auto r = Cli(Args(sbx, inv, {"apply", "--yes", "--allow-dirty"}));
+    auto r = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty"});
     CHECK(r.rc == 4);
     CHECK(r.out.find("locked by alice@laptop") != std::string::npos);
     CHECK(r.out.find("another apply is running") != std::string::npos);
@@ -235,10 +185,10 @@ TEST_SUITE("integration-converge") {
     gethostname(host, sizeof host - 1);
     Exec(sbx, "node1", "printf 'run=dead\\nwho=root@x\\nhost=%s\\npid=999999999\\nsince=1\\n' " +
                            labfleet::ShellQuote(host) + " > /run/labfleet.lock");
-    r = Cli(Args(sbx, inv, {"apply", "--yes", "--allow-dirty"}));
+    r = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty"});
     CHECK(r.rc == 4);
     CHECK(r.out.find("that run is dead") != std::string::npos);
-    r = Cli(Args(sbx, inv, {"apply", "--yes", "--allow-dirty", "--break-lock"}));
+    r = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty", "--break-lock"});
     INFO(r.out << r.err);
     CHECK(r.rc == 0);
     CHECK(sbx.exec("node1", "test -e /run/labfleet.lock").exit_code != 0);
@@ -246,11 +196,11 @@ TEST_SUITE("integration-converge") {
 
   TEST_CASE("a node failing mid-apply: others converge, exit 4, the next apply finishes it") {
     Sandbox sbx({.nodes = 2});
-    TestInventory inv(sbx);
+    TempInventory inv(sbx);
     WriteBase(inv);
     // Test double: a useradd on node2 only that fails, as a full disk or a broken NSS would.
     Exec(sbx, "node2", "mkdir -p /usr/local/sbin && printf '#!/bin/sh\\necho \"useradd: cannot lock /etc/passwd\" >&2\\nexit 1\\n' > /usr/local/sbin/useradd && chmod +x /usr/local/sbin/useradd");
-    auto r = Cli(Args(sbx, inv, {"apply", "--yes", "--allow-dirty", "--format", "json"}));
+    auto r = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty", "--format", "json"});
     INFO(r.out << r.err);
     CHECK(r.rc == 4);
     auto j = r.json();
@@ -263,10 +213,10 @@ TEST_SUITE("integration-converge") {
     CHECK(sbx.exec("node2", "pwck -r").exit_code == 0);                           // consistent state
     CHECK(sbx.exec("node2", "test -e /run/labfleet.lock").exit_code != 0);        // lock released
     Exec(sbx, "node2", "rm /usr/local/sbin/useradd");
-    r = Cli(Args(sbx, inv, {"apply", "--yes", "--allow-dirty"}));
+    r = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty"});
     INFO(r.out << r.err);
     CHECK(r.rc == 0);
     CHECK(Exec(sbx, "node2", "getent passwd yseong | cut -d: -f3") == "2001\n");
-    CHECK(Cli(Args(sbx, inv, {"plan", "--detailed-exitcode"})).rc == 0);
+    CHECK(Cli(sbx, inv.dir(), {"plan", "--detailed-exitcode"}).rc == 0);
   }
 }

@@ -6,9 +6,8 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
-#include "engine/cli.h"
+#include "tests/integration/cli_helpers.h"
 #include "tests/integration/doubles.h"
 #include "tests/integration/sandbox.h"
 
@@ -16,23 +15,6 @@ namespace fs = std::filesystem;
 using namespace labfleet::testing;
 
 namespace {
-
-struct R {
-  int rc;
-  std::string out, err;
-};
-
-R Cli(const Sandbox& sbx, const std::string& inv, std::vector<std::string> args) {
-  std::vector<std::string> all{"--inventory", inv};
-  all.insert(all.end(), args.begin(), args.end());
-  all.push_back("--known-hosts");
-  all.push_back(sbx.known_hosts());
-  std::vector<const char*> argv{"labfleet"};
-  for (auto& a : all) argv.push_back(a.c_str());
-  std::ostringstream out, err;
-  int rc = labfleet::RunCli(int(argv.size()), argv.data(), out, err);
-  return {rc, out.str(), err.str()};
-}
 
 int Count(const std::vector<std::string>& calls, const std::string& what) {
   int n = 0;
@@ -47,14 +29,8 @@ TEST_SUITE("integration-docker") {
     Sandbox sbx({.nodes = 1});
     InstallDoubles(sbx, "node1", {"systemctl", "nvidia-smi"});
     SeedUnit(sbx, "node1", "docker.service", "enabled", "active");
-    char tmpl[] = "/var/tmp/labfleet-inv-XXXXXX";
-    fs::path root = mkdtemp(tmpl);
-    struct Cleanup {
-      fs::path p;
-      ~Cleanup() { fs::remove_all(p); }
-    } cleanup{root};
-    fs::create_directories(root / "inventory");
-    std::ofstream(root / "inventory/nodes.yaml") << sbx.nodes_yaml();
+    TempInventory tmp(sbx);
+    const fs::path& root = tmp.root;
     auto write_lab = [&](const std::string& pools) {
       std::ofstream(root / "inventory/lab.yaml")
           << "lab:\n  name: t\n  reserved_networks: [172.20.0.0/16]\n  defaults:\n    docker:\n"
@@ -64,7 +40,7 @@ TEST_SUITE("integration-docker") {
              "      proxy: { http: \"http://10.0.1.68:8889\", https: \"http://10.0.1.68:8889\", no_proxy: [localhost, cvgl.lab] }\n";
     };
     write_lab("[{ base: 172.240.0.0/16, size: 24 }]");
-    const std::string inv = (root / "inventory").string();
+    const std::string inv = tmp.dir();
 
     auto r = Cli(sbx, inv, {"apply", "--yes", "--allow-dirty"});
     INFO(r.out << r.err);

@@ -5,30 +5,15 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
-#include "engine/cli.h"
 #include "engine/shell.h"
+#include "tests/integration/cli_helpers.h"
 #include "tests/integration/sandbox.h"
 
 namespace fs = std::filesystem;
-using labfleet::testing::RunCommand;
-using labfleet::testing::Sandbox;
+using namespace labfleet::testing;
 
 namespace {
-
-struct R {
-  int rc;
-  std::string out, err;
-};
-
-R Cli(std::vector<std::string> args) {
-  std::vector<const char*> argv{"labfleet"};
-  for (auto& a : args) argv.push_back(a.c_str());
-  std::ostringstream out, err;
-  int rc = labfleet::RunCli(int(argv.size()), argv.data(), out, err);
-  return {rc, out.str(), err.str()};
-}
 
 void Git(const fs::path& repo, const std::string& args) {
   auto r = RunCommand("cd " + labfleet::ShellQuote(repo.string()) +
@@ -42,29 +27,16 @@ void Git(const fs::path& repo, const std::string& args) {
 TEST_SUITE("integration-git") {
   TEST_CASE("apply records the commit; dirty inventories are refused; status shows behind and drift") {
     Sandbox sbx({.nodes = 1});
-    char tmpl[] = "/var/tmp/labfleet-git-XXXXXX";
-    fs::path repo = mkdtemp(tmpl);
-    struct Cleanup {
-      fs::path p;
-      ~Cleanup() { fs::remove_all(p); }
-    } cleanup{repo};
-    fs::create_directories(repo / "inventory");
-    std::ofstream(repo / "inventory/nodes.yaml") << sbx.nodes_yaml();
+    TempInventory tmp(sbx, "labfleet-git");
+    const fs::path& repo = tmp.root;
     std::ofstream(repo / "inventory/lab.yaml")
         << "lab:\n  name: t\n  defaults:\n    files:\n      - { path: /etc/lab-version, content: \"v1\\n\" }\n";
     Git(repo, "init -q && git add -A && git commit -qm one");
-    const std::string inv = (repo / "inventory").string();
-    auto common = [&](std::vector<std::string> a) {
-      std::vector<std::string> all{"--inventory", inv};
-      all.insert(all.end(), a.begin(), a.end());
-      all.push_back("--known-hosts");
-      all.push_back(sbx.known_hosts());
-      return all;
-    };
+    const std::string inv = tmp.dir();
     auto head = RunCommand("git -C " + labfleet::ShellQuote(repo.string()) + " rev-parse HEAD").out;
     head.pop_back();
 
-    auto r = Cli(common({"apply", "--yes"}));
+    auto r = Cli(sbx, inv, {"apply", "--yes"});
     INFO(r.out << r.err);
     REQUIRE(r.rc == 0);
     auto state = nlohmann::json::parse(sbx.exec("node1", "cat /var/lib/labfleet/state.json").out);
@@ -74,14 +46,14 @@ TEST_SUITE("integration-git") {
     // An uncommitted change is refused, and nothing reaches the node.
     std::ofstream(repo / "inventory/lab.yaml")
         << "lab:\n  name: t\n  defaults:\n    files:\n      - { path: /etc/lab-version, content: \"v2\\n\" }\n";
-    r = Cli(common({"apply", "--yes"}));
+    r = Cli(sbx, inv, {"apply", "--yes"});
     CHECK(r.rc == 1);
     CHECK(r.err.find("uncommitted changes") != std::string::npos);
     CHECK(sbx.exec("node1", "cat /etc/lab-version").out == "v1\n");
 
     // Committed: the node is now one commit behind and has drifted (its plan is not empty).
     Git(repo, "commit -qam two");
-    r = Cli(common({"status", "--format", "json"}));
+    r = Cli(sbx, inv, {"status", "--format", "json"});
     INFO(r.out << r.err);
     CHECK(r.rc == 0);
     auto j = nlohmann::json::parse(r.out);
@@ -90,9 +62,9 @@ TEST_SUITE("integration-git") {
     CHECK(j["nodes"][0]["drift"] == true);
     CHECK(j["nodes"][0]["commit"] == head);
 
-    r = Cli(common({"apply", "--yes"}));
+    r = Cli(sbx, inv, {"apply", "--yes"});
     CHECK(r.rc == 0);
-    r = Cli(common({"status", "--format", "json"}));
+    r = Cli(sbx, inv, {"status", "--format", "json"});
     j = nlohmann::json::parse(r.out);
     CHECK(j["nodes"][0]["behind"] == 0);
     CHECK(j["nodes"][0]["drift"] == false);

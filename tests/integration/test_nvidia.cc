@@ -6,72 +6,25 @@
 // change, deferred while a GPU job runs → "reboot pending" until the module version follows.
 #include <doctest/doctest.h>
 
-#include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
-#include "engine/cli.h"
 #include "engine/shell.h"
+#include "tests/integration/cli_helpers.h"
 #include "tests/integration/doubles.h"
 #include "tests/integration/sandbox.h"
 
-namespace fs = std::filesystem;
-using labfleet::testing::Sandbox;
+using namespace labfleet::testing;
 
 namespace {
 
-struct Run {
-  int rc;
-  std::string out, err;
-  nlohmann::json json() const { return nlohmann::json::parse(out); }
+struct Inv : TempInventory {
+  using TempInventory::TempInventory;
+  void nvidia(const std::string& map) const { defaults("    nvidia: " + map + "\n"); }
 };
-
-Run Cli(const Sandbox& sbx, const std::string& inv, std::vector<std::string> args) {
-  std::vector<std::string> all{"--inventory", inv};
-  all.insert(all.end(), args.begin(), args.end());
-  all.push_back("--known-hosts");
-  all.push_back(sbx.known_hosts());
-  std::vector<const char*> argv{"labfleet"};
-  for (auto& a : all) argv.push_back(a.c_str());
-  std::ostringstream out, err;
-  int rc = labfleet::RunCli(int(argv.size()), argv.data(), out, err);
-  return {rc, out.str(), err.str()};
-}
-
-struct Inv {
-  fs::path root;
-  explicit Inv(const Sandbox& sbx) {
-    char tmpl[] = "/var/tmp/labfleet-inv-XXXXXX";
-    root = mkdtemp(tmpl);
-    fs::create_directories(root / "inventory");
-    std::ofstream(root / "inventory/nodes.yaml") << sbx.nodes_yaml();
-  }
-  ~Inv() { fs::remove_all(root); }
-  std::string dir() const { return (root / "inventory").string(); }
-  void nvidia(const std::string& map) const {
-    std::ofstream(root / "inventory/lab.yaml") << "lab:\n  name: t\n  defaults:\n    nvidia: " << map << "\n";
-  }
-};
-
-std::string Exec(const Sandbox& sbx, const std::string& cmd) {
-  auto r = sbx.exec("node1", cmd);
-  INFO(cmd << " -> " << r.exit_code << " " << r.err);
-  CHECK(r.exit_code == 0);
-  return r.out;
-}
 
 std::string Actions(const Sandbox& sbx) {
   std::string out;
   for (const auto& l : labfleet::testing::DoubleActions(sbx, "node1")) out += l + "\n";
-  return out;
-}
-
-// The change summaries of a plan or apply document (apply's JSON carries the plan it ran).
-std::string Summaries(const nlohmann::json& j, const char* list = "changes") {
-  std::string out;
-  for (const auto& node : j["plan"])
-    for (const auto& c : node[list]) out += (out.empty() ? "" : " | ") + c["summary"].get<std::string>();
   return out;
 }
 

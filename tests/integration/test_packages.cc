@@ -3,79 +3,32 @@
 // one inventory value changes → exactly that change. The host's apt is never touched.
 #include <doctest/doctest.h>
 
-#include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
-#include "engine/cli.h"
+#include "tests/integration/cli_helpers.h"
 #include "tests/integration/doubles.h"
 #include "tests/integration/sandbox.h"
 
-namespace fs = std::filesystem;
-using labfleet::testing::Sandbox;
+using namespace labfleet::testing;
 
 namespace {
 
-struct Run {
-  int rc;
-  std::string out, err;
-  nlohmann::json json() const { return nlohmann::json::parse(out); }
-};
-
-Run Cli(const Sandbox& sbx, const std::string& inv, std::vector<std::string> args) {
-  std::vector<std::string> all{"--inventory", inv};
-  all.insert(all.end(), args.begin(), args.end());
-  all.push_back("--known-hosts");
-  all.push_back(sbx.known_hosts());
-  std::vector<const char*> argv{"labfleet"};
-  for (auto& a : all) argv.push_back(a.c_str());
-  std::ostringstream out, err;
-  int rc = labfleet::RunCli(int(argv.size()), argv.data(), out, err);
-  return {rc, out.str(), err.str()};
-}
-
-struct Inv {
-  fs::path root;
-  explicit Inv(const Sandbox& sbx) {
-    char tmpl[] = "/var/tmp/labfleet-inv-XXXXXX";
-    root = mkdtemp(tmpl);
-    fs::create_directories(root / "inventory");
-    std::ofstream(root / "inventory/nodes.yaml") << sbx.nodes_yaml();
-  }
-  ~Inv() { fs::remove_all(root); }
-  std::string dir() const { return (root / "inventory").string(); }
+// lab.yaml: the local repository as apt mirror, a pip mirror, and `packages`.
+struct Inv : TempInventory {
+  using TempInventory::TempInventory;
   void lab(const std::string& packages) const {
-    std::ofstream(root / "inventory/lab.yaml")
-        << "lab:\n  name: t\n  defaults:\n"
-           "    package_mirror:\n"
-           "      apt: { url: \"file:/srv/repo\", suites: [./], trusted: true }\n"
-           "      pip: http://pypi.lab:3141/root/pypi/+simple/\n"
-           "    packages: "
-        << packages << "\n";
+    defaults("    package_mirror:\n"
+             "      apt: { url: \"file:/srv/repo\", suites: [./], trusted: true }\n"
+             "      pip: http://pypi.lab:3141/root/pypi/+simple/\n"
+             "    packages: " +
+             packages + "\n");
   }
 };
-
-std::string Exec(const Sandbox& sbx, const std::string& cmd) {
-  auto r = sbx.exec("node1", cmd);
-  INFO(cmd << " -> " << r.exit_code << " " << r.err);
-  CHECK(r.exit_code == 0);
-  return r.out;
-}
 
 // Status of the test packages, by dpkg itself, inside the node.
 std::string Dpkg(const Sandbox& sbx) {
   return sbx.exec("node1", "dpkg-query -W -f='${Package} ${Status} ${Version}\\n' lf-hello lf-world lf-extra 2>/dev/null")
       .out;
-}
-
-// The plan's change summaries, joined by " | ".
-std::string Summaries(const Run& plan) {
-  std::string out;
-  const nlohmann::json j = plan.json();
-  for (const auto& node : j["plan"])
-    for (const auto& c : node["changes"]) out += (out.empty() ? "" : " | ") + c["summary"].get<std::string>();
-  return out;
 }
 
 }  // namespace

@@ -4,74 +4,20 @@
 // handlers ran, that a handler runs once per apply however many of its inputs changed, and that re-plans are empty.
 #include <doctest/doctest.h>
 
-#include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
-#include "engine/cli.h"
+#include "tests/integration/cli_helpers.h"
 #include "tests/integration/doubles.h"
 #include "tests/integration/sandbox.h"
 
-namespace fs = std::filesystem;
-using labfleet::testing::Sandbox;
-using labfleet::testing::DoubleActions;
-using labfleet::testing::ClearDoubleCalls;
+using namespace labfleet::testing;
 
 namespace {
-
-struct Run {
-  int rc;
-  std::string out, err;
-  nlohmann::json json() const { return nlohmann::json::parse(out); }
-};
-
-Run Cli(const Sandbox& sbx, const std::string& inv, std::vector<std::string> args) {
-  std::vector<std::string> all{"--inventory", inv};
-  all.insert(all.end(), args.begin(), args.end());
-  all.push_back("--known-hosts");
-  all.push_back(sbx.known_hosts());
-  std::vector<const char*> argv{"labfleet"};
-  for (auto& a : all) argv.push_back(a.c_str());
-  std::ostringstream out, err;
-  int rc = labfleet::RunCli(int(argv.size()), argv.data(), out, err);
-  return {rc, out.str(), err.str()};
-}
-
-struct Inv {
-  fs::path root;
-  explicit Inv(const Sandbox& sbx) {
-    char tmpl[] = "/var/tmp/labfleet-inv-XXXXXX";
-    root = mkdtemp(tmpl);
-    fs::create_directories(root / "inventory");
-    std::ofstream(root / "inventory/nodes.yaml") << sbx.nodes_yaml();
-  }
-  ~Inv() { fs::remove_all(root); }
-  std::string dir() const { return (root / "inventory").string(); }
-  void defaults(const std::string& yaml) const {
-    std::ofstream(root / "inventory/lab.yaml") << "lab:\n  name: t\n  defaults:\n" << yaml;
-  }
-};
-
-std::string Exec(const Sandbox& sbx, const std::string& cmd) {
-  auto r = sbx.exec("node1", cmd);
-  INFO(cmd << " -> " << r.exit_code << " " << r.err);
-  CHECK(r.exit_code == 0);
-  return r.out;
-}
 
 // The doubles' recorded actions (queries left out), one a line.
 std::string Actions(const Sandbox& sbx) {
   std::string out;
   for (const auto& l : DoubleActions(sbx, "node1")) out += l + "\n";
-  return out;
-}
-
-std::string Summaries(const Run& plan) {
-  std::string out;
-  const nlohmann::json j = plan.json();
-  for (const auto& node : j["plan"])
-    for (const auto& c : node["changes"]) out += (out.empty() ? "" : " | ") + c["summary"].get<std::string>();
   return out;
 }
 
@@ -110,7 +56,7 @@ TEST_SUITE("integration-services") {
     labfleet::testing::SeedUnit(sbx, "node1", "trainer.service", "enabled", "active");
     labfleet::testing::SeedUnit(sbx, "node1", "systemd-networkd-wait-online.service", "enabled", "active");
     labfleet::testing::MustExec(sbx, "node1", std::string("printf '%s' '") + kGrub + "' > /etc/default/grub");
-    Inv inv(sbx);
+    TempInventory inv(sbx);
     inv.defaults(Settings("dir /var/cache/fscache\\n", "RUN=yes\\n", "[pci=realloc]"));
 
     auto apply = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty"});

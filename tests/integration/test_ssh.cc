@@ -10,9 +10,9 @@
 #include <regex>
 #include <sstream>
 
-#include "engine/cli.h"
 #include "engine/shell.h"
 #include "engine/ssh_transport.h"
+#include "tests/integration/cli_helpers.h"
 #include "tests/integration/sandbox.h"
 
 namespace fs = std::filesystem;
@@ -20,49 +20,17 @@ using labfleet::Cmd;
 using labfleet::SshTarget;
 using labfleet::SshTransport;
 using labfleet::TransportError;
-using labfleet::testing::RunCommand;
-using labfleet::testing::Sandbox;
+using namespace labfleet::testing;
 
 namespace {
 
-struct CliResult {
-  int rc;
-  std::string out, err;
-  nlohmann::json json() const { return nlohmann::json::parse(out); }
-};
-
-CliResult Cli(std::vector<std::string> args) {
-  std::vector<const char*> argv{"labfleet"};
-  for (auto& a : args) argv.push_back(a.c_str());
-  std::ostringstream out, err;
-  int rc = labfleet::RunCli(int(argv.size()), argv.data(), out, err);
-  return {rc, out.str(), err.str()};
-}
-
-std::string Read(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void Write(const fs::path& p, const std::string& text) {
-  fs::create_directories(p.parent_path());
-  std::ofstream(p, std::ios::binary) << text;
-}
-
 // A scratch directory with an inventory (lab + the sandbox's nodes) and a private copy of known_hosts.
-struct Scratch {
-  fs::path root;
-  explicit Scratch(const Sandbox& sbx) {
-    char tmpl[] = "/var/tmp/labfleet-ssh-XXXXXX";
-    root = mkdtemp(tmpl);
-    Write(root / "inventory/lab.yaml", "lab: { name: ssh-test }\n");
-    Write(root / "inventory/nodes.yaml", sbx.nodes_yaml());
+struct Scratch : TempInventory {
+  explicit Scratch(const Sandbox& sbx) : TempInventory(sbx, "labfleet-ssh") {
+    write("inventory/lab.yaml", "lab: { name: ssh-test }\n");
     fs::copy_file(sbx.known_hosts(), known_hosts());
   }
-  ~Scratch() { fs::remove_all(root); }
-  std::string inv() const { return (root / "inventory").string(); }
+  std::string inv() const { return dir(); }
   std::string known_hosts() const { return (root / "known_hosts").string(); }
 };
 
@@ -70,14 +38,14 @@ struct Scratch {
 std::pair<std::vector<std::string>, std::vector<std::string>> SplitKnownHosts(const std::string& file,
                                                                               const std::string& name) {
   std::vector<std::string> mine, rest;
-  std::istringstream in(Read(file));
+  std::istringstream in(ReadFile(file));
   for (std::string line; std::getline(in, line);) (line.rfind(name + " ", 0) == 0 ? mine : rest).push_back(line);
   return {mine, rest};
 }
 
 std::string Fingerprint(const std::string& pubkey_line, const fs::path& scratch) {
   fs::path f = scratch / "fp.pub";
-  Write(f, pubkey_line + "\n");
+  WriteFile(f, pubkey_line + "\n");
   auto r = RunCommand(Cmd("ssh-keygen").arg("-lf").arg(f.string()).str());
   REQUIRE(r.exit_code == 0);
   std::smatch m;
@@ -179,10 +147,10 @@ TEST_SUITE("integration-ssh") {
     auto at = yaml.find("node1: { ");
     REQUIRE(at != std::string::npos);
     yaml.insert(at + 9, "gpus: 8, ");
-    Write(fs::path(s.inv()) / "nodes.yaml", yaml);
+    WriteFile(fs::path(s.inv()) / "nodes.yaml", yaml);
     // nvidia-smi stand-in in the node's /usr/local/sbin answering the two queries of the facts script with
     // the first four GPUs of the fixture
-    std::istringstream in(Read(fs::path(LABFLEET_SOURCE_DIR) / "tests/fixtures/facts/nvidia-smi-gpus-a100x8.txt"));
+    std::istringstream in(ReadFile(fs::path(LABFLEET_SOURCE_DIR) / "tests/fixtures/facts/nvidia-smi-gpus-a100x8.txt"));
     std::string four;
     for (std::string line; std::getline(in, line) && line.rfind("4, ", 0) != 0;)
       if (line.rfind("# ", 0) != 0 && line.rfind("Unable", 0) != 0) four += line + "\n";
@@ -230,14 +198,14 @@ TEST_SUITE("integration-ssh") {
     auto kg = RunCommand(Cmd("ssh-keygen").arg("-q").arg("-t").arg("ed25519").arg("-N").arg("").arg("-f")
                              .arg((s.root / "other").string()).str());
     REQUIRE(kg.exit_code == 0);
-    std::string other = Read(s.root / "other.pub");
+    std::string other = ReadFile(s.root / "other.pub");
     other = other.substr(0, other.find(' ', other.find(' ') + 1));
     const std::string old_fp = Fingerprint(other, s.root);
     REQUIRE(old_fp != real_fp);
     std::string text;
     for (const auto& l : rest) text += l + "\n";
     text += name + " " + other + "\n";
-    Write(s.known_hosts(), text);
+    WriteFile(s.known_hosts(), text);
 
     for (bool accept : {false, true}) {  // --accept-new-host-keys never accepts a changed key
       std::vector<std::string> args{"--inventory", s.inv(), "facts", "--format", "json", "--known-hosts", s.known_hosts()};
@@ -283,7 +251,7 @@ TEST_SUITE("integration-ssh") {
     const std::string fp = Fingerprint(mine[0].substr(name.size() + 1), s.root);
     std::string text;
     for (const auto& l : rest) text += l + "\n";
-    Write(s.known_hosts(), text);
+    WriteFile(s.known_hosts(), text);
 
     auto r = Cli({"--inventory", s.inv(), "facts", "--format", "json", "--known-hosts", s.known_hosts()});
     CHECK(r.rc == 4);
@@ -307,7 +275,7 @@ TEST_SUITE("integration-ssh") {
     r = Cli({"--inventory", s.inv(), "facts", "--known-hosts", s.known_hosts()});
     CHECK(r.rc == 0);
     // a key pinned in the inventory is enough on its own, without a known_hosts entry
-    Write(s.known_hosts(), text);
+    WriteFile(s.known_hosts(), text);
     SshTarget t = Target(sbx, "node1", s.known_hosts());
     t.host_key = mine[0].substr(name.size() + 1);
     SshTransport pinned(t);

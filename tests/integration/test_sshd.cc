@@ -2,50 +2,17 @@
 // sshd accepts but that locks labfleet out is rolled back over the still-open session).
 #include <doctest/doctest.h>
 
-#include <filesystem>
-#include <fstream>
-#include <nlohmann/json.hpp>
-#include <sstream>
-
-#include "engine/cli.h"
 #include "engine/shell.h"
+#include "tests/integration/cli_helpers.h"
 #include "tests/integration/sandbox.h"
 
-namespace fs = std::filesystem;
-using labfleet::testing::Sandbox;
+using namespace labfleet::testing;
 
 namespace {
 
-struct Run {
-  int rc;
-  std::string out, err;
-};
-
-Run Cli(const Sandbox& sbx, const std::string& inv, std::vector<std::string> args) {
-  std::vector<std::string> all{"--inventory", inv};
-  all.insert(all.end(), args.begin(), args.end());
-  all.push_back("--known-hosts");
-  all.push_back(sbx.known_hosts());
-  std::vector<const char*> argv{"labfleet"};
-  for (auto& a : all) argv.push_back(a.c_str());
-  std::ostringstream out, err;
-  int rc = labfleet::RunCli(int(argv.size()), argv.data(), out, err);
-  return {rc, out.str(), err.str()};
-}
-
-struct Inv {
-  fs::path root;
-  explicit Inv(const Sandbox& sbx) {
-    char tmpl[] = "/var/tmp/labfleet-inv-XXXXXX";
-    root = mkdtemp(tmpl);
-    fs::create_directories(root / "inventory");
-    std::ofstream(root / "inventory/nodes.yaml") << sbx.nodes_yaml();
-  }
-  ~Inv() { fs::remove_all(root); }
-  std::string dir() const { return (root / "inventory").string(); }
-  void sshd(const std::string& map) const {
-    std::ofstream(root / "inventory/lab.yaml") << "lab:\n  name: t\n  defaults:\n    sshd: " << map << "\n";
-  }
+struct Inv : TempInventory {
+  using TempInventory::TempInventory;
+  void sshd(const std::string& map) const { defaults("    sshd: " + map + "\n"); }
 };
 
 const char* kDropin = "/etc/ssh/sshd_config.d/50-labfleet.conf";

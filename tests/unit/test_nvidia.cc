@@ -3,89 +3,15 @@
 // reboot pending, holds, pacman.
 #include <doctest/doctest.h>
 
-#include <fstream>
-#include <sstream>
-
 #include "engine/module.h"
 #include "engine/nvidia_facts.h"
 #include "engine/planner.h"
+#include "tests/unit/module_helpers.h"
 
 using namespace labfleet;
+using namespace labfleet::testing;
 
 namespace {
-
-std::string Fixture(const std::string& name) {
-  std::ifstream f(std::string(LABFLEET_SOURCE_DIR) + "/tests/fixtures/" + name);
-  REQUIRE(f);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-Inventory Load(const std::string& yaml, Findings* out = nullptr) {
-  Findings f;
-  Inventory inv = LoadInventory({{"inventory/test.yaml", yaml}}, f);
-  ValidateInventory(inv, f);
-  if (out) {
-    *out = f;
-  } else {
-    std::string first = f.items().empty() ? std::string() : f.items()[0].message;
-    INFO(first);
-    REQUIRE_FALSE(f.has_errors());
-  }
-  return inv;
-}
-
-std::string All(const Findings& f) {
-  std::string s;
-  for (const auto& x : f.items()) s += x.where.str() + ": " + x.code + ": " + x.message + "\n";
-  return s;
-}
-
-std::string Inv(const std::string& settings) {
-  std::string out = "lab: { name: t }\nnodes:\n  n1:\n    address: 10.9.0.1\n";
-  size_t pos = 0;
-  while (pos < settings.size()) {
-    size_t nl = settings.find('\n', pos);
-    out += "    " + settings.substr(pos, nl - pos) + "\n";
-    pos = nl == std::string::npos ? settings.size() : nl + 1;
-  }
-  return out;
-}
-
-struct ModuleRun {
-  std::vector<Change> changes;
-  std::vector<std::string> notes, errors, probe_keys;
-  std::vector<std::string> lines() const {
-    std::vector<std::string> out;
-    for (const auto& c : changes) out.push_back(ChangeLine(c));
-    return out;
-  }
-  std::string all_notes() const {
-    std::string s;
-    for (const auto& n : notes) s += n + "\n";
-    return s;
-  }
-};
-
-ModuleRun RunModule(const Inventory& inv, const std::string& module, const ProbeResults& res) {
-  const Module* m = FindModule(module);
-  REQUIRE(m);
-  Value settings = inv.settings(inv.nodes[0]);
-  NodeContext ctx{inv, inv.nodes[0], settings};
-  ModuleRun run;
-  auto rs = m->resources(ctx);
-  for (const auto& p : m->probes(ctx, rs)) run.probe_keys.push_back(p.key);
-  for (const auto& r : rs) {
-    DiffResult d = m->diff(ctx, r, res);
-    if (!d.error.empty()) run.errors.push_back(r.id + ": " + d.error);
-    if (d.changes.empty()) run.notes.push_back(r.id + ": " + d.noop);
-    for (auto& c : d.changes) run.changes.push_back(std::move(c));
-  }
-  return run;
-}
-
-std::string FileOut(const std::string& content) { return "present 644 root root regular file\n" + content; }
 
 const char* kDpkgKey = "dpkg-query:nvidia-* libnvidia-*";
 

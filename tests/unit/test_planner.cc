@@ -2,35 +2,17 @@
 // and pending-handler parsers, deferral, and diffs of the account modules on captured output.
 #include <doctest/doctest.h>
 
-#include <fstream>
-#include <sstream>
-
 #include "engine/executor.h"
 #include "engine/fake_transport.h"
 #include "engine/local_transport.h"
 #include "engine/planner.h"
 #include "engine/yaml_load.h"
+#include "tests/unit/module_helpers.h"
 
 using namespace labfleet;
+using namespace labfleet::testing;
 
 namespace {
-
-std::string Fixture(const std::string& name) {
-  std::ifstream f(std::string(LABFLEET_SOURCE_DIR) + "/tests/fixtures/" + name);
-  REQUIRE(f);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-Inventory Load(const std::string& yaml) {
-  Findings f;
-  Inventory inv = LoadInventory({{"inventory/test.yaml", yaml}}, f);
-  std::string first = f.items().empty() ? std::string() : f.items()[0].message;
-  INFO(first);
-  REQUIRE_FALSE(f.has_errors());
-  return inv;
-}
 
 const char* kInv = R"(lab: { name: t }
 nodes:
@@ -66,7 +48,7 @@ TEST_SUITE("planner") {
   }
 
   TEST_CASE("one round trip per node, whatever the number of resources") {
-    Inventory inv = Load(kInv);
+    Inventory inv = LoadUnvalidated(kInv);
     FakeTransport t("n1");
     t.set_default({0, "", ""});
     NodePlan p = PlanNode(inv, inv.nodes[0], t);
@@ -75,7 +57,7 @@ TEST_SUITE("planner") {
   }
 
   TEST_CASE("users diff on captured getent output (with garbage lines)") {
-    Inventory inv = Load(kInv);
+    Inventory inv = LoadUnvalidated(kInv);
     ProbeResults res;
     res["getent-passwd"] = {0, Fixture("accounts/getent_passwd.txt")};
     res["getent-group"] = {0, Fixture("accounts/getent_group.txt")};
@@ -99,7 +81,7 @@ TEST_SUITE("planner") {
   }
 
   TEST_CASE("uid taken by another account is a conflict, not a change") {
-    Inventory inv = Load(kInv);
+    Inventory inv = LoadUnvalidated(kInv);
     ProbeResults res;
     res["getent-passwd"] = {0, "intruder:x:2001:2001::/home/intruder:/bin/sh\n"};
     NodePlan p = DiffNode(inv, inv.nodes[0], res);
@@ -128,7 +110,7 @@ TEST_SUITE("planner") {
   }
 
   TEST_CASE("disruptive changes are deferred on a busy node, kept with --force; pending handlers come back") {
-    Inventory inv = Load("lab: { name: t }\nnodes:\n  n1: { address: 10.9.0.1 }\n");
+    Inventory inv = LoadUnvalidated("lab: { name: t }\nnodes:\n  n1: { address: 10.9.0.1 }\n");
     ProbeResults res;
     res["labfleet:busy"] = {0, "gpu 77 ana 120 python\n"};
     res["labfleet:pending"] = {0, PendingHandlersFile({{"restart docker", "systemctl restart docker", true},
@@ -145,7 +127,7 @@ TEST_SUITE("planner") {
   }
 
   TEST_CASE("apply script: lock refusal is reported with the holder, nothing else runs") {
-    Inventory inv = Load("lab: { name: t }\nnodes:\n  n1: { address: 10.9.0.1 }\n");
+    Inventory inv = LoadUnvalidated("lab: { name: t }\nnodes:\n  n1: { address: 10.9.0.1 }\n");
     FakeTransport t("n1");
     t.on_match([](const std::string&) { return true; }, {75, "", ""});
     NodePlan plan;
