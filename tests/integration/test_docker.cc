@@ -86,4 +86,48 @@ TEST_SUITE("integration-docker") {
     CHECK(Cli(sbx, inv, {"plan", "--detailed-exitcode"}).rc == 0);
     CHECK(sbx.exec("node1", "test -e /var/lib/labfleet/pending-handlers").exit_code != 0);
   }
+
+  TEST_CASE("the docker group through user_groups; the nvidia runtime from nvidia.container_toolkit; extra keys") {
+    Sandbox sbx({.nodes = 1});
+    InstallDoubles(sbx, "node1", {"systemctl"});
+    SeedUnit(sbx, "node1", "docker.service", "enabled", "active");
+    TempInventory tmp(sbx);
+    auto write = [&](const std::string& members) {
+      tmp.write("inventory/lab.yaml",
+                "lab:\n  name: t\n  defaults:\n"
+                "    docker: { data_root: /local/.docker, extra: { max-concurrent-downloads: 6, features: { buildkit: true } } }\n"
+                "    nvidia: { driver: \"535.183.01\", container_toolkit: true }\n"
+                "user_groups:\n  docker: { system: true }\n"
+                "users:\n"
+                "  yseong: { uid: 2001, groups: [" + members + "] }\n"
+                "  mkim: { uid: 2002 }\n");
+    };
+    write("docker");
+    // The nvidia module itself is left out here (it would install a driver); its settings still shape daemon.json.
+    const std::vector<std::string> apply = {"apply", "--yes", "--allow-dirty", "--only", "user_groups,users,docker"};
+    auto r = Cli(sbx, tmp.dir(), apply);
+    INFO(r.out << r.err);
+    REQUIRE(r.rc == 0);
+    // Independent checks: getent and grpck for the group, jq for daemon.json.
+    auto g = Exec(sbx, "getent group docker");
+    CHECK(g.find(":yseong") != std::string::npos);
+    CHECK(g.find("mkim") == std::string::npos);
+    CHECK(std::stoi(g.substr(g.find(':', g.find(':') + 1) + 1)) < 1000);  // a system group
+    CHECK(sbx.exec("node1", "grpck -r").exit_code == 0);
+    auto j = nlohmann::json::parse(Exec(sbx, "jq -c . /etc/docker/daemon.json"));
+    CHECK(j["runtimes"]["nvidia"]["path"] == "nvidia-container-runtime");
+    CHECK_FALSE(j.contains("default-runtime"));
+    CHECK(j["max-concurrent-downloads"] == 6);
+    CHECK(j["features"]["buildkit"] == true);
+    CHECK(Cli(sbx, tmp.dir(), {"plan", "--detailed-exitcode", "--only", "user_groups,users,docker"}).rc == 0);
+    // yseong leaves the docker group: exactly one change, and no docker restart for a membership.
+    write("");
+    ClearDoubleCalls(sbx, "node1");
+    r = Cli(sbx, tmp.dir(), {"plan", "--format", "json", "--only", "user_groups,users,docker"});
+    CHECK(Summaries(r) == "user yseong (-group docker)");
+    r = Cli(sbx, tmp.dir(), apply);
+    CHECK(r.rc == 0);
+    CHECK(Exec(sbx, "getent group docker").find("yseong") == std::string::npos);
+    CHECK(Count(DoubleCalls(sbx, "node1"), "systemctl restart docker") == 0);
+  }
 }
