@@ -4,37 +4,16 @@
 
 #include "engine/accounts.h"
 #include "engine/shell.h"
+#include "engine/text.h"
 
 namespace labfleet {
 
 namespace {
 
-std::string Trim(std::string_view s) {
-  size_t b = 0, e = s.size();
-  while (b < e && (s[b] == ' ' || s[b] == '\t' || s[b] == '\r')) ++b;
-  while (e > b && (s[e - 1] == ' ' || s[e - 1] == '\t' || s[e - 1] == '\r')) --e;
-  return std::string(s.substr(b, e - b));
-}
+constexpr std::string_view kBlanks = " \t\r";
 
-std::vector<std::string> Words(std::string_view s) {
-  std::vector<std::string> out;
-  std::string cur;
-  for (char c : s) {
-    if (c == ' ' || c == '\t' || c == '\r') {
-      if (!cur.empty()) out.push_back(std::move(cur)), cur.clear();
-    } else {
-      cur += c;
-    }
-  }
-  if (!cur.empty()) out.push_back(std::move(cur));
-  return out;
-}
-
-std::string Join(const std::vector<std::string>& v, const std::string& sep) {
-  std::string out;
-  for (size_t i = 0; i < v.size(); ++i) out += (i ? sep : "") + v[i];
-  return out;
-}
+std::string Trim(std::string_view s) { return TrimChars(s, kBlanks); }
+std::vector<std::string> Words(std::string_view s) { return SplitWords(s, kBlanks); }
 
 bool OneOf(const std::string& s, std::initializer_list<const char*> choices) {
   for (const char* c : choices)

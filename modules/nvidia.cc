@@ -20,8 +20,10 @@
 #include "engine/module.h"
 #include "engine/nvidia_facts.h"
 #include "engine/package_facts.h"
+#include "engine/settings_layers.h"
 #include "engine/shell.h"
 #include "engine/systemd_facts.h"
+#include "engine/text.h"
 
 namespace labfleet {
 namespace {
@@ -53,12 +55,6 @@ struct NvRes {
   NvidiaSettings s;
   Part part;
 };
-
-std::string Join(const std::vector<std::string>& v, const std::string& sep) {
-  std::string out;
-  for (size_t i = 0; i < v.size(); ++i) out += (i ? sep : "") + v[i];
-  return out;
-}
 
 std::string ManagerFor(const NvidiaSettings& s, const ProbeResults& results) {
   return s.packages.empty() ? PackageManagerOf(results) : s.packages;
@@ -171,9 +167,7 @@ class NvidiaModule : public Module {
           if (x.code != "nvidia-branch-mismatch" && x.code != "nvidia-driver-missing") f.add(x);
       }
     };
-    if (const Value* d = inv.lab.find("defaults")) layer(*d);
-    for (const auto& g : inv.groups) layer(g.raw);
-    for (const auto& n : inv.nodes) layer(n.raw);
+    ForEachSettingsLayer(inv, layer);
     std::set<std::string> reported;
     for (const auto& n : inv.nodes) {
       Value settings = inv.settings(n);

@@ -20,7 +20,9 @@
 #include "engine/module.h"
 #include "engine/nvidia_facts.h"
 #include "engine/package_facts.h"
+#include "engine/settings_layers.h"
 #include "engine/shell.h"
+#include "engine/text.h"
 
 namespace labfleet {
 namespace {
@@ -52,12 +54,6 @@ struct PipMirror {
   std::string url;
   Location where;
 };
-
-std::string Join(const std::vector<std::string>& v, const std::string& sep) {
-  std::string out;
-  for (size_t i = 0; i < v.size(); ++i) out += (i ? sep : "") + v[i];
-  return out;
-}
 
 bool IsMirrorUrl(const std::string& s) {
   if (s.find_first_of(" \t\n\"'`$\\") != std::string::npos) return false;
@@ -207,9 +203,7 @@ class PackagesModule : public Module {
       if (const Value* p = settings.find("packages")) ParsePackages(*p, &f);
       if (const Value* m = settings.find("package_mirror")) ParseMirror(*m, &f);
     };
-    if (const Value* d = inv.lab.find("defaults")) layer(*d);
-    for (const auto& g : inv.groups) layer(g.raw);
-    for (const auto& n : inv.nodes) layer(n.raw);
+    ForEachSettingsLayer(inv, layer);
     // Per node: packages the nvidia settings manage must not be managed here too (they would fight).
     std::set<std::string> reported;
     for (const auto& n : inv.nodes) {

@@ -26,8 +26,10 @@
 #include "engine/file_probe.h"
 #include "engine/module.h"
 #include "engine/node_vars.h"
+#include "engine/settings_layers.h"
 #include "engine/shell.h"
 #include "engine/systemd_facts.h"
+#include "engine/text.h"
 
 namespace labfleet {
 namespace {
@@ -74,12 +76,6 @@ struct DefaultTarget {
   std::string target;
 };
 struct WaitOnline {};
-
-std::string Join(const std::vector<std::string>& v, const std::string& sep) {
-  std::string out;
-  for (size_t i = 0; i < v.size(); ++i) out += (i ? sep : "") + v[i];
-  return out;
-}
 
 std::string Trim(const std::string& s) {
   size_t b = s.find_first_not_of(" \t\r\n"), e = s.find_last_not_of(" \t\r\n");
@@ -280,9 +276,7 @@ class ServicesModule : public Module {
       if (const Value* v = s.find("kernel_args"); v && !v->is_null()) ParseKernelArgs(*v, &f);
       if (const Value* v = s.find("sysctl"); v && !v->is_null()) ParseSysctl(*v, &f);
     };
-    if (const Value* d = inv.lab.find("defaults")) layer(*d);
-    for (const auto& g : inv.groups) layer(g.raw);
-    for (const auto& n : inv.nodes) layer(n.raw);
+    ForEachSettingsLayer(inv, layer);
     // Per node: a config file must have one owner (another service, or the files module).
     std::set<std::string> reported;
     for (const auto& n : inv.nodes) {

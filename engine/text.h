@@ -1,0 +1,53 @@
+// Small text helpers shared by the fact parsers, the modules and the executor: joining, splitting into words,
+// trimming, and a stable hash (lines: SplitLines in engine/accounts.h). Pure functions; header only.
+#pragma once
+#include <cstdio>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace labfleet {
+
+// The items with `sep` between them.
+inline std::string Join(const std::vector<std::string>& v, const std::string& sep) {
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i) out += (i ? sep : "") + v[i];
+  return out;
+}
+
+// `s` without the characters of `blanks` at either end.
+inline std::string TrimChars(std::string_view s, std::string_view blanks) {
+  size_t b = 0, e = s.size();
+  while (b < e && blanks.find(s[b]) != std::string_view::npos) ++b;
+  while (e > b && blanks.find(s[e - 1]) != std::string_view::npos) --e;
+  return std::string(s.substr(b, e - b));
+}
+
+// The words of `s`: the longest runs of characters not in `blanks` (never an empty word).
+inline std::vector<std::string> SplitWords(std::string_view s, std::string_view blanks) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : s) {
+    if (blanks.find(c) != std::string_view::npos) {
+      if (!cur.empty()) out.push_back(std::move(cur)), cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  if (!cur.empty()) out.push_back(std::move(cur));
+  return out;
+}
+
+// 64-bit FNV-1a of `s` as 16 lower-case hex digits: stable across runs and machines (not for security).
+inline std::string Fnv1a64Hex(std::string_view s) {
+  unsigned long long h = 1469598103934665603ULL;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  char buf[17];
+  snprintf(buf, sizeof buf, "%016llx", h);
+  return buf;
+}
+
+}  // namespace labfleet
