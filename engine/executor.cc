@@ -9,6 +9,7 @@
 
 #include "engine/accounts.h"
 #include "engine/shell.h"
+#include "engine/text.h"
 
 namespace labfleet {
 
@@ -31,14 +32,7 @@ std::string SettingsHash(const Inventory& inv, const NodeDef& node) {
   for (const auto& u : inv.users)
     if (inv.user_on_node(u, node)) text += "\n" + u.name + ":" + u.raw.flow();
   for (const auto& g : inv.user_groups) text += "\n" + g.name + ":" + std::to_string(g.gid);
-  unsigned long long h = 1469598103934665603ULL;
-  for (unsigned char c : text) {
-    h ^= c;
-    h *= 1099511628211ULL;
-  }
-  char buf[17];
-  snprintf(buf, sizeof buf, "%016llx", h);
-  return buf;
+  return Fnv1a64Hex(text);
 }
 
 std::string StateJson(const Inventory& inv, const NodeDef& node, const ApplyOptions& opts) {

@@ -34,11 +34,13 @@
 #include <optional>
 #include <set>
 
+#include "engine/accounts.h"
 #include "engine/file_probe.h"
 #include "engine/module.h"
 #include "engine/package_facts.h"
 #include "engine/shell.h"
 #include "engine/systemd_facts.h"
+#include "engine/text.h"
 
 namespace labfleet {
 
@@ -417,11 +419,7 @@ struct MountPoints {
 
 MountPoints ParseMountPoints(std::string_view text) {
   MountPoints p;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t nl = text.find('\n', pos);
-    std::string line(text.substr(pos, (nl == std::string_view::npos ? text.size() : nl) - pos));
-    pos = nl == std::string_view::npos ? text.size() : nl + 1;
+  for (const std::string& line : SplitLines(text)) {
     if (line.empty()) continue;
     if (line == "systemd") {
       p.systemd = true;
@@ -461,11 +459,7 @@ struct MountNowRecords {
 
 MountNowRecords ParseMountNowRecords(std::string_view text) {
   MountNowRecords r;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t nl = text.find('\n', pos);
-    std::string line(text.substr(pos, (nl == std::string_view::npos ? text.size() : nl) - pos));
-    pos = nl == std::string_view::npos ? text.size() : nl + 1;
+  for (const std::string& line : SplitLines(text)) {
     if (line.empty()) continue;
     size_t a = line.find(' ');
     size_t b = a == std::string::npos ? a : line.find(' ', a + 1);
@@ -498,13 +492,7 @@ MountNowRecords ParseMountNowRecords(std::string_view text) {
 // uncommented RUN= wins; when it is not yes it becomes RUN=yes, else the first commented "#RUN=..." line is
 // uncommented, else RUN=yes is appended. Unchanged (byte for byte) when RUN=yes is already in effect.
 std::string CachefilesdRunYes(std::string_view content) {
-  std::vector<std::string> lines;
-  size_t pos = 0;
-  while (pos < content.size()) {
-    size_t nl = content.find('\n', pos);
-    lines.emplace_back(content.substr(pos, (nl == std::string_view::npos ? content.size() : nl) - pos));
-    pos = nl == std::string_view::npos ? content.size() : nl + 1;
-  }
+  std::vector<std::string> lines = SplitLines(content);
   auto value_of = [](const std::string& t) {  // t starts with RUN
     std::string v = Trimmed(t.substr(t.find('=') + 1));
     if (v.size() >= 2 && (v[0] == '"' || v[0] == '\'') && v.back() == v[0]) v = v.substr(1, v.size() - 2);
@@ -535,16 +523,7 @@ std::string CachefilesdRunYes(std::string_view content) {
 }
 
 // 64-bit FNV-1a as 16 hex digits (names of mount_now records; stable across runs and machines).
-std::string Fnv16(std::string_view s) {
-  unsigned long long h = 1469598103934665603ULL;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ULL;
-  }
-  char buf[17];
-  snprintf(buf, sizeof buf, "%016llx", h);
-  return buf;
-}
+std::string Fnv16(std::string_view s) { return Fnv1a64Hex(s); }
 
 // The fstab entry labfleet writes for a mount.
 FstabEntry MountEntry(const MountSpec& m) {
@@ -589,12 +568,6 @@ std::string Utc(long long epoch) {
   char buf[32];
   strftime(buf, sizeof buf, "%Y-%m-%d %H:%M UTC", &tm);
   return buf;
-}
-
-std::string JoinS(const std::vector<std::string>& v, const std::string& sep) {
-  std::string out;
-  for (size_t i = 0; i < v.size(); ++i) out += (i ? sep : "") + v[i];
-  return out;
 }
 
 bool HasOption(const MountSpec& m, const std::string& opt) {
@@ -817,14 +790,14 @@ class MountsModule : public Module {
     for (const auto& e : v.block)
       if (!ours.count(e.target)) dropped.push_back(e.target);
     std::vector<std::string> why;
-    if (!added.empty()) why.push_back("new: " + JoinS(added, ", "));
-    if (!changed.empty()) why.push_back("changed: " + JoinS(changed, ", "));
-    if (!dropped.empty()) why.push_back("dropped: " + JoinS(dropped, ", "));
+    if (!added.empty()) why.push_back("new: " + Join(added, ", "));
+    if (!changed.empty()) why.push_back("changed: " + Join(changed, ", "));
+    if (!dropped.empty()) why.push_back("dropped: " + Join(dropped, ", "));
     if (!live.exists) why.insert(why.begin(), "no /etc/fstab yet");
     else if (!v.has_block) why.insert(why.begin(), "no labfleet block yet");
     if (why.empty()) why.push_back("the block's layout differs");
     Change& c = d.changes[0];
-    c.reason = JoinS(why, "; ");
+    c.reason = Join(why, "; ");
     c.verify = FstabVerifyCommand();
     if (Points(results).systemd) {
       Change n;
@@ -929,7 +902,7 @@ class MountsModule : public Module {
 
   static DiffResult DiffCachefilesd(const CachefilesdWant& w, const ProbeResults& results) {
     DiffResult d;
-    const std::string why = "fsc on " + JoinS(w.targets, ", ");
+    const std::string why = "fsc on " + Join(w.targets, ", ");
     std::string pm = PackageManagerOf(results);
     bool installed = false;
     if (pm == "apt") {
@@ -1007,7 +980,7 @@ class MountsModule : public Module {
         Change c;
         c.kind = Change::Kind::Exec;
         c.sign = '~';
-        c.summary = "service " + std::string(kCachefilesdUnit) + " (" + JoinS(actions, ", ") + "; " + why + ")";
+        c.summary = "service " + std::string(kCachefilesdUnit) + " (" + Join(actions, ", ") + "; " + why + ")";
         c.reason = found ? "live: " + u->unit_file_state + ", " + u->active_state
                          : "not loaded yet (comes with the package installed above)";
         c.command = s.str();
@@ -1016,7 +989,7 @@ class MountsModule : public Module {
     }
     if (d.changes.empty())
       d.noop = "nothing to do because cachefilesd is installed, enabled and running (" + why + ")" +
-               (notes.empty() ? "" : "; " + JoinS(notes, "; "));
+               (notes.empty() ? "" : "; " + Join(notes, "; "));
     return d;
   }
 };
