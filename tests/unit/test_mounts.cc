@@ -8,12 +8,12 @@
 #include <fstream>
 #include <map>
 #include <optional>
-#include <sstream>
 
 #include "engine/local_transport.h"
 #include "engine/module.h"
 #include "engine/planner.h"
 #include "engine/shell.h"
+#include "tests/unit/module_helpers.h"
 
 namespace labfleet {
 // Defined in modules/mounts.cc (no header: a module is one file). These declarations must match it.
@@ -68,7 +68,6 @@ FindmntTable ParseFindmnt(std::string_view text);
 MountPoints ParseMountPoints(std::string_view text);
 MountNowRecords ParseMountNowRecords(std::string_view text);
 std::string CachefilesdRunYes(std::string_view content);
-std::string Fnv16(std::string_view s);
 std::string FstabVerifyCommand();
 }  // namespace labfleet
 
@@ -76,26 +75,12 @@ using namespace labfleet;
 
 namespace {
 
-std::string Fixture(const std::string& name) {
-  std::ifstream f(std::string(LABFLEET_SOURCE_DIR) + "/tests/fixtures/mounts/" + name);
-  REQUIRE(f);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 // One node n1 whose own settings are `mounts: [...]` (YAML flow items, one a line) plus `extra` lines.
 Inventory Load(const std::vector<std::string>& items, const std::string& extra = "") {
   std::string yaml = "lab: { name: t }\nnodes:\n  n1:\n    address: 10.9.0.1\n" + extra + "    mounts:\n";
   for (const auto& i : items) yaml += "      - " + i + "\n";
   if (items.empty()) yaml += "      []\n";
-  Findings f;
-  Inventory inv = LoadInventory({{"inventory/test.yaml", yaml}}, f);
-  ValidateInventory(inv, f);
-  std::string first = f.items().empty() ? std::string() : f.items()[0].message;
-  INFO(first);
-  REQUIRE_FALSE(f.has_errors());
-  return inv;
+  return testing::Load(yaml);
 }
 
 struct Out {
@@ -157,7 +142,7 @@ const std::string kBlock =
 
 TEST_SUITE("mounts") {
   TEST_CASE("mounts: ParseFindmnt reads findmnt -rn output, unescapes \\x20 and skips the garbage line") {
-    FindmntTable t = ParseFindmnt(Fixture("findmnt-sandbox-node.txt"));
+    FindmntTable t = ParseFindmnt(testing::Fixture("mounts/findmnt-sandbox-node.txt"));
     CHECK(t.skipped == 2);  // the fixture's comment line and the garbage line
     CHECK(t.mounts.size() == 20);
     const LiveMount* sp = t.at("/mnt/with space");
@@ -174,7 +159,7 @@ TEST_SUITE("mounts") {
   }
 
   TEST_CASE("mounts: ParseFstab splits a node's fstab into labfleet's block and the admin's lines") {
-    const std::string text = Fixture("fstab-with-block.txt");
+    const std::string text = testing::Fixture("mounts/fstab-with-block.txt");
     FstabView v = ParseFstab(text);
     CHECK(v.error.empty());
     REQUIRE(v.has_block);
@@ -222,7 +207,7 @@ TEST_SUITE("mounts") {
   }
 
   TEST_CASE("mounts: the mount-point and mount_now probes' output") {
-    MountPoints p = ParseMountPoints(Fixture("mount-points-probe.txt"));
+    MountPoints p = ParseMountPoints(testing::Fixture("mounts/mount-points-probe.txt"));
     CHECK(p.skipped == 2);
     CHECK(p.state == std::map<size_t, std::string>{
                          {0, "dir"}, {1, "dir"}, {2, "dir"}, {3, "other: regular file"}, {4, "missing"}});
@@ -230,19 +215,19 @@ TEST_SUITE("mounts") {
     CHECK(ParseMountPoints("0 dir\nsystemd\n").systemd);
     CHECK(ParseMountPoints("99999999999999999999 dir\n1 maybe\n").skipped == 2);  // never throws
 
-    MountNowRecords r = ParseMountNowRecords(Fixture("mount-now-probe.txt"));
+    MountNowRecords r = ParseMountNowRecords(testing::Fixture("mounts/mount-now-probe.txt"));
     CHECK(r.skipped == 2);
     REQUIRE(r.by_target_hash.size() == 1);
-    CHECK(r.by_target_hash.begin()->first == Fnv16("/mnt/broken"));
+    CHECK(r.by_target_hash.begin()->first == "9e26c3f85e73899b");  // FNV-1a of "/mnt/broken"
     const MountNowRecord& rec = r.by_target_hash.begin()->second;
-    CHECK(rec.entry_hash == Fnv16("nosuchhost.invalid:/export /mnt/broken nfs vers=4.2,fsc 0 0"));
+    CHECK(rec.entry_hash == "5e6f0fe8c67fbfbd");  // of "nosuchhost.invalid:/export /mnt/broken nfs vers=4.2,fsc 0 0"
     CHECK(rec.at == 1795462018);
     CHECK(rec.message.find("exit 32: mount: /mnt/broken: unknown filesystem type 'nfs'.") == 0);
-    CHECK(ParseMountNowRecords(Fnv16("a") + " " + Fnv16("b") + " 99999999999999999999999 x\n").skipped == 1);
+    CHECK(ParseMountNowRecords("44bd8ad473cd9906 44bd89d473cd9753 99999999999999999999999 x\n").skipped == 1);
   }
 
   TEST_CASE("mounts: RUN=yes in Debian 12's /etc/default/cachefilesd") {
-    const std::string deb = Fixture("default-cachefilesd-debian12.txt");
+    const std::string deb = testing::Fixture("mounts/default-cachefilesd-debian12.txt");
     std::string out = CachefilesdRunYes(deb);
     std::string expect = deb;
     expect.replace(expect.find("#RUN=yes"), 8, "RUN=yes");
@@ -412,12 +397,13 @@ TEST_SUITE("mounts") {
     REQUIRE(o.changes.size() == 1);
     CHECK(ChangeLine(o.changes[0]) == "+ mount /scratch now (mount_now; a failure is reported, fstab stays)");
     CHECK(o.changes[0].command.find("$lf_to mount /scratch;") != std::string::npos);
-    CHECK(o.changes[0].command.find("rm -f /var/lib/labfleet/mount-now/" + Fnv16("/scratch") + "\n") != std::string::npos);
+    CHECK(o.changes[0].command.find("rm -f /var/lib/labfleet/mount-now/ae776c7cf3aa37de\n") != std::string::npos);
 
     // The attempt failed for this very entry: reported under the node, nothing to do.
     ProbeResults res = Node(kAdmin + block, 1);
-    res["mounts:mount-now"] = {0, Fnv16("/scratch") + " " + Fnv16("tmpfs /scratch tmpfs size=64m 0 0") +
-                                      " 1795462018 exit 32: mount: /scratch: permission denied. \n"};
+    // Record names: FNV-1a of "/scratch" and of the fstab line "tmpfs /scratch tmpfs size=64m 0 0".
+    res["mounts:mount-now"] = {0, "ae776c7cf3aa37de 139cfb6de7a05453 1795462018 exit 32: mount: /scratch: permission "
+                                  "denied. \n"};
     Out failed = Run(inv, res);
     CHECK(failed.changes.empty());
     REQUIRE(failed.warnings.size() == 1);
@@ -425,7 +411,7 @@ TEST_SUITE("mounts") {
     CHECK(failed.warnings[0].find("(exit 32: mount: /scratch: permission denied.)") != std::string::npos);
 
     // A record for an older entry: the new entry is tried.
-    res["mounts:mount-now"] = {0, Fnv16("/scratch") + " " + Fnv16("tmpfs /scratch tmpfs size=32m 0 0") + " 1 old\n"};
+    res["mounts:mount-now"] = {0, "ae776c7cf3aa37de d033e52a290d8ace 1 old\n"};  // "... size=32m 0 0"
     CHECK(Run(inv, res).changes.size() == 1);
 
     // Mounted: nothing to do; mounted from something else: a warning, and labfleet does not unmount it.
@@ -473,7 +459,7 @@ TEST_SUITE("mounts") {
 
     // Installed with Debian's file (RUN=yes commented out), the unit generated from the init script, stopped.
     res["dpkg-query:cachefilesd"] = {0, "cachefilesd\tinstall ok installed\t0.10.10-0.3\n"};
-    res["file:/etc/default/cachefilesd"] = FileOut(Fixture("default-cachefilesd-debian12.txt"));
+    res["file:/etc/default/cachefilesd"] = FileOut(testing::Fixture("mounts/default-cachefilesd-debian12.txt"));
     res["systemctl-show:cachefilesd.service"] = {
         0, "Id=cachefilesd.service\nNames=cachefilesd.service\nLoadState=loaded\nActiveState=inactive\n"
            "SubState=dead\nUnitFileState=generated\n"};
@@ -482,7 +468,7 @@ TEST_SUITE("mounts") {
                                                   "~ service cachefilesd.service (start; fsc on /data)"});
 
     // Running: nothing to do.
-    res["file:/etc/default/cachefilesd"] = FileOut(CachefilesdRunYes(Fixture("default-cachefilesd-debian12.txt")));
+    res["file:/etc/default/cachefilesd"] = FileOut(CachefilesdRunYes(testing::Fixture("mounts/default-cachefilesd-debian12.txt")));
     res["systemctl-show:cachefilesd.service"] = {
         0, "Id=cachefilesd.service\nNames=cachefilesd.service\nLoadState=loaded\nActiveState=active\n"
            "SubState=running\nUnitFileState=generated\n"};
