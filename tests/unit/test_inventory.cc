@@ -10,6 +10,7 @@
 #include "engine/git_repo.h"
 #include "engine/inventory.h"
 #include "engine/yaml_load.h"
+#include "tests/unit/temp_dir.h"
 
 using namespace labfleet;
 
@@ -25,23 +26,7 @@ std::string AllFindings(const Findings& f) {
   return out;
 }
 
-// A fresh directory under /tmp, removed at the end of the test.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/labfleet-inv-XXXXXX";
-    REQUIRE(mkdtemp(tmpl));
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  void write(const std::string& rel, const std::string& text) const {
-    fs::create_directories((path / rel).parent_path());
-    std::ofstream(path / rel) << text;
-  }
-};
+using labfleet::testing::TempDir;
 
 const char* kLab = "lab:\n  name: t\n";
 
@@ -324,7 +309,7 @@ TEST_SUITE("inventory") {
   }
 
   TEST_CASE("LoadInventoryDir reads every *.yaml/*.yml below the directory, sorted, and skips hidden ones") {
-    TempDir d;
+    TempDir d("labfleet-inv");
     d.write("inventory/lab.yaml", kLab);
     d.write("inventory/users/b.yml", "users:\n  b: { uid: 2002 }\n");
     d.write("inventory/users/a.yaml", "users:\n  a: { uid: 2001 }\n");
@@ -360,7 +345,7 @@ TEST_SUITE("inventory") {
   }
 
   TEST_CASE("GitRepo reads a subdirectory at a revision, resolves, counts and sees dirt") {
-    TempDir d;
+    TempDir d("labfleet-inv");
     auto git = [&](const std::string& args) {
       std::string cmd = "cd '" + d.path.string() +
                         "' && git -c user.name=t -c user.email=t@example.org -c init.defaultBranch=main "

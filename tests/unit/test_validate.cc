@@ -12,6 +12,7 @@
 #include "engine/inventory.h"
 #include "engine/module.h"
 #include "engine/reporter.h"
+#include "tests/unit/temp_dir.h"
 
 using namespace labfleet;
 
@@ -82,23 +83,7 @@ CliResult Cli(std::vector<std::string> args) {
   return {rc, out.str(), err.str()};
 }
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/labfleet-val-XXXXXX";
-    REQUIRE(mkdtemp(tmpl));
-    path = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  void write(const std::string& rel, const std::string& text) const {
-    fs::create_directories((path / rel).parent_path());
-    std::ofstream(path / rel) << text;
-  }
-  std::string str(const std::string& rel = "") const { return (path / rel).string(); }
-};
+using labfleet::testing::TempDir;
 
 // Valid keys (generated with ssh-keygen).
 const char* kKeyA = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB4XfzBjbhLT8kuNKAnbnTmasdRStS7JwTXIfn8TkewI a@laptop";
@@ -623,7 +608,7 @@ TEST_SUITE("validate") {
   }
 
   TEST_CASE("CLI: text output, summary and exit codes") {
-    TempDir d;
+    TempDir d("labfleet-val");
     d.write("inventory/lab.yaml", kLab);
     d.write("inventory/users.yaml", "users:\n  bob: { uid: 2001 }\n");
     auto ok = Cli({"--inventory", d.str("inventory"), "validate"});
@@ -649,7 +634,7 @@ TEST_SUITE("validate") {
   }
 
   TEST_CASE("CLI: --format json carries every finding with file, line, column, severity, code, message") {
-    TempDir d;
+    TempDir d("labfleet-val");
     d.write("inventory/lab.yaml", kLab);
     d.write("inventory/users.yaml", "users:\n  bob: { uid: 2001 }\n  eve: { uid: 2001 }\n");
     auto r = Cli({"--inventory", d.str("inventory"), "--format", "json", "validate"});
@@ -677,7 +662,7 @@ TEST_SUITE("validate") {
   }
 
   TEST_CASE("--rev validates a commit of the inventory's git repository, not the working tree") {
-    TempDir d;
+    TempDir d("labfleet-val");
     auto git = [&](const std::string& args) {
       std::string cmd = "cd '" + d.str() +
                         "' && git -c user.name=t -c user.email=t@example.org -c init.defaultBranch=main "
@@ -719,7 +704,7 @@ TEST_SUITE("validate") {
     CHECK(unknown.err.find("unknown git revision 'no-such-branch'") != std::string::npos);
 
     // Outside any repository: a clear error.
-    TempDir plain;
+    TempDir plain("labfleet-val");
     plain.write("inventory/lab.yaml", kLab);
     auto norepo = Cli({"--inventory", plain.str("inventory"), "validate", "--rev", "HEAD"});
     CHECK(norepo.rc == kExitErrors);
@@ -727,7 +712,7 @@ TEST_SUITE("validate") {
   }
 
   TEST_CASE("show: merged settings with layer and place of every value") {
-    TempDir d;
+    TempDir d("labfleet-val");
     d.write("inventory/lab.yaml",
             "lab:\n  name: t\n  ssh: { port: 22332, jump: login }\n  defaults:\n    vars: { a: 1, b: 1 }\n");
     d.write("inventory/groups.yaml", "groups:\n  gpu:\n    vars: { b: 2 }\n    mounts: [{ source: \"nas:/h\", target: /home }]\n");
