@@ -38,70 +38,61 @@ static void Add(Parsed<T>& p, T e) {
   p.in_order.push_back(std::move(e));
 }
 
-Parsed<PasswdEntry> ParsePasswd(std::string_view text) {
-  Parsed<PasswdEntry> p;
+// A colon-separated file, one entry a line (passwd, group, shadow, subuid): `fill(fields, entry)` reads a line's
+// fields into the entry and says whether the line is valid; invalid lines are counted in `skipped`.
+template <class T, class Fill>
+static Parsed<T> ParseColonFile(std::string_view text, Fill fill) {
+  Parsed<T> p;
   for (const auto& line : SplitLines(text)) {
     auto f = Split(line, ':');
-    PasswdEntry e;
-    if (f.size() != 7 || f[0].empty() || !ToInt(f[2], e.uid) || !ToInt(f[3], e.gid)) {
+    T e;
+    if (!fill(f, e)) {
       ++p.skipped;
       continue;
     }
+    Add(p, std::move(e));
+  }
+  return p;
+}
+
+using Fields = std::vector<std::string>;
+
+Parsed<PasswdEntry> ParsePasswd(std::string_view text) {
+  return ParseColonFile<PasswdEntry>(text, [](const Fields& f, PasswdEntry& e) {
+    if (f.size() != 7 || f[0].empty() || !ToInt(f[2], e.uid) || !ToInt(f[3], e.gid)) return false;
     e.name = f[0];
     e.gecos = f[4];
     e.home = f[5];
     e.shell = f[6];
-    Add(p, std::move(e));
-  }
-  return p;
+    return true;
+  });
 }
 
 Parsed<GroupEntry> ParseGroup(std::string_view text) {
-  Parsed<GroupEntry> p;
-  for (const auto& line : SplitLines(text)) {
-    auto f = Split(line, ':');
-    GroupEntry e;
-    if (f.size() != 4 || f[0].empty() || !ToInt(f[2], e.gid)) {
-      ++p.skipped;
-      continue;
-    }
+  return ParseColonFile<GroupEntry>(text, [](const Fields& f, GroupEntry& e) {
+    if (f.size() != 4 || f[0].empty() || !ToInt(f[2], e.gid)) return false;
     e.name = f[0];
     if (!f[3].empty()) e.members = Split(f[3], ',');
-    Add(p, std::move(e));
-  }
-  return p;
+    return true;
+  });
 }
 
 Parsed<ShadowEntry> ParseShadow(std::string_view text) {
-  Parsed<ShadowEntry> p;
-  for (const auto& line : SplitLines(text)) {
-    auto f = Split(line, ':');
-    ShadowEntry e;
-    if (f.size() != 9 || f[0].empty() || (!f[7].empty() && !ToInt(f[7], e.expire))) {
-      ++p.skipped;
-      continue;
-    }
+  return ParseColonFile<ShadowEntry>(text, [](const Fields& f, ShadowEntry& e) {
+    if (f.size() != 9 || f[0].empty() || (!f[7].empty() && !ToInt(f[7], e.expire))) return false;
     e.name = f[0];
     e.hash = f[1];
     if (f[7].empty()) e.expire = -1;
-    Add(p, std::move(e));
-  }
-  return p;
+    return true;
+  });
 }
 
 Parsed<SubIdEntry> ParseSubIds(std::string_view text) {
-  Parsed<SubIdEntry> p;
-  for (const auto& line : SplitLines(text)) {
-    auto f = Split(line, ':');
-    SubIdEntry e;
-    if (f.size() != 3 || f[0].empty() || !ToInt(f[1], e.start) || !ToInt(f[2], e.count)) {
-      ++p.skipped;
-      continue;
-    }
+  return ParseColonFile<SubIdEntry>(text, [](const Fields& f, SubIdEntry& e) {
+    if (f.size() != 3 || f[0].empty() || !ToInt(f[1], e.start) || !ToInt(f[2], e.count)) return false;
     e.name = f[0];
-    Add(p, std::move(e));
-  }
-  return p;
+    return true;
+  });
 }
 
 long long DaysSinceEpoch(std::string_view ymd) {
