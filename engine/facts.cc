@@ -7,6 +7,7 @@
 #include <set>
 
 #include "engine/shell.h"
+#include "engine/text.h"
 
 namespace labfleet {
 namespace {
@@ -209,17 +210,7 @@ std::optional<double> ParseUptime(std::string_view text) {
 
 std::optional<DfRow> ParseDf(std::string_view text) {
   for (auto raw : Lines(text)) {
-    std::vector<std::string> f;
-    std::string cur;
-    for (char c : raw) {
-      if (c == ' ' || c == '\t') {
-        if (!cur.empty()) f.push_back(std::move(cur));
-        cur.clear();
-      } else {
-        cur += c;
-      }
-    }
-    if (!cur.empty()) f.push_back(std::move(cur));
+    std::vector<std::string> f = SplitWords(raw, " \t");
     // Filesystem 1024-blocks Used Available Capacity Mounted-on (mount point may contain spaces: join the tail)
     if (f.size() < 6) continue;
     auto size = Int(f[1]), used = Int(f[2]), avail = Int(f[3]);
@@ -278,17 +269,7 @@ std::vector<GpuProcess> ParseNvidiaSmiApps(std::string_view text) {
 std::vector<PsEntry> ParsePs(std::string_view text) {
   std::vector<PsEntry> out;
   for (auto raw : Lines(text)) {
-    std::vector<std::string> f;
-    std::string cur;
-    for (char c : raw) {
-      if (c == ' ' || c == '\t') {
-        if (!cur.empty()) f.push_back(std::move(cur));
-        cur.clear();
-      } else {
-        cur += c;
-      }
-    }
-    if (!cur.empty()) f.push_back(std::move(cur));
+    std::vector<std::string> f = SplitWords(raw, " \t");
     if (f.size() != 3) continue;
     auto pid = Int(f[0]), et = Int(f[2]);
     if (!pid || !et) continue;
