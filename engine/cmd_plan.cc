@@ -55,6 +55,27 @@ void AddOnlyOption(CLI::App& sub, PlanOptions& popts) {
       ->check(CLI::IsMember(names));
 }
 
+// What plan, apply and status take alike: node or group names, modules (--only), how to connect, --connect-map.
+// Added in two steps so that each command's help keeps its order: the names first (AddNodeNames), connecting
+// last (AddConnectArgs); --only and the command's own options in between.
+struct NodeArgs {
+  std::vector<std::string> names;
+  PlanOptions popts;
+  ConnectOptions copts;
+  std::string connect_map;
+};
+
+std::shared_ptr<NodeArgs> AddNodeNames(CLI::App& sub) {
+  auto args = std::make_shared<NodeArgs>();
+  sub.add_option("nodes", args->names, "node or group names (default: all)");
+  return args;
+}
+
+void AddConnectArgs(CLI::App& sub, NodeArgs& args) {
+  AddConnectOptions(sub, args.copts);
+  sub.add_option("--connect-map", args.connect_map, "YAML nodes map overriding addresses/ssh (staging, sandbox demo)");
+}
+
 // What connecting had to say (a fallback port, a newly recorded host key) goes under the node.
 void AddConnectNotes(NodePlan& plan, const Transport& t) {
   if (auto* ssh = dynamic_cast<const SshTransport*>(&t); ssh && !ssh->notes().empty())
@@ -192,24 +213,19 @@ GitInfo ReadGit(const std::string& inventory_dir) {
 // ---------------------------------------------------------------------------------------------- plan
 CommandRegistrar plan_cmd("plan", "show what apply would change on each node (reads nodes, never writes)",
                           [](CLI::App& sub) -> CommandRun {
-  auto names = std::make_shared<std::vector<std::string>>();
-  auto copts = std::make_shared<ConnectOptions>();
+  auto args = AddNodeNames(sub);
   auto detailed = std::make_shared<bool>(false);
-  sub.add_option("nodes", *names, "node or group names (default: all)");
-  auto popts = std::make_shared<PlanOptions>();
   sub.add_flag("--detailed-exitcode", *detailed, "exit 2 when anything would change");
-  sub.add_flag("--force", popts->force, "plan disruptive changes even on busy nodes");
-  AddOnlyOption(sub, *popts);
-  AddConnectOptions(sub, *copts);
-  auto connect_map = std::make_shared<std::string>();
-  sub.add_option("--connect-map", *connect_map, "YAML nodes map overriding addresses/ssh (staging, sandbox demo)");
+  sub.add_flag("--force", args->popts.force, "plan disruptive changes even on busy nodes");
+  AddOnlyOption(sub, args->popts);
+  AddConnectArgs(sub, *args);
   return [=](CommandContext& ctx) -> int {
-    auto inv = LoadChecked(ctx, *connect_map);
+    auto inv = LoadChecked(ctx, args->connect_map);
     if (!inv) return kExitErrors;
     bool ok;
-    auto nodes = Select(ctx, *inv, *names, ok);
+    auto nodes = Select(ctx, *inv, args->names, ok);
     if (!ok) return kExitUsage;
-    auto runs = PlanAll(*inv, nodes, *copts, *popts);
+    auto runs = PlanAll(*inv, nodes, args->copts, args->popts);
     ReportPlan(ctx.reporter, runs);
     Totals t = CountPlan(runs);
     if (t.failed) return kExitNodesFailed;
@@ -221,26 +237,22 @@ CommandRegistrar plan_cmd("plan", "show what apply would change on each node (re
 // --------------------------------------------------------------------------------------------- apply
 CommandRegistrar apply_cmd("apply", "converge nodes to the inventory, then prove it by planning again",
                            [](CLI::App& sub) -> CommandRun {
-  auto names = std::make_shared<std::vector<std::string>>();
-  auto copts = std::make_shared<ConnectOptions>();
+  auto args = AddNodeNames(sub);
   auto yes = std::make_shared<bool>(false);
   auto allow_dirty = std::make_shared<bool>(false);
   auto break_lock = std::make_shared<bool>(false);
-  sub.add_option("nodes", *names, "node or group names (default: all)");
   sub.add_flag("-y,--yes", *yes, "do not ask for confirmation");
   sub.add_flag("--allow-dirty", *allow_dirty, "apply even with uncommitted inventory changes");
   sub.add_flag("--break-lock", *break_lock, "replace a node lock left by a dead or stuck run");
-  auto popts = std::make_shared<PlanOptions>();
   auto drain = std::make_shared<int>(0);
-  sub.add_flag("--force", popts->force, "do disruptive changes (docker restart, driver, reboot) even on busy nodes");
-  AddOnlyOption(sub, *popts);
+  sub.add_flag("--force", args->popts.force,
+               "do disruptive changes (docker restart, driver, reboot) even on busy nodes");
+  AddOnlyOption(sub, args->popts);
   sub.add_option("--drain", *drain, "on a busy node, wait up to SECONDS for its GPU jobs and containers to end")
       ->check(CLI::NonNegativeNumber);
-  AddConnectOptions(sub, *copts);
-  auto connect_map = std::make_shared<std::string>();
-  sub.add_option("--connect-map", *connect_map, "YAML nodes map overriding addresses/ssh (staging, sandbox demo)");
+  AddConnectArgs(sub, *args);
   return [=](CommandContext& ctx) -> int {
-    auto inv = LoadChecked(ctx, *connect_map);
+    auto inv = LoadChecked(ctx, args->connect_map);
     if (!inv) return kExitErrors;
     GitInfo git = ReadGit(ctx.global.inventory);
     if (git.in_git && git.dirty && !*allow_dirty) {
@@ -251,9 +263,9 @@ CommandRegistrar apply_cmd("apply", "converge nodes to the inventory, then prove
     if (!git.in_git)
       ctx.reporter.note("note: " + ctx.global.inventory + " is not in a git repository; nodes record no commit");
     bool ok;
-    auto nodes = Select(ctx, *inv, *names, ok);
+    auto nodes = Select(ctx, *inv, args->names, ok);
     if (!ok) return kExitUsage;
-    auto runs = PlanAll(*inv, nodes, *copts, *popts);
+    auto runs = PlanAll(*inv, nodes, args->copts, args->popts);
     ReportPlan(ctx.reporter, runs);
     Totals t = CountPlan(runs);
     if (t.changes && !*yes && isatty(0) && !ctx.reporter.json()) {
@@ -274,9 +286,9 @@ CommandRegistrar apply_cmd("apply", "converge nodes to the inventory, then prove
     opts.who = std::string(user ? user : "root") + "@" + opts.client_host;
     opts.client_pid = getpid();
     opts.break_lock = *break_lock;
-    opts.plan = *popts;
+    opts.plan = args->popts;
     std::vector<NodeApplyResult> results(nodes.size());
-    ForEachNode(nodes, copts->parallel, [&](size_t i, const NodeDef& n) {
+    ForEachNode(nodes, args->copts.parallel, [&](size_t i, const NodeDef& n) {
       results[i].node = n.name;
       NodeRun& r = runs[i];
       if (!r.plan.reachable) {
@@ -295,12 +307,12 @@ CommandRegistrar apply_cmd("apply", "converge nodes to the inventory, then prove
         while (!r.plan.deferred.empty() && r.plan.error.empty() &&
                std::chrono::steady_clock::now() - start + std::chrono::seconds(5) <= std::chrono::seconds(*drain)) {
           std::this_thread::sleep_for(std::chrono::seconds(5));
-          r.plan = PlanNode(*inv, n, *r.transport, *popts);
+          r.plan = PlanNode(*inv, n, *r.transport, args->popts);
         }
         ApplyOptions node_opts = opts;
         // The fresh connection goes to the inventory's ssh.port (a Port change is followed) and trusts the
         // host key this run verified on the port it came in by.
-        node_opts.reconnect = [&] { return Connect(*inv, n, *copts, r.transport.get()); };
+        node_opts.reconnect = [&] { return Connect(*inv, n, args->copts, r.transport.get()); };
         results[i] = ApplyNode(*inv, n, r.plan, *r.transport, node_opts);
       } catch (const TransportError& e) {
         results[i].status = NodeApplyResult::Status::Failed;
@@ -341,19 +353,14 @@ CommandRegistrar apply_cmd("apply", "converge nodes to the inventory, then prove
 // -------------------------------------------------------------------------------------------- status
 CommandRegistrar status_cmd("status", "per node: applied commit, commits behind HEAD, drift",
                             [](CLI::App& sub) -> CommandRun {
-  auto names = std::make_shared<std::vector<std::string>>();
-  auto copts = std::make_shared<ConnectOptions>();
-  sub.add_option("nodes", *names, "node or group names (default: all)");
-  auto popts = std::make_shared<PlanOptions>();
-  AddOnlyOption(sub, *popts);
-  AddConnectOptions(sub, *copts);
-  auto connect_map = std::make_shared<std::string>();
-  sub.add_option("--connect-map", *connect_map, "YAML nodes map overriding addresses/ssh (staging, sandbox demo)");
+  auto args = AddNodeNames(sub);
+  AddOnlyOption(sub, args->popts);
+  AddConnectArgs(sub, *args);
   return [=](CommandContext& ctx) -> int {
-    auto inv = LoadChecked(ctx, *connect_map);
+    auto inv = LoadChecked(ctx, args->connect_map);
     if (!inv) return kExitErrors;
     bool ok;
-    auto nodes = Select(ctx, *inv, *names, ok);
+    auto nodes = Select(ctx, *inv, args->names, ok);
     if (!ok) return kExitUsage;
     GitInfo git = ReadGit(ctx.global.inventory);
     struct Row {
@@ -362,12 +369,12 @@ CommandRegistrar status_cmd("status", "per node: applied commit, commits behind 
       std::string error;
     };
     std::vector<Row> rows(nodes.size());
-    ForEachNode(nodes, copts->parallel, [&](size_t i, const NodeDef& n) {
+    ForEachNode(nodes, args->copts.parallel, [&](size_t i, const NodeDef& n) {
       try {
-        auto t = Connect(*inv, n, *copts);
+        auto t = Connect(*inv, n, args->copts);
         RunResult r = t->run("cat /var/lib/labfleet/state.json 2>/dev/null");
         if (r.ok()) rows[i].state = nlohmann::json::parse(r.out, nullptr, false);
-        rows[i].plan = PlanNode(*inv, n, *t, *popts);
+        rows[i].plan = PlanNode(*inv, n, *t, args->popts);
         AddConnectNotes(rows[i].plan, *t);
       } catch (const std::exception& e) {
         rows[i].error = e.what();
