@@ -340,20 +340,13 @@ class PackagesModule : public Module {
       c.command = s.str();
       d.changes.push_back(std::move(c));
     }
-    if (!hold.empty()) {
-      Change c;
-      c.summary = "packages: hold " + Join(hold, ", ");
-      c.reason = "held in the inventory, not held on the node";
-      c.command = Cmd("apt-mark").arg("hold").arg("--").args(hold).str();
-      d.changes.push_back(std::move(c));
-    }
-    if (!unhold.empty()) {
-      Change c;
-      c.summary = "packages: unhold " + Join(unhold, ", ");
-      c.reason = "held on the node, `installed` (not held) in the inventory";
-      c.command = Cmd("apt-mark").arg("unhold").arg("--").args(unhold).str();
-      d.changes.push_back(std::move(c));
-    }
+    if (!hold.empty())
+      d.changes.push_back(NamesChange('~', "hold", hold, "held in the inventory, not held on the node",
+                                      Cmd("apt-mark").arg("hold").arg("--")));
+    if (!unhold.empty())
+      d.changes.push_back(NamesChange('~', "unhold", unhold,
+                                      "held on the node, `installed` (not held) in the inventory",
+                                      Cmd("apt-mark").arg("unhold").arg("--")));
     if (d.changes.empty()) d.noop = NoopText(w);
     return d;
   }
@@ -378,22 +371,12 @@ class PackagesModule : public Module {
       else if (ign.effective.count(i.name) && !ign.managed.count(i.name)) stuck.push_back(i.name);
     }
     DiffResult d;
-    if (!install.empty()) {
-      Change c;
-      c.sign = '+';
-      c.summary = "packages: install " + Join(install, ", ");
-      c.reason = "not installed";
-      c.command = Cmd("pacman").arg("-S").arg("--noconfirm").arg("--needed").arg("--").args(install).str();
-      d.changes.push_back(std::move(c));
-    }
-    if (!remove.empty()) {
-      Change c;
-      c.sign = '-';
-      c.summary = "packages: remove " + Join(remove, ", ");
-      c.reason = "absent in the inventory";
-      c.command = Cmd("pacman").arg("-R").arg("--noconfirm").arg("--").args(remove).str();
-      d.changes.push_back(std::move(c));
-    }
+    if (!install.empty())
+      d.changes.push_back(NamesChange('+', "install", install, "not installed",
+                                      Cmd("pacman").arg("-S").arg("--noconfirm").arg("--needed").arg("--")));
+    if (!remove.empty())
+      d.changes.push_back(NamesChange('-', "remove", remove, "absent in the inventory",
+                                      Cmd("pacman").arg("-R").arg("--noconfirm").arg("--")));
     std::set<std::string> want_set(want_held.begin(), want_held.end());
     if (want_set != ign.managed) {
       Change c;
@@ -409,6 +392,17 @@ class PackagesModule : public Module {
         d.noop += "; note: " + Join(stuck, ", ") + " held by an IgnorePkg line labfleet does not own";
     }
     return d;
+  }
+
+  // "packages: VERB NAME, NAME": one command (`cmd` followed by the names) on those packages.
+  static Change NamesChange(char sign, const std::string& verb, const std::vector<std::string>& names,
+                            const std::string& reason, Cmd cmd) {
+    Change c;
+    c.sign = sign;
+    c.summary = "packages: " + verb + " " + Join(names, ", ");
+    c.reason = reason;
+    c.command = cmd.args(names).str();
+    return c;
   }
 
   static std::string NoopText(const PackagesWant& w) {
