@@ -1,5 +1,9 @@
 #include "engine/file_probe.h"
 
+#include <cstdio>
+#include <map>
+#include <stdexcept>
+
 #include "engine/shell.h"
 #include "engine/textdiff.h"
 
@@ -39,6 +43,108 @@ FileState ParseFileProbe(const ProbeResults& results, const std::string& path) {
   }
   if (nl != std::string::npos) st.content = out.substr(nl + 1);
   return st;
+}
+
+bool IsFileProbe(const Probe& p, std::string* path) {
+  if (p.key.rfind("file:", 0) != 0) return false;
+  std::string pa = p.key.substr(5);
+  if (p.command != FileProbe(pa).command) return false;
+  if (path) *path = std::move(pa);
+  return true;
+}
+
+// stat(1) prints, per path it can lstat: NAME NUL "MODE OWNER GROUP INODE SIZE MTIME TYPE" NUL; a path it
+// cannot stat prints nothing (and an error on stderr, dropped). An empty name (a lone NUL) ends the list.
+static const char kBatchStatFormat[] = "%n\\0%a %U %G %i %s %.9Y %F\\0";
+
+Probe BatchedFileProbe(const std::vector<std::string>& paths) {
+  Cmd set("set");
+  set.arg("--").args(paths);
+  Cmd stat = Cmd("stat").arg("--printf").arg(kBatchStatFormat).arg("--").raw("\"$@\"").raw("2>/dev/null");
+  Script s;
+  s.add(set).add(stat).raw("printf '\\0'");
+  // The regular files (not symlinks), in order, become "$@" for one cat; the two stats around it prove
+  // that nothing changed in between, so the contents can be split by the sizes the first stat printed.
+  s.raw("for f in \"$@\"; do if [ -f \"$f\" ] && [ ! -L \"$f\" ]; then set -- \"$@\" \"$f\"; fi; done");
+  s.raw("shift " + std::to_string(paths.size()));
+  s.raw("if [ $# -gt 0 ]; then cat -- \"$@\" 2>/dev/null; fi");
+  s.add(set).add(stat).raw("printf '\\0'");
+  return {"labfleet:files", s.str()};
+}
+
+namespace {
+struct StatRecord {
+  std::string name, meta;
+};
+// Reads records up to the empty name that ends the list; false if the text ends first.
+bool ReadStatRecords(const std::string& out, size_t& pos, std::vector<StatRecord>& recs) {
+  for (;;) {
+    size_t z = out.find('\0', pos);
+    if (z == std::string::npos) return false;
+    std::string name = out.substr(pos, z - pos);
+    pos = z + 1;
+    if (name.empty()) return true;
+    z = out.find('\0', pos);
+    if (z == std::string::npos) return false;
+    recs.push_back({std::move(name), out.substr(pos, z - pos)});
+    pos = z + 1;
+  }
+}
+}  // namespace
+
+bool SplitBatchedFileProbe(const std::string& out, const std::vector<std::string>& paths, ProbeResults& into) {
+  size_t pos = 0;
+  std::vector<StatRecord> first, second;
+  if (!ReadStatRecords(out, pos, first)) throw std::runtime_error("batched file probe: stat output cut short");
+  struct Meta {
+    std::string head;  // "MODE OWNER GROUP TYPE", FileProbe's format
+    unsigned long long size = 0;
+    bool regular = false;
+  };
+  std::map<std::string, Meta> metas;
+  unsigned long long total = 0;
+  size_t next = 0;  // stat prints in argument order, skipping what it cannot stat
+  for (const auto& r : first) {
+    while (next < paths.size() && paths[next] != r.name) ++next;
+    if (next == paths.size()) throw std::runtime_error("batched file probe: stat printed an unexpected name '" + r.name + "'");
+    ++next;
+    char mode[16] = {0}, owner[256] = {0}, group[256] = {0};
+    unsigned long long inode = 0, size = 0;
+    int used = 0;
+    if (sscanf(r.meta.c_str(), "%15s %255s %255s %llu %llu %*s %n", mode, owner, group, &inode, &size, &used) < 5 ||
+        used == 0)
+      throw std::runtime_error("batched file probe: unexpected stat line '" + r.meta + "'");
+    Meta m;
+    std::string type = r.meta.substr(used);
+    m.head = std::string(mode) + " " + owner + " " + group + " " + type;
+    m.regular = type == "regular file" || type == "regular empty file";
+    m.size = size;
+    if (m.regular) total += size;
+    metas[r.name] = std::move(m);
+  }
+  if (out.size() - pos < total) return false;
+  std::string contents = out.substr(pos, total);
+  pos += total;
+  if (!ReadStatRecords(out, pos, second) || pos != out.size()) return false;
+  if (second.size() != first.size()) return false;
+  for (size_t i = 0; i < first.size(); ++i)
+    if (first[i].name != second[i].name || first[i].meta != second[i].meta) return false;
+  size_t off = 0;
+  for (const auto& p : paths) {
+    ProbeOutput po;
+    auto it = metas.find(p);
+    if (it == metas.end()) {
+      po.out = "absent\n";
+    } else {
+      po.out = "present " + it->second.head + "\n";
+      if (it->second.regular) {
+        po.out += contents.substr(off, it->second.size);
+        off += it->second.size;
+      }
+    }
+    into["file:" + p] = std::move(po);
+  }
+  return true;
 }
 
 DiffResult DiffFile(const FileSpec& desired, const FileState& live, const std::string& what, bool show_diff) {

@@ -5,6 +5,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "engine/file_probe.h"
 #include "engine/shell.h"
 
 namespace labfleet {
@@ -228,20 +229,42 @@ NodePlan PlanNode(const Inventory& inv, const NodeDef& node, Transport& transpor
   Value settings = inv.settings(node);
   NodeContext ctx{inv, node, settings};
   auto res = NodeResources(ctx, opts);
-  auto probes = CollectProbes(ctx, res);
-  std::string nonce = NewNonce();
-  RunResult r = transport.run(ScriptRunner(), BuildProbeScript(probes, nonce));
-  ProbeResults results;
-  try {
-    results = ParseProbeOutput(r.out, probes, nonce);
-  } catch (const std::exception& e) {
+  // Every file any module asked for is read by one batched command instead of one probe per path.
+  std::vector<Probe> probes;
+  std::vector<std::string> paths;
+  for (auto& p : CollectProbes(ctx, res)) {
+    std::string path;
+    if (IsFileProbe(p, &path))
+      paths.push_back(std::move(path));
+    else
+      probes.push_back(std::move(p));
+  }
+  if (!paths.empty()) probes.push_back(BatchedFileProbe(paths));
+  auto failed = [&](const std::string& why) {
     NodePlan p;
     p.node = node.name;
     p.reachable = true;
-    p.error = std::string(e.what()) + " (exit " + std::to_string(r.exit_code) + ": " + r.err + ")";
+    p.error = why;
     return p;
+  };
+  constexpr int kTries = 3;  // files that change while they are read are read again, in a new round trip
+  for (int attempt = 1;; ++attempt) {
+    std::string nonce = NewNonce();
+    RunResult r = transport.run(ScriptRunner(), BuildProbeScript(probes, nonce));
+    ProbeResults results;
+    try {
+      results = ParseProbeOutput(r.out, probes, nonce);
+      if (paths.empty() || SplitBatchedFileProbe(results["labfleet:files"].out, paths, results)) {
+        results.erase("labfleet:files");
+        return DiffAll(ctx, res, results, opts);
+      }
+    } catch (const std::exception& e) {
+      return failed(std::string(e.what()) + " (exit " + std::to_string(r.exit_code) + ": " + r.err + ")");
+    }
+    if (attempt == kTries)
+      return failed("files on the node changed while they were read, " + std::to_string(kTries) +
+                    " times in a row; plan again when whatever is rewriting them has finished");
   }
-  return DiffAll(ctx, res, results, opts);
 }
 
 std::string ChangeLine(const Change& c) { return std::string(1, c.sign) + " " + c.summary; }
