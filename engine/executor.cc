@@ -6,6 +6,7 @@
 #include <chrono>
 #include <ctime>
 #include <set>
+#include <thread>
 
 #include "engine/accounts.h"
 #include "engine/shell.h"
@@ -234,6 +235,27 @@ static std::string LockMessage(const NodeDef& node, const std::string& holder, c
   return msg;
 }
 
+std::string ProveFreshLogin(const std::function<std::unique_ptr<Transport>()>& reconnect, int tries,
+                            std::chrono::milliseconds first_wait) {
+  std::string failure;
+  for (int attempt = 1;; ++attempt) {
+    bool again = false;
+    failure.clear();
+    try {
+      auto fresh = reconnect();
+      RunResult t = fresh->run("true");
+      if (!t.ok()) failure = "`true` exited " + std::to_string(t.exit_code) + " over a fresh connection";
+    } catch (const TransportError& e) {
+      failure = e.what();
+      again = e.kind() == TransportError::Kind::Connect || e.kind() == TransportError::Kind::Lost;
+    } catch (const std::exception& e) {
+      failure = e.what();
+    }
+    if (!again || attempt >= tries) return failure;
+    std::this_thread::sleep_for(first_wait * (1 << (attempt - 1)));
+  }
+}
+
 NodeApplyResult ApplyNode(const Inventory& inv, const NodeDef& node, const NodePlan& plan, Transport& transport,
                           const ApplyOptions& opts) {
   NodeApplyResult res;
@@ -316,14 +338,7 @@ NodeApplyResult ApplyNode(const Inventory& inv, const NodeDef& node, const NodeP
   bool check = false;
   for (const auto& c : plan.changes) check |= c.reconnect_check;
   if (check && opts.reconnect) {
-    std::string failure;
-    try {
-      auto fresh = opts.reconnect();
-      RunResult t = fresh->run("true");
-      if (!t.ok()) failure = "`true` exited " + std::to_string(t.exit_code) + " over a fresh connection";
-    } catch (const std::exception& e) {
-      failure = e.what();
-    }
+    std::string failure = ProveFreshLogin(opts.reconnect);
     if (!failure.empty()) {
       Script undo;
       undo.raw("export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");

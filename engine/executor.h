@@ -14,6 +14,7 @@
 //   5. the lock is released by an EXIT trap, also on failure.
 // Then the node is planned again: the node is "changed" only if that re-plan is empty, otherwise "failed".
 #pragma once
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -59,6 +60,13 @@ std::string BuildApplyScript(const NodePlan& plan, const ApplyOptions& opts, con
 
 NodeApplyResult ApplyNode(const Inventory& inv, const NodeDef& node, const NodePlan& plan, Transport& transport,
                           const ApplyOptions& opts);
+
+// The lockout guard's proof: a fresh connection that runs `true`. Returns "" on success, else why not.
+// sshd re-executes itself on SIGHUP and refuses (or drops) connections for a moment, so a refused or lost
+// connection is tried again, `tries` times in all, waiting first_wait, 2x, 4x ... in between (defaults: about
+// 4 s in all). A host key or authentication failure, or `true` failing, is final at once.
+std::string ProveFreshLogin(const std::function<std::unique_ptr<Transport>()>& reconnect, int tries = 5,
+                            std::chrono::milliseconds first_wait = std::chrono::milliseconds(250));
 
 nlohmann::json ApplyResultToJson(const NodeApplyResult& r);
 

@@ -121,7 +121,7 @@ TEST_SUITE("planner") {
     REQUIRE(p.deferred.size() == 1);
     CHECK(DeferredLine(p, p.deferred[0]) ==
           "deferred: restart docker on n1 \u2014 1 GPU job running (ana: pid 77, 2 min)");
-    NodePlan forced = DiffNode(inv, inv.nodes[0], res, PlanOptions{.force = true});
+    NodePlan forced = DiffNode(inv, inv.nodes[0], res, PlanOptions{.force = true, .only = {}});
     CHECK(forced.changes.size() == 2);
     CHECK(forced.deferred.empty());
   }
@@ -147,5 +147,41 @@ TEST_SUITE("planner") {
     std::string script = t.calls()[0].stdin_data;
     CHECK(script.find("set -C") != std::string::npos);  // atomic lock creation
     CHECK(script.find("trap 'rm -f /run/labfleet.lock' EXIT") != std::string::npos);
+  }
+
+  TEST_CASE("lockout guard: a refused fresh login is tried again (sshd re-exec after SIGHUP); auth failure is final") {
+    using K = TransportError::Kind;
+    auto flaky = [](std::vector<K> errors, int* calls) {
+      return [errors, calls]() -> std::unique_ptr<Transport> {
+        int i = (*calls)++;
+        if (i < int(errors.size())) throw TransportError(errors[i], "attempt " + std::to_string(i + 1) + " failed");
+        auto t = std::make_unique<FakeTransport>("n1");
+        t->on_exact("true", {0, "", ""});
+        return t;
+      };
+    };
+    const auto wait = std::chrono::milliseconds(1);
+    int calls = 0;
+    CHECK(ProveFreshLogin(flaky({K::Connect, K::Lost}, &calls), 5, wait) == "");
+    CHECK(calls == 3);
+    calls = 0;
+    CHECK(ProveFreshLogin(flaky({K::Connect, K::Connect, K::Connect}, &calls), 3, wait) == "attempt 3 failed");
+    CHECK(calls == 3);
+    calls = 0;
+    CHECK(ProveFreshLogin(flaky({K::Auth}, &calls), 5, wait) == "attempt 1 failed");
+    CHECK(calls == 1);
+    calls = 0;
+    CHECK(ProveFreshLogin(flaky({K::HostKey}, &calls), 5, wait) == "attempt 1 failed");
+    CHECK(calls == 1);
+    // Logged in, but `true` fails: final.
+    calls = 0;
+    auto broken = [&calls]() -> std::unique_ptr<Transport> {
+      ++calls;
+      auto t = std::make_unique<FakeTransport>("n1");
+      t->set_default({1, "", "no shell"});
+      return t;
+    };
+    CHECK(ProveFreshLogin(broken, 5, wait) == "`true` exited 1 over a fresh connection");
+    CHECK(calls == 1);
   }
 }
