@@ -197,16 +197,25 @@ struct GitInfo {
   std::optional<GitRepo> repo;
 };
 
-GitInfo ReadGit(const std::string& inventory_dir) {
+// Dirty = anything uncommitted that the inventory may read: its YAML, and the templates and `source:` files
+// it reads from below its parent directory (Inventory::read_root), so the commit a node records describes
+// everything it got.
+GitInfo ReadGit(const Inventory& inv, const std::string& inventory_dir) {
   GitInfo g;
   try {
     g.repo = GitRepo::Open(inventory_dir);
     g.in_git = true;
     g.head = g.repo->head();
-    g.dirty = g.repo->dirty(g.repo->relative_path(inventory_dir));
   } catch (const std::exception&) {
     g.in_git = false;
+    return g;
   }
+  std::string scope;  // "" = the whole repository, when the read root lies above it
+  try {
+    scope = g.repo->relative_path(inv.read_root.empty() ? inventory_dir : inv.read_root);
+  } catch (const std::exception&) {
+  }
+  g.dirty = g.repo->dirty(scope);
   return g;
 }
 
@@ -254,7 +263,7 @@ CommandRegistrar apply_cmd("apply", "converge nodes to the inventory, then prove
   return [=](CommandContext& ctx) -> int {
     auto inv = LoadChecked(ctx, args->connect_map);
     if (!inv) return kExitErrors;
-    GitInfo git = ReadGit(ctx.global.inventory);
+    GitInfo git = ReadGit(*inv, ctx.global.inventory);
     if (git.in_git && git.dirty && !*allow_dirty) {
       ctx.reporter.error("the inventory " + ctx.global.inventory +
                          " has uncommitted changes; commit them (nodes record the applied commit) or pass --allow-dirty");
@@ -268,7 +277,8 @@ CommandRegistrar apply_cmd("apply", "converge nodes to the inventory, then prove
     auto runs = PlanAll(*inv, nodes, args->copts, args->popts);
     ReportPlan(ctx.reporter, runs);
     Totals t = CountPlan(runs);
-    if (t.changes && !*yes && isatty(0) && !ctx.reporter.json()) {
+    // The question goes to stderr, so stdout stays one JSON document with --format json.
+    if (t.changes && !*yes && isatty(0)) {
       std::cerr << "Apply " << t.changes << " changes to " << t.changed_nodes << " nodes? [y/N] " << std::flush;
       std::string answer;
       std::getline(std::cin, answer);
@@ -362,7 +372,7 @@ CommandRegistrar status_cmd("status", "per node: applied commit, commits behind 
     bool ok;
     auto nodes = Select(ctx, *inv, args->names, ok);
     if (!ok) return kExitUsage;
-    GitInfo git = ReadGit(ctx.global.inventory);
+    GitInfo git = ReadGit(*inv, ctx.global.inventory);
     struct Row {
       nlohmann::json state;
       NodePlan plan;

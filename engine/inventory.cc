@@ -623,6 +623,7 @@ Inventory LoadInventoryDir(const std::string& dir, Findings& findings) {
   fs::path base = fs::absolute(dir, ec);
   fs::path boundary = base.lexically_normal().parent_path();
   if (boundary.filename().empty()) boundary = boundary.parent_path();  // "/a/inventory/" -> "/a"
+  inv.read_root = boundary.string();
   inv.read_file = [base, boundary](const std::string& rel) -> std::optional<std::string> {
     auto p = Inside(boundary, base / rel);
     if (!p) return std::nullopt;

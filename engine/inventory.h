@@ -90,6 +90,9 @@ class Inventory {
   // Reads a file of the inventory repository by path relative to the inventory directory ("../templates/x"
   // allowed while it stays in the repository). Works the same for a directory and for a git revision.
   std::function<std::optional<std::string>(const std::string& relpath)> read_file;
+  // The directory below which read_file reads (the inventory directory's parent); empty when loaded from a
+  // git revision. What `apply` requires to be committed.
+  std::string read_root;
   std::string revision;  // commit id when loaded from git (full hex), else empty
 
   const NodeDef* node(std::string_view name) const;

@@ -69,5 +69,23 @@ TEST_SUITE("integration-git") {
     CHECK(j["nodes"][0]["behind"] == 0);
     CHECK(j["nodes"][0]["drift"] == false);
     CHECK(sbx.exec("node1", "cat /etc/lab-version").out == "v2\n");
+
+    // A template outside the inventory directory (templates_dir: ../templates) counts too: the commit a node
+    // records must describe everything it got.
+    std::ofstream(repo / "inventory/lab.yaml")
+        << "lab:\n  name: t\n  templates_dir: ../templates\n  defaults:\n    files:\n"
+           "      - { path: /etc/lab-version, content: \"v2\\n\" }\n"
+           "      - { path: /etc/lab-motd, template: motd.mustache }\n";
+    fs::create_directories(repo / "templates");
+    std::ofstream(repo / "templates/motd.mustache") << "welcome to {{node}}\n";
+    Git(repo, "add -A && git commit -qm three");
+    r = Cli(sbx, inv, {"apply", "--yes"});
+    INFO(r.out << r.err);
+    REQUIRE(r.rc == 0);
+    std::ofstream(repo / "templates/motd.mustache") << "goodbye from {{node}}\n";
+    r = Cli(sbx, inv, {"apply", "--yes"});
+    CHECK(r.rc == 1);
+    CHECK(r.err.find("uncommitted changes") != std::string::npos);
+    CHECK(sbx.exec("node1", "cat /etc/lab-motd").out == "welcome to node1\n");
   }
 }
