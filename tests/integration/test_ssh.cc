@@ -359,8 +359,9 @@ TEST_SUITE("integration-ssh") {
   TEST_CASE("become: sudo wraps commands for a non-root user; a password prompt is an auth error") {
     Sandbox sbx({.nodes = 1});
     Scratch s(sbx);
-    // A non-root login user, and a stand-in sudo (there is no real sudo on the test host; the stand-in runs the
-    // command as the user and records its argv, which is what this test checks: wrapping and stdin).
+    // A non-root login user, and a stand-in sudo in the node's /usr/local/bin (it runs the command as the user
+    // and records its argv, which is what this test checks: wrapping and stdin; then it asks for a password).
+    // The real sudo, end to end through the CLI, is tested in test_become.cc.
     auto setup = sbx.exec("node1",
                           "useradd -m -p '*' -s /bin/bash ops && mkdir -p /home/ops/.ssh && "
                           "cp /root/.ssh/authorized_keys /home/ops/.ssh/ && chown -R ops: /home/ops/.ssh && "
