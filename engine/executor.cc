@@ -92,6 +92,12 @@ static Script ChangeScript(const Change& c, bool keep_backup = true) {
       s.add(Cmd("chmod").arg(ModeString(f.mode)).raw("\"$t\""));
       s.add(Cmd("chown").arg(f.owner + ":" + f.group).raw("\"$t\""));
       s.raw("sync \"$t\" 2>/dev/null || true");
+      if (!c.precheck.empty()) {
+        s.raw("if ! { LF_NEW=$t\n" + c.precheck + "\n} 2>&1; then");
+        s.add(Cmd("echo").arg("check of the new " + f.path + " failed; it was not put in place").raw(">&2"));
+        s.raw("exit 1");
+        s.raw("fi");
+      }
       s.add(Cmd("mv").arg("-f").raw("\"$t\"").arg(f.path));
       s.raw("trap - EXIT");
       if (!c.verify.empty()) {

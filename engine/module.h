@@ -63,6 +63,10 @@ struct Change {
   // PutFile only: a command run on the node right after the new file is in place (e.g. "sshd -t"). If it
   // fails, the previous version (or absence) is restored and the change fails with the command's output.
   std::string verify;
+  // PutFile only: a command run on the node BEFORE the new file is moved into place, with the new version in
+  // the temporary file "$LF_NEW" (same directory, final mode and owner). If it fails, the temporary file is
+  // removed, the live file is never touched, and the change fails with the command's output.
+  std::string precheck;
   // After the node's changes and handlers ran, open a FRESH connection to prove labfleet can still log in;
   // if not, every file this run changed on the node is restored from the backup, `rollback` is run
   // (e.g. "systemctl reload ssh") and the node is reported failed. For sshd changes.

@@ -76,6 +76,25 @@ std::string Render(const Value& map) {
   return out;
 }
 
+// `sshd -t` on the new drop-in before it is moved into place: in a private mount namespace, a copy of its
+// directory holding the new version is bind-mounted over the real one, so only that sshd -t sees it. A node
+// where unshare(1) cannot make a mount namespace (an unprivileged container) skips this; the check after the
+// move, before any reload, still guards it.
+std::string Precheck(const std::string& path) {
+  const auto slash = path.rfind('/');
+  const std::string dir = slash == 0 ? "/" : path.substr(0, slash), base = path.substr(slash + 1);
+  Script s;
+  s.raw("if command -v unshare >/dev/null 2>&1 && unshare -m true 2>/dev/null; then");
+  s.raw("lf_d=$(mktemp -d /run/labfleet-sshd.XXXXXX)");
+  s.add(Cmd("cp").arg("-a").arg(dir + "/.").raw("\"$lf_d\"/"));
+  s.raw("cp -p \"$LF_NEW\" \"$lf_d\"/" + ShellQuote(base));
+  s.add(Cmd("unshare").arg("-m").arg("--propagation").arg("private").arg("sh").arg("-c")
+            .arg("mount --bind \"$1\" \"$2\" && sshd -t").arg("sh").raw("\"$lf_d\"").arg(dir));
+  s.raw("lf_rc=$?; rm -rf \"$lf_d\"; [ \"$lf_rc\" = 0 ]");
+  s.raw("fi");
+  return s.str();
+}
+
 class SshdModule : public Module {
  public:
   std::string name() const override { return "sshd"; }
@@ -151,7 +170,10 @@ class SshdModule : public Module {
     DiffResult d = DiffFile(want, ParseFileProbe(results, w.path), "sshd drop-in " + w.path);
     if (d.changes.empty()) return d;
     for (auto& c : d.changes) {
-      if (c.kind == Change::Kind::PutFile) c.verify = "sshd -t";
+      if (c.kind == Change::Kind::PutFile) {
+        c.precheck = Precheck(w.path);
+        c.verify = "sshd -t";  // once more in place (and where the node cannot run the precheck)
+      }
       c.reconnect_check = true;
       c.rollback = kReload;
     }

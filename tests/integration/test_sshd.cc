@@ -55,13 +55,19 @@ TEST_SUITE("integration-sshd") {
     CHECK(Cli(sbx, inv.dir(), {"plan", "--detailed-exitcode"}).rc == 0);
     const std::string good = sbx.exec("node1", std::string("cat ") + kDropin).out;
 
-    // A value sshd rejects: `sshd -t` fails, the old file is put back, the node is failed.
+    // A value sshd rejects: `sshd -t` fails on the new version before it is moved into place (it never replaces
+    // the live drop-in), the node is failed, and no temporary file or directory is left.
     inv.sshd("{ ClientAliveInterval: banana, ClientAliveCountMax: 3, PasswordAuthentication: \"no\" }");
     r = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty"});
     INFO(r.out << r.err);
     CHECK(r.rc == 4);
-    CHECK(r.out.find("verification of /etc/ssh/sshd_config.d/50-labfleet.conf failed") != std::string::npos);
+    CHECK(r.out.find("check of the new /etc/ssh/sshd_config.d/50-labfleet.conf failed; it was not put in place") !=
+          std::string::npos);
+    CHECK(r.out.find("50-labfleet.conf line 2: invalid time value") != std::string::npos);  // sshd's own words
     CHECK(sbx.exec("node1", std::string("cat ") + kDropin).out == good);
+    // Only the sandbox's own drop-in and labfleet's: no temporary file, no precheck directory in /run.
+    CHECK(sbx.exec("node1", "ls -A /etc/ssh/sshd_config.d /run | grep labfleet").out ==
+          "00-labfleet-sandbox.conf\n50-labfleet.conf\n");
     CHECK(sbx.exec("node1", "sshd -t").exit_code == 0);
     CHECK(sbx.exec("node1", "test -e /run/labfleet.lock").exit_code != 0);
 
