@@ -9,10 +9,13 @@
 #include <map>
 #include <set>
 
+#include "engine/accounts_probe.h"
 #include "engine/file_probe.h"
 #include "engine/module.h"
 #include "engine/mustache.h"
 #include "engine/node_vars.h"
+#include "engine/shell.h"
+#include "engine/text.h"
 
 namespace labfleet {
 namespace {
@@ -27,6 +30,18 @@ struct FileWant {
 // "inventory/../templates/motd.mustache" -> "templates/motd.mustache", as a person would look for it.
 std::string TemplatePath(const Inventory& inv, const std::string& name) {
   return (std::filesystem::path(inv.root) / TemplatesDir(inv) / name).lexically_normal().string();
+}
+
+// The uid the inventory gives the account `owner` on this node (-1 when it is not an inventory account), and the
+// gid it gives the group `group` (an inventory group with a gid, or an inventory user's personal group).
+long long InventoryUid(const NodeContext& ctx, const std::string& owner) {
+  const UserDef* u = ctx.inv.user(owner);
+  return u && !u->remove && ctx.inv.user_on_node(*u, ctx.node) ? u->uid : -1;
+}
+long long InventoryGid(const NodeContext& ctx, const std::string& group) {
+  if (const UserGroupDef* g = ctx.inv.user_group(group)) return g->gid;
+  const UserDef* u = ctx.inv.user(group);
+  return u && u->primary_group.empty() && !u->remove && ctx.inv.user_on_node(*u, ctx.node) ? u->uid : -1;
 }
 
 const std::vector<std::string> kKeys = {"path", "content", "source", "template", "mode", "owner", "group"};
@@ -172,9 +187,16 @@ class FilesModule : public Module {
     return out;
   }
 
-  std::vector<Probe> probes(const NodeContext&, const std::vector<Resource>& rs) const override {
+  std::vector<Probe> probes(const NodeContext& ctx, const std::vector<Resource>& rs) const override {
     std::vector<Probe> out;
-    for (const auto& r : rs) out.push_back(FileProbe(r.as<FileWant>().path));
+    bool accounts = false;
+    for (const auto& r : rs) {
+      const auto& w = r.as<FileWant>();
+      out.push_back(FileProbe(w.path));
+      accounts |= InventoryUid(ctx, w.owner) >= 0 || InventoryGid(ctx, w.group) >= 0;
+    }
+    // Owned by an inventory account: its live uid/gid tell whether this run renumbers it (see diff).
+    if (accounts) out.insert(out.end(), {PasswdProbe(), GroupProbe()});
     return out;
   }
 
@@ -195,7 +217,32 @@ class FilesModule : public Module {
       }
     }
     FileSpec want{w.path, bytes, w.mode, w.owner, w.group};
-    return DiffFile(want, ParseFileProbe(results, w.path), "file " + w.path);
+    DiffResult d = DiffFile(want, ParseFileProbe(results, w.path), "file " + w.path);
+    if (!d.changes.empty()) return d;  // written or chown-ed by name after the accounts modules ran: new ids
+    // Up to date by name, but the users/user_groups modules renumber its owner or group in this run (usermod -u
+    // and groupmod -g leave files outside the home with the old id): chown it again after them, or the re-plan
+    // finds it owned by "UNKNOWN".
+    long long uid = InventoryUid(ctx, w.owner), gid = InventoryGid(ctx, w.group);
+    if (uid < 0 && gid < 0) return d;
+    const ProbeOutput* pw = FindProbe(results, "getent-passwd");
+    const ProbeOutput* gr = FindProbe(results, "getent-group");
+    auto passwd = ParsePasswd(pw ? pw->out : "");
+    auto groups = ParseGroup(gr ? gr->out : "");
+    std::vector<std::string> moved;
+    if (auto it = passwd.by_name.find(w.owner); uid >= 0 && it != passwd.by_name.end() && it->second.uid != uid)
+      moved.push_back("owner " + w.owner + ": uid " + std::to_string(it->second.uid) + " -> " + std::to_string(uid));
+    if (auto it = groups.by_name.find(w.group); gid >= 0 && it != groups.by_name.end() && it->second.gid != gid)
+      moved.push_back("group " + w.group + ": gid " + std::to_string(it->second.gid) + " -> " + std::to_string(gid));
+    if (moved.empty()) return d;
+    Change c;
+    c.kind = Change::Kind::Exec;
+    c.sign = '~';
+    c.summary = "file " + w.path + " (" + Join(moved, ", ") + ")";
+    c.reason = "renumbered in this run; the file keeps the old id unless chown-ed again";
+    c.command = Cmd("chown").arg(w.owner + ":" + w.group).arg("--").arg(w.path).str();
+    d.changes.push_back(std::move(c));
+    d.noop.clear();
+    return d;
   }
 };
 
