@@ -29,6 +29,7 @@ const char* kMotdNode1 = "Welcome to node1 (acct), 0 GPUs. share the GPUs\nalice
 
 // The inventory values the tests change, one at a time.
 struct Knobs {
+  int gpu_gid = 3100;
   int admins_gid = 3101;
   std::string hosts_names = "[master]";
   std::string source_text = "alpha=1\nbeta=two words\n";
@@ -49,7 +50,7 @@ void Write(const TempInventory& inv, const Knobs& k) {
       - { path: /etc/lab/from-source, source: ../files/lab.conf, mode: "0640", owner: root, group: gpu-users }
       - { path: /etc/lab/motd, template: motd.mustache }
 user_groups:
-  gpu-users: { gid: 3100 }
+  gpu-users: { gid: )" + std::to_string(k.gpu_gid) + R"( }
   admins: { gid: )" + std::to_string(k.admins_gid) + R"( }
 )");
   std::string keys;
@@ -236,6 +237,16 @@ TEST_SUITE("integration-accounts-files") {
     auto state1 = nlohmann::json::parse(Exec(sbx, "cat /var/lib/labfleet/state.json"));
     CHECK(state1["settings_hash"].is_string());
     CHECK(state1["settings_hash"] != state0["settings_hash"]);
+    // user_groups: the gid of a group that owns a managed file. groupmod -g leaves the file with the old gid,
+    // so the plan says that the file is chown-ed again (else the re-plan would find it owned by UNKNOWN).
+    k.gpu_gid = 3110;
+    Write(inv, k);
+    one_change("user_groups, group of a file",
+               {"~ group gpu-users (gid 3100 -> 3110)", "~ file /etc/lab/from-source (group gpu-users: gid 3100 -> 3110)"});
+    CHECK(Exec(sbx, "getent group gpu-users") == "gpu-users:x:3110:alice,bob\n");
+    CHECK(Exec(sbx, "stat -c '%a %U %G %g' /etc/lab/from-source") == "640 root gpu-users 3110\n");
+    CHECK(Exec(sbx, "find /etc /home /var/lib/labfleet -gid 3100 | wc -l") == "0\n");
+    CHECK(sbx.exec("node1", "grpck -r").exit_code == 0);
 
     // ssh_keys: one more key.
     k.alice_keys.push_back(kKey2);
