@@ -15,6 +15,11 @@ inline std::string Join(const std::vector<std::string>& v, const std::string& se
   return out;
 }
 
+// "1 entry", "2 entries", "0 keys": a count with the noun that fits it.
+inline std::string Counted(size_t n, std::string_view one, std::string_view many) {
+  return std::to_string(n) + " " + std::string(n == 1 ? one : many);
+}
+
 // `s` without the characters of `blanks` at either end.
 inline std::string TrimChars(std::string_view s, std::string_view blanks) {
   size_t b = 0, e = s.size();

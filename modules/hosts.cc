@@ -1,6 +1,7 @@
 // hosts: a managed block in /etc/hosts (`hosts: {10.0.1.66: [master]}`); lines outside it are untouched.
 #include "engine/file_probe.h"
 #include "engine/module.h"
+#include "engine/text.h"
 
 namespace labfleet {
 namespace {
@@ -97,8 +98,8 @@ class HostsModule : public Module {
     block += std::string(kEnd) + "\n";
     FileSpec want{"/etc/hosts", ReplaceManagedBlock(live.content, block), live.exists ? live.mode : 0644u,
                   live.exists ? live.owner : "root", live.exists ? live.group : "root"};
-    return DiffFile(want, live, "hosts block in /etc/hosts (" + std::to_string(r.as<HostsWant>().entries.size()) +
-                                    " entries)");
+    return DiffFile(want, live, "hosts block in /etc/hosts (" + Counted(r.as<HostsWant>().entries.size(), "entry", "entries") +
+                                    ")");
   }
 };
 

@@ -4,6 +4,7 @@
 #include "engine/file_probe.h"
 #include "engine/module.h"
 #include "engine/shell.h"
+#include "engine/text.h"
 
 namespace labfleet {
 namespace {
@@ -40,7 +41,7 @@ class SshKeysModule : public Module {
     for (const auto& k : u.ssh_keys) content += k + "\n";
     FileSpec want{dir + "/authorized_keys", content, 0600, u.name, group};
     DiffResult d = DiffFile(want, ParseFileProbe(results, want.path),
-                            "authorized_keys of " + u.name + " (" + std::to_string(u.ssh_keys.size()) + " keys)");
+                            "authorized_keys of " + u.name + " (" + Counted(u.ssh_keys.size(), "key", "keys") + ")");
     FileState ds = ParseFileProbe(results, dir);
     if (!ds.exists || ds.regular || ds.mode != 0700 || ds.owner != u.name || ds.group != group) {
       Change c;

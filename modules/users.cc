@@ -188,7 +188,7 @@ class UsersModule : public Module {
     }
     bool secret = false;
     if (!u.password_hash.empty() && (sh == shadow.by_name.end() || sh->second.hash != u.password_hash)) {
-      what.push_back("(secret changed)");
+      what.push_back("secret changed");
       command += (command.empty() ? "" : "\n") + SetPassword(u.name, u.password_hash);
       secret = true;
     }
