@@ -131,10 +131,13 @@ class FilesModule : public Module {
     std::set<std::string> reported;
     for (const auto& n : inv.nodes) {
       Value settings = inv.settings(n);
-      std::set<std::string> paths;
+      std::map<std::string, Location> paths;  // path -> its first entry
       for (const auto& w : ParseFiles(settings.find("files"), nullptr)) {
-        if (!paths.insert(w.path).second)
-          f.error(w.where, "file-duplicate", "file " + w.path + " is listed twice for node " + n.name);
+        // Once per entry, though every node of a group carries the group's list.
+        if (auto [first, fresh] = paths.emplace(w.path, w.where); !fresh && reported.insert("d:" + w.where.str()).second)
+          f.error(w.where, "file-duplicate",
+                  "file " + w.path + " is already listed at " + first->second.str() + " for node '" + n.name +
+                      "'; one path takes one entry (merge the two)");
         if (!w.source.empty() && !(inv.read_file && inv.read_file(w.source)) && reported.insert("s:" + w.source).second)
           f.error(w.where, "file-source-missing", "source file '" + w.source + "' not found (relative to the inventory directory)");
         if (w.tmpl.empty()) continue;

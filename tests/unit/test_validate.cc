@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -37,6 +38,21 @@ Findings Check(std::vector<SourceFile> files) {
 // The lab file plus one more file.
 Findings CheckWith(const std::string& path, const std::string& text) {
   return Check({{kLabFile, kLab}, {path, text}});
+}
+
+// Like Check, with `repo` as the other files of the inventory repository (sources, templates, certificates),
+// by the relative path the inventory names them with; every other file is absent.
+Findings CheckRepo(std::vector<SourceFile> files, std::map<std::string, std::string> repo) {
+  Findings f;
+  Inventory inv = LoadInventory(files, f);
+  inv.read_file = [repo](const std::string& p) -> std::optional<std::string> {
+    auto it = repo.find(p);
+    if (it == repo.end()) return std::nullopt;
+    return it->second;
+  };
+  ValidateInventory(inv, f);
+  f.sort();
+  return f;
 }
 
 std::string All(const Findings& f) {
@@ -99,7 +115,11 @@ TEST_SUITE("validate") {
     Finding x = One(f, "yaml-syntax");
     CHECK(x.where.file == "inventory/users.yaml");
     CHECK(x.where.line == 3);
-    CHECK(x.message.rfind("YAML syntax error: ", 0) == 0);
+    CHECK(x.where.col == 1);  // the end of the input, where the parser gave up looking for the '}'
+    CHECK(x.message == "YAML syntax error: end of map flow not found");
+    Findings g = CheckWith("inventory/users.yaml", "users:\n  bob: { uid: 2001 ]\n");
+    Expect(g, "yaml-syntax", "inventory/users.yaml:2:20", "YAML syntax error: illegal flow end");
+    CHECK_MESSAGE(g.items().size() == 1, All(g));  // the file is skipped: nothing else is said about it
   }
 
   TEST_CASE("duplicate key in one map") {
@@ -327,6 +347,25 @@ TEST_SUITE("validate") {
     CHECK_MESSAGE(ok.items().empty(), All(ok));
   }
 
+  TEST_CASE("rootless docker: a sub-ID range containing the gid of a user group") {
+    Findings f = CheckWith("inventory/users.yaml",
+                           "user_groups:\n"
+                           "  gpu-users: { gid: 3000 }\n"
+                           "  lab-data: { gid: 130000 }\n"
+                           "users:\n"
+                           "  a: { uid: 2001, rootless_docker: true, subids: { start: 100000, count: 65536 } }\n");
+    Expect(f, "subid-contains-id", "inventory/users.yaml:5:42",
+           "subuid/subgid range 100000-165535 of user 'a' contains gid 130000 of group 'lab-data' "
+           "(inventory/users.yaml:3:15); files of that account would be writable from the user's containers");
+    CHECK_MESSAGE(f.items().size() == 1, All(f));
+    // The first and the last id of the range are inside it; the one after it is not.
+    Findings edge = CheckWith("inventory/users.yaml",
+                              "user_groups:\n  lo: { gid: 100000 }\n  hi: { gid: 165535 }\n  out: { gid: 165536 }\n"
+                              "users:\n  a: { uid: 2001, rootless_docker: true, subids: { start: 100000, count: 65536 } }\n");
+    CHECK_MESSAGE(CountCode(edge, "subid-contains-id") == 2, All(edge));
+    CHECK(All(edge).find("group 'out'") == std::string::npos);
+  }
+
   TEST_CASE("users: on, groups, dates, expiry, shells, homes, password hashes") {
     Findings f = Check({{kLabFile, kLab},
                         {"inventory/nodes.yaml", "nodes:\n  asahi: { address: 10.0.1.71, groups: [gpu] }\ngroups:\n  gpu: {}\n"},
@@ -500,6 +539,20 @@ TEST_SUITE("validate") {
     CHECK(f.items().size() == 4);
   }
 
+  TEST_CASE("docker: a node's bip inside an address pool of its group") {
+    Findings f = Check({{kLabFile, kLab},
+                        {"inventory/groups.yaml",
+                         "groups:\n  gpu:\n    docker:\n      address_pools: [{ base: 172.240.0.0/16, size: 24 }]\n"},
+                        {"inventory/nodes.yaml",
+                         "nodes:\n"
+                         "  a: { address: 10.0.1.71, groups: [gpu], docker: { bip: 172.240.5.1/24 } }\n"
+                         "  b: { address: 10.0.1.72, groups: [gpu], docker: { bip: 172.239.0.1/24 } }\n"}});
+    Expect(f, "docker-pools-overlap", "inventory/nodes.yaml:2:58",
+           "docker bip 172.240.5.1/24 overlaps docker address pool 172.240.0.0/16 (inventory/groups.yaml:4:23) on "
+           "node 'a'; Docker would hand out the same network twice");
+    CHECK_MESSAGE(f.items().size() == 1, All(f));  // node b's bip is outside the pool
+  }
+
   TEST_CASE("docker: default address pools overlapping a reserved network are a warning") {
     Findings f = Check({{kLabFile, kLab},
                         {"inventory/groups.yaml", "groups:\n  gpu:\n    docker: { data_root: /local/.docker }\n"},
@@ -528,6 +581,117 @@ TEST_SUITE("validate") {
     Expect(f, "docker-cert-missing", "inventory/groups.yaml:5:42",
            "certificate file 'files/missing.crt' for registry harbor.cvgl.lab not found (paths are relative to the "
            "inventory directory)");
+  }
+
+  // ------------------------------------------------------------------ files and templates
+
+  TEST_CASE("files: a path that is not absolute, or none") {
+    Findings f = CheckWith("inventory/nodes.yaml",
+                           "nodes:\n"
+                           "  a:\n"
+                           "    address: 10.0.1.71\n"
+                           "    files:\n"
+                           "      - { path: etc/motd, content: \"hi\\n\" }\n"
+                           "      - { content: \"hi\\n\" }\n");
+    auto hits = std::vector<Finding>();
+    for (const auto& x : f.items())
+      if (x.code == "file-path") hits.push_back(x);
+    INFO(All(f));
+    REQUIRE(hits.size() == 2);
+    CHECK(hits[0].where.str() == "inventory/nodes.yaml:5:9");
+    CHECK(hits[0].message == "file path 'etc/motd' is not absolute");
+    CHECK(hits[1].where.str() == "inventory/nodes.yaml:6:9");
+    CHECK(hits[1].message == "a files entry needs an absolute 'path'");
+    CHECK(f.items().size() == 2);
+  }
+
+  TEST_CASE("files: a mode that is not an octal file mode") {
+    Findings f = CheckWith("inventory/nodes.yaml",
+                           "nodes:\n"
+                           "  a:\n"
+                           "    address: 10.0.1.71\n"
+                           "    files:\n"
+                           "      - { path: /etc/motd, content: x, mode: \"0849\" }\n"
+                           "      - { path: /etc/issue, content: x, mode: \"0644\" }\n");
+    Expect(f, "file-mode", "inventory/nodes.yaml:5:46",
+           "mode '0849' is not an octal file mode; write it quoted, like \"0644\"");
+    CHECK_MESSAGE(f.items().size() == 1, All(f));
+    // Too short to be a mode (YAML read an unquoted 644 as the number it is), above 07777.
+    Findings g = CheckWith("inventory/nodes.yaml",
+                           "nodes:\n  a:\n    address: 10.0.1.71\n    files:\n"
+                           "      - { path: /etc/motd, content: x, mode: \"64\" }\n"
+                           "      - { path: /etc/issue, content: x, mode: \"17777\" }\n");
+    CHECK_MESSAGE(CountCode(g, "file-mode") == 2, All(g));
+  }
+
+  TEST_CASE("files: a template that does not exist") {
+    Findings f = CheckRepo({{kLabFile, kLab},
+                            {"inventory/nodes.yaml",
+                             "nodes:\n"
+                             "  a:\n"
+                             "    address: 10.0.1.71\n"
+                             "    files:\n"
+                             "      - { path: /etc/motd, template: motd.mustach }\n"}},
+                           {{"templates/motd.mustache", "hi\n"}});
+    Expect(f, "template-missing", "inventory/nodes.yaml:5:9", "template 'motd.mustach' not found in templates/");
+    CHECK_MESSAGE(f.items().size() == 1, All(f));
+  }
+
+  TEST_CASE("files: a template using a variable one node does not define, at its place in the template") {
+    Findings f = CheckRepo({{kLabFile, kLab},
+                            {"inventory/groups.yaml",
+                             "groups:\n  gpu:\n    files: [{ path: /etc/motd, template: motd.mustache }]\n"},
+                            {"inventory/nodes.yaml",
+                             "nodes:\n"
+                             "  a: { address: 10.0.1.71, groups: [gpu], vars: { room: B-204 } }\n"
+                             "  b: { address: 10.0.1.72, groups: [gpu] }\n"}},
+                           {{"templates/motd.mustache",
+                             "Welcome to {{node}}\n"
+                             "Room: {{vars.room}}{{#vars.desk}} desk {{vars.desk}}{{/vars.desk}}\n"}});
+    // Only b lacks vars.room; a name used inside a section guarded by it is not required.
+    Expect(f, "template-variable", "templates/motd.mustache:2:7",
+           "template 'motd.mustache' uses 'vars.room', which node 'b' does not define (add it under vars:, or "
+           "guard it with {{#vars.room}})");
+    CHECK_MESSAGE(f.items().size() == 1, All(f));
+  }
+
+  TEST_CASE("files: the same path twice on one node") {
+    Findings f = CheckWith("inventory/nodes.yaml",
+                           "groups:\n"
+                           "  gpu:\n"
+                           "    files:\n"
+                           "      - { path: /etc/motd, content: a }\n"
+                           "      - { path: /etc/issue, content: b }\n"
+                           "      - { path: /etc/motd, content: c }\n"
+                           "nodes:\n"
+                           "  a: { address: 10.0.1.71, groups: [gpu] }\n"
+                           "  b: { address: 10.0.1.72, groups: [gpu] }\n");
+    // Once, though both nodes carry the group's list.
+    Expect(f, "file-duplicate", "inventory/nodes.yaml:6:9",
+           "file /etc/motd is already listed at inventory/nodes.yaml:4:9 for node 'a'; one path takes one entry "
+           "(merge the two)");
+    CHECK_MESSAGE(f.items().size() == 1, All(f));
+    // A node's own list replaces its group's: no duplicate across the two.
+    Findings g = CheckWith("inventory/nodes.yaml",
+                           "groups:\n  gpu:\n    files: [{ path: /etc/motd, content: a }]\n"
+                           "nodes:\n  a:\n    address: 10.0.1.71\n    groups: [gpu]\n"
+                           "    files: [{ path: /etc/motd, content: b }]\n");
+    CHECK_MESSAGE(g.items().empty(), All(g));
+  }
+
+  TEST_CASE("files: a source file that is not in the inventory repository") {
+    Findings f = CheckRepo({{kLabFile, kLab},
+                            {"inventory/nodes.yaml",
+                             "nodes:\n"
+                             "  a:\n"
+                             "    address: 10.0.1.71\n"
+                             "    files:\n"
+                             "      - { path: /etc/lab/README, source: files/README.md }\n"
+                             "      - { path: /etc/lab/LICENSE, source: files/LICENSE }\n"}},
+                           {{"files/README", "hello\n"}, {"files/LICENSE", "MIT\n"}});
+    Expect(f, "file-source-missing", "inventory/nodes.yaml:5:9",
+           "source file 'files/README.md' not found (relative to the inventory directory)");
+    CHECK_MESSAGE(f.items().size() == 1, All(f));
   }
 
   // ------------------------------------------------------------------ mounts
@@ -658,6 +822,52 @@ TEST_SUITE("validate") {
     auto k = nlohmann::json::parse(ok.out);
     CHECK(k["findings"].is_array());
     CHECK(k["findings"].empty());
+    CHECK(k["summary"]["ok"] == true);
+  }
+
+  TEST_CASE("CLI: --format json carries warnings too: the same findings as the text output, in the same order") {
+    TempDir d("labfleet-val");
+    d.write("inventory/lab.yaml", kLab);
+    d.write("inventory/users.yaml",
+            "users:\n  bob: { uid: 2001 }\n  eve: { uid: 2001 }\n  old: { uid: 2003, expires: 2020-01-01 }\n");
+    auto text = Cli({"--inventory", d.str("inventory"), "validate"});
+    auto r = Cli({"--inventory", d.str("inventory"), "--format", "json", "validate"});
+    CHECK(r.rc == kExitErrors);
+    CHECK(r.err == "");  // one document on stdout, nothing besides
+    auto j = nlohmann::json::parse(r.out);
+    REQUIRE(j["findings"].size() == 2);
+    std::string file = d.str("inventory") + "/users.yaml";
+    auto w = j["findings"][1];
+    CHECK(w["file"] == file);
+    CHECK(w["line"] == 4);
+    CHECK(w["column"] == 30);
+    CHECK(w["severity"] == "warning");
+    CHECK(w["code"] == "account-expired");
+    CHECK(w["message"] ==
+          "the account of user 'old' expired on 2020-01-01; extend 'expires' or remove the account (`remove: true`)");
+    CHECK(j["findings"][0]["severity"] == "error");
+    CHECK(j["findings"][0]["code"] == "duplicate-uid");
+    CHECK(j["summary"]["errors"] == 1);
+    CHECK(j["summary"]["warnings"] == 1);
+    CHECK(j["summary"]["ok"] == false);
+    // Every line of the text output is one JSON finding.
+    std::string rebuilt;
+    for (const auto& x : j["findings"])
+      rebuilt += x["file"].get<std::string>() + ":" + std::to_string(x["line"].get<int>()) + ":" +
+                 std::to_string(x["column"].get<int>()) + ": " + x["severity"].get<std::string>() + ": " +
+                 x["message"].get<std::string>() + " [" + x["code"].get<std::string>() + "]\n";
+    CHECK(rebuilt == text.err);
+
+    // Warnings alone: exit 0, ok, and still listed.
+    d.write("inventory/users.yaml", "users:\n  old: { uid: 2003, expires: 2020-01-01 }\n");
+    auto warn = Cli({"--inventory", d.str("inventory"), "--format", "json", "validate"});
+    CHECK(warn.rc == kExitOk);
+    auto k = nlohmann::json::parse(warn.out);
+    REQUIRE(k["findings"].size() == 1);
+    CHECK(k["findings"][0]["severity"] == "warning");
+    CHECK(k["findings"][0]["code"] == "account-expired");
+    CHECK(k["summary"]["errors"] == 0);
+    CHECK(k["summary"]["warnings"] == 1);
     CHECK(k["summary"]["ok"] == true);
   }
 
