@@ -263,6 +263,10 @@ CommandRegistrar apply_cmd("apply", "converge nodes to the inventory, then prove
   return [=](CommandContext& ctx) -> int {
     auto inv = LoadChecked(ctx, args->connect_map);
     if (!inv) return kExitErrors;
+    // An unknown name is a usage error whatever the state of the repository.
+    bool ok;
+    auto nodes = Select(ctx, *inv, args->names, ok);
+    if (!ok) return kExitUsage;
     GitInfo git = ReadGit(*inv, ctx.global.inventory);
     if (git.in_git && git.dirty && !*allow_dirty) {
       ctx.reporter.error("the inventory " + ctx.global.inventory +
@@ -271,9 +275,6 @@ CommandRegistrar apply_cmd("apply", "converge nodes to the inventory, then prove
     }
     if (!git.in_git)
       ctx.reporter.note("note: " + ctx.global.inventory + " is not in a git repository; nodes record no commit");
-    bool ok;
-    auto nodes = Select(ctx, *inv, args->names, ok);
-    if (!ok) return kExitUsage;
     auto runs = PlanAll(*inv, nodes, args->copts, args->popts);
     ReportPlan(ctx.reporter, runs);
     Totals t = CountPlan(runs);
@@ -453,7 +454,11 @@ CommandRegistrar render_cmd("render", "print what a node gets from a template (o
     }
     const NodeDef* n = inv.node(*node);
     if (!n) {
-      ctx.reporter.error("no node named '" + *node + "' in " + ctx.global.inventory);
+      std::vector<std::string> names;
+      for (const auto& x : inv.nodes) names.push_back(x.name);
+      std::string msg = "no node '" + *node + "' in " + ctx.global.inventory;
+      if (auto s = Suggest(*node, names)) msg += "; did you mean '" + *s + "'?";
+      ctx.reporter.error(msg);
       return kExitUsage;
     }
     std::string out = RenderForNode(inv, *n, inv.settings(*n), *tmpl);

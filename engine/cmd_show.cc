@@ -1,7 +1,8 @@
 // `labfleet show NODE [--rev REV]`: why a node gets what it gets. Prints the node's facts (address, groups,
 // gpus, how labfleet connects), its fully merged settings with, for every leaf value, the layer it came from
 // (defaults, group NAME, node) and where it was written (file:line:col), and the accounts that land on it.
-// Offline. Exit: 0; 1 when the node is unknown or the inventory has structural errors (printed first).
+// Offline. Exit: 0; 3 when the node is unknown (a usage error, as for every command); 1 when the inventory has
+// structural errors (printed first; they win over an unknown node, which may be unknown because of them).
 #include <algorithm>
 
 #include "engine/cli.h"
@@ -114,7 +115,7 @@ const CommandRegistrar kShow(
           std::string msg = "no node '" + *node_name + "' in " + dir;
           if (auto s = Suggest(*node_name, names)) msg += "; did you mean '" + *s + "'?";
           r.error(msg);
-          return kExitErrors;
+          return findings.has_errors() ? kExitErrors : kExitUsage;
         }
         SshSettings ssh = inv.ssh(*node);
         Value settings = inv.settings(*node);

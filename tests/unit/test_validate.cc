@@ -971,9 +971,107 @@ TEST_SUITE("validate") {
     CHECK(doc["users"][0]["name"] == "bob");
 
     auto unknown = Cli({"--inventory", inv, "show", "asahii"});
-    CHECK(unknown.rc == kExitErrors);
+    CHECK(unknown.rc == kExitUsage);
+    CHECK(unknown.out == "");
     CHECK(unknown.err == "error: no node 'asahii' in " + inv + "; did you mean 'asahi'?\n");
+    auto group = Cli({"--inventory", inv, "show", "gpu"});  // show takes a node, not a group
+    CHECK(group.rc == kExitUsage);
+    CHECK(group.err == "error: no node 'gpu' in " + inv + "\n");
     auto usage = Cli({"--inventory", inv, "show"});
     CHECK(usage.rc == kExitUsage);
+    // An inventory with errors wins over an unknown node (it may be unknown because its file did not parse).
+    d.write("inventory/nodes.yaml", "nodes:\n  asahi: { address: 10.0.1.71\n");
+    auto broken = Cli({"--inventory", inv, "show", "asahi"});
+    CHECK(broken.rc == kExitErrors);
+    CHECK(broken.err.find("[yaml-syntax]") != std::string::npos);
+    CHECK(broken.err.find("error: no node 'asahi' in " + inv + "\n") != std::string::npos);
+  }
+
+  // ------------------------------------------------------------------ unknown node or group names: exit 3
+
+  // Every command that takes node or group names refuses an unknown one as a usage error (exit 3) before it
+  // connects anywhere, and does nothing for the names it knows. The node's ssh port has nothing listening, so
+  // a command that wrongly went ahead would fail fast (exit 4) instead of hanging.
+}
+
+namespace {
+
+struct UnknownNames {
+  TempDir d{"labfleet-val"};
+  std::string inv;
+  UnknownNames() {
+    d.write("inventory/lab.yaml", "lab:\n  name: t\n  ssh: { port: 1 }\n");
+    d.write("inventory/nodes.yaml", "groups:\n  gpu: {}\nnodes:\n  asahi: { address: 127.0.0.1, groups: [gpu] }\n");
+    d.write("inventory/templates/motd.mustache", "hello {{node}}\n");
+    inv = d.str("inventory");
+  }
+  // `labfleet --inventory INV COMMAND ARGS... EXTRA...` with an unknown node, an unknown group, and an unknown
+  // group next to a known node: each exits 3, says which name and what was meant, and prints nothing else.
+  void Check(const std::string& command, const std::vector<std::string>& extra = {}) {
+    struct Case {
+      std::vector<std::string> names;
+      std::string unknown, meant;
+    };
+    for (const auto& c : std::vector<Case>{{{"asahii"}, "asahii", "asahi"}, {{"gpux"}, "gpux", "gpu"},
+                                           {{"asahi", "gpux"}, "gpux", "gpu"}}) {
+      std::vector<std::string> args = {"--inventory", inv, command};
+      args.insert(args.end(), c.names.begin(), c.names.end());
+      args.insert(args.end(), extra.begin(), extra.end());
+      auto r = Cli(args);
+      INFO(command << " " << c.names.back() << ": rc " << r.rc << "\n" << r.out << r.err);
+      CHECK(r.rc == kExitUsage);
+      CHECK(r.out == "");
+      CHECK(r.err == inv + ": error: '" + c.unknown + "' is neither a node nor a group of the inventory; did you mean '" +
+                         c.meant + "'? [unknown-target]\n");
+    }
+    // The same in JSON: one document with the finding.
+    std::vector<std::string> args = {"--inventory", inv, "--format", "json", command, "gpux"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto r = Cli(args);
+    CHECK(r.rc == kExitUsage);
+    auto j = nlohmann::json::parse(r.out);
+    REQUIRE(j["findings"].size() == 1);
+    CHECK(j["findings"][0]["code"] == "unknown-target");
+  }
+};
+
+}  // namespace
+
+TEST_SUITE("validate") {
+  TEST_CASE("nodes: an unknown node or group name exits 3") { UnknownNames().Check("nodes"); }
+  TEST_CASE("facts: an unknown node or group name exits 3") { UnknownNames().Check("facts", {"--connect-timeout", "1"}); }
+  TEST_CASE("plan: an unknown node or group name exits 3") {
+    UnknownNames().Check("plan", {"--detailed-exitcode", "--connect-timeout", "1"});
+  }
+  TEST_CASE("status: an unknown node or group name exits 3") { UnknownNames().Check("status", {"--connect-timeout", "1"}); }
+  TEST_CASE("apply: an unknown node or group name exits 3, even with uncommitted changes") {
+    UnknownNames u;
+    u.Check("apply", {"--yes", "--allow-dirty", "--connect-timeout", "1"});
+    // In a git repository with uncommitted changes the name is still what is wrong first.
+    std::string git = "cd '" + u.d.str() +
+                      "' && git -c user.name=t -c user.email=t@example.org -c init.defaultBranch=main "
+                      "-c commit.gpgsign=false ";
+    REQUIRE(std::system((git + "init -q && " + git + "add -A && " + git + "commit -q -m init >/dev/null 2>&1").c_str()) == 0);
+    u.d.write("inventory/users.yaml", "users: {}\n");
+    auto dirty = Cli({"--inventory", u.inv, "apply", "--yes", "gpux", "--connect-timeout", "1"});
+    CHECK(dirty.rc == kExitUsage);
+    CHECK(dirty.err.find("[unknown-target]") != std::string::npos);
+    CHECK(dirty.err.find("uncommitted") == std::string::npos);
+    // A known name in that tree: refused for the uncommitted changes.
+    auto known = Cli({"--inventory", u.inv, "apply", "--yes", "asahi", "--connect-timeout", "1"});
+    CHECK(known.rc == kExitErrors);
+    CHECK(known.err.find("has uncommitted changes") != std::string::npos);
+  }
+  TEST_CASE("render: an unknown node exits 3") {
+    UnknownNames u;
+    auto r = Cli({"--inventory", u.inv, "render", "motd.mustache", "--node", "asahii"});
+    CHECK(r.rc == kExitUsage);
+    CHECK(r.out == "");
+    CHECK(r.err == "error: no node 'asahii' in " + u.inv + "; did you mean 'asahi'?\n");
+    auto group = Cli({"--inventory", u.inv, "render", "motd.mustache", "--node", "gpu"});  // a group is not a node
+    CHECK(group.rc == kExitUsage);
+    auto ok = Cli({"--inventory", u.inv, "render", "motd.mustache", "--node", "asahi"});
+    CHECK(ok.rc == kExitOk);
+    CHECK(ok.out == "hello asahi\n");
   }
 }
