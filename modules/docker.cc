@@ -363,7 +363,8 @@ class DockerModule : public Module {
   }
 
   // Apply: daemon.json (compared as JSON: formatting and key order are not changes), the systemd proxy
-  // drop-in, registry CA certificates; one disruptive "restart docker" handler when any of them changed.
+  // drop-in, registry CA certificates; one disruptive "restart docker" handler when the content of any of them
+  // changed (not for a mode or owner fix).
   std::vector<Resource> resources(const NodeContext& ctx) const override {
     const Value* dv = ctx.settings.find("docker");
     if (!dv || !dv->is_map()) return {};
@@ -402,7 +403,11 @@ class DockerModule : public Module {
       }
     }
     DiffResult d = DiffFile(want, live, "docker " + f.path);
-    if (d.changes.empty()) return d;
+    // dockerd and systemd read these files as root when Docker starts: a mode or owner fixed with chmod/chown
+    // changes nothing the running daemon uses, so only new content restarts it.
+    bool content = false;
+    for (const auto& c : d.changes) content |= c.kind == Change::Kind::PutFile;
+    if (!content) return d;
     Change restart;
     restart.kind = Change::Kind::Notify;
     restart.handler = "restart docker";

@@ -8,6 +8,7 @@
 #include "engine/module.h"
 #include "engine/nvidia_facts.h"
 #include "engine/planner.h"
+#include "tests/unit/module_helpers.h"
 
 using namespace labfleet;
 
@@ -47,9 +48,48 @@ nlohmann::json WantedDaemonJson(const Inventory& inv) {
   return {};
 }
 
+namespace lt = labfleet::testing;
+
+const char* kProxy = "/etc/systemd/system/docker.service.d/proxy.conf";
+
+// A node whose daemon.json is what `inv` gives it, with `extra` probe results on top (proxy drop-in and the
+// certificate list absent unless given).
+ProbeResults Node(const Inventory& inv, ProbeResults extra) {
+  ProbeResults r;
+  r["file:/etc/docker/daemon.json"] = {0, lt::FileOut(WantedDaemonJson(inv).dump(2) + "\n")};
+  r[std::string("file:") + kProxy] = {0, "absent\n"};
+  r["docker:registry-certs"] = {0, "none\n"};
+  for (auto& [k, v] : extra) r[k] = v;
+  return r;
+}
+
+int Restarts(const std::vector<Change>& cs) {
+  int n = 0;
+  for (const auto& c : cs) n += c.kind == Change::Kind::Notify && c.handler == "restart docker";
+  return n;
+}
+
 }  // namespace
 
 TEST_SUITE("docker") {
+  TEST_CASE("a mode or owner change alone does not restart docker; new content does") {
+    Inventory inv = lt::Load(lt::Inv("docker: { data_root: /local/.docker, registry_certs: { harbor.cvgl.lab: files/h.crt } }"));
+    inv.read_file = [](const std::string&) -> std::optional<std::string> { return std::string("PEM\n"); };
+    std::string json = WantedDaemonJson(inv).dump();
+    ProbeResults r = Node(inv, {{"file:/etc/docker/daemon.json", {0, "present 600 root root regular file\n" + json}},
+                                {"file:/etc/docker/certs.d/harbor.cvgl.lab/ca.crt", {0, "present 644 root docker regular file\nPEM\n"}},
+                                {"docker:registry-certs", {0, "list\npresent harbor.cvgl.lab\n"}}});
+    auto run = lt::RunModule(inv, "docker", r);
+    CHECK(run.lines() == std::vector<std::string>{"~ docker /etc/docker/daemon.json (mode 0600 -> 0644)",
+                                                  "~ docker /etc/docker/certs.d/harbor.cvgl.lab/ca.crt (owner root:docker -> root:root)"});
+    CHECK(Restarts(run.changes) == 0);
+    // The same file with other content: written, and docker restarts.
+    r["file:/etc/docker/daemon.json"] = {0, "present 600 root root regular file\n{\"data-root\": \"/var/lib/docker\"}\n"};
+    auto content = lt::RunModule(inv, "docker", r);
+    CHECK(content.lines() == std::vector<std::string>{"~ docker /etc/docker/daemon.json", "~ restart docker",
+                                                      "~ docker /etc/docker/certs.d/harbor.cvgl.lab/ca.crt (owner root:docker -> root:root)"});
+  }
+
   TEST_CASE("the nvidia runtime is registered when the node's nvidia.container_toolkit is on") {
     Findings f;
     Inventory inv = Load(Inv("docker: { data_root: /local/.docker }, nvidia: { driver: \"535.183.01\", container_toolkit: true }"), f);
