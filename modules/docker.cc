@@ -14,17 +14,23 @@
 //   extra: { any-daemon-json-key: value }           written as is; a key labfleet types is refused here
 // The nvidia runtime ("runtimes": {"nvidia": ...}) is registered when the node's nvidia.container_toolkit is
 // true (the nvidia module installs the toolkit first) or default_runtime is nvidia.
+// Leftovers: on every node, the proxy drop-in (when its first line is labfleet's) and the registry certificates
+// listed in /var/lib/labfleet/docker-registry-certs go when the inventory no longer gives them (docs/modules.md).
 // Docker group membership is not a docker setting: the group is a `user_groups: docker: { system: true }`
 // entry and users list it in `groups:` (the users module keeps membership exact for inventory users).
 #include <map>
 #include <optional>
 #include <set>
 
+#include "engine/accounts.h"
 #include "engine/cidr.h"
 #include "engine/file_probe.h"
 #include "engine/module.h"
 #include "engine/node_vars.h"
 #include "engine/nvidia_facts.h"
+#include "engine/shell.h"
+#include "engine/text.h"
+#include "engine/textdiff.h"
 #include <nlohmann/json.hpp>
 
 namespace labfleet {
@@ -209,14 +215,62 @@ struct Net {
 
 constexpr const char* kDaemonJson = "/etc/docker/daemon.json";
 constexpr const char* kProxyDropin = "/etc/systemd/system/docker.service.d/proxy.conf";
+// The first line of every proxy drop-in labfleet writes: how it knows the file is its own.
+constexpr const char* kProxyHeader = "# Managed by labfleet from the inventory; edits here are overwritten.";
+constexpr const char* kCertsDir = "/etc/docker/certs.d/";
+// The registries whose certs.d/REGISTRY/ca.crt labfleet wrote on this node, one a line: what it may remove.
+constexpr const char* kCertList = "/var/lib/labfleet/docker-registry-certs";
 constexpr const char* kRestart =
     "if [ -d /run/systemd/system ] || command -v systemctl >/dev/null 2>&1; then systemctl daemon-reload && systemctl restart docker; "
     "else service docker restart; fi";
 
-struct DockerFile {
+// One resource of the docker module.
+struct DockerRes {
+  enum class Kind {
+    File,         // path gets bytes (daemon.json compared as JSON)
+    ProxyGone,    // the node gets no proxy: a proxy drop-in labfleet wrote goes
+    CertList,     // the registries the node gets certificates for: listed others go, the list is kept
+  };
+  Kind kind = Kind::File;
   std::string path, bytes;
   bool json = false;
+  std::vector<std::string> registries;  // CertList, sorted
 };
+
+// A registry name from the node's list that may name a directory under certs.d: a host, optionally :port.
+bool PlainRegistry(const std::string& r) {
+  if (r.empty() || r == "." || r == "..") return false;
+  for (char c : r)
+    if (!std::isalnum((unsigned char)c) && c != '.' && c != '-' && c != '_' && c != ':') return false;
+  return true;
+}
+
+// Lines "present REGISTRY" / "absent REGISTRY" (its ca.crt), after a first line "list"; "none" without a list.
+Probe CertListProbe() {
+  std::string list = ShellQuote(kCertList);
+  return {"docker:registry-certs",
+          "if [ -f " + list + " ]; then echo list; while IFS= read -r r || [ -n \"$r\" ]; do case $r in ''|'#'*) "
+          "continue;; esac; if [ -e \"" + std::string(kCertsDir) + "$r/ca.crt\" ]; then echo \"present $r\"; else "
+          "echo \"absent $r\"; fi; done < " + list + "; else echo none; fi"};
+}
+
+std::string CertListFile(const std::vector<std::string>& registries) {
+  std::string out =
+      "# Managed by labfleet: the registries whose /etc/docker/certs.d/REGISTRY/ca.crt it wrote (docker module).\n";
+  for (const auto& r : registries) out += r + "\n";
+  return out;
+}
+
+Change RestartDocker(std::string reason) {
+  Change restart;
+  restart.kind = Change::Kind::Notify;
+  restart.handler = "restart docker";
+  restart.summary = "restart docker";
+  restart.reason = std::move(reason);
+  restart.command = kRestart;
+  restart.disruptive = true;
+  return restart;
+}
 
 // daemon.json from the typed settings; keys as dockerd(8) names them. `nvidia_runtime`: register the
 // nvidia runtime (the node's nvidia.container_toolkit is on).
@@ -363,59 +417,139 @@ class DockerModule : public Module {
   }
 
   // Apply: daemon.json (compared as JSON: formatting and key order are not changes), the systemd proxy
-  // drop-in, registry CA certificates; one disruptive "restart docker" handler when the content of any of them
-  // changed (not for a mode or owner fix).
+  // drop-in, registry CA certificates; one disruptive "restart docker" handler when any of them was written or
+  // removed. On every node, docker settings or not: a labfleet proxy drop-in and listed certificates the
+  // inventory no longer gives the node are removed (so removing `proxy:`, or the whole `docker:` map, cleans up).
   std::vector<Resource> resources(const NodeContext& ctx) const override {
+    using K = DockerRes::Kind;
     const Value* dv = ctx.settings.find("docker");
-    if (!dv || !dv->is_map()) return {};
-    DockerSettings d = ParseDocker(*dv, nullptr);
-    std::vector<Resource> out;
-    auto add = [&](const std::string& path, std::string bytes, bool json) {
-      out.push_back({name(), "docker:" + path, d.where,
-                     std::make_shared<DockerFile>(DockerFile{path, std::move(bytes), json})});
-    };
+    bool have_docker = dv && dv->is_map();
     auto nv = NodeNvidia(ctx.settings);
-    add(kDaemonJson, DaemonJson(d, nv && nv->container_toolkit).dump(2) + "\n", true);
+    bool toolkit = nv && nv->container_toolkit;
+    DockerSettings d = have_docker ? ParseDocker(*dv, nullptr) : DockerSettings{};
+    const Value* nvv = ctx.settings.find("nvidia");
+    Location where = have_docker ? d.where : nvv ? nvv->loc() : ctx.node.where;
+    std::vector<Resource> out;
+    auto add = [&](const std::string& id, DockerRes res) {
+      out.push_back({name(), "docker:" + id, where, std::make_shared<DockerRes>(std::move(res))});
+    };
+    if (have_docker) add(kDaemonJson, {K::File, kDaemonJson, DaemonJson(d, toolkit).dump(2) + "\n", true, {}});
     std::string proxy = ProxyDropin(d);
-    if (!proxy.empty()) add(kProxyDropin, proxy, false);
+    add(kProxyDropin, {proxy.empty() ? K::ProxyGone : K::File, kProxyDropin, proxy, false, {}});
+    std::set<std::string> registries;
     for (const auto& [registry, file] : d.registry_certs) {
       auto bytes = ctx.inv.read_file ? ctx.inv.read_file(file) : std::nullopt;
-      add("/etc/docker/certs.d/" + registry + "/ca.crt", bytes ? *bytes : std::string(), false);
+      std::string path = kCertsDir + registry + "/ca.crt";
+      add(path, {K::File, path, bytes ? *bytes : std::string(), false, {}});
+      registries.insert(registry);
     }
+    add("registry-certs", {K::CertList, kCertList, "", false, {registries.begin(), registries.end()}});
     return out;
   }
 
   std::vector<Probe> probes(const NodeContext&, const std::vector<Resource>& rs) const override {
     std::vector<Probe> out;
-    for (const auto& r : rs) out.push_back(FileProbe(r.as<DockerFile>().path));
+    for (const auto& r : rs) {
+      const auto& x = r.as<DockerRes>();
+      out.push_back(x.kind == DockerRes::Kind::CertList ? CertListProbe() : FileProbe(x.path));
+    }
     return out;
   }
 
   DiffResult diff(const NodeContext&, const Resource& r, const ProbeResults& results) const override {
-    const auto& f = r.as<DockerFile>();
-    FileState live = ParseFileProbe(results, f.path);
-    FileSpec want{f.path, f.bytes, 0644, "root", "root"};
-    if (f.json && live.exists && live.regular) {
+    const auto& x = r.as<DockerRes>();
+    switch (x.kind) {
+      case DockerRes::Kind::CertList: return DiffCertList(x.registries, results);
+      case DockerRes::Kind::ProxyGone: return DiffProxyGone(results);
+      case DockerRes::Kind::File: break;
+    }
+    FileState live = ParseFileProbe(results, x.path);
+    FileSpec want{x.path, x.bytes, 0644, "root", "root"};
+    if (x.json && live.exists && live.regular) {
       auto have = nlohmann::json::parse(live.content, nullptr, false);
-      if (!have.is_discarded() && have == nlohmann::json::parse(f.bytes)) {
+      if (!have.is_discarded() && have == nlohmann::json::parse(x.bytes)) {
         // Same JSON: keep the node's formatting; only metadata may differ.
         want.bytes = live.content;
       }
     }
-    DiffResult d = DiffFile(want, live, "docker " + f.path);
+    DiffResult d = DiffFile(want, live, "docker " + x.path);
     // dockerd and systemd read these files as root when Docker starts: a mode or owner fixed with chmod/chown
     // changes nothing the running daemon uses, so only new content restarts it.
     bool content = false;
     for (const auto& c : d.changes) content |= c.kind == Change::Kind::PutFile;
-    if (!content) return d;
-    Change restart;
-    restart.kind = Change::Kind::Notify;
-    restart.handler = "restart docker";
-    restart.summary = "restart docker";
-    restart.reason = "its configuration changed; running containers stop";
-    restart.command = kRestart;
-    restart.disruptive = true;
-    d.changes.push_back(std::move(restart));
+    if (content) d.changes.push_back(RestartDocker("its configuration changed; running containers stop"));
+    return d;
+  }
+
+ private:
+  static DiffResult DiffProxyGone(const ProbeResults& results) {
+    FileState live = ParseFileProbe(results, kProxyDropin);
+    const std::string what = std::string("docker ") + kProxyDropin;
+    if (!live.exists) return Noop("nothing to do because no docker proxy is set and " + std::string(kProxyDropin) + " is absent");
+    if (!live.regular || live.content.substr(0, live.content.find('\n')) != kProxyHeader)
+      return Noop("nothing to do because no docker proxy is set; " + std::string(kProxyDropin) +
+                  " was not written by labfleet (its first line is not labfleet's), so it is left as it is");
+    DiffResult d;
+    Change c;
+    c.kind = Change::Kind::Remove;
+    c.sign = '-';
+    c.path = kProxyDropin;
+    c.summary = what;
+    c.reason = "labfleet wrote it and the inventory sets no docker proxy any more";
+    c.diff = UnifiedDiff(live.content, "", kProxyDropin, "/dev/null");
+    d.changes.push_back(std::move(c));
+    d.changes.push_back(RestartDocker("its proxy drop-in was removed; running containers stop"));
+    return d;
+  }
+
+  static DiffResult DiffCertList(const std::vector<std::string>& want, const ProbeResults& results) {
+    DiffResult d;
+    const ProbeOutput* p = FindProbe(results, "docker:registry-certs");
+    std::vector<std::string> lines = SplitLines(p ? p->out : "");
+    bool have_list = !lines.empty() && lines[0] == "list";
+    std::set<std::string> wanted(want.begin(), want.end()), listed;
+    std::vector<std::string> removed;
+    for (size_t i = 1; have_list && i < lines.size(); ++i) {
+      size_t sp = lines[i].find(' ');
+      if (sp == std::string::npos) continue;
+      std::string state = lines[i].substr(0, sp), reg = lines[i].substr(sp + 1);
+      if (!PlainRegistry(reg)) {
+        d.warnings.push_back("docker: ignored '" + reg + "' in " + kCertList + ": not a registry host name");
+        continue;
+      }
+      listed.insert(reg);
+      if (wanted.count(reg) || state != "present") continue;
+      Change c;
+      c.kind = Change::Kind::Remove;
+      c.sign = '-';
+      c.path = kCertsDir + reg + "/ca.crt";
+      c.summary = "docker registry certificate " + c.path;
+      c.reason = "labfleet wrote it and registry_certs no longer has " + reg;
+      d.changes.push_back(std::move(c));
+      removed.push_back(reg);
+    }
+    // The list records what labfleet wrote; it is rewritten after the removals (a failed removal stays listed).
+    if (listed != wanted) {
+      Change c;
+      if (wanted.empty()) {
+        c.kind = Change::Kind::Remove;
+        c.sign = '-';
+        c.path = kCertList;
+      } else {
+        c.kind = Change::Kind::PutFile;
+        c.sign = have_list ? '~' : '+';
+        c.file = FileSpec{kCertList, CertListFile(want), 0644, "root", "root"};
+      }
+      c.summary = std::string("list of labfleet's docker registry certificates ") + kCertList;
+      c.reason = wanted.empty() ? "no registry certificates any more"
+                                : "records " + Join(want, ", ") + " (what labfleet may remove later)";
+      d.changes.push_back(std::move(c));
+    }
+    if (!removed.empty())
+      d.changes.push_back(RestartDocker("registry certificates were removed; running containers stop"));
+    if (d.changes.empty())
+      d.noop = wanted.empty() ? "nothing to do because labfleet wrote no docker registry certificate here"
+                              : "nothing to do because " + std::string(kCertList) + " lists " + Join(want, ", ");
     return d;
   }
 };

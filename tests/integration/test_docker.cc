@@ -1,8 +1,10 @@
 // docker module on a real sandbox node: daemon.json checked with a JSON parser (jq), a reformatted file is not
 // a change, the proxy drop-in, and the disruptive restart: deferred while a GPU job runs (nvidia-smi test
-// double), owed across runs, done once the node is free. systemctl is the recording test double.
+// double), owed across runs, done once the node is free; the proxy drop-in and registry certificates removed
+// when they leave the inventory (and only labfleet's). systemctl is the recording test double.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -31,13 +33,13 @@ TEST_SUITE("integration-docker") {
     SeedUnit(sbx, "node1", "docker.service", "enabled", "active");
     TempInventory tmp(sbx);
     const fs::path& root = tmp.root;
-    auto write_lab = [&](const std::string& pools) {
+    auto write_lab = [&](const std::string& pools, const std::string& proxy =
+                                                       "      proxy: { http: \"http://10.0.1.68:8889\", https: "
+                                                       "\"http://10.0.1.68:8889\", no_proxy: [localhost, cvgl.lab] }\n") {
       std::ofstream(root / "inventory/lab.yaml")
           << "lab:\n  name: t\n  reserved_networks: [172.20.0.0/16]\n  defaults:\n    docker:\n"
              "      data_root: /local/.docker\n      address_pools: "
-          << pools
-          << "\n      default_runtime: nvidia\n"
-             "      proxy: { http: \"http://10.0.1.68:8889\", https: \"http://10.0.1.68:8889\", no_proxy: [localhost, cvgl.lab] }\n";
+          << pools << "\n      default_runtime: nvidia\n" << proxy;
     };
     write_lab("[{ base: 172.240.0.0/16, size: 24 }]");
     const std::string inv = tmp.dir();
@@ -85,6 +87,78 @@ TEST_SUITE("integration-docker") {
     CHECK(Count(DoubleCalls(sbx, "node1"), "systemctl restart docker") == 1);
     CHECK(Cli(sbx, inv, {"plan", "--detailed-exitcode"}).rc == 0);
     CHECK(sbx.exec("node1", "test -e /var/lib/labfleet/pending-handlers").exit_code != 0);
+
+    // The proxy leaves the inventory: labfleet's drop-in leaves the node, with one restart (daemon-reload first).
+    ClearDoubleCalls(sbx, "node1");
+    write_lab("[{ base: 172.241.0.0/16, size: 24 }]", "");
+    r = Cli(sbx, inv, {"plan", "--format", "json"});
+    CHECK(Summaries(r) == "docker /etc/systemd/system/docker.service.d/proxy.conf | restart docker");
+    CHECK(r.json()["plan"][0]["changes"][0]["action"] == "remove");
+    r = Cli(sbx, inv, {"apply", "--yes", "--allow-dirty"});
+    INFO(r.out << r.err);
+    CHECK(r.rc == 0);
+    CHECK(sbx.exec("node1", "test -e /etc/systemd/system/docker.service.d/proxy.conf").exit_code == 1);
+    auto calls = DoubleCalls(sbx, "node1");
+    CHECK(Count(calls, "systemctl restart docker") == 1);
+    CHECK(Count(calls, "systemctl daemon-reload") == 1);
+    auto reload = std::find(calls.begin(), calls.end(), "systemctl daemon-reload");
+    CHECK(reload < std::find(calls.begin(), calls.end(), "systemctl restart docker"));
+    CHECK(Cli(sbx, inv, {"plan", "--detailed-exitcode"}).rc == 0);
+    // An admin's own drop-in at that path (no labfleet first line) is not labfleet's to remove.
+    CHECK(sbx.exec("node1", "printf '[Service]\\nEnvironment=HTTP_PROXY=http://proxy:3128\\n' > "
+                            "/etc/systemd/system/docker.service.d/proxy.conf").exit_code == 0);
+    CHECK(Cli(sbx, inv, {"plan", "--detailed-exitcode"}).rc == 0);
+    CHECK(sbx.exec("node1", "rm /etc/systemd/system/docker.service.d/proxy.conf").exit_code == 0);
+  }
+
+  TEST_CASE("registry certificates: written and listed; removed from the inventory, removed from the node") {
+    Sandbox sbx({.nodes = 1});
+    InstallDoubles(sbx, "node1", {"systemctl"});
+    SeedUnit(sbx, "node1", "docker.service", "enabled", "active");
+    TempInventory tmp(sbx);
+    tmp.write("inventory/files/harbor.crt", "HARBOR CA\n");
+    tmp.write("inventory/files/mirror.crt", "MIRROR CA\n");
+    auto write = [&](const std::string& certs) {
+      tmp.defaults("    docker: { data_root: /local/.docker, registry_certs: { " + certs + " } }\n");
+    };
+    write("harbor.cvgl.lab: files/harbor.crt, \"mirror.cvgl.lab:5000\": files/mirror.crt");
+    // A certificate the admin put there by hand, for a registry the inventory never named.
+    MustExec(sbx, "node1", "mkdir -p /etc/docker/certs.d/own.cvgl.lab && echo OWN > /etc/docker/certs.d/own.cvgl.lab/ca.crt");
+    auto r = Cli(sbx, tmp.dir(), {"apply", "--yes", "--allow-dirty"});
+    INFO(r.out << r.err);
+    REQUIRE(r.rc == 0);
+    CHECK(Exec(sbx, "cat /etc/docker/certs.d/harbor.cvgl.lab/ca.crt /etc/docker/certs.d/mirror.cvgl.lab:5000/ca.crt") ==
+          "HARBOR CA\nMIRROR CA\n");
+    CHECK(Exec(sbx, "grep -v '^#' /var/lib/labfleet/docker-registry-certs") == "harbor.cvgl.lab\nmirror.cvgl.lab:5000\n");
+    CHECK(Cli(sbx, tmp.dir(), {"plan", "--detailed-exitcode"}).rc == 0);
+
+    // The mirror leaves the inventory: its ca.crt goes, one restart, and nothing else is touched.
+    ClearDoubleCalls(sbx, "node1");
+    write("harbor.cvgl.lab: files/harbor.crt");
+    r = Cli(sbx, tmp.dir(), {"apply", "--yes", "--allow-dirty", "--format", "json"});
+    INFO(r.out << r.err);
+    REQUIRE(r.rc == 0);
+    CHECK(Summaries(r) ==
+          "docker registry certificate /etc/docker/certs.d/mirror.cvgl.lab:5000/ca.crt | list of labfleet's docker "
+          "registry certificates /var/lib/labfleet/docker-registry-certs | restart docker");
+    CHECK(r.json()["apply"][0]["status"] == "changed");  // its re-plan was empty
+    CHECK(sbx.exec("node1", "test -e /etc/docker/certs.d/mirror.cvgl.lab:5000/ca.crt").exit_code == 1);
+    CHECK(Exec(sbx, "cat /etc/docker/certs.d/harbor.cvgl.lab/ca.crt /etc/docker/certs.d/own.cvgl.lab/ca.crt") ==
+          "HARBOR CA\nOWN\n");
+    CHECK(Exec(sbx, "grep -v '^#' /var/lib/labfleet/docker-registry-certs") == "harbor.cvgl.lab\n");
+    CHECK(Count(DoubleCalls(sbx, "node1"), "systemctl restart docker") == 1);
+
+    // The whole docker: map goes: the last listed certificate and the list go too; the admin's stays.
+    ClearDoubleCalls(sbx, "node1");
+    tmp.defaults("    vars: { a: 1 }\n");
+    r = Cli(sbx, tmp.dir(), {"apply", "--yes", "--allow-dirty"});
+    INFO(r.out << r.err);
+    REQUIRE(r.rc == 0);
+    CHECK(sbx.exec("node1", "test -e /etc/docker/certs.d/harbor.cvgl.lab/ca.crt").exit_code == 1);
+    CHECK(sbx.exec("node1", "test -e /var/lib/labfleet/docker-registry-certs").exit_code == 1);
+    CHECK(Exec(sbx, "cat /etc/docker/certs.d/own.cvgl.lab/ca.crt") == "OWN\n");
+    CHECK(Count(DoubleCalls(sbx, "node1"), "systemctl restart docker") == 1);
+    CHECK(Cli(sbx, tmp.dir(), {"plan", "--detailed-exitcode"}).rc == 0);
   }
 
   TEST_CASE("the docker group through user_groups; the nvidia runtime from nvidia.container_toolkit; extra keys") {

@@ -77,10 +77,12 @@ ModuleRun RunModule(const Inventory& inv, const std::string& module, const Probe
   NodeContext ctx{inv, inv.nodes[0], settings};
   ModuleRun run;
   auto rs = m->resources(ctx);
-  for (const auto& p : m->probes(ctx, rs)) run.probe_keys.push_back(p.key);
+  run.probes = m->probes(ctx, rs);
+  for (const auto& p : run.probes) run.probe_keys.push_back(p.key);
   for (const auto& r : rs) {
     DiffResult d = m->diff(ctx, r, res);
     if (!d.error.empty()) run.errors.push_back(r.id + ": " + d.error);
+    for (const auto& w : d.warnings) run.warnings.push_back(r.id + ": " + w);
     if (d.changes.empty()) run.notes.push_back(r.id + ": " + d.noop);
     for (auto& c : d.changes) run.changes.push_back(std::move(c));
   }

@@ -32,7 +32,9 @@ std::string Inv(const std::string& settings);
 struct ModuleRun {
   std::vector<Change> changes;
   std::vector<std::string> notes, errors;  // "RESOURCE: nothing to do because ...", "RESOURCE: error"
+  std::vector<std::string> warnings;       // "RESOURCE: warning"
   std::vector<std::string> probe_keys;
+  std::vector<Probe> probes;
   std::vector<std::string> lines() const;  // ChangeLine of each change
   std::string all_notes() const;           // the notes, one a line
 };

@@ -1,14 +1,25 @@
 // docker: daemon.json from the typed settings (the nvidia runtime follows nvidia.container_toolkit, `extra:`
 // keys pass through, typed keys are refused there), its validation, and the planner's warnings (a
-// "reboot pending" said even when nothing changes).
+// "reboot pending" said even when nothing changes); what leaves the inventory leaves the node (labfleet's
+// proxy drop-in, the registry certificates it listed), on probe results and through a real shell; no restart
+// for a mode or owner change.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
+#include "engine/executor.h"
+#include "engine/local_transport.h"
 #include "engine/module.h"
 #include "engine/nvidia_facts.h"
 #include "engine/planner.h"
+#include "engine/shell.h"
 #include "tests/unit/module_helpers.h"
+#include "tests/unit/temp_dir.h"
 
 using namespace labfleet;
 
@@ -51,6 +62,12 @@ nlohmann::json WantedDaemonJson(const Inventory& inv) {
 namespace lt = labfleet::testing;
 
 const char* kProxy = "/etc/systemd/system/docker.service.d/proxy.conf";
+const char* kList = "/var/lib/labfleet/docker-registry-certs";
+const char* kListHeader =
+    "# Managed by labfleet: the registries whose /etc/docker/certs.d/REGISTRY/ca.crt it wrote (docker module).\n";
+const char* kLabfleetProxy =
+    "# Managed by labfleet from the inventory; edits here are overwritten.\n[Service]\n"
+    "Environment=\"HTTP_PROXY=http://10.0.1.68:8889\"\n";
 
 // A node whose daemon.json is what `inv` gives it, with `extra` probe results on top (proxy drop-in and the
 // certificate list absent unless given).
@@ -69,9 +86,172 @@ int Restarts(const std::vector<Change>& cs) {
   return n;
 }
 
+// How many times the apply script of node n1 with these probe results restarts docker.
+int RestartsInApplyScript(const Inventory& inv, const ProbeResults& r) {
+  NodePlan p = DiffNode(inv, inv.nodes[0], r, {});
+  INFO(p.error);
+  ApplyOptions o;
+  o.run_id = "t";
+  std::string script = BuildApplyScript(p, o, "{}", "nonce");
+  int n = 0;
+  for (size_t pos = 0; (pos = script.find("systemctl restart docker", pos)) != std::string::npos; ++pos) ++n;
+  return n;
+}
+
 }  // namespace
 
 TEST_SUITE("docker") {
+  TEST_CASE("proxy removed from the inventory: labfleet's drop-in is removed and docker restarts; others are left") {
+    Inventory inv = lt::Load(lt::Inv("docker: { data_root: /local/.docker }"));
+    auto run = lt::RunModule(inv, "docker", Node(inv, {{std::string("file:") + kProxy, {0, lt::FileOut(kLabfleetProxy)}}}));
+    CHECK(run.errors.empty());
+    REQUIRE(run.lines() == std::vector<std::string>{"- docker /etc/systemd/system/docker.service.d/proxy.conf",
+                                                    "~ restart docker"});
+    CHECK(run.changes[0].kind == Change::Kind::Remove);
+    CHECK(run.changes[0].path == kProxy);
+    CHECK(run.changes[0].reason == "labfleet wrote it and the inventory sets no docker proxy any more");
+    CHECK(run.changes[0].diff.find("-Environment=\"HTTP_PROXY=http://10.0.1.68:8889\"") != std::string::npos);
+    CHECK(run.changes[1].disruptive);
+    CHECK(run.changes[1].command.find("systemctl daemon-reload && systemctl restart docker") != std::string::npos);
+
+    // Not labfleet's: an admin's drop-in (no labfleet first line), a directory. Absent: nothing either.
+    for (const std::string& other :
+         {lt::FileOut("[Service]\nEnvironment=\"HTTP_PROXY=http://proxy:3128\"\n"),
+          std::string("present 755 root root directory\n"), std::string("absent\n")}) {
+      auto left = lt::RunModule(inv, "docker", Node(inv, {{std::string("file:") + kProxy, {0, other}}}));
+      INFO(other);
+      CHECK(left.changes.empty());
+      CHECK(left.errors.empty());
+    }
+    auto admin = lt::RunModule(inv, "docker", Node(inv, {{std::string("file:") + kProxy, {0, lt::FileOut("[Service]\n")}}}));
+    CHECK(admin.all_notes().find("docker:/etc/systemd/system/docker.service.d/proxy.conf: nothing to do because no docker "
+                                 "proxy is set; /etc/systemd/system/docker.service.d/proxy.conf was not written by "
+                                 "labfleet (its first line is not labfleet's), so it is left as it is\n") !=
+          std::string::npos);
+
+    // The whole docker: map gone: the drop-in goes too (daemon.json is left: labfleet cannot tell its own).
+    Inventory none = lt::Load(lt::Inv("vars: { a: 1 }"));
+    ProbeResults r;
+    r[std::string("file:") + kProxy] = {0, lt::FileOut(kLabfleetProxy)};
+    r["docker:registry-certs"] = {0, "none\n"};
+    auto gone = lt::RunModule(none, "docker", r);
+    CHECK(gone.lines() == std::vector<std::string>{"- docker /etc/systemd/system/docker.service.d/proxy.conf",
+                                                   "~ restart docker"});
+    CHECK(std::find(gone.probe_keys.begin(), gone.probe_keys.end(), "file:/etc/docker/daemon.json") == gone.probe_keys.end());
+  }
+
+  TEST_CASE("a registry removed from registry_certs: its listed ca.crt is removed, the list rewritten, one restart") {
+    Inventory inv = lt::Load(lt::Inv("docker: { registry_certs: { harbor.cvgl.lab: files/harbor.crt } }"));
+    inv.read_file = [](const std::string& p) -> std::optional<std::string> {
+      if (p == "files/harbor.crt") return std::string("HARBOR PEM\n");
+      return std::nullopt;
+    };
+    ProbeResults r = Node(inv, {{"file:/etc/docker/certs.d/harbor.cvgl.lab/ca.crt", {0, lt::FileOut("HARBOR PEM\n")}},
+                                {"docker:registry-certs",
+                                 {0, "list\npresent harbor.cvgl.lab\npresent old.cvgl.lab:5000\nabsent gone.cvgl.lab\n"
+                                     "present ../../etc\n"}}});
+    auto run = lt::RunModule(inv, "docker", r);
+    CHECK(run.errors.empty());
+    REQUIRE(run.lines() ==
+            std::vector<std::string>{"- docker registry certificate /etc/docker/certs.d/old.cvgl.lab:5000/ca.crt",
+                                     "~ list of labfleet's docker registry certificates " + std::string(kList),
+                                     "~ restart docker"});
+    CHECK(run.changes[0].kind == Change::Kind::Remove);
+    CHECK(run.changes[0].path == "/etc/docker/certs.d/old.cvgl.lab:5000/ca.crt");
+    CHECK(run.changes[0].reason == "labfleet wrote it and registry_certs no longer has old.cvgl.lab:5000");
+    CHECK(run.changes[1].kind == Change::Kind::PutFile);
+    CHECK(run.changes[1].file.path == kList);
+    CHECK(run.changes[1].file.bytes == std::string(kListHeader) + "harbor.cvgl.lab\n");
+    // A name that is not a registry host is never turned into a path to remove; the admin is told.
+    REQUIRE(run.warnings.size() == 1);
+    CHECK(run.warnings[0] == "docker:registry-certs: docker: ignored '../../etc' in " + std::string(kList) +
+                                 ": not a registry host name");
+    // The certificate removal and the proxy-less node restart docker once in the apply script.
+    CHECK(RestartsInApplyScript(inv, r) == 1);
+
+    // Converged: the list names exactly what the inventory gives.
+    ProbeResults done = r;
+    done["docker:registry-certs"] = {0, "list\npresent harbor.cvgl.lab\n"};
+    auto quiet = lt::RunModule(inv, "docker", done);
+    CHECK(quiet.changes.empty());
+    CHECK(quiet.warnings.empty());
+    CHECK(quiet.all_notes().find("docker:registry-certs: nothing to do because " + std::string(kList) +
+                                 " lists harbor.cvgl.lab\n") != std::string::npos);
+
+    // A listed certificate the admin already deleted: only the list changes, no restart.
+    ProbeResults deleted = done;
+    deleted["docker:registry-certs"] = {0, "list\npresent harbor.cvgl.lab\nabsent old.cvgl.lab\n"};
+    auto relist = lt::RunModule(inv, "docker", deleted);
+    CHECK(relist.lines() ==
+          std::vector<std::string>{"~ list of labfleet's docker registry certificates " + std::string(kList)});
+  }
+
+  TEST_CASE("registry certificates: no list yet (an older labfleet wrote them) is recorded, nothing removed") {
+    Inventory inv = lt::Load(lt::Inv("docker: { registry_certs: { harbor.cvgl.lab: files/harbor.crt } }"));
+    inv.read_file = [](const std::string&) -> std::optional<std::string> { return std::string("PEM\n"); };
+    auto run = lt::RunModule(inv, "docker",
+                             Node(inv, {{"file:/etc/docker/certs.d/harbor.cvgl.lab/ca.crt", {0, lt::FileOut("PEM\n")}}}));
+    REQUIRE(run.lines() ==
+            std::vector<std::string>{"+ list of labfleet's docker registry certificates " + std::string(kList)});
+    CHECK(run.changes[0].file.bytes == std::string(kListHeader) + "harbor.cvgl.lab\n");
+    CHECK(Restarts(run.changes) == 0);
+
+    // Every registry gone (here with the whole docker: map): the listed certificate, then the list, one restart.
+    Inventory none = lt::Load(lt::Inv("vars: { a: 1 }"));
+    ProbeResults r;
+    r[std::string("file:") + kProxy] = {0, lt::FileOut(kLabfleetProxy)};
+    r["docker:registry-certs"] = {0, "list\npresent harbor.cvgl.lab\n"};
+    auto gone = lt::RunModule(none, "docker", r);
+    REQUIRE(gone.lines() == std::vector<std::string>{"- docker /etc/systemd/system/docker.service.d/proxy.conf",
+                                                      "~ restart docker",
+                                                      "- docker registry certificate /etc/docker/certs.d/harbor.cvgl.lab/ca.crt",
+                                                      "- list of labfleet's docker registry certificates " + std::string(kList),
+                                                      "~ restart docker"});
+    CHECK(gone.changes[3].kind == Change::Kind::Remove);
+    CHECK(gone.changes[3].path == kList);
+    CHECK(RestartsInApplyScript(none, r) == 1);  // two notifications, one handler run
+    // Nothing listed, nothing there: no change at all on a node that never had docker settings.
+    ProbeResults clean;
+    clean[std::string("file:") + kProxy] = {0, "absent\n"};
+    clean["docker:registry-certs"] = {0, "none\n"};
+    CHECK(lt::RunModule(none, "docker", clean).changes.empty());
+  }
+
+  TEST_CASE("registry certificate list probe through a real shell") {
+    Inventory inv = lt::Load(lt::Inv("vars: { a: 1 }"));
+    auto run = lt::RunModule(inv, "docker", {});
+    std::vector<Probe> probes;
+    for (const auto& p : run.probes)
+      if (p.key == "docker:registry-certs") probes.push_back(p);
+    REQUIRE(probes.size() == 1);
+    lt::TempDir d("labfleet-docker");
+    auto relocate = [&](std::string cmd) {
+      for (auto [from, to] : {std::pair<std::string, std::string>{kList, d.str("list")},
+                              {"/etc/docker/certs.d/", d.str("certs.d") + "/"}}) {
+        size_t at = cmd.find(from);
+        REQUIRE(at != std::string::npos);
+        for (; at != std::string::npos; at = cmd.find(from, at + to.size())) cmd.replace(at, from.size(), to);
+      }
+      return cmd;
+    };
+    probes[0].command = relocate(probes[0].command);
+    LocalTransport local("here", 60);
+    auto probe = [&] {
+      std::string nonce = NewNonce();
+      RunResult r = local.run(ScriptRunner(), BuildProbeScript(probes, nonce));
+      REQUIRE(r.ok());
+      return ParseProbeOutput(r.out, probes, nonce)["docker:registry-certs"].out;
+    };
+    CHECK(probe() == "none\n");
+    d.write("certs.d/harbor.cvgl.lab/ca.crt", "PEM\n");
+    d.write("certs.d/$(touch pwned)/ca.crt", "PEM\n");
+    // Comments and blank lines skipped; a last line without a newline still read; a name is data, never code.
+    d.write("list", std::string(kListHeader) + "harbor.cvgl.lab\n\nold.cvgl.lab\n$(touch pwned)");
+    CHECK(probe() == "list\npresent harbor.cvgl.lab\nabsent old.cvgl.lab\npresent $(touch pwned)\n");
+    CHECK_FALSE(std::filesystem::exists("pwned"));
+    CHECK_FALSE(std::filesystem::exists(d.str("pwned")));
+  }
+
   TEST_CASE("a mode or owner change alone does not restart docker; new content does") {
     Inventory inv = lt::Load(lt::Inv("docker: { data_root: /local/.docker, registry_certs: { harbor.cvgl.lab: files/h.crt } }"));
     inv.read_file = [](const std::string&) -> std::optional<std::string> { return std::string("PEM\n"); };
