@@ -13,7 +13,8 @@
 //   mtu: int, live_restore: bool, storage_driver
 //   extra: { any-daemon-json-key: value }           written as is; a key labfleet types is refused here
 // The nvidia runtime ("runtimes": {"nvidia": ...}) is registered when the node's nvidia.container_toolkit is
-// true (the nvidia module installs the toolkit first) or default_runtime is nvidia.
+// true (the nvidia module installs the toolkit first) or default_runtime is nvidia; on a node with the toolkit
+// and no `docker:` settings, only that key is added to the node's own daemon.json.
 // Leftovers: on every node, the proxy drop-in (when its first line is labfleet's) and the registry certificates
 // listed in /var/lib/labfleet/docker-registry-certs go when the inventory no longer gives them (docs/modules.md).
 // Docker group membership is not a docker setting: the group is a `user_groups: docker: { system: true }`
@@ -220,14 +221,22 @@ constexpr const char* kProxyHeader = "# Managed by labfleet from the inventory; 
 constexpr const char* kCertsDir = "/etc/docker/certs.d/";
 // The registries whose certs.d/REGISTRY/ca.crt labfleet wrote on this node, one a line: what it may remove.
 constexpr const char* kCertList = "/var/lib/labfleet/docker-registry-certs";
+// daemon-reload first (a drop-in changed). Nothing to do where Docker is not installed (a toolkit-only node
+// running podman): dockerd reads the new configuration when it is installed and first starts.
 constexpr const char* kRestart =
-    "if [ -d /run/systemd/system ] || command -v systemctl >/dev/null 2>&1; then systemctl daemon-reload && systemctl restart docker; "
-    "else service docker restart; fi";
+    "if [ -d /run/systemd/system ] || command -v systemctl >/dev/null 2>&1; then "
+    "if systemctl show -p LoadState docker.service 2>/dev/null | grep -qx 'LoadState=not-found'; then "
+    "echo 'docker.service is not installed: nothing to restart'; "
+    "else systemctl daemon-reload && systemctl restart docker; fi; "
+    "elif [ -e /etc/init.d/docker ]; then service docker restart; "
+    "else echo 'docker is not installed: nothing to restart'; fi";
 
 // One resource of the docker module.
 struct DockerRes {
   enum class Kind {
     File,         // path gets bytes (daemon.json compared as JSON)
+    RuntimeOnly,  // no `docker:` settings, only nvidia.container_toolkit: daemon.json is the admin's; labfleet
+                  // only adds runtimes.nvidia to it (or writes a file holding just that), every other key kept
     ProxyGone,    // the node gets no proxy: a proxy drop-in labfleet wrote goes
     CertList,     // the registries the node gets certificates for: listed others go, the list is kept
   };
@@ -433,7 +442,10 @@ class DockerModule : public Module {
     auto add = [&](const std::string& id, DockerRes res) {
       out.push_back({name(), "docker:" + id, where, std::make_shared<DockerRes>(std::move(res))});
     };
-    if (have_docker) add(kDaemonJson, {K::File, kDaemonJson, DaemonJson(d, toolkit).dump(2) + "\n", true, {}});
+    if (have_docker)
+      add(kDaemonJson, {K::File, kDaemonJson, DaemonJson(d, toolkit).dump(2) + "\n", true, {}});
+    else if (toolkit)
+      add(kDaemonJson, {K::RuntimeOnly, kDaemonJson, "", true, {}});
     std::string proxy = ProxyDropin(d);
     add(kProxyDropin, {proxy.empty() ? K::ProxyGone : K::File, kProxyDropin, proxy, false, {}});
     std::set<std::string> registries;
@@ -461,6 +473,7 @@ class DockerModule : public Module {
     switch (x.kind) {
       case DockerRes::Kind::CertList: return DiffCertList(x.registries, results);
       case DockerRes::Kind::ProxyGone: return DiffProxyGone(results);
+      case DockerRes::Kind::RuntimeOnly: return DiffRuntimeOnly(ParseFileProbe(results, kDaemonJson));
       case DockerRes::Kind::File: break;
     }
     FileState live = ParseFileProbe(results, x.path);
@@ -482,6 +495,38 @@ class DockerModule : public Module {
   }
 
  private:
+  // Only the nvidia runtime in daemon.json; the rest of the file is not labfleet's. A runtime named nvidia that
+  // is already there (nvidia-ctk runtime configure writes one too) counts as registered.
+  static DiffResult DiffRuntimeOnly(const FileState& live) {
+    nlohmann::json j = nlohmann::json::object();
+    if (live.exists) {
+      if (!live.regular)
+        return Failure(std::string(kDaemonJson) + " is not a regular file; the nvidia runtime cannot be added to it");
+      j = nlohmann::json::parse(live.content, nullptr, false);
+      if (j.is_discarded() || !j.is_object())
+        return Failure(std::string(kDaemonJson) +
+                       " is not a JSON object, so the nvidia runtime (nvidia.container_toolkit) cannot be added to "
+                       "it; fix the file, or give the node docker: settings so that labfleet writes it whole");
+      if (j.contains("runtimes") && !j["runtimes"].is_object())
+        return Failure(std::string(kDaemonJson) + " has a \"runtimes\" value that is not a JSON object; fix it");
+      if (j.contains("runtimes") && j["runtimes"].contains("nvidia") && j["runtimes"]["nvidia"].is_object() &&
+          j["runtimes"]["nvidia"].contains("path") && j["runtimes"]["nvidia"]["path"].is_string() &&
+          !j["runtimes"]["nvidia"]["path"].get<std::string>().empty())
+        return Noop(std::string("nothing to do because the nvidia runtime is registered in ") + kDaemonJson +
+                    " (no docker: settings, so its other keys are left as they are)");
+    }
+    j["runtimes"]["nvidia"] = NvidiaDockerRuntime()["nvidia"];
+    FileSpec want{kDaemonJson, j.dump(2) + "\n", 0644, "root", "root"};
+    DiffResult d = DiffFile(want, live, std::string("docker ") + kDaemonJson + " (nvidia runtime)");
+    for (auto& c : d.changes)
+      c.reason = live.exists ? "nvidia.container_toolkit is true and the nvidia runtime is not registered; the "
+                               "file's other keys are kept"
+                             : "nvidia.container_toolkit is true; the node has no docker: settings, so the file "
+                               "holds only the nvidia runtime";
+    d.changes.push_back(RestartDocker("the nvidia runtime was registered; running containers stop"));
+    return d;
+  }
+
   static DiffResult DiffProxyGone(const ProbeResults& results) {
     FileState live = ParseFileProbe(results, kProxyDropin);
     const std::string what = std::string("docker ") + kProxyDropin;

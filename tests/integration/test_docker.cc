@@ -1,7 +1,8 @@
 // docker module on a real sandbox node: daemon.json checked with a JSON parser (jq), a reformatted file is not
 // a change, the proxy drop-in, and the disruptive restart: deferred while a GPU job runs (nvidia-smi test
 // double), owed across runs, done once the node is free; the proxy drop-in and registry certificates removed
-// when they leave the inventory (and only labfleet's). systemctl is the recording test double.
+// when they leave the inventory (and only labfleet's); the nvidia runtime on a node with the toolkit and no
+// docker: settings. systemctl is the recording test double.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -159,6 +160,40 @@ TEST_SUITE("integration-docker") {
     CHECK(Exec(sbx, "cat /etc/docker/certs.d/own.cvgl.lab/ca.crt") == "OWN\n");
     CHECK(Count(DoubleCalls(sbx, "node1"), "systemctl restart docker") == 1);
     CHECK(Cli(sbx, tmp.dir(), {"plan", "--detailed-exitcode"}).rc == 0);
+  }
+
+  TEST_CASE("nvidia.container_toolkit without docker: settings registers the runtime, keeping the admin's keys") {
+    Sandbox sbx({.nodes = 1});
+    InstallDoubles(sbx, "node1", {"systemctl"});
+    TempInventory tmp(sbx);
+    tmp.defaults("    nvidia: { driver: \"535.183.01\", container_toolkit: true }\n");
+    // The nvidia module is left out (it would install a driver); the docker module reads its settings.
+    const std::vector<std::string> apply = {"apply", "--yes", "--allow-dirty", "--only", "docker"};
+    const nlohmann::json runtime = {{"path", "nvidia-container-runtime"}, {"runtimeArgs", nlohmann::json::array()}};
+
+    // Docker not installed (no docker.service): the file is written, nothing is restarted, the apply succeeds.
+    auto r = Cli(sbx, tmp.dir(), apply);
+    INFO(r.out << r.err);
+    REQUIRE(r.rc == 0);
+    CHECK(nlohmann::json::parse(Exec(sbx, "jq -c . /etc/docker/daemon.json")) ==
+          nlohmann::json{{"runtimes", {{"nvidia", runtime}}}});
+    CHECK(Count(DoubleCalls(sbx, "node1"), "systemctl restart docker") == 0);
+    CHECK(Count(DoubleCalls(sbx, "node1"), "systemctl daemon-reload") == 0);
+    CHECK(Cli(sbx, tmp.dir(), {"plan", "--detailed-exitcode", "--only", "docker"}).rc == 0);
+
+    // Docker installed, with the admin's own daemon.json: the runtime is added, the admin's keys stay.
+    SeedUnit(sbx, "node1", "docker.service", "enabled", "active");
+    MustExec(sbx, "node1", "printf '{\"data-root\": \"/srv/docker\", \"log-level\": \"warn\"}\\n' > /etc/docker/daemon.json");
+    ClearDoubleCalls(sbx, "node1");
+    r = Cli(sbx, tmp.dir(), {"plan", "--format", "json", "--only", "docker"});
+    CHECK(Summaries(r) == "docker /etc/docker/daemon.json (nvidia runtime) | restart docker");
+    r = Cli(sbx, tmp.dir(), apply);
+    INFO(r.out << r.err);
+    REQUIRE(r.rc == 0);
+    auto j = nlohmann::json::parse(Exec(sbx, "jq -c . /etc/docker/daemon.json"));
+    CHECK(j == nlohmann::json{{"data-root", "/srv/docker"}, {"log-level", "warn"}, {"runtimes", {{"nvidia", runtime}}}});
+    CHECK(Count(DoubleCalls(sbx, "node1"), "systemctl restart docker") == 1);
+    CHECK(Cli(sbx, tmp.dir(), {"plan", "--detailed-exitcode", "--only", "docker"}).rc == 0);
   }
 
   TEST_CASE("the docker group through user_groups; the nvidia runtime from nvidia.container_toolkit; extra keys") {

@@ -2,7 +2,7 @@
 // keys pass through, typed keys are refused there), its validation, and the planner's warnings (a
 // "reboot pending" said even when nothing changes); what leaves the inventory leaves the node (labfleet's
 // proxy drop-in, the registry certificates it listed), on probe results and through a real shell; no restart
-// for a mode or owner change.
+// for a mode or owner change; the nvidia runtime on a node with the toolkit and no docker: settings.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -268,6 +268,73 @@ TEST_SUITE("docker") {
     auto content = lt::RunModule(inv, "docker", r);
     CHECK(content.lines() == std::vector<std::string>{"~ docker /etc/docker/daemon.json", "~ restart docker",
                                                       "~ docker /etc/docker/certs.d/harbor.cvgl.lab/ca.crt (owner root:docker -> root:root)"});
+  }
+
+  TEST_CASE("the toolkit without docker: settings: the nvidia runtime is added to daemon.json, its other keys kept") {
+    Inventory inv = lt::Load(lt::Inv("nvidia: { driver: \"535.183.01\", container_toolkit: true }"));
+    const nlohmann::json runtime = {{"path", "nvidia-container-runtime"}, {"runtimeArgs", nlohmann::json::array()}};
+    auto with_daemon = [&](const std::string& probe_out) {
+      ProbeResults r;
+      r["file:/etc/docker/daemon.json"] = {0, probe_out};
+      r[std::string("file:") + kProxy] = {0, "absent\n"};
+      r["docker:registry-certs"] = {0, "none\n"};
+      return lt::RunModule(inv, "docker", r);
+    };
+    // No daemon.json: one holding just the runtime.
+    auto fresh = with_daemon("absent\n");
+    REQUIRE(fresh.lines() == std::vector<std::string>{"+ docker /etc/docker/daemon.json (nvidia runtime)", "~ restart docker"});
+    CHECK(nlohmann::json::parse(fresh.changes[0].file.bytes) == nlohmann::json{{"runtimes", {{"nvidia", runtime}}}});
+    CHECK(fresh.changes[0].reason ==
+          "nvidia.container_toolkit is true; the node has no docker: settings, so the file holds only the nvidia runtime");
+    // The admin's daemon.json: every key kept, runtimes merged.
+    auto merged = with_daemon(lt::FileOut(R"({"data-root": "/srv/docker", "runtimes": {"crun": {"path": "/usr/bin/crun"}}})"));
+    REQUIRE(merged.lines() == std::vector<std::string>{"~ docker /etc/docker/daemon.json (nvidia runtime)", "~ restart docker"});
+    CHECK(nlohmann::json::parse(merged.changes[0].file.bytes) ==
+          nlohmann::json{{"data-root", "/srv/docker"},
+                         {"runtimes", {{"crun", {{"path", "/usr/bin/crun"}}}, {"nvidia", runtime}}}});
+    // Registered already (here as nvidia-ctk writes it): nothing to do.
+    auto ctk = with_daemon(lt::FileOut(R"({"runtimes": {"nvidia": {"args": [], "path": "nvidia-container-runtime"}}})"));
+    CHECK(ctk.changes.empty());
+    CHECK(ctk.all_notes().find("docker:/etc/docker/daemon.json: nothing to do because the nvidia runtime is registered in "
+                               "/etc/docker/daemon.json (no docker: settings, so its other keys are left as they are)\n") !=
+          std::string::npos);
+    // Not JSON: the node is not applied, and the message says what to do.
+    auto broken = with_daemon(lt::FileOut("{ data-root: /srv }\n"));
+    CHECK(broken.changes.empty());
+    REQUIRE(broken.errors.size() == 1);
+    CHECK(broken.errors[0].find("is not a JSON object, so the nvidia runtime (nvidia.container_toolkit) cannot be added") !=
+          std::string::npos);
+    // Toolkit off and no docker: settings: daemon.json is not looked at.
+    Inventory off = lt::Load(lt::Inv("nvidia: { driver: \"535.183.01\" }"));
+    auto none = lt::RunModule(off, "docker", {});
+    CHECK(std::find(none.probe_keys.begin(), none.probe_keys.end(), "file:/etc/docker/daemon.json") == none.probe_keys.end());
+  }
+
+  TEST_CASE("the restart handler through a real shell: restarts an installed docker, skips a node without it") {
+    Inventory inv = lt::Load(lt::Inv("docker: { data_root: /local/.docker }"));
+    ProbeResults r;
+    r["file:/etc/docker/daemon.json"] = {0, "absent\n"};
+    auto run = lt::RunModule(inv, "docker", r);
+    REQUIRE(Restarts(run.changes) == 1);
+    std::string cmd = run.changes.back().command;
+    lt::TempDir d("labfleet-docker");
+    // A systemctl stand-in first on PATH: records its arguments; `show` answers with $LOAD_STATE.
+    d.write("bin/systemctl",
+            "#!/bin/sh\necho \"$*\" >> \"$LOG\"\n[ \"$1\" = show ] && echo \"LoadState=$LOAD_STATE\"\nexit 0\n");
+    REQUIRE(std::system(("chmod +x " + ShellQuote(d.str("bin/systemctl"))).c_str()) == 0);
+    LocalTransport local("here", 60);
+    auto calls = [&](const std::string& state) {
+      std::string log = d.str("log-" + state);
+      RunResult res = local.run("PATH=" + ShellQuote(d.str("bin")) + ":$PATH LOG=" + ShellQuote(log) +
+                                " LOAD_STATE=" + state + " sh -c " + ShellQuote(cmd));
+      CHECK(res.exit_code == 0);
+      std::ifstream in(log);
+      std::stringstream ss;
+      ss << in.rdbuf();
+      return ss.str();
+    };
+    CHECK(calls("loaded") == "show -p LoadState docker.service\ndaemon-reload\nrestart docker\n");
+    CHECK(calls("not-found") == "show -p LoadState docker.service\n");
   }
 
   TEST_CASE("the nvidia runtime is registered when the node's nvidia.container_toolkit is on") {
