@@ -8,7 +8,7 @@
 //   bip: 172.239.0.1/24                                address/prefix of the default bridge docker0
 //   default_runtime: nvidia
 //   proxy: { http: URL, https: URL, no_proxy: [names] }
-//   registry_certs: { registry.host: path/to/ca.crt }  path relative to the inventory directory
+//   registry_certs: { registry.host: path/to/ca.crt }  key: host or host:port; path relative to the inventory
 //   registry_mirrors: [URL], insecure_registries: [host], dns: [IP], log_driver, log_opts: {k: v},
 //   mtu: int, live_restore: bool, storage_driver
 //   extra: { any-daemon-json-key: value }           written as is; a key labfleet types is refused here
@@ -19,6 +19,7 @@
 // listed in /var/lib/labfleet/docker-registry-certs go when the inventory no longer gives them (docs/modules.md).
 // Docker group membership is not a docker setting: the group is a `user_groups: docker: { system: true }`
 // entry and users list it in `groups:` (the users module keeps membership exact for inventory users).
+#include <cctype>
 #include <map>
 #include <optional>
 #include <set>
@@ -83,6 +84,32 @@ const std::map<std::string, std::string> kTypedJsonKeys = {
     {"live-restore", "live_restore"},   {"storage-driver", "storage_driver"}};
 
 bool IsUrl(const std::string& s) { return s.rfind("http://", 0) == 0 || s.rfind("https://", 0) == 0; }
+
+// A registry as Docker names it in an image reference and in certs.d: a host name or IPv4 address (labels of
+// letters, digits and inner hyphens, joined by dots), optionally :PORT (1-65535). Nothing else may become the
+// directory /etc/docker/certs.d/REGISTRY/ (no '/', no "..", no blanks).
+bool RegistryName(const std::string& r) {
+  size_t colon = r.find(':');
+  std::string host = r.substr(0, colon);
+  if (colon != std::string::npos) {
+    std::string port = r.substr(colon + 1);
+    if (port.empty() || port.size() > 5 || port[0] == '0') return false;
+    for (char c : port)
+      if (!std::isdigit((unsigned char)c)) return false;
+    if (std::stoi(port) > 65535) return false;
+  }
+  if (host.empty() || host.size() > 253) return false;
+  size_t start = 0;
+  while (true) {
+    size_t dot = host.find('.', start);
+    std::string label = host.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') return false;
+    for (char c : label)
+      if (!std::isalnum((unsigned char)c) && c != '-') return false;
+    if (dot == std::string::npos) return true;
+    start = dot + 1;
+  }
+}
 
 }  // namespace
 
@@ -169,6 +196,13 @@ DockerSettings ParseDocker(const Value& v, Findings* f) {
   }
   if (const Value* rc = r.map("registry_certs")) {
     for (const auto& e : rc->entries()) {
+      if (!RegistryName(e.key)) {
+        out.error(e.key_loc, "docker-registry-name",
+                  "registry_certs key '" + e.key + "' is not a registry name: write the registry's host or "
+                  "host:port, e.g. harbor.cvgl.lab or 10.0.1.68:5000 (it becomes the directory "
+                  "/etc/docker/certs.d/<registry>/)");
+        continue;
+      }
       if (!e.value.is_scalar()) {
         out.error(e.value.loc().known() ? e.value.loc() : e.key_loc, "wrong-type",
                   "registry_certs maps a registry host to a certificate file, got " + DescribeValue(e.value) +

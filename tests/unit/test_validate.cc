@@ -583,6 +583,40 @@ TEST_SUITE("validate") {
            "inventory directory)");
   }
 
+  TEST_CASE("docker: a registry_certs key that is not host or host:port never becomes a path") {
+    // Each key would be the directory /etc/docker/certs.d/KEY/: '../x' and 'a/b' would leave certs.d.
+    Findings f = CheckRepo(
+        {{kLabFile, kLab},
+         {"inventory/groups.yaml",
+          "groups:\n  gpu:\n    docker:\n      registry_certs:\n"
+          "        ../x: files/x.crt\n"
+          "        a/b: files/x.crt\n"
+          "        \"harbor.cvgl.lab:99999\": files/x.crt\n"
+          "        -harbor.cvgl.lab: files/x.crt\n"
+          "        \"harbor.cvgl.lab:\": files/x.crt\n"
+          "        \"..\": files/x.crt\n"
+          "        harbor.cvgl.lab: files/ok.crt\n"
+          "        \"10.0.1.68:5000\": files/ok.crt\n"
+          "        localhost: files/ok.crt\n"}},
+        {{"files/ok.crt", "pem"}});
+    std::vector<Finding> bad;
+    for (const auto& x : f.items())
+      if (x.code == "docker-registry-name") bad.push_back(x);
+    INFO(All(f));
+    REQUIRE(bad.size() == 6);
+    const char* keys[] = {"../x", "a/b", "harbor.cvgl.lab:99999", "-harbor.cvgl.lab", "harbor.cvgl.lab:", ".."};
+    for (int i = 0; i < 6; ++i) {
+      CHECK(bad[i].where.str() == "inventory/groups.yaml:" + std::to_string(5 + i) + ":9");
+      CHECK(bad[i].severity == Severity::Error);
+      CHECK(bad[i].message == std::string("registry_certs key '") + keys[i] +
+                                  "' is not a registry name: write the registry's host or host:port, e.g. "
+                                  "harbor.cvgl.lab or 10.0.1.68:5000 (it becomes the directory "
+                                  "/etc/docker/certs.d/<registry>/)");
+    }
+    // A refused key is left out: its missing file is not reported as well. The valid keys give no finding.
+    CHECK(f.items().size() == 6);
+  }
+
   // ------------------------------------------------------------------ files and templates
 
   TEST_CASE("files: a path that is not absolute, or none") {
