@@ -2,7 +2,8 @@
 // a change, the proxy drop-in, and the disruptive restart: deferred while a GPU job runs (nvidia-smi test
 // double), owed across runs, done once the node is free; the proxy drop-in and registry certificates removed
 // when they leave the inventory (and only labfleet's); the nvidia runtime on a node with the toolkit and no
-// docker: settings. systemctl is the recording test double.
+// docker: settings; registry mirrors, insecure registries, log driver and rotation in daemon.json, registry CA
+// files with their content and mode. systemctl is the recording test double.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -158,6 +159,66 @@ TEST_SUITE("integration-docker") {
     CHECK(sbx.exec("node1", "test -e /etc/docker/certs.d/harbor.cvgl.lab/ca.crt").exit_code == 1);
     CHECK(sbx.exec("node1", "test -e /var/lib/labfleet/docker-registry-certs").exit_code == 1);
     CHECK(Exec(sbx, "cat /etc/docker/certs.d/own.cvgl.lab/ca.crt") == "OWN\n");
+    CHECK(Count(DoubleCalls(sbx, "node1"), "systemctl restart docker") == 1);
+    CHECK(Cli(sbx, tmp.dir(), {"plan", "--detailed-exitcode"}).rc == 0);
+  }
+
+  TEST_CASE("registry mirrors, insecure registries, log driver and rotation; registry CA files with their mode") {
+    Sandbox sbx({.nodes = 1});
+    InstallDoubles(sbx, "node1", {"systemctl"});
+    SeedUnit(sbx, "node1", "docker.service", "enabled", "active");
+    TempInventory tmp(sbx);
+    tmp.write("inventory/files/harbor.crt", "-----BEGIN CERTIFICATE-----\nHARBOR\n-----END CERTIFICATE-----\n");
+    tmp.write("inventory/files/mirror.crt", "MIRROR CA\n");
+    auto write = [&](const std::string& max_size) {
+      tmp.defaults(
+          "    docker:\n"
+          "      registry_certs: { harbor.cvgl.lab: files/harbor.crt, \"10.0.1.68:5000\": files/mirror.crt }\n"
+          "      registry_mirrors: [\"https://mirror.cvgl.lab\", \"http://10.0.1.68:5000\"]\n"
+          "      insecure_registries: [\"10.0.1.68:5000\", 10.0.2.0/24]\n"
+          "      log_driver: json-file\n"
+          "      log_opts: { max-size: " + max_size + ", max-file: 3 }\n");
+    };
+    write("10m");
+    auto r = Cli(sbx, tmp.dir(), {"apply", "--yes", "--allow-dirty", "--format", "json"});
+    INFO(r.out << r.err);
+    REQUIRE(r.rc == 0);
+    CHECK(r.json()["apply"][0]["status"] == "changed");  // the executor's re-plan was empty
+    // Independent checks in the node: jq for daemon.json, cat and stat for the CA files.
+    auto j = nlohmann::json::parse(Exec(sbx, "jq -c . /etc/docker/daemon.json"));
+    CHECK(j["registry-mirrors"] == nlohmann::json::parse(R"(["https://mirror.cvgl.lab","http://10.0.1.68:5000"])"));
+    CHECK(j["insecure-registries"] == nlohmann::json::parse(R"(["10.0.1.68:5000","10.0.2.0/24"])"));
+    CHECK(j["log-driver"] == "json-file");
+    // dockerd takes log-opts values as strings only: an unquoted YAML 3 is written as "3".
+    CHECK(j["log-opts"] == nlohmann::json::parse(R"({"max-size":"10m","max-file":"3"})"));
+    CHECK(Exec(sbx, "jq -r '.\"log-opts\".\"max-file\" | type' /etc/docker/daemon.json") == "string\n");
+    CHECK(Exec(sbx, "cat /etc/docker/certs.d/harbor.cvgl.lab/ca.crt") ==
+          "-----BEGIN CERTIFICATE-----\nHARBOR\n-----END CERTIFICATE-----\n");
+    CHECK(Exec(sbx, "cat /etc/docker/certs.d/10.0.1.68:5000/ca.crt") == "MIRROR CA\n");
+    CHECK(Exec(sbx, "stat -c '%a %U:%G %F' /etc/docker/certs.d/harbor.cvgl.lab/ca.crt "
+                    "/etc/docker/certs.d/10.0.1.68:5000/ca.crt /etc/docker/daemon.json") ==
+          "644 root:root regular file\n644 root:root regular file\n644 root:root regular file\n");
+    CHECK(Count(DoubleCalls(sbx, "node1"), "systemctl restart docker") == 1);
+    CHECK(Cli(sbx, tmp.dir(), {"plan", "--detailed-exitcode"}).rc == 0);
+
+    // A CA file's mode drifts: fixed with chmod, and no restart (dockerd reads it as root anyway).
+    MustExec(sbx, "node1", "chmod 0600 /etc/docker/certs.d/harbor.cvgl.lab/ca.crt");
+    ClearDoubleCalls(sbx, "node1");
+    r = Cli(sbx, tmp.dir(), {"apply", "--yes", "--allow-dirty", "--format", "json"});
+    INFO(r.out << r.err);
+    REQUIRE(r.rc == 0);
+    CHECK(Summaries(r) == "docker /etc/docker/certs.d/harbor.cvgl.lab/ca.crt (mode 0600 -> 0644)");
+    CHECK(Exec(sbx, "stat -c '%a %U:%G' /etc/docker/certs.d/harbor.cvgl.lab/ca.crt") == "644 root:root\n");
+    CHECK(Count(DoubleCalls(sbx, "node1"), "systemctl restart docker") == 0);
+
+    // One rotation option changes: daemon.json and one restart, nothing else.
+    write("50m");
+    r = Cli(sbx, tmp.dir(), {"apply", "--yes", "--allow-dirty", "--format", "json"});
+    INFO(r.out << r.err);
+    REQUIRE(r.rc == 0);
+    CHECK(Summaries(r) == "docker /etc/docker/daemon.json | restart docker");
+    CHECK(nlohmann::json::parse(Exec(sbx, "jq -c '.\"log-opts\"' /etc/docker/daemon.json")) ==
+          nlohmann::json::parse(R"({"max-size":"50m","max-file":"3"})"));
     CHECK(Count(DoubleCalls(sbx, "node1"), "systemctl restart docker") == 1);
     CHECK(Cli(sbx, tmp.dir(), {"plan", "--detailed-exitcode"}).rc == 0);
   }
