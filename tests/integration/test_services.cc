@@ -1,7 +1,8 @@
 // services on a sandbox node: sandbox nodes run no systemd and share the host's kernel, so the node gets the
 // recording test doubles of systemctl, update-grub and sysctl (tests/doubles/). The files (config files,
 // /etc/default/grub, /etc/sysctl.d) are real. The tests assert exactly which systemctl actions, restarts and
-// handlers ran, that a handler runs once per apply however many of its inputs changed, and that re-plans are empty.
+// handlers ran, that a handler runs once per apply however many of its inputs changed, and that re-plans are empty;
+// on a busy node (a GPU job through the nvidia-smi double) a disruptive restart and stop wait until it is free.
 #include <doctest/doctest.h>
 
 #include <nlohmann/json.hpp>
@@ -121,5 +122,81 @@ TEST_SUITE("integration-services") {
     CHECK(Summaries(apply4) == "service snapd.service (mask, stop) | service trainer.service (start)");
     CHECK(Actions(sbx) == "systemctl mask --now snapd.service\nsystemctl start trainer.service\n");
     CHECK(apply4.json()["apply"][0]["status"] == "changed");
+  }
+
+  TEST_CASE("a disruptive restart and stop wait while a GPU job runs, and happen once the node is free") {
+    Sandbox sbx({.nodes = 1});
+    InstallDoubles(sbx, "node1", {"systemctl", "nvidia-smi"});
+    SeedUnit(sbx, "node1", "jupyterhub.service", "enabled", "active");
+    SeedUnit(sbx, "node1", "trainer-agent.service", "enabled", "active");
+    SeedUnit(sbx, "node1", "monitor.service", "enabled", "inactive");
+    SeedUnit(sbx, "node1", "cachefilesd.service", "enabled", "active");
+    TempInventory inv(sbx);
+    // jupyterhub, trainer-agent and monitor are disruptive (stopping them kills work); cachefilesd is not.
+    auto write = [&](const std::string& hub_conf, const std::string& agent_state, const std::string& cache_conf) {
+      inv.defaults("    services:\n"
+                   "      jupyterhub:\n"
+                   "        state: running\n"
+                   "        disruptive: true\n"
+                   "        config: [{ path: /etc/jupyterhub/config.py, content: \"" + hub_conf + "\" }]\n"
+                   "      trainer-agent: { state: " + agent_state + ", disruptive: true }\n"
+                   "      monitor: { state: running, disruptive: true }\n"
+                   "      cachefilesd:\n"
+                   "        state: running\n"
+                   "        config: [{ path: /etc/cachefilesd.conf, content: \"" + cache_conf + "\" }]\n");
+    };
+    // Converged first, on an idle node, with the files the units run with now.
+    MustExec(sbx, "node1", "mkdir -p /etc/jupyterhub && printf 'c.port = 8000\\n' > /etc/jupyterhub/config.py && "
+                           "printf 'dir /var/cache/fscache\\n' > /etc/cachefilesd.conf");
+    write("c.port = 8000\\n", "running", "dir /var/cache/fscache\\n");
+    auto r = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty", "--format", "json"});
+    INFO(r.out << r.err);
+    REQUIRE(r.rc == 0);
+    CHECK(Summaries(r) == "service monitor.service (start)");
+    CHECK(Actions(sbx) == "systemctl start monitor.service\n");
+
+    // A student's training job holds a GPU. The hub's config changes (a disruptive restart), the agent is to
+    // stop (a disruptive stop), cachefilesd's config changes (a restart that is not disruptive), and the
+    // monitor is stopped by hand (a start is never disruptive).
+    SeedGpuApps(sbx, "node1", "gpu_uuid,pid,used_memory,process_name\nGPU-1,1,1000,python train.py\n");
+    Exec(sbx, "systemctl stop monitor.service");
+    ClearDoubleCalls(sbx, "node1");
+    write("c.port = 8001\\n", "stopped", "dir /srv/fscache\\n");
+    auto plan = Cli(sbx, inv.dir(), {"plan"});
+    INFO(plan.out << plan.err);
+    CHECK(plan.out.find("deferred: restart jupyterhub.service on node1") != std::string::npos);
+    CHECK(plan.out.find("deferred: service trainer-agent.service (stop) on node1") != std::string::npos);
+    CHECK(plan.out.find("1 GPU job running") != std::string::npos);
+    r = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty", "--format", "json"});
+    INFO(r.out << r.err);
+    REQUIRE(r.rc == 0);
+    CHECK(Summaries(r) ==
+          "config /etc/jupyterhub/config.py of jupyterhub.service | config /etc/cachefilesd.conf of cachefilesd.service | "
+          "restart cachefilesd.service | service monitor.service (start)");
+    CHECK(Summaries(r.json(), "deferred") == "restart jupyterhub.service | service trainer-agent.service (stop)");
+    // Exactly what is not disruptive happened; the hub kept running with its old config, the agent runs on.
+    CHECK(Actions(sbx) == "systemctl start monitor.service\nsystemctl restart cachefilesd.service\n");
+    CHECK(Exec(sbx, "cat /etc/jupyterhub/config.py /etc/cachefilesd.conf") == "c.port = 8001\ndir /srv/fscache\n");
+    CHECK(UnitState(sbx, "node1", "trainer-agent.service").find("active=active") != std::string::npos);
+    // Still owed on the next run, though the hub's file matches now: the restart from pending-handlers.
+    ClearDoubleCalls(sbx, "node1");
+    plan = Cli(sbx, inv.dir(), {"plan", "--format", "json"});
+    INFO(plan.out << plan.err);
+    CHECK(Summaries(plan).empty());
+    CHECK(Summaries(plan.json(), "deferred") == "service trainer-agent.service (stop) | restart jupyterhub.service");
+    CHECK(Actions(sbx).empty());
+
+    // The job ends: the stop and the owed restart happen, each once, and nothing else.
+    SeedGpuApps(sbx, "node1", "gpu_uuid,pid,used_memory,process_name\n");
+    r = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty", "--format", "json"});
+    INFO(r.out << r.err);
+    REQUIRE(r.rc == 0);
+    CHECK(Summaries(r) == "service trainer-agent.service (stop) | restart jupyterhub.service");
+    CHECK(Summaries(r.json(), "deferred").empty());
+    CHECK(r.json()["apply"][0]["status"] == "changed");  // the executor's re-plan was empty
+    CHECK(Actions(sbx) == "systemctl stop trainer-agent.service\nsystemctl restart jupyterhub.service\n");
+    CHECK(UnitState(sbx, "node1", "trainer-agent.service").find("active=inactive") != std::string::npos);
+    CHECK(sbx.exec("node1", "test -e /var/lib/labfleet/pending-handlers").exit_code != 0);
+    CHECK(Cli(sbx, inv.dir(), {"plan", "--detailed-exitcode"}).rc == 0);
   }
 }
