@@ -1,7 +1,8 @@
 // mounts module on a real sandbox node: /etc/fstab's labfleet block next to an admin's own line (kept byte for
 // byte), mount points, FS-Cache (cachefilesd from a local apt repository; systemctl is the recording test
 // double), a tmpfs really mounted by mount_now inside the node's mount namespace, and a mount_now that cannot
-// mount (NFS to a host that does not resolve; this kernel has no NFS at all) reported without undoing fstab.
+// mount (NFS to a host that does not resolve; this kernel has no NFS at all) reported without undoing fstab; a
+// block that fails `findmnt --verify` (a LABEL= no disk has) and the previous /etc/fstab restored byte for byte.
 // Independent checks inside the node: `findmnt --verify --tab-file /etc/fstab`, `findmnt`, `stat`, dpkg-query.
 #include <doctest/doctest.h>
 
@@ -35,6 +36,13 @@ Run Lf(const Sandbox& sbx, const std::string& inv, std::vector<std::string> args
   std::ostringstream out, err;
   int rc = labfleet::RunCli(int(argv.size()), argv.data(), out, err);
   return {rc, out.str(), err.str()};
+}
+
+// `labfleet --inventory INV validate`: its exit code (0: no errors).
+int Validate(const std::string& inv) {
+  const char* argv[] = {"labfleet", "--inventory", inv.c_str(), "validate"};
+  std::ostringstream out, err;
+  return labfleet::RunCli(4, argv, out, err);
 }
 
 // A throwaway inventory (host side) with the sandbox's nodes and `mounts:` in lab.defaults.
@@ -230,5 +238,64 @@ TEST_SUITE("integration-mounts") {
     INFO(r2.out << r2.err);
     CHECK(r2.rc == 0);
     CHECK(In(sbx, "grep -c 'vers=4.1' /etc/fstab") == "1\n");
+  }
+
+  TEST_CASE("labfleet's own block fails findmnt --verify: the previous /etc/fstab comes back byte for byte") {
+    // The validator checks an NFS source's form, not a local device's: an ext4 mount of a LABEL= that no disk
+    // has passes `labfleet validate`, and findmnt --verify rejects it ("unreachable on boot required source",
+    // an error for an entry mounted at boot). A real case: a disk's label mistyped in the inventory.
+    Sandbox sbx({.nodes = 1});
+    MountsInv inv(sbx);
+    const std::string good = "      - { target: /mnt/scratch, type: tmpfs, options: [size=64m] }\n";
+    const std::string bad = "      - { source: \"LABEL=labfleet-no-such-disk\", target: /mnt/disk, type: ext4 }\n";
+    MustExec(sbx, "node1", "mkdir -p /srv/user-scratch && printf '%s' '" + kUserFstab + "' > /etc/fstab && "
+                           "chmod 0640 /etc/fstab");
+    inv.mounts(good);
+    auto r = Lf(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty"});
+    INFO(r.out << r.err);
+    REQUIRE(r.rc == 0);
+    const std::string before = In(sbx, "cat /etc/fstab");
+    REQUIRE(before.find("tmpfs /mnt/scratch tmpfs size=64m 0 0\n") != std::string::npos);
+    CHECK(Validate(inv.dir()) == 0);  // nothing offline stops it
+    inv.mounts(good + bad);
+    CHECK(Validate(inv.dir()) == 0);
+
+    r = Lf(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty", "--format", "json"});
+    INFO(r.out << r.err);
+    CHECK(r.rc != 0);
+    const nlohmann::json doc = r.json();
+    CHECK(doc["apply"][0]["status"] == "failed");
+    const std::string error = doc["apply"][0].value("error", "");
+    CHECK(error.find("unreachable on boot required source: LABEL=labfleet-no-such-disk") != std::string::npos);
+    CHECK(error.find("verification of /etc/fstab failed; the previous version was restored") != std::string::npos);
+    // Independent checks inside the node: the same bytes, mode and owner, and nothing left beside it.
+    CHECK(In(sbx, "cat /etc/fstab") == before);
+    CHECK(In(sbx, "stat -c '%a %U:%G' /etc/fstab") == "640 root:root\n");
+    CHECK(In(sbx, "ls -a /etc | grep -c '^fstab' || true") == "1\n");
+    CHECK(sbx.exec("node1", "findmnt --verify --tab-file /etc/fstab").exit_code == 0);
+    // The mount point was made before fstab was written (changes run in order); it is only an empty directory.
+    CHECK(In(sbx, "stat -c '%F' /mnt/disk") == "directory\n");
+    // Not converged: the next plan still has the block to write.
+    auto plan = Lf(sbx, inv.dir(), {"plan", "--format", "json"});
+    CHECK(Summaries(plan.json()) == "fstab block in /etc/fstab (2 mounts)");
+
+    // No /etc/fstab before: after the failed verification there is none again.
+    In(sbx, "rm /etc/fstab");
+    r = Lf(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty", "--format", "json"});
+    INFO(r.out << r.err);
+    CHECK(r.rc != 0);
+    CHECK(r.json()["apply"][0]["status"] == "failed");
+    CHECK(sbx.exec("node1", "test -e /etc/fstab").exit_code == 1);
+    CHECK(In(sbx, "ls -a /etc | grep -c '^fstab' || true") == "0\n");
+
+    // The label fixed out of the inventory: the good block alone is written and verified.
+    inv.mounts(good);
+    r = Lf(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty"});
+    INFO(r.out << r.err);
+    CHECK(r.rc == 0);
+    CHECK(In(sbx, "cat /etc/fstab") ==
+          "# BEGIN labfleet mounts: edits inside are overwritten\ntmpfs /mnt/scratch tmpfs size=64m 0 0\n"
+          "# END labfleet mounts\n");
+    CHECK(Lf(sbx, inv.dir(), {"plan", "--detailed-exitcode"}).rc == 0);
   }
 }
