@@ -3,8 +3,11 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -137,6 +140,112 @@ TEST_SUITE("integration-sandbox") {
     CHECK_FALSE(std::filesystem::exists(dir));
     CHECK(HostMounts() == mounts_before);
     CHECK(Host(Cmd("losetup").arg("-a")).find(dir) == std::string::npos);
+  }
+
+  TEST_CASE("isolation: own PID namespace, own host key, own /home /var /root /usr/local, host folders hidden") {
+    Sandbox sbx({.nodes = 2});
+    const std::string tag = std::filesystem::path(sbx.dir()).filename().string();  // unique per run
+
+    // PID namespace: a node sees its own init as PID 1 and its own few processes, nothing of the host or of the
+    // other node (one sshd: its own), over `exec` and over SSH alike.
+    for (const char* name : {"node1", "node2"}) {
+      CAPTURE(name);
+      auto ps = sbx.exec(name, "ps -e -o pid=,comm=");
+      REQUIRE_MESSAGE(ps.exit_code == 0, ps.err);
+      std::map<int, std::string> procs;
+      for (const auto& line : Lines(ps.out)) {
+        std::istringstream in(line);
+        int pid = 0;
+        std::string comm;
+        in >> pid >> comm;
+        procs[pid] = comm;
+      }
+      CAPTURE(ps.out);
+      REQUIRE(procs.count(1) == 1);
+      CHECK(procs[1] == "bash");
+      int sshd = 0;
+      for (const auto& [pid, comm] : procs) {
+        CHECK(std::set<std::string>{"bash", "sleep", "sshd", "sh", "ps"}.count(comm) == 1);
+        sshd += comm == "sshd";
+      }
+      CHECK(sshd == 1);
+      auto init = sbx.exec(name, "tr '\\0' ' ' </proc/1/cmdline");
+      CHECK(init.out.find(" __node ") != std::string::npos);
+      CHECK(init.out.find(std::string(" ") + name + " ") != std::string::npos);
+      auto over_ssh = RunCommand(SshTo(sbx, sbx.node(name).port, "tr '\\0' ' ' </proc/1/cmdline").str());
+      CHECK_MESSAGE(over_ssh.exit_code == 0, over_ssh.err);
+      CHECK(over_ssh.out == init.out);
+    }
+
+    // Host keys: one fresh ed25519 key per node (the host's keys are gone), the one sshd presents, the one
+    // known_hosts records; no two nodes share it.
+    std::set<std::string> fingerprints;
+    const std::regex fp_re("SHA256:[A-Za-z0-9+/]+");
+    auto fp_of = [&](const std::string& text) {
+      std::smatch m;
+      return std::regex_search(text, m, fp_re) ? m.str() : std::string();
+    };
+    for (const auto& n : sbx.nodes()) {
+      CAPTURE(n.name);
+      CHECK(sbx.exec(n.name, "ls /etc/ssh | grep ^ssh_host_").out == "ssh_host_ed25519_key\nssh_host_ed25519_key.pub\n");
+      const std::string own = fp_of(sbx.exec(n.name, "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub").out);
+      REQUIRE(!own.empty());
+      const std::string host_port = "[" + n.address + "]:" + std::to_string(n.port);
+      CHECK(fp_of(Host(Cmd("ssh-keygen").arg("-lf").arg(sbx.known_hosts()).arg("-F").arg(host_port))) == own);
+      auto scan = RunCommand(Cmd("sh").arg("-c").arg(Cmd("ssh-keyscan").arg("-t").arg("ed25519").arg("-p")
+                                                          .arg(std::to_string(n.port)).arg(n.address).str() +
+                                                      " 2>/dev/null | ssh-keygen -lf -").str());
+      CHECK(fp_of(scan.out) == own);
+      if (std::filesystem::exists("/etc/ssh/ssh_host_ed25519_key.pub"))
+        CHECK(fp_of(Host(Cmd("ssh-keygen").arg("-lf").arg("/etc/ssh/ssh_host_ed25519_key.pub"))) != own);
+      fingerprints.insert(own);
+    }
+    CHECK(fingerprints.size() == sbx.nodes().size());
+
+    // Per-node /home, /var, /root and /usr/local: what one node writes there, the other node and the host do not
+    // see, and the other node's own file of that name does not disturb it.
+    for (const char* d : {"/home", "/var", "/root", "/usr/local"}) {
+      const std::string f = std::string(d) + "/labfleet-isolation-" + tag;
+      CAPTURE(f);
+      auto w = sbx.exec("node1", Cmd("sh").arg("-c").arg("echo node1 > \"$0\" && cat \"$0\"").arg(f).str());
+      CHECK_MESSAGE(w.exit_code == 0, w.err);
+      CHECK(w.out == "node1\n");
+      CHECK(sbx.exec("node2", Cmd("test").arg("!").arg("-e").arg(f).str()).exit_code == 0);
+      CHECK_FALSE(std::filesystem::exists(f));
+      CHECK(sbx.exec("node2", Cmd("sh").arg("-c").arg("echo node2 > \"$0\"").arg(f).str()).exit_code == 0);
+      CHECK(sbx.exec("node1", Cmd("cat").arg(f).str()).out == "node1\n");
+      CHECK_FALSE(std::filesystem::exists(f));
+    }
+
+    // Host folders hidden: the node's /work, /tmp and /var/tmp are empty, its /root holds only skel's files,
+    // .ssh (with the sandbox's key alone) and what this test wrote; the repository and DIR are not there.
+    auto listing = [&](const std::string& node, const std::string& path) {
+      auto r = sbx.exec(node, Cmd("ls").arg("-A").arg(path).str());
+      CHECK_MESSAGE(r.exit_code == 0, r.err);
+      return Lines(r.out);
+    };
+    std::set<std::string> root_expected = Lines(Host(Cmd("ls").arg("-A").arg("/etc/skel")));
+    root_expected.insert({".ssh", "labfleet-isolation-" + tag});
+    for (const char* name : {"node1", "node2"}) {
+      CAPTURE(name);
+      if (std::filesystem::is_directory("/work")) CHECK(listing(name, "/work").empty());
+      CHECK(listing(name, "/tmp").empty());
+      CHECK(listing(name, "/var/tmp").empty());
+      CHECK(listing(name, "/root") == root_expected);
+      CHECK(listing(name, "/root/.ssh") == std::set<std::string>{"authorized_keys"});
+      CHECK(sbx.exec(name, "cat /root/.ssh/authorized_keys").out ==
+            Host(Cmd("cat").arg(sbx.identity() + ".pub")));
+      CHECK(sbx.exec(name, Cmd("test").arg("!").arg("-e").arg(LABFLEET_SOURCE_DIR).str()).exit_code == 0);
+      CHECK(sbx.exec(name, Cmd("test").arg("!").arg("-e").arg(sbx.dir()).str()).exit_code == 0);
+    }
+    // The same view over SSH.
+    auto view = RunCommand(
+        SshTo(sbx, sbx.node("node2").port,
+              "for d in /work /tmp /var/tmp; do [ -d $d ] && echo \"$d: $(ls -A $d | wc -l)\"; done; ls -A /root/.ssh")
+            .str());
+    CHECK_MESSAGE(view.exit_code == 0, view.err);
+    CHECK(view.out == std::string(std::filesystem::is_directory("/work") ? "/work: 0\n" : "") +
+                          "/tmp: 0\n/var/tmp: 0\nauthorized_keys\n");
   }
 
   TEST_CASE("btrfs: each node has its own btrfs at /srv/btrfs, loop devices released afterwards") {
