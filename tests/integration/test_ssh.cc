@@ -1,6 +1,7 @@
-// SshTransport and `labfleet facts` against real sandbox nodes: facts from several nodes, host key refusal
-// (changed, unknown) and acceptance, stopped and frozen nodes within the timeouts while the rest succeed, a
-// node reached only through the login node, become: sudo (with a stand-in sudo), one session per node.
+// SshTransport and `labfleet facts` against real sandbox nodes: facts from several nodes (checked against the
+// nodes themselves), host key refusal (changed, unknown) and acceptance, stopped and frozen nodes within the
+// timeouts while the rest succeed, a node reached only through the login node, become: sudo (with a stand-in
+// sudo), one session per node.
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -83,12 +84,17 @@ TEST_SUITE("integration-ssh") {
   TEST_CASE("facts from three nodes, JSON and text; one session serves many commands") {
     Sandbox sbx({.nodes = 3});
     Scratch s(sbx);
+    // node3 without a docker client (its own /usr: the host is not touched); the others may see the host's client
+    // through the overlay, but no daemon (their /run is their own)
+    auto nodocker = sbx.exec("node3", "which -a docker | xargs -r rm -f && ! command -v docker");
+    REQUIRE_MESSAGE(nodocker.exit_code == 0, nodocker.err);
     auto r = Cli({"--inventory", s.inv(), "facts", "--format", "json", "--known-hosts", s.known_hosts()});
     INFO(r.err);
     REQUIRE(r.rc == 0);
     auto doc = r.json();
     REQUIRE(doc["nodes"].size() == 3);
     for (const char* name : {"node1", "node2", "node3"}) {
+      CAPTURE(name);
       const auto& n = NodeIn(doc, name);
       CHECK(n["reachable"] == true);
       CHECK(n["ok"] == true);
@@ -98,7 +104,46 @@ TEST_SUITE("integration-ssh") {
       CHECK(n["memory"]["total_kib"].get<long long>() > 0);
       CHECK(!n["root_fs"]["type"].get<std::string>().empty());
       CHECK(n["gpus"]["count"] == 0);
+
+      // the same facts, read independently inside the node
+      auto line = [&](const std::string& cmd) {
+        std::string out = Exec(sbx, name, cmd);
+        if (!out.empty() && out.back() == '\n') out.pop_back();
+        return out;
+      };
+      CHECK(n["os"]["id"] == line(". /etc/os-release && echo \"$ID\""));
+      CHECK(n["os"]["name"] == line(". /etc/os-release && echo \"$NAME\""));
+      CHECK(n["os"]["version_id"] == line(". /etc/os-release && echo \"$VERSION_ID\""));
+      CHECK(n["os"]["pretty_name"] == line(". /etc/os-release && echo \"$PRETTY_NAME\""));
+      CHECK(!n["os"]["name"].get<std::string>().empty());
+      CHECK(n["kernel"] == line("uname -r"));
+      CHECK(n["arch"] == line("uname -m"));
+      REQUIRE(n["uptime_s"].is_number());
+      CHECK(n["uptime_s"].get<double>() > 0);
+      CHECK(!n["cpu"]["model"].get<std::string>().empty());
+      CHECK(n["cpu"]["cores"].get<int>() >= 1);
+      CHECK(n["cpu"]["cores"].get<int>() <= n["cpu"]["logical"].get<int>());
+      const long long mem_total = n["memory"]["total_kib"];
+      CHECK(std::to_string(mem_total) == line("awk '/^MemTotal:/ { print $2 }' /proc/meminfo"));
+      REQUIRE(n["memory"]["available_kib"].is_number());
+      CHECK(n["memory"]["available_kib"].get<long long>() > 0);
+      CHECK(n["memory"]["available_kib"].get<long long>() <= mem_total);
+      const auto& root = n["root_fs"];
+      CHECK(root["type"] == line("stat -f -c %T /"));
+      CHECK(root["type"] == "overlayfs");  // the node's root is the sandbox's overlay, not the host's
+      CHECK(root["btrfs"] == false);
+      CHECK(root["device"] == line("df -Pk / | awk 'NR == 2 { print $1 }'"));
+      REQUIRE(root["avail_kib"].is_number());
+      CHECK(root["avail_kib"].get<long long>() > 0);
+      CHECK(root["size_kib"].get<long long>() >= root["avail_kib"].get<long long>());
+      const bool has_client = sbx.exec(name, "command -v docker").exit_code == 0;
+      CHECK(n["docker"]["installed"] == has_client);
+      CHECK(n["docker"]["version"] == "");  // no daemon on a sandbox node
+      CHECK(n["docker"]["containers"].empty());
+      CHECK(n["labfleet_state"].is_null());  // a fresh node: labfleet never ran there
+      CHECK_FALSE(n.contains("labfleet_state_error"));
     }
+    CHECK(NodeIn(doc, "node3")["docker"]["installed"] == false);
     CHECK(doc["summary"]["failed"] == 0);
 
     // text, a subset of nodes
