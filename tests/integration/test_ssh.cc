@@ -1,7 +1,7 @@
 // SshTransport and `labfleet facts` against real sandbox nodes: facts from several nodes (checked against the
 // nodes themselves), host key refusal (changed, unknown) and acceptance, stopped and frozen nodes within the
-// timeouts while the rest succeed, a node reached only through the login node, become: sudo (with a stand-in
-// sudo), one session per node.
+// timeouts while the rest succeed (also one node at a time), a node reached only through the login node,
+// become: sudo (with a stand-in sudo), one session per node.
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -364,6 +364,39 @@ TEST_SUITE("integration-ssh") {
     CHECK(r.out.find("unreachable:") != std::string::npos);
     CHECK(r.out.find("node2: cannot connect") != std::string::npos);
     CHECK(r.out.find("4 nodes: 2 ok, 2 failed") != std::string::npos);
+  }
+
+  TEST_CASE("a frozen node with --parallel 1: the nodes after it still succeed, within the connect timeout") {
+    Sandbox sbx({.nodes = 4});
+    Scratch s(sbx);
+    // node2 frozen whole: every process in it stopped (its init aside, which signals from inside cannot reach);
+    // the kernel still accepts TCP on its port, nothing answers. One node at a time, so node3 and node4 wait
+    // behind it.
+    struct Thaw {
+      const Sandbox& sbx;
+      ~Thaw() { sbx.exec("node2", "kill -CONT -1"); }
+    } thaw{sbx};
+    REQUIRE(sbx.exec("node2", "kill -STOP -1").exit_code == 0);
+    REQUIRE(sbx.exec("node2", "grep -l '^State:.*stopped' /proc/[0-9]*/status | wc -l").out != "0\n");
+
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = Cli({"--inventory", s.inv(), "facts", "--format", "json", "--known-hosts", s.known_hosts(),
+                  "--parallel", "1", "--connect-timeout", "2", "--timeout", "3"});
+    double took = Since(t0);
+    INFO(r.out, r.err);
+    CHECK(r.rc == 4);
+    auto doc = r.json();
+    for (const char* name : {"node1", "node3", "node4"}) {
+      CAPTURE(name);
+      CHECK(NodeIn(doc, name)["ok"] == true);
+      CHECK(NodeIn(doc, name)["hostname"] == name);
+    }
+    const auto& frozen = NodeIn(doc, "node2");
+    CHECK(frozen["reachable"] == false);
+    CHECK(frozen["error_kind"] == "timeout");
+    CHECK(frozen["error"].get<std::string>().find("within 2 s (--connect-timeout)") != std::string::npos);
+    CHECK(doc["summary"]["failed"] == 1);
+    CHECK(took < 15);  // generous: the frozen node costs its 2 s connect timeout once, not the rest of the run
   }
 
   TEST_CASE("a node frozen mid-session: the next command times out, the session is closed") {
