@@ -1,7 +1,7 @@
 // SshTransport and `labfleet facts` against real sandbox nodes: facts from several nodes (checked against the
 // nodes themselves), host key refusal (changed, unknown) and acceptance, stopped and frozen nodes within the
 // timeouts while the rest succeed (also one node at a time), a node reached only through the login node,
-// become: sudo (with a stand-in sudo), one session per node.
+// become: sudo (with a stand-in sudo), one session per node; and facts of a `connection: local` node.
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -397,6 +397,60 @@ TEST_SUITE("integration-ssh") {
     CHECK(frozen["error"].get<std::string>().find("within 2 s (--connect-timeout)") != std::string::npos);
     CHECK(doc["summary"]["failed"] == 1);
     CHECK(took < 15);  // generous: the frozen node costs its 2 s connect timeout once, not the rest of the run
+  }
+
+  TEST_CASE("a connection: local node: facts runs on this machine (read-only), no SSH") {
+    // No sandbox: the node is this machine. Its address is TEST-NET-1 (RFC 5737), which nothing answers: facts
+    // that come back at all did not go over the network.
+    char tmpl[] = "/var/tmp/labfleet-local-XXXXXX";
+    REQUIRE(mkdtemp(tmpl) != nullptr);
+    struct Remove {
+      fs::path p;
+      ~Remove() {
+        std::error_code ec;
+        fs::remove_all(p, ec);
+      }
+    } remove{tmpl};
+    const fs::path inv = fs::path(tmpl) / "inventory";
+    WriteFile(inv / "lab.yaml", "lab: { name: local-test }\n");
+    WriteFile(inv / "nodes.yaml", "nodes:\n  here: { address: 192.0.2.1, connection: local }\n");
+    const bool state_dir_before = fs::exists("/var/lib/labfleet");
+    const bool lock_before = fs::exists("/run/labfleet.lock");
+
+    auto r = Cli({"--inventory", inv.string(), "facts", "--format", "json", "--connect-timeout", "2",
+                  "--known-hosts", (fs::path(tmpl) / "known_hosts").string()});
+    INFO(r.out, r.err);
+    REQUIRE(r.rc == 0);
+    auto doc = r.json();
+    REQUIRE(doc["nodes"].size() == 1);
+    const auto& n = NodeIn(doc, "here");
+    CHECK(n["ok"] == true);
+    auto host = [](const std::string& cmd) {
+      auto x = RunCommand(cmd);
+      REQUIRE_MESSAGE(x.exit_code == 0, cmd << ": " << x.err);
+      if (!x.out.empty() && x.out.back() == '\n') x.out.pop_back();
+      return x.out;
+    };
+    CHECK(n["hostname"] == host("hostname"));
+    CHECK(n["kernel"] == host("uname -r"));
+    CHECK(n["arch"] == host("uname -m"));
+    CHECK(n["os"]["id"] == host(". /etc/os-release && echo \"$ID\""));
+    CHECK(n["os"]["version_id"] == host(". /etc/os-release && echo \"$VERSION_ID\""));
+    CHECK(std::to_string(n["memory"]["total_kib"].get<long long>()) ==
+          host("awk '/^MemTotal:/ { print $2 }' /proc/meminfo"));
+    CHECK(n["root_fs"]["type"] == host("stat -f -c %T /"));
+    CHECK(n["root_fs"]["device"] == host("df -Pk / | awk 'NR == 2 { print $1 }'"));
+    CHECK(n["uptime_s"].get<double>() > 0);
+    CHECK(n["cpu"]["cores"].get<int>() >= 1);
+    // read-only: no state, no lock, no known_hosts entry left behind
+    CHECK(fs::exists("/var/lib/labfleet") == state_dir_before);
+    CHECK(fs::exists("/run/labfleet.lock") == lock_before);
+    CHECK_FALSE(fs::exists(fs::path(tmpl) / "known_hosts"));
+
+    r = Cli({"--inventory", inv.string(), "facts", "here", "--connect-timeout", "2"});
+    CHECK(r.rc == 0);
+    CHECK(r.out.find("here ") != std::string::npos);
+    CHECK(r.out.find("1 node: 1 ok, 0 failed") != std::string::npos);
   }
 
   TEST_CASE("a node frozen mid-session: the next command times out, the session is closed") {
