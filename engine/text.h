@@ -1,6 +1,7 @@
 // Small text helpers shared by the fact parsers, the modules and the executor: joining, splitting into words,
 // trimming, and a stable hash (lines: SplitLines in engine/accounts.h). Pure functions; header only.
 #pragma once
+#include <cctype>
 #include <cstdio>
 #include <string>
 #include <string_view>
@@ -18,6 +19,22 @@ inline std::string Join(const std::vector<std::string>& v, const std::string& se
 // "1 entry", "2 entries", "0 keys": a count with the noun that fits it.
 inline std::string Counted(size_t n, std::string_view one, std::string_view many) {
   return std::to_string(n) + " " + std::string(n == 1 ? one : many);
+}
+
+// A DNS host name or dotted IPv4 address: labels of letters, digits and inner hyphens (1-63 characters),
+// joined by dots, 253 characters at most.
+inline bool IsHostName(std::string_view s) {
+  if (s.empty() || s.size() > 253) return false;
+  size_t start = 0;
+  while (true) {
+    size_t dot = s.find('.', start);
+    std::string_view label = s.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
+    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') return false;
+    for (char c : label)
+      if (!std::isalnum((unsigned char)c) && c != '-') return false;
+    if (dot == std::string_view::npos) return true;
+    start = dot + 1;
+  }
 }
 
 // `s` without the characters of `blanks` at either end.

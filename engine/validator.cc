@@ -11,6 +11,7 @@
 #include "engine/cidr.h"
 #include "engine/module.h"
 #include "engine/shell.h"
+#include "engine/text.h"
 
 namespace labfleet {
 namespace {
@@ -29,21 +30,6 @@ bool ValidAccountName(const std::string& s) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
               (c == '$' && i + 1 == s.size());
     if (!ok) return false;
-  }
-  return true;
-}
-
-bool ValidHostName(const std::string& s) {
-  if (s.empty() || s.size() > 253) return false;
-  size_t start = 0;
-  while (true) {
-    size_t dot = s.find('.', start);
-    std::string label = s.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
-    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') return false;
-    for (char c : label)
-      if (!std::isalnum((unsigned char)c) && c != '-') return false;
-    if (dot == std::string::npos) break;
-    start = dot + 1;
   }
   return true;
 }
@@ -198,7 +184,7 @@ void CheckNodes(const Inventory& inv, Findings& f) {
         f.error(aloc, "invalid-address", "address of node '" + n.name + "': " + err);
         continue;
       }
-    } else if (!ValidHostName(n.address)) {
+    } else if (!IsHostName(n.address)) {
       f.error(aloc, "invalid-address",
               "address of node '" + n.name + "' is neither an IP address nor a valid host name: '" + n.address +
                   "'");

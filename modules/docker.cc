@@ -98,17 +98,7 @@ bool RegistryName(const std::string& r) {
       if (!std::isdigit((unsigned char)c)) return false;
     if (std::stoi(port) > 65535) return false;
   }
-  if (host.empty() || host.size() > 253) return false;
-  size_t start = 0;
-  while (true) {
-    size_t dot = host.find('.', start);
-    std::string label = host.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
-    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') return false;
-    for (char c : label)
-      if (!std::isalnum((unsigned char)c) && c != '-') return false;
-    if (dot == std::string::npos) return true;
-    start = dot + 1;
-  }
+  return IsHostName(host);
 }
 
 }  // namespace
