@@ -118,4 +118,10 @@ void UseLocalAptRepo(const Sandbox& sbx, const std::string& node) {
   MustExec(sbx, node, WriteFile("/etc/apt/sources.list.d/labfleet-test-repo.list", "deb [trusted=yes] file:/srv/repo ./\n"));
 }
 
+int CountCalls(const std::vector<std::string>& calls, const std::string& call) {
+  int n = 0;
+  for (const auto& c : calls) n += c == call;
+  return n;
+}
+
 }  // namespace labfleet::testing

@@ -25,6 +25,8 @@ std::vector<std::string> DoubleCalls(const Sandbox& sbx, const std::string& node
 // nvidia-smi's --query-* / -L are left out.
 std::vector<std::string> DoubleActions(const Sandbox& sbx, const std::string& node);
 void ClearDoubleCalls(const Sandbox& sbx, const std::string& node);
+// How many of `calls` are exactly `call` ("systemctl restart docker").
+int CountCalls(const std::vector<std::string>& calls, const std::string& call);
 
 // systemctl double: a unit that exists with unit-file state (enabled|disabled|static|masked) and active
 // state (active|inactive|failed); `aliases` space separated.

@@ -16,11 +16,7 @@ using namespace labfleet::testing;
 
 namespace {
 
-int Restarts(const Sandbox& sbx) {
-  int n = 0;
-  for (const auto& c : DoubleCalls(sbx, "node1")) n += c == "systemctl restart docker";
-  return n;
-}
+int Restarts(const Sandbox& sbx) { return CountCalls(DoubleCalls(sbx, "node1"), "systemctl restart docker"); }
 
 void Containers(const Sandbox& sbx, const std::string& lines) {
   MustExec(sbx, "node1", "printf '" + lines + "' > /var/lib/labfleet-doubles/containers");

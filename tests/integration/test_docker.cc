@@ -18,16 +18,6 @@
 namespace fs = std::filesystem;
 using namespace labfleet::testing;
 
-namespace {
-
-int Count(const std::vector<std::string>& calls, const std::string& what) {
-  int n = 0;
-  for (const auto& c : calls) n += c == what;
-  return n;
-}
-
-}  // namespace
-
 TEST_SUITE("integration-docker") {
   TEST_CASE("daemon.json and proxy drop-in converge; the restart waits for the GPU job") {
     Sandbox sbx({.nodes = 1});
@@ -56,7 +46,7 @@ TEST_SUITE("integration-docker") {
     CHECK(j["default-runtime"] == "nvidia");
     CHECK(j["runtimes"]["nvidia"]["path"] == "nvidia-container-runtime");
     CHECK(sbx.exec("node1", "grep -c '^Environment=' /etc/systemd/system/docker.service.d/proxy.conf").out == "3\n");
-    CHECK(Count(DoubleCalls(sbx, "node1"), "systemctl restart docker") == 1);
+    CHECK(CountCalls(DoubleCalls(sbx, "node1"), "systemctl restart docker") == 1);
     CHECK(Cli(sbx, inv, {"plan", "--detailed-exitcode"}).rc == 0);
 
     // Same JSON, other formatting and key order: not a change.
@@ -74,7 +64,7 @@ TEST_SUITE("integration-docker") {
     INFO(r.out << r.err);
     CHECK(r.rc == 0);
     CHECK(r.out.find("deferred: restart docker on node1") != std::string::npos);
-    CHECK(Count(DoubleCalls(sbx, "node1"), "systemctl restart docker") == 0);
+    CHECK(CountCalls(DoubleCalls(sbx, "node1"), "systemctl restart docker") == 0);
     CHECK(nlohmann::json::parse(sbx.exec("node1", "cat /etc/docker/daemon.json").out)["default-address-pools"][0]["base"] ==
           "172.241.0.0/16");
     // Still owed on the next run although the files match now.
@@ -86,7 +76,7 @@ TEST_SUITE("integration-docker") {
     r = Cli(sbx, inv, {"apply", "--yes", "--allow-dirty"});
     INFO(r.out << r.err);
     CHECK(r.rc == 0);
-    CHECK(Count(DoubleCalls(sbx, "node1"), "systemctl restart docker") == 1);
+    CHECK(CountCalls(DoubleCalls(sbx, "node1"), "systemctl restart docker") == 1);
     CHECK(Cli(sbx, inv, {"plan", "--detailed-exitcode"}).rc == 0);
     CHECK(sbx.exec("node1", "test -e /var/lib/labfleet/pending-handlers").exit_code != 0);
 
@@ -101,8 +91,8 @@ TEST_SUITE("integration-docker") {
     CHECK(r.rc == 0);
     CHECK(sbx.exec("node1", "test -e /etc/systemd/system/docker.service.d/proxy.conf").exit_code == 1);
     auto calls = DoubleCalls(sbx, "node1");
-    CHECK(Count(calls, "systemctl restart docker") == 1);
-    CHECK(Count(calls, "systemctl daemon-reload") == 1);
+    CHECK(CountCalls(calls, "systemctl restart docker") == 1);
+    CHECK(CountCalls(calls, "systemctl daemon-reload") == 1);
     auto reload = std::find(calls.begin(), calls.end(), "systemctl daemon-reload");
     CHECK(reload < std::find(calls.begin(), calls.end(), "systemctl restart docker"));
     CHECK(Cli(sbx, inv, {"plan", "--detailed-exitcode"}).rc == 0);
@@ -148,7 +138,7 @@ TEST_SUITE("integration-docker") {
     CHECK(Exec(sbx, "cat /etc/docker/certs.d/harbor.cvgl.lab/ca.crt /etc/docker/certs.d/own.cvgl.lab/ca.crt") ==
           "HARBOR CA\nOWN\n");
     CHECK(Exec(sbx, "grep -v '^#' /var/lib/labfleet/docker-registry-certs") == "harbor.cvgl.lab\n");
-    CHECK(Count(DoubleCalls(sbx, "node1"), "systemctl restart docker") == 1);
+    CHECK(CountCalls(DoubleCalls(sbx, "node1"), "systemctl restart docker") == 1);
 
     // The whole docker: map goes: the last listed certificate and the list go too; the admin's stays.
     ClearDoubleCalls(sbx, "node1");
@@ -159,7 +149,7 @@ TEST_SUITE("integration-docker") {
     CHECK(sbx.exec("node1", "test -e /etc/docker/certs.d/harbor.cvgl.lab/ca.crt").exit_code == 1);
     CHECK(sbx.exec("node1", "test -e /var/lib/labfleet/docker-registry-certs").exit_code == 1);
     CHECK(Exec(sbx, "cat /etc/docker/certs.d/own.cvgl.lab/ca.crt") == "OWN\n");
-    CHECK(Count(DoubleCalls(sbx, "node1"), "systemctl restart docker") == 1);
+    CHECK(CountCalls(DoubleCalls(sbx, "node1"), "systemctl restart docker") == 1);
     CHECK(Cli(sbx, tmp.dir(), {"plan", "--detailed-exitcode"}).rc == 0);
   }
 
@@ -198,7 +188,7 @@ TEST_SUITE("integration-docker") {
     CHECK(Exec(sbx, "stat -c '%a %U:%G %F' /etc/docker/certs.d/harbor.cvgl.lab/ca.crt "
                     "/etc/docker/certs.d/10.0.1.68:5000/ca.crt /etc/docker/daemon.json") ==
           "644 root:root regular file\n644 root:root regular file\n644 root:root regular file\n");
-    CHECK(Count(DoubleCalls(sbx, "node1"), "systemctl restart docker") == 1);
+    CHECK(CountCalls(DoubleCalls(sbx, "node1"), "systemctl restart docker") == 1);
     CHECK(Cli(sbx, tmp.dir(), {"plan", "--detailed-exitcode"}).rc == 0);
 
     // A CA file's mode drifts: fixed with chmod, and no restart (dockerd reads it as root anyway).
@@ -209,7 +199,7 @@ TEST_SUITE("integration-docker") {
     REQUIRE(r.rc == 0);
     CHECK(Summaries(r) == "docker /etc/docker/certs.d/harbor.cvgl.lab/ca.crt (mode 0600 -> 0644)");
     CHECK(Exec(sbx, "stat -c '%a %U:%G' /etc/docker/certs.d/harbor.cvgl.lab/ca.crt") == "644 root:root\n");
-    CHECK(Count(DoubleCalls(sbx, "node1"), "systemctl restart docker") == 0);
+    CHECK(CountCalls(DoubleCalls(sbx, "node1"), "systemctl restart docker") == 0);
 
     // One rotation option changes: daemon.json and one restart, nothing else.
     write("50m");
@@ -219,7 +209,7 @@ TEST_SUITE("integration-docker") {
     CHECK(Summaries(r) == "docker /etc/docker/daemon.json | restart docker");
     CHECK(nlohmann::json::parse(Exec(sbx, "jq -c '.\"log-opts\"' /etc/docker/daemon.json")) ==
           nlohmann::json::parse(R"({"max-size":"50m","max-file":"3"})"));
-    CHECK(Count(DoubleCalls(sbx, "node1"), "systemctl restart docker") == 1);
+    CHECK(CountCalls(DoubleCalls(sbx, "node1"), "systemctl restart docker") == 1);
     CHECK(Cli(sbx, tmp.dir(), {"plan", "--detailed-exitcode"}).rc == 0);
   }
 
@@ -238,8 +228,8 @@ TEST_SUITE("integration-docker") {
     REQUIRE(r.rc == 0);
     CHECK(nlohmann::json::parse(Exec(sbx, "jq -c . /etc/docker/daemon.json")) ==
           nlohmann::json{{"runtimes", {{"nvidia", runtime}}}});
-    CHECK(Count(DoubleCalls(sbx, "node1"), "systemctl restart docker") == 0);
-    CHECK(Count(DoubleCalls(sbx, "node1"), "systemctl daemon-reload") == 0);
+    CHECK(CountCalls(DoubleCalls(sbx, "node1"), "systemctl restart docker") == 0);
+    CHECK(CountCalls(DoubleCalls(sbx, "node1"), "systemctl daemon-reload") == 0);
     CHECK(Cli(sbx, tmp.dir(), {"plan", "--detailed-exitcode", "--only", "docker"}).rc == 0);
 
     // Docker installed, with the admin's own daemon.json: the runtime is added, the admin's keys stay.
@@ -253,7 +243,7 @@ TEST_SUITE("integration-docker") {
     REQUIRE(r.rc == 0);
     auto j = nlohmann::json::parse(Exec(sbx, "jq -c . /etc/docker/daemon.json"));
     CHECK(j == nlohmann::json{{"data-root", "/srv/docker"}, {"log-level", "warn"}, {"runtimes", {{"nvidia", runtime}}}});
-    CHECK(Count(DoubleCalls(sbx, "node1"), "systemctl restart docker") == 1);
+    CHECK(CountCalls(DoubleCalls(sbx, "node1"), "systemctl restart docker") == 1);
     CHECK(Cli(sbx, tmp.dir(), {"plan", "--detailed-exitcode", "--only", "docker"}).rc == 0);
   }
 
@@ -298,6 +288,6 @@ TEST_SUITE("integration-docker") {
     r = Cli(sbx, tmp.dir(), apply);
     CHECK(r.rc == 0);
     CHECK(Exec(sbx, "getent group docker").find("yseong") == std::string::npos);
-    CHECK(Count(DoubleCalls(sbx, "node1"), "systemctl restart docker") == 0);
+    CHECK(CountCalls(DoubleCalls(sbx, "node1"), "systemctl restart docker") == 0);
   }
 }
