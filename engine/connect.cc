@@ -115,7 +115,9 @@ std::unique_ptr<Transport> Connect(const Inventory& inv, const NodeDef& node, co
     return std::make_unique<SshTransport>(t);
   } catch (const TransportError& e) {
     bool unreachable = e.kind() == TransportError::Kind::Connect || e.kind() == TransportError::Kind::Timeout;
-    if (!unreachable || ssh.fallback_ports.empty()) throw;
+    // The fresh-connection check proves ssh.port itself: a login on a fallback port would prove nothing
+    // (ProveFreshLogin retries ssh.port while sshd re-executes).
+    if (!unreachable || ssh.fallback_ports.empty() || previous) throw;
     std::string tried;
     for (int port : ssh.fallback_ports) {
       if (port == t.port) continue;

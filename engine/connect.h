@@ -31,7 +31,8 @@ void AddConnectOptions(CLI::App& app, ConnectOptions& opts);
 // become and host_key from inv.ssh(node). Throws TransportError (Connect, HostKey, Auth, Timeout, ...).
 // When the node refuses ssh.port (or does not answer), ssh.fallback_ports are tried in order; the transport's
 // notes() then say which port answered. `previous`: a live connection to the same node (the fresh-connection
-// check after an sshd Port change): the host key it verified is trusted on the new port and recorded.
+// check after an sshd Port change): the host key it verified is trusted on the new port and recorded, and the
+// fallback ports are not tried (that check is about ssh.port itself).
 std::unique_ptr<Transport> Connect(const Inventory& inv, const NodeDef& node, const ConnectOptions& opts,
                                    const Transport* previous = nullptr);
 
