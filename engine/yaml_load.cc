@@ -16,10 +16,14 @@ namespace {
 
 class Builder : public YAML::EventHandler {
  public:
-  Builder(const std::string& file, Findings& findings) : file_(file), findings_(findings) {}
+  Builder(const std::string& text, const std::string& file, Findings& findings)
+      : text_(text), file_(file), findings_(findings) {}
 
   Value take() { return std::move(root_); }
   int documents() const { return documents_; }
+  // yaml-cpp ends a quoted scalar that is never closed at the end of the text without an error; true when a
+  // scalar did so (already reported as "yaml-syntax").
+  bool unclosed() const { return unclosed_; }
 
   void OnDocumentStart(const YAML::Mark& mark) override {
     ++documents_;
@@ -53,6 +57,12 @@ class Builder : public YAML::EventHandler {
   void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
                 const std::string& value) override {
     bool plain = tag == "?";
+    if (char q = plain || unclosed_ ? 0 : UnclosedQuote(mark)) {
+      unclosed_ = true;
+      findings_.error(Loc(mark), "yaml-syntax",
+                      std::string("YAML syntax error: this quoted string is never closed; add the closing ") + q +
+                          " before the end of the file");
+    }
     if (plain && !AtKey() && (value == "~" || value == "null" || value == "Null" || value == "NULL")) {
       Value v;
       v.set_loc(Loc(mark));
@@ -87,6 +97,34 @@ class Builder : public YAML::EventHandler {
   };
 
   Location Loc(const YAML::Mark& m) const { return Location{file_, m.line + 1, m.column + 1}; }
+
+  // The quote character when the quoted scalar that starts at `m` runs to the end of the text without its
+  // closing quote, else 0. The start is found from the mark's line and column (its `pos` does not count
+  // bytes); when the character there is not a quote (a block scalar, a tagged scalar) nothing is checked.
+  char UnclosedQuote(const YAML::Mark& m) {
+    if (line_starts_.empty()) {
+      line_starts_.push_back(0);
+      for (size_t i = 0; i < text_.size(); ++i)
+        if (text_[i] == '\n') line_starts_.push_back(i + 1);
+    }
+    if (m.line < 0 || m.column < 0 || static_cast<size_t>(m.line) >= line_starts_.size()) return 0;
+    size_t i = line_starts_[static_cast<size_t>(m.line)] + static_cast<size_t>(m.column);
+    if (i >= text_.size()) return 0;
+    const char q = text_[i];
+    if (q != '"' && q != '\'') return 0;
+    for (++i; i < text_.size(); ++i) {
+      if (q == '"' && text_[i] == '\\') {
+        ++i;  // an escaped character inside double quotes
+      } else if (text_[i] == q) {
+        if (q == '\'' && i + 1 < text_.size() && text_[i + 1] == '\'') {
+          ++i;  // '' inside single quotes
+        } else {
+          return 0;
+        }
+      }
+    }
+    return q;
+  }
 
   void Push(Value v, YAML::anchor_t anchor) {
     stack_.emplace_back();
@@ -172,19 +210,22 @@ class Builder : public YAML::EventHandler {
     top.v.entries().push_back(Value::Entry{std::move(top.key), std::move(top.key_loc), std::move(v)});
   }
 
+  const std::string& text_;
   const std::string& file_;
   Findings& findings_;
   Value root_;
   std::vector<Frame> stack_;
   std::unordered_map<YAML::anchor_t, Value> anchors_;
+  std::vector<size_t> line_starts_;  // byte offset of each line, built at the first quoted scalar
   int documents_ = 0;
+  bool unclosed_ = false;
 };
 
 }  // namespace
 
 Value ParseYaml(const std::string& text, const std::string& file, Findings& findings) {
   std::istringstream in(text);
-  Builder builder(file, findings);
+  Builder builder(text, file, findings);
   try {
     YAML::Parser parser(in);
     while (parser.HandleNextDocument(builder)) {
@@ -194,6 +235,7 @@ Value ParseYaml(const std::string& text, const std::string& file, Findings& find
     findings.error(where, "yaml-syntax", "YAML syntax error: " + e.msg);
     return Value();
   }
+  if (builder.unclosed()) return Value();
   return builder.take();
 }
 

@@ -80,6 +80,43 @@ TEST_SUITE("inventory") {
     CHECK(v.find("b")->find("c")->str() == "2");
   }
 
+  TEST_CASE("ParseYaml: a quoted string never closed before the end of the file is a syntax error") {
+    // yaml-cpp itself accepts these (the scalar silently ends at the end of the text).
+    for (const char* text : {"a: 1\nname: \"cvgl\n", "a: 1\nname: 'cvgl\n",
+                             "a: 1\nname: 'it''s\n", "a: 1\nname: \"x\\\"\n", "a: 1\r\nname: \"cvgl\r\n"}) {
+      CAPTURE(text);
+      Findings f;
+      Value v = ParseYaml(text, "q.yaml", f);
+      CHECK(v.is_null());  // the file contributes nothing, like any syntax error
+      REQUIRE(f.items().size() == 1);
+      CHECK(f.items()[0].code == "yaml-syntax");
+      CHECK(f.items()[0].where.str() == "q.yaml:2:7");
+      CHECK(f.items()[0].message.find("this quoted string is never closed; add the closing") != std::string::npos);
+    }
+    // Without the last newline yaml-cpp finds it itself.
+    Findings g;
+    CHECK(ParseYaml("a: 1\nname: \"cvgl", "q.yaml", g).is_null());
+    REQUIRE(g.items().size() == 1);
+    CHECK(g.items()[0].code == "yaml-syntax");
+    // Closed strings, whatever comes before them or inside them, are not flagged.
+    struct Ok {
+      const char* text;
+      const char* name;
+    };
+    for (const Ok& ok : {Ok{"a: \"\xc3\xbc\xe6\x97\xa5\"\nname: \"x\\\\\"\n", "x\\"},
+                         Ok{"a: 1\r\nname: \"q\\\"q\"\r\nb: 'c'\r\n", "q\"q"},
+                         Ok{"a: { b: '\xc3\xbc', c: 'it''s' }\nname: 'it''s'\n", "it's"},
+                         Ok{"a: |\n  \"not a quote\nname: !!str \"t\"\n", "t"},
+                         Ok{"\xef\xbb\xbf" "a: 1\nname: \"bom\"\n", "bom"}}) {
+      CAPTURE(ok.text);
+      Findings f;
+      Value v = ParseYaml(ok.text, "ok.yaml", f);
+      CHECK(f.items().empty());
+      REQUIRE(v.find("name"));
+      CHECK(v.find("name")->str() == ok.name);
+    }
+  }
+
   TEST_CASE("ParseYaml: syntax errors carry the parser's position") {
     Findings f;
     Value v = ParseYaml("a: b\nc: [d\n", "s.yaml", f);
