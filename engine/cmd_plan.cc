@@ -18,6 +18,7 @@
 #include "engine/node_vars.h"
 #include "engine/planner.h"
 #include "engine/ssh_transport.h"
+#include "engine/text.h"
 
 namespace labfleet {
 namespace {
@@ -121,7 +122,7 @@ void PrintPlanText(Reporter& rep, const NodePlan& p) {
     for (const auto& w : p.warnings) rep.line("  ! " + w.text + " (" + w.resource + ")");
   };
   if (p.changes.empty()) {
-    rep.line(p.node + ": no changes (" + std::to_string(p.resources) + " resources up to date)");
+    rep.line(p.node + ": no changes (" + Counted(p.resources, "resource", "resources") + " up to date)");
     deferred();
     return;
   }
@@ -341,8 +342,8 @@ CommandRegistrar apply_cmd("apply", "converge nodes to the inventory, then prove
       j.push_back(ApplyResultToJson(r));
       std::string line = r.node + ": " + StatusName(r.status);
       if (r.status == NodeApplyResult::Status::Changed)
-        line += " (" + std::to_string(r.applied) + " changes" +
-                (r.handlers_run.empty() ? "" : ", ran " + std::to_string(r.handlers_run.size()) + " handlers") +
+        line += " (" + Counted(r.applied, "change", "changes") +
+                (r.handlers_run.empty() ? "" : ", ran " + Counted(r.handlers_run.size(), "handler", "handlers")) +
                 "; re-plan empty)";
       if (!r.error.empty()) line += ": " + r.error;
       ctx.reporter.line(line);
@@ -429,7 +430,7 @@ CommandRegistrar status_cmd("status", "per node: applied commit, commits behind 
       char line[512];
       snprintf(line, sizeof line, "%-16s %-12s %-8s %-10s %s", nodes[i]->name.c_str(),
                commit.empty() ? (r.state.is_object() ? "(no git)" : "never") : commit.substr(0, 10).c_str(),
-               behind.c_str(), drift ? (std::to_string(r.plan.changes.size()) + " changes").c_str() : "none",
+               behind.c_str(), drift ? Counted(r.plan.changes.size(), "change", "changes").c_str() : "none",
                r.state.is_object() ? (r.state.value("applied_at", "") + " by " + r.state.value("applied_by", "")).c_str()
                                    : "");
       ctx.reporter.line(line);

@@ -455,7 +455,9 @@ class NvidiaModule : public Module {
       }
     }
     if (actions.empty())
-      return Noop("nothing to do because persistence mode is on for all " + std::to_string(l.smi.gpus.size()) + " GPUs");
+      return Noop("nothing to do because persistence mode is on for " +
+                  (l.smi.gpus.size() == 1 ? std::string("the GPU")
+                                          : "all " + std::to_string(l.smi.gpus.size()) + " GPUs"));
     Change c;
     c.summary = "nvidia persistence mode (" + Join(actions, "; ") + ")";
     c.reason = "persistence: true";

@@ -408,9 +408,11 @@ class PackagesModule : public Module {
   static std::string NoopText(const PackagesWant& w) {
     int n_inst = 0, n_abs = 0, n_held = 0;
     for (const auto& i : w.items) (i.state == "absent" ? n_abs : i.state == "held" ? n_held : n_inst)++;
-    return "nothing to do because all " + std::to_string(w.items.size()) + " packages match (" +
-           std::to_string(n_inst) + " installed, " + std::to_string(n_held) + " held, " + std::to_string(n_abs) +
-           " absent)";
+    return "nothing to do because " +
+           (w.items.size() == 1 ? std::string("the package matches")
+                                : "all " + std::to_string(w.items.size()) + " packages match") +
+           " (" + std::to_string(n_inst) + " installed, " + std::to_string(n_held) + " held, " +
+           std::to_string(n_abs) + " absent)";
   }
 
   static DiffResult DiffAptMirror(const AptMirror& m, const std::string& mgr, const ProbeResults& results) {

@@ -6,6 +6,7 @@
 #include "engine/accounts_probe.h"
 #include "engine/file_probe.h"
 #include "engine/module.h"
+#include "engine/text.h"
 
 namespace labfleet {
 namespace {
@@ -49,7 +50,7 @@ class SubIdsModule : public Module {
     if (!live.exists && content.empty())
       return Noop("nothing to do because no user on this node uses rootless Docker and " + path + " is absent");
     FileSpec want{path, content, 0644, "root", "root"};
-    return DiffFile(want, live, path + " (" + std::to_string(ranges) + " rootless Docker ranges)");
+    return DiffFile(want, live, path + " (" + Counted(ranges, "rootless Docker range", "rootless Docker ranges") + ")");
   }
 };
 

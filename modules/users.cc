@@ -9,6 +9,7 @@
 #include "engine/accounts_probe.h"
 #include "engine/module.h"
 #include "engine/shell.h"
+#include "engine/text.h"
 
 namespace labfleet {
 namespace {
@@ -198,7 +199,7 @@ class UsersModule : public Module {
     }
     if (what.empty())
       return Noop("nothing to do because user " + u.name + " matches (uid " + uid + ", " +
-                  std::to_string(u.groups.size()) + " groups)");
+                  Counted(u.groups.size(), "group", "groups") + ")");
     Change c;
     c.sign = '~';
     c.summary = "user " + u.name + " (" + Join(what, ", ") + ")";

@@ -305,7 +305,7 @@ TEST_SUITE("integration-accounts-files") {
     CHECK(pw_apply.rc == 0);
     CHECK(Has(pw_plan.out, "node1: 1 change\n  ~ user alice (secret changed)\n"));
     CHECK(Has(pw_apply.out, "node1: 1 change\n  ~ user alice (secret changed)\n"));
-    CHECK(Has(pw_apply.out, "\nnode1: changed (1 changes; re-plan empty)\n"));
+    CHECK(Has(pw_apply.out, "\nnode1: changed (1 change; re-plan empty)\n"));
     for (const auto* r : {&pw_plan, &pw_apply})
       for (const auto& h : {kHash1, kHash2, kHash3}) CheckNoSecret(*r, h);
     CHECK(Exec(sbx, "getent shadow alice | cut -d: -f2") == kHash3 + "\n");
