@@ -126,7 +126,9 @@ void PrintPlanText(Reporter& rep, const NodePlan& p) {
     deferred();
     return;
   }
-  rep.line(p.node + ": " + std::to_string(p.changes.size()) + " change" + (p.changes.size() == 1 ? "" : "s"));
+  // A node with an error is not applied at all; its other changes are shown as what comes once it is fixed.
+  rep.line(p.node + ": " + Counted(p.changes.size(), "change", "changes") +
+           (p.error.empty() ? "" : " once that is fixed (apply leaves this node alone until then)"));
   for (const auto& c : p.changes) {
     rep.line("  " + ChangeLine(c) + (c.reason.empty() || c.summary.find(c.reason) != std::string::npos ? ""
                                                                                                      : "  # " + c.reason));
@@ -150,13 +152,14 @@ struct Totals {
 Totals CountPlan(const std::vector<NodeRun>& runs) {
   Totals t;
   for (const auto& r : runs) {
-    if (!r.plan.reachable || !r.plan.error.empty())
-      ++t.failed;
-    else if (r.plan.changes.empty())
+    if (!r.plan.reachable || !r.plan.error.empty()) {
+      ++t.failed;  // its changes are not counted: apply does not make them
+    } else if (r.plan.changes.empty()) {
       ++t.unchanged;
-    else
+    } else {
       ++t.changed_nodes;
-    t.changes += r.plan.changes.size();
+      t.changes += r.plan.changes.size();
+    }
   }
   return t;
 }
@@ -281,7 +284,8 @@ CommandRegistrar apply_cmd("apply", "converge nodes to the inventory, then prove
     Totals t = CountPlan(runs);
     // The question goes to stderr, so stdout stays one JSON document with --format json.
     if (t.changes && !*yes && isatty(0)) {
-      std::cerr << "Apply " << t.changes << " changes to " << t.changed_nodes << " nodes? [y/N] " << std::flush;
+      std::cerr << "Apply " << Counted(t.changes, "change", "changes") << " to "
+                << Counted(t.changed_nodes, "node", "nodes") << "? [y/N] " << std::flush;
       std::string answer;
       std::getline(std::cin, answer);
       if (answer != "y" && answer != "yes") {

@@ -2,7 +2,8 @@
 // ONE inventory value changes and the plan shows exactly that change (text line and JSON), the apply makes it,
 // an independent tool inside the node sees it, and the re-plan is empty. Also: an account created already
 // expired, a changed password hash that no output shows, /etc/skel in new homes, files from `source:`,
-// `labfleet render`, the plan's summary line, state.json, and two applies racing for one node's lock.
+// `labfleet render`, the plan's summary line, state.json, two applies racing for one node's lock, and a uid held by an
+// account the inventory does not name (nothing of the node applied until the admin fixes it).
 #include <doctest/doctest.h>
 #include <unistd.h>
 
@@ -371,5 +372,53 @@ TEST_SUITE("integration-accounts-files") {
     INFO(plan.out << plan.err);
     CHECK(plan.rc == 0);
     CHECK(Has(plan.out, kConverged));
+  }
+
+  TEST_CASE("a uid held on the node by an account the inventory does not name: nothing applied, then fixed") {
+    // UID drift: carol was made by hand on the node with the uid the inventory gives dave.
+    Sandbox sbx({.nodes = 1});
+    TempInventory inv(sbx, "labfleet-uid-drift");
+    Exec(sbx, "useradd -u 2203 -m carol");
+    auto write = [&](int dave_uid) {
+      inv.write("inventory/lab.yaml", "lab:\n  name: drift\n");
+      inv.write("inventory/users.yaml", "users:\n  alice: { uid: 2201 }\n  dave: { uid: " +
+                                            std::to_string(dave_uid) + " }\n");
+    };
+    write(2203);
+    auto plan = Cli(sbx, inv.dir(), {"plan"});
+    INFO(plan.out << plan.err);
+    CHECK(plan.rc == 4);
+    CHECK(Has(plan.out, "node1: cannot be planned: "));
+    CHECK(Has(plan.out, "uid 2203 of user dave is taken on this node by 'carol'"));
+    CHECK(Has(plan.out, " once that is fixed (apply leaves this node alone until then)\n"));
+    CHECK(Has(plan.out, "  + user alice (uid 2201"));
+    // The changes of a node that is not applied are not counted as changes to make.
+    CHECK(Has(plan.out, "\nPlan: 0 changes on 0 nodes, 0 unchanged, 1 unreachable or failed.\n"));
+
+    auto apply = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty", "--format", "json"});
+    INFO(apply.out << apply.err);
+    CHECK(apply.rc == 4);
+    auto j = apply.json();
+    CHECK(j["summary"]["changes"] == 0);
+    CHECK(j["result"]["failed"] == 1);
+    CHECK(j["apply"][0]["applied"] == 0);
+    CHECK(Has(j["apply"][0]["error"].get<std::string>(), "uid 2203 of user dave is taken on this node by 'carol'"));
+    CHECK(sbx.exec("node1", "getent passwd alice").exit_code == 2);  // nothing of the node was applied
+    CHECK(Exec(sbx, "getent passwd carol | cut -d: -f3") == "2203\n");
+
+    // The admin gives dave a free uid: one apply converges, carol is left alone.
+    write(2204);
+    auto fixed = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty"});
+    INFO(fixed.out << fixed.err);
+    CHECK(fixed.rc == 0);
+    CHECK(Exec(sbx, "getent passwd dave | cut -d: -f3") == "2204\n");
+    CHECK(Exec(sbx, "getent passwd alice | cut -d: -f3") == "2201\n");
+    CHECK(Exec(sbx, "getent passwd carol | cut -d: -f3,6") == "2203:/home/carol\n");
+    CHECK(sbx.exec("node1", "pwck -r").exit_code == 0);
+    CHECK(sbx.exec("node1", "grpck -r").exit_code == 0);
+    auto again = Cli(sbx, inv.dir(), {"plan", "--detailed-exitcode"});
+    INFO(again.out << again.err);
+    CHECK(again.rc == 0);
+    CHECK(Has(again.out, kConverged));
   }
 }
