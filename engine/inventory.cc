@@ -351,7 +351,7 @@ namespace {
 
 const std::vector<std::string> kSections = {"lab", "groups", "nodes", "user_groups", "users"};
 const std::vector<std::string> kLabKeys = {"name",     "domain",        "reserved_networks",
-                                           "ssh",      "defaults",      "templates_dir"};
+                                           "ssh",      "defaults",      "templates_dir", "home_archive"};
 const std::vector<std::string> kSshKeys = {"user", "port", "identity", "jump", "become", "host_key", "fallback_ports"};
 const std::vector<std::string> kUserGroupKeys = {"gid", "system"};
 const std::vector<std::string> kUserKeys = {"uid",      "full_name",       "primary_group", "groups",
@@ -511,6 +511,7 @@ Inventory LoadInventory(const std::vector<SourceFile>& files, Findings& findings
     r.str("domain");
     r.strings("reserved_networks");
     r.str("templates_dir");
+    r.str("home_archive");
     if (const Value* ssh = r.get("ssh")) CheckSsh(*ssh, "the lab's ssh settings", r.key_loc("ssh"), findings);
     if (const Value* d = r.get("defaults")) {
       MapReader dr(*d, "lab.defaults", r.key_loc("defaults"), findings, SettingsKeys());
@@ -566,7 +567,15 @@ Inventory LoadInventory(const std::vector<SourceFile>& files, Findings& findings
     u.name = d.name;
     u.where = d.where;
     MapReader r(d.value, "user '" + d.name + "'", d.where, findings, kUserKeys);
-    if (auto b = r.boolean("remove")) u.remove = *b;
+    // remove: true | false | archive (an unquoted word, like the booleans)
+    if (const Value* rm = r.get("remove"); rm && rm->is_scalar() && !rm->quoted() && rm->str() == "archive") {
+      u.remove = u.archive_home = true;
+    } else if (rm && !rm->as_bool()) {
+      findings.error(rm->loc(), "wrong-type",
+                     "'remove' of user '" + d.name + "' must be true, false or archive, got " + DescribeValue(*rm));
+    } else if (auto b = r.boolean("remove")) {
+      u.remove = *b;
+    }
     if (!u.remove) r.require("uid", "every account needs a fixed uid (>= 1000) so files agree across nodes");
     if (auto uid = r.integer("uid", 0, 4294967294LL)) u.uid = *uid;
     if (auto s = r.str("full_name")) u.full_name = *s;

@@ -76,6 +76,7 @@ struct UserDef {
   std::vector<std::string> on;  // groups or node names; empty = every node
   bool system = false;          // allows uid < 1000
   bool remove = false;          // delete the account (and only then)
+  bool archive_home = false;    // `remove: archive`: also archive the home to lab.home_archive, then delete it
   Value raw;
 };
 

@@ -2,7 +2,10 @@
 // expiry (an expired account is locked by its expiry date, never deleted), an optional password hash
 // (never printed). labfleet records the accounts it manages on the node; one that leaves the inventory
 // (or whose `on:` no longer selects the node) is locked by expiry and reported, and deleted only when the
-// inventory says `remove: true`. Accounts labfleet never managed are never touched.
+// inventory says `remove: true`. `remove: archive` also archives the home (tar.gz under lab.home_archive,
+// verified by listing it) and then deletes it, on the nodes where the home is on a local filesystem; where it
+// is not (an NFS home), or is shared, not a directory or not the user's, the home is kept and the plan says
+// why. Accounts labfleet never managed are never touched.
 #include <algorithm>
 #include <set>
 
@@ -35,6 +38,40 @@ std::string SetPassword(const std::string& user, const std::string& hash) {
   return Cmd("printf").arg("%s:%s\\n").arg(user).arg(hash).raw("|").then(Cmd("chpasswd").arg("-e")).str();
 }
 
+// `remove: archive` needs to know, per home, its filesystem type and its owner and file type. One line per
+// user: NAME <tab> FSTYPE <tab> "UID TYPE" ("-" when stat fails, e.g. the home is absent).
+constexpr const char* kHomeProbeScript =
+    "while [ $# -ge 2 ]; do "
+    "printf '%s\\t%s\\t%s\\n' \"$1\" \"$(stat -f -c %T -- \"$2\" 2>/dev/null || echo -)\" "
+    "\"$(stat -c '%u %F' -- \"$2\" 2>/dev/null || echo -)\"; shift 2; done";
+
+// Filesystems a home is archived and deleted on; on any other (nfs, nfs4, cifs, autofs, fuse.*) it is kept:
+// the node where that filesystem is local does it.
+bool LocalFs(const std::string& type) {
+  static const std::set<std::string> kLocal = {"ext2/ext3", "ext4", "xfs",       "btrfs",   "tmpfs",   "zfs",
+                                               "f2fs",      "jfs",  "reiserfs",  "bcachefs", "overlayfs"};
+  return kLocal.count(type) > 0;
+}
+
+std::string ParentOf(const std::string& path) {
+  size_t slash = path.rfind('/');
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+// Why a home may not be deleted whatever the node says: "" when it may.
+std::string UnsafeHome(const std::string& home) {
+  if (home.empty() || home[0] != '/') return "is not an absolute path";
+  if (home.back() == '/' || home.find("//") != std::string::npos || home.find("/./") != std::string::npos ||
+      home.find("/../") != std::string::npos || home.ends_with("/..") || home.ends_with("/."))
+    return "is not a plain path";
+  if (home.find('/', 1) == std::string::npos) return "is a top-level directory";
+  return "";
+}
+
+bool Inside(const std::string& path, const std::string& dir) {
+  return path == dir || (path.size() > dir.size() && path.compare(0, dir.size(), dir) == 0 && path[dir.size()] == '/');
+}
+
 std::string Join(const std::vector<std::string>& v, const std::string& sep) {
   std::string out;
   for (size_t i = 0; i < v.size(); ++i) out += (i ? sep : "") + v[i];
@@ -54,8 +91,44 @@ class UsersModule : public Module {
     return out;
   }
 
-  std::vector<Probe> probes(const NodeContext&, const std::vector<Resource>&) const override {
-    return {PasswdProbe(), GroupProbe(), ShadowProbe(), ManagedProbe()};
+  void validate(const Inventory& inv, Findings& f) const override {
+    const Value* dir = inv.lab.find("home_archive");
+    if (dir && dir->is_scalar()) {
+      std::string why = UnsafeHome(dir->str());
+      if (!why.empty() && why != "is a top-level directory")
+        f.error(dir->loc(), "wrong-type",
+                "lab.home_archive " + why + ": give the directory on the nodes that gets removed users' homes, "
+                "e.g. /var/backups/homes");
+    }
+    for (const auto& u : inv.users) {
+      if (!u.archive_home) continue;
+      const Location where = KeyLoc(u.raw, "remove");
+      if (!dir)
+        f.error(where, "missing-required",
+                "user '" + u.name + "' has remove: archive but the lab has no home_archive; add "
+                "`home_archive: /var/backups/homes` (a directory on the nodes) to the lab section");
+      if (std::string why = UnsafeHome(HomeOf(u)); !why.empty())
+        f.error(where, "unsafe-home",
+                "the home " + HomeOf(u) + " of user '" + u.name + "' " + why + "; remove: archive never deletes it");
+      else if (dir && dir->is_scalar() && (Inside(dir->str(), HomeOf(u)) || Inside(HomeOf(u), dir->str())))
+        f.error(where, "unsafe-home",
+                "lab.home_archive " + dir->str() + " and the home " + HomeOf(u) + " of user '" + u.name +
+                    "' contain one another; archive homes to a directory outside every home");
+    }
+  }
+
+  std::vector<Probe> probes(const NodeContext& ctx, const std::vector<Resource>&) const override {
+    std::vector<Probe> out = {PasswdProbe(), GroupProbe(), ShadowProbe(), ManagedProbe()};
+    Cmd homes("sh");
+    homes.arg("-c").arg(kHomeProbeScript).arg("home-probe");
+    bool any = false;
+    for (const UserDef* u : UsersOnNode(ctx))
+      if (u->archive_home) {
+        homes.arg(u->name).arg(HomeOf(*u));
+        any = true;
+      }
+    if (any) out.push_back({"user-homes", homes.str()});
+    return out;
   }
 
   DiffResult diff(const NodeContext& ctx, const Resource& r, const ProbeResults& results) const override {
@@ -70,7 +143,9 @@ class UsersModule : public Module {
       if (!l.empty()) managed.insert(l);
     if (r.id == "users:retired") return DiffRetired(ctx, passwd, shadow, managed);
     auto groups = ParseGroup(out("getent-group"));
-    return DiffUser(ctx, r.as<UserDef>(), passwd, groups, shadow, managed);
+    const UserDef& u = r.as<UserDef>();
+    if (u.remove) return DiffRemove(ctx, u, passwd, managed, out("user-homes"));
+    return DiffUser(ctx, u, passwd, groups, shadow, managed);
   }
 
  private:
@@ -80,18 +155,6 @@ class UsersModule : public Module {
     DiffResult d;
     auto live = passwd.by_name.find(u.name);
     const std::string uid = std::to_string(u.uid);
-    if (u.remove) {
-      if (live == passwd.by_name.end()) return Noop("nothing to do because user " + u.name + " is absent (remove: true)");
-      if (!managed.count(u.name))
-        return Failure("user " + u.name + " is marked remove: true but was not created or adopted by labfleet on this node; delete it by hand if that is meant");
-      Change c;
-      c.sign = '-';
-      c.summary = "user " + u.name + " (deleted: remove: true; home " + live->second.home + " kept)";
-      c.reason = "remove: true in the inventory";
-      c.command = Cmd("userdel").arg(u.name).str() + "\n" + ForgetManaged(u.name);
-      d.changes.push_back(std::move(c));
-      return d;
-    }
     const std::string primary = PrimaryGroupOf(u);
     long long expire_days = u.expires.empty() ? -1 : DaysSinceEpoch(u.expires);
     // Holder of the uid under another name: a conflict an admin must resolve.
@@ -208,6 +271,82 @@ class UsersModule : public Module {
     c.secret = secret;
     if (secret) c.redact.push_back(u.password_hash);
     d.changes.push_back(std::move(c));
+    return d;
+  }
+
+  // remove: true deletes the account (home kept); remove: archive also archives the home, then deletes it,
+  // where that is safe (see the file comment). Archive first, verify it, then userdel (which refuses while the
+  // user has processes), then rm: a failure at any step leaves the home in place.
+  DiffResult DiffRemove(const NodeContext& ctx, const UserDef& u, const Parsed<PasswdEntry>& passwd,
+                        const std::set<std::string>& managed, const std::string& homes_out) const {
+    const char* how = u.archive_home ? "remove: archive" : "remove: true";
+    auto live = passwd.by_name.find(u.name);
+    if (live == passwd.by_name.end())
+      return Noop("nothing to do because user " + u.name + " is absent (" + how + ")");
+    if (!managed.count(u.name))
+      return Failure("user " + u.name + " is marked " + how +
+                     " but was not created or adopted by labfleet on this node; delete it by hand if that is meant");
+    const PasswdEntry& p = live->second;
+    DiffResult d;
+    Change& c = d.changes.emplace_back();
+    c.sign = '-';
+    c.reason = std::string(how) + " in the inventory";
+    std::string userdel = Cmd("userdel").arg(u.name).str() + "\n" + ForgetManaged(u.name);
+    if (!u.archive_home) {
+      c.summary = "user " + u.name + " (deleted: remove: true; home " + p.home + " kept)";
+      c.command = userdel;
+      return d;
+    }
+    // Why the home stays, if it does.
+    std::string keep;
+    std::string fstype = "-", owner = "-";
+    for (const auto& line : SplitLines(homes_out)) {  // NAME \t FSTYPE \t "UID TYPE"; other lines skipped
+      size_t t1 = line.find('\t'), t2 = t1 == std::string::npos ? t1 : line.find('\t', t1 + 1);
+      if (t2 == std::string::npos || line.substr(0, t1) != u.name) continue;
+      fstype = line.substr(t1 + 1, t2 - t1 - 1);
+      owner = line.substr(t2 + 1);
+    }
+    const std::string dir = ctx.inv.lab.find("home_archive") ? ctx.inv.lab.find("home_archive")->str() : "";
+    if (p.home != HomeOf(u)) {
+      keep = "it is " + p.home + " on this node, not " + HomeOf(u) + " as the inventory says";
+    } else if (std::string why = UnsafeHome(p.home); !why.empty()) {
+      keep = "it " + why;
+    } else if (fstype == "-") {
+      keep = "it does not exist";
+    } else if (owner != std::to_string(p.uid) + " directory") {
+      keep = "it is not a directory owned by uid " + std::to_string(p.uid) + " (" + owner + ")";
+    } else if (!LocalFs(fstype)) {
+      keep = "it is on " + fstype + " here; it is archived on the node where that filesystem is local";
+    } else {
+      for (const auto& other : passwd.in_order)
+        if (other.name != u.name && (Inside(other.home, p.home) || other.home == p.home)) {
+          keep = "user " + other.name + "'s home " + other.home + " is inside it";
+          break;
+        }
+    }
+    if (!keep.empty()) {
+      c.summary = "user " + u.name + " (deleted: remove: archive; home " + p.home + " kept: " + keep + ")";
+      c.command = userdel;
+      return d;
+    }
+    const std::string prefix = dir + "/" + u.name + "-" + std::to_string(p.uid) + "-";
+    Script sc;
+    // userdel refuses while the user has processes too; this says so before an archive is made for nothing.
+    sc.raw("if " + Cmd("pgrep").arg("-u").arg(std::to_string(p.uid)).str() + " >/dev/null 2>&1; then echo " +
+           ShellQuote("user " + u.name + " has running processes (pgrep -u " + std::to_string(p.uid) +
+                      "); stop them, then apply again; nothing was archived or deleted") +
+           " >&2; exit 1; fi");
+    sc.add(Cmd("mkdir").arg("-p").arg("-m").arg("0700").arg(dir));
+    sc.raw("rm -f -- " + ShellQuote(prefix) + "*.tar.gz.part");
+    sc.raw("lf_archive=" + ShellQuote(prefix) + "\"$(date -u +%Y%m%dT%H%M%SZ)\".tar.gz");
+    sc.add(Cmd("tar").arg("-C").arg(ParentOf(p.home)).arg("-czf").raw("\"$lf_archive.part\"").arg("--")
+               .arg(p.home.substr(p.home.rfind('/') + 1)));
+    sc.raw("tar -tzf \"$lf_archive.part\" >/dev/null");
+    sc.raw("chmod 0600 \"$lf_archive.part\"");
+    sc.raw("mv -f \"$lf_archive.part\" \"$lf_archive\"");
+    c.summary = "user " + u.name + " (deleted: remove: archive; home " + p.home + " archived to " + prefix +
+                "<UTC time>.tar.gz, then deleted)";
+    c.command = sc.str() + "\n" + userdel + "\n" + Cmd("rm").arg("-rf").arg("--").arg(p.home).str();
     return d;
   }
 

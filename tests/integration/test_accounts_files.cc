@@ -3,7 +3,8 @@
 // an independent tool inside the node sees it, and the re-plan is empty. Also: an account created already
 // expired, a changed password hash that no output shows, /etc/skel in new homes, files from `source:`,
 // `labfleet render`, the plan's summary line, state.json, two applies racing for one node's lock, and a uid held by an
-// account the inventory does not name (nothing of the node applied until the admin fixes it).
+// account the inventory does not name (nothing of the node applied until the admin fixes it), and `remove: archive`
+// (refused while the user runs a process; then archived, read back by tar, and deleted).
 #include <doctest/doctest.h>
 #include <unistd.h>
 
@@ -420,5 +421,61 @@ TEST_SUITE("integration-accounts-files") {
     INFO(again.out << again.err);
     CHECK(again.rc == 0);
     CHECK(Has(again.out, kConverged));
+  }
+
+  TEST_CASE("remove: archive: refused while the user runs a process, then the home is archived and deleted") {
+    Sandbox sbx({.nodes = 1});
+    TempInventory inv(sbx, "labfleet-archive");
+    auto write = [&](const std::string& erin) {
+      inv.write("inventory/lab.yaml", "lab:\n  name: sem\n  home_archive: /var/backups/homes\n");
+      inv.write("inventory/users.yaml", "users:\n  erin: { uid: 2205" + erin + " }\n  frank: { uid: 2206 }\n");
+    };
+    write("");
+    auto create = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty"});
+    INFO(create.out << create.err);
+    REQUIRE(create.rc == 0);
+    Exec(sbx, "mkdir -p /home/erin/data && printf 'epoch 90: 0.91\\n' > /home/erin/data/results.txt && "
+              "chown -R erin:erin /home/erin/data");
+    // A job of erin's still runs (in the node's own PID namespace).
+    Exec(sbx, "nohup setsid runuser -u erin -- sleep 300 >/dev/null 2>&1 & sleep 0.2; pgrep -u 2205 >/dev/null");
+
+    write(", remove: archive");
+    auto plan = Cli(sbx, inv.dir(), {"plan"});
+    INFO(plan.out << plan.err);
+    CHECK(Has(plan.out, "  - user erin (deleted: remove: archive; home /home/erin archived to "
+                        "/var/backups/homes/erin-2205-<UTC time>.tar.gz, then deleted)"));
+    auto refused = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty"});
+    INFO(refused.out << refused.err);
+    CHECK(refused.rc == 4);
+    CHECK(Has(refused.out + refused.err, "user erin has running processes (pgrep -u 2205); stop them, then apply again"));
+    CHECK(Exec(sbx, "getent passwd erin | cut -d: -f3") == "2205\n");
+    CHECK(Exec(sbx, "cat /home/erin/data/results.txt") == "epoch 90: 0.91\n");
+    CHECK(Exec(sbx, "ls -A /var/backups/homes 2>/dev/null || true") == "");
+
+    Exec(sbx, "pkill -u 2205; for i in $(seq 50); do pgrep -u 2205 >/dev/null || break; sleep 0.1; done; "
+              "! pgrep -u 2205");
+    auto removed = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty"});
+    INFO(removed.out << removed.err);
+    CHECK(removed.rc == 0);
+    CHECK(sbx.exec("node1", "getent passwd erin").exit_code == 2);
+    CHECK(sbx.exec("node1", "test ! -e /home/erin").exit_code == 0);
+    CHECK(Exec(sbx, "getent passwd frank | cut -d: -f6") == "/home/frank\n");  // the others are untouched
+    CHECK(Exec(sbx, "test -d /home/frank && echo yes") == "yes\n");
+    // One archive, root's only; tar reads it back with the home's files and owners.
+    std::string archive = Exec(sbx, "ls /var/backups/homes");
+    CHECK(std::regex_match(archive, std::regex("erin-2205-[0-9]{8}T[0-9]{6}Z\\.tar\\.gz\n")));
+    archive = "/var/backups/homes/" + archive.substr(0, archive.size() - 1);
+    CHECK(Exec(sbx, "stat -c '%a %U' " + archive) == "600 root\n");
+    CHECK(Exec(sbx, "stat -c '%a' /var/backups/homes") == "700\n");
+    CHECK(Exec(sbx, "tar -xzOf " + archive + " erin/data/results.txt") == "epoch 90: 0.91\n");
+    std::string listing = Exec(sbx, "tar -tzvf " + archive);
+    CHECK(Has(listing, "erin/erin"));
+    CHECK(Has(listing, " erin/.profile\n"));  // from /etc/skel
+    CHECK(sbx.exec("node1", "pwck -r").exit_code == 0);
+    CHECK(sbx.exec("node1", "grpck -r").exit_code == 0);
+    auto again = Cli(sbx, inv.dir(), {"plan", "--detailed-exitcode"});
+    INFO(again.out << again.err);
+    CHECK(again.rc == 0);
+    CHECK(Has(again.out, "node1: no changes ("));
   }
 }
