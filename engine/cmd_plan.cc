@@ -259,7 +259,7 @@ CommandRegistrar apply_cmd("apply", "converge nodes to the inventory, then prove
   sub.add_flag("--break-lock", *break_lock, "replace a node lock left by a dead or stuck run");
   auto drain = std::make_shared<int>(0);
   sub.add_flag("--force", args->popts.force,
-               "do disruptive changes (docker restart, driver, reboot) even on busy nodes");
+               "do disruptive changes (docker restart, driver, unmount, disruptive units) even on busy nodes");
   AddOnlyOption(sub, args->popts);
   sub.add_option("--drain", *drain, "on a busy node, wait up to SECONDS for its GPU jobs and containers to end")
       ->check(CLI::NonNegativeNumber);
