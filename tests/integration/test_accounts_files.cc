@@ -87,6 +87,16 @@ void CheckNoSecret(const CliResult& r, const std::string& secret) {
 
 const char* kConverged = "\nPlan: 0 changes on 0 nodes, 1 unchanged, 0 unreachable or failed.\n";
 
+// The node's account files pass pwck -r and grpck -r, and a fresh plan of the inventory is empty.
+void CheckCleanAndConverged(const Sandbox& sbx, const TempInventory& inv) {
+  CHECK(sbx.exec("node1", "pwck -r").exit_code == 0);
+  CHECK(sbx.exec("node1", "grpck -r").exit_code == 0);
+  auto plan = Cli(sbx, inv.dir(), {"plan", "--detailed-exitcode"});
+  INFO(plan.out << plan.err);
+  CHECK(plan.rc == 0);
+  CHECK(Has(plan.out, kConverged));
+}
+
 }  // namespace
 
 TEST_SUITE("integration-accounts-files") {
@@ -365,14 +375,9 @@ TEST_SUITE("integration-accounts-files") {
     // The node ends converged, lock released, by the winner's run.
     CHECK(sbx.exec("node1", "test -e /run/labfleet.lock").exit_code != 0);
     CHECK(Exec(sbx, "getent passwd alice | cut -d: -f3") == "2101\n");
-    CHECK(sbx.exec("node1", "pwck -r").exit_code == 0);
-    CHECK(sbx.exec("node1", "grpck -r").exit_code == 0);
     auto state = nlohmann::json::parse(Exec(sbx, "cat /var/lib/labfleet/state.json"));
     CHECK(state["run_id"] == wrun);
-    auto plan = Cli(sbx, inv.dir(), {"plan", "--detailed-exitcode"});
-    INFO(plan.out << plan.err);
-    CHECK(plan.rc == 0);
-    CHECK(Has(plan.out, kConverged));
+    CheckCleanAndConverged(sbx, inv);
   }
 
   TEST_CASE("a uid held on the node by an account the inventory does not name: nothing applied, then fixed") {
@@ -415,12 +420,7 @@ TEST_SUITE("integration-accounts-files") {
     CHECK(Exec(sbx, "getent passwd dave | cut -d: -f3") == "2204\n");
     CHECK(Exec(sbx, "getent passwd alice | cut -d: -f3") == "2201\n");
     CHECK(Exec(sbx, "getent passwd carol | cut -d: -f3,6") == "2203:/home/carol\n");
-    CHECK(sbx.exec("node1", "pwck -r").exit_code == 0);
-    CHECK(sbx.exec("node1", "grpck -r").exit_code == 0);
-    auto again = Cli(sbx, inv.dir(), {"plan", "--detailed-exitcode"});
-    INFO(again.out << again.err);
-    CHECK(again.rc == 0);
-    CHECK(Has(again.out, kConverged));
+    CheckCleanAndConverged(sbx, inv);
   }
 
   TEST_CASE("remove: archive: refused while the user runs a process, then the home is archived and deleted") {
@@ -471,11 +471,6 @@ TEST_SUITE("integration-accounts-files") {
     std::string listing = Exec(sbx, "tar -tzvf " + archive);
     CHECK(Has(listing, "erin/erin"));
     CHECK(Has(listing, " erin/.profile\n"));  // from /etc/skel
-    CHECK(sbx.exec("node1", "pwck -r").exit_code == 0);
-    CHECK(sbx.exec("node1", "grpck -r").exit_code == 0);
-    auto again = Cli(sbx, inv.dir(), {"plan", "--detailed-exitcode"});
-    INFO(again.out << again.err);
-    CHECK(again.rc == 0);
-    CHECK(Has(again.out, "node1: no changes ("));
+    CheckCleanAndConverged(sbx, inv);
   }
 }
