@@ -59,7 +59,12 @@ LocalTransport::LocalTransport(std::string name, int command_timeout_s, bool bec
 
 std::string LocalTransport::describe() const { return name_ + " (local)"; }
 
-RunResult LocalTransport::run(const std::string& command_in, std::string_view stdin_data) {
+RunResult LocalTransport::run(const std::string& command, std::string_view stdin_data) {
+  StringSource in(stdin_data);
+  return stream(command, in);
+}
+
+RunResult LocalTransport::stream(const std::string& command_in, ByteSource& source) {
   using Clock = std::chrono::steady_clock;
   const std::string command = become_sudo_ ? WrapSudo(command_in) : command_in;
   int in[2], out[2], err[2];
@@ -96,8 +101,24 @@ RunResult LocalTransport::run(const std::string& command_in, std::string_view st
   fcntl(in_w.fd, F_SETFL, fcntl(in_w.fd, F_GETFL) | O_NONBLOCK);
 
   RunResult result;
-  size_t in_off = 0;
-  if (stdin_data.empty()) in_w.reset();
+  // stdin: one buffer from the source at a time, refilled once the pipe took all of it.
+  char inbuf[65536];
+  size_t in_len = 0, in_off = 0;
+  auto refill = [&] {
+    if (in_off < in_len || in_w.fd < 0) return;
+    in_off = 0;
+    try {
+      in_len = source.read(inbuf, sizeof inbuf);
+    } catch (...) {
+      ::kill(-pid, SIGKILL);
+      int st;
+      while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+      }
+      throw;
+    }
+    if (in_len == 0) in_w.reset();  // the end: the command sees EOF
+  };
+  refill();
   const auto deadline = Clock::now() + std::chrono::seconds(command_timeout_s_);
   bool exited = false;
   int status = 0;
@@ -144,9 +165,12 @@ RunResult LocalTransport::run(const std::string& command_in, std::string_view st
     drain(i_out, out_r, result.out);
     drain(i_err, err_r, result.err);
     if (i_in >= 0 && (p[i_in].revents & (POLLOUT | POLLERR | POLLHUP))) {
-      ssize_t w = ::write(in_w.fd, stdin_data.data() + in_off, std::min<size_t>(stdin_data.size() - in_off, 65536));
+      ssize_t w = ::write(in_w.fd, inbuf + in_off, in_len - in_off);
       if (w > 0) in_off += size_t(w);
-      if ((w < 0 && errno != EAGAIN && errno != EINTR) || in_off == stdin_data.size()) in_w.reset();
+      if (w < 0 && errno != EAGAIN && errno != EINTR)
+        in_w.reset();  // the command closed its input: the source is not read further
+      else
+        refill();
     }
   }
   if (!exited) {

@@ -14,6 +14,7 @@ class LocalTransport : public Transport {
   explicit LocalTransport(std::string name = "localhost", int command_timeout_s = 300, bool become_sudo = false);
   std::string describe() const override;
   RunResult run(const std::string& command, std::string_view stdin_data = {}) override;
+  RunResult stream(const std::string& command, ByteSource& in) override;
 
  private:
   std::string name_;

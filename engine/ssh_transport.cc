@@ -285,7 +285,7 @@ struct SshTransport::Impl {
     }
   }
 
-  RunResult run(const std::string& command_in, std::string_view stdin_data) {
+  RunResult run(const std::string& command_in, ByteSource& in) {
     using Clock = std::chrono::steady_clock;
     if (!dead.empty()) fail(Kind::Lost, "no session to " + where() + ": " + dead);
     const bool sudo = t.become_sudo && t.user != "root";
@@ -316,9 +316,19 @@ struct SshTransport::Impl {
 
     RunResult r;
     const auto deadline = Clock::now() + std::chrono::seconds(t.command_timeout_s);
-    size_t in_off = 0;
+    // stdin: one buffer from the source at a time, refilled once the channel took all of it.
+    char inbuf[65536];
+    size_t in_len = 0, in_off = 0;
+    bool src_done = false;
+    auto refill = [&] {
+      if (in_off < in_len || src_done) return;
+      in_off = 0;
+      in_len = in.read(inbuf, sizeof inbuf);
+      if (in_len == 0) src_done = true;
+    };
     bool eof_sent = false;
-    if (stdin_data.empty()) {
+    refill();
+    if (src_done) {
       ssh_channel_send_eof(ch);
       eof_sent = true;
     }
@@ -332,21 +342,33 @@ struct SshTransport::Impl {
       bool progress = false;
       if (!eof_sent && !ssh_channel_is_closed(ch)) {
         uint32_t window = ssh_channel_window_size(ch);
-        if (window > 0 && in_off < stdin_data.size()) {
-          uint32_t n = uint32_t(std::min<size_t>({stdin_data.size() - in_off, size_t(window), size_t(32768)}));
-          int w = ssh_channel_write(ch, stdin_data.data() + in_off, n);
+        if (window > 0 && in_off < in_len) {
+          uint32_t n = uint32_t(std::min<size_t>({in_len - in_off, size_t(window), size_t(32768)}));
+          int w = ssh_channel_write(ch, inbuf + in_off, n);
           if (w == SSH_ERROR) {
             if (!ssh_is_connected(s)) {
               lost = true;
               break;
             }
-            in_off = stdin_data.size();  // the command closed its input; nothing more to write
+            in_off = in_len;  // the command closed its input; nothing more to write
+            src_done = true;
           } else if (w > 0) {
             in_off += size_t(w);
             progress = true;
           }
         }
-        if (in_off >= stdin_data.size()) {
+        if (in_off >= in_len) {
+          try {
+            refill();
+          } catch (...) {
+            ssh_set_blocking(s, 1);
+            ssh_channel_send_eof(ch);
+            ssh_channel_close(ch);
+            throw;
+          }
+          if (in_len > 0 && !src_done) progress = true;
+        }
+        if (src_done && in_off >= in_len) {
           ssh_channel_send_eof(ch);
           eof_sent = true;
           progress = true;
@@ -436,8 +458,11 @@ SshTransport::~SshTransport() = default;
 std::string SshTransport::describe() const { return impl_->where(); }
 
 RunResult SshTransport::run(const std::string& command, std::string_view stdin_data) {
-  return impl_->run(command, stdin_data);
+  StringSource in(stdin_data);
+  return impl_->run(command, in);
 }
+
+RunResult SshTransport::stream(const std::string& command, ByteSource& in) { return impl_->run(command, in); }
 
 const std::string& SshTransport::notes() const { return impl_->notes; }
 

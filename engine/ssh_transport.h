@@ -48,6 +48,7 @@ class SshTransport : public Transport {
 
   std::string describe() const override;
   RunResult run(const std::string& command, std::string_view stdin_data = {}) override;
+  RunResult stream(const std::string& command, ByteSource& in) override;
   // Notes gathered while connecting (e.g. "recorded new host key SHA256:... in FILE"); empty when none.
   const std::string& notes() const;
   void add_note(const std::string& note);

@@ -1,8 +1,25 @@
 #include "engine/transport.h"
 
+#include <algorithm>
+#include <cstring>
+
 #include "engine/shell.h"
 
 namespace labfleet {
+
+size_t StringSource::read(char* buf, size_t n) {
+  n = std::min(n, bytes_.size() - off_);
+  std::memcpy(buf, bytes_.data() + off_, n);
+  off_ += n;
+  return n;
+}
+
+RunResult Transport::stream(const std::string& command, ByteSource& in) {
+  std::string all;
+  char buf[65536];
+  while (size_t n = in.read(buf, sizeof buf)) all.append(buf, n);
+  return run(command, all);
+}
 
 // Default implementations over run(); SshTransport may override them with SFTP.
 void Transport::put_file(const FileSpec& f) {

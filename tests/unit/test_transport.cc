@@ -11,6 +11,8 @@
 #include "engine/local_transport.h"
 #include "engine/shell.h"
 #include "engine/ssh_transport.h"
+#include "tests/unit/pattern_source.h"
+#include "tests/unit/temp_dir.h"
 
 using namespace labfleet;
 
@@ -93,6 +95,57 @@ TEST_SUITE("transport") {
     // a command that does not read its stdin
     r = t.run("echo done", big);
     CHECK(r.out == "done\n");
+  }
+
+  TEST_CASE("LocalTransport: stream() feeds a large stream in bounded memory and stops when the command does") {
+    LocalTransport t("here", 120);
+    const uint64_t total = 128ull << 20;
+    testing::TempDir d("labfleet-stream");
+    REQUIRE(testing::PatternSource(total).write_to(d.str("expected")));
+    const std::string expected = t.run(Cmd("sha256sum").arg(d.str("expected")).str()).out.substr(0, 64);
+
+    const long rss_before = testing::PeakRssKib();
+    testing::PatternSource src(total);
+    RunResult r = t.stream("sha256sum", src);
+    CHECK(r.exit_code == 0);
+    CHECK(r.out.substr(0, 64) == expected);
+    CHECK(src.taken() == total);
+    CHECK(src.largest_read() <= 65536);
+    // Buffering the stream whole would have added 128 MiB to the peak.
+    CHECK(testing::PeakRssKib() - rss_before < 48 * 1024);
+
+    // A command that stops reading: the rest of a 4 GiB source is never produced, and it ends at once.
+    testing::PatternSource endless(4ull << 30);
+    const auto t0 = std::chrono::steady_clock::now();
+    r = t.stream("head -c 1000 >/dev/null; echo read", endless);
+    CHECK(r.out == "read\n");
+    CHECK(endless.taken() < (16u << 20));
+    CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(20));
+    // An empty source is EOF at once; run() with stdin still works the same way.
+    testing::PatternSource none(0);
+    CHECK(t.stream("wc -c", none).out == "0\n");
+    CHECK(t.run("cat", "abc").out == "abc");
+  }
+
+  TEST_CASE("a ByteSource that throws: the command is stopped and the error comes back") {
+    struct Failing : ByteSource {
+      int calls = 0;
+      size_t read(char* buf, size_t n) override {
+        if (++calls > 3) throw std::runtime_error("the image producer failed");
+        std::fill(buf, buf + n, 'x');
+        return n;
+      }
+    } failing;
+    LocalTransport t("here", 60);
+    const auto t0 = std::chrono::steady_clock::now();
+    CHECK_THROWS_WITH(t.stream("cat >/dev/null", failing), "the image producer failed");
+    CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10));
+    // The default (doubles): read whole, then run().
+    FakeTransport fake;
+    testing::PatternSource small(100000);
+    fake.stream("consume", small);
+    REQUIRE(fake.calls().size() == 1);
+    CHECK(fake.calls()[0].stdin_data.size() == 100000);
   }
 
   TEST_CASE("LocalTransport: a command running past the timeout is killed and throws Timeout") {
