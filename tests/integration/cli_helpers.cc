@@ -55,6 +55,18 @@ TempInventory::~TempInventory() {
   fs::remove_all(root, ec);
 }
 
+SshTarget Target(const Sandbox& sbx, const std::string& node, const std::string& known_hosts) {
+  SshTarget t;
+  t.name = node;
+  t.host = sbx.node(node).address;
+  t.port = sbx.node(node).port;
+  t.identity = sbx.identity();
+  t.known_hosts = known_hosts;
+  t.connect_timeout_s = 5;
+  t.command_timeout_s = 30;
+  return t;
+}
+
 std::string Exec(const Sandbox& sbx, const std::string& node, const std::string& cmd) {
   auto r = sbx.exec(node, cmd);
   INFO(node << ": " << cmd << " -> " << r.exit_code << " " << r.err);

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/ssh_transport.h"
 #include "tests/integration/sandbox.h"
 
 namespace labfleet::testing {
@@ -49,6 +50,10 @@ struct TempInventory {
   // inventory/lab.yaml: a lab named "t" whose defaults are `yaml` (lines indented by 4, under `defaults:`).
   void defaults(const std::string& yaml) const { write("inventory/lab.yaml", "lab:\n  name: t\n  defaults:\n" + yaml); }
 };
+
+// How an SshTransport reaches `node` of the sandbox as root with the sandbox's key, checking host keys
+// against `known_hosts`; connect timeout 5 s, command timeout 30 s.
+SshTarget Target(const Sandbox& sbx, const std::string& node, const std::string& known_hosts);
 
 // Runs `cmd` in the node (an independent check inside it, not over labfleet's transport); CHECKs that it exits
 // 0 and returns its stdout. Without a node: on node1, the one node of a single-node sandbox.

@@ -62,18 +62,6 @@ const nlohmann::json& NodeIn(const nlohmann::json& doc, const std::string& name)
   return none;
 }
 
-SshTarget Target(const Sandbox& sbx, const std::string& node, const std::string& known_hosts) {
-  SshTarget t;
-  t.name = node;
-  t.host = sbx.node(node).address;
-  t.port = sbx.node(node).port;
-  t.identity = sbx.identity();
-  t.known_hosts = known_hosts;
-  t.connect_timeout_s = 5;
-  t.command_timeout_s = 30;
-  return t;
-}
-
 double Since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }

@@ -18,14 +18,7 @@ using namespace labfleet::testing;
 TEST_SUITE("integration-ssh") {
   TEST_CASE("put_file and get_file over SSH: exact bytes, mode, owner, atomic rename, no leftovers") {
     Sandbox sbx({.nodes = 1});
-    SshTarget t;
-    t.name = "node1";
-    t.host = sbx.node("node1").address;
-    t.port = sbx.node("node1").port;
-    t.identity = sbx.identity();
-    t.known_hosts = sbx.known_hosts();
-    t.connect_timeout_s = 5;
-    SshTransport ssh(t);
+    SshTransport ssh(Target(sbx, "node1", sbx.known_hosts()));
 
     Exec(sbx, "useradd -M -u 2345 -s /bin/sh filer && groupadd -g 3456 filers");
     const std::string bytes = std::string("it's \"a\" $(id)\0binary\n", 22) + "no final newline";
@@ -48,13 +41,7 @@ TEST_SUITE("integration-ssh") {
 
   TEST_CASE("stream() over SSH: a large stream arrives intact in bounded memory; an early exit stops it") {
     Sandbox sbx({.nodes = 1});
-    SshTarget t;
-    t.name = "node1";
-    t.host = sbx.node("node1").address;
-    t.port = sbx.node("node1").port;
-    t.identity = sbx.identity();
-    t.known_hosts = sbx.known_hosts();
-    t.connect_timeout_s = 5;
+    SshTarget t = Target(sbx, "node1", sbx.known_hosts());
     t.command_timeout_s = 120;
     SshTransport ssh(t);
 
