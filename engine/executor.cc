@@ -63,18 +63,77 @@ static std::string ModeString(unsigned mode) {
   return buf;
 }
 
-// Shell functions every apply script defines (fixed text; paths reach them as quoted arguments).
-// lf_backup PATH: keeps the first pre-run version of PATH (or a marker that it was absent) in $LF_BACKUP.
-// lf_restore PATH: puts that version back (or removes PATH if it was absent).
-static const char* kShellFunctions = R"SH(lf_backup() {
-  if [ -e "$LF_BACKUP$1" ] || [ -L "$LF_BACKUP$1" ] || [ -e "$LF_BACKUP$1.labfleet-absent" ]; then return 0; fi
-  mkdir -p "$LF_BACKUP$(dirname -- "$1")"
-  if [ -e "$1" ] || [ -L "$1" ]; then cp -a -- "$1" "$LF_BACKUP$1"; else : > "$LF_BACKUP$1.labfleet-absent"; fi
+// Shell functions every apply script defines (fixed text; paths reach them as quoted arguments). The contract
+// (docs/security.md): nothing is written, chmod-ed, chown-ed, backed up or removed as root through a directory a
+// user can change.
+// lf_rootonly DIR: true when DIR and every directory above it that exists is a real directory owned by root and
+//   not writable by group or others (then no user can swap any component); else false with LF_WHY set.
+// lf_where PATH OWNER GROUP: decides who writes PATH: root (LF_AS empty) below root-only directories; else the
+//   file's owner itself (LF_AS=OWNER, LF_AG=GROUP), who can only create what that user could anyway; a file
+//   root is to own below a directory a user controls is refused.
+// lf_run CMD...: runs CMD as LF_AS (setpriv, the user's uid, GROUP and the user's groups) or as root.
+// lf_backup PATH: keeps the first pre-run version of PATH in $LF_BACKUP (0700, files 0600): a regular file up to
+//   64 MiB, read as lf_run (so never through a planted link as root), with its mode and owner; a link, a
+//   directory or a larger file is not copied, only noted; an absent one gets a marker.
+// lf_restore PATH: puts that version back (through lf_where), or removes PATH if it was absent.
+// lf_fixmeta PATH MODE OWNER GROUP: chmod and chown without following a final link (chown -h; as the owner below
+//   a user's directory, where chown is not needed).
+// lf_mkdir DIR MODE OWNER GROUP: a directory (never through a link at DIR), its mode and owner.
+static const char* kShellFunctions = R"SH(lf_rootonly() {
+  lf_d=$1; set --
+  while :; do [ -n "$lf_d" ] || lf_d=/; set -- "$@" "$lf_d"; [ "$lf_d" = / ] && break; lf_d=${lf_d%/*}; done
+  LF_WHY=$(find "$@" -maxdepth 0 ! \( -type d -user 0 ! -perm /022 \) -printf '%p (%y, owner %u, mode %m) ' 2>/dev/null)
+  [ -z "$LF_WHY" ]
 }
+lf_where() {
+  LF_AS= LF_AG=
+  lf_p=${1%/*}; [ -n "$lf_p" ] || lf_p=/
+  lf_rootonly "$lf_p" && return 0
+  if [ "$2" != root ] && [ "$2" != 0 ]; then LF_AS=$2 LF_AG=$3; return 0; fi
+  echo "refused: $1 is to be root's, but a user can change ${LF_WHY}above it; labfleet never writes as root through a path a user controls" >&2
+  return 1
+}
+lf_run() { if [ -n "$LF_AS" ]; then setpriv --reuid="$LF_AS" --regid="$LF_AG" --init-groups -- "$@"; else "$@"; fi; }
+lf_backup() (
+  umask 077
+  lf_b=$LF_BACKUP$1
+  if [ -e "$lf_b" ] || [ -e "$lf_b.labfleet-absent" ] || [ -e "$lf_b.labfleet-notkept" ]; then return 0; fi
+  mkdir -p -- "${lf_b%/*}" && chmod 0700 -- "${LF_BACKUP%/*}" "$LF_BACKUP"
+  if [ -L "$1" ]; then echo "a symbolic link, not followed" > "$lf_b.labfleet-notkept"
+  elif [ -f "$1" ]; then
+    lf_run head -c 67108865 -- "$1" > "$lf_b.labfleet-part" || return 1
+    if [ "$(wc -c < "$lf_b.labfleet-part")" -gt 67108864 ]; then
+      rm -f -- "$lf_b.labfleet-part"; echo "larger than 64 MiB, not kept" > "$lf_b.labfleet-notkept"
+    else
+      stat -c '%a %u %g' -- "$1" > "$lf_b.labfleet-meta" && mv -f -- "$lf_b.labfleet-part" "$lf_b"
+    fi
+  elif [ -e "$1" ]; then echo "not a regular file, not kept" > "$lf_b.labfleet-notkept"
+  else : > "$lf_b.labfleet-absent"; fi
+)
 lf_restore() {
-  if [ -e "$LF_BACKUP$1" ] || [ -L "$LF_BACKUP$1" ]; then
-    rm -rf -- "$1.labfleet-restore" && cp -a -- "$LF_BACKUP$1" "$1.labfleet-restore" && mv -f -- "$1.labfleet-restore" "$1"
-  elif [ -e "$LF_BACKUP$1.labfleet-absent" ]; then rm -rf -- "$1"; fi
+  lf_b=$LF_BACKUP$1
+  if [ -f "$lf_b" ] && [ -f "$lf_b.labfleet-meta" ]; then
+    read -r lf_m lf_o lf_g < "$lf_b.labfleet-meta"
+    lf_where "$1" "$lf_o" "$lf_g" || return 1
+    lf_t=$(lf_run mktemp "$1.labfleet-restore.XXXXXX") || return 1
+    lf_run sh -c 'cat > "$1"' lf "$lf_t" < "$lf_b" && lf_run chmod "$lf_m" -- "$lf_t" &&
+      { [ -n "$LF_AS" ] || chown -h "$lf_o:$lf_g" -- "$lf_t"; } && lf_run mv -f -- "$lf_t" "$1"
+  elif [ -e "$lf_b.labfleet-absent" ]; then
+    lf_where "$1" root root && rm -f -- "$1"
+  fi
+}
+lf_fixmeta() {
+  lf_where "$1" "$3" "$4" || return 1
+  if [ -L "$1" ]; then echo "$1 is a symbolic link: not changed (replace it with a file)" >&2; return 1; fi
+  lf_run chmod "$2" -- "$1"
+  [ -n "$LF_AS" ] || chown -h "$3:$4" -- "$1"
+}
+lf_mkdir() {
+  lf_where "$1" "$3" "$4" || return 1
+  if [ -L "$1" ]; then echo "$1 is a symbolic link: not followed (replace it with a directory)" >&2; return 1; fi
+  lf_run mkdir -p -- "$1"
+  lf_run chmod "$2" -- "$1"
+  [ -n "$LF_AS" ] || chown -h "$3:$4" -- "$1"
 }
 )SH";
 
@@ -84,21 +143,24 @@ static Script ChangeScript(const Change& c, bool keep_backup = true) {
   switch (c.kind) {
     case Change::Kind::PutFile: {
       const FileSpec& f = c.file;
-      s.add(Cmd("mkdir").arg("-p").arg(Dir(f.path)));
+      s.add(Cmd("lf_where").arg(f.path).arg(f.owner).arg(f.group));
+      s.add(Cmd("lf_run").arg("mkdir").arg("-p").arg("--").arg(Dir(f.path)));
       if (keep_backup) s.add(Cmd("lf_backup").arg(f.path));
-      s.raw("t=$(mktemp " + ShellQuote(f.path + ".labfleet.XXXXXX") + ")");
-      s.raw("trap 'rm -f \"$t\"' EXIT");
-      s.add(Cmd("printf").arg("%s").arg(Base64Encode(f.bytes)).raw("| base64 -d >\"$t\""));
-      s.add(Cmd("chmod").arg(ModeString(f.mode)).raw("\"$t\""));
-      s.add(Cmd("chown").arg(f.owner + ":" + f.group).raw("\"$t\""));
+      s.raw("t=$(lf_run mktemp " + ShellQuote(f.path + ".labfleet.XXXXXX") + ")");
+      s.raw("trap 'lf_run rm -f -- \"$t\"' EXIT");
+      s.add(Cmd("printf").arg("%s").arg(Base64Encode(f.bytes)).raw("| base64 -d | lf_run sh -c 'cat > \"$1\"' lf \"$t\""));
+      s.add(Cmd("lf_run").arg("chmod").arg(ModeString(f.mode)).arg("--").raw("\"$t\""));
+      s.raw("[ -n \"$LF_AS\" ] || " + Cmd("chown").arg("-h").arg(f.owner + ":" + f.group).arg("--").raw("\"$t\"").str());
       s.raw("sync \"$t\" 2>/dev/null || true");
       if (!c.precheck.empty()) {
+        // The check reads the temporary file as root: only below root-only directories.
+        s.raw("[ -z \"$LF_AS\" ] || { echo 'a checked file must be below directories only root can change' >&2; exit 1; }");
         s.raw("if ! { LF_NEW=$t\n" + c.precheck + "\n} 2>&1; then");
         s.add(Cmd("echo").arg("check of the new " + f.path + " failed; it was not put in place").raw(">&2"));
         s.raw("exit 1");
         s.raw("fi");
       }
-      s.add(Cmd("mv").arg("-f").raw("\"$t\"").arg(f.path));
+      s.add(Cmd("lf_run").arg("mv").arg("-f").arg("--").raw("\"$t\"").arg(f.path));
       s.raw("trap - EXIT");
       if (!c.verify.empty()) {
         // The new file is in place but nothing has read it yet: check it, and put the old one back if bad.
@@ -111,10 +173,15 @@ static Script ChangeScript(const Change& c, bool keep_backup = true) {
       break;
     }
     case Change::Kind::Remove:
+      s.add(Cmd("lf_where").arg(c.path).arg("root").arg("root"));
       s.add(Cmd("lf_backup").arg(c.path));
       s.add(Cmd("rm").arg("-rf").arg("--").arg(c.path));
       break;
     case Change::Kind::Exec:
+      for (const auto& p : c.backup_paths) {
+        s.add(Cmd("lf_where").arg(p).arg("root").arg("root"));
+        s.add(Cmd("lf_backup").arg(p));
+      }
       s.raw(c.command);
       break;
     case Change::Kind::Notify:
@@ -354,10 +421,14 @@ NodeApplyResult ApplyNode(const Inventory& inv, const NodeDef& node, const NodeP
       std::string what;
       for (const auto& c : plan.changes) {
         if (!c.reconnect_check) continue;
-        if (c.kind == Change::Kind::PutFile) {
-          undo.add(Cmd("lf_restore").arg(c.file.path));
-          what += (what.empty() ? "" : ", ") + c.file.path;
+        std::vector<std::string> paths = c.backup_paths;
+        if (c.kind == Change::Kind::PutFile) paths.push_back(c.file.path);
+        if (c.kind == Change::Kind::Remove) paths.push_back(c.path);
+        for (const auto& p : paths) {
+          undo.add(Cmd("lf_restore").arg(p));
+          what += (what.empty() ? "" : ", ") + p;
         }
+        if (paths.empty()) what += (what.empty() ? "" : ", ") + c.summary;
         if (!c.rollback.empty() && rollbacks.insert(c.rollback).second) undo.raw(c.rollback);
       }
       RunResult u = transport.run(ScriptRunner(), undo.str());

@@ -1,10 +1,16 @@
 #include "engine/file_probe.h"
 
+#include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <map>
+#include <set>
 #include <stdexcept>
 
+#include "engine/accounts.h"
+#include "engine/sha256.h"
 #include "engine/shell.h"
+#include "engine/text.h"
 #include "engine/textdiff.h"
 
 namespace labfleet {
@@ -15,15 +21,10 @@ std::string Octal(unsigned mode) {
   return buf;
 }
 
-Probe FileProbe(const std::string& path) {
-  std::string q = ShellQuote(path);
-  // First line: "present MODE OWNER GROUP TYPE" or "absent"; then the raw content of a regular file.
-  std::string cmd = "if [ -e " + q + " ] || [ -L " + q + " ]; then printf 'present %s\\n' \"$(stat -c '%a %U %G %F' -- " +
-                    q + ")\"; if [ -f " + q + " ] && [ ! -L " + q + " ]; then cat -- " + q +
-                    "; fi; else echo absent; fi";
-  return {"file:" + path, cmd};
-}
+Probe FileProbe(const std::string& path) { return {"file:" + path, BatchedFileProbe({path}).command}; }
 
+// The header line of a "file:<path>" result: "present MODE OWNER GROUP TYPE" or "absent", then, after a tab,
+// tab-separated "key=value" facts of the batched probe (size, unread, sha256, unsafe=KIND:OWNER:PATH).
 FileState ParseFileProbe(const ProbeResults& results, const std::string& path) {
   FileState st;
   auto it = results.find("file:" + path);
@@ -31,6 +32,31 @@ FileState ParseFileProbe(const ProbeResults& results, const std::string& path) {
   const std::string& out = it->second.out;
   size_t nl = out.find('\n');
   std::string head = out.substr(0, nl);
+  std::string extra;
+  if (size_t tab = head.find('\t'); tab != std::string::npos) {
+    extra = head.substr(tab + 1);
+    head.resize(tab);
+  }
+  for (size_t b = 0; !extra.empty() && b <= extra.size();) {
+    size_t e = extra.find('\t', b);
+    if (e == std::string::npos) e = extra.size();
+    std::string kv = extra.substr(b, e - b);
+    b = e + 1;
+    size_t eq = kv.find('=');
+    if (eq == std::string::npos) continue;
+    std::string k = kv.substr(0, eq), v = kv.substr(eq + 1);
+    if (k == "size") {
+      st.size = std::strtoull(v.c_str(), nullptr, 10);
+    } else if (k == "unread") {
+      st.content_read = false;
+      st.unread_reason = v;
+    } else if (k == "sha256") {
+      st.sha256 = v;
+    } else if (k == "unsafe") {
+      size_t c1 = v.find(':'), c2 = c1 == std::string::npos ? c1 : v.find(':', c1 + 1);
+      if (c2 != std::string::npos) st.unsafe_dirs.push_back({v.substr(0, c1), v.substr(c1 + 1, c2 - c1 - 1), v.substr(c2 + 1)});
+    }
+  }
   if (head.rfind("present ", 0) != 0) return st;
   st.exists = true;
   char owner[256] = {0}, group[256] = {0}, type[64] = {0};
@@ -42,6 +68,7 @@ FileState ParseFileProbe(const ProbeResults& results, const std::string& path) {
     st.regular = std::string(type) == "regular file" || std::string(type) == "regular empty file";
   }
   if (nl != std::string::npos) st.content = out.substr(nl + 1);
+  if (st.size == 0 && st.content_read) st.size = st.content.size();
   return st;
 }
 
@@ -57,18 +84,85 @@ bool IsFileProbe(const Probe& p, std::string* path) {
 // cannot stat prints nothing (and an error on stderr, dropped). An empty name (a lone NUL) ends the list.
 static const char kBatchStatFormat[] = "%n\\0%a %U %G %i %s %.9Y %F\\0";
 
-Probe BatchedFileProbe(const std::vector<std::string>& paths) {
+static bool HasControl(const std::string& s) {
+  for (unsigned char c : s)
+    if (c < 0x20 || c == 0x7f) return true;
+  return false;
+}
+
+static std::string ParentOf(const std::string& p) {
+  size_t slash = p.rfind('/');
+  return slash == 0 || slash == std::string::npos ? "/" : p.substr(0, slash);
+}
+
+// Every directory above each path ("/", "/home", "/home/ann" for "/home/ann/.ssh"), each once.
+static std::vector<std::string> Ancestors(const std::vector<std::string>& paths) {
+  std::vector<std::string> out;
+  std::set<std::string> seen;
+  for (const auto& p : paths) {
+    if (p.empty() || p[0] != '/') continue;
+    std::vector<std::string> chain;
+    for (std::string d = ParentOf(p);; d = ParentOf(d)) {
+      chain.push_back(d);
+      if (d == "/") break;
+    }
+    for (auto it = chain.rbegin(); it != chain.rend(); ++it)
+      if (seen.insert(*it).second) out.push_back(*it);
+  }
+  return out;
+}
+
+// The probe, in sections:
+//   stat of each path, NUL                                  (lstat; as in FileProbe's "present" line)
+//   the directories above them, one line each, NUL          "DIR\tR" root-only, or "DIR\tU\tTYPE\tOWNER\tUID\tGID\tMODE"
+//   the indexes read as root, space-separated, NUL
+//   `head -q -c LIMIT` of those files, concatenated         (each min(size, LIMIT) bytes)
+//   sha256sum of those larger than LIMIT, NUL
+//   stat of each path again, NUL
+//   one line per file below a user's directory: "INDEX\tBASE64 of at most LIMIT+1 bytes\tSHA256 when larger"
+//   or "INDEX\t!\tREASON" when it cannot be read safely.
+Probe BatchedFileProbe(const std::vector<std::string>& all_paths) {
+  std::vector<std::string> paths;
+  for (const auto& p : all_paths)
+    if (!HasControl(p) && !p.empty() && p[0] == '/') paths.push_back(p);
+  const std::string limit = std::to_string(kMaxProbedFileBytes);
+  const std::string b64_limit = std::to_string((kMaxProbedFileBytes + 2) / 3 * 4);
+  Script s;
+  if (paths.empty()) {
+    s.raw("printf '\\0\\0\\0\\0\\0'");
+    return {"labfleet:files", s.str()};
+  }
   Cmd set("set");
   set.arg("--").args(paths);
   Cmd stat = Cmd("stat").arg("--printf").arg(kBatchStatFormat).arg("--").raw("\"$@\"").raw("2>/dev/null");
-  Script s;
   s.add(set).add(stat).raw("printf '\\0'");
-  // The regular files (not symlinks), in order, become "$@" for one cat; the two stats around it prove
-  // that nothing changed in between, so the contents can be split by the sizes the first stat printed.
-  s.raw("for f in \"$@\"; do if [ -f \"$f\" ] && [ ! -L \"$f\" ]; then set -- \"$@\" \"$f\"; fi; done");
+  s.raw("lf_a=$(" + Cmd("find").args(Ancestors(paths)).raw(
+      "-maxdepth 0 \\( -type d -user 0 ! -perm /022 -printf '%p\\tR\\n' \\) -o -printf "
+      "'%p\\tU\\t%y\\t%u\\t%U\\t%G\\t%m\\n' 2>/dev/null").str() + ")");
+  s.raw("printf '%s\\0' \"$lf_a\"");
+  s.raw("lf_n='\n'; lf_t=$(printf '\\t'); lf_a=\"$lf_n$lf_a$lf_n\"; lf_u=");
+  // lf_up FILE: sets lf_l to the line of the nearest directory above FILE that is not root-only ("" if none).
+  s.raw("lf_up() { lf_d=${1%/*}; lf_l=; while :; do [ -n \"$lf_d\" ] || lf_d=/; case $lf_a in *\"$lf_n$lf_d${lf_t}U$lf_t\"*) "
+        "lf_l=${lf_a#*\"$lf_n$lf_d${lf_t}U$lf_t\"}; lf_l=${lf_l%%\"$lf_n\"*}; return;; esac; [ \"$lf_d\" = / ] && return; "
+        "lf_d=${lf_d%/*}; done; }");
+  s.raw("lf_i=0; for f in \"$@\"; do lf_up \"$f\"; if [ -z \"$lf_l\" ]; then if [ -f \"$f\" ] && [ ! -L \"$f\" ]; then "
+        "set -- \"$@\" \"$f\"; printf '%s ' $lf_i; fi; else lf_u=\"$lf_u $lf_i\"; fi; lf_i=$((lf_i+1)); done; printf '\\0'");
   s.raw("shift " + std::to_string(paths.size()));
-  s.raw("if [ $# -gt 0 ]; then cat -- \"$@\" 2>/dev/null; fi");
+  s.raw("if [ $# -gt 0 ]; then head -q -c " + limit + " -- \"$@\" 2>/dev/null; find \"$@\" -maxdepth 0 -type f -size +" +
+        limit + "c -exec sha256sum -- {} + 2>/dev/null; fi; printf '\\0'");
   s.add(set).add(stat).raw("printf '\\0'");
+  // Files below a user's directory: read as that directory's owner, never as root.
+  s.raw("lf_s=; command -v setpriv >/dev/null 2>&1 && lf_s=1");
+  s.raw("for lf_i in $lf_u; do eval \"f=\\${$((lf_i+1))}\"; lf_up \"$f\"; lf_r=${lf_l#d$lf_t}; "
+        "if [ \"$lf_r\" = \"$lf_l\" ]; then printf '%s\\t!\\tlink\\n' $lf_i; continue; fi; "
+        "if [ -z \"$lf_s\" ]; then printf '%s\\t!\\tsetpriv\\n' $lf_i; continue; fi; "
+        "lf_r=${lf_r#*$lf_t}; lf_uid=${lf_r%%$lf_t*}; lf_r=${lf_r#*$lf_t}; lf_gid=${lf_r%%$lf_t*}; "
+        "if [ \"$lf_uid\" = 0 ]; then printf '%s\\t!\\twritable\\n' $lf_i; continue; fi; "
+        "lf_p=\"setpriv --reuid=$lf_uid --regid=$lf_gid --clear-groups --\"; "
+        "lf_b=$($lf_p sh -c '[ -f \"$1\" ] && [ ! -L \"$1\" ] && exec head -c \"$2\" -- \"$1\"' sh \"$f\" " +
+        std::to_string(kMaxProbedFileBytes + 3) + " 2>/dev/null | base64 -w0); lf_h=; "
+        "if [ ${#lf_b} -gt " + b64_limit + " ]; then lf_h=$($lf_p sha256sum -- \"$f\" 2>/dev/null); lf_b=+; fi; "
+        "printf '%s\\t%s\\t%.65s\\n' $lf_i \"$lf_b\" \"$lf_h\"; done");
   return {"labfleet:files", s.str()};
 }
 
@@ -90,9 +184,46 @@ bool ReadStatRecords(const std::string& out, size_t& pos, std::vector<StatRecord
     pos = z + 1;
   }
 }
+// The text up to the next NUL (which is consumed).
+std::string ReadSection(const std::string& out, size_t& pos, const char* what) {
+  size_t z = out.find('\0', pos);
+  if (z == std::string::npos) throw std::runtime_error(std::string("batched file probe: ") + what + " cut short");
+  std::string s = out.substr(pos, z - pos);
+  pos = z + 1;
+  return s;
+}
+// sha256sum's "HASH  NAME" (a name with a backslash or newline: "\HASH  ESCAPED-NAME").
+std::pair<std::string, std::string> ParseShaLine(std::string line) {
+  bool escaped = !line.empty() && line[0] == '\\';
+  if (escaped) line.erase(0, 1);
+  if (line.size() < 66 || line.compare(64, 2, "  ") != 0) return {};
+  std::string name = line.substr(66);
+  if (escaped) {
+    std::string un;
+    for (size_t i = 0; i < name.size(); ++i) {
+      if (name[i] == '\\' && i + 1 < name.size()) {
+        ++i;
+        un += name[i] == 'n' ? '\n' : name[i];
+      } else {
+        un += name[i];
+      }
+    }
+    name = un;
+  }
+  return {line.substr(0, 64), name};
+}
+bool IsHex64(const std::string& s) {
+  if (s.size() != 64) return false;
+  for (char c : s)
+    if (!std::isxdigit((unsigned char)c)) return false;
+  return true;
+}
 }  // namespace
 
-bool SplitBatchedFileProbe(const std::string& out, const std::vector<std::string>& paths, ProbeResults& into) {
+bool SplitBatchedFileProbe(const std::string& out, const std::vector<std::string>& all_paths, ProbeResults& into) {
+  std::vector<std::string> paths;
+  for (const auto& p : all_paths)
+    if (!HasControl(p) && !p.empty() && p[0] == '/') paths.push_back(p);
   size_t pos = 0;
   std::vector<StatRecord> first, second;
   if (!ReadStatRecords(out, pos, first)) throw std::runtime_error("batched file probe: stat output cut short");
@@ -102,7 +233,6 @@ bool SplitBatchedFileProbe(const std::string& out, const std::vector<std::string
     bool regular = false;
   };
   std::map<std::string, Meta> metas;
-  unsigned long long total = 0;
   size_t next = 0;  // stat prints in argument order, skipping what it cannot stat
   for (const auto& r : first) {
     while (next < paths.size() && paths[next] != r.name) ++next;
@@ -119,37 +249,162 @@ bool SplitBatchedFileProbe(const std::string& out, const std::vector<std::string
     m.head = std::string(mode) + " " + owner + " " + group + " " + type;
     m.regular = type == "regular file" || type == "regular empty file";
     m.size = size;
-    if (m.regular) total += size;
     metas[r.name] = std::move(m);
+  }
+  // The directories above: those that are not root-only.
+  std::map<std::string, UnsafeDir> dirs;
+  for (const auto& line : SplitLines(ReadSection(out, pos, "directory list"))) {
+    std::vector<std::string> f;
+    for (size_t b = 0;;) {
+      size_t e = line.find('\t', b);
+      f.push_back(line.substr(b, e == std::string::npos ? e : e - b));
+      if (e == std::string::npos) break;
+      b = e + 1;
+    }
+    if (f.size() == 2 && f[1] == "R") continue;
+    if (f.size() != 7 || f[1] != "U") throw std::runtime_error("batched file probe: unexpected directory line '" + line + "'");
+    std::string kind = f[2] == "l" ? "link" : f[2] != "d" ? "notdir" : f[3] != "root" ? "user" : "writable";
+    dirs[f[0]] = {kind, f[3], f[0]};
+  }
+  std::set<size_t> root_read;
+  for (const auto& w : SplitWords(ReadSection(out, pos, "index list"), " ")) {
+    size_t i = std::strtoul(w.c_str(), nullptr, 10);
+    if (i >= paths.size()) throw std::runtime_error("batched file probe: index out of range");
+    root_read.insert(i);
+  }
+  unsigned long long total = 0;
+  for (size_t i : root_read) {
+    auto it = metas.find(paths[i]);
+    if (it == metas.end() || !it->second.regular) return false;  // vanished or changed type since the stat
+    total += std::min(it->second.size, kMaxProbedFileBytes);
   }
   if (out.size() - pos < total) return false;
   std::string contents = out.substr(pos, total);
   pos += total;
-  if (!ReadStatRecords(out, pos, second) || pos != out.size()) return false;
-  if (second.size() != first.size()) return false;
-  for (size_t i = 0; i < first.size(); ++i)
-    if (first[i].name != second[i].name || first[i].meta != second[i].meta) return false;
-  size_t off = 0;
-  for (const auto& p : paths) {
-    ProbeOutput po;
-    auto it = metas.find(p);
-    if (it == metas.end()) {
-      po.out = "absent\n";
+  std::map<std::string, std::string> hashes;
+  for (const auto& line : SplitLines(ReadSection(out, pos, "hash list"))) {
+    auto [h, name] = ParseShaLine(line);
+    if (!IsHex64(h)) return false;  // contents shorter than the stat said: a file changed while it was read
+    hashes[name] = h;
+  }
+  // The contents of the files read as root were cut by the sizes of the first stat: they must not have changed.
+  // Files below a user's directory were read whole, as that user: the user changing them proves nothing, and
+  // must not make the node unplannable.
+  if (!ReadStatRecords(out, pos, second)) return false;
+  std::map<std::string, std::string> second_meta;
+  for (const auto& r : second) second_meta[r.name] = r.meta;
+  for (const auto& r : first) {
+    auto idx = std::find(paths.begin(), paths.end(), r.name) - paths.begin();
+    if (!root_read.count(size_t(idx))) continue;
+    if (auto it = second_meta.find(r.name); it == second_meta.end() || it->second != r.meta) return false;
+  }
+  struct UserRead {
+    std::string content, sha256, unread;
+  };
+  std::map<size_t, UserRead> user_reads;
+  for (const auto& line : SplitLines(out.substr(pos))) {
+    size_t t1 = line.find('\t'), t2 = t1 == std::string::npos ? t1 : line.find('\t', t1 + 1);
+    if (t2 == std::string::npos) throw std::runtime_error("batched file probe: unexpected user-read line");
+    size_t i = std::strtoul(line.substr(0, t1).c_str(), nullptr, 10);
+    if (i >= paths.size()) throw std::runtime_error("batched file probe: index out of range");
+    std::string data = line.substr(t1 + 1, t2 - t1 - 1), tail = line.substr(t2 + 1);
+    UserRead u;
+    if (data == "!") {
+      u.unread = tail == "setpriv"    ? "not read: setpriv (util-linux) is not installed on the node, and labfleet "
+                                          "reads files in a user's directory only as that user"
+                 : tail == "writable" ? "not read: a directory above it is writable by others"
+                                      : "not read: a directory above it is a symbolic link";
+    } else if (data == "+") {
+      u.unread = "too large to diff";
+      std::string h = !tail.empty() && tail[0] == '\\' ? tail.substr(1, 64) : tail.substr(0, 64);
+      if (IsHex64(h)) u.sha256 = h;
     } else {
-      po.out = "present " + it->second.head + "\n";
-      if (it->second.regular) {
-        po.out += contents.substr(off, it->second.size);
-        off += it->second.size;
+      bool ok = true;
+      u.content = Base64Decode(data, &ok);
+      if (!ok) throw std::runtime_error("batched file probe: bad base64 in a user read");
+      if (u.content.size() > kMaxProbedFileBytes) u.content.clear(), u.unread = "too large to diff";
+    }
+    user_reads[i] = std::move(u);
+  }
+  size_t off = 0;
+  for (size_t i = 0; i < paths.size(); ++i) {
+    const std::string& p = paths[i];
+    ProbeOutput po;
+    std::string facts;
+    auto it = metas.find(p);
+    std::string body;
+    if (it == metas.end()) {
+      po.out = "absent";
+    } else {
+      po.out = "present " + it->second.head;
+      facts += "\tsize=" + std::to_string(it->second.size);
+      if (root_read.count(i)) {
+        size_t n = std::min(it->second.size, kMaxProbedFileBytes);
+        if (it->second.size > kMaxProbedFileBytes) {
+          facts += "\tunread=too large to diff: " + std::to_string(it->second.size) + " bytes";
+          if (auto h = hashes.find(p); h != hashes.end()) facts += "\tsha256=" + h->second;
+        } else {
+          body = contents.substr(off, n);
+        }
+        off += n;
+      } else if (auto u = user_reads.find(i); u != user_reads.end() && it->second.regular) {
+        if (!u->second.unread.empty()) {
+          facts += "\tunread=" + (u->second.unread == "too large to diff"
+                                      ? u->second.unread + ": " + std::to_string(it->second.size) + " bytes"
+                                      : u->second.unread);
+          if (!u->second.sha256.empty()) facts += "\tsha256=" + u->second.sha256;
+        } else {
+          body = u->second.content;
+        }
       }
     }
+    for (std::string d = ParentOf(p);; d = ParentOf(d)) {
+      if (auto u = dirs.find(d); u != dirs.end())
+        facts += "\tunsafe=" + u->second.kind + ":" + u->second.owner + ":" + u->second.path;
+      if (d == "/") break;
+    }
+    po.out += facts + "\n" + body;
     into["file:" + p] = std::move(po);
   }
+  for (const auto& p : all_paths)
+    if (HasControl(p) || p.empty() || p[0] != '/')
+      into["file:" + p] = {0, "absent\tunsafe=path::a path with control characters, or not absolute\n"};
   return true;
 }
 
+std::string UnsafeWriteReason(const FileSpec& desired, const FileState& live) {
+  // Top down order is not needed for the verdict; name the first offending directory (closest to "/").
+  std::vector<UnsafeDir> dirs = live.unsafe_dirs;
+  std::sort(dirs.begin(), dirs.end(), [](const UnsafeDir& a, const UnsafeDir& b) { return a.path.size() < b.path.size(); });
+  for (const auto& d : dirs) {
+    if (d.kind == "path") return "the path has control characters or is not absolute";
+    if (d.kind == "link") return d.path + " is a symbolic link (owned by " + d.owner + ")";
+    if (d.kind == "notdir") return d.path + " is not a directory";
+    if (d.kind == "writable") return d.path + " is writable by its group or by others";
+    if (d.kind == "user" && desired.owner == "root")
+      return d.path + " belongs to " + d.owner + ", and labfleet writes root's files only below directories that only root can change";
+    if (d.kind == "user" && d.owner != desired.owner)
+      return d.path + " belongs to " + d.owner + ", not to " + desired.owner + " who is to own the file";
+  }
+  return "";
+}
+
+static std::string Short(const std::string& hash) { return hash.empty() ? "unknown" : hash.substr(0, 12) + "..."; }
+
 DiffResult DiffFile(const FileSpec& desired, const FileState& live, const std::string& what, bool show_diff) {
   DiffResult d;
-  if (!live.exists || !live.regular || live.content != desired.bytes) {
+  if (std::string why = UnsafeWriteReason(desired, live); !why.empty()) {
+    d.warnings.push_back("refused: " + what + ": " + why + "; labfleet never writes as root through a path a user can "
+                         "change (make the directories root's, or the file's owner's, then plan again)");
+    d.noop = "nothing done to " + what + ": refused, " + why;
+    return d;
+  }
+  // Below a user's directory the executor writes as that user (lf_where), who can only create files it owns.
+  const bool as_user = !live.unsafe_dirs.empty();
+  const std::string want_sha = live.content_read && show_diff ? "" : Sha256Hex(desired.bytes);
+  const bool same_content = live.content_read ? live.content == desired.bytes : live.sha256 == want_sha;
+  const bool owner_differs = live.owner != desired.owner || live.group != desired.group;
+  if (!live.exists || !live.regular || !same_content || (as_user && owner_differs)) {
     Change c;
     c.kind = Change::Kind::PutFile;
     c.file = desired;
@@ -158,20 +413,27 @@ DiffResult DiffFile(const FileSpec& desired, const FileState& live, const std::s
     if (!live.exists)
       c.reason = "absent";
     else if (!live.regular)
-      c.reason = "not a regular file; it is replaced (the old one is kept in the run's backup)";
+      c.reason = "not a regular file; it is replaced (the old one is not followed, and not kept if it is not a file)";
+    else if (same_content)
+      c.reason = "owner " + live.owner + ":" + live.group + " -> " + desired.owner + ":" + desired.group +
+                 " (rewritten as " + desired.owner + ", since labfleet does not chown inside a user's directory)";
+    else if (!live.content_read)
+      c.reason = "content differs (" + live.unread_reason + (live.sha256.empty() ? "" : ", sha256 " + Short(live.sha256)) +
+                 " -> " + Short(want_sha) + ")";
+    else if (!show_diff)
+      c.reason = "content differs, secret: sha256 " + Short(Sha256Hex(live.content)) + " -> " + Short(want_sha);
     else
       c.reason = "content differs";
-    if (show_diff)
+    if (show_diff && live.content_read)
       c.diff = UnifiedDiff(live.exists && live.regular ? live.content : "", desired.bytes,
                            live.exists ? desired.path : "/dev/null", desired.path + " (desired)");
-    else
-      c.secret = true;
+    if (!show_diff) c.secret = true;
     d.changes.push_back(std::move(c));
     return d;
   }
   std::string meta;
   if (live.mode != (desired.mode & 07777)) meta += "mode " + Octal(live.mode) + " -> " + Octal(desired.mode);
-  if (live.owner != desired.owner || live.group != desired.group)
+  if (owner_differs)
     meta += std::string(meta.empty() ? "" : ", ") + "owner " + live.owner + ":" + live.group + " -> " +
             desired.owner + ":" + desired.group;
   if (!meta.empty()) {
@@ -180,14 +442,35 @@ DiffResult DiffFile(const FileSpec& desired, const FileState& live, const std::s
     c.sign = '~';
     c.summary = what + " (" + meta + ")";
     c.reason = meta;
-    c.command = Cmd("chmod").arg(Octal(desired.mode)).arg("--").arg(desired.path).str() + "\n" +
-                Cmd("chown").arg(desired.owner + ":" + desired.group).arg("--").arg(desired.path).str();
+    c.command = FixMetaCommand(desired);
     d.changes.push_back(std::move(c));
     return d;
   }
   d.noop = "nothing to do because " + what + " is up to date (" + Octal(desired.mode) + " " + desired.owner + ":" +
            desired.group + ")";
   return d;
+}
+
+bool LooksSecret(const std::string& path, const std::string& content) {
+  auto ends = [&](const char* suf) {
+    size_t n = strlen(suf);
+    return path.size() >= n && path.compare(path.size() - n, n, suf) == 0;
+  };
+  std::string base = path.substr(path.rfind('/') + 1);
+  if (path == "/etc/shadow" || path == "/etc/gshadow" || path == "/etc/shadow-" || path == "/etc/gshadow-") return true;
+  if (ends(".key") || ends("_key") || ends(".pem") || ends(".p12") || ends(".pfx") || ends(".keytab")) return true;
+  if (base.rfind("ssh_host_", 0) == 0 && !ends(".pub")) return true;
+  if (path.rfind("/etc/wireguard/", 0) == 0 || path.find("/private/") != std::string::npos) return true;
+  std::string lower;
+  for (char c : content.substr(0, 1 << 20)) lower += char(std::tolower((unsigned char)c));
+  for (const char* mark : {"private key-----", "privatekey", "password =", "password=", "token =", "token=",
+                           "secret =", "secret="})
+    if (lower.find(mark) != std::string::npos) return true;
+  return false;
+}
+
+std::string FixMetaCommand(const FileSpec& f) {
+  return Cmd("lf_fixmeta").arg(f.path).arg(Octal(f.mode)).arg(f.owner).arg(f.group).str();
 }
 
 }  // namespace labfleet

@@ -9,32 +9,72 @@
 
 namespace labfleet {
 
+// A directory above a probed path that a user could change (or that is a link): labfleet never writes as root
+// through it. Kinds: "link" (a symbolic link), "notdir" (neither a directory nor a link), "user" (a directory
+// owned by `owner`, not root), "writable" (owned by root, but writable by its group or by others).
+struct UnsafeDir {
+  std::string kind, owner, path;
+};
+
 struct FileState {
   bool exists = false;
   bool regular = true;  // false for a directory, symlink, device...
   unsigned mode = 0;
   std::string owner, group;
   std::string content;
+  // What the batched probe adds (absent from hand-written "present ..." fixtures, which mean: read in full).
+  unsigned long long size = 0;
+  bool content_read = true;   // false: the content was not read (too large, or no safe way to read it)
+  std::string unread_reason;  // why not, e.g. "too large to diff: 1073741824 bytes"
+  std::string sha256;         // of the content, when it was too large to read but could be hashed
+  std::vector<UnsafeDir> unsafe_dirs;  // directories above the path that are not root-only, top down
 };
 
-Probe FileProbe(const std::string& path);  // key "file:<path>"
-// Pure parser of the probe's output. A missing probe result counts as "absent".
+// The largest file the probe reads into the plan; a larger one is compared by SHA-256 and never diffed.
+constexpr unsigned long long kMaxProbedFileBytes = 1 << 20;
+
+// key "file:<path>". The command is the batched probe of that one path: the planner always reads files through
+// BatchedFileProbe and SplitBatchedFileProbe, which turn the output into FileProbe's result format.
+Probe FileProbe(const std::string& path);
+// Pure parser of a "file:<path>" result. A missing probe result counts as "absent".
 FileState ParseFileProbe(const ProbeResults& results, const std::string& path);
 
-// The planner does not run FileProbe commands one by one (2-3 processes per path): it reads every file a
-// node's modules asked for with ONE command of three processes (stat, cat, stat again; GNU coreutils), then
-// splits its output back into "file:<path>" results in FileProbe's own format, so ParseFileProbe and the
-// modules see no difference.
+// The planner reads every file a node's modules asked for with ONE command (stat, find of the directories
+// above them, one `head` for the files below root-only directories, stat again; GNU coreutils and findutils),
+// then splits its output back into "file:<path>" results, so ParseFileProbe and the modules see no difference.
+// Contract, for a node whose users are hostile:
+// - a file is read as root only when every directory above it is root's and not writable by group or others
+//   (nobody else can swap a component), and only if it is a regular file (not a link, fifo or device);
+// - a file below a directory a user owns is read AS THAT USER (setpriv with the directory owner's uid and gid,
+//   no groups): a planted link can only show what that user could read anyway;
+// - at most kMaxProbedFileBytes of each file is read; a larger file is hashed (sha256sum), never held whole;
+// - paths with control characters are never put in the command: they come back absent, with an UnsafeDir of
+//   kind "path" saying so (validate refuses them first).
 bool IsFileProbe(const Probe& p, std::string* path = nullptr);  // made by FileProbe (key and command)
 Probe BatchedFileProbe(const std::vector<std::string>& paths);  // key "labfleet:files"; paths non-empty
-// Pure. Returns false when the files changed while they were read (the second stat differs from the first,
-// or the contents are not the sizes the first stat printed): probe again. Throws std::runtime_error on output
-// the batched command cannot have printed.
+// Pure. Returns false when the root-read files changed while they were read (the second stat differs from the
+// first): probe again. Throws std::runtime_error on output the batched command cannot have printed.
 bool SplitBatchedFileProbe(const std::string& out, const std::vector<std::string>& paths, ProbeResults& into);
 
+// Why root must not write `desired.path` as `desired.owner` given what the probe saw above it, or "" when it is
+// safe: every directory above is root-only (written as root), or every one that is not is a real directory of
+// `desired.owner` itself, a user (written as that user, so a planted link gains nothing).
+std::string UnsafeWriteReason(const FileSpec& desired, const FileState& live);
+
 // Compares desired with live. `what` names the resource in the summary ("file /etc/motd").
-// `show_diff` false for secrets. Returns a noop note "nothing to do because ... is up to date" when equal.
+// `show_diff` false for secrets: the plan shows only "(content differs, secret: sha256 a1b2... -> c3d4...)".
+// Returns a noop note "nothing to do because ... is up to date" when equal. A path that UnsafeWriteReason
+// refuses gets no change: a warning "refused: ..." and a noop note that say why.
 DiffResult DiffFile(const FileSpec& desired, const FileState& live, const std::string& what, bool show_diff = true);
+
+// A file whose content must never be printed (plan, apply, JSON): a sensitive path (/etc/shadow, /etc/gshadow,
+// ssh host keys, *.key, *_key, *.pem, *.p12, anything under /etc/wireguard or a "private" directory) or content
+// that holds a private key ("PRIVATE KEY-----", WireGuard "PrivateKey", "password =" / "token =" lines).
+bool LooksSecret(const std::string& path, const std::string& content);
+
+// The apply-script command that sets a file's mode and owner without following a link or a directory a user
+// controls (the executor's lf_fixmeta: as root below root-only directories, else as the file's owner).
+std::string FixMetaCommand(const FileSpec& f);
 
 std::string Octal(unsigned mode);  // 0644 -> "0644"
 

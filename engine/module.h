@@ -72,6 +72,9 @@ struct Change {
   // (e.g. "systemctl reload ssh") and the node is reported failed. For sshd changes.
   bool reconnect_check = false;
   std::string rollback;
+  // Exec only: files kept in the run's backup before the command runs (root-only paths, e.g. /etc/passwd), and
+  // put back if the fresh-login check after a reconnect_check change fails.
+  std::vector<std::string> backup_paths;
   bool secret = false;      // never print the command or a diff (password hashes)
   std::vector<std::string> redact;  // strings replaced by "(secret)" in any output of this change
 };

@@ -5,6 +5,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "engine/accounts_probe.h"
 #include "engine/file_probe.h"
 #include "engine/shell.h"
 
@@ -167,6 +168,35 @@ static std::vector<Probe> CollectProbes(const NodeContext& ctx,
   return probes;
 }
 
+bool LoginSensitivePath(const std::string& path, const std::string& login_home) {
+  auto under = [&](const std::string& dir) { return path.size() > dir.size() && path.compare(0, dir.size(), dir) == 0 && path[dir.size()] == '/'; };
+  for (const char* f : {"/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow", "/etc/sudoers", "/etc/nsswitch.conf",
+                        "/etc/login.defs", "/etc/hosts.allow", "/etc/hosts.deny"})
+    if (path == f) return true;
+  for (const char* d : {"/etc/ssh", "/etc/pam.d", "/etc/sudoers.d", "/etc/security"})
+    if (under(d)) return true;
+  return !login_home.empty() && (path == login_home + "/.ssh" || under(login_home + "/.ssh"));
+}
+
+// labfleet must never lock itself out: a change to the login user's account or keys, or to a file sshd, PAM,
+// sudo or NSS read at login, is proven by a fresh login after the apply and undone when that fails (executor).
+// An account change keeps the account files in the run's backup first, so it can be undone too.
+static void GuardLogin(const NodeContext& ctx, NodePlan& plan) {
+  const std::string login = ctx.inv.ssh(ctx.node).user;
+  std::string home = login == "root" ? "/root" : "/home/" + login;
+  for (const auto& u : ctx.inv.users)
+    if (u.name == login) home = HomeOf(u);
+  for (auto& c : plan.changes) {
+    if (c.kind == Change::Kind::Notify) continue;
+    const std::string path = c.kind == Change::Kind::PutFile ? c.file.path : c.kind == Change::Kind::Remove ? c.path : "";
+    const bool account = c.resource == "user:" + login || c.resource == "ssh_keys:" + login;
+    if (!account && !(path.size() && LoginSensitivePath(path, home))) continue;
+    c.reconnect_check = true;
+    if (c.kind == Change::Kind::Exec && c.resource == "user:" + login)
+      c.backup_paths = {"/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow"};
+  }
+}
+
 static NodePlan DiffAll(const NodeContext& ctx,
                         const std::vector<std::pair<const Module*, std::vector<Resource>>>& res,
                         const ProbeResults& results, const PlanOptions& opts) {
@@ -188,6 +218,7 @@ static NodePlan DiffAll(const NodeContext& ctx,
       }
     }
   }
+  GuardLogin(ctx, plan);
   // Handlers an earlier run had to defer.
   if (const ProbeOutput* p = FindProbe(results, "labfleet:pending")) {
     for (const auto& h : ParsePendingHandlers(p->out)) {

@@ -91,4 +91,8 @@ std::string DeferredLine(const NodePlan& p, const Change& c);  // "deferred: doc
 nlohmann::json ChangeToJson(const Change& c);
 nlohmann::json NodePlanToJson(const NodePlan& p);
 
+// True for files read when someone logs in (sshd, PAM, sudo, NSS, the account files) and for anything under the
+// login user's ~/.ssh: a change to one is followed by a fresh-login check (Change::reconnect_check).
+bool LoginSensitivePath(const std::string& path, const std::string& login_home);
+
 }  // namespace labfleet

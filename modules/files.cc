@@ -24,6 +24,7 @@ struct FileWant {
   std::string path, content, source, tmpl, owner = "root", group = "root";
   unsigned mode = 0644;
   bool has_content = false;
+  int secret = -1;  // `secret:` true 1 / false 0; -1: decided by LooksSecret (path and content)
   Location where;
 };
 
@@ -44,7 +45,7 @@ long long InventoryGid(const NodeContext& ctx, const std::string& group) {
   return u && u->primary_group.empty() && !u->remove && ctx.inv.user_on_node(*u, ctx.node) ? u->uid : -1;
 }
 
-const std::vector<std::string> kKeys = {"path", "content", "source", "template", "mode", "owner", "group"};
+const std::vector<std::string> kKeys = {"path", "content", "source", "template", "mode", "owner", "group", "secret"};
 
 // Parses one entry; reports problems to `f` when given.
 std::optional<FileWant> ParseFile(const Value& v, Findings* f) {
@@ -77,6 +78,13 @@ std::optional<FileWant> ParseFile(const Value& v, Findings* f) {
     if (e.key == "template") w.tmpl = s;
     if (e.key == "owner") w.owner = s;
     if (e.key == "group") w.group = s;
+    if (e.key == "secret") {
+      if (s != "true" && s != "false") {
+        err(e.value.loc(), "file-secret", "'secret' of a files entry is true or false, not '" + s + "'");
+        ok = false;
+      }
+      w.secret = s == "true";
+    }
     if (e.key == "mode") {
       char* end = nullptr;
       unsigned long m = strtoul(s.c_str(), &end, 8);
@@ -220,7 +228,8 @@ class FilesModule : public Module {
       }
     }
     FileSpec want{w.path, bytes, w.mode, w.owner, w.group};
-    DiffResult d = DiffFile(want, ParseFileProbe(results, w.path), "file " + w.path);
+    const bool secret = w.secret == 1 || (w.secret == -1 && LooksSecret(w.path, bytes));
+    DiffResult d = DiffFile(want, ParseFileProbe(results, w.path), "file " + w.path, !secret);
     if (!d.changes.empty()) return d;  // written or chown-ed by name after the accounts modules ran: new ids
     // Up to date by name, but the users/user_groups modules renumber its owner or group in this run (usermod -u
     // and groupmod -g leave files outside the home with the old id): chown it again after them, or the re-plan
@@ -242,7 +251,7 @@ class FilesModule : public Module {
     c.sign = '~';
     c.summary = "file " + w.path + " (" + Join(moved, ", ") + ")";
     c.reason = "renumbered in this run; the file keeps the old id unless chown-ed again";
-    c.command = Cmd("chown").arg(w.owner + ":" + w.group).arg("--").arg(w.path).str();
+    c.command = FixMetaCommand(want);
     d.changes.push_back(std::move(c));
     d.noop.clear();
     return d;

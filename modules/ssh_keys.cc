@@ -43,13 +43,27 @@ class SshKeysModule : public Module {
     DiffResult d = DiffFile(want, ParseFileProbe(results, want.path),
                             "authorized_keys of " + u.name + " (" + Counted(u.ssh_keys.size(), "key", "keys") + ")");
     FileState ds = ParseFileProbe(results, dir);
-    if (!ds.exists || ds.regular || ds.mode != 0700 || ds.owner != u.name || ds.group != group) {
+    if (!d.warnings.empty()) return d;  // a directory above is a link or another user's: refused, said why
+    // ~/.ssh itself: never followed when it is a link; fixed as its user, who can only change what it owns.
+    std::string refuse;
+    if (ds.exists && ds.regular) refuse = dir + " is a file, not a directory";
+    else if (ds.exists && ds.mode == 0 && ds.owner.empty()) refuse = dir + " could not be read";
+    else if (ds.exists && !ds.unsafe_dirs.empty() && ds.owner != u.name)
+      refuse = dir + " belongs to " + ds.owner + ", and labfleet does not chown inside a user's home (chown it to " +
+               u.name + " by hand)";
+    if (!refuse.empty()) {
+      d.changes.clear();
+      d.warnings.push_back("refused: authorized_keys of " + u.name + ": " + refuse);
+      d.noop = "nothing done to authorized_keys of " + u.name + ": refused, " + refuse;
+      return d;
+    }
+    if (!ds.exists || ds.mode != 0700 || ds.owner != u.name || ds.group != group) {
       Change c;
       c.kind = Change::Kind::Exec;
       c.sign = ds.exists ? '~' : '+';
       c.summary = "directory " + dir + " (0700 " + u.name + ":" + group + ")";
       c.reason = ds.exists ? "mode or owner differs" : "absent";
-      c.command = Cmd("install").arg("-d").arg("-m").arg("0700").arg("-o").arg(u.name).arg("-g").arg(group).arg(dir).str();
+      c.command = Cmd("lf_mkdir").arg(dir).arg("0700").arg(u.name).arg(group).str();
       d.changes.insert(d.changes.begin(), std::move(c));
     }
     return d;

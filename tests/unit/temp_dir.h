@@ -16,9 +16,10 @@ namespace labfleet::testing {
 
 struct TempDir {
   std::filesystem::path path;
-  // `prefix` names the directory: /tmp/PREFIX-XXXXXX (mkdtemp); REQUIREs that it could be made.
-  explicit TempDir(const std::string& prefix) {
-    std::string tmpl = "/tmp/" + prefix + "-XXXXXX";
+  // `prefix` names the directory: BASE/PREFIX-XXXXXX (mkdtemp); REQUIREs that it could be made. /tmp is
+  // writable by everyone: a test that needs directories only root can change above it passes "/run".
+  explicit TempDir(const std::string& prefix, const std::string& base = "/tmp") {
+    std::string tmpl = base + "/" + prefix + "-XXXXXX";
     REQUIRE(mkdtemp(tmpl.data()));
     path = tmpl;
   }

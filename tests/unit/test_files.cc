@@ -32,7 +32,7 @@ TEST_SUITE("files") {
     CHECK(run.lines() ==
           std::vector<std::string>{"~ file /etc/x (owner alice: uid 2101 -> 2201, group gpu-users: gid 3100 -> 3110)"});
     REQUIRE(run.changes.size() == 1);
-    CHECK(run.changes[0].command == "chown alice:gpu-users -- /etc/x");
+    CHECK(run.changes[0].command == "lf_fixmeta /etc/x 0644 alice gpu-users");
 
     res["getent-passwd"].out = "alice:x:2201:2201::/home/alice:/bin/bash\n";
     res["getent-group"].out = "gpu-users:x:3110:alice\n";
