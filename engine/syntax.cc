@@ -361,7 +361,7 @@ SyntaxResult CheckPasswordHash(std::string_view s) {
   while (i < s.size() && s[i] == '!') ++i;
   std::string_view h = s.substr(i);
   if (s.empty() || (i == 0 && s[0] != '$' && s[0] != '*'))
-    return SyntaxError{"password-hash-invalid", "does not look like a crypt(3) hash"};
+    return SyntaxError{"password-hash-invalid", "is not a crypt(3) hash"};
   if (h.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789./$=,+-*") !=
       std::string_view::npos)
     return SyntaxError{"password-hash-invalid",

@@ -461,7 +461,8 @@ void CheckLockout(const Inventory& inv, Findings& f) {
                       "(validated) instead");
         continue;
       }
-      bool risky = p.rfind("/etc/ssh/sshd_config", 0) == 0 || under(p, "/etc/pam.d") ||
+      // Drop-ins below /etc/ssh/sshd_config.d/ are the documented way to add Match blocks: not warned about.
+      bool risky = p == "/etc/ssh/sshd_config" || under(p, "/etc/pam.d") ||
                    p.rfind("/etc/sudoers", 0) == 0 || p == "/etc/nsswitch.conf" || p == "/etc/passwd" ||
                    p == "/etc/shadow" || p == "/etc/group" || p == "/etc/gshadow" || under(p, "/etc/security");
       if (risky && once(pv->loc(), "lockout-risk-file"))

@@ -96,7 +96,7 @@ std::optional<FileWant> ParseFile(const Value& v, Findings* f) {
     if (w.path.empty())
       err(v.loc(), "file-path", "a files entry needs an absolute 'path'");
     else if (pr.error->code == "path-not-absolute")
-      err(ploc, "file-path", "file path " + Quoted(w.path) + " is not absolute");
+      err(v.loc(), "file-path", "file path " + Quoted(w.path) + " is not absolute");
     else
       err(ploc, pr.error->code, "file path " + Quoted(w.path) + " " + pr.error->what);
     ok = false;

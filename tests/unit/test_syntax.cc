@@ -45,7 +45,7 @@ TEST_SUITE("syntax") {
     auto e = CheckNoControl("http://p:3128\nExecStartPre=/bin/sh -c id");
     REQUIRE(e);
     CHECK(e->code == "control-character");
-    CHECK(e->what.find("a newline (\\n) at character 13") != std::string::npos);
+    CHECK(e->what.find("a newline (\\n) at character 14") != std::string::npos);
   }
 
   TEST_CASE("EscapeControls: escapes for terminals, keeps UTF-8, optionally keeps layout") {

@@ -300,7 +300,7 @@ TEST_SUITE("validate") {
     Findings s = CheckWith("inventory/users.yaml",
                            "users:\n  a:\n    uid: 2001\n    ssh_keys: [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB4X a\"]\n");
     Expect(s, "ssh-key-bad-base64", "inventory/users.yaml:4:16",
-           "ssh-ed25519 key of user 'a' has the wrong length (truncated?)");
+           "ssh key of user 'a' is an ssh-ed25519 key of the wrong length (truncated?)");
 
     Findings e = CheckWith("inventory/users.yaml", "users:\n  a:\n    uid: 2001\n    ssh_keys: [\"ssh-ed25519\"]\n");
     Expect(e, "ssh-key-bad-base64", "inventory/users.yaml:4:16",
@@ -578,7 +578,8 @@ TEST_SUITE("validate") {
     };
     ValidateInventory(inv, f);
     Expect(f, "docker-proxy-url", "inventory/groups.yaml:4:22",
-           "docker proxy http must be a URL like http://10.0.1.68:8889, got '10.0.1.68:8889'");
+           "docker proxy http '10.0.1.68:8889' is not a URL (no scheme like http://); write a URL like "
+           "http://10.0.1.68:8889");
     Expect(f, "docker-cert-missing", "inventory/groups.yaml:5:42",
            "certificate file 'files/missing.crt' for registry harbor.cvgl.lab not found (paths are relative to the "
            "inventory directory)");
@@ -1238,6 +1239,7 @@ TEST_SUITE("validate-injection") {
                     {"inventory/nodes.yaml",
                      "nodes:\n  n1:\n    address: 10.0.1.5\n    files:\n      - { path: /root/.ssh/authorized_keys, content: x }\n"
                      "      - { path: /home/bob/.ssh/authorized_keys, content: x }\n"
+                     "      - { path: /etc/sudoers.d/ops, content: x }\n"
                      "      - { path: /etc/ssh/sshd_config.d/10-x.conf, content: x }\n"}});
     Expect(g, "lockout-file", "inventory/nodes.yaml:5:17",
            "file /root/.ssh/authorized_keys is in the ~/.ssh of 'root', labfleet's login user (ssh.user) on node 'n1'; "
@@ -1301,8 +1303,8 @@ TEST_SUITE("validate-injection") {
             "      - { path: /etc/b, template: ../../secret/x.mustache }\n");
     d.write("secret/x.mustache", "secret\n");
     fs::create_symlink(d.path / "secret/outside.yaml", d.path / "repo/inventory/users.yaml");
-    fs::create_directories(d.path / "repo/templates");
-    fs::create_symlink(d.path / "secret/x.mustache", d.path / "repo/templates/a.mustache");
+    fs::create_directories(d.path / "repo/inventory/templates");
+    fs::create_symlink(d.path / "secret/x.mustache", d.path / "repo/inventory/templates/a.mustache");
     auto r = Cli({"--inventory", d.str("repo/inventory"), "validate"});
     INFO(r.err);
     CHECK(r.rc == kExitErrors);
