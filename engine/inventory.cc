@@ -624,6 +624,18 @@ static std::optional<fs::path> Inside(const fs::path& root, const fs::path& p) {
   return n;
 }
 
+// At most kMaxYamlBytes + 1 bytes of `path` (ParseYaml refuses a file of more than kMaxYamlBytes).
+static std::string ReadBounded(const fs::path& path) {
+  std::error_code ec;
+  uintmax_t size = fs::file_size(path, ec);
+  if (ec) return {};
+  std::ifstream in(path, std::ios::binary);
+  std::string out(size_t(std::min<uintmax_t>(size, kMaxYamlBytes + 1)), '\0');
+  in.read(out.data(), std::streamsize(out.size()));
+  out.resize(size_t(in.gcount()));
+  return out;
+}
+
 Inventory LoadInventoryDir(const std::string& dir, Findings& findings) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) {
@@ -634,6 +646,7 @@ Inventory LoadInventoryDir(const std::string& dir, Findings& findings) {
     return inv;
   }
   std::vector<std::pair<std::string, fs::path>> found;  // relative path, full path
+  const fs::path real_dir = fs::weakly_canonical(fs::absolute(dir, ec), ec);
   for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::skip_permission_denied, ec);
        it != fs::recursive_directory_iterator(); it.increment(ec)) {
     if (ec) break;
@@ -642,17 +655,26 @@ Inventory LoadInventoryDir(const std::string& dir, Findings& findings) {
       if (it->is_directory(ec)) it.disable_recursion_pending();
       continue;
     }
-    if (!it->is_regular_file(ec) || !IsYamlName(name)) continue;
+    if (!IsYamlName(name)) continue;
+    if (it->is_symlink(ec)) {
+      // A link inside the inventory is followed; one leading out of it is refused, not read.
+      std::error_code ec2;
+      fs::path target = fs::weakly_canonical(it->path(), ec2);
+      if (ec2 || !Inside(real_dir, target)) {
+        findings.error(Location{JoinPath(dir, it->path().lexically_relative(dir).generic_string())},
+                       "inventory-symlink",
+                       "this inventory file is a symlink to " + (ec2 ? std::string("a path that cannot be resolved")
+                                                                     : target.string()) +
+                           ", outside the inventory directory; labfleet does not follow it (copy the file in)");
+        continue;
+      }
+    }
+    if (!it->is_regular_file(ec)) continue;
     found.emplace_back(it->path().lexically_relative(dir).generic_string(), it->path());
   }
   std::sort(found.begin(), found.end());
   std::vector<SourceFile> files;
-  for (const auto& [rel, full] : found) {
-    std::ifstream in(full, std::ios::binary);
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    files.push_back({JoinPath(dir, rel), ss.str()});
-  }
+  for (const auto& [rel, full] : found) files.push_back({JoinPath(dir, rel), ReadBounded(full)});
   if (files.empty())
     findings.error(Location{dir}, "inventory-empty",
                    "no *.yaml files below '" + dir + "'; is --inventory pointing at the right directory?");
@@ -662,9 +684,30 @@ Inventory LoadInventoryDir(const std::string& dir, Findings& findings) {
   fs::path boundary = base.lexically_normal().parent_path();
   if (boundary.filename().empty()) boundary = boundary.parent_path();  // "/a/inventory/" -> "/a"
   inv.read_root = boundary.string();
-  inv.read_file = [base, boundary](const std::string& rel) -> std::optional<std::string> {
+  inv.refusal = [base, boundary](const std::string& rel, const std::string& within) -> std::string {
+    const fs::path root = within.empty() ? boundary : (base / within).lexically_normal();
+    const std::string where = within.empty() ? "the inventory repository" : "the directory " + within + "/";
+    auto p = Inside(root, base / rel);
+    if (!p) return "'" + rel + "' leads outside " + where;
+    std::error_code ec;
+    if (!fs::exists(fs::symlink_status(*p, ec))) {
+      // Absent (reported as missing), unless a component on the way is a link leading out.
+      fs::path parent = p->parent_path();
+      if (!fs::exists(parent, ec)) return "";
+      p = parent;
+    }
+    fs::path real = fs::weakly_canonical(*p, ec);
+    fs::path real_root = fs::weakly_canonical(root, ec);
+    if (ec || !Inside(real_root, real))
+      return "'" + rel + "' is (or lies below) a symlink that points to " + real.string() + ", outside " + where +
+             "; labfleet does not follow it";
+    return "";
+  };
+  inv.read_file = [base, boundary, refusal = inv.refusal](const std::string& rel) -> std::optional<std::string> {
     auto p = Inside(boundary, base / rel);
-    if (!p) return std::nullopt;
+    if (!p || !refusal(rel, "").empty()) return std::nullopt;
+    std::error_code ec;
+    if (!fs::is_regular_file(*p, ec)) return std::nullopt;
     std::ifstream in(*p, std::ios::binary);
     if (!in) return std::nullopt;
     std::ostringstream ss;
@@ -692,6 +735,13 @@ Inventory LoadInventoryRev(const std::string& dir, const std::string& rev, Findi
   Inventory inv = LoadInventory(files, findings);
   inv.root = dir;
   inv.revision = commit;
+  // Git stores a symlink as a blob holding its target, which read_file returns as text: nothing is followed.
+  inv.refusal = [sub](const std::string& rel, const std::string& within) -> std::string {
+    fs::path root = fs::path("repo") / sub / within;
+    if (!Inside(within.empty() ? fs::path("repo") : root.lexically_normal(), fs::path("repo") / sub / rel))
+      return "'" + rel + "' leads outside " + (within.empty() ? "the inventory repository" : "the directory " + within + "/");
+    return "";
+  };
   inv.read_file = [repo, commit, sub](const std::string& rel) -> std::optional<std::string> {
     auto p = Inside(fs::path("repo"), fs::path("repo") / sub / rel);
     if (!p) return std::nullopt;

@@ -90,7 +90,12 @@ class Inventory {
   std::vector<UserDef> users;
   // Reads a file of the inventory repository by path relative to the inventory directory ("../templates/x"
   // allowed while it stays in the repository). Works the same for a directory and for a git revision.
+  // Files that are, or lie below, a symlink pointing outside the repository are not read (nullopt).
   std::function<std::optional<std::string>(const std::string& relpath)> read_file;
+  // Why `relpath` is refused, "" when it is not (an absent file is not refused, read_file says it is absent):
+  // it leads (by "..", or through a symlink) outside `within` (a directory relative to the inventory
+  // directory, e.g. the templates directory; "" = the repository). For findings that say why.
+  std::function<std::string(const std::string& relpath, const std::string& within)> refusal;
   // The directory below which read_file reads (the inventory directory's parent); empty when loaded from a
   // git revision. What `apply` requires to be committed.
   std::string read_root;

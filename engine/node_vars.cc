@@ -51,8 +51,12 @@ std::string TemplatesDir(const Inventory& inv) {
   return d && d->is_scalar() && !d->str().empty() ? d->str() : "templates";
 }
 
+std::string TemplateRefusal(const Inventory& inv, const std::string& name) {
+  return inv.refusal ? inv.refusal(TemplatesDir(inv) + "/" + name, TemplatesDir(inv)) : "";
+}
+
 std::optional<std::string> ReadTemplate(const Inventory& inv, const std::string& name) {
-  if (!inv.read_file) return std::nullopt;
+  if (!inv.read_file || !TemplateRefusal(inv, name).empty()) return std::nullopt;
   return inv.read_file(TemplatesDir(inv) + "/" + name);
 }
 

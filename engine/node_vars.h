@@ -21,7 +21,10 @@ nlohmann::json NodeVariables(const Inventory& inv, const NodeDef& node, const Va
 // lab.templates_dir (default "templates"), relative to the inventory directory.
 std::string TemplatesDir(const Inventory& inv);
 // Reads templates_dir/name through inv.read_file; nullopt when absent.
+// Templates (and partials) are read only from inside the templates directory: a name with ".." leading out
+// of it, or a symlink pointing outside it, is refused (nullopt; TemplateRefusal says why, "" otherwise).
 std::optional<std::string> ReadTemplate(const Inventory& inv, const std::string& name);
+std::string TemplateRefusal(const Inventory& inv, const std::string& name);
 // Renders a template for a node (partials resolved in the templates directory). Throws MustacheError or
 // std::runtime_error (missing template) with the template's path in the message.
 std::string RenderForNode(const Inventory& inv, const NodeDef& node, const Value& settings, const std::string& name);

@@ -1,6 +1,12 @@
 // The one path to stdout/stderr. Commands describe what happened to the Reporter; in text mode it prints
 // for a person, in JSON mode it fills one document that finish() prints whole, so `--format json` is
 // complete and parseable and tests can capture every byte through the streams they pass in.
+//
+// Text mode escapes terminal control sequences: line(), note(), error() and findings() write every control
+// character other than \n and \t as an escape (ESC as \x1b, CR as \r, DEL as \x7f, C1 as \u0080..\u009f),
+// so text from a node (diffs, stderr, names) cannot retitle the terminal, clear it or overwrite what was
+// printed. raw() alone writes bytes as they are (a rendered template, for redirecting into a file). JSON
+// output keeps every string exact; the JSON encoder escapes control characters itself.
 #pragma once
 #include <iosfwd>
 #include <nlohmann/json.hpp>
@@ -21,7 +27,7 @@ class Reporter {
 
   // Text mode: a line on stdout. JSON mode: nothing (put the data into doc() instead).
   void line(std::string_view text);
-  // Text mode: bytes on stdout as they are (rendered files). JSON mode: nothing.
+  // Text mode: bytes on stdout as they are, not escaped (rendered templates: inventory text). JSON mode: nothing.
   void raw(std::string_view bytes);
   // Progress and notes for a person, on stderr, text mode only.
   void note(std::string_view text);

@@ -4,13 +4,16 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <set>
 #include <tuple>
 #include <unordered_map>
 #include <unordered_set>
 
+#include "engine/accounts_probe.h"
 #include "engine/cidr.h"
 #include "engine/module.h"
 #include "engine/shell.h"
+#include "engine/syntax.h"
 #include "engine/text.h"
 
 namespace labfleet {
@@ -75,70 +78,23 @@ Date Today() {
 
 // ---------------------------------------------------------------- ssh keys
 
-const std::vector<std::string>& SshKeyTypes() {
-  static const std::vector<std::string> types = {"ssh-ed25519",
-                                                 "ssh-rsa",
-                                                 "ecdsa-sha2-nistp256",
-                                                 "ecdsa-sha2-nistp384",
-                                                 "ecdsa-sha2-nistp521",
-                                                 "sk-ssh-ed25519@openssh.com",
-                                                 "sk-ecdsa-sha2-nistp256@openssh.com",
-                                                 "ssh-dss"};
-  return types;
-}
-
-// Checks one authorized_keys line "type base64 [comment]". `who` names the user for messages.
+// Checks one authorized_keys line "type base64 [comment]" (ParseSshPublicKey). `who` names the user.
 void CheckSshKey(const std::string& key, const Location& where, const std::string& who, Findings& f) {
-  size_t b = key.find_first_not_of(" \t");
-  if (b == std::string::npos) {
-    f.error(where, "ssh-key-bad-base64", "ssh key of " + who + " is empty");
+  SyntaxError e;
+  auto k = ParseSshPublicKey(key, &e);
+  if (!k) {
+    std::string msg = "ssh key of " + who + " " + e.what;
+    if (e.code == "ssh-key-unknown-type") {
+      std::string type = key.substr(0, key.find(' ', key.find_first_not_of(' ')));
+      if (auto s = Suggest(TrimChars(type, " "), SshKeyTypes()))
+        msg += "; did you mean '" + *s + "'?";
+      else
+        msg += "; expected a public key line like 'ssh-ed25519 AAAAC3Nza... user@host' (the contents of ~/.ssh/id_*.pub)";
+    }
+    f.error(where, e.code, msg);
     return;
   }
-  size_t e = key.find_first_of(" \t", b);
-  std::string type = key.substr(b, e == std::string::npos ? std::string::npos : e - b);
-  const auto& types = SshKeyTypes();
-  if (std::find(types.begin(), types.end(), type) == types.end()) {
-    std::string msg = "ssh key of " + who + " has unknown type '" + type + "'";
-    if (auto s = Suggest(type, types))
-      msg += "; did you mean '" + *s + "'?";
-    else
-      msg += "; expected a public key line like 'ssh-ed25519 AAAAC3Nza... user@host' (the contents of ~/.ssh/id_*.pub)";
-    f.error(where, "ssh-key-unknown-type", msg);
-    return;
-  }
-  size_t db = e == std::string::npos ? std::string::npos : key.find_first_not_of(" \t", e);
-  if (db == std::string::npos) {
-    f.error(where, "ssh-key-bad-base64", "ssh key of " + who + " has no key data after '" + type + "'");
-    return;
-  }
-  size_t de = key.find_first_of(" \t", db);
-  std::string data = key.substr(db, de == std::string::npos ? std::string::npos : de - db);
-  bool ok = false;
-  std::string blob = Base64Decode(data, &ok);
-  if (!ok || blob.size() < 4) {
-    f.error(where, "ssh-key-bad-base64",
-            "ssh key of " + who + " is not valid base64 (truncated or mangled when copied?); paste the whole line "
-            "of the .pub file");
-    return;
-  }
-  uint32_t n = uint32_t((unsigned char)blob[0]) << 24 | uint32_t((unsigned char)blob[1]) << 16 |
-               uint32_t((unsigned char)blob[2]) << 8 | uint32_t((unsigned char)blob[3]);
-  if (n > blob.size() - 4) {
-    f.error(where, "ssh-key-bad-base64", "ssh key of " + who + " is truncated (its data is shorter than it says)");
-    return;
-  }
-  std::string embedded = blob.substr(4, n);
-  if (embedded != type) {
-    f.error(where, "ssh-key-type-mismatch",
-            "ssh key of " + who + " says '" + type + "' but its data is a '" + embedded +
-                "' key; the line was edited or assembled from two keys");
-    return;
-  }
-  if (type == "ssh-ed25519" && blob.size() != 4 + n + 4 + 32) {
-    f.error(where, "ssh-key-bad-base64", "ssh-ed25519 key of " + who + " has the wrong length (truncated?)");
-    return;
-  }
-  if (type == "ssh-dss")
+  if (k->dsa)
     f.warning(where, "ssh-key-dsa",
               "ssh key of " + who + " is a DSA key, which OpenSSH refuses by default since 7.0; use ed25519");
 }
@@ -320,18 +276,31 @@ void CheckAccounts(const Inventory& inv, Findings& f) {
                   "the account of user '" + u.name + "' expired on " + u.expires +
                       "; extend 'expires' or remove the account (`remove: true`)");
     }
-    if (!u.shell.empty() && u.shell[0] != '/')
+    // Values that end up in /etc/passwd (useradd -s/-d/-c) and in chpasswd's "user:hash" lines.
+    if (!u.shell.empty() && u.shell[0] != '/' && FindControl(u.shell) == std::string::npos)
       f.error(ValueLoc(u.raw, "shell"), "shell-not-absolute",
               "shell of user '" + u.name + "' must be an absolute path like /bin/bash, got '" + u.shell + "'");
-    if (!u.home.empty() && u.home[0] != '/')
+    else if (Raw(u.raw, "shell"))
+      Report(f, ValueLoc(u.raw, "shell"), "shell " + Quoted(u.shell) + " of user '" + u.name + "'",
+             NormalizeAbsolutePath(u.shell).error);
+    if (!u.home.empty() && u.home[0] != '/' && FindControl(u.home) == std::string::npos)
       f.error(ValueLoc(u.raw, "home"), "home-not-absolute",
               "home of user '" + u.name + "' must be an absolute path like /home/" + u.name + ", got '" + u.home +
                   "'");
-    if (!u.password_hash.empty() && u.password_hash[0] != '$' && u.password_hash[0] != '!' &&
-        u.password_hash[0] != '*')
-      f.error(ValueLoc(u.raw, "password_hash"), "password-hash-invalid",
-              "password_hash of user '" + u.name + "' is not a crypt(3) hash (it should start with '$', e.g. from "
-              "`mkpasswd -m yescrypt`); never put a plain-text password in the inventory");
+    else if (!u.home.empty())
+      Report(f, ValueLoc(u.raw, "home"), "home " + Quoted(u.home) + " of user '" + u.name + "'",
+             NormalizeAbsolutePath(u.home).error);
+    if (!u.full_name.empty())
+      Report(f, ValueLoc(u.raw, "full_name"), "full_name " + Quoted(u.full_name) + " of user '" + u.name + "'",
+             CheckGecos(u.full_name));
+    if (!u.password_hash.empty()) {
+      // The value is a secret: never quoted in the message.
+      if (auto e = CheckPasswordHash(u.password_hash))
+        f.error(ValueLoc(u.raw, "password_hash"), "password-hash-invalid",
+                "password_hash of user '" + u.name + "' " + e->what +
+                    " (it should start with '$', e.g. from `mkpasswd -m yescrypt`); never put a plain-text password "
+                    "in the inventory");
+    }
 
     if (const Value* keys = Raw(u.raw, "ssh_keys"); keys && keys->is_seq()) {
       for (const auto& k : keys->items()) {
@@ -415,12 +384,103 @@ void CheckAccounts(const Inventory& inv, Findings& f) {
   }
 }
 
+// ---------------------------------------------------------------- locking ourselves out
+
+// labfleet logs in as ssh.user (root by default) and, with `become: sudo`, gains root through that user's
+// sudo. Retiring, expiring, locking or disabling that account, emptying its keys, or replacing anything under
+// its ~/.ssh with a files: entry would leave labfleet unable to reach the node: errors. Files that decide
+// logins for everyone (sshd_config*, /etc/pam.d/*, /etc/sudoers*, nsswitch.conf, passwd/shadow/group) are
+// managed legitimately: a warning, the apply side proves a fresh login after changing them.
+void CheckLockout(const Inventory& inv, Findings& f) {
+  const Date today = Today();
+  std::set<std::string> reported;
+  auto once = [&](const Location& where, const std::string& code) {
+    return reported.insert(where.str() + "|" + code).second;
+  };
+  for (const auto& n : inv.nodes) {
+    if (n.connection == "local") continue;
+    const SshSettings ssh = inv.ssh(n);
+    const std::string& login = ssh.user;
+    const std::string role = ssh.become == "sudo" ? "labfleet's login user (ssh.user, whose sudo it uses)"
+                                                  : "labfleet's login user (ssh.user)";
+    const UserDef* u = inv.user(login);
+    if (u && !inv.user_on_node(*u, n)) u = nullptr;
+    auto lock = [&](const Location& where, const std::string& what) {
+      if (once(where, "lockout-login-user"))
+        f.error(where, "lockout-login-user",
+                "user '" + login + "' is " + role + " on node '" + n.name + "'; " + what +
+                    " would lock labfleet out of the node. Point ssh.user at another account first (and apply), "
+                    "then change this one");
+    };
+    if (u) {
+      if (u->remove) lock(ValueLoc(u->raw, "remove"), "removing it");
+      if (auto d = ParseDate(u->expires); d && *d < today) lock(ValueLoc(u->raw, "expires"), "its expired date " + u->expires);
+      static const std::set<std::string> kNoLogin = {"/usr/sbin/nologin", "/sbin/nologin", "/bin/false",
+                                                     "/usr/bin/false"};
+      if (kNoLogin.count(u->shell)) lock(ValueLoc(u->raw, "shell"), "the shell " + u->shell);
+      if (!u->password_hash.empty() && u->password_hash[0] == '!')
+        lock(ValueLoc(u->raw, "password_hash"), "a locked password_hash ('!...'; sshd refuses locked accounts)");
+      if (const Value* keys = u->raw.find("ssh_keys"); keys && (keys->is_null() || (keys->is_seq() && keys->items().empty())))
+        lock(ValueLoc(u->raw, "ssh_keys"), "an empty ssh_keys list (authorized_keys is managed exclusively)");
+      if (ssh.become == "sudo" && !u->remove) {
+        for (const char* g : {"sudo", "wheel", "admin"}) {
+          const UserGroupDef* ug = inv.user_group(g);
+          if (!ug || std::find(u->groups.begin(), u->groups.end(), g) != u->groups.end()) continue;
+          Location where = u->raw.find("groups") ? ValueLoc(u->raw, "groups") : u->where;
+          if (once(where, "lockout-sudo"))
+            f.warning(where, "lockout-sudo",
+                      "labfleet uses sudo as '" + login + "' on node '" + n.name + "', and group '" + g +
+                          "' is managed by the inventory without this user: apply takes '" + login +
+                          "' out of it. If its sudo comes from that group, add '" + g + "' to its groups");
+        }
+      }
+    }
+    const std::string home = u ? HomeOf(*u) : login == "root" ? "/root" : "/home/" + login;
+    Value settings = inv.settings(n);
+    std::vector<const Value*> paths;
+    if (const Value* files = settings.find("files"); files && files->is_seq())
+      for (const auto& item : files->items())
+        if (const Value* p = item.find("path"); p && p->is_scalar()) paths.push_back(p);
+    if (const Value* svcs = settings.find("services"); svcs && svcs->is_map())
+      for (const auto& e : svcs->entries())
+        if (const Value* cfg = e.value.find("config"); cfg && cfg->is_seq())
+          for (const auto& item : cfg->items())
+            if (const Value* p = item.find("path"); p && p->is_scalar()) paths.push_back(p);
+    auto under = [](const std::string& p, const std::string& dir) {
+      return p == dir || (p.size() > dir.size() && p.compare(0, dir.size(), dir) == 0 && p[dir.size()] == '/');
+    };
+    for (const Value* pv : paths) {
+      PathResult pr = NormalizeAbsolutePath(pv->str());
+      if (pr.error) continue;  // reported by the files module
+      const std::string& p = pr.path;
+      if (under(p, home + "/.ssh")) {
+        if (once(pv->loc(), "lockout-file"))
+          f.error(pv->loc(), "lockout-file",
+                  "file " + p + " is in the ~/.ssh of '" + login + "', " + role + " on node '" + n.name +
+                      "'; replacing it could lock labfleet out. Manage that user's keys with users: ssh_keys "
+                      "(validated) instead");
+        continue;
+      }
+      // Drop-ins below /etc/ssh/sshd_config.d/ are the documented way to add Match blocks: not warned about.
+      bool risky = p == "/etc/ssh/sshd_config" || under(p, "/etc/pam.d") ||
+                   p.rfind("/etc/sudoers", 0) == 0 || p == "/etc/nsswitch.conf" || p == "/etc/passwd" ||
+                   p == "/etc/shadow" || p == "/etc/group" || p == "/etc/gshadow" || under(p, "/etc/security");
+      if (risky && once(pv->loc(), "lockout-risk-file"))
+        f.warning(pv->loc(), "lockout-risk-file",
+                  "file " + p + " decides who may log in (or use sudo) on node '" + n.name +
+                      "'; a mistake in it locks labfleet out: apply proves a fresh login after changing it, keep "
+                      "a root console at hand");
+    }
+  }
+}
+
 }  // namespace
 
 void ValidateInventory(const Inventory& inv, Findings& findings) {
   CheckLab(inv, findings);
   CheckNodes(inv, findings);
   CheckAccounts(inv, findings);
+  CheckLockout(inv, findings);
   for (const auto& m : Modules()) m->validate(inv, findings);
 }
 

@@ -34,6 +34,14 @@ Value Value::Map(Location loc) {
 }
 
 static const std::vector<Value::Entry> kNoEntries;
+static const std::vector<Value> kNoItems;
+
+const std::vector<Value>& Value::items() const { return seq_ ? *seq_ : kNoItems; }
+std::vector<Value>& Value::items() {
+  if (!seq_) seq_ = std::make_shared<std::vector<Value>>();
+  if (seq_.use_count() > 1) seq_ = std::make_shared<std::vector<Value>>(*seq_);
+  return *seq_;
+}
 
 const std::vector<Value::Entry>& Value::entries() const { return map_ ? *map_ : kNoEntries; }
 std::vector<Value::Entry>& Value::entries() {
@@ -95,7 +103,8 @@ std::string Value::flow() const {
     case Kind::Scalar: return scalar_;
     case Kind::Seq: {
       std::string out = "[";
-      for (size_t i = 0; i < seq_.size(); ++i) out += (i ? ", " : "") + seq_[i].flow();
+      const auto& seq = items();
+      for (size_t i = 0; i < seq.size(); ++i) out += (i ? ", " : "") + seq[i].flow();
       return out + "]";
     }
     case Kind::Map: {

@@ -40,8 +40,8 @@ class Value {
   const std::string& str() const { return scalar_; }
   bool quoted() const { return quoted_; }
 
-  const std::vector<Value>& items() const { return seq_; }
-  std::vector<Value>& items() { return seq_; }
+  const std::vector<Value>& items() const;
+  std::vector<Value>& items();  // copy-on-write, like entries()
   const std::vector<Entry>& entries() const;
   std::vector<Entry>& entries();
 
@@ -50,7 +50,7 @@ class Value {
   Value* find(std::string_view key);
   // Sets or replaces a key (keeps the order of first insertion).
   void set(std::string key, Value v, Location key_loc = {});
-  void push(Value v) { seq_.push_back(std::move(v)); }
+  void push(Value v) { items().push_back(std::move(v)); }
 
   // Typed views of a scalar; nullopt when the text is not of that type.
   std::optional<long long> as_int() const;
@@ -64,8 +64,10 @@ class Value {
   Location loc_;
   std::string scalar_;
   bool quoted_ = false;
-  std::vector<Value> seq_;
-  std::shared_ptr<std::vector<Entry>> map_;  // shared_ptr only to allow the incomplete Entry type
+  // Shared between copies (copy-on-write): a YAML alias is a copy of its anchor's value, so a file with nested
+  // aliases costs memory for what it writes, not for what it expands to (yaml_load bounds the expansion).
+  std::shared_ptr<std::vector<Value>> seq_;
+  std::shared_ptr<std::vector<Entry>> map_;
 };
 
 struct Value::Entry {

@@ -7,12 +7,15 @@
 #include <yaml-cpp/mark.h>
 #include <yaml-cpp/parser.h>
 
+#include <algorithm>
 #include <sstream>
 #include <unordered_map>
 #include <unordered_set>
 
 namespace labfleet {
 namespace {
+
+struct LimitExceeded {};  // thrown by the builder past a bound (already reported)
 
 class Builder : public YAML::EventHandler {
  public:
@@ -35,6 +38,7 @@ class Builder : public YAML::EventHandler {
   void OnDocumentEnd() override {}
 
   void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    Count(mark, 1, 1, nullptr);
     Value v;
     v.set_loc(Loc(mark));
     Deliver(std::move(v), anchor);
@@ -51,11 +55,14 @@ class Builder : public YAML::EventHandler {
       Deliver(std::move(v), 0);
       return;
     }
-    Deliver(it->second, 0);
+    // The alias stands for a copy of the whole anchored value: count what it expands to before copying.
+    Count(mark, it->second.nodes, it->second.depth, &mark);
+    Deliver(it->second.v, 0, it->second.nodes, it->second.depth);
   }
 
   void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
                 const std::string& value) override {
+    Count(mark, 1, 1, nullptr);
     bool plain = tag == "?";
     if (char q = plain || unclosed_ ? 0 : UnclosedQuote(mark)) {
       unclosed_ = true;
@@ -74,12 +81,14 @@ class Builder : public YAML::EventHandler {
 
   void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
                        YAML::EmitterStyle::value) override {
+    Count(mark, 1, 1, nullptr);
     Push(Value::Seq(Loc(mark)), anchor);
   }
   void OnSequenceEnd() override { Close(); }
 
   void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
                   YAML::EmitterStyle::value) override {
+    Count(mark, 1, 1, nullptr);
     Push(Value::Map(Loc(mark)), anchor);
   }
   void OnMapEnd() override { Close(); }
@@ -94,7 +103,52 @@ class Builder : public YAML::EventHandler {
     Location key_loc;
     std::unordered_map<std::string, Location> seen;  // key -> where it was first written
     std::vector<Value> merges;                       // values of `<<` keys, in order
+    size_t nodes_before = 0;                         // nodes_ when the collection started (itself included)
+    int depth = 1;                                   // nesting depth of the value so far (1 = no children)
   };
+  struct Anchored {
+    Value v;
+    size_t nodes = 1;  // nodes the value expands to
+    int depth = 1;
+  };
+
+  // Accounts for `nodes` more nodes (an alias: the size of what it expands to) of nesting depth `depth` at
+  // the current place; past kMaxYamlNodes or kMaxYamlDepth reports the bound (naming the alias when `alias`)
+  // and stops the parse by throwing LimitExceeded.
+  void Count(const YAML::Mark& mark, size_t nodes, int depth, const YAML::Mark* alias) {
+    nodes_ += nodes;
+    const size_t total_depth = stack_.size() + size_t(depth);
+    if (nodes_ <= kMaxYamlNodes && total_depth <= kMaxYamlDepth) return;
+    std::string what = alias ? "the alias " + AliasName(*alias) + " expands" : std::string("the file expands");
+    if (nodes_ > kMaxYamlNodes)
+      findings_.error(Loc(mark), "yaml-too-large",
+                      what + " to more than " + std::to_string(kMaxYamlNodes) +
+                          " YAML nodes (aliases count as often as they are used); nested aliases multiply — write "
+                          "the values out or use fewer levels");
+    else
+      findings_.error(Loc(mark), "yaml-too-deep",
+                      what + " to more than " + std::to_string(kMaxYamlDepth) + " nested levels");
+    throw LimitExceeded{};
+  }
+
+  // "*name" as written at the alias's mark (yaml-cpp hands the handler only a number).
+  std::string AliasName(const YAML::Mark& m) {
+    LineStarts();
+    if (m.line < 0 || m.column < 0 || static_cast<size_t>(m.line) >= line_starts_.size()) return "(alias)";
+    size_t i = line_starts_[static_cast<size_t>(m.line)] + static_cast<size_t>(m.column);
+    size_t e = i;
+    while (e < text_.size() && e - i < 64 && std::string_view(" \t\r\n,[]{}").find(text_[e]) == std::string_view::npos) ++e;
+    std::string name = text_.substr(i, e - i);
+    if (name.empty() || name[0] != '*') return "(alias)";
+    return "'" + name + "'";
+  }
+
+  void LineStarts() {
+    if (!line_starts_.empty()) return;
+    line_starts_.push_back(0);
+    for (size_t i = 0; i < text_.size(); ++i)
+      if (text_[i] == '\n') line_starts_.push_back(i + 1);
+  }
 
   Location Loc(const YAML::Mark& m) const { return Location{file_, m.line + 1, m.column + 1}; }
 
@@ -102,11 +156,7 @@ class Builder : public YAML::EventHandler {
   // closing quote, else 0. The start is found from the mark's line and column (its `pos` does not count
   // bytes); when the character there is not a quote (a block scalar, a tagged scalar) nothing is checked.
   char UnclosedQuote(const YAML::Mark& m) {
-    if (line_starts_.empty()) {
-      line_starts_.push_back(0);
-      for (size_t i = 0; i < text_.size(); ++i)
-        if (text_[i] == '\n') line_starts_.push_back(i + 1);
-    }
+    LineStarts();
     if (m.line < 0 || m.column < 0 || static_cast<size_t>(m.line) >= line_starts_.size()) return 0;
     size_t i = line_starts_[static_cast<size_t>(m.line)] + static_cast<size_t>(m.column);
     if (i >= text_.size()) return 0;
@@ -130,6 +180,7 @@ class Builder : public YAML::EventHandler {
     stack_.emplace_back();
     stack_.back().v = std::move(v);
     stack_.back().anchor = anchor;
+    stack_.back().nodes_before = nodes_ - 1;
   }
 
   bool AtKey() const { return !stack_.empty() && stack_.back().v.is_map() && !stack_.back().have_key; }
@@ -138,7 +189,7 @@ class Builder : public YAML::EventHandler {
     Frame f = std::move(stack_.back());
     stack_.pop_back();
     if (f.v.is_map() && !f.merges.empty()) ApplyMerges(f);
-    Deliver(std::move(f.v), f.anchor);
+    Deliver(std::move(f.v), f.anchor, nodes_ - f.nodes_before, f.depth);
   }
 
   // YAML merge keys: entries of the merged maps are added where the map does not define the key itself;
@@ -165,13 +216,15 @@ class Builder : public YAML::EventHandler {
     }
   }
 
-  void Deliver(Value v, YAML::anchor_t anchor) {
-    if (anchor) anchors_[anchor] = v;
+  // `nodes` and `depth`: what `v` expands to (1 and 1 for a scalar or null).
+  void Deliver(Value v, YAML::anchor_t anchor, size_t nodes = 1, int depth = 1) {
+    if (anchor) anchors_[anchor] = Anchored{v, nodes, depth};
     if (stack_.empty()) {
       if (documents_ <= 1) root_ = std::move(v);
       return;
     }
     Frame& top = stack_.back();
+    top.depth = std::max(top.depth, depth + 1);
     if (top.v.is_seq()) {
       top.v.push(std::move(v));
       return;
@@ -215,7 +268,8 @@ class Builder : public YAML::EventHandler {
   Findings& findings_;
   Value root_;
   std::vector<Frame> stack_;
-  std::unordered_map<YAML::anchor_t, Value> anchors_;
+  std::unordered_map<YAML::anchor_t, Anchored> anchors_;
+  size_t nodes_ = 0;  // nodes built so far, every alias counted as what it expands to
   std::vector<size_t> line_starts_;  // byte offset of each line, built at the first quoted scalar
   int documents_ = 0;
   bool unclosed_ = false;
@@ -224,12 +278,20 @@ class Builder : public YAML::EventHandler {
 }  // namespace
 
 Value ParseYaml(const std::string& text, const std::string& file, Findings& findings) {
+  if (text.size() > kMaxYamlBytes) {
+    findings.error(Location{file}, "yaml-too-large",
+                   "the file has " + std::to_string(text.size()) + " bytes, more than the " +
+                       std::to_string(kMaxYamlBytes) + " an inventory file may have; split it");
+    return Value();
+  }
   std::istringstream in(text);
   Builder builder(text, file, findings);
   try {
     YAML::Parser parser(in);
     while (parser.HandleNextDocument(builder)) {
     }
+  } catch (const LimitExceeded&) {
+    return Value();
   } catch (const YAML::Exception& e) {
     Location where{file, e.mark.is_null() ? 0 : e.mark.line + 1, e.mark.is_null() ? 0 : e.mark.column + 1};
     findings.error(where, "yaml-syntax", "YAML syntax error: " + e.msg);

@@ -13,13 +13,23 @@
 // - Non-scalar map keys are an error ("yaml-complex-key"); a file with more than one document is an error
 //   ("yaml-multiple-documents"); syntax errors are "yaml-syntax" with the parser's position.
 // - An empty file parses to a Null value without findings.
+// - Bounded work for hostile files: a file over kMaxYamlBytes, a document that expands (every alias counted
+//   as the size of what it stands for, so nested aliases multiply) to more than kMaxYamlNodes nodes, or nests
+//   deeper than kMaxYamlDepth levels is refused ("yaml-too-large", "yaml-too-deep", naming the alias and its
+//   file:line:col) as soon as the bound is passed, and the file contributes nothing. Aliases share their
+//   anchor's storage (Value is copy-on-write), so memory follows the file's size, not its expansion.
 #pragma once
+#include <cstddef>
 #include <string>
 
 #include "engine/finding.h"
 #include "engine/value.h"
 
 namespace labfleet {
+
+inline constexpr size_t kMaxYamlBytes = size_t(16) << 20;  // per inventory file
+inline constexpr size_t kMaxYamlNodes = 1'000'000;         // per file, aliases expanded
+inline constexpr size_t kMaxYamlDepth = 256;
 
 // Parses one YAML document. On a syntax error reports it and returns Null (the file contributes nothing, so
 // a half-read file cannot cause a cascade of follow-up findings).

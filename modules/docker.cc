@@ -31,6 +31,7 @@
 #include "engine/node_vars.h"
 #include "engine/nvidia_facts.h"
 #include "engine/shell.h"
+#include "engine/syntax.h"
 #include "engine/text.h"
 #include "engine/textdiff.h"
 #include <nlohmann/json.hpp>
@@ -83,8 +84,6 @@ const std::map<std::string, std::string> kTypedJsonKeys = {
     {"log-opts", "log_opts"},           {"mtu", "mtu"},
     {"live-restore", "live_restore"},   {"storage-driver", "storage_driver"}};
 
-bool IsUrl(const std::string& s) { return s.rfind("http://", 0) == 0 || s.rfind("https://", 0) == 0; }
-
 // A registry as Docker names it in an image reference and in certs.d: a host name or IPv4 address (labels of
 // letters, digits and inner hyphens, joined by dots), optionally :PORT (1-65535). Nothing else may become the
 // directory /etc/docker/certs.d/REGISTRY/ (no '/', no "..", no blanks).
@@ -113,9 +112,12 @@ DockerSettings ParseDocker(const Value& v, Findings* f) {
   MapReader r(v, "docker settings", v.loc(), out, kDockerKeys);
   if (auto s = r.str("data_root")) {
     d.data_root = *s;
-    if (s->empty() || (*s)[0] != '/')
+    PathResult pr = NormalizeAbsolutePath(*s);
+    if (pr.error && pr.error->code == "path-not-absolute")
       out.error(r.get("data_root")->loc(), "docker-data-root-not-absolute",
-                "docker data_root must be an absolute path (e.g. /local/.docker), got '" + *s + "'");
+                "docker data_root must be an absolute path (e.g. /local/.docker), got " + Quoted(*s));
+    else
+      Report(out, r.get("data_root")->loc(), "docker data_root " + Quoted(*s), pr.error);
   }
   if (const Value* pools = r.seq("address_pools")) {
     d.has_address_pools = true;
@@ -177,12 +179,28 @@ DockerSettings ParseDocker(const Value& v, Findings* f) {
     for (const char* k : {"http", "https"}) {
       auto s = pr.str(k);
       if (!s) continue;
-      if (!IsUrl(*s))
-        out.error(pr.get(k)->loc(), "docker-proxy-url",
-                  std::string("docker proxy ") + k + " must be a URL like http://10.0.1.68:8889, got '" + *s + "'");
+      // Written into a systemd drop-in as Environment="HTTPS_PROXY=<url>": one URL, nothing else.
+      SyntaxError e;
+      if (!ParseUrl(*s, {"http", "https"}, &e))
+        out.error(pr.get(k)->loc(), e.code == "control-character" ? e.code : "docker-proxy-url",
+                  std::string("docker proxy ") + k + " " + Quoted(*s) + " " + e.what +
+                      "; write a URL like http://10.0.1.68:8889");
       (std::string_view(k) == "http" ? d.http_proxy : d.https_proxy) = *s;
     }
-    if (auto s = pr.strings("no_proxy")) d.no_proxy = *s;
+    if (auto s = pr.strings("no_proxy")) {
+      d.no_proxy = *s;
+      const Value* list = pr.get("no_proxy");
+      for (size_t i = 0; i < s->size(); ++i) {
+        const std::string& n = (*s)[i];
+        const Location& where = list->items()[i].loc();
+        if (Report(out, where, "docker no_proxy entry " + Quoted(n), CheckOneWord(n))) continue;
+        if (n.empty() || n.find_first_of(",\"\\%") != std::string::npos)
+          out.error(where, "docker-no-proxy",
+                    "docker no_proxy entry " + Quoted(n) +
+                        " must be one host name, domain (.lab.example), address or CIDR without ',', quotes, '\\' "
+                        "or '%' (the entries are joined with ',' into NO_PROXY)");
+      }
+    }
   }
   if (const Value* rc = r.map("registry_certs")) {
     for (const auto& e : rc->entries()) {
@@ -333,7 +351,7 @@ std::string ProxyDropin(const DockerSettings& d) {
   if (d.http_proxy.empty() && d.https_proxy.empty() && d.no_proxy.empty()) return "";
   std::string out = "# Managed by labfleet from the inventory; edits here are overwritten.\n[Service]\n";
   auto env = [&](const char* k, const std::string& v) {
-    if (!v.empty()) out += std::string("Environment=\"") + k + "=" + v + "\"\n";
+    if (!v.empty()) out += std::string("Environment=\"") + k + "=" + SystemdEscape(v) + "\"\n";
   };
   env("HTTP_PROXY", d.http_proxy);
   env("HTTPS_PROXY", d.https_proxy);
@@ -443,10 +461,12 @@ class DockerModule : public Module {
     // 4. Certificate files exist in the inventory repository.
     for (const auto& d : parsed)
       for (size_t i = 0; i < d.registry_certs.size(); ++i)
-        if (inv.read_file && !inv.read_file(d.registry_certs[i].second))
+        if (inv.read_file && !inv.read_file(d.registry_certs[i].second)) {
+          std::string why = inv.refusal ? inv.refusal(d.registry_certs[i].second, "") : "";
           report(d.registry_cert_where[i], "docker-cert-missing",
-                 "certificate file '" + d.registry_certs[i].second + "' for registry " + d.registry_certs[i].first +
-                     " not found (paths are relative to the inventory directory)");
+                 "certificate file " + Quoted(d.registry_certs[i].second) + " for registry " + d.registry_certs[i].first +
+                     (why.empty() ? " not found (paths are relative to the inventory directory)" : " is refused: " + why));
+        }
   }
 
   // Apply: daemon.json (compared as JSON: formatting and key order are not changes), the systemd proxy

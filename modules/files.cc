@@ -15,6 +15,7 @@
 #include "engine/mustache.h"
 #include "engine/node_vars.h"
 #include "engine/shell.h"
+#include "engine/syntax.h"
 #include "engine/text.h"
 
 namespace labfleet {
@@ -49,7 +50,7 @@ const std::vector<std::string> kKeys = {"path", "content", "source", "template",
 
 // Parses one entry; reports problems to `f` when given.
 std::optional<FileWant> ParseFile(const Value& v, Findings* f) {
-  auto err = [&](const Location& l, const char* code, const std::string& msg) {
+  auto err = [&](const Location& l, const std::string& code, const std::string& msg) {
     if (f) f->error(l, code, msg);
   };
   if (!v.is_map()) {
@@ -96,10 +97,35 @@ std::optional<FileWant> ParseFile(const Value& v, Findings* f) {
       }
     }
   }
-  if (w.path.empty() || w.path[0] != '/') {
-    err(v.loc(), "file-path", w.path.empty() ? "a files entry needs an absolute 'path'"
-                                              : "file path '" + w.path + "' is not absolute");
+  const Value* pv = v.find("path");
+  const Location ploc = pv && pv->loc().known() ? pv->loc() : v.loc();
+  if (PathResult pr = NormalizeAbsolutePath(w.path); pr.error) {
+    // A NUL or newline in a path would write another file; ".." would leave the directory it names.
+    if (w.path.empty())
+      err(v.loc(), "file-path", "a files entry needs an absolute 'path'");
+    else if (pr.error->code == "path-not-absolute")
+      err(v.loc(), "file-path", "file path " + Quoted(w.path) + " is not absolute");
+    else
+      err(ploc, pr.error->code, "file path " + Quoted(w.path) + " " + pr.error->what);
     ok = false;
+  } else {
+    w.path = pr.path;
+  }
+  for (const char* k : {"owner", "group"}) {
+    const Value* ov = v.find(k);
+    if (!ov || !ov->is_scalar()) continue;
+    if (auto e = CheckOwnerName(ov->str())) {
+      err(ov->loc(), e->code, std::string(k) + " " + Quoted(ov->str()) + " of file " + w.path + " " + e->what);
+      ok = false;
+    }
+  }
+  for (const char* k : {"source", "template"}) {
+    const Value* sv = v.find(k);
+    if (!sv || !sv->is_scalar()) continue;
+    if (auto e = CheckNoControl(sv->str())) {
+      err(sv->loc(), e->code, std::string(k) + " " + Quoted(sv->str()) + " of file " + w.path + " " + e->what);
+      ok = false;
+    }
   }
   int sources = int(w.has_content) + int(!w.source.empty()) + int(!w.tmpl.empty());
   if (sources != 1) {
@@ -146,14 +172,21 @@ class FilesModule : public Module {
           f.error(w.where, "file-duplicate",
                   "file " + w.path + " is already listed at " + first->second.str() + " for node '" + n.name +
                       "'; one path takes one entry (merge the two)");
-        if (!w.source.empty() && !(inv.read_file && inv.read_file(w.source)) && reported.insert("s:" + w.source).second)
-          f.error(w.where, "file-source-missing", "source file '" + w.source + "' not found (relative to the inventory directory)");
+        if (!w.source.empty() && !(inv.read_file && inv.read_file(w.source)) && reported.insert("s:" + w.source).second) {
+          std::string why = inv.refusal ? inv.refusal(w.source, "") : "";
+          if (why.empty())
+            f.error(w.where, "file-source-missing", "source file '" + w.source + "' not found (relative to the inventory directory)");
+          else
+            f.error(w.where, "file-source-refused", "source file " + why);
+        }
         if (w.tmpl.empty()) continue;
         auto it = parsed.find(w.tmpl);
         if (it == parsed.end()) {
           std::optional<std::vector<MustacheRef>> names;
           auto text = ReadTemplate(inv, w.tmpl);
-          if (!text) {
+          if (std::string why = TemplateRefusal(inv, w.tmpl); !text && !why.empty()) {
+            f.error(w.where, "template-refused", "template " + why);
+          } else if (!text) {
             f.error(w.where, "template-missing", "template '" + w.tmpl + "' not found in " + TemplatesDir(inv) + "/");
           } else {
             try {

@@ -1,6 +1,8 @@
 // hosts: a managed block in /etc/hosts (`hosts: {10.0.1.66: [master]}`); lines outside it are untouched.
+#include "engine/cidr.h"
 #include "engine/file_probe.h"
 #include "engine/module.h"
+#include "engine/syntax.h"
 #include "engine/text.h"
 
 namespace labfleet {
@@ -61,8 +63,26 @@ class HostsModule : public Module {
         return;
       }
       for (const auto& e : v->entries()) {
-        if (!e.value.is_seq() && !e.value.is_scalar())
-          f.error(e.value.loc(), "hosts-type", "names of host " + e.key + " must be a list of names");
+        if (!e.value.is_seq() && !e.value.is_scalar()) {
+          f.error(e.value.loc(), "hosts-type", "names of host " + Quoted(e.key) + " must be a list of names");
+          continue;
+        }
+        // Each entry becomes one line "ADDRESS NAME...": the address must be an IP address, every name one
+        // host name, or a value could add fields or lines to /etc/hosts.
+        if (!Report(f, e.key_loc, "hosts address " + Quoted(e.key), CheckNoControl(e.key)) && !ParseIp(e.key))
+          f.error(e.key_loc, "hosts-address",
+                  "hosts address " + Quoted(e.key) + " is not an IPv4 or IPv6 address (write the address as the key "
+                  "and the names as its list: { 10.0.1.66: [master] })");
+        std::vector<const Value*> names;
+        if (e.value.is_scalar()) names.push_back(&e.value);
+        for (const auto& n : e.value.items()) names.push_back(&n);
+        for (const Value* n : names) {
+          if (!n->is_scalar()) {
+            f.error(n->loc(), "hosts-type", "names of host " + Quoted(e.key) + " must be a list of names");
+            continue;
+          }
+          Report(f, n->loc(), "hosts name " + Quoted(n->str()) + " of " + Quoted(e.key), CheckHostName(n->str()));
+        }
       }
     };
     check(inv.lab.find("defaults") ? inv.lab.find("defaults")->find("hosts") : nullptr);

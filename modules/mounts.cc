@@ -39,6 +39,7 @@
 #include "engine/module.h"
 #include "engine/package_facts.h"
 #include "engine/shell.h"
+#include "engine/syntax.h"
 #include "engine/systemd_facts.h"
 #include "engine/text.h"
 
@@ -117,7 +118,15 @@ std::vector<MountSpec> ParseMounts(const Value* v, Findings* f) {
     if (!r.is_map()) continue;
     MountSpec m;
     m.where = item.loc();
-    if (auto t = r.str("type")) m.type = *t;
+    if (auto t = r.str("type")) {
+      m.type = *t;
+      // Fields of an fstab line: blanks are written as \040, but a control character or a type that is not one
+      // word of a file system name could still change what the line means.
+      if (!Report(out, r.get("type")->loc(), "mount type " + Quoted(*t), CheckNoControl(*t)) &&
+          (t->empty() || t->find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789._-") != std::string::npos))
+        out.error(r.get("type")->loc(), "mount-field",
+                  "mount type " + Quoted(*t) + " is not a file system type (like nfs, nfs4, tmpfs, ext4)");
+    }
     if (auto b = r.boolean("remove")) m.remove = *b;
     if (auto b = r.boolean("automount")) m.automount = *b;
     if (auto b = r.boolean("mount_now")) m.mount_now = *b;
@@ -126,7 +135,8 @@ std::vector<MountSpec> ParseMounts(const Value* v, Findings* f) {
     if (auto s = r.str("source")) {
       m.source = *s;
       m.source_where = r.get("source")->loc();
-      if (m.is_nfs() && !ValidNfsSource(*s))
+      if (Report(out, m.source_where, "mount source " + Quoted(*s), CheckNoControl(*s))) {
+      } else if (m.is_nfs() && !ValidNfsSource(*s))
         out.error(m.source_where, "mount-bad-nfs-source",
                   "NFS source '" + *s + "' must be host:/absolute/path (e.g. nas:/mnt/HDD/home)");
     }
@@ -148,6 +158,11 @@ std::vector<MountSpec> ParseMounts(const Value* v, Findings* f) {
       } else if (auto list = r.strings("options")) {
         for (size_t i = 0; i < list->size(); ++i) add((*list)[i], o->items()[i].loc());
       }
+      for (size_t i = 0; i < m.options.size(); ++i) {
+        if (Report(out, m.option_where[i], "mount option " + Quoted(m.options[i]), CheckOneWord(m.options[i]))) continue;
+        if (m.options[i].find('\\') != std::string::npos)
+          out.error(m.option_where[i], "mount-field", "mount option " + Quoted(m.options[i]) + " contains a backslash");
+      }
       if (m.is_nfs()) {
         std::vector<std::string> known(KnownNfsOptions().begin(), KnownNfsOptions().end());
         for (size_t i = 0; i < m.options.size(); ++i) {
@@ -168,11 +183,13 @@ std::vector<MountSpec> ParseMounts(const Value* v, Findings* f) {
     if (!t) continue;
     m.target = *t;
     m.target_where = r.get("target")->loc();
-    if (m.target.empty() || m.target[0] != '/') {
+    PathResult pr = NormalizeAbsolutePath(m.target);
+    if (pr.error && pr.error->code == "path-not-absolute") {
       out.error(m.target_where, "mount-relative-target",
-                "mount target '" + m.target + "' must be an absolute path (e.g. /media/public)");
+                "mount target " + Quoted(m.target) + " must be an absolute path (e.g. /media/public)");
       continue;
     }
+    if (Report(out, m.target_where, "mount target " + Quoted(m.target), pr.error)) continue;
     while (m.target.size() > 1 && m.target.back() == '/') m.target.pop_back();
     mounts.push_back(std::move(m));
   }

@@ -22,6 +22,7 @@
 #include "engine/package_facts.h"
 #include "engine/settings_layers.h"
 #include "engine/shell.h"
+#include "engine/syntax.h"
 #include "engine/text.h"
 
 namespace labfleet {
@@ -55,10 +56,11 @@ struct PipMirror {
   Location where;
 };
 
-bool IsMirrorUrl(const std::string& s) {
-  if (s.find_first_of(" \t\n\"'`$\\") != std::string::npos) return false;
-  return (s.rfind("http://", 0) == 0 && s.size() > 7) || (s.rfind("https://", 0) == 0 && s.size() > 8) ||
-         (s.rfind("file:/", 0) == 0 && s.size() > 6);
+// A mirror URL is one word of a sources.list line ("deb [opts] URL suite components") and of pip.conf's
+// "index-url = URL": ParseUrl, and none of the characters a shell or apt would read specially.
+bool IsMirrorUrl(const std::string& s, const std::vector<std::string>& schemes = {"http", "https", "file"}) {
+  if (s.find_first_of("'`$[]") != std::string::npos) return false;
+  return ParseUrl(s, schemes, nullptr).has_value();
 }
 
 bool IsAptWord(const std::string& s) {  // a suite or component
@@ -154,16 +156,20 @@ MirrorWant ParseMirror(const Value& v, Findings* f) {
           out.error(ar.get("components")->loc(), "package-mirror", "'" + w + "' is not an apt component"), ok = false;
     }
     if (!am.url.empty() && !IsMirrorUrl(am.url)) {
-      out.error(am.where, "package-mirror",
-                "package_mirror.apt must be an http://, https:// or file:/ URL, got '" + am.url + "'");
+      SyntaxError e;
+      ParseUrl(am.url, {"http", "https", "file"}, &e);
+      out.error(am.where, e.code == "control-character" ? e.code : "package-mirror",
+                "package_mirror.apt must be an http://, https:// or file:/ URL, got " + Quoted(am.url) +
+                    (e.what.empty() ? std::string(" (no quotes, '$', '`' or brackets)") : ", which " + e.what));
       ok = false;
     }
     if (ok && !am.url.empty()) m.apt = am;
   }
   if (auto p = r.str("pip")) {
     Location loc = r.get("pip")->loc();
-    if (!IsMirrorUrl(*p) || p->rfind("file:", 0) == 0)
-      out.error(loc, "package-mirror", "package_mirror.pip must be an http:// or https:// URL (a simple index), got '" + *p + "'");
+    if (!IsMirrorUrl(*p, {"http", "https"}))
+      out.error(loc, FindControl(*p) != std::string::npos ? "control-character" : "package-mirror",
+                "package_mirror.pip must be an http:// or https:// URL (a simple index), got " + Quoted(*p));
     else
       m.pip = PipMirror{*p, loc};
   }

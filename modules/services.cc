@@ -28,6 +28,7 @@
 #include "engine/node_vars.h"
 #include "engine/settings_layers.h"
 #include "engine/shell.h"
+#include "engine/syntax.h"
 #include "engine/systemd_facts.h"
 #include "engine/text.h"
 
@@ -91,9 +92,21 @@ std::optional<ConfigFile> ParseConfig(const Value& v, const std::string& unit, F
   c.where = v.loc();
   bool ok = true;
   if (auto p = r.str("path")) c.path = *p;
-  if (c.path.empty() || c.path[0] != '/') {
-    f.error(v.loc(), "file-path", "a config file of service " + unit + " needs an absolute 'path'");
+  if (PathResult pr = NormalizeAbsolutePath(c.path); pr.error) {
+    if (c.path.empty() || pr.error->code == "path-not-absolute")
+      f.error(v.loc(), "file-path", "a config file of service " + unit + " needs an absolute 'path'");
+    else
+      f.error(r.get("path")->loc(), pr.error->code, "config file path " + Quoted(c.path) + " " + pr.error->what);
     ok = false;
+  } else {
+    c.path = pr.path;
+  }
+  for (const char* k : {"owner", "group", "source", "template"}) {
+    auto s = r.str(k);
+    if (!s) continue;
+    SyntaxResult e = std::string_view(k) == "owner" || std::string_view(k) == "group" ? CheckOwnerName(*s)
+                                                                                        : CheckNoControl(*s);
+    if (Report(f, r.get(k)->loc(), std::string(k) + " " + Quoted(*s) + " of config file " + c.path, e)) ok = false;
   }
   if (auto s = r.str("content")) c.content = *s, c.has_content = true;
   if (auto s = r.str("source")) c.source = *s;
@@ -205,7 +218,7 @@ std::optional<Sysctl> ParseSysctl(const Value& v, Findings* fp) {
       ok = false;
       continue;
     }
-    if (!e.value.is_scalar() || e.value.str().empty() || e.value.str().find('\n') != std::string::npos) {
+    if (!e.value.is_scalar() || e.value.str().empty() || FindControl(e.value.str()) != std::string::npos) {
       f.error(e.value.loc().known() ? e.value.loc() : e.key_loc, "sysctl-value",
               "the value of sysctl " + e.key + " must be one line of text or a number, got " + DescribeValue(e.value));
       ok = false;
@@ -265,10 +278,18 @@ class ServicesModule : public Module {
       if (const Value* v = s.find("services")) {
         for (const auto& w : ParseServices(*v, &f))
           for (const auto& c : w.config)
-            if (!c.source.empty() && !(inv.read_file && inv.read_file(c.source)))
-              f.error(c.where, "file-source-missing", "source file '" + c.source + "' not found (relative to the inventory directory)");
-            else if (!c.tmpl.empty() && !ReadTemplate(inv, c.tmpl))
-              f.error(c.where, "template-missing", "template '" + c.tmpl + "' not found in " + TemplatesDir(inv) + "/");
+            if (!c.source.empty() && !(inv.read_file && inv.read_file(c.source))) {
+              std::string why = inv.refusal ? inv.refusal(c.source, "") : "";
+              if (why.empty())
+                f.error(c.where, "file-source-missing", "source file '" + c.source + "' not found (relative to the inventory directory)");
+              else
+                f.error(c.where, "file-source-refused", "source file " + why);
+            } else if (!c.tmpl.empty() && !ReadTemplate(inv, c.tmpl)) {
+              if (std::string why = TemplateRefusal(inv, c.tmpl); !why.empty())
+                f.error(c.where, "template-refused", "template " + why);
+              else
+                f.error(c.where, "template-missing", "template '" + c.tmpl + "' not found in " + TemplatesDir(inv) + "/");
+            }
       }
       if (const Value* v = s.find("default_target"); v && !v->is_null()) ParseTarget(*v, &f);
       if (const Value* v = s.find("disable_wait_online"); v && !v->is_null() && !v->as_bool())

@@ -15,6 +15,7 @@
 #include "engine/file_probe.h"
 #include "engine/module.h"
 #include "engine/shell.h"
+#include "engine/syntax.h"
 
 namespace labfleet {
 namespace {
@@ -51,6 +52,14 @@ const std::vector<std::string> kKeywords = {
 // Keywords that may appear several times: a list becomes several lines, not one space-separated line.
 const std::set<std::string> kRepeatable = {"Port", "ListenAddress", "HostKey", "AcceptEnv", "HostCertificate",
                                            "Subsystem", "SetEnv"};
+
+// Keywords whose value is several words (lists, commands, "limit time" pairs); every other keyword takes one.
+const std::set<std::string> kMultiWord = {
+    "AcceptEnv", "AllowGroups", "AllowUsers", "AuthenticationMethods", "AuthorizedKeysCommand",
+    "AuthorizedKeysFile", "AuthorizedPrincipalsCommand", "ChannelTimeout", "DenyGroups", "DenyUsers",
+    "ForceCommand", "IPQoS", "ListenAddress", "PermitListen", "PermitOpen", "PerSourcePenalties",
+    "PerSourcePenaltyExemptList", "RekeyLimit", "SetEnv", "Subsystem", "VersionAddendum", "PubkeyAuthOptions",
+    "LogVerbosity", "PerSourceMaxStartups", "MaxStartups"};
 
 struct SshdWant {
   std::string path;
@@ -116,9 +125,18 @@ class SshdModule : public Module {
         }
         if (e.key == "Match" || e.key == "Include")
           f.error(e.key_loc, "sshd-keyword", e.key + " blocks are not supported in the sshd map; use a files: entry for a custom drop-in");
+        // Each value becomes (part of) one line "Keyword value": no control character (a newline would add a
+        // directive), no '#'; keywords that take one word get one word (a blank or a quote would add arguments).
         auto bad = [&](const Value& s) {
-          if (!s.is_scalar() || s.str().empty() || s.str().find_first_of("\n\r#") != std::string::npos)
+          if (!s.is_scalar() || s.str().empty() || s.str().find('#') != std::string::npos) {
             f.error(s.loc(), "sshd-value", "the value of " + e.key + " must be a non-empty single line without '#'");
+            return;
+          }
+          if (Report(f, s.loc(), "the value of " + e.key + " " + Quoted(s.str()), CheckNoControl(s.str()))) return;
+          if (!kMultiWord.count(e.key) && s.str().find_first_of(" \"") != std::string::npos)
+            f.error(s.loc(), "sshd-value",
+                    "the value of " + e.key + " " + Quoted(s.str()) +
+                        " must be one word (no blank or quote); sshd would read the rest as more arguments");
         };
         if (e.value.is_seq())
           for (const auto& i : e.value.items()) bad(i);
@@ -128,6 +146,19 @@ class SshdModule : public Module {
     };
     const Value* defaults = inv.lab.find("defaults");
     check_map(defaults ? defaults->find("sshd") : nullptr);
+    auto check_dropin = [&](const Value* v) {
+      if (!v || !v->is_scalar()) return;
+      PathResult pr = NormalizeAbsolutePath(v->str());
+      if (Report(f, v->loc(), "sshd_dropin " + Quoted(v->str()), pr.error)) return;
+      if (pr.path.rfind("/etc/ssh/sshd_config.d/", 0) != 0 || pr.path.size() < 29 ||
+          pr.path.compare(pr.path.size() - 5, 5, ".conf") != 0)
+        f.error(v->loc(), "sshd-dropin",
+                "sshd_dropin " + Quoted(v->str()) + " must be a file /etc/ssh/sshd_config.d/NAME.conf (the directory "
+                "sshd_config includes)");
+    };
+    check_dropin(defaults ? defaults->find("sshd_dropin") : nullptr);
+    for (const auto& g : inv.groups) check_dropin(g.raw.find("sshd_dropin"));
+    for (const auto& n : inv.nodes) check_dropin(n.raw.find("sshd_dropin"));
     for (const auto& g : inv.groups) check_map(g.raw.find("sshd"));
     for (const auto& n : inv.nodes) check_map(n.raw.find("sshd"));
     // The port labfleet connects to must be one sshd listens on.

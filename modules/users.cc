@@ -12,6 +12,7 @@
 #include "engine/accounts_probe.h"
 #include "engine/module.h"
 #include "engine/shell.h"
+#include "engine/syntax.h"
 #include "engine/text.h"
 
 namespace labfleet {
@@ -87,7 +88,9 @@ class UsersModule : public Module {
 
   void validate(const Inventory& inv, Findings& f) const override {
     const Value* dir = inv.lab.find("home_archive");
-    if (dir && dir->is_scalar()) {
+    if (dir && dir->is_scalar() && Report(f, dir->loc(), "lab.home_archive " + Quoted(dir->str()), CheckNoControl(dir->str()))) {
+      // reported; the checks below would only repeat it
+    } else if (dir && dir->is_scalar()) {
       std::string why = UnsafeHome(dir->str());
       if (!why.empty() && why != "is a top-level directory")
         f.error(dir->loc(), "wrong-type",

@@ -2,6 +2,11 @@
 // the example inventory; the CLI (text, JSON, exit codes); --rev against a temporary git repository; `show`.
 #include <doctest/doctest.h>
 
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +18,7 @@
 #include "engine/inventory.h"
 #include "engine/module.h"
 #include "engine/reporter.h"
+#include "engine/yaml_load.h"
 #include "tests/unit/temp_dir.h"
 
 using namespace labfleet;
@@ -299,7 +305,7 @@ TEST_SUITE("validate") {
     Findings s = CheckWith("inventory/users.yaml",
                            "users:\n  a:\n    uid: 2001\n    ssh_keys: [\"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB4X a\"]\n");
     Expect(s, "ssh-key-bad-base64", "inventory/users.yaml:4:16",
-           "ssh-ed25519 key of user 'a' has the wrong length (truncated?)");
+           "ssh key of user 'a' is an ssh-ed25519 key of the wrong length (truncated?)");
 
     Findings e = CheckWith("inventory/users.yaml", "users:\n  a:\n    uid: 2001\n    ssh_keys: [\"ssh-ed25519\"]\n");
     Expect(e, "ssh-key-bad-base64", "inventory/users.yaml:4:16",
@@ -577,7 +583,8 @@ TEST_SUITE("validate") {
     };
     ValidateInventory(inv, f);
     Expect(f, "docker-proxy-url", "inventory/groups.yaml:4:22",
-           "docker proxy http must be a URL like http://10.0.1.68:8889, got '10.0.1.68:8889'");
+           "docker proxy http '10.0.1.68:8889' is not a URL (no scheme like http://); write a URL like "
+           "http://10.0.1.68:8889");
     Expect(f, "docker-cert-missing", "inventory/groups.yaml:5:42",
            "certificate file 'files/missing.crt' for registry harbor.cvgl.lab not found (paths are relative to the "
            "inventory directory)");
@@ -1107,5 +1114,262 @@ TEST_SUITE("validate") {
     auto ok = Cli({"--inventory", u.inv, "render", "motd.mustache", "--node", "asahi"});
     CHECK(ok.rc == kExitOk);
     CHECK(ok.out == "hello asahi\n");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Issue 10: no inventory value injects config syntax; hostile YAML is bounded; the login user is not retired.
+
+namespace {
+
+// "line:col" (1-based) of the first occurrence of `needle` in `text`.
+std::string PosOf(const std::string& text, const std::string& needle) {
+  size_t at = text.find(needle);
+  REQUIRE(at != std::string::npos);
+  int line = 1, col = 1;
+  for (size_t i = 0; i < at; ++i) {
+    if (text[i] == '\n') ++line, col = 1;
+    else ++col;
+  }
+  return std::to_string(line) + ":" + std::to_string(col);
+}
+
+// The text output has a line "FILE:POS: error: ... [CODE]".
+bool HasFinding(const std::string& err, const std::string& file, const std::string& pos, const std::string& code) {
+  std::istringstream in(err);
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(file + ":" + pos + ": error: ", 0) == 0 && line.size() > code.size() + 2 &&
+        line.compare(line.size() - code.size() - 2, code.size() + 2, "[" + code + "]") == 0)
+      return true;
+  return false;
+}
+
+}  // namespace
+
+TEST_SUITE("validate-injection") {
+  TEST_CASE("labfleet validate: every hostile value exits 1 with its file:line:col and code") {
+    TempDir d("labfleet-inject");
+    const std::string lab = "lab:\n  name: t\n  ssh: { user: ops, become: sudo }\n";
+    const std::string key = kKeyA;
+    const std::string nodes =
+        "nodes:\n"
+        "  n1:\n"
+        "    address: 10.0.1.5\n"
+        "    docker:\n"
+        "      proxy:\n"
+        "        http: \"http://p:3128\\nExecStartPre=/bin/sh -c id\"\n"
+        "        https: \"http://p:3128 x\"\n"
+        "    hosts:\n"
+        "      10.0.1.66: [\"master\\n10.6.6.6 evil\"]\n"
+        "      not-an-ip: [ok]\n"
+        "    files:\n"
+        "      - { path: \"/etc/motd\\0/etc/shadow\", content: x }\n"
+        "      - { path: /home/a/../../etc/cron.d/x, content: x }\n"
+        "      - { path: /home/ops/.ssh/authorized_keys, content: x }\n"
+        "      - { path: /etc/lab, content: x, owner: \"-R\" }\n"
+        "    mounts:\n"
+        "      - { source: \"nas:/x\", target: \"/mnt/a\\n/mnt/b\", type: nfs }\n"
+        "      - { source: \"nas:/y\", target: /mnt/y, type: nfs, options: \"rw,x y\" }\n"
+        "    sshd:\n"
+        "      PermitRootLogin: \"yes\\nPermitEmptyPasswords yes\"\n"
+        "      X11Forwarding: \"no yes\"\n"
+        "    package_mirror:\n"
+        "      apt: \"http://mirror.lab/ubuntu\\rdeb http://evil/ x main\"\n";
+    const std::string users =
+        "users:\n"
+        "  ops:\n"
+        "    uid: 1500\n"
+        "    remove: true\n"
+        "  eve:\n"
+        "    uid: 1501\n"
+        "    full_name: \"Eve\\nroot::0:0::/root:/bin/sh\"\n"
+        "    home: /home/../root\n"
+        "    password_hash: \"$6$x$y\\nroot:$6$a$b\"\n"
+        "    ssh_keys:\n"
+        "      - \"" + key + "\\ncommand=\\\"/bin/sh\\\" " + key + "\"\n"
+        "      - 'command=\"/bin/sh\" " + key + "'\n";
+    d.write("inventory/lab.yaml", lab);
+    d.write("inventory/nodes.yaml", nodes);
+    d.write("inventory/users.yaml", users);
+    const std::string inv = d.str("inventory");
+    auto r = Cli({"--inventory", inv, "validate"});
+    INFO(r.err);
+    CHECK(r.rc == kExitErrors);
+    const std::string nf = inv + "/nodes.yaml", uf = inv + "/users.yaml";
+    CHECK(HasFinding(r.err, nf, PosOf(nodes, "\"http://p:3128\\n"), "control-character"));
+    CHECK(HasFinding(r.err, nf, PosOf(nodes, "\"http://p:3128 x"), "docker-proxy-url"));
+    CHECK(HasFinding(r.err, nf, PosOf(nodes, "\"master\\n"), "control-character"));
+    CHECK(HasFinding(r.err, nf, PosOf(nodes, "not-an-ip"), "hosts-address"));
+    CHECK(HasFinding(r.err, nf, PosOf(nodes, "\"/etc/motd\\0"), "control-character"));
+    CHECK(HasFinding(r.err, nf, PosOf(nodes, "/home/a/../"), "unsafe-path"));
+    CHECK(HasFinding(r.err, nf, PosOf(nodes, "/home/ops/.ssh"), "lockout-file"));
+    CHECK(HasFinding(r.err, nf, PosOf(nodes, "\"-R\""), "invalid-owner"));
+    CHECK(HasFinding(r.err, nf, PosOf(nodes, "\"/mnt/a\\n"), "control-character"));
+    CHECK(HasFinding(r.err, nf, PosOf(nodes, "\"rw,x y\""), "blank"));
+    CHECK(HasFinding(r.err, nf, PosOf(nodes, "\"yes\\n"), "control-character"));
+    CHECK(HasFinding(r.err, nf, PosOf(nodes, "\"no yes\""), "sshd-value"));
+    CHECK(HasFinding(r.err, nf, PosOf(nodes, "\"http://mirror.lab"), "control-character"));
+    CHECK(HasFinding(r.err, uf, PosOf(users, "true"), "lockout-login-user"));
+    CHECK(HasFinding(r.err, uf, PosOf(users, "\"Eve"), "control-character"));
+    CHECK(HasFinding(r.err, uf, PosOf(users, "/home/../root"), "unsafe-path"));
+    CHECK(HasFinding(r.err, uf, PosOf(users, "\"$6$x$y"), "password-hash-invalid"));
+    CHECK(HasFinding(r.err, uf, PosOf(users, "\"ssh-ed25519"), "control-character"));
+    CHECK(HasFinding(r.err, uf, PosOf(users, "'command="), "ssh-key-options"));
+    // The password hash is a secret: never printed, not even escaped.
+    CHECK(r.err.find("$6$x$y") == std::string::npos);
+    // Text output never carries the raw control characters of a value.
+    CHECK(r.err.find("\nExecStartPre") == std::string::npos);
+    CHECK(r.err.find("\\nExecStartPre") != std::string::npos);
+  }
+
+  TEST_CASE("a valid proxy URL with %-escapes is written with %% into the systemd drop-in") {
+    auto f = CheckWith("inventory/nodes.yaml",
+                       "nodes:\n  n1:\n    address: 10.0.1.5\n    docker:\n      proxy: { http: \"http://u:p%40ss@p.lab:3128\", "
+                       "no_proxy: [localhost, .lab, \"a,b\"] }\n");
+    Expect(f, "docker-no-proxy", "inventory/nodes.yaml:5:80",
+           "docker no_proxy entry 'a,b' must be one host name, domain (.lab.example), address or CIDR without ',', "
+           "quotes, '\\' or '%' (the entries are joined with ',' into NO_PROXY)");
+    CHECK(CountCode(f, "docker-proxy-url") == 0);
+  }
+
+  TEST_CASE("lockout: the login user's retirement, expiry, lock, nologin and empty keys are errors") {
+    auto f = Check({{kLabFile, "lab:\n  name: t\n  ssh: { user: ops }\n"},
+                    {"inventory/nodes.yaml", "nodes:\n  n1: { address: 10.0.1.5 }\n  n2: { address: 10.0.1.6, ssh: { user: root } }\n"},
+                    {"inventory/users.yaml",
+                     "users:\n  ops:\n    uid: 1500\n    shell: /usr/sbin/nologin\n    password_hash: \"!$6$a$b\"\n"
+                     "    ssh_keys: []\n    expires: 2001-01-01\n"}});
+    CHECK(CountCode(f, "lockout-login-user") == 4);
+    // n2 logs in as root: root's authorized_keys from files: is refused, another user's is fine.
+    auto g = Check({{kLabFile, "lab:\n  name: t\n"},
+                    {"inventory/nodes.yaml",
+                     "nodes:\n  n1:\n    address: 10.0.1.5\n    files:\n      - { path: /root/.ssh/authorized_keys, content: x }\n"
+                     "      - { path: /home/bob/.ssh/authorized_keys, content: x }\n"
+                     "      - { path: /etc/sudoers.d/ops, content: x }\n"
+                     "      - { path: /etc/ssh/sshd_config.d/10-x.conf, content: x }\n"}});
+    Expect(g, "lockout-file", "inventory/nodes.yaml:5:17",
+           "file /root/.ssh/authorized_keys is in the ~/.ssh of 'root', labfleet's login user (ssh.user) on node 'n1'; "
+           "replacing it could lock labfleet out. Manage that user's keys with users: ssh_keys (validated) instead");
+    Finding w = One(g, "lockout-risk-file");
+    CHECK(w.severity == Severity::Warning);
+    CHECK(w.where.str() == "inventory/nodes.yaml:7:17");
+  }
+
+  TEST_CASE("billion laughs: nested aliases are refused at the alias, without expanding them") {
+    std::string y = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
+    for (int i = 1; i <= 9; ++i) {
+      std::string prev = "*a" + std::to_string(i - 1);
+      y += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [" + prev;
+      for (int k = 1; k < 10; ++k) y += ", " + prev;
+      y += "]\n";
+    }
+    // In a child process with 64 MiB more address space than it starts with: without the bound the expansion
+    // (10^10 nodes) dies there instead of taking the machine's memory; with it, a few MB suffice.
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      long pages = 0;
+      if (FILE* statm = fopen("/proc/self/statm", "r")) {
+        if (fscanf(statm, "%ld", &pages) != 1) pages = 0;
+        fclose(statm);
+      }
+      rlimit lim{};
+      lim.rlim_cur = lim.rlim_max = rlim_t(pages) * rlim_t(sysconf(_SC_PAGESIZE)) + (rlim_t(64) << 20);
+      setrlimit(RLIMIT_AS, &lim);
+      int rc = 3;
+      try {
+        Findings f;
+        Value v = ParseYaml(y, "laughs.yaml", f);
+        rc = 1;
+        if (v.is_null() && f.items().size() == 1 && f.items()[0].code == "yaml-too-large" &&
+            // Level 5 holds 10^6 x's: its aliases pass the bound.
+            f.items()[0].where.str().rfind("laughs.yaml:6:", 0) == 0 &&
+            f.items()[0].message.find("the alias '*a4' expands to more than 1000000 YAML nodes") == 0)
+          rc = 0;
+      } catch (...) {
+        rc = 2;  // out of memory
+      }
+      _exit(rc);
+    }
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    // Maps: the same through merge keys and map values.
+    std::string m = "m0: &m0 {a: 1, b: 2, c: 3, d: 4, e: 5, f: 6, g: 7, h: 8, i: 9, j: 10}\n";
+    for (int i = 1; i <= 9; ++i) {
+      std::string prev = "*m" + std::to_string(i - 1);
+      m += "m" + std::to_string(i) + ": &m" + std::to_string(i) + " {";
+      for (int k = 0; k < 10; ++k) m += std::string(k ? ", " : "") + "k" + std::to_string(k) + ": " + prev;
+      m += "}\n";
+    }
+    Findings g;
+    CHECK(ParseYaml(m, "maps.yaml", g).is_null());
+    CHECK(CountCode(g, "yaml-too-large") == 1);
+  }
+
+  TEST_CASE("YAML nesting and file size are bounded") {
+    Findings f;
+    std::string deep(300, '[');
+    deep += std::string(300, ']') + "\n";
+    CHECK(ParseYaml("a: " + deep, "deep.yaml", f).is_null());
+    CHECK(One(f, "yaml-too-deep").where.str().rfind("deep.yaml:1:", 0) == 0);
+    Findings g;
+    std::string big = "a: \"" + std::string(kMaxYamlBytes, 'x') + "\"\n";
+    CHECK(ParseYaml(big, "big.yaml", g).is_null());
+    CHECK(One(g, "yaml-too-large").where.str() == "big.yaml");
+    // A legitimate use of aliases passes.
+    Findings h;
+    Value ok = ParseYaml("d: &d {a: 1}\nx: {<<: *d, b: 2}\ny: [*d, *d]\n", "ok.yaml", h);
+    CHECK(h.items().empty());
+    CHECK(ok.find("y")->items().size() == 2);
+  }
+
+  TEST_CASE("inventory files and templates that are symlinks leading outside are refused, not followed") {
+    TempDir d("labfleet-symlink");
+    d.write("secret/outside.yaml", "lab:\n  name: secret\n");
+    d.write("repo/inventory/lab.yaml", "lab:\n  name: t\n");
+    d.write("repo/inventory/nodes.yaml",
+            "nodes:\n  n1:\n    address: 10.0.1.5\n    files:\n      - { path: /etc/a, template: a.mustache }\n"
+            "      - { path: /etc/b, template: ../../secret/x.mustache }\n");
+    d.write("secret/x.mustache", "secret\n");
+    fs::create_symlink(d.path / "secret/outside.yaml", d.path / "repo/inventory/users.yaml");
+    fs::create_directories(d.path / "repo/inventory/templates");
+    fs::create_symlink(d.path / "secret/x.mustache", d.path / "repo/inventory/templates/a.mustache");
+    auto r = Cli({"--inventory", d.str("repo/inventory"), "validate"});
+    INFO(r.err);
+    CHECK(r.rc == kExitErrors);
+    CHECK(r.err.find(d.str("repo/inventory") + "/users.yaml: error: this inventory file is a symlink to " +
+                     d.str("secret/outside.yaml")) != std::string::npos);
+    CHECK(r.err.find("[inventory-symlink]") != std::string::npos);
+    CHECK(HasFinding(r.err, d.str("repo/inventory") + "/nodes.yaml", "5:9", "template-refused"));
+    CHECK(HasFinding(r.err, d.str("repo/inventory") + "/nodes.yaml", "6:9", "template-refused"));
+    CHECK(r.err.find("secret/x.mustache, outside the directory templates/") != std::string::npos);
+  }
+
+  TEST_CASE("the example inventories validate clean") {
+    for (const char* dir : {"inventory", "bench/lab_baseline/inventory"}) {
+      auto r = Cli({"--inventory", std::string(LABFLEET_SOURCE_DIR) + "/" + dir, "validate"});
+      INFO(dir, r.err);
+      CHECK(r.rc == kExitOk);
+    }
+  }
+}
+
+TEST_SUITE("reporter") {
+  TEST_CASE("text output escapes terminal control sequences from nodes; JSON stays exact") {
+    const std::string diff = "--- a\n+++ b\n-\x1b]0;pwned\x07old\n+\x1b[2Jnew\r\tx\x7f\xc2\x9b\n";
+    std::ostringstream out, err;
+    Reporter text(OutputFormat::Text, out, err);
+    text.line(diff);
+    text.note("node says: \x1b[31mred");
+    text.error("stderr: \x1b]0;pwned\x07");
+    CHECK(out.str() == "--- a\n+++ b\n-\\x1b]0;pwned\\x07old\n+\\x1b[2Jnew\\r\tx\\x7f\\u009b\n\n");
+    CHECK(err.str() == "node says: \\x1b[31mred\nerror: stderr: \\x1b]0;pwned\\x07\n");
+    CHECK(out.str().find('\x1b') == std::string::npos);
+    std::ostringstream jout, jerr;
+    Reporter json(OutputFormat::Json, jout, jerr);
+    json.doc()["diff"] = diff;
+    json.finish();
+    CHECK(nlohmann::json::parse(jout.str())["diff"] == diff);
   }
 }
