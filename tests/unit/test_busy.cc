@@ -340,3 +340,45 @@ TEST_SUITE("busy") {
     CHECK(DiffNode(inv, inv.nodes[0], res).deferred.empty());
   }
 }
+
+TEST_SUITE("busy") {
+  TEST_CASE("the probe's own output captured on an H200: busy, NVML failing, nvidia-smi hung, idle after the job") {
+    BusySettings s;  // the settings the capture ran with (see each fixture's first line)
+    s.command = "printf 'job 77 yseong R\\n'";
+    s.timeout_s = 3;
+    s.cpu_jobs = true;
+    s.cpu_min_age_s = 0;
+    s.cpu_min_pct = 0;
+    BusyInfo b = ParseBusy(Fixture("nvidia/h200/probe_busy.txt"), s);
+    CHECK(b.unknown.empty());
+    REQUIRE(b.gpu_jobs.size() == 1);
+    CHECK(b.gpu_jobs[0].pid == 517);
+    CHECK(b.gpu_jobs[0].user == "root");
+    CHECK(b.gpu_jobs[0].name == "python3 /tmp/j.py");
+    CHECK(b.gpu_jobs[0].nvidia_smi);
+    CHECK(b.gpu_jobs[0].devices == std::vector<std::string>{"/dev/nvidia0"});
+    CHECK(b.cpu_jobs.empty());  // only root runs there
+    CHECK(b.describe() == "1 GPU job running (root: pid 517, 0 s); busy.command reports work: job 77 yseong R");
+
+    b = ParseBusy(Fixture("nvidia/h200/probe_nvml.txt"), s);
+    REQUIRE(b.gpu_jobs.size() == 1);  // the /proc/*/fd witness, without NVML
+    CHECK_FALSE(b.gpu_jobs[0].nvidia_smi);
+    CHECK(b.gpu_jobs[0].user == "root");
+    CHECK(b.unknown == std::vector<std::string>{
+                           "GPU use unknown: nvidia-smi failed (exit 18): Failed to initialize NVML: Driver/library "
+                           "version mismatch"});
+
+    b = ParseBusy(Fixture("nvidia/h200/probe_hang.txt"), s);
+    REQUIRE(b.gpu_jobs.size() == 1);
+    CHECK(b.gpu_jobs[0].seconds == 3);
+    CHECK(b.unknown == std::vector<std::string>{"GPU use unknown: nvidia-smi did not answer within 3 s"});
+
+    b = ParseBusy(Fixture("nvidia/h200/probe_idle.txt"), s);
+    CHECK(b.gpu_jobs.empty());
+    CHECK(b.unknown.empty());
+    CHECK(b.state() == "busy");  // busy.command still prints a job
+    BusySettings no_command = s;
+    no_command.command.clear();
+    CHECK(ParseBusy(Fixture("nvidia/h200/probe_idle.txt"), no_command).state() == "idle");
+  }
+}
