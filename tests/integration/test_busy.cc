@@ -165,6 +165,12 @@ TEST_SUITE("integration-docker") {
     settings("");
     deferred_then_forced("GPU use unknown: nvidia-smi failed (exit 18): Failed to initialize NVML: Driver/library "
                          "version mismatch");
+    // facts says what apply decided on.
+    auto facts_text = Cli(sbx, inv.dir(), {"facts"});
+    INFO(facts_text.out << facts_text.err);
+    CHECK(facts_text.out.find("busy nodes:\n  node1: unknown \u2014 GPU use unknown: nvidia-smi failed (exit 18): "
+                              "Failed to initialize NVML: Driver/library version mismatch (disruptive changes wait)\n") !=
+          std::string::npos);
 
     // 2. nvidia-smi hangs: the probe's own timeout (2 s here) ends it; the plan is still complete.
     MustExec(sbx, "node1", "rm /var/lib/labfleet-doubles/nvidia-smi.fail && touch /var/lib/labfleet-doubles/nvidia-smi.hang");
@@ -193,6 +199,9 @@ TEST_SUITE("integration-docker") {
     REQUIRE(busy["gpu_jobs"].size() == 1);
     CHECK(busy["gpu_jobs"][0]["user"] == "trainee");
     CHECK(busy["gpu_jobs"][0]["devices"] == nlohmann::json::array({"/dev/shm/lf-gpu0"}));
+    facts_text = Cli(sbx, inv.dir(), {"facts"});
+    INFO(facts_text.out << facts_text.err);
+    CHECK(facts_text.out.find("  node1: busy \u2014 1 GPU job running (trainee: pid " + pid + ", ") != std::string::npos);
     MustExec(sbx, "node1", "kill " + pid);
 
     // 4. The lab's own signal: a job printed defers; nothing printed does not.

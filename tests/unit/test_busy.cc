@@ -8,6 +8,7 @@
 #include <chrono>
 
 #include "engine/busy.h"
+#include "engine/facts.h"
 #include "engine/local_transport.h"
 #include "engine/planner.h"
 #include "engine/shell.h"
@@ -380,5 +381,27 @@ TEST_SUITE("busy") {
     BusySettings no_command = s;
     no_command.command.clear();
     CHECK(ParseBusy(Fixture("nvidia/h200/probe_idle.txt"), no_command).state() == "idle");
+  }
+}
+
+TEST_SUITE("busy") {
+  TEST_CASE("facts runs the planner's busy probe and parser: same text, same verdict") {
+    BusySettings s;
+    s.command = "squeue -h -w \"$(hostname -s)\"";
+    s.device_globs = {"/dev/dri/renderD*"};
+    CHECK(FactsScript("0123abcd", s).find(BusyProbeCommand(s)) != std::string::npos);
+    std::map<std::string, Section> sections;
+    sections["busy"] = {0, Fixture("nvidia/h200/probe_nvml.txt")};
+    BusySettings h200;
+    h200.timeout_s = 3;
+    NodeFacts f = FactsFromSections(sections, h200);
+    CHECK(f.busy_probed);
+    CHECK(f.busy.describe() == ParseBusy(Fixture("nvidia/h200/probe_nvml.txt"), h200).describe());
+    auto j = f.ToJson();
+    CHECK(j["busy"]["state"] == "busy");
+    CHECK(j["busy"]["gpu_jobs"][0]["pid"] == 517);
+    CHECK(j["busy"]["unknown"][0] ==
+          "GPU use unknown: nvidia-smi failed (exit 18): Failed to initialize NVML: Driver/library version mismatch");
+    CHECK(FactsFromSections({}).ToJson()["busy"].is_null());  // the script stopped before the busy section
   }
 }
