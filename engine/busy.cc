@@ -172,14 +172,8 @@ BusySettings ParseBusySettings(const Value& v, Findings* f) {
   Findings& out = f ? *f : scratch;
   BusySettings s;
   MapReader r(v, "busy settings", v.loc(), out, kBusyKeys);
-  if (auto c = r.str("command")) {
-    if (TrimChars(*c, " \t\n").empty() || c->find('\0') != std::string::npos)
-      out.error(r.get("command")->loc(), "busy-command-empty",
-                "busy.command must be a shell command that prints the node's jobs, e.g. "
-                "\"squeue -h -w $(hostname -s)\"");
-    else
-      s.command = *c;
-  }
+  // "" turns off a command inherited from the defaults or a group.
+  if (auto c = r.str("command")) s.command = TrimChars(*c, " \t\n").empty() ? "" : *c;
   if (r.get("busy_if"))
     if (auto b = r.one_of("busy_if", {"output", "exit"})) s.busy_if_exit = *b == "exit";
   if (const Value* g = r.get("device_glob")) {

@@ -30,7 +30,8 @@ namespace labfleet {
 
 // The `busy:` settings of a node (lab.defaults -> groups -> node, merged like every setting):
 //   busy:
-//     command: "squeue -h -w $(hostname -s)"  # TRUSTED inventory text, run as root by `sh -c` on the node
+//     command: "squeue -h -w $(hostname -s)"  # TRUSTED inventory text, run as root by `sh -c` on the node;
+//                                             # "" turns off one inherited from the defaults or a group
 //     busy_if: output                         # output (default): non-empty output = busy, a failure = unknown;
 //                                             # exit: a non-zero exit = busy (124/126/127 = unknown)
 //     device_glob: "/dev/nvidia[0-9]*"        # or a list; processes holding a match open are GPU jobs
@@ -93,7 +94,7 @@ struct BusyInfo {
 // output is not understood, and output without the final "end=" line, make the verdict unknown.
 BusyInfo ParseBusy(const std::string& probe_output, const BusySettings& s = {});
 std::string HumanDuration(long long seconds);  // "3 h", "20 min", "45 s"
-// Printable text: control characters and non-UTF-8-looking bytes escaped (\t, \x1b), at most `max` bytes.
+// Printable text: control characters escaped (\t, \x1b, \\), cut after `max` bytes with "...".
 std::string EscapeControl(const std::string& s, size_t max = 200);
 
 }  // namespace labfleet

@@ -266,6 +266,10 @@ TEST_SUITE("busy") {
     CHECK(s.cpu_jobs);
     CHECK(s.cpu_min_age_s == 1800);
     CHECK(s.cpu_min_pct == 50);
+    Findings off;
+    Inventory inv_off = Load(Inv("busy: { command: \"\" }\n"), &off);
+    CHECK(All(off).empty());
+    CHECK(BusySettingsOf(inv_off.settings(inv_off.nodes[0])).command.empty());  // "" turns an inherited one off
     CHECK(ParseDurationSeconds("1d") == 86400);
     CHECK_FALSE(ParseDurationSeconds("m").has_value());
   }
