@@ -141,7 +141,8 @@ const CommandRegistrar kFacts(
           try {
             auto t = Connect(inv, node, *opts);
             if (auto* ssh = dynamic_cast<SshTransport*>(t.get())) notes[i] = ssh->notes();
-            f = GatherFacts(*t);
+            // The node's own `busy:` settings: the same busy probe plan and apply run, parsed the same way.
+            f = GatherFacts(*t, BusySettingsOf(inv.settings(node)));
           } catch (const TransportError& e) {
             f = NodeFacts{};
             f.reachable = false;
@@ -182,7 +183,11 @@ const CommandRegistrar kFacts(
           doc["nodes"] = nlohmann::json::array();
           for (const auto& f : facts) doc["nodes"].push_back(f.ToJson());
           doc["warnings"] = warnings;
+          std::vector<std::string> held;
+          for (const auto& f : facts)
+            if (f.busy_probed && f.busy.holds()) held.push_back(f.node);
           doc["summary"] = {{"nodes", facts.size()},
+                            {"busy_or_unknown", held},
                             {"ok", facts.size() - failed},
                             {"failed", failed},
                             {"gpu_count_mismatch", mismatched}};
@@ -217,6 +222,20 @@ const CommandRegistrar kFacts(
           rep.line("");
           rep.line("busy GPUs:");
           PrintTable(rep, busy);
+        }
+        // What plan/apply would decide: busy or unknown nodes hold disruptive changes back.
+        std::vector<std::string> busy_lines;
+        for (const auto& f : facts) {
+          if (!f.reachable || !f.busy_probed) continue;
+          if (f.busy.holds())
+            busy_lines.push_back("  " + f.node + ": " + f.busy.state() + " \u2014 " + f.busy.describe() +
+                                 " (disruptive changes wait)");
+          for (const auto& n : f.busy.notes) busy_lines.push_back("  " + f.node + ": note: " + n);
+        }
+        if (!busy_lines.empty()) {
+          rep.line("");
+          rep.line("busy nodes:");
+          for (const auto& l : busy_lines) rep.line(l);
         }
         for (const auto& f : facts)
           if (f.reachable && !f.error.empty()) warnings.push_back(f.node + ": " + f.error);

@@ -371,7 +371,7 @@ std::string RandomNonce() {
   return buf;
 }
 
-std::string FactsScript(const std::string& nonce) {
+std::string FactsScript(const std::string& nonce, const BusySettings& busy) {
   // The nonce is hex (RandomNonce); anything else is refused rather than quoted into a printf format.
   std::string n;
   for (char c : nonce)
@@ -412,6 +412,7 @@ std::string FactsScript(const std::string& nonce) {
   s.raw("  b docker_version; $T docker version --format '{{.Server.Version}}' 2>&1; e docker_version $?");
   s.raw("  b docker_ps; $T docker ps --format '{{json .}}' 2>&1; e docker_ps $?");
   s.raw("else b docker_version; e docker_version 127; fi");
+  s.raw("b busy; ( " + BusyProbeCommand(busy) + "\n) </dev/null 2>/dev/null; e busy $?");
   s.raw("f=/var/lib/labfleet/state.json; if [ -e \"$f\" ]; then b state; cat \"$f\"; e state $?; fi");
   s.raw("printf '@@labfleet:" + n + ":done\\n'");
   return s.str();
@@ -445,7 +446,7 @@ std::map<std::string, Section> SplitSections(std::string_view out, const std::st
   return sections;
 }
 
-NodeFacts FactsFromSections(const std::map<std::string, Section>& sec) {
+NodeFacts FactsFromSections(const std::map<std::string, Section>& sec, const BusySettings& busy) {
   NodeFacts f;
   f.reachable = true;
   auto get = [&](const char* name) -> const Section* {
@@ -498,6 +499,10 @@ NodeFacts FactsFromSections(const std::map<std::string, Section>& sec) {
       f.docker_error = FirstLine(dv->text);
     if (const Section* ps = get("docker_ps"); ps && ps->ok()) f.containers = ParseDockerPs(ps->text);
   }
+  if (const Section* b = get("busy")) {
+    f.busy = ParseBusy(b->text, busy);
+    f.busy_probed = true;
+  }
   if (const Section* st = get("state")) {
     if (!st->ok()) {
       f.state_error = FirstLine(st->text);
@@ -513,11 +518,11 @@ NodeFacts FactsFromSections(const std::map<std::string, Section>& sec) {
   return f;
 }
 
-NodeFacts GatherFacts(Transport& t) {
+NodeFacts GatherFacts(Transport& t, const BusySettings& busy) {
   const std::string nonce = RandomNonce();
-  RunResult r = t.run(FactsScript(nonce));
+  RunResult r = t.run(FactsScript(nonce, busy));
   auto sections = SplitSections(r.out, nonce);
-  NodeFacts f = FactsFromSections(sections);
+  NodeFacts f = FactsFromSections(sections, busy);
   if (!sections.count("done")) {
     f.reachable = true;
     f.error_kind = "script";
@@ -617,6 +622,7 @@ nlohmann::json NodeFacts::ToJson() const {
   for (const auto& c : containers)
     d["containers"].push_back({{"id", c.id}, {"image", c.image}, {"name", c.name}, {"status", c.status}});
   j["docker"] = d;
+  j["busy"] = busy_probed ? busy.ToJson() : json(nullptr);
   j["labfleet_state"] = state ? *state : json(nullptr);
   if (!state_error.empty()) j["labfleet_state_error"] = state_error;
   return j;

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "engine/busy.h"
 #include "engine/transport.h"
 
 namespace labfleet {
@@ -108,6 +109,10 @@ struct NodeFacts {
   std::string docker_error;
   std::vector<Container> containers;
 
+  // The busy verdict from the same probe and parser the planner uses (engine/busy.h): what apply decides on.
+  BusyInfo busy;
+  bool busy_probed = false;  // the script's "busy" section came back
+
   std::optional<nlohmann::json> state;  // /var/lib/labfleet/state.json
   std::string state_error;
 
@@ -120,14 +125,15 @@ struct NodeFacts {
   nlohmann::json ToJson() const;
 };
 
-// The one script (POSIX sh) that gathers every fact; `nonce` makes its markers unique.
-std::string FactsScript(const std::string& nonce);
+// The one script (POSIX sh) that gathers every fact; `nonce` makes its markers unique. Its "busy" section is
+// BusyProbeCommand(busy), the planner's own busy probe for the node's `busy:` settings.
+std::string FactsScript(const std::string& nonce, const BusySettings& busy = {});
 // Cuts the script's output into sections by name.
 std::map<std::string, Section> SplitSections(std::string_view output, const std::string& nonce);
 // Typed facts from the sections (reachable = true).
-NodeFacts FactsFromSections(const std::map<std::string, Section>& sections);
+NodeFacts FactsFromSections(const std::map<std::string, Section>& sections, const BusySettings& busy = {});
 // Runs the script on `t` (one round trip) and parses it; TransportError propagates.
-NodeFacts GatherFacts(Transport& t);
+NodeFacts GatherFacts(Transport& t, const BusySettings& busy = {});
 std::string RandomNonce();
 
 }  // namespace labfleet

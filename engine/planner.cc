@@ -70,51 +70,6 @@ std::vector<std::pair<const Module*, std::vector<Resource>>> NodeResources(const
   return out;
 }
 
-std::string HumanDuration(long long s) {
-  if (s >= 2 * 86400) return std::to_string(s / 86400) + " d";
-  if (s >= 3600) return std::to_string(s / 3600) + " h";
-  if (s >= 60) return std::to_string(s / 60) + " min";
-  return std::to_string(s) + " s";
-}
-
-BusyInfo ParseBusy(const std::string& text) {
-  BusyInfo b;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t nl = text.find('\n', pos);
-    std::string line = text.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
-    pos = nl == std::string::npos ? text.size() : nl + 1;
-    char user[64] = {0}, name[256] = {0}, id[128] = {0};
-    long pid = 0;
-    long long secs = 0;
-    if (line.rfind("gpu ", 0) == 0 && sscanf(line.c_str() + 4, "%ld %63s %lld %255[^\n]", &pid, user, &secs, name) >= 3 &&
-        pid > 0) {
-      b.gpu_jobs.push_back({pid, user, name, secs});
-    } else if (line.rfind("container ", 0) == 0 && sscanf(line.c_str() + 10, "%127s %255s", id, name) == 2) {
-      b.containers.push_back(name);
-    }
-  }
-  return b;
-}
-
-std::string BusyInfo::describe() const {
-  std::string out;
-  if (!gpu_jobs.empty()) {
-    out = std::to_string(gpu_jobs.size()) + " GPU job" + (gpu_jobs.size() == 1 ? "" : "s") + " running (";
-    for (size_t i = 0; i < gpu_jobs.size(); ++i)
-      out += (i ? "; " : "") + gpu_jobs[i].user + ": pid " + std::to_string(gpu_jobs[i].pid) + ", " +
-             HumanDuration(gpu_jobs[i].seconds);
-    out += ")";
-  }
-  if (!containers.empty()) {
-    out += std::string(out.empty() ? "" : ", ") + std::to_string(containers.size()) + " container" +
-           (containers.size() == 1 ? "" : "s") + " running (";
-    for (size_t i = 0; i < containers.size(); ++i) out += (i ? ", " : "") + containers[i];
-    out += ")";
-  }
-  return out;
-}
-
 std::vector<PendingHandler> ParsePendingHandlers(const std::string& text) {
   std::vector<PendingHandler> out;
   size_t pos = 0;
@@ -139,25 +94,18 @@ std::string PendingHandlersFile(const std::vector<PendingHandler>& handlers) {
   return out;
 }
 
-// Built into every node's probe round trip, whatever the modules ask.
-static std::vector<Probe> BuiltinProbes() {
-  const char* busy = R"SH(if command -v nvidia-smi >/dev/null 2>&1; then
-  nvidia-smi --query-compute-apps=pid,process_name --format=csv,noheader 2>/dev/null | while IFS=', ' read -r pid name; do
-    case "$pid" in ''|*[!0-9]*) continue;; esac
-    set -- $(ps -o user=,etimes= -p "$pid" 2>/dev/null)
-    echo "gpu $pid ${1:-?} ${2:-0} $name"
-  done
-fi
-if command -v docker >/dev/null 2>&1; then docker ps --format 'container {{.ID}} {{.Names}}' 2>/dev/null; fi
-true)SH";
-  return {{"labfleet:busy", busy}, {"labfleet:pending", Cmd("cat").arg(kPendingHandlersFile).str()}};
+// Built into every node's probe round trip, whatever the modules ask: the busy probe (engine/busy.h, the same
+// text `labfleet facts` runs) with the node's `busy:` settings, and the handlers an earlier run owes.
+static std::vector<Probe> BuiltinProbes(const NodeContext& ctx) {
+  return {{kBusyProbeKey, BusyProbeCommand(BusySettingsOf(ctx.settings))},
+          {"labfleet:pending", Cmd("cat").arg(kPendingHandlersFile).str()}};
 }
 
 static std::vector<Probe> CollectProbes(const NodeContext& ctx,
                                         const std::vector<std::pair<const Module*, std::vector<Resource>>>& res) {
   std::vector<Probe> probes;
   std::set<std::string> seen;
-  for (auto& p : BuiltinProbes()) {
+  for (auto& p : BuiltinProbes(ctx)) {
     seen.insert(p.key);
     probes.push_back(std::move(p));
   }
@@ -236,8 +184,10 @@ static NodePlan DiffAll(const NodeContext& ctx,
       plan.changes.push_back(std::move(c));
     }
   }
-  if (const ProbeOutput* p = FindProbe(results, "labfleet:busy")) plan.busy = ParseBusy(p->out);
-  if (plan.busy.busy() && !opts.force) {
+  // Fail safe: disruptive changes wait on a busy node AND on one whose busy state cannot be known (nvidia-smi
+  // failed or hung, docker did not answer, busy.command failed, the probe's output was cut short).
+  if (const ProbeOutput* p = FindProbe(results, kBusyProbeKey)) plan.busy = ParseBusy(p->out, BusySettingsOf(ctx.settings));
+  if (plan.busy.holds() && !opts.force) {
     std::vector<Change> keep;
     for (auto& c : plan.changes) (c.disruptive ? plan.deferred : keep).push_back(std::move(c));
     plan.changes = std::move(keep);
@@ -325,11 +275,7 @@ nlohmann::json NodePlanToJson(const NodePlan& p) {
     d["deferred_because"] = p.busy.describe();
     j["deferred"].push_back(d);
   }
-  if (p.busy.busy()) {
-    j["busy"] = {{"gpu_jobs", nlohmann::json::array()}, {"containers", p.busy.containers}};
-    for (const auto& g : p.busy.gpu_jobs)
-      j["busy"]["gpu_jobs"].push_back({{"pid", g.pid}, {"user", g.user}, {"seconds", g.seconds}, {"name", g.name}});
-  }
+  if (p.busy.holds()) j["busy"] = p.busy.ToJson();
   j["warnings"] = nlohmann::json::array();
   for (const auto& w : p.warnings) j["warnings"].push_back({{"resource", w.resource}, {"warning", w.text}});
   j["notes"] = nlohmann::json::array();

@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine/busy.h"
 #include "engine/inventory.h"
 #include "engine/module.h"
 #include "engine/transport.h"
@@ -18,20 +19,7 @@ struct Note {
   std::string text;  // "nothing to do because ..."
 };
 
-// What makes a node busy: disruptive changes (docker restart, driver reload, reboot) wait while it is.
-struct GpuJob {
-  long pid = 0;
-  std::string user, name;
-  long long seconds = 0;  // elapsed
-};
-struct BusyInfo {
-  std::vector<GpuJob> gpu_jobs;
-  std::vector<std::string> containers;  // names of running containers
-  bool busy() const { return !gpu_jobs.empty() || !containers.empty(); }
-  std::string describe() const;  // "2 GPU jobs running (yseong: pid 4121, 3 h; ...)"
-};
-BusyInfo ParseBusy(const std::string& probe_output);  // pure; lines "gpu PID USER SECONDS NAME" / "container ID NAME"
-std::string HumanDuration(long long seconds);          // "3 h", "20 min", "45 s"
+// What makes a node busy (GpuJob, BusyInfo, ParseBusy: busy / idle / unknown with reasons): engine/busy.h.
 
 // Handlers deferred by an earlier run (their inputs changed, the restart did not happen yet); kept on the
 // node in /var/lib/labfleet/pending-handlers so a later run does them even though the files now match.
@@ -43,7 +31,7 @@ std::vector<PendingHandler> ParsePendingHandlers(const std::string& text);  // p
 std::string PendingHandlersFile(const std::vector<PendingHandler>& handlers);
 
 struct PlanOptions {
-  bool force = false;              // apply disruptive changes even on a busy node
+  bool force = false;              // apply disruptive changes even on a busy node (or one whose state is unknown)
   std::vector<std::string> only;   // module names; empty = every module
 };
 
@@ -54,8 +42,8 @@ struct NodePlan {
   std::vector<Change> changes;  // in apply order
   std::vector<Note> notes;
   std::vector<Note> warnings;  // DiffResult::warnings, printed even when the node has no changes
-  std::vector<Change> deferred;  // disruptive changes held back because the node is busy
-  BusyInfo busy;
+  std::vector<Change> deferred;  // disruptive changes held back: the node is busy, or whether it is is unknown
+  BusyInfo busy;                 // ParseBusy of the built-in busy probe (engine/busy.h)
   int resources = 0;
   bool empty() const { return changes.empty(); }
 };

@@ -89,15 +89,17 @@ TEST_SUITE("planner") {
   }
 
   TEST_CASE("busy parser and description") {
+    // The probe's tagged output (engine/busy.h; more cases in test_busy.cc), one garbage line.
     BusyInfo b = ParseBusy(
-        "gpu 4121 yseong 10800 python train.py\n"
+        "smi| GPU-1, 4121, 100, python train.py\n"
+        "smi= 0\nmodule= loaded\nfd= 0\n"
         "garbage line\n"
-        "gpu x y z\n"
-        "container 3f2a lab-jupyter\n");
+        "ps| 4121 2001 yseong 10800 99.0 python train.py\n"
+        "docker| 3f2a lab-jupyter\ndocker= 0\nend=\n");
     REQUIRE(b.gpu_jobs.size() == 1);
     CHECK(b.gpu_jobs[0].name == "python train.py");
-    CHECK(b.describe() == "1 GPU job running (yseong: pid 4121, 3 h), 1 container running (lab-jupyter)");
-    CHECK_FALSE(ParseBusy("").busy());
+    CHECK(b.describe() == "1 GPU job running (yseong: pid 4121, 3 h); 1 container running (lab-jupyter)");
+    CHECK_FALSE(ParseBusy("smi= absent\nfd= 0\ndocker= absent\nend=\n").busy());
   }
 
   TEST_CASE("pending handlers round trip; garbage skipped") {
@@ -112,7 +114,7 @@ TEST_SUITE("planner") {
   TEST_CASE("disruptive changes are deferred on a busy node, kept with --force; pending handlers come back") {
     Inventory inv = LoadUnvalidated("lab: { name: t }\nnodes:\n  n1: { address: 10.9.0.1 }\n");
     ProbeResults res;
-    res["labfleet:busy"] = {0, "gpu 77 ana 120 python\n"};
+    res["labfleet:busy"] = {0, "smi= 0\nfd| /proc/77/fd/4 /dev/nvidia0\nfd= 0\nps| 77 2001 ana 120 0.0 python\nend=\n"};
     res["labfleet:pending"] = {0, PendingHandlersFile({{"restart docker", "systemctl restart docker", true},
                                                        {"reload sshd", "true", false}})};
     NodePlan p = DiffNode(inv, inv.nodes[0], res);
