@@ -195,9 +195,13 @@ std::string BuildApplyScript(const NodePlan& plan, const ApplyOptions& opts, con
   s.raw("fi");
   // Released on every exit, also when stopped by a signal (labfleet's timeout or interrupt sends TERM to the
   // script's process group); only while it is still this run's lock (--break-lock may have replaced it).
-  s.raw("trap " + ShellQuote("[ \"$(sed -n 's/^node_pid=//p' " + std::string(kLock) + " 2>/dev/null)\" = \"$$\" ] && rm -f " +
-                             std::string(kLock)) + " EXIT");
-  s.raw("trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM");
+  // The release ignores further signals and forks nothing before it decides (a process it started could be
+  // caught by the same stop), reading the lock with the shell's own `read`.
+  s.raw("lf_unlock() { trap '' HUP INT TERM; while IFS= read -r lf_l; do [ \"$lf_l\" = \"node_pid=$$\" ] && { rm -f " +
+        std::string(kLock) + "; break; }; done < " + std::string(kLock) + "; } 2>/dev/null");
+  s.raw("trap lf_unlock EXIT");
+  s.raw("trap 'trap \"\" HUP INT TERM; exit 129' HUP; trap 'trap \"\" HUP INT TERM; exit 130' INT; "
+        "trap 'trap \"\" HUP INT TERM; exit 143' TERM");
   s.raw("LF_BACKUP=" + ShellQuote(std::string(kStateDir) + "/backup/" + opts.run_id));
   s.raw(kShellFunctions);
   // Pending handlers: every handler this run owes is recorded first, so that a run that dies halfway still

@@ -302,7 +302,7 @@ struct SshTransport::Impl {
   }
 
   // Stops the command whose node-side session/group leader is `pid`, over a fresh channel of this session:
-  // SIGTERM to its process group and every process of its session (found in /proc), up to ~2 s for them to go,
+  // SIGTERM to its process group (`kill -TERM -PGID`: dash's kill takes no `--`) and every process of its session (found in /proc), up to ~2 s for them to go,
   // then SIGKILL.
   // Returns a sentence for the error message: whether it worked.
   std::string stop_on_node(long pid) {
@@ -312,10 +312,13 @@ struct SshTransport::Impl {
     Script k;
     k.raw("p=" + p);
     // The session's live (not zombie) members from /proc: fields after the name are state, ppid, pgrp, session.
-    k.raw("lf_each() { for f in /proc/[0-9]*/stat; do { read -r l < \"$f\"; } 2>/dev/null || continue; l=${l##*) }; "
-          "set -- $l; [ \"$1\" != Z ] && [ \"$4\" = $p ] && echo \"${f%/stat}\"; done; }");
-    k.raw("lf_sig() { kill -\"$1\" -- -$p 2>/dev/null; for d in $(lf_each); do kill -\"$1\" \"${d#/proc/}\" 2>/dev/null; done; }");
-    k.raw("lf_alive() { if [ -r /proc/self/stat ]; then [ -n \"$(lf_each)\" ]; else kill -0 -- -$p 2>/dev/null; fi; }");
+    // lf_each 1: all of them; lf_each 0: those outside its process group (the group gets one kill -SIG -- -PGID:
+    // a second signal would hit an apply script's exit trap while it releases the lock).
+    k.raw("lf_each() { lf_all=$1; for f in /proc/[0-9]*/stat; do { read -r l < \"$f\"; } 2>/dev/null || continue; "
+          "l=${l##*) }; set -- $l; [ \"$1\" != Z ] && [ \"$4\" = $p ] && { [ $lf_all = 1 ] || [ \"$3\" != $p ]; } && "
+          "echo \"${f%/stat}\"; done; }");
+    k.raw("lf_sig() { kill -\"$1\" -$p 2>/dev/null; for d in $(lf_each 0); do kill -\"$1\" \"${d#/proc/}\" 2>/dev/null; done; }");
+    k.raw("lf_alive() { if [ -r /proc/self/stat ]; then [ -n \"$(lf_each 1)\" ]; else kill -0 -$p 2>/dev/null; fi; }");
     k.raw("lf_wait() { i=0; while lf_alive && [ $i -lt $1 ]; do sleep 0.1 2>/dev/null || sleep 1; i=$((i+1)); done; }");
     k.raw("lf_alive || { echo gone; exit 0; }");
     k.raw("lf_sig TERM; lf_wait 20");

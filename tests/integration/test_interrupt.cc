@@ -194,7 +194,7 @@ TEST_SUITE("integration-interrupt") {
     Sandbox sbx({.nodes = 2});
     TempInventory inv(sbx);
     WriteUserInventory(inv);
-    for (int sig : {SIGTERM, SIGINT}) {
+    for (int sig : {SIGINT, SIGTERM}) {
       CAPTURE(sig);
       InstallHangingUseradd(sbx, "node1");
       // --parallel 1: node1 hangs mid-apply, node2 waits its turn and is never started
