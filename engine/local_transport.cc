@@ -125,11 +125,10 @@ RunResult LocalTransport::stream(const std::string& command_in, ByteSource& sour
   int status = 0;
   Clock::time_point exited_at{};
   char buf[65536];
-  // Stops the command's process group: our ends of its pipes closed (a writer gets EPIPE), SIGTERM, up to 2 s for
-  // the group to go (traps run: an apply script releases its lock), then SIGKILL. Says what happened.
+  // Stops the command's process group: SIGTERM, up to 2 s for the group to go (traps run: an apply script
+  // releases its lock; its output pipes stay open meanwhile, so it does not die of SIGPIPE first), then our ends
+  // of the pipes closed and SIGKILL. Says what happened.
   auto stop = [&]() -> std::string {
-    out_r.reset();
-    err_r.reset();
     in_w.reset();
     ::kill(-pid, SIGTERM);
     const auto until = Clock::now() + std::chrono::seconds(2);
@@ -138,6 +137,8 @@ RunResult LocalTransport::stream(const std::string& command_in, ByteSource& sour
       if (exited && ::kill(-pid, 0) != 0) return "It was stopped (SIGTERM to its process group).";
       usleep(20000);
     }
+    out_r.reset();
+    err_r.reset();
     ::kill(-pid, SIGKILL);
     if (!exited)
       while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {

@@ -384,13 +384,18 @@ struct SshTransport::Impl {
     bool head_done = !stoppable;
     std::string head;
     const size_t max_output = owner->max_output();
-    // Closes the channel (the stop goes over a fresh one) and stops the command on the node.
+    // Stops the command on the node over a fresh channel, then closes this one. This channel stays open until
+    // then: a script whose output pipe is closed would die of SIGPIPE at its next write instead of running its
+    // TERM trap (which releases the apply lock). What still arrives on it meanwhile is bounded by its window.
     auto stop = [&]() -> std::string {
       ssh_set_blocking(s, 1);
+      std::string how = stop_on_node(node_pid);
       guard.ch = nullptr;
-      ssh_channel_close(ch);
-      ssh_channel_free(ch);
-      return stop_on_node(node_pid);
+      if (s) {  // else the stop lost the session, and ssh_free() freed this channel with it
+        ssh_channel_close(ch);
+        ssh_channel_free(ch);
+      }
+      return how;
     };
     // stdin: one buffer from the source at a time, refilled once the channel took all of it.
     char inbuf[65536];
