@@ -297,8 +297,8 @@ struct SshTransport::Impl {
     const std::string inner = "printf '" + std::string(kPidTag) + "%s\\n' \"$$\"; exec sh -c \"$1\"";
     const std::string outer = "if command -v setsid >/dev/null 2>&1; then exec setsid -w sh -c " + ShellQuote(inner) +
                               " sh \"$1\"; else " + inner + "; fi";
-    std::string command = Cmd("sh").arg("-c").arg(outer).arg("sh").arg(command_in).str();
-    return t.become_sudo && t.user != "root" ? WrapSudo(command) : command;
+    Cmd c = t.become_sudo && t.user != "root" ? Cmd("sudo").arg("-n").arg("sh") : Cmd("sh");
+    return c.arg("-c").arg(outer).arg("sh").arg(command_in).str();
   }
 
   // Stops the command whose node-side session/group leader is `pid`, over a fresh channel of this session:
