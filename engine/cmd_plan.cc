@@ -1,7 +1,9 @@
 // plan, apply, status and render: the commands that look at live nodes (render does not; it sits here
 // because it shares the node selection). See engine/planner.h and engine/executor.h for the contracts.
+#include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -22,6 +24,50 @@
 
 namespace labfleet {
 namespace {
+
+// SIGINT/SIGTERM while plan or apply run: the first one sets g_stop (no new node is started; the transports,
+// which poll it, stop the commands in flight on their nodes, so an apply script's traps release its lock); a
+// second one ends labfleet at once (the default action). The handler only touches lock-free atomics.
+std::atomic<bool> g_stop{false};
+std::atomic<int> g_stop_signal{0};
+static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<int>::is_always_lock_free);
+
+extern "C" void OnStopSignal(int sig) {
+  if (g_stop.exchange(true)) {
+    ::signal(sig, SIG_DFL);
+    ::raise(sig);
+    return;
+  }
+  g_stop_signal.store(sig);
+}
+
+// Installs the handlers for one command and restores the previous ones afterwards (RunCli runs in tests too).
+class StopSignals {
+ public:
+  StopSignals() {
+    g_stop = false;
+    g_stop_signal = 0;
+    struct sigaction sa {};
+    sa.sa_handler = OnStopSignal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;  // no SA_RESTART: a blocking read (the confirmation prompt) returns
+    sigaction(SIGINT, &sa, &old_int_);
+    sigaction(SIGTERM, &sa, &old_term_);
+  }
+  ~StopSignals() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+  bool stopped() const { return g_stop.load(); }
+  int exit_code() const { return 128 + (g_stop_signal.load() ? g_stop_signal.load() : SIGINT); }
+  std::string name() const { return g_stop_signal.load() == SIGTERM ? "SIGTERM" : "SIGINT"; }
+
+ private:
+  struct sigaction old_int_ {};
+  struct sigaction old_term_ {};
+};
 
 // Loads and validates; prints findings; nullopt when there are errors.
 std::optional<Inventory> LoadChecked(CommandContext& ctx, const std::string& connect_map) {
@@ -94,6 +140,10 @@ std::vector<NodeRun> PlanAll(const Inventory& inv, const std::vector<const NodeD
   std::vector<NodeRun> runs(nodes.size());
   ForEachNode(nodes, copts.parallel, [&](size_t i, const NodeDef& n) {
     runs[i].plan.node = n.name;
+    if (copts.cancel && copts.cancel->load()) {
+      runs[i].plan.error = "not planned: labfleet was interrupted before this node was started";
+      return;
+    }
     try {
       runs[i].transport = Connect(inv, n, copts);
       runs[i].plan = PlanNode(inv, n, *runs[i].transport, popts);
@@ -238,9 +288,16 @@ CommandRegistrar plan_cmd("plan", "show what apply would change on each node (re
     bool ok;
     auto nodes = Select(ctx, *inv, args->names, ok);
     if (!ok) return kExitUsage;
-    auto runs = PlanAll(*inv, nodes, args->copts, args->popts);
+    StopSignals signals;
+    ConnectOptions copts = args->copts;
+    copts.cancel = &g_stop;
+    auto runs = PlanAll(*inv, nodes, copts, args->popts);
     ReportPlan(ctx.reporter, runs);
     Totals t = CountPlan(runs);
+    if (signals.stopped()) {
+      ctx.reporter.error("interrupted by " + signals.name() + ": the plan is incomplete (nothing was changed)");
+      return signals.exit_code();
+    }
     if (t.failed) return kExitNodesFailed;
     if (*detailed && t.changes) return kExitChanges;
     return kExitOk;
@@ -279,15 +336,26 @@ CommandRegistrar apply_cmd("apply", "converge nodes to the inventory, then prove
     }
     if (!git.in_git)
       ctx.reporter.note("note: " + ctx.global.inventory + " is not in a git repository; nodes record no commit");
-    auto runs = PlanAll(*inv, nodes, args->copts, args->popts);
+    StopSignals signals;
+    ConnectOptions copts = args->copts;
+    copts.cancel = &g_stop;
+    auto runs = PlanAll(*inv, nodes, copts, args->popts);
     ReportPlan(ctx.reporter, runs);
     Totals t = CountPlan(runs);
+    if (signals.stopped()) {
+      ctx.reporter.error("interrupted by " + signals.name() + " while planning: nothing was applied");
+      return signals.exit_code();
+    }
     // The question goes to stderr, so stdout stays one JSON document with --format json.
     if (t.changes && !*yes && isatty(0)) {
       std::cerr << "Apply " << Counted(t.changes, "change", "changes") << " to "
                 << Counted(t.changed_nodes, "node", "nodes") << "? [y/N] " << std::flush;
       std::string answer;
       std::getline(std::cin, answer);
+      if (signals.stopped()) {
+        ctx.reporter.error("interrupted by " + signals.name() + ": nothing was applied");
+        return signals.exit_code();
+      }
       if (answer != "y" && answer != "yes") {
         ctx.reporter.note("nothing applied");
         return kExitOk;
@@ -304,9 +372,16 @@ CommandRegistrar apply_cmd("apply", "converge nodes to the inventory, then prove
     opts.break_lock = *break_lock;
     opts.plan = args->popts;
     std::vector<NodeApplyResult> results(nodes.size());
+    std::vector<char> not_started(nodes.size(), 0);
     ForEachNode(nodes, args->copts.parallel, [&](size_t i, const NodeDef& n) {
       results[i].node = n.name;
       NodeRun& r = runs[i];
+      if (signals.stopped()) {
+        not_started[i] = 1;
+        results[i].status = NodeApplyResult::Status::Failed;
+        results[i].error = "not applied: labfleet was interrupted before this node was started";
+        return;
+      }
       if (!r.plan.reachable) {
         results[i].status = NodeApplyResult::Status::Unreachable;
         results[i].error = r.plan.error;
@@ -322,17 +397,30 @@ CommandRegistrar apply_cmd("apply", "converge nodes to the inventory, then prove
         auto start = std::chrono::steady_clock::now();
         while (!r.plan.deferred.empty() && r.plan.error.empty() &&
                std::chrono::steady_clock::now() - start + std::chrono::seconds(5) <= std::chrono::seconds(*drain)) {
-          std::this_thread::sleep_for(std::chrono::seconds(5));
+          for (int tick = 0; tick < 50 && !signals.stopped(); ++tick)
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+          if (signals.stopped()) break;
           r.plan = PlanNode(*inv, n, *r.transport, args->popts);
         }
         ApplyOptions node_opts = opts;
         // The fresh connection goes to the inventory's ssh.port (a Port change is followed) and trusts the
         // host key this run verified on the port it came in by.
-        node_opts.reconnect = [&] { return Connect(*inv, n, args->copts, r.transport.get()); };
+        node_opts.reconnect = [&] { return Connect(*inv, n, copts, r.transport.get()); };
+        if (signals.stopped()) {
+          not_started[i] = 1;
+          results[i].status = NodeApplyResult::Status::Failed;
+          results[i].error = "not applied: labfleet was interrupted before this node was started";
+          return;
+        }
         results[i] = ApplyNode(*inv, n, r.plan, *r.transport, node_opts);
       } catch (const TransportError& e) {
         results[i].status = NodeApplyResult::Status::Failed;
-        results[i].error = std::string("connection lost: ") + e.what() + "; apply again to finish this node";
+        if (e.kind() == TransportError::Kind::Interrupted) {
+          results[i].interrupted = true;
+          results[i].error = std::string(e.what()) + " Apply again to finish this node.";
+        } else {
+          results[i].error = std::string("connection lost: ") + e.what() + "; apply again to finish this node";
+        }
       } catch (const std::exception& e) {
         results[i].status = NodeApplyResult::Status::Failed;
         results[i].error = e.what();
@@ -352,6 +440,7 @@ CommandRegistrar apply_cmd("apply", "converge nodes to the inventory, then prove
       if (!r.error.empty()) line += ": " + r.error;
       ctx.reporter.line(line);
       for (const auto& d : r.deferred) ctx.reporter.line("  " + d);
+      for (const auto& note : r.notes) ctx.reporter.line("  ! " + note);
       // What the re-plan after the changes has to say (a mount_now that failed, a reboot now pending).
       for (const auto& w : r.remaining.warnings) ctx.reporter.line("  ! " + w.text + " (" + w.resource + ")");
     }
@@ -362,6 +451,21 @@ CommandRegistrar apply_cmd("apply", "converge nodes to the inventory, then prove
     ctx.reporter.line("Apply " + opts.run_id + ": " + std::to_string(counts[1]) + " changed, " +
                       std::to_string(counts[0]) + " unchanged, " + std::to_string(counts[2]) + " failed, " +
                       std::to_string(counts[3]) + " unreachable.");
+    if (signals.stopped()) {
+      std::vector<std::string> mid, skipped;
+      for (size_t i = 0; i < results.size(); ++i) {
+        if (results[i].interrupted) mid.push_back(results[i].node);
+        if (not_started[i]) skipped.push_back(results[i].node);
+      }
+      ctx.reporter.doc()["interrupted"] = {{"signal", signals.name()}, {"mid_apply", mid}, {"not_started", skipped}};
+      ctx.reporter.error("interrupted by " + signals.name() + ": no further node was started; " +
+                         (mid.empty() ? std::string("no node was left mid-apply")
+                                      : "left mid-apply (changes maybe partly applied; each node above says what it got through "
+                                        "and whether its script was stopped on the node): " + Join(mid, ", ")) +
+                         (skipped.empty() ? "" : "; not started: " + Join(skipped, ", ")) +
+                         ". Apply again to finish.");
+      return signals.exit_code();
+    }
     return counts[2] || counts[3] ? kExitNodesFailed : kExitOk;
   };
 });

@@ -72,8 +72,11 @@ void ParseHostPort(const std::string& spec, SshJump& j) {
 std::unique_ptr<Transport> Connect(const Inventory& inv, const NodeDef& node, const ConnectOptions& opts,
                                    const Transport* previous) {
   SshSettings ssh = inv.ssh(node);
-  if (node.connection == "local")
-    return std::make_unique<LocalTransport>(node.name, opts.command_timeout_s, ssh.become == "sudo");
+  if (node.connection == "local") {
+    auto local = std::make_unique<LocalTransport>(node.name, opts.command_timeout_s, ssh.become == "sudo");
+    local->set_cancel(opts.cancel);
+    return local;
+  }
   if (node.address.empty())
     throw TransportError(TransportError::Kind::Connect,
                          "node " + node.name + " has no address; set `address:` in the inventory");
@@ -112,7 +115,9 @@ std::unique_ptr<Transport> Connect(const Inventory& inv, const NodeDef& node, co
   }
   if (auto* p = dynamic_cast<const SshTransport*>(previous)) t.trusted_key = p->host_key();
   try {
-    return std::make_unique<SshTransport>(t);
+    auto tr = std::make_unique<SshTransport>(t);
+    tr->set_cancel(opts.cancel);
+    return tr;
   } catch (const TransportError& e) {
     bool unreachable = e.kind() == TransportError::Kind::Connect || e.kind() == TransportError::Kind::Timeout;
     // The fresh-connection check proves ssh.port itself: a login on a fallback port would prove nothing
@@ -125,6 +130,7 @@ std::unique_ptr<Transport> Connect(const Inventory& inv, const NodeDef& node, co
       f.port = port;
       try {
         auto tr = std::make_unique<SshTransport>(f);
+        tr->set_cancel(opts.cancel);
         tr->add_note("ssh.port " + std::to_string(t.port) + " did not answer; connected on fallback port " +
                      std::to_string(port) + " (an sshd Port change not yet applied?)");
         return tr;

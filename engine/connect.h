@@ -6,6 +6,7 @@
 //   });
 #pragma once
 #include <CLI/CLI.hpp>
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -22,6 +23,9 @@ struct ConnectOptions {
   int command_timeout_s = 300;
   bool accept_new_host_keys = false;
   std::string known_hosts;  // empty = ~/.ssh/known_hosts
+  // Set on every transport Connect() returns (Transport::set_cancel): when it becomes true, commands in flight
+  // are stopped on their nodes and throw TransportError(Interrupted). Not owned; nullptr = never.
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 // --parallel N, --connect-timeout S, --timeout S, --accept-new-host-keys, --known-hosts FILE

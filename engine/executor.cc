@@ -190,6 +190,35 @@ static Script ChangeScript(const Change& c, bool keep_backup = true) {
   return s;
 }
 
+// The lock's shell functions (fixed text).
+// lf_start PID: the start time of process PID (field 22 of /proc/PID/stat; field 2, the name, may hold spaces
+//   and parentheses, so the fields are counted after its last ") ").
+// lf_holder: judges the holder of /run/labfleet.lock on this node: "alive", "gone: <why>" (its node-side
+//   process no longer exists, or that pid now is a process started at another time), or "unknown" (a lock
+//   without node_pid, written by an older labfleet).
+static const char* kLockFunctions = R"SH(lf_start() {
+  lf_s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  lf_s=${lf_s##*) }
+  set -- $lf_s
+  shift 19 2>/dev/null || return 1
+  [ -n "$1" ] && printf '%s\n' "$1"
+}
+lf_holder() {
+  lf_p=$(sed -n 's/^node_pid=\([0-9][0-9]*\)$/\1/p' /run/labfleet.lock 2>/dev/null | head -n 1)
+  lf_t=$(sed -n 's/^node_start=\([0-9][0-9]*\)$/\1/p' /run/labfleet.lock 2>/dev/null | head -n 1)
+  if [ -z "$lf_p" ]; then echo unknown; return 0; fi
+  if ! kill -0 "$lf_p" 2>/dev/null && [ ! -d "/proc/$lf_p" ]; then
+    echo "gone: its node-side process $lf_p no longer runs"; return 0
+  fi
+  lf_n=$(lf_start "$lf_p") || lf_n=
+  if [ -n "$lf_t" ] && [ -n "$lf_n" ] && [ "$lf_n" != "$lf_t" ]; then
+    echo "gone: its node-side process $lf_p ended; that pid is now another process (started at tick $lf_n, the holder at $lf_t)"
+    return 0
+  fi
+  echo "alive: node-side process $lf_p still runs"
+}
+)SH";
+
 std::string BuildApplyScript(const NodePlan& plan, const ApplyOptions& opts, const std::string& state_json,
                              const std::string& nonce) {
   Script s;
@@ -200,19 +229,46 @@ std::string BuildApplyScript(const NodePlan& plan, const ApplyOptions& opts, con
                           "\npid=" + std::to_string(opts.client_pid) + "\nsince=" +
                           std::to_string((long long)time(nullptr)) + "\ncommit=" + opts.commit + "\n";
   s.add(Cmd("mkdir").arg("-p").arg("/run").arg(std::string(kStateDir) + "/backup"));
+  // The lock names this script's own shell on the node (node_pid, and its start time: pids are reused), so
+  // whether the holder still runs is judged on the node, whoever started it.
+  s.raw(kLockFunctions);
+  s.raw("lf_lock_write() { " + Cmd("printf").arg("%s").arg(lock_info).str() +
+        "; printf 'node_pid=%s\\nnode_start=%s\\n' \"$$\" \"$(lf_start $$)\"; }");
   // Atomic create (noclobber): exactly one concurrent apply gets the lock.
-  s.raw("if ! ( set -C; " + Cmd("printf").arg("%s").arg(lock_info).raw(">").arg(kLock).str() + " ) 2>/dev/null; then");
+  s.raw("if ! ( set -C; lf_lock_write > " + std::string(kLock) + " ) 2>/dev/null; then");
   if (opts.break_lock) {
     s.raw("  " + marker("lock-broken"));
-    s.raw("  cat " + ShellQuote(kLock) + " 2>/dev/null");
-    s.raw("  " + Cmd("printf").arg("%s").arg(lock_info).raw(">").arg(kLock).str());
+    s.raw("  lf_holder; cat " + ShellQuote(kLock) + " 2>/dev/null");
+    s.raw("  lf_lock_write > " + std::string(kLock));
   } else {
-    s.raw("  " + marker("locked"));
-    s.raw("  cat " + ShellQuote(kLock) + " 2>/dev/null");
-    s.raw("  exit 75");
+    // A holder that is provably gone (its node-side process no longer exists, or its pid is another process
+    // now) is taken over, under a takeover directory so that two runs never both take it; anything else stops.
+    s.raw("  lf_h=$(lf_holder); lf_ok=");
+    s.raw("  case $lf_h in gone*)");
+    s.raw("    if mkdir " + std::string(kLock) + ".takeover 2>/dev/null; then");
+    s.raw("      lf_h=$(lf_holder)");
+    s.raw("      case $lf_h in gone*) " + marker("lock-stale") + "; printf '%s\\n' \"$lf_h\"; cat " +
+          std::string(kLock) + " 2>/dev/null; rm -f " + std::string(kLock) + ";; esac");
+    s.raw("      ( set -C; lf_lock_write > " + std::string(kLock) + " ) 2>/dev/null && lf_ok=1");
+    s.raw("      rmdir " + std::string(kLock) + ".takeover");
+    s.raw("    else lf_h=\"$lf_h; another run is taking it over now\"; fi;;");
+    s.raw("  esac");
+    s.raw("  if [ \"$lf_ok\" != 1 ]; then");
+    s.raw("    " + marker("locked"));
+    s.raw("    printf '%s\\n' \"$lf_h\"; cat " + ShellQuote(kLock) + " 2>/dev/null");
+    s.raw("    exit 75");
+    s.raw("  fi");
   }
   s.raw("fi");
-  s.raw("trap " + ShellQuote("rm -f " + std::string(kLock)) + " EXIT");
+  // Released on every exit, also when stopped by a signal (labfleet's timeout or interrupt sends TERM to the
+  // script's process group); only while it is still this run's lock (--break-lock may have replaced it).
+  // The release ignores further signals and forks nothing before it decides (a process it started could be
+  // caught by the same stop), reading the lock with the shell's own `read`.
+  s.raw("lf_unlock() { trap '' HUP INT TERM; while IFS= read -r lf_l; do [ \"$lf_l\" = \"node_pid=$$\" ] && { rm -f " +
+        std::string(kLock) + "; break; }; done < " + std::string(kLock) + "; } 2>/dev/null");
+  s.raw("trap lf_unlock EXIT");
+  s.raw("trap 'trap \"\" HUP INT TERM; exit 129' HUP; trap 'trap \"\" HUP INT TERM; exit 130' INT; "
+        "trap 'trap \"\" HUP INT TERM; exit 143' TERM");
   s.raw("LF_BACKUP=" + ShellQuote(std::string(kStateDir) + "/backup/" + opts.run_id));
   s.raw(kShellFunctions);
   // Pending handlers: every handler this run owes is recorded first, so that a run that dies halfway still
@@ -288,24 +344,68 @@ LockInfo ParseLockInfo(const std::string& text) {
       else if (k == "commit") li.commit = v;
       else if (k == "pid") li.pid = std::stol(v);
       else if (k == "since") li.since = std::stoll(v);
+      else if (k == "node_pid") li.node_pid = std::stol(v);
+      else if (k == "node_start") li.node_start = std::stoll(v);
     } catch (const std::exception&) {
     }
   }
   return li;
 }
 
-static std::string LockMessage(const NodeDef& node, const std::string& holder, const ApplyOptions& opts) {
-  LockInfo li = ParseLockInfo(holder);
+// The holder, as a person reads it: "alice@laptop (run R, labfleet pid P on HOST, node-side pid Q, 12 s ago)".
+static std::string HolderText(const LockInfo& li) {
   long long age = (long long)time(nullptr) - li.since;
   std::string who = li.who.empty() ? "an unknown run" : li.who;
-  std::string msg = "node " + node.name + " is locked by " + who + " (run " + li.run_id + ", pid " +
-                    std::to_string(li.pid) + " on " + li.host + ", " + std::to_string(age) + " s ago)";
-  bool dead = li.host == opts.client_host && li.pid > 0 && kill(li.pid, 0) != 0 && errno == ESRCH;
-  if (dead)
-    msg += ": that run is dead (no such process); break the stale lock with --break-lock";
-  else
-    msg += ": another apply is running; wait for it, or if it is gone, rerun with --break-lock";
-  return msg;
+  return who + " (run " + li.run_id + ", labfleet pid " + std::to_string(li.pid) + " on " + li.host +
+         (li.node_pid > 0 ? ", node-side pid " + std::to_string(li.node_pid) : std::string()) + ", " +
+         std::to_string(age) + " s ago)";
+}
+
+// The text after a lock marker: the node's judgement (lf_holder) on the first line, the lock file after it, up
+// to the next marker.
+static std::pair<std::string, LockInfo> LockSection(const std::string& out, size_t from, const std::string& pfx) {
+  size_t end = out.find(pfx, from);
+  std::string text = out.substr(from, end == std::string::npos ? std::string::npos : end - from);
+  size_t nl = text.find('\n');
+  std::string verdict = text.substr(0, nl);
+  return {verdict, ParseLockInfo(nl == std::string::npos ? "" : text.substr(nl + 1))};
+}
+
+std::string LockMessage(const std::string& node, const std::string& verdict, const LockInfo& li,
+                        const std::string& client_host) {
+  std::string msg = "node " + node + " is locked by " + HolderText(li);
+  if (verdict.rfind("alive", 0) == 0)
+    return msg + ": another apply is running (its " + verdict.substr(7) +
+           "); wait for it to finish. Only if you know it is stuck, stop it on the node or rerun with --break-lock";
+  if (verdict.rfind("gone", 0) == 0)
+    return msg + ": the lock is stale (" + verdict.substr(6) + "); apply again to take it over";
+  // An older lock without the node-side pid: only a holder on this client can be judged.
+  bool dead = li.host == client_host && li.pid > 0 && kill(li.pid, 0) != 0 && errno == ESRCH;
+  if (dead) return msg + ": that run is dead (no such process on this host); break the stale lock with --break-lock";
+  return msg + ": another apply is running; wait for it, or if it is gone, rerun with --break-lock";
+}
+
+// How far an apply script got, from its markers in `out` (also the output of a script that was stopped):
+// "applied 'a', 'b'; 'c' was running when it stopped (it may be partly applied); 2 later changes not attempted".
+static std::string ApplyProgress(const NodePlan& plan, const std::string& out, const std::string& pfx) {
+  std::vector<std::string> done;
+  std::string running;
+  size_t not_started = 0;
+  for (size_t i = 0; i < plan.changes.size(); ++i) {
+    const Change& c = plan.changes[i];
+    if (c.kind == Change::Kind::Notify) continue;
+    bool started = out.find(pfx + "change:" + std::to_string(i) + "\n") != std::string::npos;
+    bool finished = out.find("\n" + pfx + "done:" + std::to_string(i) + ":0\n") != std::string::npos;
+    if (finished) done.push_back("'" + ChangeLine(c) + "'");
+    else if (started) running = "'" + ChangeLine(c) + "'";
+    else ++not_started;
+  }
+  bool in_handlers = out.find(pfx + "handler:") != std::string::npos;
+  std::string text = done.empty() ? "no change was completed" : "applied " + Join(done, ", ");
+  if (!running.empty()) text += "; " + running + " was running when it stopped (it may be partly applied)";
+  if (in_handlers) text += "; it stopped while running handlers (they stay pending for the next apply)";
+  if (not_started) text += "; " + Counted(not_started, "later change", "later changes") + " not attempted";
+  return text;
 }
 
 std::string ProveFreshLogin(const std::function<std::unique_ptr<Transport>()>& reconnect, int tries,
@@ -335,13 +435,34 @@ NodeApplyResult ApplyNode(const Inventory& inv, const NodeDef& node, const NodeP
   res.node = node.name;
   std::string nonce = NewNonce();
   std::string script = BuildApplyScript(plan, opts, StateJson(inv, node, opts), nonce);
-  RunResult r = transport.run(ScriptRunner(), script);
   const std::string pfx = "@@lf-" + nonce + ":";
-  if (r.out.find(pfx + "locked\n") != std::string::npos) {
-    std::string holder = r.out.substr(r.out.find(pfx + "locked\n") + pfx.size() + 7);
+  RunResult r;
+  try {
+    r = transport.run(ScriptRunner(), script);
+  } catch (const TransportError& e) {
+    using K = TransportError::Kind;
+    if (e.kind() != K::Timeout && e.kind() != K::Interrupted && e.kind() != K::OutputLimit) throw;
+    // The script was stopped on the node (its traps release the lock); say how far it got.
     res.status = NodeApplyResult::Status::Failed;
-    res.error = LockMessage(node, holder, opts);
+    res.interrupted = e.kind() == K::Interrupted;
+    res.error = std::string(e.kind() == K::Interrupted ? "left mid-apply" : "apply stopped") + ": " +
+                ApplyProgress(plan, e.partial_out(), pfx) + ". " + e.what() +
+                " Earlier changes stay applied; apply again to finish this node.";
     return res;
+  }
+  if (size_t at = r.out.find(pfx + "locked\n"); at != std::string::npos) {
+    auto [verdict, li] = LockSection(r.out, at + pfx.size() + 7, pfx);
+    res.status = NodeApplyResult::Status::Failed;
+    res.error = LockMessage(node.name, verdict, li, opts.client_host);
+    return res;
+  }
+  if (size_t at = r.out.find(pfx + "lock-stale\n"); at != std::string::npos) {
+    auto [verdict, li] = LockSection(r.out, at + pfx.size() + 11, pfx);
+    res.notes.push_back("took over the stale lock of " + HolderText(li) + ": " + verdict.substr(std::min<size_t>(6, verdict.size())));
+  }
+  if (size_t at = r.out.find(pfx + "lock-broken\n"); at != std::string::npos) {
+    auto [verdict, li] = LockSection(r.out, at + pfx.size() + 12, pfx);
+    res.notes.push_back("--break-lock replaced the lock of " + HolderText(li) + " (" + verdict + ")");
   }
   // Walk the change markers to see how far the node got.
   size_t non_notify = 0;
@@ -457,6 +578,8 @@ nlohmann::json ApplyResultToJson(const NodeApplyResult& r) {
   nlohmann::json j = {{"node", r.node}, {"status", StatusName(r.status)}, {"applied", r.applied},
                       {"handlers", r.handlers_run}};
   if (!r.error.empty()) j["error"] = r.error;
+  if (!r.notes.empty()) j["notes"] = r.notes;
+  if (r.interrupted) j["interrupted"] = true;
   if (!r.remaining.changes.empty()) j["remaining"] = NodePlanToJson(r.remaining)["changes"];
   j["deferred"] = r.deferred;
   j["warnings"] = NodePlanToJson(r.remaining)["warnings"];

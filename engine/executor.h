@@ -3,15 +3,18 @@
 //
 // One node = one apply round trip (a script on stdin) + one re-probe:
 //   1. take the node lock /run/labfleet.lock (atomic create; holds run id, who, client host+pid, time,
-//      commit). A held lock refuses the apply with the holder's details; a lock whose holder is a dead
-//      process on this client host is reported as stale; --break-lock replaces either;
+//      commit, and the script's node-side pid + start time). A lock whose node-side holder is provably gone is
+//      taken over (a note says so); a live holder refuses the apply with its details; --break-lock replaces
+//      any lock (see LockInfo);
 //   2. each change in order, in its own subshell with `set -e`; the first failure stops the node (later
 //      changes are not attempted) and is reported with its output. Files are written atomically (temp in the
 //      same directory, fsync, rename) after the previous version is copied to
 //      /var/lib/labfleet/backup/<run-id>/<path>;
 //   3. handlers (Notify), each once, in first-notified order, only when every change succeeded;
 //   4. /var/lib/labfleet/state.json records commit, settings hash, who, when and run id;
-//   5. the lock is released by an EXIT trap, also on failure.
+//   5. the lock is released by an EXIT trap, also on failure and on SIGTERM/SIGINT/SIGHUP (how a timeout or an
+//      interrupt stops the script). A script stopped that way (TransportError Timeout/Interrupted/OutputLimit)
+//      makes the node Failed with how far it got (changes applied, the one running, those not attempted).
 // Then the node is planned again: the node is "changed" only if that re-plan is empty, otherwise "failed".
 #pragma once
 #include <chrono>
@@ -47,6 +50,8 @@ struct NodeApplyResult {
   std::vector<std::string> deferred;  // DeferredLine()s: disruptive changes held back on a busy node
   std::string error;                // what failed and what to do
   NodePlan remaining;               // re-plan after apply (empty when converged)
+  std::vector<std::string> notes;   // e.g. "took over the stale lock of ..."
+  bool interrupted = false;         // stopped mid-apply by an interrupt (SIGINT/SIGTERM to labfleet)
 };
 const char* StatusName(NodeApplyResult::Status s);
 
@@ -70,12 +75,22 @@ std::string ProveFreshLogin(const std::function<std::unique_ptr<Transport>()>& r
 
 nlohmann::json ApplyResultToJson(const NodeApplyResult& r);
 
-// Parses the lock file's "key=value" lines; used to tell a live holder from a dead one.
+// The node lock, /run/labfleet.lock: "key=value" lines: run, who, host (client), pid (labfleet on the client),
+// since, commit, and node_pid / node_start: the apply script's own shell on the node and its start time (field
+// 22 of /proc/PID/stat). Whether the holder still runs is judged ON THE NODE (kill -0 node_pid, and its start
+// time, since pids are reused): a holder that is provably gone is taken over automatically (reported as a
+// note), a live one refuses the apply with its details, a lock without node_pid (older labfleet) is judged
+// only when its client host is this one. --break-lock replaces any lock.
 struct LockInfo {
   std::string run_id, who, host, commit;
   long pid = 0;
   long long since = 0;
+  long node_pid = 0;
+  long long node_start = 0;
 };
 LockInfo ParseLockInfo(const std::string& text);
+// The refusal for a held lock. `verdict` is the node's judgement: "alive: ...", "gone: ...", "unknown".
+std::string LockMessage(const std::string& node, const std::string& verdict, const LockInfo& holder,
+                        const std::string& client_host);
 
 }  // namespace labfleet

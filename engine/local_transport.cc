@@ -66,6 +66,7 @@ RunResult LocalTransport::run(const std::string& command, std::string_view stdin
 
 RunResult LocalTransport::stream(const std::string& command_in, ByteSource& source) {
   using Clock = std::chrono::steady_clock;
+  if (cancelled()) throw_interrupted("It was not started.", {});
   const std::string command = become_sudo_ ? WrapSudo(command_in) : command_in;
   int in[2], out[2], err[2];
   if (pipe2(in, O_CLOEXEC) != 0) throw TransportError(TransportError::Kind::Other, "pipe: " + std::string(strerror(errno)));
@@ -124,6 +125,26 @@ RunResult LocalTransport::stream(const std::string& command_in, ByteSource& sour
   int status = 0;
   Clock::time_point exited_at{};
   char buf[65536];
+  // Stops the command's process group: SIGTERM, up to 2 s for the group to go (traps run: an apply script
+  // releases its lock; its output pipes stay open meanwhile, so it does not die of SIGPIPE first), then our ends
+  // of the pipes closed and SIGKILL. Says what happened.
+  auto stop = [&]() -> std::string {
+    in_w.reset();
+    ::kill(-pid, SIGTERM);
+    const auto until = Clock::now() + std::chrono::seconds(2);
+    while (Clock::now() < until) {
+      if (!exited && waitpid(pid, &status, WNOHANG) == pid) exited = true;
+      if (exited && ::kill(-pid, 0) != 0) return "It was stopped (SIGTERM to its process group).";
+      usleep(20000);
+    }
+    out_r.reset();
+    err_r.reset();
+    ::kill(-pid, SIGKILL);
+    if (!exited)
+      while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+    return "It was stopped (SIGTERM, then SIGKILL to its process group).";
+  };
   while (out_r.fd >= 0 || err_r.fd >= 0 || in_w.fd >= 0) {
     if (!exited) {
       pid_t w = waitpid(pid, &status, WNOHANG);
@@ -137,11 +158,15 @@ RunResult LocalTransport::stream(const std::string& command_in, ByteSource& sour
     if (exited && Clock::now() - exited_at > std::chrono::milliseconds(200)) break;
     auto now = Clock::now();
     if (now >= deadline) {
-      ::kill(-pid, SIGKILL);
-      if (!exited) waitpid(pid, &status, 0);
+      std::string how = stop();
       throw TransportError(TransportError::Kind::Timeout,
                            "command on " + describe() + " did not finish within " + std::to_string(command_timeout_s_) +
-                               " s and was killed; raise --timeout if it is expected to take longer");
+                               " s (--timeout). " + how + " Raise --timeout if it is expected to take longer.",
+                           std::move(result.out));
+    }
+    if (cancelled()) {
+      std::string how = stop();
+      throw_interrupted(how, std::move(result.out));
     }
     pollfd p[3];
     int n = 0;
@@ -164,6 +189,11 @@ RunResult LocalTransport::stream(const std::string& command_in, ByteSource& sour
     };
     drain(i_out, out_r, result.out);
     drain(i_err, err_r, result.err);
+    if (result.out.size() + result.err.size() > max_output()) {
+      std::string how = stop();
+      if (result.out.size() > max_output()) result.out.resize(max_output());
+      throw_output_limit(how, std::move(result.out));
+    }
     if (i_in >= 0 && (p[i_in].revents & (POLLOUT | POLLERR | POLLHUP))) {
       ssize_t w = ::write(in_w.fd, inbuf + in_off, in_len - in_off);
       if (w > 0) in_off += size_t(w);

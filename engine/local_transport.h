@@ -1,6 +1,7 @@
 // LocalTransport: runs commands on this machine (`connection: local` nodes) with /bin/sh -c, the same
-// contract as SshTransport: stdin fed then closed, stdout/stderr captured without deadlock, a command timeout
-// after which the whole process group is killed and TransportError(Timeout) is thrown.
+// contract as SshTransport: stdin fed then closed, stdout/stderr captured without deadlock and bounded
+// (max_output()), a command timeout, an output bound and cancellation after which the command's whole process
+// group is stopped (SIGTERM, up to 2 s, SIGKILL) and TransportError(Timeout | OutputLimit | Interrupted) is thrown.
 #pragma once
 #include <string>
 

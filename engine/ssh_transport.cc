@@ -115,7 +115,11 @@ std::string AlgorithmsFor(ssh_key key) {
 
 }  // namespace
 
+// The first line of every wrapped command's stdout: the node-side pid of its session leader.
+constexpr const char* kPidTag = "@@labfleet-pid:";
+
 struct SshTransport::Impl {
+  SshTransport* owner = nullptr;  // for the output bound and the cancel flag
   SshTarget t;
   ssh_session s = nullptr;
   std::string notes;
@@ -285,12 +289,71 @@ struct SshTransport::Impl {
     }
   }
 
+  // The command as sshd gets it: /bin/sh (sshd would use the user's login shell; the contract is /bin/sh), as root
+  // (sudo), and, where the node has setsid, in a session of its own whose leader prints its pid (= session id =
+  // process group id) as the first line of stdout, before the command can print anything: what stop_on_node()
+  // signals. Without setsid the pid printed is the shell sshd started (a session leader already, when no sudo).
+  std::string wrap(const std::string& command_in) const {
+    const std::string inner = "printf '" + std::string(kPidTag) + "%s\\n' \"$$\"; exec sh -c \"$1\"";
+    const std::string outer = "if command -v setsid >/dev/null 2>&1; then exec setsid -w sh -c " + ShellQuote(inner) +
+                              " sh \"$1\"; else " + inner + "; fi";
+    Cmd c = t.become_sudo && t.user != "root" ? Cmd("sudo").arg("-n").arg("sh") : Cmd("sh");
+    return c.arg("-c").arg(outer).arg("sh").arg(command_in).str();
+  }
+
+  // Stops the command whose node-side session/group leader is `pid`, over a fresh channel of this session:
+  // SIGTERM to its process group (`kill -TERM -PGID`: dash's kill takes no `--`) and every process of its session (found in /proc), up to ~2 s for them to go,
+  // then SIGKILL.
+  // Returns a sentence for the error message: whether it worked.
+  std::string stop_on_node(long pid) {
+    if (pid <= 1) return "labfleet could not stop it on the node (no node-side pid was received); check the node.";
+    if (!dead.empty()) return "labfleet could not stop it on the node (" + dead + "); check the node.";
+    const std::string p = std::to_string(pid);
+    Script k;
+    k.raw("p=" + p);
+    // The session's live (not zombie) members from /proc: fields after the name are state, ppid, pgrp, session.
+    // lf_each 1: all of them; lf_each 0: those outside its process group (the group gets one kill -SIG -- -PGID:
+    // a second signal would hit an apply script's exit trap while it releases the lock).
+    k.raw("lf_each() { lf_all=$1; for f in /proc/[0-9]*/stat; do { read -r l < \"$f\"; } 2>/dev/null || continue; "
+          "l=${l##*) }; set -- $l; [ \"$1\" != Z ] && [ \"$4\" = $p ] && { [ $lf_all = 1 ] || [ \"$3\" != $p ]; } && "
+          "echo \"${f%/stat}\"; done; }");
+    k.raw("lf_sig() { kill -\"$1\" -$p 2>/dev/null; for d in $(lf_each 0); do kill -\"$1\" \"${d#/proc/}\" 2>/dev/null; done; }");
+    k.raw("lf_alive() { if [ -r /proc/self/stat ]; then [ -n \"$(lf_each 1)\" ]; else kill -0 -$p 2>/dev/null; fi; }");
+    k.raw("lf_wait() { i=0; while lf_alive && [ $i -lt $1 ]; do sleep 0.1 2>/dev/null || sleep 1; i=$((i+1)); done; }");
+    k.raw("lf_alive || { echo gone; exit 0; }");
+    k.raw("lf_sig TERM; lf_wait 20");
+    k.raw("lf_alive || { echo term; exit 0; }");
+    k.raw("lf_sig KILL; lf_wait 20");
+    k.raw("lf_alive && echo alive || echo kill");
+    try {
+      StringSource none("");
+      RunResult r = exec(k.str(), none, /*stoppable=*/false, t.connect_timeout_s + 5);
+      const std::string how = r.out.substr(0, r.out.find('\n'));
+      if (how == "gone") return "It had already ended on the node.";
+      if (how == "term") return "It was stopped on the node (SIGTERM to its process group, node-side pid " + p + ").";
+      if (how == "kill")
+        return "It was stopped on the node (SIGTERM, then SIGKILL to its process group, node-side pid " + p + ").";
+      return "labfleet could NOT stop it on the node (process group " + p + " survived SIGKILL: " + r.out + r.err +
+             "); check the node.";
+    } catch (const TransportError& e) {
+      return std::string("labfleet could not stop it on the node (") + e.what() + "); check the node.";
+    }
+  }
+
   RunResult run(const std::string& command_in, ByteSource& in) {
+    return exec(command_in, in, /*stoppable=*/true, t.command_timeout_s);
+  }
+
+  // `stoppable`: the user's command (wrapped, bounded, cancellable, stopped on the node at the timeout); else
+  // labfleet's own short command (stop_on_node): sent as is under `sh -c`, and only the timeout applies.
+  RunResult exec(const std::string& command_in, ByteSource& in, bool stoppable, int timeout_s) {
     using Clock = std::chrono::steady_clock;
     if (!dead.empty()) fail(Kind::Lost, "no session to " + where() + ": " + dead);
+    if (stoppable && owner->cancelled())
+      throw TransportError(Kind::Interrupted, "interrupted: the command on " + where() + " was not started.");
     const bool sudo = t.become_sudo && t.user != "root";
-    // sshd runs the command with the user's login shell; the contract is /bin/sh, so say so explicitly.
-    const std::string command = sudo ? WrapSudo(command_in) : Cmd("sh").arg("-c").arg(command_in).str();
+    const std::string command =
+        stoppable ? wrap(command_in) : (sudo ? WrapSudo(command_in) : Cmd("sh").arg("-c").arg(command_in).str());
 
     ssh_channel ch = ssh_channel_new(s);
     if (!ch) fail(Kind::Other, "cannot create a channel to " + where() + ": " + libssh_error());
@@ -315,7 +378,25 @@ struct SshTransport::Impl {
     if (ssh_channel_request_exec(ch, command.c_str()) != SSH_OK) session_failure("starting the command");
 
     RunResult r;
-    const auto deadline = Clock::now() + std::chrono::seconds(t.command_timeout_s);
+    const auto deadline = Clock::now() + std::chrono::seconds(timeout_s);
+    // The first line of stdout is the wrapper's pid line; it is held in `head` until complete.
+    long node_pid = 0;
+    bool head_done = !stoppable;
+    std::string head;
+    const size_t max_output = owner->max_output();
+    // Stops the command on the node over a fresh channel, then closes this one. This channel stays open until
+    // then: a script whose output pipe is closed would die of SIGPIPE at its next write instead of running its
+    // TERM trap (which releases the apply lock). What still arrives on it meanwhile is bounded by its window.
+    auto stop = [&]() -> std::string {
+      ssh_set_blocking(s, 1);
+      std::string how = stop_on_node(node_pid);
+      guard.ch = nullptr;
+      if (s) {  // else the stop lost the session, and ssh_free() freed this channel with it
+        ssh_channel_close(ch);
+        ssh_channel_free(ch);
+      }
+      return how;
+    };
     // stdin: one buffer from the source at a time, refilled once the channel took all of it.
     char inbuf[65536];
     size_t in_len = 0, in_off = 0;
@@ -383,12 +464,40 @@ struct SshTransport::Impl {
             break;
           }
           if (n <= 0) break;  // 0 = nothing now, SSH_EOF = done
-          (is_err ? r.err : r.out).append(buf, size_t(n));
+          if (!is_err && !head_done) {
+            head.append(buf, size_t(n));
+            size_t nl = head.find('\n');
+            if (nl == std::string::npos && head.size() < 64) continue;
+            head_done = true;
+            const std::string tag = kPidTag;
+            if (nl != std::string::npos && head.compare(0, tag.size(), tag) == 0) {
+              node_pid = std::atol(head.c_str() + tag.size());
+              r.out.append(head, nl + 1, std::string::npos);
+            } else {
+              r.out += head;  // no pid line (cannot happen with the wrapper): all of it is output
+            }
+            head.clear();
+          } else {
+            (is_err ? r.err : r.out).append(buf, size_t(n));
+          }
           got[is_err] += n;
+          if (stoppable && r.out.size() + r.err.size() > max_output) break;
         }
         if (lost) break;
+        if (stoppable && r.out.size() + r.err.size() > max_output) break;
       }
       if (lost) break;
+      if (stoppable && r.out.size() + r.err.size() > max_output) {
+        std::string how = stop();
+        if (r.out.size() > max_output) r.out.resize(max_output);
+        // The session is fine (the node answered the stop): later commands may still use it.
+        owner->raise_output_limit(how, std::move(r.out));
+      }
+      if (stoppable && owner->cancelled()) {
+        std::string how = stop();
+        kill_session("labfleet was interrupted");
+        owner->raise_interrupted(how, std::move(r.out));
+      }
       if (got[0] || got[1]) progress = true;
       if (ssh_channel_is_eof(ch) || ssh_channel_is_closed(ch)) break;
       auto now = Clock::now();
@@ -405,13 +514,18 @@ struct SshTransport::Impl {
       }
       if (exited && now - last_progress > std::chrono::milliseconds(200)) break;
       if (now >= deadline) {
-        ssh_set_blocking(s, 1);
-        guard.ch = nullptr;
-        ssh_channel_free(ch);
+        std::string how = stoppable ? stop() : "";
+        if (!stoppable) {
+          ssh_set_blocking(s, 1);
+          guard.ch = nullptr;
+          ssh_channel_free(ch);
+        }
         kill_session("a command timed out");
-        fail(Kind::Timeout, "command on " + where() + " did not finish within " + std::to_string(t.command_timeout_s) +
-                                " s (--timeout); the session was closed. Check whether the node is hung, or raise "
-                                "--timeout if the command is expected to take longer.");
+        throw TransportError(Kind::Timeout, "command on " + where() + " did not finish within " +
+                                                std::to_string(timeout_s) + " s (--timeout). " + how +
+                                                " The session was closed. Check whether the node is hung, or raise "
+                                                "--timeout if the command is expected to take longer.",
+                             std::move(r.out));
       }
       long ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1;
       pollfd p{fd, short(POLLIN | ((ssh_get_poll_flags(s) & SSH_WRITE_PENDING) ? POLLOUT : 0)), 0};
@@ -424,6 +538,7 @@ struct SshTransport::Impl {
     }
     ssh_set_blocking(s, 1);
     if (lost) session_failure("running a command");
+    if (!head_done) r.out += head;  // a command that ended before its first newline
     // The exit status follows the EOF; waiting for it is bounded by the session timeout.
     int status = ssh_channel_get_exit_status(ch);
     if (status < 0) {
@@ -449,6 +564,7 @@ struct SshTransport::Impl {
 };
 
 SshTransport::SshTransport(SshTarget target) : impl_(std::make_unique<Impl>()) {
+  impl_->owner = this;
   impl_->t = std::move(target);
   impl_->connect();
 }

@@ -56,6 +56,9 @@ class SshTransport : public Transport {
   const std::string& host_key() const;
 
  private:
+  // Impl throws the base class's errors through these.
+  [[noreturn]] void raise_output_limit(const std::string& how, std::string out) const { throw_output_limit(how, std::move(out)); }
+  [[noreturn]] void raise_interrupted(const std::string& how, std::string out) const { throw_interrupted(how, std::move(out)); }
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

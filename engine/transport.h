@@ -12,10 +12,24 @@
 //   it: any size in bounded memory (SshTransport and LocalTransport hold one 64 KiB buffer). When the command
 //   stops reading (exits, closes stdin), the source is not read further. Exceptions from the source propagate
 //   after the command was stopped (its stdin closed).
+// - Output is bounded: stdout and stderr of one command together may hold at most max_output() bytes (default
+//   kDefaultMaxOutput, 64 MiB; OutputLimit raises it for one call). Past it the command is stopped on the node
+//   and run() throws TransportError(OutputLimit) naming the node and the bound: the controller's memory stays
+//   flat whatever a node sends.
+// - Stopping a command on the node (at --timeout, past the output bound, on cancel) means its whole process
+//   group/session: TERM, up to ~2 s for it to go (so an apply script's traps release its lock), then KILL.
+//   SshTransport runs every command under `setsid` (when the node has it) and reads the node-side pid it prints
+//   first; the stop goes over a fresh channel of the same session. The error says whether the stop worked.
+// - Cancellation: set_cancel(flag); once *flag is true, a command in progress is stopped on the node and run()
+//   throws TransportError(Interrupted) within ~0.2 s; later calls throw Interrupted at once.
+// - A TransportError from a command that was stopped (Timeout, OutputLimit, Interrupted) carries the stdout
+//   received before the stop (partial_out(), at most max_output() bytes), so a caller can say how far it got.
 // - put_file() is atomic on the node: temp file in the same directory, fsync, rename; mode and owner set
 //   before the rename.
 #pragma once
+#include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -32,13 +46,23 @@ struct RunResult {
 
 class TransportError : public std::runtime_error {
  public:
-  enum class Kind { Connect, HostKey, Auth, Timeout, Lost, Other };
-  TransportError(Kind kind, const std::string& what) : std::runtime_error(what), kind_(kind) {}
+  // OutputLimit: the command sent more than max_output(); Interrupted: cancelled (SIGINT/SIGTERM to labfleet).
+  enum class Kind { Connect, HostKey, Auth, Timeout, Lost, Other, OutputLimit, Interrupted };
+  TransportError(Kind kind, const std::string& what, std::string partial_out = {})
+      : std::runtime_error(what), kind_(kind), partial_out_(std::move(partial_out)) {}
   Kind kind() const { return kind_; }
+  // stdout received before the command was stopped (Timeout, OutputLimit, Interrupted); else empty.
+  const std::string& partial_out() const { return partial_out_; }
 
  private:
   Kind kind_;
+  std::string partial_out_;
 };
+
+// The default bound on one command's stdout + stderr together.
+inline constexpr size_t kDefaultMaxOutput = size_t(64) << 20;
+// "64 MiB", "1.5 GiB", "1000 bytes": a bound as a person reads it.
+std::string ByteCount(size_t bytes);
 
 // Bytes for a command's stdin, produced as they are taken. read() fills at most `n` bytes of `buf` and returns
 // how many; 0 means the end (and is returned again if asked again). It may block (e.g. reading a pipe).
@@ -78,6 +102,37 @@ class Transport {
   virtual void put_file(const FileSpec& file);
   // Throws TransportError(Other) when the file cannot be read.
   virtual std::string get_file(const std::string& path);
+
+  // The output bound (see the contract above). Prefer OutputLimit for one call.
+  void set_max_output(size_t bytes) { max_output_ = bytes; }
+  size_t max_output() const { return max_output_; }
+  // Not owned; must outlive the transport. nullptr: never cancelled.
+  void set_cancel(const std::atomic<bool>* flag) { cancel_ = flag; }
+  bool cancelled() const { return cancel_ && cancel_->load(); }
+
+ protected:
+  // The TransportError(OutputLimit) every implementation throws.
+  [[noreturn]] void throw_output_limit(const std::string& stopped, std::string partial_out) const;
+  // The TransportError(Interrupted) of a cancelled call.
+  [[noreturn]] void throw_interrupted(const std::string& stopped, std::string partial_out) const;
+
+ private:
+  size_t max_output_ = kDefaultMaxOutput;
+  const std::atomic<bool>* cancel_ = nullptr;
+};
+
+// Raises (or lowers) a transport's output bound for one scope, e.g. a probe that legitimately reads more:
+//   { OutputLimit big(t, size_t(1) << 30); t.run("cat /big"); }
+class OutputLimit {
+ public:
+  OutputLimit(Transport& t, size_t bytes) : t_(t), old_(t.max_output()) { t.set_max_output(bytes); }
+  ~OutputLimit() { t_.set_max_output(old_); }
+  OutputLimit(const OutputLimit&) = delete;
+  OutputLimit& operator=(const OutputLimit&) = delete;
+
+ private:
+  Transport& t_;
+  size_t old_;
 };
 
 }  // namespace labfleet

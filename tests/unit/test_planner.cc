@@ -148,7 +148,8 @@ TEST_SUITE("planner") {
     CHECK(t.calls().size() == 1);
     std::string script = t.calls()[0].stdin_data;
     CHECK(script.find("set -C") != std::string::npos);  // atomic lock creation
-    CHECK(script.find("trap 'rm -f /run/labfleet.lock' EXIT") != std::string::npos);
+    CHECK(script.find("trap lf_unlock EXIT") != std::string::npos);  // released on exit, also on TERM:
+    CHECK(script.find("exit 143' TERM") != std::string::npos);
   }
 
   TEST_CASE("lockout guard: a refused fresh login is tried again (sshd re-exec after SIGHUP); auth failure is final") {

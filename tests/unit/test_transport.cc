@@ -1,7 +1,9 @@
 #include <doctest/doctest.h>
 
-#include <chrono>
+#include <signal.h>
+
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <mutex>
 #include <thread>
@@ -15,6 +17,17 @@
 #include "tests/unit/temp_dir.h"
 
 using namespace labfleet;
+
+namespace {
+// Resets this process's peak RSS (VmHWM) to its current RSS, so a later PeakRssKib() measures only what
+// follows, whatever earlier tests raised it to.
+void ResetPeakRss() {
+  if (FILE* f = std::fopen("/proc/self/clear_refs", "w")) {
+    std::fputs("5", f);
+    std::fclose(f);
+  }
+}
+}  // namespace
 
 TEST_SUITE("transport") {
   TEST_CASE("FakeTransport records commands and stdin and answers scripted responses in order") {
@@ -162,6 +175,92 @@ TEST_SUITE("transport") {
     // a background process keeping stdout open does not hold run() after the command exited
     RunResult r = LocalTransport("here", 20).run("sleep 5 & echo started");
     CHECK(r.out == "started\n");
+  }
+
+  TEST_CASE("LocalTransport: output past the bound stops the command's process group, memory stays flat") {
+    testing::TempDir d("labfleet-bound");
+    LocalTransport t("here", 60);
+    CHECK(t.max_output() == kDefaultMaxOutput);
+    {
+      OutputLimit small(t, size_t(1) << 20);
+      CHECK(t.max_output() == (size_t(1) << 20));
+      ResetPeakRss();
+      const long rss_before = testing::PeakRssKib();
+      const auto t0 = std::chrono::steady_clock::now();
+      // A background process in the same group, and 1 GiB on stdout
+      const std::string cmd = "sleep 300 & echo $! > " + ShellQuote(d.str("bg")) + "; head -c 1G /dev/zero";
+      try {
+        t.run(cmd);
+        FAIL("no error past the output bound");
+      } catch (const TransportError& e) {
+        CHECK(e.kind() == TransportError::Kind::OutputLimit);
+        const std::string what = e.what();
+        CHECK(what.find("here (local) sent more than 1 MiB of output") != std::string::npos);
+        CHECK(what.find("stopped") != std::string::npos);
+        CHECK(e.partial_out().size() <= (size_t(1) << 20));
+      }
+      CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(30));
+      CHECK(testing::PeakRssKib() - rss_before < 64 * 1024);
+      // the background sleep of the same process group is gone too
+      const long bg = std::atol(t.run("cat " + ShellQuote(d.str("bg"))).out.c_str());
+      REQUIRE(bg > 0);
+      CHECK(::kill(bg, 0) != 0);
+    }
+    CHECK(t.max_output() == kDefaultMaxOutput);  // the scope restored it
+    CHECK(t.run("head -c 2000000 /dev/zero").out.size() == 2000000);  // under the default bound
+    // stderr counts as well
+    OutputLimit small(t, 100000);
+    CHECK_THROWS_AS(t.run("head -c 300000 /dev/zero >&2"), TransportError);
+  }
+
+  TEST_CASE("LocalTransport: a timeout sends SIGTERM first, so the command's traps run; partial output is kept") {
+    testing::TempDir d("labfleet-term");
+    LocalTransport t("here", 1);
+    const std::string cmd = "trap 'echo trapped > " + d.str("trap") + "; exit 143' TERM; echo started; sleep 30 & wait";
+    try {
+      t.run(cmd);
+      FAIL("no timeout");
+    } catch (const TransportError& e) {
+      CHECK(e.kind() == TransportError::Kind::Timeout);
+      CHECK(e.partial_out() == "started\n");
+      CHECK(std::string(e.what()).find("SIGTERM to its process group") != std::string::npos);
+    }
+    CHECK(LocalTransport("here", 10).run("cat " + ShellQuote(d.str("trap"))).out == "trapped\n");
+  }
+
+  TEST_CASE("LocalTransport: cancel stops a running command within moments and refuses new ones") {
+    std::atomic<bool> cancel{false};
+    LocalTransport t("here", 120);
+    t.set_cancel(&cancel);
+    CHECK(t.run("echo ok").out == "ok\n");
+    std::thread canceller([&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      cancel = true;
+    });
+    const auto t0 = std::chrono::steady_clock::now();
+    try {
+      t.run("echo started; sleep 60");
+      FAIL("not interrupted");
+    } catch (const TransportError& e) {
+      CHECK(e.kind() == TransportError::Kind::Interrupted);
+      CHECK(e.partial_out() == "started\n");
+    }
+    canceller.join();
+    CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(30));
+    try {
+      t.run("echo never");
+      FAIL("a cancelled transport started a command");
+    } catch (const TransportError& e) {
+      CHECK(e.kind() == TransportError::Kind::Interrupted);
+      CHECK(std::string(e.what()).find("not started") != std::string::npos);
+    }
+  }
+
+  TEST_CASE("ByteCount") {
+    CHECK(ByteCount(64ull << 20) == "64 MiB");
+    CHECK(ByteCount(1ull << 30) == "1 GiB");
+    CHECK(ByteCount(1536) == "1.5 KiB");
+    CHECK(ByteCount(1000) == "1000 bytes");
   }
 
   TEST_CASE("WrapSudo quotes the whole command as one word") {
