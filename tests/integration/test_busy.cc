@@ -5,7 +5,8 @@
 // Fail safe (issue 17): an nvidia-smi stand-in that fails with NVML's version mismatch or hangs makes the node's
 // busy state unknown, which defers the restart with the reason; a process holding a device file open (under a
 // configurable device glob, created in the node) is a GPU job with its user whatever nvidia-smi says; the lab's
-// own `busy.command` defers when it prints a job and not when it prints nothing; `--force` in each case.
+// own `busy.command` defers when it prints a job and not when it prints nothing; `--force` in each case; `--drain`
+// waits while the state is unknown.
 #include <doctest/doctest.h>
 
 #include <chrono>
