@@ -5,7 +5,8 @@
 // Fail safe (issue 17): an nvidia-smi stand-in that fails with NVML's version mismatch or hangs makes the node's
 // busy state unknown, which defers the restart with the reason; a process holding a device file open (under a
 // configurable device glob, created in the node) is a GPU job with its user whatever nvidia-smi says; the lab's
-// own `busy.command` defers when it prints a job and not when it prints nothing; `--force` in each case.
+// own `busy.command` defers when it prints a job and not when it prints nothing; `--force` in each case; `--drain`
+// waits while the state is unknown.
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -178,7 +179,23 @@ TEST_SUITE("integration-docker") {
     auto t0 = std::chrono::steady_clock::now();
     deferred_then_forced("GPU use unknown: nvidia-smi did not answer within 2 s");
     CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(60));
-    MustExec(sbx, "node1", "rm /var/lib/labfleet-doubles/nvidia-smi.hang");
+    // --drain: nvidia-smi answers again after about 2 s; apply waits, re-checks (every 5 s) and then restarts.
+    settings("{ timeout: 2s }");
+    ClearDoubleCalls(sbx, "node1");
+    std::thread healer([&] {
+      std::this_thread::sleep_for(std::chrono::seconds(2));
+      sbx.exec("node1", "rm -f /var/lib/labfleet-doubles/nvidia-smi.hang");
+    });
+    auto drain_t0 = std::chrono::steady_clock::now();
+    r = apply({"--drain", "30"});
+    double drained = std::chrono::duration<double>(std::chrono::steady_clock::now() - drain_t0).count();
+    healer.join();
+    INFO(r.out << r.err);
+    CHECK(drained >= 2.0);  // it waited while the state was unknown
+    CHECK(r.rc == 0);
+    CHECK(r.json()["apply"][0]["status"] == "changed");
+    CHECK(r.json()["apply"][0]["deferred"].empty());
+    CHECK(Restarts(sbx) == 1);
 
     // 3. A user's process holds a "GPU" device file open (a file under the configured glob, made in the node):
     // a GPU job with its user, found from /proc/PID/fd although nvidia-smi lists nothing.
