@@ -368,8 +368,9 @@ TEST_SUITE("integration-accounts-files") {
     std::string err = rj["apply"][0]["error"];
     std::string wrun = wj["run_id"];
     CHECK(Has(err, "node node1 is locked by "));
-    CHECK(Has(err, "(run " + wrun + ", pid " + std::to_string(getpid()) + " on "));
-    CHECK(Has(err, ": another apply is running; wait for it, or if it is gone, rerun with --break-lock"));
+    CHECK(Has(err, "(run " + wrun + ", labfleet pid " + std::to_string(getpid()) + " on "));
+    CHECK(Has(err, ": another apply is running (its node-side process "));  // judged on the node
+    CHECK(Has(err, "still runs); wait for it to finish. Only if you know it is stuck, stop it on the node or rerun with --break-lock"));
     CHECK(Has(held, "run=" + wrun + "\n"));
 
     // The node ends converged, lock released, by the winner's run.
