@@ -10,7 +10,10 @@
 #include <cerrno>
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
+#include <dirent.h>
+#include <fstream>
 #include <mutex>
 
 #include "engine/shell.h"
@@ -50,6 +53,32 @@ void IgnoreSigpipeOnce() {
   std::call_once(once, [] { ::signal(SIGPIPE, SIG_IGN); });
 }
 
+// Whether process group `pgid` still has a live member. A zombie does not count: an orphaned child that died is
+// reaped by PID 1, which in a container may take its time (or never come), and kill(-pgid, 0) would still succeed
+// for it. Reads /proc/<pid>/stat (state and pgrp follow the ") " after the name); without /proc, kill(-pgid, 0).
+bool GroupAlive(pid_t pgid) {
+  DIR* dir = ::opendir("/proc");
+  if (!dir) return ::kill(-pgid, 0) == 0;
+  bool alive = false;
+  while (dirent* e = ::readdir(dir)) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    std::ifstream f(std::string("/proc/") + e->d_name + "/stat");
+    std::string line;
+    if (!std::getline(f, line)) continue;
+    const auto close = line.rfind(") ");
+    if (close == std::string::npos) continue;
+    char state = 0;
+    long ppid = 0, pgrp = 0;
+    if (std::sscanf(line.c_str() + close + 2, "%c %ld %ld", &state, &ppid, &pgrp) != 3) continue;
+    if (pgrp == pgid && state != 'Z' && state != 'X') {
+      alive = true;
+      break;
+    }
+  }
+  ::closedir(dir);
+  return alive;
+}
+
 }  // namespace
 
 LocalTransport::LocalTransport(std::string name, int command_timeout_s, bool become_sudo)
@@ -85,11 +114,16 @@ RunResult LocalTransport::stream(const std::string& command_in, ByteSource& sour
   posix_spawnattr_init(&attr);
   // Own process group, so a timeout kills the command and everything it started.
   posix_spawnattr_setpgroup(&attr, 0);
-  sigset_t def;
+  // Default SIGPIPE and SIGTERM (a timeout stops the command with SIGTERM: one ignored by whatever started labfleet
+  // must not be inherited, or the command's traps could not run), and no blocked signal.
+  sigset_t def, none;
   sigemptyset(&def);
   sigaddset(&def, SIGPIPE);
+  sigaddset(&def, SIGTERM);
+  sigemptyset(&none);
   posix_spawnattr_setsigdefault(&attr, &def);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
   const char* argv[] = {"/bin/sh", "-c", command.c_str(), nullptr};
   pid_t pid = -1;
   int rc = posix_spawn(&pid, "/bin/sh", &fa, &attr, const_cast<char* const*>(argv), environ);
@@ -134,7 +168,7 @@ RunResult LocalTransport::stream(const std::string& command_in, ByteSource& sour
     const auto until = Clock::now() + std::chrono::seconds(2);
     while (Clock::now() < until) {
       if (!exited && waitpid(pid, &status, WNOHANG) == pid) exited = true;
-      if (exited && ::kill(-pid, 0) != 0) return "It was stopped (SIGTERM to its process group).";
+      if (exited && !GroupAlive(pid)) return "It was stopped (SIGTERM to its process group).";
       usleep(20000);
     }
     out_r.reset();

@@ -56,4 +56,18 @@ inline long PeakRssKib() {
   return kib;
 }
 
+// Whether process `pid` is gone: no such process, or a zombie nobody reaped yet (PID 1 of a container may be
+// slow to reap orphans, or never do it).
+inline bool ProcessGone(long pid) {
+  FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+  if (!f) return true;
+  char line[512] = {0};
+  const bool got = std::fgets(line, sizeof line, f) != nullptr;
+  std::fclose(f);
+  if (!got) return true;
+  const std::string l(line);
+  const auto close = l.rfind(") ");
+  return close != std::string::npos && close + 2 < l.size() && (l[close + 2] == 'Z' || l[close + 2] == 'X');
+}
+
 }  // namespace labfleet::testing
