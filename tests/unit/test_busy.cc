@@ -308,15 +308,12 @@ TEST_SUITE("busy") {
     // A hang: the probe's own timeout (1 s) cuts it, the rest of the probe still reports.
     write("bin/nvidia-smi", "#!/bin/sh\nexec sleep 60\n");
     write("bin/docker", "#!/bin/sh\nexec sleep 60\n");
-    auto t0 = std::chrono::steady_clock::now();
     r = local.run(ScriptRunner(), script);
-    double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     INFO(r.out << r.err);
-    CHECK(took < 15);
     b = ParseBusy(r.out, s);
     CHECK(b.state() == "busy");  // the held file and the command still count
     CHECK(b.describe().find("containers unknown: docker ps did not answer within 1 s") != std::string::npos);
-    CHECK(r.out.find("smi= 124") != std::string::npos);
+    CHECK(r.out.find("smi= 124") != std::string::npos);  // the event: timeout(1) cut it (exit 124)
   }
 }
 
