@@ -1,4 +1,5 @@
 #include "engine/cli.h"
+#include "engine/module.h"
 
 #include <iostream>
 #include <vector>
@@ -52,6 +53,7 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
     if (sub->parsed()) {
       int rc;
       try {
+        RequireModules();
         rc = run(ctx);
       } catch (const std::exception& e) {
         reporter.error(e.what());

@@ -40,22 +40,6 @@ RunResult FakeTransport::run(const std::string& command, std::string_view stdin_
   return default_;
 }
 
-void FakeTransport::put_file(const FileSpec& file) {
-  if (!simulate_files_) return Transport::put_file(file);
-  std::lock_guard lock(mu_);
-  calls_.push_back({"put_file " + file.path, file.bytes});
-  files_[file.path] = file;
-}
-
-std::string FakeTransport::get_file(const std::string& path) {
-  if (simulate_files_) {
-    std::lock_guard lock(mu_);
-    auto it = files_.find(path);
-    if (it != files_.end()) return it->second.bytes;
-  }
-  return Transport::get_file(path);
-}
-
 std::vector<FakeTransport::Call> FakeTransport::calls() const {
   std::lock_guard lock(mu_);
   return calls_;
@@ -80,11 +64,6 @@ size_t FakeTransport::unused_rules() const {
   size_t n = 0;
   for (const auto& r : rules_) n += !r.repeat && !r.used;
   return n;
-}
-
-std::map<std::string, FileSpec> FakeTransport::files() const {
-  std::lock_guard lock(mu_);
-  return files_;
 }
 
 void FakeTransport::clear_calls() {

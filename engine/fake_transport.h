@@ -8,10 +8,6 @@
 //   t.on_match([](const std::string& c) { return c.starts_with("sh -c"); }, {0, "", ""}, /*repeat=*/true);
 //   t.fail_on_contains("reboot", TransportError::Kind::Lost, "connection lost");
 //   ... code under test ...; CHECK(t.calls().size() == 2);
-//
-// put_file()/get_file() go through the same base64-over-run() path as the real transports unless
-// `simulate_files(true)`: then put_file() stores the file in files() (and is recorded as a call whose command is
-// "put_file PATH") and get_file() serves from files() first.
 #pragma once
 #include <functional>
 #include <map>
@@ -44,15 +40,9 @@ class FakeTransport : public Transport {
     default_ = std::move(r);
     return *this;
   }
-  FakeTransport& simulate_files(bool on) {
-    simulate_files_ = on;
-    return *this;
-  }
 
   std::string describe() const override { return name_ + " (fake)"; }
   RunResult run(const std::string& command, std::string_view stdin_data = {}) override;
-  void put_file(const FileSpec& file) override;
-  std::string get_file(const std::string& path) override;
 
   std::vector<Call> calls() const;
   std::vector<std::string> commands() const;
@@ -60,7 +50,6 @@ class FakeTransport : public Transport {
   size_t count_containing(std::string_view substring) const;
   // Scripted rules not used yet (repeat rules never count): a test can assert everything it expected happened.
   size_t unused_rules() const;
-  std::map<std::string, FileSpec> files() const;
   void clear_calls();
 
  private:
@@ -76,8 +65,6 @@ class FakeTransport : public Transport {
   std::vector<Rule> rules_;
   std::vector<Call> calls_;
   RunResult default_{0, "", ""};
-  bool simulate_files_ = false;
-  std::map<std::string, FileSpec> files_;
 };
 
 }  // namespace labfleet

@@ -97,8 +97,10 @@ class Module {
  public:
   virtual ~Module() = default;
   virtual std::string name() const = 0;
-  // Changes of a node are applied by ascending order: user_groups 10, users 20, ssh keys 30, subids 40,
-  // files/hosts 50, service configs 60-80.
+  // Changes of a node are applied by ascending order, ties by name: busy 1 (settings only, no changes),
+  // packages 5, nvidia 6 (right after packages, before docker's runtime uses the GPU), user_groups 10, users 20
+  // (groups exist first), ssh_keys 30 (homes exist), subids 40, files 50, hosts 50, docker 70, sshd 70,
+  // mounts 75, services 85 (units start on the finished configuration). tests/unit/test_module_order.cc pins it.
   virtual int order() const = 0;
   // Node-level settings keys this module owns (e.g. {"docker"}); used for unknown-key checks.
   virtual std::vector<std::string> settings_keys() const { return {}; }
@@ -108,7 +110,10 @@ class Module {
   virtual DiffResult diff(const NodeContext&, const Resource&, const ProbeResults&) const = 0;
 };
 
-const std::vector<std::unique_ptr<Module>>& Modules();  // sorted by order()
+const std::vector<std::unique_ptr<Module>>& Modules();  // sorted by (order(), name())
+// Throws when no module registered (a build that dropped the modules' object files): every command calls it
+// first, so such a binary fails loudly instead of planning nothing.
+void RequireModules();
 const Module* FindModule(std::string_view name);
 
 struct ModuleRegistrar {

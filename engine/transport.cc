@@ -54,35 +54,4 @@ RunResult Transport::stream(const std::string& command, ByteSource& in) {
   return run(command, all);
 }
 
-// Default implementations over run(); SshTransport may override them with SFTP.
-void Transport::put_file(const FileSpec& f) {
-  std::string dir = f.path.substr(0, f.path.rfind('/'));
-  if (dir.empty()) dir = "/";
-  char mode[8];
-  snprintf(mode, sizeof mode, "%04o", f.mode & 07777);
-  Script s;
-  s.raw("set -e");
-  s.add(Cmd("mkdir").arg("-p").arg(dir));
-  s.raw("t=$(mktemp " + ShellQuote(f.path + ".labfleet.XXXXXX") + ")");
-  s.raw("trap 'rm -f \"$t\"' EXIT");
-  s.raw("base64 -d > \"$t\"");
-  s.raw("chmod " + ShellQuote(mode) + " \"$t\"");
-  s.raw("chown " + ShellQuote(f.owner + ":" + f.group) + " \"$t\"");
-  s.raw("sync \"$t\" 2>/dev/null || true");
-  s.raw("mv -f \"$t\" " + ShellQuote(f.path));
-  s.raw("trap - EXIT");
-  // The script travels as the command; the content (base64) on stdin.
-  RunResult r = run(Cmd("sh").arg("-c").arg(s.str()).str(), Base64Encode(f.bytes));
-  if (!r.ok())
-    throw TransportError(TransportError::Kind::Other,
-                         "cannot write " + f.path + " on " + describe() + ": " + r.err);
-}
-
-std::string Transport::get_file(const std::string& path) {
-  RunResult r = run(Cmd("cat").arg("--").arg(path).str());
-  if (!r.ok())
-    throw TransportError(TransportError::Kind::Other, "cannot read " + path + " on " + describe() + ": " + r.err);
-  return r.out;
-}
-
 }  // namespace labfleet

@@ -24,8 +24,6 @@
 //   throws TransportError(Interrupted) within ~0.2 s; later calls throw Interrupted at once.
 // - A TransportError from a command that was stopped (Timeout, OutputLimit, Interrupted) carries the stdout
 //   received before the stop (partial_out(), at most max_output() bytes), so a caller can say how far it got.
-// - put_file() is atomic on the node: temp file in the same directory, fsync, rename; mode and owner set
-//   before the rename.
 #pragma once
 #include <atomic>
 #include <chrono>
@@ -99,9 +97,6 @@ class Transport {
   virtual RunResult run(const std::string& command, std::string_view stdin_data = {}) = 0;
   // The default reads `in` whole and calls run() (for doubles); the real transports stream.
   virtual RunResult stream(const std::string& command, ByteSource& in);
-  virtual void put_file(const FileSpec& file);
-  // Throws TransportError(Other) when the file cannot be read.
-  virtual std::string get_file(const std::string& path);
 
   // The output bound (see the contract above). Prefer OutputLimit for one call.
   void set_max_output(size_t bytes) { max_output_ = bytes; }

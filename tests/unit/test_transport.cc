@@ -101,22 +101,6 @@ TEST_SUITE("transport") {
     CHECK(t.unused_rules() == 0);
   }
 
-  TEST_CASE("FakeTransport: put_file goes through run() by default, or is simulated") {
-    FakeTransport t;
-    FileSpec f{"/etc/motd", "hello\n", 0644, "root", "root"};
-    t.put_file(f);
-    REQUIRE(t.calls().size() == 1);
-    CHECK(t.calls()[0].stdin_data == Base64Encode("hello\n"));
-    CHECK(t.calls()[0].command.find("/etc/motd") != std::string::npos);
-
-    FakeTransport s;
-    s.simulate_files(true);
-    s.put_file(f);
-    CHECK(s.files().at("/etc/motd").bytes == "hello\n");
-    CHECK(s.get_file("/etc/motd") == "hello\n");
-    CHECK(s.commands() == std::vector<std::string>{"put_file /etc/motd"});
-  }
-
   TEST_CASE("LocalTransport: stdout, stderr, exit codes") {
     LocalTransport t("here", 30);
     RunResult r = t.run("echo out; echo err >&2; exit 3");
