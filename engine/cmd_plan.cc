@@ -8,18 +8,17 @@
 #include <cstdio>
 #include <ctime>
 #include <iostream>
-#include <mutex>
-#include <thread>
 
 #include "engine/cli.h"
 #include "engine/connect.h"
 #include "engine/connect_map.h"
 #include "engine/executor.h"
+#include "engine/fleet.h"
 #include "engine/git_repo.h"
 #include "engine/inventory.h"
 #include "engine/node_vars.h"
+#include "engine/plan_report.h"
 #include "engine/planner.h"
-#include "engine/ssh_transport.h"
 #include "engine/text.h"
 
 namespace labfleet {
@@ -123,114 +122,6 @@ void AddConnectArgs(CLI::App& sub, NodeArgs& args) {
   sub.add_option("--connect-map", args.connect_map, "YAML nodes map overriding addresses/ssh (staging, sandbox demo)");
 }
 
-// What connecting had to say (a fallback port, a newly recorded host key) goes under the node.
-void AddConnectNotes(NodePlan& plan, const Transport& t) {
-  if (auto* ssh = dynamic_cast<const SshTransport*>(&t); ssh && !ssh->notes().empty())
-    plan.warnings.push_back({"ssh", ssh->notes()});
-}
-
-struct NodeRun {
-  std::unique_ptr<Transport> transport;
-  NodePlan plan;
-};
-
-// Plans every node in parallel, keeping each node's connection for what follows.
-std::vector<NodeRun> PlanAll(const Inventory& inv, const std::vector<const NodeDef*>& nodes,
-                             const ConnectOptions& copts, const PlanOptions& popts) {
-  std::vector<NodeRun> runs(nodes.size());
-  ForEachNode(nodes, copts.parallel, [&](size_t i, const NodeDef& n) {
-    runs[i].plan.node = n.name;
-    if (copts.cancel && copts.cancel->load()) {
-      runs[i].plan.error = "not planned: labfleet was interrupted before this node was started";
-      return;
-    }
-    try {
-      runs[i].transport = Connect(inv, n, copts);
-      runs[i].plan = PlanNode(inv, n, *runs[i].transport, popts);
-      AddConnectNotes(runs[i].plan, *runs[i].transport);
-    } catch (const TransportError& e) {
-      runs[i].plan.reachable = false;
-      runs[i].plan.error = e.what();
-    } catch (const std::exception& e) {
-      runs[i].plan.error = e.what();
-    }
-  });
-  return runs;
-}
-
-void PrintPlanText(Reporter& rep, const NodePlan& p) {
-  if (!p.reachable) {
-    rep.line(p.node + ": unreachable: " + p.error);
-    return;
-  }
-  if (!p.error.empty()) {
-    rep.line(p.node + ": cannot be planned: " + p.error);
-    if (p.changes.empty()) return;
-  }
-  auto deferred = [&] {
-    for (const auto& c : p.deferred) rep.line("  " + DeferredLine(p, c) + " (--force overrides, --drain waits)");
-    for (const auto& w : p.warnings) rep.line("  ! " + w.text + " (" + w.resource + ")");
-  };
-  if (p.changes.empty()) {
-    rep.line(p.node + ": no changes (" + Counted(p.resources, "resource", "resources") + " up to date)");
-    deferred();
-    return;
-  }
-  // A node with an error is not applied at all; its other changes are shown as what comes once it is fixed.
-  rep.line(p.node + ": " + Counted(p.changes.size(), "change", "changes") +
-           (p.error.empty() ? "" : " once that is fixed (apply leaves this node alone until then)"));
-  for (const auto& c : p.changes) {
-    rep.line("  " + ChangeLine(c) + (c.reason.empty() || c.summary.find(c.reason) != std::string::npos ? ""
-                                                                                                     : "  # " + c.reason));
-    if (!c.diff.empty() && !c.secret) {
-      std::string d = c.diff;
-      size_t pos = 0;
-      while (pos < d.size()) {
-        size_t nl = d.find('\n', pos);
-        rep.line("      " + d.substr(pos, nl - pos));
-        pos = nl == std::string::npos ? d.size() : nl + 1;
-      }
-    }
-  }
-  deferred();
-}
-
-struct Totals {
-  size_t changes = 0, changed_nodes = 0, unchanged = 0, failed = 0;
-};
-
-Totals CountPlan(const std::vector<NodeRun>& runs) {
-  Totals t;
-  for (const auto& r : runs) {
-    if (!r.plan.reachable || !r.plan.error.empty()) {
-      ++t.failed;  // its changes are not counted: apply does not make them
-    } else if (r.plan.changes.empty()) {
-      ++t.unchanged;
-    } else {
-      ++t.changed_nodes;
-      t.changes += r.plan.changes.size();
-    }
-  }
-  return t;
-}
-
-void ReportPlan(Reporter& rep, const std::vector<NodeRun>& runs) {
-  Totals t = CountPlan(runs);
-  auto& j = rep.doc()["plan"];
-  j = nlohmann::json::array();
-  for (const auto& r : runs) {
-    PrintPlanText(rep, r.plan);
-    j.push_back(NodePlanToJson(r.plan));
-  }
-  rep.line("Plan: " + std::to_string(t.changes) + " change" + (t.changes == 1 ? "" : "s") + " on " +
-           std::to_string(t.changed_nodes) + " node" + (t.changed_nodes == 1 ? "" : "s") + ", " +
-           std::to_string(t.unchanged) + " unchanged, " + std::to_string(t.failed) + " unreachable or failed.");
-  rep.doc()["summary"] = {{"changes", t.changes},
-                          {"nodes_with_changes", t.changed_nodes},
-                          {"unchanged", t.unchanged},
-                          {"failed", t.failed}};
-}
-
 std::string Hostname() {
   char buf[256] = {0};
   gethostname(buf, sizeof buf - 1);
@@ -291,9 +182,9 @@ CommandRegistrar plan_cmd("plan", "show what apply would change on each node (re
     StopSignals signals;
     ConnectOptions copts = args->copts;
     copts.cancel = &g_stop;
-    auto runs = PlanAll(*inv, nodes, copts, args->popts);
+    auto runs = PlanAll(nodes, copts.parallel, RealFleetOps(*inv, copts, args->popts), &g_stop);
     ReportPlan(ctx.reporter, runs);
-    Totals t = CountPlan(runs);
+    PlanTotals t = CountPlan(runs);
     if (signals.stopped()) {
       ctx.reporter.error("interrupted by " + signals.name() + ": the plan is incomplete (nothing was changed)");
       return signals.exit_code();
@@ -339,9 +230,10 @@ CommandRegistrar apply_cmd("apply", "converge nodes to the inventory, then prove
     StopSignals signals;
     ConnectOptions copts = args->copts;
     copts.cancel = &g_stop;
-    auto runs = PlanAll(*inv, nodes, copts, args->popts);
+    FleetOps ops = RealFleetOps(*inv, copts, args->popts);
+    auto runs = PlanAll(nodes, copts.parallel, ops, &g_stop);
     ReportPlan(ctx.reporter, runs);
-    Totals t = CountPlan(runs);
+    PlanTotals t = CountPlan(runs);
     if (signals.stopped()) {
       ctx.reporter.error("interrupted by " + signals.name() + " while planning: nothing was applied");
       return signals.exit_code();
@@ -371,92 +263,11 @@ CommandRegistrar apply_cmd("apply", "converge nodes to the inventory, then prove
     opts.client_pid = getpid();
     opts.break_lock = *break_lock;
     opts.plan = args->popts;
-    std::vector<NodeApplyResult> results(nodes.size());
-    std::vector<char> not_started(nodes.size(), 0);
-    ForEachNode(nodes, args->copts.parallel, [&](size_t i, const NodeDef& n) {
-      results[i].node = n.name;
-      NodeRun& r = runs[i];
-      if (signals.stopped()) {
-        not_started[i] = 1;
-        results[i].status = NodeApplyResult::Status::Failed;
-        results[i].error = "not applied: labfleet was interrupted before this node was started";
-        return;
-      }
-      if (!r.plan.reachable) {
-        results[i].status = NodeApplyResult::Status::Unreachable;
-        results[i].error = r.plan.error;
-        return;
-      }
-      if (!r.plan.error.empty()) {
-        results[i].status = NodeApplyResult::Status::Failed;
-        results[i].error = "not applied: " + r.plan.error;
-        return;
-      }
-      try {
-        // --drain: wait (re-planning) while disruptive changes are held back by running work.
-        auto start = std::chrono::steady_clock::now();
-        while (!r.plan.deferred.empty() && r.plan.error.empty() &&
-               std::chrono::steady_clock::now() - start + std::chrono::seconds(5) <= std::chrono::seconds(*drain)) {
-          for (int tick = 0; tick < 50 && !signals.stopped(); ++tick)
-            std::this_thread::sleep_for(std::chrono::milliseconds(100));
-          if (signals.stopped()) break;
-          r.plan = PlanNode(*inv, n, *r.transport, args->popts);
-        }
-        ApplyOptions node_opts = opts;
-        // The fresh connection goes to the inventory's ssh.port (a Port change is followed) and trusts the
-        // host key this run verified on the port it came in by.
-        node_opts.reconnect = [&] { return Connect(*inv, n, copts, r.transport.get()); };
-        if (signals.stopped()) {
-          not_started[i] = 1;
-          results[i].status = NodeApplyResult::Status::Failed;
-          results[i].error = "not applied: labfleet was interrupted before this node was started";
-          return;
-        }
-        results[i] = ApplyNode(*inv, n, r.plan, *r.transport, node_opts);
-      } catch (const TransportError& e) {
-        results[i].status = NodeApplyResult::Status::Failed;
-        if (e.kind() == TransportError::Kind::Interrupted) {
-          results[i].interrupted = true;
-          results[i].error = std::string(e.what()) + " Apply again to finish this node.";
-        } else {
-          results[i].error = std::string("connection lost: ") + e.what() + "; apply again to finish this node";
-        }
-      } catch (const std::exception& e) {
-        results[i].status = NodeApplyResult::Status::Failed;
-        results[i].error = e.what();
-      }
-    });
-    size_t counts[4] = {0, 0, 0, 0};
-    auto& j = ctx.reporter.doc()["apply"];
-    j = nlohmann::json::array();
-    for (const auto& r : results) {
-      ++counts[int(r.status)];
-      j.push_back(ApplyResultToJson(r));
-      std::string line = r.node + ": " + StatusName(r.status);
-      if (r.status == NodeApplyResult::Status::Changed)
-        line += " (" + Counted(r.applied, "change", "changes") +
-                (r.handlers_run.empty() ? "" : ", ran " + Counted(r.handlers_run.size(), "handler", "handlers")) +
-                "; re-plan empty)";
-      if (!r.error.empty()) line += ": " + r.error;
-      ctx.reporter.line(line);
-      for (const auto& d : r.deferred) ctx.reporter.line("  " + d);
-      for (const auto& note : r.notes) ctx.reporter.line("  ! " + note);
-      // What the re-plan after the changes has to say (a mount_now that failed, a reboot now pending).
-      for (const auto& w : r.remaining.warnings) ctx.reporter.line("  ! " + w.text + " (" + w.resource + ")");
-    }
-    ctx.reporter.doc()["run_id"] = opts.run_id;
-    ctx.reporter.doc()["commit"] = opts.commit;
-    ctx.reporter.doc()["result"] = {{"changed", counts[1]}, {"unchanged", counts[0]}, {"failed", counts[2]},
-                                    {"unreachable", counts[3]}};
-    ctx.reporter.line("Apply " + opts.run_id + ": " + std::to_string(counts[1]) + " changed, " +
-                      std::to_string(counts[0]) + " unchanged, " + std::to_string(counts[2]) + " failed, " +
-                      std::to_string(counts[3]) + " unreachable.");
+    ApplyOutcome outcome = ApplyAll(nodes, runs, copts.parallel, ops, opts, *drain, &g_stop);
+    ReportApply(ctx.reporter, outcome, opts);
     if (signals.stopped()) {
-      std::vector<std::string> mid, skipped;
-      for (size_t i = 0; i < results.size(); ++i) {
-        if (results[i].interrupted) mid.push_back(results[i].node);
-        if (not_started[i]) skipped.push_back(results[i].node);
-      }
+      const auto& mid = outcome.mid_apply;
+      const auto& skipped = outcome.not_started;
       ctx.reporter.doc()["interrupted"] = {{"signal", signals.name()}, {"mid_apply", mid}, {"not_started", skipped}};
       ctx.reporter.error("interrupted by " + signals.name() + ": no further node was started; " +
                          (mid.empty() ? std::string("no node was left mid-apply")
@@ -466,7 +277,7 @@ CommandRegistrar apply_cmd("apply", "converge nodes to the inventory, then prove
                          ". Apply again to finish.");
       return signals.exit_code();
     }
-    return counts[2] || counts[3] ? kExitNodesFailed : kExitOk;
+    return outcome.failed || outcome.unreachable ? kExitNodesFailed : kExitOk;
   };
 });
 
@@ -483,68 +294,21 @@ CommandRegistrar status_cmd("status", "per node: applied commit, commits behind 
     auto nodes = Select(ctx, *inv, args->names, ok);
     if (!ok) return kExitUsage;
     GitInfo git = ReadGit(*inv, ctx.global.inventory);
-    struct Row {
-      nlohmann::json state;
-      NodePlan plan;
-      std::string error;
-    };
-    std::vector<Row> rows(nodes.size());
+    std::vector<StatusRow> rows(nodes.size());
     ForEachNode(nodes, args->copts.parallel, [&](size_t i, const NodeDef& n) {
+      rows[i].node = n.name;
       try {
         auto t = Connect(*inv, n, args->copts);
         RunResult r = t->run("cat /var/lib/labfleet/state.json 2>/dev/null");
         if (r.ok()) rows[i].state = nlohmann::json::parse(r.out, nullptr, false);
         rows[i].plan = PlanNode(*inv, n, *t, args->popts);
-        AddConnectNotes(rows[i].plan, *t);
+        if (!t->notes().empty()) rows[i].plan.warnings.push_back({"ssh", t->notes()});
       } catch (const std::exception& e) {
         rows[i].error = e.what();
       }
     });
-    auto& j = ctx.reporter.doc()["nodes"];
-    j = nlohmann::json::array();
-    bool failed = false;
-    char head[128];
-    snprintf(head, sizeof head, "%-16s %-12s %-8s %-10s %s", "NODE", "COMMIT", "BEHIND", "DRIFT", "APPLIED");
-    ctx.reporter.line(head);
-    for (size_t i = 0; i < nodes.size(); ++i) {
-      const Row& r = rows[i];
-      nlohmann::json o = {{"node", nodes[i]->name}};
-      if (!r.error.empty()) {
-        failed = true;
-        o["error"] = r.error;
-        ctx.reporter.line(nodes[i]->name + ": unreachable: " + r.error);
-        j.push_back(o);
-        continue;
-      }
-      std::string commit = r.state.is_object() ? r.state.value("commit", "") : "";
-      std::string behind = "-";
-      if (!commit.empty() && git.in_git) {
-        try {
-          int n = git.repo->commits_between(commit, git.head);
-          behind = std::to_string(n);
-          o["behind"] = n;
-        } catch (const std::exception&) {
-          behind = "unknown";
-        }
-      }
-      bool drift = !r.plan.changes.empty() || !r.plan.error.empty();
-      o["commit"] = commit;
-      o["drift"] = drift;
-      o["pending_changes"] = r.plan.changes.size();
-      o["warnings"] = nlohmann::json::array();
-      for (const auto& w : r.plan.warnings) o["warnings"].push_back({{"resource", w.resource}, {"warning", w.text}});
-      if (r.state.is_object()) o["state"] = r.state;
-      j.push_back(o);
-      char line[512];
-      snprintf(line, sizeof line, "%-16s %-12s %-8s %-10s %s", nodes[i]->name.c_str(),
-               commit.empty() ? (r.state.is_object() ? "(no git)" : "never") : commit.substr(0, 10).c_str(),
-               behind.c_str(), drift ? Counted(r.plan.changes.size(), "change", "changes").c_str() : "none",
-               r.state.is_object() ? (r.state.value("applied_at", "") + " by " + r.state.value("applied_by", "")).c_str()
-                                   : "");
-      ctx.reporter.line(line);
-      for (const auto& w : r.plan.warnings) ctx.reporter.line("  ! " + w.text + " (" + w.resource + ")");
-    }
-    return failed ? kExitNodesFailed : kExitOk;
+    bool read_all = ReportStatus(ctx.reporter, rows, git.in_git ? &*git.repo : nullptr, git.head);
+    return read_all ? kExitOk : kExitNodesFailed;
   };
 });
 

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "engine/accounts.h"
+#include "engine/plan_report.h"
 #include "engine/shell.h"
 #include "engine/text.h"
 
@@ -16,16 +17,6 @@ namespace labfleet {
 
 static const char* kLock = "/run/labfleet.lock";
 static const char* kStateDir = "/var/lib/labfleet";
-
-const char* StatusName(NodeApplyResult::Status s) {
-  switch (s) {
-    case NodeApplyResult::Status::Unchanged: return "unchanged";
-    case NodeApplyResult::Status::Changed: return "changed";
-    case NodeApplyResult::Status::Failed: return "failed";
-    case NodeApplyResult::Status::Unreachable: return "unreachable";
-  }
-  return "?";
-}
 
 std::string SettingsHash(const Inventory& inv, const NodeDef& node) {
   // FNV-1a over the effective settings and the accounts that land on the node: stable across runs.
@@ -572,18 +563,6 @@ NodeApplyResult ApplyNode(const Inventory& inv, const NodeDef& node, const NodeP
   }
   res.status = NodeApplyResult::Status::Changed;
   return res;
-}
-
-nlohmann::json ApplyResultToJson(const NodeApplyResult& r) {
-  nlohmann::json j = {{"node", r.node}, {"status", StatusName(r.status)}, {"applied", r.applied},
-                      {"handlers", r.handlers_run}};
-  if (!r.error.empty()) j["error"] = r.error;
-  if (!r.notes.empty()) j["notes"] = r.notes;
-  if (r.interrupted) j["interrupted"] = true;
-  if (!r.remaining.changes.empty()) j["remaining"] = NodePlanToJson(r.remaining)["changes"];
-  j["deferred"] = r.deferred;
-  j["warnings"] = NodePlanToJson(r.remaining)["warnings"];
-  return j;
 }
 
 }  // namespace labfleet

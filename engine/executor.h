@@ -53,7 +53,6 @@ struct NodeApplyResult {
   std::vector<std::string> notes;   // e.g. "took over the stale lock of ..."
   bool interrupted = false;         // stopped mid-apply by an interrupt (SIGINT/SIGTERM to labfleet)
 };
-const char* StatusName(NodeApplyResult::Status s);
 
 // The node's state record (what `status` reads back).
 std::string StateJson(const Inventory& inv, const NodeDef& node, const ApplyOptions& opts);
@@ -73,7 +72,6 @@ NodeApplyResult ApplyNode(const Inventory& inv, const NodeDef& node, const NodeP
 std::string ProveFreshLogin(const std::function<std::unique_ptr<Transport>()>& reconnect, int tries = 5,
                             std::chrono::milliseconds first_wait = std::chrono::milliseconds(250));
 
-nlohmann::json ApplyResultToJson(const NodeApplyResult& r);
 
 // The node lock, /run/labfleet.lock: "key=value" lines: run, who, host (client), pid (labfleet on the client),
 // since, commit, and node_pid / node_start: the apply script's own shell on the node and its start time (field

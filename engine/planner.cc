@@ -7,6 +7,7 @@
 
 #include "engine/accounts_probe.h"
 #include "engine/file_probe.h"
+#include "engine/plan_report.h"
 #include "engine/shell.h"
 
 namespace labfleet {
@@ -195,10 +196,6 @@ static NodePlan DiffAll(const NodeContext& ctx,
   return plan;
 }
 
-std::string DeferredLine(const NodePlan& p, const Change& c) {
-  return "deferred: " + c.summary + " on " + p.node + " \u2014 " + p.busy.describe();
-}
-
 NodePlan DiffNode(const Inventory& inv, const NodeDef& node, const ProbeResults& results, const PlanOptions& opts) {
   Value settings = inv.settings(node);
   NodeContext ctx{inv, node, settings};
@@ -246,41 +243,6 @@ NodePlan PlanNode(const Inventory& inv, const NodeDef& node, Transport& transpor
       return failed("files on the node changed while they were read, " + std::to_string(kTries) +
                     " times in a row; plan again when whatever is rewriting them has finished");
   }
-}
-
-std::string ChangeLine(const Change& c) { return std::string(1, c.sign) + " " + c.summary; }
-
-nlohmann::json ChangeToJson(const Change& c) {
-  static const char* kinds[] = {"put_file", "exec", "remove", "notify"};
-  nlohmann::json j = {{"resource", c.resource},
-                      {"action", std::string(1, c.sign) == "+" ? "create" : c.sign == '-' ? "remove" : "modify"},
-                      {"kind", kinds[int(c.kind)]},
-                      {"summary", c.summary},
-                      {"reason", c.reason},
-                      {"disruptive", c.disruptive}};
-  if (!c.diff.empty() && !c.secret) j["diff"] = c.diff;
-  if (c.kind == Change::Kind::Notify) j["handler"] = c.handler;
-  if (c.kind == Change::Kind::PutFile) j["path"] = c.file.path;
-  return j;
-}
-
-nlohmann::json NodePlanToJson(const NodePlan& p) {
-  nlohmann::json j = {{"node", p.node}, {"reachable", p.reachable}, {"resources", p.resources}};
-  if (!p.error.empty()) j["error"] = p.error;
-  j["changes"] = nlohmann::json::array();
-  for (const auto& c : p.changes) j["changes"].push_back(ChangeToJson(c));
-  j["deferred"] = nlohmann::json::array();
-  for (const auto& c : p.deferred) {
-    auto d = ChangeToJson(c);
-    d["deferred_because"] = p.busy.describe();
-    j["deferred"].push_back(d);
-  }
-  if (p.busy.holds()) j["busy"] = p.busy.ToJson();
-  j["warnings"] = nlohmann::json::array();
-  for (const auto& w : p.warnings) j["warnings"].push_back({{"resource", w.resource}, {"warning", w.text}});
-  j["notes"] = nlohmann::json::array();
-  for (const auto& n : p.notes) j["notes"].push_back({{"resource", n.resource}, {"note", n.text}});
-  return j;
 }
 
 }  // namespace labfleet

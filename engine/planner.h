@@ -73,11 +73,6 @@ inline constexpr const char* kPendingHandlersFile = "/var/lib/labfleet/pending-h
 // The command that runs a script sent on stdin: sh reads it whole first, so commands in it get EOF on stdin.
 std::string ScriptRunner();
 
-// Text and JSON renderings (the Reporter prints them).
-std::string ChangeLine(const Change& c);  // "+ user yseong (uid 2001, groups gpu-users)"
-std::string DeferredLine(const NodePlan& p, const Change& c);  // "deferred: docker restart on asahi — 2 GPU jobs ..."
-nlohmann::json ChangeToJson(const Change& c);
-nlohmann::json NodePlanToJson(const NodePlan& p);
 
 // True for files read when someone logs in (sshd, PAM, sudo, NSS, the account files) and for anything under the
 // login user's ~/.ssh: a change to one is followed by a fresh-login check (Change::reconnect_check).

@@ -580,7 +580,7 @@ RunResult SshTransport::run(const std::string& command, std::string_view stdin_d
 
 RunResult SshTransport::stream(const std::string& command, ByteSource& in) { return impl_->run(command, in); }
 
-const std::string& SshTransport::notes() const { return impl_->notes; }
+std::string SshTransport::notes() const { return impl_->notes; }
 
 void SshTransport::add_note(const std::string& note) {
   impl_->notes += (impl_->notes.empty() ? "" : "; ") + note;

@@ -50,7 +50,7 @@ class SshTransport : public Transport {
   RunResult run(const std::string& command, std::string_view stdin_data = {}) override;
   RunResult stream(const std::string& command, ByteSource& in) override;
   // Notes gathered while connecting (e.g. "recorded new host key SHA256:... in FILE"); empty when none.
-  const std::string& notes() const;
+  std::string notes() const override;
   void add_note(const std::string& note);
   // The node's host key as verified while connecting: "ssh-ed25519 AAAA...".
   const std::string& host_key() const;

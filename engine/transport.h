@@ -97,6 +97,8 @@ class Transport {
   virtual RunResult run(const std::string& command, std::string_view stdin_data = {}) = 0;
   // The default reads `in` whole and calls run() (for doubles); the real transports stream.
   virtual RunResult stream(const std::string& command, ByteSource& in);
+  // What connecting had to say for the node's report (a fallback port, a newly recorded host key); "" if nothing.
+  virtual std::string notes() const { return ""; }
 
   // The output bound (see the contract above). Prefer OutputLimit for one call.
   void set_max_output(size_t bytes) { max_output_ = bytes; }

@@ -11,6 +11,7 @@
 #include "engine/finding.h"
 #include "engine/inventory.h"
 #include "engine/module.h"
+#include "engine/plan_report.h"
 
 namespace labfleet::testing {
 

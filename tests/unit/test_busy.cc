@@ -10,6 +10,7 @@
 #include "engine/busy.h"
 #include "engine/facts.h"
 #include "engine/local_transport.h"
+#include "engine/plan_report.h"
 #include "engine/planner.h"
 #include "engine/shell.h"
 #include "tests/unit/module_helpers.h"

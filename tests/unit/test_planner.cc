@@ -5,6 +5,7 @@
 #include "engine/executor.h"
 #include "engine/fake_transport.h"
 #include "engine/local_transport.h"
+#include "engine/plan_report.h"
 #include "engine/planner.h"
 #include "engine/yaml_load.h"
 #include "tests/unit/module_helpers.h"
