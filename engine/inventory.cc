@@ -487,12 +487,15 @@ Inventory LoadInventory(const std::vector<SourceFile>& files, Findings& findings
         collect(sec, user_groups, seen_ug, "user group", "duplicate-user-group");
       } else if (sec.key == "users") {
         collect(sec, users, seen_user, "user", "duplicate-user");
+      } else if (sec.key.rfind("x-", 0) == 0) {
+        // A home for YAML anchors (`x-gpu-docker: &gpu-docker {...}`): read for its anchors, otherwise ignored.
       } else {
         std::string msg = "unknown section '" + sec.key + "'";
         if (auto s = Suggest(sec.key, kSections))
           msg += "; did you mean '" + *s + "'?";
         else
-          msg += " (sections: lab, groups, nodes, user_groups, users)";
+          msg += " (sections: lab, groups, nodes, user_groups, users; keys starting with 'x-' are ignored, a home "
+                 "for YAML anchors)";
         findings.error(sec.key_loc, "unknown-key", msg);
       }
     }
