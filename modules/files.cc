@@ -133,8 +133,13 @@ std::optional<std::string> VisudoCheck(const std::string& visudo, const std::str
       if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
         for (size_t p = out.find(tmp); p != std::string::npos; p = out.find(tmp, p + path.size()))
           out.replace(p, tmp.size(), path);
-        while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-        result = out.empty() ? std::string("visudo failed without a message") : out;
+        // One line for a compiler-style finding: visudo's "FILE:LINE:COL: syntax error" lines (or its first
+        // line), without the quoted source line and the caret under it.
+        std::vector<std::string> keep, lines = SplitWords(out, "\n");
+        for (const auto& l : lines)
+          if (l.rfind(path, 0) == 0 || l.find(" " + path) != std::string::npos) keep.push_back(TrimChars(l, " "));
+        if (keep.empty() && !lines.empty()) keep.push_back(TrimChars(lines[0], " "));
+        result = keep.empty() ? std::string("visudo failed without a message") : Join(keep, "; ");
       }
     }
     close(pipefd[0]);
