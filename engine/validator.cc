@@ -394,10 +394,14 @@ void CheckAccounts(const Inventory& inv, Findings& f) {
 void CheckLockout(const Inventory& inv, Findings& f) {
   const Date today = Today();
   std::set<std::string> reported;
+  const NodeDef* node = nullptr;
+  // Once per place, code and node: the same finding on the nodes of a group becomes one (MergeNodeFindings)
+  // naming them all.
   auto once = [&](const Location& where, const std::string& code) {
-    return reported.insert(where.str() + "|" + code).second;
+    return reported.insert(where.str() + "|" + code + "|" + node->name).second;
   };
   for (const auto& n : inv.nodes) {
+    node = &n;
     if (n.connection == "local") continue;
     const SshSettings ssh = inv.ssh(n);
     const std::string& login = ssh.user;

@@ -221,6 +221,15 @@ TEST_SUITE("validate-new-user") {
                                  "run that moves it)");
     CHECK(Has(hits[1].message, "sshd Port of node 'solo' does not include 22"));
     CHECK(hits[1].where.str() == "inventory/x.yaml:44:44");
+
+    // Checks that used to stop at the first node of a group name them all.
+    Findings g = CheckWith(
+        "groups:\n  gpu:\n    files: [{ path: /etc/nsswitch.conf, content: \"x\\n\" }]\n"
+        "nodes:\n  a: { address: 10.0.1.71, groups: [gpu] }\n  b: { address: 10.0.1.72, groups: [gpu] }\n");
+    auto risk = WithCode(g, "lockout-risk-file");
+    INFO(All(g));
+    REQUIRE(risk.size() == 1);
+    CHECK(Has(risk[0].message, "file /etc/nsswitch.conf decides who may log in (or use sudo) on nodes 'a', 'b'; "));
   }
 
   TEST_CASE("show GROUP says it is a group and lists its nodes; show never cuts a value") {
