@@ -683,9 +683,9 @@ Inventory LoadInventoryDir(const std::string& dir, Findings& findings) {
                    "no *.yaml files below '" + dir + "'; is --inventory pointing at the right directory?");
   Inventory inv = LoadInventory(files, findings);
   inv.root = dir;
-  fs::path base = fs::absolute(dir, ec);
-  fs::path boundary = base.lexically_normal().parent_path();
-  if (boundary.filename().empty()) boundary = boundary.parent_path();  // "/a/inventory/" -> "/a"
+  fs::path base = fs::absolute(dir, ec).lexically_normal();
+  if (base.filename().empty()) base = base.parent_path();  // "/a/inventory/" and "/a/inventory/." -> "/a/inventory"
+  fs::path boundary = base.parent_path();                  // -> "/a"
   inv.read_root = boundary.string();
   inv.refusal = [base, boundary](const std::string& rel, const std::string& within) -> std::string {
     const fs::path root = within.empty() ? boundary : (base / within).lexically_normal();

@@ -374,6 +374,15 @@ TEST_SUITE("validate-new-user") {
     CHECK(motd.out == "beside a\n");
     auto issue = Cli({"--inventory", inv, "render", "issue.mustache", "--node", "a"});
     CHECK(issue.out == "issue inside\n");
+    // The same, named with a trailing '/' or as '.' from inside it: templates/ beside it is still in the repository.
+    CHECK(Cli({"--inventory", inv + "/", "render", "motd.mustache", "--node", "a"}).out == "beside a\n");
+    {
+      fs::path old = fs::current_path();
+      fs::current_path(inv);
+      auto here = Cli({"--inventory", ".", "validate"});
+      fs::current_path(old);
+      CHECK_MESSAGE(here.rc == kExitOk, here.err);
+    }
 
     d.write("inventory/nodes.yaml",
             "nodes:\n  a:\n    address: 10.0.1.71\n    files: [{ path: /etc/motd, template: nosuch.mustache }]\n");
