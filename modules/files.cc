@@ -76,7 +76,7 @@ std::string ControllerVisudo() {
   if (const char* path = std::getenv("PATH"))
     for (const auto& d : SplitWords(path, ":")) dirs.push_back(d);
   for (const auto& d : dirs)
-    if (!d.empty() && access((d + "/visudo").c_str(), X_OK) == 0) return d + "/visudo";
+    if (!d.empty() && d[0] == '/' && access((d + "/visudo").c_str(), X_OK) == 0) return d + "/visudo";
   return "";
 }
 
@@ -285,7 +285,8 @@ class FilesModule : public Module {
       auto key = w.path + '\0' + *bytes;
       auto it = verdicts.find(key);
       if (it == verdicts.end()) it = verdicts.emplace(key, VisudoCheck(visudo, w.path, *bytes)).first;
-      if (it->second && reported.insert("sudo:" + w.where.str() + "|" + *it->second).second)
+      // Per node: the same complaint on the nodes of a group becomes one finding naming them (MergeNodeFindings).
+      if (it->second && reported.insert("sudo:" + w.where.str() + "|" + n.name + "|" + *it->second).second)
         f.error(w.where, "sudoers-syntax",
                 "visudo rejects sudoers file " + w.path + " for node '" + n.name + "': " + *it->second +
                     "; with it in place sudo refuses everyone on the node. Fix it (check with `visudo -cf FILE`); "

@@ -309,6 +309,18 @@ TEST_SUITE("validate-new-user") {
             "refuse to install it");
     }
     {
+      // One entry of a group: one finding, naming each node that gets it.
+      ScopedEnv env("LABFLEET_VISUDO", d.str("visudo"));
+      Findings f = CheckWith("groups:\n  gpu:\n    files: [{ path: /etc/sudoers.d/lab, content: \"BAD\\n\" }]\n"
+                             "nodes:\n  a: { address: 10.0.1.71, groups: [gpu] }\n"
+                             "  b: { address: 10.0.1.72, groups: [gpu] }\n");
+      auto hits = WithCode(f, "sudoers-syntax");
+      INFO(All(f));
+      REQUIRE(hits.size() == 1);
+      CHECK(hits[0].where.str() == "inventory/x.yaml:3:13");
+      CHECK(Has(hits[0].message, "visudo rejects sudoers file /etc/sudoers.d/lab for nodes 'a', 'b': "));
+    }
+    {
       ScopedEnv env("LABFLEET_VISUDO", d.str("no-such-visudo"));  // no visudo on the controller: not checked
       CHECK(WithCode(CheckWith(inv), "sudoers-syntax").empty());
     }
