@@ -53,8 +53,8 @@ def main():
         f.write("""  gpu:
     docker:
       data_root: /local/.docker
-      address_pools: [{ base: 172.240.0.0/16, size: 24 }]
-      bip: 172.239.0.1/24
+      address_pools: [{ base: 172.28.0.0/16, size: 24 }]
+      bip: 172.29.0.1/24
       proxy: { http: "http://10.0.0.2:8889", https: "http://10.0.0.2:8889", no_proxy: [localhost] }
     mounts:
       - { source: "nas:/mnt/HDD/home", target: /home, type: nfs, options: [vers=4.2, fsc], automount: true }

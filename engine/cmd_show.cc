@@ -91,6 +91,46 @@ std::string Pad(std::string s, size_t width) {
   return s;
 }
 
+// Cuts `s` into lines of at most `width` characters, after ", " or a blank where it can (a word longer than the
+// width is cut inside). Nothing is left out: `show` never abbreviates a value.
+std::vector<std::string> Wrap(const std::string& s, size_t width) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (s.size() - pos > width) {
+    size_t cut = s.rfind(' ', pos + width);
+    if (cut == std::string::npos || cut <= pos) cut = pos + width;
+    else ++cut;  // the blank stays at the end of the line
+    out.push_back(s.substr(pos, cut - pos));
+    pos = cut;
+  }
+  out.push_back(s.substr(pos));
+  for (auto& l : out)
+    while (!l.empty() && l.back() == ' ') l.pop_back();
+  return out;
+}
+
+// `show GROUP`: not a node, but say what it is and which nodes it holds (wrapped, never cut).
+int ShowGroup(CommandContext& ctx, const Inventory& inv, const GroupDef& g, int rc) {
+  auto& r = ctx.reporter;
+  std::vector<std::string> nodes;
+  for (const NodeDef* n : inv.select({g.name})) nodes.push_back(n->name);
+  if (r.json()) {
+    auto& doc = r.doc();
+    doc["group"] = g.name;
+    doc["where"] = LocJson(g.where);
+    doc["nodes"] = nodes;
+    return rc;
+  }
+  r.line("'" + g.name + "' is a group, not a node (" + g.where.str() + "); its " + std::to_string(nodes.size()) +
+         " node" + (nodes.size() == 1 ? "" : "s") + ":");
+  std::string list;
+  for (const auto& n : nodes) list += (list.empty() ? "" : ", ") + n;
+  if (nodes.empty()) list = "(none)";
+  for (const auto& l : Wrap(list, 76)) r.line("  " + l);
+  if (!nodes.empty()) r.line("show one of them: labfleet show " + nodes.front());
+  return rc;
+}
+
 const CommandRegistrar kShow(
     "show", "print a node's merged settings and where each value comes from", [](CLI::App& sub) -> CommandRun {
       auto node_name = std::make_shared<std::string>();
@@ -109,6 +149,8 @@ const CommandRegistrar kShow(
         }
         auto& r = ctx.reporter;
         const NodeDef* node = inv.node(*node_name);
+        if (!node)
+          if (const GroupDef* g = inv.group(*node_name)) return ShowGroup(ctx, inv, *g, rc);
         if (!node) {
           std::vector<std::string> names;
           for (const auto& n : inv.nodes) names.push_back(n.name);
@@ -180,24 +222,26 @@ const CommandRegistrar kShow(
           if (!ssh.identity.empty()) c += ", identity " + ssh.identity;
           if (!ssh.become.empty()) c += ", become " + ssh.become;
           r.line("  connection  " + c);
-          if (!ssh.host_key.empty()) r.line("  host key    " + ssh.host_key.substr(0, 40) + "... (pinned)");
+          if (!ssh.host_key.empty()) r.line("  host key    " + ssh.host_key + " (pinned)");
         }
         std::string order;
         for (const auto& l : layers) order += (order.empty() ? "" : " -> ") + l.first;
         r.line("");
         r.line("settings (merged: " + order + "; maps merge key by key, lists replace)");
+        // Long values wrap onto continuation lines under the value column; nothing is cut.
+        constexpr size_t kValueWidth = 60;
         size_t wpath = 0, wval = 0;
-        std::vector<std::string> vals;
+        std::vector<std::vector<std::string>> vals;
         for (const auto& l : leaves) {
-          std::string v = l.value->flow();
-          if (v.size() > 60) v = v.substr(0, 57) + "...";
-          vals.push_back(v);
+          vals.push_back(Wrap(l.value->flow(), kValueWidth));
           wpath = std::max(wpath, l.path.size());
-          wval = std::max(wval, v.size());
+          for (const auto& line : vals.back()) wval = std::max(wval, line.size());
         }
-        for (size_t i = 0; i < leaves.size(); ++i)
-          r.line("  " + Pad(leaves[i].path, wpath) + "  " + Pad(vals[i], wval) + "  " +
+        for (size_t i = 0; i < leaves.size(); ++i) {
+          r.line("  " + Pad(leaves[i].path, wpath) + "  " + Pad(vals[i][0], wval) + "  " +
                  Pad(leaves[i].layer, 14) + "  " + leaves[i].value->loc().str());
+          for (size_t k = 1; k < vals[i].size(); ++k) r.line("  " + std::string(wpath, ' ') + "  " + vals[i][k]);
+        }
         if (leaves.empty()) r.line("  (none)");
         r.line("");
         r.line("accounts on this node (" + std::to_string(users.size()) + ")");

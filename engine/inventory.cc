@@ -487,12 +487,15 @@ Inventory LoadInventory(const std::vector<SourceFile>& files, Findings& findings
         collect(sec, user_groups, seen_ug, "user group", "duplicate-user-group");
       } else if (sec.key == "users") {
         collect(sec, users, seen_user, "user", "duplicate-user");
+      } else if (sec.key.rfind("x-", 0) == 0) {
+        // A home for YAML anchors (`x-gpu-docker: &gpu-docker {...}`): read for its anchors, otherwise ignored.
       } else {
         std::string msg = "unknown section '" + sec.key + "'";
         if (auto s = Suggest(sec.key, kSections))
           msg += "; did you mean '" + *s + "'?";
         else
-          msg += " (sections: lab, groups, nodes, user_groups, users)";
+          msg += " (sections: lab, groups, nodes, user_groups, users; keys starting with 'x-' are ignored, a home "
+                 "for YAML anchors)";
         findings.error(sec.key_loc, "unknown-key", msg);
       }
     }
@@ -680,9 +683,9 @@ Inventory LoadInventoryDir(const std::string& dir, Findings& findings) {
                    "no *.yaml files below '" + dir + "'; is --inventory pointing at the right directory?");
   Inventory inv = LoadInventory(files, findings);
   inv.root = dir;
-  fs::path base = fs::absolute(dir, ec);
-  fs::path boundary = base.lexically_normal().parent_path();
-  if (boundary.filename().empty()) boundary = boundary.parent_path();  // "/a/inventory/" -> "/a"
+  fs::path base = fs::absolute(dir, ec).lexically_normal();
+  if (base.filename().empty()) base = base.parent_path();  // "/a/inventory/" and "/a/inventory/." -> "/a/inventory"
+  fs::path boundary = base.parent_path();                  // -> "/a"
   inv.read_root = boundary.string();
   inv.refusal = [base, boundary](const std::string& rel, const std::string& within) -> std::string {
     const fs::path root = within.empty() ? boundary : (base / within).lexically_normal();

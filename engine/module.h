@@ -88,6 +88,13 @@ struct DiffResult {
   std::vector<std::string> warnings;
 };
 
+// A file a module writes whole (or keeps a block of) on a node: a `files:` entry for the same path would make
+// apply flap between the two (validate: file-owned-by-module).
+struct OwnedFile {
+  std::string path;  // absolute, normalised
+  std::string by;    // what makes the module write it, for the message: "hosts:", "docker.proxy"
+};
+
 // Helpers for modules' pure diffs.
 const ProbeOutput* FindProbe(const ProbeResults& results, const std::string& key);
 DiffResult Noop(std::string why);
@@ -105,6 +112,9 @@ class Module {
   // Node-level settings keys this module owns (e.g. {"docker"}); used for unknown-key checks.
   virtual std::vector<std::string> settings_keys() const { return {}; }
   virtual void validate(const Inventory&, Findings&) const {}
+  // The fixed files this module writes on this node, only when it is active there (its settings are set).
+  // Offline and cheap: called for every node by the validator; never reads the nodes or renders anything.
+  virtual std::vector<OwnedFile> owned_files(const NodeContext&) const { return {}; }
   virtual std::vector<Resource> resources(const NodeContext&) const = 0;
   virtual std::vector<Probe> probes(const NodeContext&, const std::vector<Resource>&) const = 0;
   virtual DiffResult diff(const NodeContext&, const Resource&, const ProbeResults&) const = 0;

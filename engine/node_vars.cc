@@ -1,5 +1,7 @@
 #include "engine/node_vars.h"
 
+#include <filesystem>
+
 #include "engine/mustache.h"
 
 namespace labfleet {
@@ -46,28 +48,56 @@ nlohmann::json NodeVariables(const Inventory& inv, const NodeDef& node, const Va
   return j;
 }
 
-std::string TemplatesDir(const Inventory& inv) {
+std::vector<std::string> TemplateDirs(const Inventory& inv) {
   const Value* d = inv.lab.find("templates_dir");
-  return d && d->is_scalar() && !d->str().empty() ? d->str() : "templates";
+  if (d && d->is_scalar() && !d->str().empty()) return {d->str()};
+  return {"templates", "../templates"};
+}
+
+namespace {
+std::string RefusalIn(const Inventory& inv, const std::string& dir, const std::string& name) {
+  return inv.refusal ? inv.refusal(dir + "/" + name, dir) : "";
+}
+}  // namespace
+
+std::string TemplatesDir(const Inventory& inv, const std::string& name) {
+  auto dirs = TemplateDirs(inv);
+  if (dirs.size() == 1 || !inv.read_file) return dirs[0];
+  for (const auto& dir : dirs)
+    if (RefusalIn(inv, dir, name).empty() && inv.read_file(dir + "/" + name)) return dir;
+  for (const auto& dir : dirs)
+    if (!RefusalIn(inv, dir, name).empty()) return dir;  // so that the refusal is what gets reported
+  return dirs[0];
+}
+
+std::string TemplateSearchText(const Inventory& inv) {
+  auto dirs = TemplateDirs(inv);
+  auto shown = [&](const std::string& dir) {
+    std::string p = (std::filesystem::path(inv.root.empty() ? "." : inv.root) / dir).lexically_normal().string();
+    return p + (p.empty() || p.back() == '/' ? "" : "/");
+  };
+  if (dirs.size() == 1) return shown(dirs[0]) + " (lab.templates_dir)";
+  return shown(dirs[0]) + " nor in " + shown(dirs[1]) +
+         " (the templates/ inside the inventory directory, then the one beside it; or set lab.templates_dir)";
 }
 
 std::string TemplateRefusal(const Inventory& inv, const std::string& name) {
-  return inv.refusal ? inv.refusal(TemplatesDir(inv) + "/" + name, TemplatesDir(inv)) : "";
+  return RefusalIn(inv, TemplatesDir(inv, name), name);
 }
 
 std::optional<std::string> ReadTemplate(const Inventory& inv, const std::string& name) {
   if (!inv.read_file || !TemplateRefusal(inv, name).empty()) return std::nullopt;
-  return inv.read_file(TemplatesDir(inv) + "/" + name);
+  return inv.read_file(TemplatesDir(inv, name) + "/" + name);
 }
 
 std::string RenderForNode(const Inventory& inv, const NodeDef& node, const Value& settings, const std::string& name) {
   auto text = ReadTemplate(inv, name);
-  if (!text) throw std::runtime_error("template " + TemplatesDir(inv) + "/" + name + " not found");
+  if (!text) throw std::runtime_error("template '" + name + "' not found in " + TemplateSearchText(inv));
   try {
     return RenderMustache(*text, NodeVariables(inv, node, settings),
                           [&](const std::string& partial) { return ReadTemplate(inv, partial + ".mustache"); });
   } catch (const MustacheError& e) {
-    throw std::runtime_error(TemplatesDir(inv) + "/" + name + ":" + std::to_string(e.line) + ":" +
+    throw std::runtime_error(TemplatesDir(inv, name) + "/" + name + ":" + std::to_string(e.line) + ":" +
                              std::to_string(e.col) + ": " + e.what());
   }
 }

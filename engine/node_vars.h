@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "engine/inventory.h"
 
@@ -18,8 +19,14 @@ nlohmann::json ValueToJson(const Value& v);  // scalars: int / bool (unquoted) /
 // it costs a pass over every user for every node).
 nlohmann::json NodeVariables(const Inventory& inv, const NodeDef& node, const Value& settings, bool with_users = true);
 
-// lab.templates_dir (default "templates"), relative to the inventory directory.
-std::string TemplatesDir(const Inventory& inv);
+// Where templates are looked for, relative to the inventory directory: lab.templates_dir when set, else
+// "templates" (inside the inventory directory) and then "../templates" (beside it: the layout people copy).
+std::vector<std::string> TemplateDirs(const Inventory& inv);
+// The directory of TemplateDirs that holds `name` (the first that does; else the first that refuses it; else
+// the first), relative to the inventory directory.
+std::string TemplatesDir(const Inventory& inv, const std::string& name);
+// For "not found" messages: where templates were looked for, e.g. "inventory/templates/ nor in templates/ (...)".
+std::string TemplateSearchText(const Inventory& inv);
 // Reads templates_dir/name through inv.read_file; nullopt when absent.
 // Templates (and partials) are read only from inside the templates directory: a name with ".." leading out
 // of it, or a symlink pointing outside it, is refused (nullopt; TemplateRefusal says why, "" otherwise).

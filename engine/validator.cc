@@ -394,10 +394,14 @@ void CheckAccounts(const Inventory& inv, Findings& f) {
 void CheckLockout(const Inventory& inv, Findings& f) {
   const Date today = Today();
   std::set<std::string> reported;
+  const NodeDef* node = nullptr;
+  // Once per place, code and node: the same finding on the nodes of a group becomes one (MergeNodeFindings)
+  // naming them all.
   auto once = [&](const Location& where, const std::string& code) {
-    return reported.insert(where.str() + "|" + code).second;
+    return reported.insert(where.str() + "|" + code + "|" + node->name).second;
   };
   for (const auto& n : inv.nodes) {
+    node = &n;
     if (n.connection == "local") continue;
     const SshSettings ssh = inv.ssh(n);
     const std::string& login = ssh.user;
@@ -474,6 +478,97 @@ void CheckLockout(const Inventory& inv, Findings& f) {
   }
 }
 
+// ---------------------------------------------------------------- files a module writes
+
+// A `files:` entry (or a service's `config` file) for a path a module writes on the same node (/etc/hosts,
+// /etc/fstab, daemon.json, the sshd drop-in, ...): apply would write it twice per run, each undoing the other.
+// No central list: every module says which files it writes on a node (Module::owned_files).
+void CheckOwnedFiles(const Inventory& inv, Findings& f) {
+  for (const auto& n : inv.nodes) {
+    Value settings = inv.settings(n);
+    std::vector<const Value*> paths;
+    if (const Value* files = settings.find("files"); files && files->is_seq())
+      for (const auto& item : files->items())
+        if (const Value* p = item.find("path"); p && p->is_scalar()) paths.push_back(p);
+    if (const Value* svcs = settings.find("services"); svcs && svcs->is_map())
+      for (const auto& e : svcs->entries())
+        if (const Value* cfg = e.value.find("config"); cfg && cfg->is_seq())
+          for (const auto& item : cfg->items())
+            if (const Value* p = item.find("path"); p && p->is_scalar()) paths.push_back(p);
+    if (paths.empty()) continue;
+    NodeContext ctx{inv, n, settings};
+    std::map<std::string, std::pair<std::string, std::string>> owned;  // path -> (module, by)
+    for (const auto& m : Modules())
+      for (auto& o : m->owned_files(ctx)) owned.emplace(o.path, std::make_pair(m->name(), o.by));
+    if (owned.empty()) continue;
+    for (const Value* pv : paths) {
+      PathResult pr = NormalizeAbsolutePath(pv->str());
+      if (pr.error) continue;  // reported by the files module
+      auto it = owned.find(pr.path);
+      if (it == owned.end()) continue;
+      f.error(pv->loc(), "file-owned-by-module",
+              "file " + pr.path + " is written by the " + it->second.first + " module on node '" + n.name +
+                  "' (from `" + it->second.second + "`); with this entry too, every apply would write it twice, "
+                  "each undoing the other. Remove this entry and set what it should say through `" +
+                  it->second.second + "`");
+    }
+  }
+}
+
+// ---------------------------------------------------------------- one finding for many nodes
+
+// The same finding on many nodes (a group's `sshd: { Port: ... }` on 39 nodes) is reported once, at its place,
+// naming every node: findings equal but for the one node they name ("node 'x'" or "(node x)") are merged into
+// "nodes 'a', 'b', 'c'" / "(nodes a, b, c)".
+void MergeNodeFindings(const Inventory& inv, Findings& findings) {
+  std::unordered_set<std::string_view> names;
+  for (const auto& n : inv.nodes) names.insert(n.name);
+  struct Group {
+    Finding f;
+    size_t begin = std::string::npos, end = 0;  // the "node ..." part of the first message
+    bool quoted = true;
+    std::vector<std::string> nodes;
+  };
+  std::vector<Group> groups;
+  std::unordered_map<std::string, size_t> index;
+  for (const auto& x : findings.items()) {
+    const std::string& m = x.message;
+    size_t hits = 0, begin = 0, end = 0;
+    bool quoted = true;
+    std::string name;
+    for (const auto& [open, close, q] : {std::tuple{"node '", '\'', true}, std::tuple{"(node ", ')', false}}) {
+      const std::string_view o(open);
+      for (size_t pos = m.find(o); pos != std::string::npos; pos = m.find(o, pos + 1)) {
+        size_t b = pos + o.size(), e = m.find(close, b);
+        if (e == std::string::npos || !names.count(std::string_view(m).substr(b, e - b))) continue;
+        ++hits, begin = pos + (q ? 0 : 1), end = q ? e + 1 : e, quoted = q, name = m.substr(b, e - b);
+      }
+    }
+    if (hits != 1) {
+      groups.push_back({x, std::string::npos, 0, true, {}});
+      continue;
+    }
+    std::string key = x.where.str() + "\x1f" + x.code + "\x1f" + char('0' + int(x.severity)) + "\x1f" +
+                      m.substr(0, begin) + "\x1f" + m.substr(end) + "\x1f" + (quoted ? "q" : "p");
+    auto [it, fresh] = index.emplace(key, groups.size());
+    if (fresh) {
+      groups.push_back({x, begin, end, quoted, {name}});
+    } else if (auto& ns = groups[it->second].nodes; std::find(ns.begin(), ns.end(), name) == ns.end()) {
+      ns.push_back(name);
+    }
+  }
+  Findings out;
+  for (auto& g : groups) {
+    if (g.nodes.size() > 1) {
+      std::string list;
+      for (const auto& n : g.nodes) list += (list.empty() ? "" : ", ") + (g.quoted ? "'" + n + "'" : n);
+      g.f.message = g.f.message.substr(0, g.begin) + "nodes " + list + g.f.message.substr(g.end);
+    }
+    out.add(std::move(g.f));
+  }
+  findings = std::move(out);
+}
+
 }  // namespace
 
 void ValidateInventory(const Inventory& inv, Findings& findings) {
@@ -481,7 +576,9 @@ void ValidateInventory(const Inventory& inv, Findings& findings) {
   CheckNodes(inv, findings);
   CheckAccounts(inv, findings);
   CheckLockout(inv, findings);
+  CheckOwnedFiles(inv, findings);
   for (const auto& m : Modules()) m->validate(inv, findings);
+  MergeNodeFindings(inv, findings);
 }
 
 }  // namespace labfleet

@@ -4,8 +4,8 @@
 //
 // Settings (node-level key `docker`, mergeable from lab.defaults and groups):
 //   data_root: /local/.docker                          absolute path
-//   address_pools: [{ base: 172.240.0.0/16, size: 24 }]   networks for user-defined bridges
-//   bip: 172.239.0.1/24                                address/prefix of the default bridge docker0
+//   address_pools: [{ base: 172.28.0.0/16, size: 24 }]    networks for user-defined bridges (private space)
+//   bip: 172.29.0.1/24                                 address/prefix of the default bridge docker0
 //   default_runtime: nvidia
 //   proxy: { http: URL, https: URL, no_proxy: [names] }
 //   registry_certs: { registry.host: path/to/ca.crt }  key: host or host:port; path relative to the inventory
@@ -19,6 +19,7 @@
 // listed in /var/lib/labfleet/docker-registry-certs go when the inventory no longer gives them (docs/modules.md).
 // Docker group membership is not a docker setting: the group is a `user_groups: docker: { system: true }`
 // entry and users list it in `groups:` (the users module keeps membership exact for inventory users).
+#include <algorithm>
 #include <cctype>
 #include <map>
 #include <optional>
@@ -65,6 +66,9 @@ struct DockerSettings {
   std::optional<bool> live_restore;
   std::string storage_driver;
   nlohmann::json extra = nlohmann::json::object();  // free daemon.json keys
+  // Docker's own name for address_pools (default-address-pools) was written instead: "did you mean" says so,
+  // and the "pools left to Docker's defaults" warning would only repeat it.
+  bool pools_under_docker_name = false;
 };
 
 namespace {
@@ -109,7 +113,30 @@ DockerSettings ParseDocker(const Value& v, Findings* f) {
   Findings& out = f ? *f : scratch;
   DockerSettings d;
   d.where = v.loc();
-  MapReader r(v, "docker settings", v.loc(), out, kDockerKeys);
+  // Docker's own daemon.json names (data-root, default-address-pools, log-opts, ...), and the same with '_':
+  // "did you mean" the typed setting, instead of a bare unknown key.
+  std::vector<std::string> allowed = kDockerKeys;
+  if (v.is_map()) {
+    for (const auto& e : v.entries()) {
+      if (std::find(kDockerKeys.begin(), kDockerKeys.end(), e.key) != kDockerKeys.end()) continue;
+      std::string dashed = e.key;
+      std::replace(dashed.begin(), dashed.end(), '_', '-');
+      auto typed = kTypedJsonKeys.find(dashed);
+      if (typed == kTypedJsonKeys.end()) {
+        if (e.key.find('-') == std::string::npos || Suggest(e.key, kDockerKeys)) continue;  // MapReader reports it
+        out.error(e.key_loc, "unknown-key",
+                  "unknown key '" + e.key + "' in docker settings; a daemon.json key that labfleet has no setting "
+                  "for goes under `extra:` (e.g. `extra: { " + e.key + ": ... }`), written as is");
+      } else {
+        out.error(e.key_loc, "unknown-key",
+                  "unknown key '" + e.key + "' in docker settings: that is Docker's name in daemon.json; did you "
+                  "mean '" + typed->second + "'? (labfleet's settings use '_' and write daemon.json's names)");
+        if (dashed == "default-address-pools") d.pools_under_docker_name = true;
+      }
+      allowed.push_back(e.key);
+    }
+  }
+  MapReader r(v, "docker settings", v.loc(), out, allowed);
   if (auto s = r.str("data_root")) {
     d.data_root = *s;
     PathResult pr = NormalizeAbsolutePath(*s);
@@ -124,7 +151,7 @@ DockerSettings ParseDocker(const Value& v, Findings* f) {
     for (const auto& item : pools->items()) {
       MapReader p(item, "a docker address pool", item.loc(), out, {"base", "size"});
       if (!p.is_map()) continue;
-      bool have_base = p.require("base", "e.g. `{ base: 172.240.0.0/16, size: 24 }`");
+      bool have_base = p.require("base", "e.g. `{ base: 172.28.0.0/16, size: 24 }`");
       bool have_size = p.require("size", "the prefix length of each network carved out of the base, e.g. 24");
       if (!have_base) continue;
       auto base = p.str("base");
@@ -419,6 +446,27 @@ class DockerModule : public Module {
       }
     }
 
+    // 2b. Pools and bip in public IPv4 space: every real host in that range becomes unreachable from
+    //     containers (their traffic to it goes to the bridge).
+    static const Cidr kPrivate[] = {*ParseCidr("10.0.0.0/8"), *ParseCidr("172.16.0.0/12"), *ParseCidr("192.168.0.0/16")};
+    for (const auto& d : parsed) {
+      std::vector<Net> nets;
+      for (const auto& p : d.address_pools) nets.push_back({p.base, "docker address pool " + p.text, p.where});
+      if (d.bip) nets.push_back({*d.bip, "docker bip " + d.bip_text, d.bip_where});
+      for (const auto& n : nets) {
+        if (n.cidr.addr.family != 4) continue;
+        bool priv = false;
+        for (const auto& p : kPrivate) priv |= p.prefix <= n.cidr.prefix && Contains(p, n.cidr.network());
+        if (!priv)
+          report(n.where, "docker-public-range",
+                 n.text + " is public address space (" + n.cidr.network_str() +
+                     " is not inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16): containers could not reach the "
+                     "real hosts in " + n.cidr.network_str() + ". Pick a private range, e.g. 172.28.0.0/16 for pools "
+                     "and 172.29.0.1/24 for bip, clear of lab.reserved_networks",
+                 true);
+      }
+    }
+
     // 3. Per node, with its effective settings: pools and bip overlapping each other; Docker's default
     //    pools when none are set.
     for (const auto& node : inv.nodes) {
@@ -444,7 +492,7 @@ class DockerModule : public Module {
                      "and every container would fail to start; set nvidia: { container_toolkit: true }",
                  true);
       }
-      if (!d.has_address_pools) {
+      if (!d.has_address_pools && !d.pools_under_docker_name) {
         for (const char* dp : kDefaultPools) {
           Cidr c = *ParseCidr(dp);
           for (const auto& r : reserved)
@@ -467,6 +515,22 @@ class DockerModule : public Module {
                  "certificate file " + Quoted(d.registry_certs[i].second) + " for registry " + d.registry_certs[i].first +
                      (why.empty() ? " not found (paths are relative to the inventory directory)" : " is refused: " + why));
         }
+  }
+
+  std::vector<OwnedFile> owned_files(const NodeContext& ctx) const override {
+    const Value* dv = ctx.settings.find("docker");
+    bool have_docker = dv && dv->is_map();
+    auto nv = NodeNvidia(ctx.settings);
+    std::vector<OwnedFile> out;
+    if (have_docker)
+      out.push_back({kDaemonJson, "docker:"});
+    else if (nv && nv->container_toolkit)
+      out.push_back({kDaemonJson, "nvidia.container_toolkit (the nvidia runtime)"});
+    if (!have_docker) return out;
+    DockerSettings d = ParseDocker(*dv, nullptr);
+    if (!ProxyDropin(d).empty()) out.push_back({kProxyDropin, "docker.proxy"});
+    for (const auto& rc : d.registry_certs) out.push_back({kCertsDir + rc.first + "/ca.crt", "docker.registry_certs"});
+    return out;
   }
 
   // Apply: daemon.json (compared as JSON: formatting and key order are not changes), the systemd proxy

@@ -5,6 +5,15 @@
 //   files:
 //     - { path: /etc/motd, template: motd.mustache, mode: "0644" }
 //     - { path: /etc/lab/README, content: "hello\n", owner: root, group: root }
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -31,7 +40,7 @@ struct FileWant {
 
 // "inventory/../templates/motd.mustache" -> "templates/motd.mustache", as a person would look for it.
 std::string TemplatePath(const Inventory& inv, const std::string& name) {
-  return (std::filesystem::path(inv.root) / TemplatesDir(inv) / name).lexically_normal().string();
+  return (std::filesystem::path(inv.root) / TemplatesDir(inv, name) / name).lexically_normal().string();
 }
 
 // The uid the inventory gives the account `owner` on this node (-1 when it is not an inventory account), and the
@@ -44,6 +53,99 @@ long long InventoryGid(const NodeContext& ctx, const std::string& group) {
   if (const UserGroupDef* g = ctx.inv.user_group(group)) return g->gid;
   const UserDef* u = ctx.inv.user(group);
   return u && u->primary_group.empty() && !u->remove && ctx.inv.user_on_node(*u, ctx.node) ? u->uid : -1;
+}
+
+// ---- sudoers files: checked with visudo -cf, offline (here) and on the node before they are put in place
+
+// /etc/sudoers and the files below /etc/sudoers.d/: a syntax error in one makes sudo refuse everyone.
+bool IsSudoers(const std::string& path) { return path == "/etc/sudoers" || path.rfind("/etc/sudoers.d/", 0) == 0; }
+
+// Runs on the node with the new version in "$LF_NEW" (Change::precheck): visudo's verdict, or a note when the
+// node has no visudo (no sudo either, so the file cannot break it).
+std::string VisudoPrecheck() {
+  return "lf_v=$(command -v visudo 2>/dev/null || echo /usr/sbin/visudo)\n"
+         "if [ -x \"$lf_v\" ]; then \"$lf_v\" -c -f \"$LF_NEW\"; "
+         "else echo 'no visudo on the node (no sudo): not checked'; fi";
+}
+
+// The controller's visudo: $LABFLEET_VISUDO when set (a path that is not executable turns the check off), else
+// visudo in /usr/sbin, /sbin or PATH; "" when there is none (validate then skips the check).
+std::string ControllerVisudo() {
+  if (const char* env = std::getenv("LABFLEET_VISUDO")) return access(env, X_OK) == 0 ? env : "";
+  std::vector<std::string> dirs = {"/usr/sbin", "/sbin"};
+  if (const char* path = std::getenv("PATH"))
+    for (const auto& d : SplitWords(path, ":")) dirs.push_back(d);
+  for (const auto& d : dirs)
+    if (!d.empty() && d[0] == '/' && access((d + "/visudo").c_str(), X_OK) == 0) return d + "/visudo";
+  return "";
+}
+
+// visudo -c -f on `bytes` (no shell: argv only). nullopt when visudo accepts it; else its output, with the
+// temporary file's name replaced by `path`. Bounded: 10 s, 64 KiB of output.
+std::optional<std::string> VisudoCheck(const std::string& visudo, const std::string& path, const std::string& bytes) {
+  char tmpl[] = "/tmp/labfleet-sudoers-XXXXXX";
+  int fd = mkstemp(tmpl);
+  if (fd < 0) return std::nullopt;
+  const std::string tmp = tmpl;
+  bool written = true;
+  for (size_t off = 0; off < bytes.size() && written;) {
+    ssize_t n = write(fd, bytes.data() + off, bytes.size() - off);
+    if (n <= 0) written = false;
+    else off += size_t(n);
+  }
+  close(fd);
+  std::optional<std::string> result;
+  int pipefd[2];
+  if (written && pipe2(pipefd, O_CLOEXEC) == 0) {
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
+    std::vector<std::string> args = {visudo, "-c", "-f", tmp};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid_t pid = -1;
+    int rc = posix_spawn(&pid, visudo.c_str(), &fa, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(pipefd[1]);
+    if (rc == 0) {
+      std::string out;
+      auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      char buf[4096];
+      for (;;) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) {
+          kill(pid, SIGKILL);
+          out += "\n(visudo did not finish within 10 s)";
+          break;
+        }
+        pollfd p{pipefd[0], POLLIN, 0};
+        if (poll(&p, 1, int(left.count())) <= 0) continue;
+        ssize_t n = read(pipefd[0], buf, sizeof buf);
+        if (n <= 0) break;
+        if (out.size() < 65536) out.append(buf, size_t(n));
+      }
+      int status = 0;
+      while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+        for (size_t p = out.find(tmp); p != std::string::npos; p = out.find(tmp, p + path.size()))
+          out.replace(p, tmp.size(), path);
+        // One line for a compiler-style finding: visudo's "FILE:LINE:COL: syntax error" lines (or its first
+        // line), without the quoted source line and the caret under it.
+        std::vector<std::string> keep, lines = SplitWords(out, "\n");
+        for (const auto& l : lines)
+          if (l.rfind(path, 0) == 0 || l.find(" " + path) != std::string::npos) keep.push_back(TrimChars(l, " "));
+        if (keep.empty() && !lines.empty()) keep.push_back(TrimChars(lines[0], " "));
+        result = keep.empty() ? std::string("visudo failed without a message") : Join(keep, "; ");
+      }
+    }
+    close(pipefd[0]);
+  }
+  unlink(tmp.c_str());
+  return result;
 }
 
 const std::vector<std::string> kKeys = {"path", "content", "source", "template", "mode", "owner", "group", "secret"};
@@ -163,6 +265,33 @@ class FilesModule : public Module {
     // Sources and templates, per node (a template may use a variable one node lacks).
     std::map<std::string, std::optional<std::vector<MustacheRef>>> parsed;
     std::set<std::string> reported;
+    // sudoers files: what visudo on this machine says of the bytes each node would get (once per distinct text).
+    const std::string visudo = ControllerVisudo();
+    std::map<std::string, std::optional<std::string>> verdicts;  // path + bytes -> visudo's complaint
+    auto check_sudoers = [&](const NodeDef& n, const Value& settings, const FileWant& w) {
+      if (visudo.empty()) return;
+      std::optional<std::string> bytes;
+      if (w.has_content) {
+        bytes = w.content;
+      } else if (!w.source.empty()) {
+        if (inv.read_file) bytes = inv.read_file(w.source);
+      } else {
+        try {
+          bytes = RenderForNode(inv, n, settings, w.tmpl);
+        } catch (const std::exception&) {  // reported as template-missing/-syntax/-variable
+        }
+      }
+      if (!bytes) return;
+      auto key = w.path + '\0' + *bytes;
+      auto it = verdicts.find(key);
+      if (it == verdicts.end()) it = verdicts.emplace(key, VisudoCheck(visudo, w.path, *bytes)).first;
+      // Per node: the same complaint on the nodes of a group becomes one finding naming them (MergeNodeFindings).
+      if (it->second && reported.insert("sudo:" + w.where.str() + "|" + n.name + "|" + *it->second).second)
+        f.error(w.where, "sudoers-syntax",
+                "visudo rejects sudoers file " + w.path + " for node '" + n.name + "': " + *it->second +
+                    "; with it in place sudo refuses everyone on the node. Fix it (check with `visudo -cf FILE`); "
+                    "apply would refuse to install it");
+    };
     for (const auto& n : inv.nodes) {
       Value settings = inv.settings(n);
       std::map<std::string, Location> paths;  // path -> its first entry
@@ -179,6 +308,7 @@ class FilesModule : public Module {
           else
             f.error(w.where, "file-source-refused", "source file " + why);
         }
+        if (IsSudoers(w.path)) check_sudoers(n, settings, w);
         if (w.tmpl.empty()) continue;
         auto it = parsed.find(w.tmpl);
         if (it == parsed.end()) {
@@ -187,7 +317,7 @@ class FilesModule : public Module {
           if (std::string why = TemplateRefusal(inv, w.tmpl); !text && !why.empty()) {
             f.error(w.where, "template-refused", "template " + why);
           } else if (!text) {
-            f.error(w.where, "template-missing", "template '" + w.tmpl + "' not found in " + TemplatesDir(inv) + "/");
+            f.error(w.where, "template-missing", "template '" + w.tmpl + "' not found in " + TemplateSearchText(inv));
           } else {
             try {
               names = MustacheNames(*text);
@@ -263,6 +393,9 @@ class FilesModule : public Module {
     FileSpec want{w.path, bytes, w.mode, w.owner, w.group};
     const bool secret = w.secret == 1 || (w.secret == -1 && LooksSecret(w.path, bytes));
     DiffResult d = DiffFile(want, ParseFileProbe(results, w.path), "file " + w.path, !secret);
+    if (IsSudoers(w.path))
+      for (auto& c : d.changes)
+        if (c.kind == Change::Kind::PutFile) c.precheck = VisudoPrecheck();
     if (!d.changes.empty()) return d;  // written or chown-ed by name after the accounts modules ran: new ids
     // Up to date by name, but the users/user_groups modules renumber its owner or group in this run (usermod -u
     // and groupmod -g leave files outside the home with the old id): chown it again after them, or the re-plan

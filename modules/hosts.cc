@@ -90,6 +90,12 @@ class HostsModule : public Module {
     for (const auto& n : inv.nodes) check(n.raw.find("hosts"));
   }
 
+  std::vector<OwnedFile> owned_files(const NodeContext& ctx) const override {
+    const Value* v = ctx.settings.find("hosts");
+    if (!v || !v->is_map()) return {};
+    return {{"/etc/hosts", "hosts:"}};
+  }
+
   std::vector<Resource> resources(const NodeContext& ctx) const override {
     const Value* v = ctx.settings.find("hosts");
     if (!v || !v->is_map()) return {};

@@ -675,6 +675,12 @@ class MountsModule : public Module {
     }
   }
 
+  std::vector<OwnedFile> owned_files(const NodeContext& ctx) const override {
+    const Value* v = ctx.settings.find("mounts");
+    if (!v || !v->is_seq()) return {};
+    return {{kFstab, "mounts:"}};
+  }
+
   std::vector<Resource> resources(const NodeContext& ctx) const override {
     const Value* v = ctx.settings.find("mounts");
     if (!v || !v->is_seq()) return {};

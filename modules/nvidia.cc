@@ -187,6 +187,15 @@ class NvidiaModule : public Module {
     }
   }
 
+  std::vector<OwnedFile> owned_files(const NodeContext& ctx) const override {
+    std::vector<OwnedFile> out;
+    auto s = NodeNvidia(ctx.settings);
+    if (!s) return out;
+    if (s->hold) out.push_back({kUnattendedFile, "nvidia.hold"});
+    if (s->blacklist_nouveau) out.push_back({kNouveauFile, "nvidia.blacklist_nouveau"});
+    return out;
+  }
+
   std::vector<Resource> resources(const NodeContext& ctx) const override {
     std::vector<Resource> out;
     auto s = NodeNvidia(ctx.settings);

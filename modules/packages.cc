@@ -204,6 +204,16 @@ class PackagesModule : public Module {
   int order() const override { return 5; }
   std::vector<std::string> settings_keys() const override { return {"packages", "package_mirror"}; }
 
+  std::vector<OwnedFile> owned_files(const NodeContext& ctx) const override {
+    std::vector<OwnedFile> out;
+    if (const Value* m = ctx.settings.find("package_mirror"); m && !m->is_null()) {
+      MirrorWant mw = ParseMirror(*m, nullptr);
+      if (mw.apt) out.push_back({kAptMirrorFile, "package_mirror.apt"});
+      if (mw.pip) out.push_back({kPipConf, "package_mirror.pip"});
+    }
+    return out;
+  }
+
   void validate(const Inventory& inv, Findings& f) const override {
     auto layer = [&](const Value& settings) {
       if (const Value* p = settings.find("packages")) ParsePackages(*p, &f);
@@ -216,6 +226,20 @@ class PackagesModule : public Module {
       Value settings = inv.settings(n);
       const Value* p = settings.find("packages");
       auto nv = NodeNvidia(settings);
+      // nvidia-docker2 (the old packaging of the nvidia runtime) ships /etc/docker/daemon.json with the runtime in
+      // it; labfleet writes that file whole from `docker:`, so the runtime would be gone after the next apply.
+      if (const Value* dv = settings.find("docker"); p && dv && dv->is_map())
+        for (const auto& w : ParsePackages(*p, nullptr).items)
+          if (w.name == "nvidia-docker2" && w.state != "absent")
+            f.error(w.where, "package-nvidia-docker2",
+                    "package nvidia-docker2 on node '" + n.name + "' registers the nvidia runtime in "
+                    "/etc/docker/daemon.json, which labfleet writes from the node's docker: settings (" +
+                        dv->loc().str() + "): the runtime would be lost and GPU containers would stop starting. "
+                        "Remove nvidia-docker2 from packages and set `nvidia: { container_toolkit: true }` (labfleet "
+                        "installs nvidia-container-toolkit and keeps the nvidia runtime in the daemon.json it "
+                        "writes)" + (nv && nv->container_toolkit ? "; container_toolkit is already true here, so "
+                                                                   "only the package has to go"
+                                                                 : ""));
       if (!p || !nv) continue;
       std::set<std::string> theirs;
       for (const char* mgr : {"apt", "pacman"})

@@ -288,7 +288,7 @@ class ServicesModule : public Module {
               if (std::string why = TemplateRefusal(inv, c.tmpl); !why.empty())
                 f.error(c.where, "template-refused", "template " + why);
               else
-                f.error(c.where, "template-missing", "template '" + c.tmpl + "' not found in " + TemplatesDir(inv) + "/");
+                f.error(c.where, "template-missing", "template '" + c.tmpl + "' not found in " + TemplateSearchText(inv));
             }
       }
       if (const Value* v = s.find("default_target"); v && !v->is_null()) ParseTarget(*v, &f);
@@ -316,6 +316,17 @@ class ServicesModule : public Module {
                     "file " + c.path + " is managed twice on node " + n.name + " (also by " + it->second + ")");
         }
     }
+  }
+
+  // Not the `config` files: they are the inventory's own entries (file-duplicate compares them with files:).
+  std::vector<OwnedFile> owned_files(const NodeContext& ctx) const override {
+    std::vector<OwnedFile> out;
+    if (const Value* s = ctx.settings.find("services"))
+      for (const auto& w : ParseServices(*s, nullptr))
+        if (w.dropin) out.push_back({DropinPath(w.unit), "services." + w.unit + ".dropin"});
+    if (const Value* v = ctx.settings.find("kernel_args"); v && !v->is_null()) out.push_back({kGrubDefault, "kernel_args:"});
+    if (const Value* v = ctx.settings.find("sysctl"); v && !v->is_null()) out.push_back({kSysctlFile, "sysctl:"});
+    return out;
   }
 
   std::vector<Resource> resources(const NodeContext& ctx) const override {

@@ -181,6 +181,15 @@ class SshdModule : public Module {
     }
   }
 
+  std::vector<OwnedFile> owned_files(const NodeContext& ctx) const override {
+    const Value* v = ctx.settings.find("sshd");
+    if (!v || !v->is_map()) return {};
+    const Value* p = ctx.settings.find("sshd_dropin");
+    PathResult pr = NormalizeAbsolutePath(p && p->is_scalar() ? p->str() : kDefaultDropin);
+    if (pr.error) return {};
+    return {{pr.path, "sshd:"}};
+  }
+
   std::vector<Resource> resources(const NodeContext& ctx) const override {
     const Value* v = ctx.settings.find("sshd");
     if (!v || !v->is_map()) return {};

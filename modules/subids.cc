@@ -20,6 +20,11 @@ class SubIdsModule : public Module {
   std::string name() const override { return "subids"; }
   int order() const override { return 40; }
 
+  // Every node: the ranges of the inventory's rootless Docker users (users: rootless_docker).
+  std::vector<OwnedFile> owned_files(const NodeContext&) const override {
+    return {{"/etc/subuid", "users: rootless_docker (subids)"}, {"/etc/subgid", "users: rootless_docker (subids)"}};
+  }
+
   std::vector<Resource> resources(const NodeContext&) const override {
     return {{name(), "subids:/etc/subuid", {}, std::make_shared<SubIdFile>(SubIdFile{"/etc/subuid"})},
             {name(), "subids:/etc/subgid", {}, std::make_shared<SubIdFile>(SubIdFile{"/etc/subgid"})}};

@@ -33,7 +33,7 @@ TEST_SUITE("integration-docker") {
              "      data_root: /local/.docker\n      address_pools: "
           << pools << "\n      default_runtime: nvidia\n" << proxy;
     };
-    write_lab("[{ base: 172.240.0.0/16, size: 24 }]");
+    write_lab("[{ base: 172.28.0.0/16, size: 24 }]");
     const std::string inv = tmp.dir();
 
     auto r = Cli(sbx, inv, {"apply", "--yes", "--allow-dirty"});
@@ -42,7 +42,7 @@ TEST_SUITE("integration-docker") {
     // Independent checks: a JSON parser and the files themselves.
     auto j = nlohmann::json::parse(sbx.exec("node1", "jq -c . /etc/docker/daemon.json").out);
     CHECK(j["data-root"] == "/local/.docker");
-    CHECK(j["default-address-pools"] == nlohmann::json::parse(R"([{"base":"172.240.0.0/16","size":24}])"));
+    CHECK(j["default-address-pools"] == nlohmann::json::parse(R"([{"base":"172.28.0.0/16","size":24}])"));
     CHECK(j["default-runtime"] == "nvidia");
     CHECK(j["runtimes"]["nvidia"]["path"] == "nvidia-container-runtime");
     CHECK(sbx.exec("node1", "grep -c '^Environment=' /etc/systemd/system/docker.service.d/proxy.conf").out == "3\n");
@@ -56,7 +56,7 @@ TEST_SUITE("integration-docker") {
     // A student's training job holds a GPU: the new pool is written, the restart is deferred and owed.
     SeedGpuApps(sbx, "node1", "gpu_uuid,pid,used_memory,process_name\nGPU-1,1,1000,python train.py\n");
     ClearDoubleCalls(sbx, "node1");
-    write_lab("[{ base: 172.241.0.0/16, size: 24 }]");
+    write_lab("[{ base: 172.30.0.0/16, size: 24 }]");
     r = Cli(sbx, inv, {"plan"});
     CHECK(r.out.find("deferred: restart docker on node1") != std::string::npos);
     CHECK(r.out.find("1 GPU job running") != std::string::npos);
@@ -66,7 +66,7 @@ TEST_SUITE("integration-docker") {
     CHECK(r.out.find("deferred: restart docker on node1") != std::string::npos);
     CHECK(CountCalls(DoubleCalls(sbx, "node1"), "systemctl restart docker") == 0);
     CHECK(nlohmann::json::parse(sbx.exec("node1", "cat /etc/docker/daemon.json").out)["default-address-pools"][0]["base"] ==
-          "172.241.0.0/16");
+          "172.30.0.0/16");
     // Still owed on the next run although the files match now.
     r = Cli(sbx, inv, {"plan", "--format", "json"});
     CHECK(nlohmann::json::parse(r.out)["plan"][0]["deferred"][0]["summary"] == "restart docker");
@@ -82,7 +82,7 @@ TEST_SUITE("integration-docker") {
 
     // The proxy leaves the inventory: labfleet's drop-in leaves the node, with one restart (daemon-reload first).
     ClearDoubleCalls(sbx, "node1");
-    write_lab("[{ base: 172.241.0.0/16, size: 24 }]", "");
+    write_lab("[{ base: 172.30.0.0/16, size: 24 }]", "");
     r = Cli(sbx, inv, {"plan", "--format", "json"});
     CHECK(Summaries(r) == "docker /etc/systemd/system/docker.service.d/proxy.conf | restart docker");
     CHECK(r.json()["plan"][0]["changes"][0]["action"] == "remove");

@@ -548,13 +548,13 @@ TEST_SUITE("validate") {
   TEST_CASE("docker: a node's bip inside an address pool of its group") {
     Findings f = Check({{kLabFile, kLab},
                         {"inventory/groups.yaml",
-                         "groups:\n  gpu:\n    docker:\n      address_pools: [{ base: 172.240.0.0/16, size: 24 }]\n"},
+                         "groups:\n  gpu:\n    docker:\n      address_pools: [{ base: 172.28.0.0/16, size: 24 }]\n"},
                         {"inventory/nodes.yaml",
                          "nodes:\n"
-                         "  a: { address: 10.0.1.71, groups: [gpu], docker: { bip: 172.240.5.1/24 } }\n"
-                         "  b: { address: 10.0.1.72, groups: [gpu], docker: { bip: 172.239.0.1/24 } }\n"}});
+                         "  a: { address: 10.0.1.71, groups: [gpu], docker: { bip: 172.28.5.1/24 } }\n"
+                         "  b: { address: 10.0.1.72, groups: [gpu], docker: { bip: 172.29.0.1/24 } }\n"}});
     Expect(f, "docker-pools-overlap", "inventory/nodes.yaml:2:58",
-           "docker bip 172.240.5.1/24 overlaps docker address pool 172.240.0.0/16 (inventory/groups.yaml:4:23) on "
+           "docker bip 172.28.5.1/24 overlaps docker address pool 172.28.0.0/16 (inventory/groups.yaml:4:23) on "
            "node 'a'; Docker would hand out the same network twice");
     CHECK_MESSAGE(f.items().size() == 1, All(f));  // node b's bip is outside the pool
   }
@@ -674,7 +674,8 @@ TEST_SUITE("validate") {
                              "    files:\n"
                              "      - { path: /etc/motd, template: motd.mustach }\n"}},
                            {{"templates/motd.mustache", "hi\n"}});
-    Expect(f, "template-missing", "inventory/nodes.yaml:5:9", "template 'motd.mustach' not found in templates/");
+    Expect(f, "template-missing", "inventory/nodes.yaml:5:9", "template 'motd.mustach' not found in templates/ nor in ../templates/ (the templates/ inside the "
+           "inventory directory, then the one beside it; or set lab.templates_dir)");
     CHECK_MESSAGE(f.items().size() == 1, All(f));
   }
 
@@ -1015,9 +1016,11 @@ TEST_SUITE("validate") {
     CHECK(unknown.rc == kExitUsage);
     CHECK(unknown.out == "");
     CHECK(unknown.err == "error: no node 'asahii' in " + inv + "; did you mean 'asahi'?\n");
-    auto group = Cli({"--inventory", inv, "show", "gpu"});  // show takes a node, not a group
-    CHECK(group.rc == kExitUsage);
-    CHECK(group.err == "error: no node 'gpu' in " + inv + "\n");
+    auto group = Cli({"--inventory", inv, "show", "gpu"});  // a group: said so, with its nodes
+    CHECK(group.rc == kExitOk);
+    CHECK(group.err == "");
+    CHECK(group.out == "'gpu' is a group, not a node (" + inv + "/groups.yaml:2:3); its 1 node:\n  asahi\n"
+                       "show one of them: labfleet show asahi\n");
     auto usage = Cli({"--inventory", inv, "show"});
     CHECK(usage.rc == kExitUsage);
     // An inventory with errors wins over an unknown node (it may be unknown because its file did not parse).
