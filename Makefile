@@ -2,7 +2,9 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: deps build test demo asan clean
+PREFIX ?= /usr/local
+
+.PHONY: deps build test demo asan clean install deb
 
 deps:
 	./.ci/install-deps
@@ -22,6 +24,14 @@ asan: deps
 
 demo: build
 	./tests/sandbox/demo $(BUILD)/labfleet
+
+# The binary, bash/zsh completion, labfleet(1) and the docs under $(PREFIX).
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
+
+# A Debian package (Depends from the libraries the binary links) in $(BUILD).
+deb: build
+	cd $(BUILD) && cpack -G DEB
 
 clean:
 	rm -rf $(BUILD) build-asan

@@ -48,7 +48,7 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
     return rc == 0 ? kExitOk : kExitUsage;
   }
   Reporter reporter(global.format == "json" ? OutputFormat::Json : OutputFormat::Text, out, err);
-  CommandContext ctx{global, reporter};
+  CommandContext ctx{global, reporter, &app};
   for (auto& [sub, run] : runs) {
     if (sub->parsed()) {
       int rc;

@@ -28,6 +28,7 @@ struct GlobalOptions {
 struct CommandContext {
   GlobalOptions& global;
   Reporter& reporter;
+  const CLI::App* app = nullptr;  // the whole command tree (completion and the manual page are made from it)
 };
 
 // setup() adds the subcommand's own options to `sub` and returns the function that runs it.
