@@ -429,12 +429,20 @@ std::string ProveFreshLogin(const std::function<std::unique_ptr<Transport>()>& r
   }
 }
 
+bool ShadowLockContention(const std::string& output) {
+  return output.find("cannot lock ") != std::string::npos && output.find("try again later") != std::string::npos;
+}
+
 NodeApplyResult ApplyNode(const Inventory& inv, const NodeDef& node, const NodePlan& plan, Transport& transport,
                           const ApplyOptions& opts) {
   NodeApplyResult res;
   res.node = node.name;
+  // `part`: what this round trip runs. The first has every change; after a change failed on shadow-utils' lock,
+  // the next has that change and the ones after it (and every handler: none ran yet).
+  NodePlan part = plan;
+  for (size_t attempt = 0;; ++attempt) {
   std::string nonce = NewNonce();
-  std::string script = BuildApplyScript(plan, opts, StateJson(inv, node, opts), nonce);
+  std::string script = BuildApplyScript(part, opts, StateJson(inv, node, opts), nonce);
   const std::string pfx = "@@lf-" + nonce + ":";
   RunResult r;
   try {
@@ -446,7 +454,7 @@ NodeApplyResult ApplyNode(const Inventory& inv, const NodeDef& node, const NodeP
     res.status = NodeApplyResult::Status::Failed;
     res.interrupted = e.kind() == K::Interrupted;
     res.error = std::string(e.kind() == K::Interrupted ? "left mid-apply" : "apply stopped") + ": " +
-                ApplyProgress(plan, e.partial_out(), pfx) + ". " + e.what() +
+                ApplyProgress(part, e.partial_out(), pfx) + ". " + e.what() +
                 " Earlier changes stay applied; apply again to finish this node.";
     return res;
   }
@@ -465,11 +473,10 @@ NodeApplyResult ApplyNode(const Inventory& inv, const NodeDef& node, const NodeP
     res.notes.push_back("--break-lock replaced the lock of " + HolderText(li) + " (" + verdict + ")");
   }
   // Walk the change markers to see how far the node got.
-  size_t non_notify = 0;
-  for (size_t i = 0; i < plan.changes.size(); ++i) {
-    const Change& c = plan.changes[i];
+  bool retry = false;
+  for (size_t i = 0; i < part.changes.size(); ++i) {
+    const Change& c = part.changes[i];
     if (c.kind == Change::Kind::Notify) continue;
-    ++non_notify;
     std::string start = pfx + "change:" + std::to_string(i) + "\n";
     std::string done = "\n" + pfx + "done:" + std::to_string(i) + ":";
     size_t b = r.out.find(start);
@@ -488,14 +495,37 @@ NodeApplyResult ApplyNode(const Inventory& inv, const NodeDef& node, const NodeP
           output.replace(p, secret.size(), "(secret)");
       }
       while (!output.empty() && output.back() == '\n') output.pop_back();
+      const bool contention = ShadowLockContention(output);
+      if (contention && attempt < opts.lock_retry_waits.size()) {
+        // Transient: nothing of this change happened (shadow-utils takes its lock first). Run it again, and the
+        // changes after it, after a wait.
+        const auto wait = opts.lock_retry_waits[attempt];
+        res.notes.push_back("'" + ChangeLine(c) + "': " + output.substr(0, output.find('\n')) + "; tried again after " +
+                            std::to_string(wait.count()) + " ms");
+        NodePlan next = part;
+        next.changes.clear();
+        for (size_t k = 0; k < part.changes.size(); ++k)
+          if (k >= i || part.changes[k].kind == Change::Kind::Notify) next.changes.push_back(part.changes[k]);
+        part = std::move(next);
+        if (opts.sleep)
+          opts.sleep(wait);
+        else
+          std::this_thread::sleep_for(wait);
+        retry = true;
+        break;
+      }
       res.status = NodeApplyResult::Status::Failed;
       res.error = "'" + ChangeLine(c) + "' failed (exit " + std::to_string(rc) + ")" +
                   (output.empty() ? "" : ": " + output) +
+                  (contention ? "; the account files stayed locked by another program through " +
+                                    std::to_string(opts.lock_retry_waits.size()) + " retries"
+                              : std::string()) +
                   "; earlier changes stay applied, later ones were not attempted; fix the cause and apply again";
       return res;
     }
     ++res.applied;
   }
+  if (retry) continue;
   if (r.out.find(pfx + "complete\n") == std::string::npos) {
     res.status = NodeApplyResult::Status::Failed;
     // A failed handler: name it and show its output.
@@ -523,6 +553,8 @@ NodeApplyResult ApplyNode(const Inventory& inv, const NodeDef& node, const NodeP
         std::find(res.handlers_run.begin(), res.handlers_run.end(), c.handler) == res.handlers_run.end())
       res.handlers_run.push_back(c.handler);
   for (const auto& c : plan.deferred) res.deferred.push_back(DeferredLine(plan, c));
+  size_t non_notify = 0;
+  for (const auto& c : plan.changes) non_notify += c.kind != Change::Kind::Notify;
   if (non_notify == 0 && res.handlers_run.empty()) {
     res.status = NodeApplyResult::Status::Unchanged;
     return res;
@@ -572,6 +604,7 @@ NodeApplyResult ApplyNode(const Inventory& inv, const NodeDef& node, const NodeP
   }
   res.status = NodeApplyResult::Status::Changed;
   return res;
+  }
 }
 
 nlohmann::json ApplyResultToJson(const NodeApplyResult& r) {
