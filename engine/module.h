@@ -5,7 +5,9 @@
 //   validate(inventory)                 offline, before any node is touched
 //   resources(node)                     the desired things on that node
 //   probes(node, resources)             read-only shell commands; equal keys are run once per node
+//                                       (a shared Fact: kPasswd.probe())
 //   diff(node, resource, probe outputs) changes, each with a reason, or a "nothing to do because" note
+//                                       (typed facts: results.fact(kPasswd), parsed once per node)
 #pragma once
 #include <functional>
 #include <map>

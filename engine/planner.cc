@@ -190,6 +190,7 @@ static NodePlan DiffAll(const NodeContext& ctx,
   }
   if (!plan.error.empty()) {
     plan.error += "; nothing is planned for this node until that command works on it (run it there to see why)";
+    for (const auto& [m, rs] : res) plan.resources += int(rs.size());
     return plan;
   }
   for (const auto& [m, rs] : res) {

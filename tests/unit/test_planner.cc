@@ -305,7 +305,8 @@ TEST_SUITE("planner") {
                                                           std::chrono::seconds(3), std::chrono::seconds(4)});
     CHECK(r.applied == 1);
     CHECK(r.error.rfind("'+ group b' failed (exit 10): " + busy + "; the account files stayed locked", 0) == 0);
-    CHECK(r.notes.size() == 4);
+    REQUIRE(r.notes.size() == 4);
+    CHECK(r.notes[0] == "'+ group b': " + busy + "; tried again after 1 s");
     // The retries ran "group b" and what follows, never "group a" again.
     CHECK(t.calls()[1].stdin_data.find("echo group a") == std::string::npos);
     CHECK(t.calls()[1].stdin_data.find("echo group b") != std::string::npos);
