@@ -1,5 +1,5 @@
-// Facts shared by the account modules (same names, so each runs and is parsed once per node) and the users that land on
-// a node. The list of accounts labfleet manages lives on the node in /var/lib/labfleet/managed-users.
+// Facts shared by the account modules (same names, so each runs and is parsed once per node) and the users
+// that land on a node. The list of accounts labfleet manages lives on the node in /var/lib/labfleet/managed-users.
 #pragma once
 #include <set>
 #include <string>
