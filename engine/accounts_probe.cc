@@ -4,10 +4,18 @@
 
 namespace labfleet {
 
-Probe PasswdProbe() { return {"getent-passwd", "getent passwd"}; }
-Probe GroupProbe() { return {"getent-group", "getent group"}; }
-Probe ShadowProbe() { return {"getent-shadow", "getent shadow"}; }
-Probe ManagedProbe() { return {"managed-users", Cmd("cat").arg(kManagedUsersFile).str()}; }
+static std::set<std::string> ParseManaged(std::string_view text) {
+  std::set<std::string> names;
+  for (auto& l : SplitLines(text))
+    if (!l.empty()) names.insert(l);
+  return names;
+}
+
+const Fact<Parsed<PasswdEntry>> kPasswd{"getent-passwd", Cmd("getent").arg("passwd").str(), ParsePasswd, true};
+const Fact<Parsed<GroupEntry>> kGroup{"getent-group", Cmd("getent").arg("group").str(), ParseGroup, true};
+const Fact<Parsed<ShadowEntry>> kShadow{"getent-shadow", Cmd("getent").arg("shadow").str(), ParseShadow, true};
+const Fact<std::set<std::string>> kManagedUsers{"managed-users", Cmd("cat").arg(kManagedUsersFile).str(),
+                                                ParseManaged, false};
 
 std::vector<const UserDef*> UsersOnNode(const NodeContext& ctx) {
   std::vector<const UserDef*> out;

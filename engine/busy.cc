@@ -304,6 +304,10 @@ std::string BusyProbeCommand(const BusySettings& s) {
   return sh.str();
 }
 
+Fact<BusyInfo> BusyFact(const BusySettings& s) {
+  return {kBusyProbeKey, BusyProbeCommand(s), [s](std::string_view out) { return ParseBusy(std::string(out), s); }, false};
+}
+
 BusyInfo ParseBusy(const std::string& text, const BusySettings& s) {
   BusyInfo b;
   std::map<std::string, Source> src;

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "engine/finding.h"
+#include "engine/module.h"
 #include "engine/value.h"
 
 namespace labfleet {
@@ -93,6 +94,9 @@ struct BusyInfo {
 // Pure: the probe's output as the node printed it. Never throws; unknown lines are skipped, but a source whose
 // output is not understood, and output without the final "end=" line, make the verdict unknown.
 BusyInfo ParseBusy(const std::string& probe_output, const BusySettings& s = {});
+// The fact both `plan` and `facts` read: BusyProbeCommand(s) parsed by ParseBusy(.., s); key kBusyProbeKey.
+// Not required: a source that fails makes the verdict unknown instead.
+Fact<BusyInfo> BusyFact(const BusySettings& s);
 std::string HumanDuration(long long seconds);  // "3 h", "20 min", "45 s"
 // Printable text: control characters escaped (\t, \x1b, \\), cut after `max` bytes with "...".
 std::string EscapeControl(const std::string& s, size_t max = 200);

@@ -420,149 +420,183 @@ std::string ProveFreshLogin(const std::function<std::unique_ptr<Transport>()>& r
   }
 }
 
+bool ShadowLockContention(const std::string& output) {
+  return output.find("cannot lock ") != std::string::npos && output.find("try again later") != std::string::npos;
+}
+
 NodeApplyResult ApplyNode(const Inventory& inv, const NodeDef& node, const NodePlan& plan, Transport& transport,
                           const ApplyOptions& opts) {
   NodeApplyResult res;
   res.node = node.name;
-  std::string nonce = NewNonce();
-  std::string script = BuildApplyScript(plan, opts, StateJson(inv, node, opts), nonce);
-  const std::string pfx = "@@lf-" + nonce + ":";
-  RunResult r;
-  try {
-    r = transport.run(ScriptRunner(), script);
-  } catch (const TransportError& e) {
-    using K = TransportError::Kind;
-    if (e.kind() != K::Timeout && e.kind() != K::Interrupted && e.kind() != K::OutputLimit) throw;
-    // The script was stopped on the node (its traps release the lock); say how far it got.
-    res.status = NodeApplyResult::Status::Failed;
-    res.interrupted = e.kind() == K::Interrupted;
-    res.error = std::string(e.kind() == K::Interrupted ? "left mid-apply" : "apply stopped") + ": " +
-                ApplyProgress(plan, e.partial_out(), pfx) + ". " + e.what() +
-                " Earlier changes stay applied; apply again to finish this node.";
-    return res;
-  }
-  if (size_t at = r.out.find(pfx + "locked\n"); at != std::string::npos) {
-    auto [verdict, li] = LockSection(r.out, at + pfx.size() + 7, pfx);
-    res.status = NodeApplyResult::Status::Failed;
-    res.error = LockMessage(node.name, verdict, li, opts.client_host);
-    return res;
-  }
-  if (size_t at = r.out.find(pfx + "lock-stale\n"); at != std::string::npos) {
-    auto [verdict, li] = LockSection(r.out, at + pfx.size() + 11, pfx);
-    res.notes.push_back("took over the stale lock of " + HolderText(li) + ": " + verdict.substr(std::min<size_t>(6, verdict.size())));
-  }
-  if (size_t at = r.out.find(pfx + "lock-broken\n"); at != std::string::npos) {
-    auto [verdict, li] = LockSection(r.out, at + pfx.size() + 12, pfx);
-    res.notes.push_back("--break-lock replaced the lock of " + HolderText(li) + " (" + verdict + ")");
-  }
-  // Walk the change markers to see how far the node got.
-  size_t non_notify = 0;
-  for (size_t i = 0; i < plan.changes.size(); ++i) {
-    const Change& c = plan.changes[i];
-    if (c.kind == Change::Kind::Notify) continue;
-    ++non_notify;
-    std::string start = pfx + "change:" + std::to_string(i) + "\n";
-    std::string done = "\n" + pfx + "done:" + std::to_string(i) + ":";
-    size_t b = r.out.find(start);
-    size_t e = b == std::string::npos ? std::string::npos : r.out.find(done, b);
-    if (e == std::string::npos) {
+  // `part`: what this round trip runs. The first has every change; after a change failed on shadow-utils' lock,
+  // the next has that change and the ones after it (and every handler: none ran yet).
+  NodePlan part = plan;
+  for (size_t attempt = 0;; ++attempt) {
+    std::string nonce = NewNonce();
+    std::string script = BuildApplyScript(part, opts, StateJson(inv, node, opts), nonce);
+    const std::string pfx = "@@lf-" + nonce + ":";
+    RunResult r;
+    try {
+      r = transport.run(ScriptRunner(), script);
+    } catch (const TransportError& e) {
+      using K = TransportError::Kind;
+      if (e.kind() != K::Timeout && e.kind() != K::Interrupted && e.kind() != K::OutputLimit) throw;
+      // The script was stopped on the node (its traps release the lock); say how far it got.
       res.status = NodeApplyResult::Status::Failed;
-      res.error = "apply stopped before '" + ChangeLine(c) + "' (exit " + std::to_string(r.exit_code) +
-                  (r.err.empty() ? "" : ": " + r.err) + ")";
+      res.interrupted = e.kind() == K::Interrupted;
+      res.error = std::string(e.kind() == K::Interrupted ? "left mid-apply" : "apply stopped") + ": " +
+                  ApplyProgress(part, e.partial_out(), pfx) + ". " + e.what() +
+                  " Earlier changes stay applied; apply again to finish this node.";
       return res;
     }
-    int rc = std::atoi(r.out.c_str() + e + done.size());
-    if (rc != 0) {
-      std::string output = r.out.substr(b + start.size(), e - b - start.size());
-      for (const auto& secret : c.redact) {
-        for (size_t p; !secret.empty() && (p = output.find(secret)) != std::string::npos;)
-          output.replace(p, secret.size(), "(secret)");
+    if (size_t at = r.out.find(pfx + "locked\n"); at != std::string::npos) {
+      auto [verdict, li] = LockSection(r.out, at + pfx.size() + 7, pfx);
+      res.status = NodeApplyResult::Status::Failed;
+      res.error = LockMessage(node.name, verdict, li, opts.client_host);
+      return res;
+    }
+    if (size_t at = r.out.find(pfx + "lock-stale\n"); at != std::string::npos) {
+      auto [verdict, li] = LockSection(r.out, at + pfx.size() + 11, pfx);
+      res.notes.push_back("took over the stale lock of " + HolderText(li) + ": " + verdict.substr(std::min<size_t>(6, verdict.size())));
+    }
+    if (size_t at = r.out.find(pfx + "lock-broken\n"); at != std::string::npos) {
+      auto [verdict, li] = LockSection(r.out, at + pfx.size() + 12, pfx);
+      res.notes.push_back("--break-lock replaced the lock of " + HolderText(li) + " (" + verdict + ")");
+    }
+    // Walk the change markers to see how far the node got.
+    bool retry = false;
+    for (size_t i = 0; i < part.changes.size(); ++i) {
+      const Change& c = part.changes[i];
+      if (c.kind == Change::Kind::Notify) continue;
+      std::string start = pfx + "change:" + std::to_string(i) + "\n";
+      std::string done = "\n" + pfx + "done:" + std::to_string(i) + ":";
+      size_t b = r.out.find(start);
+      size_t e = b == std::string::npos ? std::string::npos : r.out.find(done, b);
+      if (e == std::string::npos) {
+        res.status = NodeApplyResult::Status::Failed;
+        res.error = "apply stopped before '" + ChangeLine(c) + "' (exit " + std::to_string(r.exit_code) +
+                    (r.err.empty() ? "" : ": " + r.err) + ")";
+        return res;
       }
-      while (!output.empty() && output.back() == '\n') output.pop_back();
-      res.status = NodeApplyResult::Status::Failed;
-      res.error = "'" + ChangeLine(c) + "' failed (exit " + std::to_string(rc) + ")" +
-                  (output.empty() ? "" : ": " + output) +
-                  "; earlier changes stay applied, later ones were not attempted; fix the cause and apply again";
-      return res;
-    }
-    ++res.applied;
-  }
-  if (r.out.find(pfx + "complete\n") == std::string::npos) {
-    res.status = NodeApplyResult::Status::Failed;
-    // A failed handler: name it and show its output.
-    size_t hd = r.out.rfind(pfx + "hdone:");
-    size_t hs = hd == std::string::npos ? hd : r.out.rfind(pfx + "handler:", hd);
-    if (hs != std::string::npos) {
-      size_t idx = std::strtoul(r.out.c_str() + hs + pfx.size() + 8, nullptr, 10);
-      size_t body = r.out.find('\n', hs) + 1;
-      std::string output = r.out.substr(body, hd - body);
-      while (!output.empty() && output.back() == '\n') output.pop_back();
-      std::vector<std::string> names;
-      for (const auto& c : plan.changes)
-        if (c.kind == Change::Kind::Notify && std::find(names.begin(), names.end(), c.handler) == names.end())
-          names.push_back(c.handler);
-      res.error = "handler '" + (idx < names.size() ? names[idx] : std::string("?")) + "' failed" +
-                  (output.empty() ? "" : ": " + output) + "; it stays pending and runs on the next apply";
-      return res;
-    }
-    res.error = "a handler or the state record failed (exit " + std::to_string(r.exit_code) + "): " +
-                r.out.substr(r.out.rfind(pfx) == std::string::npos ? 0 : r.out.rfind(pfx)) + r.err;
-    return res;
-  }
-  for (const auto& c : plan.changes)
-    if (c.kind == Change::Kind::Notify &&
-        std::find(res.handlers_run.begin(), res.handlers_run.end(), c.handler) == res.handlers_run.end())
-      res.handlers_run.push_back(c.handler);
-  for (const auto& c : plan.deferred) res.deferred.push_back(DeferredLine(plan, c));
-  if (non_notify == 0 && res.handlers_run.empty()) {
-    res.status = NodeApplyResult::Status::Unchanged;
-    return res;
-  }
-  // Never lock the admin out: a change that asks for it is proven over a fresh connection, and undone if
-  // that fails (the current session survives an sshd reload).
-  bool check = false;
-  for (const auto& c : plan.changes) check |= c.reconnect_check;
-  if (check && opts.reconnect) {
-    std::string failure = ProveFreshLogin(opts.reconnect);
-    if (!failure.empty()) {
-      Script undo;
-      undo.raw("export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-      undo.raw("LF_BACKUP=" + ShellQuote(std::string(kStateDir) + "/backup/" + opts.run_id));
-      undo.raw(kShellFunctions);
-      std::set<std::string> rollbacks;
-      std::string what;
-      for (const auto& c : plan.changes) {
-        if (!c.reconnect_check) continue;
-        std::vector<std::string> paths = c.backup_paths;
-        if (c.kind == Change::Kind::PutFile) paths.push_back(c.file.path);
-        if (c.kind == Change::Kind::Remove) paths.push_back(c.path);
-        for (const auto& p : paths) {
-          undo.add(Cmd("lf_restore").arg(p));
-          what += (what.empty() ? "" : ", ") + p;
+      int rc = std::atoi(r.out.c_str() + e + done.size());
+      if (rc != 0) {
+        std::string output = r.out.substr(b + start.size(), e - b - start.size());
+        for (const auto& secret : c.redact) {
+          for (size_t p; !secret.empty() && (p = output.find(secret)) != std::string::npos;)
+            output.replace(p, secret.size(), "(secret)");
         }
-        if (paths.empty()) what += (what.empty() ? "" : ", ") + c.summary;
-        if (!c.rollback.empty() && rollbacks.insert(c.rollback).second) undo.raw(c.rollback);
+        while (!output.empty() && output.back() == '\n') output.pop_back();
+        const bool contention = ShadowLockContention(output);
+        if (contention && attempt < opts.lock_retry_waits.size()) {
+          // Transient: nothing of this change happened (shadow-utils takes its lock first). Run it again, and the
+          // changes after it, after a wait.
+          const auto wait = opts.lock_retry_waits[attempt];
+          res.notes.push_back("'" + ChangeLine(c) + "': " + output.substr(0, output.find('\n')) + "; tried again after " +
+                              (wait.count() % 1000 ? std::to_string(wait.count()) + " ms"
+                                                   : std::to_string(wait.count() / 1000) + " s"));
+          NodePlan next = part;
+          next.changes.clear();
+          for (size_t k = 0; k < part.changes.size(); ++k)
+            if (k >= i || part.changes[k].kind == Change::Kind::Notify) next.changes.push_back(part.changes[k]);
+          part = std::move(next);
+          if (opts.sleep)
+            opts.sleep(wait);
+          else
+            std::this_thread::sleep_for(wait);
+          retry = true;
+          break;
+        }
+        res.status = NodeApplyResult::Status::Failed;
+        res.error = "'" + ChangeLine(c) + "' failed (exit " + std::to_string(rc) + ")" +
+                    (output.empty() ? "" : ": " + output) +
+                    (contention ? "; the account files stayed locked by another program through " +
+                                      std::to_string(opts.lock_retry_waits.size()) + " retries"
+                                : std::string()) +
+                    "; earlier changes stay applied, later ones were not attempted; fix the cause and apply again";
+        return res;
       }
-      RunResult u = transport.run(ScriptRunner(), undo.str());
+      ++res.applied;
+    }
+    if (retry) continue;
+    if (r.out.find(pfx + "complete\n") == std::string::npos) {
       res.status = NodeApplyResult::Status::Failed;
-      res.error = "could not log in over a fresh connection after changing " + what + " (" + failure + "); " +
-                  (u.ok() ? "restored the previous version and reloaded" : "RESTORE FAILED (" + u.err + "), fix it over the open session or the console") +
-                  "; check the setting before applying again";
+      // A failed handler: name it and show its output.
+      size_t hd = r.out.rfind(pfx + "hdone:");
+      size_t hs = hd == std::string::npos ? hd : r.out.rfind(pfx + "handler:", hd);
+      if (hs != std::string::npos) {
+        size_t idx = std::strtoul(r.out.c_str() + hs + pfx.size() + 8, nullptr, 10);
+        size_t body = r.out.find('\n', hs) + 1;
+        std::string output = r.out.substr(body, hd - body);
+        while (!output.empty() && output.back() == '\n') output.pop_back();
+        std::vector<std::string> names;
+        for (const auto& c : plan.changes)
+          if (c.kind == Change::Kind::Notify && std::find(names.begin(), names.end(), c.handler) == names.end())
+            names.push_back(c.handler);
+        res.error = "handler '" + (idx < names.size() ? names[idx] : std::string("?")) + "' failed" +
+                    (output.empty() ? "" : ": " + output) + "; it stays pending and runs on the next apply";
+        return res;
+      }
+      res.error = "a handler or the state record failed (exit " + std::to_string(r.exit_code) + "): " +
+                  r.out.substr(r.out.rfind(pfx) == std::string::npos ? 0 : r.out.rfind(pfx)) + r.err;
       return res;
     }
-  }
-  // Prove convergence.
-  res.remaining = PlanNode(inv, node, transport, opts.plan);
-  if (!res.remaining.error.empty() || !res.remaining.empty()) {
-    res.status = NodeApplyResult::Status::Failed;
-    res.error = !res.remaining.error.empty()
-                    ? "re-probe failed: " + res.remaining.error
-                    : "not converged: " + std::to_string(res.remaining.changes.size()) +
-                          " change(s) still pending after apply, first: " + ChangeLine(res.remaining.changes[0]);
+    for (const auto& c : plan.changes)
+      if (c.kind == Change::Kind::Notify &&
+          std::find(res.handlers_run.begin(), res.handlers_run.end(), c.handler) == res.handlers_run.end())
+        res.handlers_run.push_back(c.handler);
+    for (const auto& c : plan.deferred) res.deferred.push_back(DeferredLine(plan, c));
+    size_t non_notify = 0;
+    for (const auto& c : plan.changes) non_notify += c.kind != Change::Kind::Notify;
+    if (non_notify == 0 && res.handlers_run.empty()) {
+      res.status = NodeApplyResult::Status::Unchanged;
+      return res;
+    }
+    // Never lock the admin out: a change that asks for it is proven over a fresh connection, and undone if
+    // that fails (the current session survives an sshd reload).
+    bool check = false;
+    for (const auto& c : plan.changes) check |= c.reconnect_check;
+    if (check && opts.reconnect) {
+      std::string failure = ProveFreshLogin(opts.reconnect);
+      if (!failure.empty()) {
+        Script undo;
+        undo.raw("export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+        undo.raw("LF_BACKUP=" + ShellQuote(std::string(kStateDir) + "/backup/" + opts.run_id));
+        undo.raw(kShellFunctions);
+        std::set<std::string> rollbacks;
+        std::string what;
+        for (const auto& c : plan.changes) {
+          if (!c.reconnect_check) continue;
+          std::vector<std::string> paths = c.backup_paths;
+          if (c.kind == Change::Kind::PutFile) paths.push_back(c.file.path);
+          if (c.kind == Change::Kind::Remove) paths.push_back(c.path);
+          for (const auto& p : paths) {
+            undo.add(Cmd("lf_restore").arg(p));
+            what += (what.empty() ? "" : ", ") + p;
+          }
+          if (paths.empty()) what += (what.empty() ? "" : ", ") + c.summary;
+          if (!c.rollback.empty() && rollbacks.insert(c.rollback).second) undo.raw(c.rollback);
+        }
+        RunResult u = transport.run(ScriptRunner(), undo.str());
+        res.status = NodeApplyResult::Status::Failed;
+        res.error = "could not log in over a fresh connection after changing " + what + " (" + failure + "); " +
+                    (u.ok() ? "restored the previous version and reloaded" : "RESTORE FAILED (" + u.err + "), fix it over the open session or the console") +
+                    "; check the setting before applying again";
+        return res;
+      }
+    }
+    // Prove convergence.
+    res.remaining = PlanNode(inv, node, transport, opts.plan);
+    if (!res.remaining.error.empty() || !res.remaining.empty()) {
+      res.status = NodeApplyResult::Status::Failed;
+      res.error = !res.remaining.error.empty()
+                      ? "re-probe failed: " + res.remaining.error
+                      : "not converged: " + std::to_string(res.remaining.changes.size()) +
+                            " change(s) still pending after apply, first: " + ChangeLine(res.remaining.changes[0]);
+      return res;
+    }
+    res.status = NodeApplyResult::Status::Changed;
     return res;
   }
-  res.status = NodeApplyResult::Status::Changed;
-  return res;
 }
 
 }  // namespace labfleet

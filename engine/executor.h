@@ -39,6 +39,12 @@ struct ApplyOptions {
   PlanOptions plan;  // for the re-probe (same --force as the plan)
   // Opens a fresh connection to the node (for Change::reconnect_check). Empty: the check is skipped.
   std::function<std::unique_ptr<Transport>()> reconnect;
+  // A change that fails on shadow-utils' lock ("groupadd: cannot lock /etc/group; try again later": another
+  // useradd/groupadd/chpasswd, or a package's maintainer script, holds the account files' lock) is run again,
+  // with the changes after it, in a new round trip after each of these waits; then the node fails.
+  std::vector<std::chrono::milliseconds> lock_retry_waits = {std::chrono::seconds(1), std::chrono::seconds(2),
+                                                             std::chrono::seconds(3), std::chrono::seconds(4)};
+  std::function<void(std::chrono::milliseconds)> sleep;  // empty: std::this_thread::sleep_for (tests inject one)
 };
 
 struct NodeApplyResult {
@@ -64,6 +70,9 @@ std::string BuildApplyScript(const NodePlan& plan, const ApplyOptions& opts, con
 
 NodeApplyResult ApplyNode(const Inventory& inv, const NodeDef& node, const NodePlan& plan, Transport& transport,
                           const ApplyOptions& opts);
+// True for a change's output that says shadow-utils could not take its lock and asks to try again later
+// (useradd, usermod, userdel, groupadd, groupmod, chpasswd, ...): transient, ApplyNode retries it.
+bool ShadowLockContention(const std::string& output);
 
 // The lockout guard's proof: a fresh connection that runs `true`. Returns "" on success, else why not.
 // sshd re-executes itself on SIGHUP and refuses (or drops) connections for a moment, so a refused or lost

@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
-#include <random>
 #include <set>
 
+#include "engine/planner.h"
 #include "engine/shell.h"
 #include "engine/text.h"
 
@@ -363,173 +363,170 @@ std::vector<Container> ParseDockerPs(std::string_view text) {
   return out;
 }
 
-std::string RandomNonce() {
-  std::random_device rd;
-  std::mt19937_64 g((uint64_t(rd()) << 32) ^ rd());
-  char buf[17];
-  snprintf(buf, sizeof buf, "%016llx", (unsigned long long)g());
-  return buf;
+GpuApps ParseGpuApps(std::string_view text) { return {ParseNvidiaSmiApps(text), ParsePs(text)}; }
+
+std::vector<PciDevice> ParsePciDisplay(std::string_view text) {
+  std::vector<PciDevice> out = ParseLspci(text);
+  for (auto& d : ParseSysfsPci(text)) out.push_back(std::move(d));
+  return out;
 }
 
-std::string FactsScript(const std::string& nonce, const BusySettings& busy) {
-  // The nonce is hex (RandomNonce); anything else is refused rather than quoted into a printf format.
-  std::string n;
-  for (char c : nonce)
-    if (std::isxdigit((unsigned char)c)) n += c;
-  const std::string B = "@@labfleet:" + n + ":begin:%s\\n";
-  const std::string E = "\\n@@labfleet:" + n + ":end:%s:%s\\n";
-  Script s;
-  s.raw("export LC_ALL=C");
-  s.raw("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH");
-  s.raw("b() { printf '" + B + "' \"$1\"; }");
-  s.raw("e() { printf '" + E + "' \"$1\" \"$2\"; }");
-  s.raw("have() { command -v \"$1\" >/dev/null 2>&1; }");
-  s.raw("T=; have timeout && T='timeout 20'");
-  s.raw("b hostname; { hostname 2>/dev/null || cat /proc/sys/kernel/hostname; }; e hostname $?");
-  s.raw("b os_release; cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release; e os_release $?");
-  s.raw("b kernel; uname -r; e kernel $?");
-  s.raw("b arch; uname -m; e arch $?");
-  s.raw("b uptime; cat /proc/uptime; e uptime $?");
-  s.raw("b cpuinfo; grep -E '^(processor|model name|cpu model|Hardware|Model|physical id|core id|cpu cores)[[:space:]]*:' "
-        "/proc/cpuinfo; e cpuinfo $?");
-  s.raw("b meminfo; grep -E '^(MemTotal|MemAvailable|SwapTotal|SwapFree):' /proc/meminfo; e meminfo $?");
-  s.raw("b root_fs_type; stat -f -c %T /; e root_fs_type $?");
-  s.raw("b df; df -Pk /; e df $?");
-  s.raw("if have nvidia-smi; then");
-  s.raw("  b nvidia_gpus; $T nvidia-smi --query-gpu=index,name,uuid,driver_version,memory.total,memory.used,"
-        "utilization.gpu --format=csv,noheader,nounits 2>&1; e nvidia_gpus $?");
-  s.raw("  apps=$($T nvidia-smi --query-compute-apps=gpu_uuid,pid,used_memory,process_name "
-        "--format=csv,noheader,nounits 2>&1); rc=$?");
-  s.raw("  b nvidia_apps; printf '%s\\n' \"$apps\"; e nvidia_apps $rc");
-  s.raw("  pids=$(printf '%s\\n' \"$apps\" | awk -F', *' '$2 ~ /^[0-9]+$/ { printf \"%s%s\", s, $2; s = \",\" }')");
-  s.raw("  if [ -n \"$pids\" ]; then b ps; ps -o pid=,user=,etimes= -p \"$pids\"; e ps $?; fi");
-  s.raw("else b nvidia_gpus; e nvidia_gpus 127; fi");
-  s.raw("if have lspci; then b lspci; lspci -nn 2>&1 | grep -E '\\[03[0-9a-fA-F]{2}\\]: '; e lspci 0");
-  s.raw("else b pci_sysfs; for d in /sys/bus/pci/devices/*; do [ -r \"$d/class\" ] || continue; read c < \"$d/class\"; "
-        "case $c in 0x03*) read v < \"$d/vendor\"; read i < \"$d/device\"; printf '%s %s %s %s\\n' \"${d##*/}\" "
-        "\"$c\" \"$v\" \"$i\";; esac; done; e pci_sysfs 0; fi");
-  s.raw("if have docker; then");
-  s.raw("  b docker_version; $T docker version --format '{{.Server.Version}}' 2>&1; e docker_version $?");
-  s.raw("  b docker_ps; $T docker ps --format '{{json .}}' 2>&1; e docker_ps $?");
-  s.raw("else b docker_version; e docker_version 127; fi");
-  s.raw("b busy; ( " + BusyProbeCommand(busy) + "\n) </dev/null 2>/dev/null; e busy $?");
-  s.raw("f=/var/lib/labfleet/state.json; if [ -e \"$f\" ]; then b state; cat \"$f\"; e state $?; fi");
-  s.raw("printf '@@labfleet:" + n + ":done\\n'");
-  return s.str();
+std::optional<nlohmann::json> ParseJson(std::string_view text) {
+  auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return std::nullopt;
+  return j;
 }
 
-std::map<std::string, Section> SplitSections(std::string_view out, const std::string& nonce) {
-  std::map<std::string, Section> sections;
-  const std::string begin = "@@labfleet:" + nonce + ":begin:";
-  const std::string end = "\n@@labfleet:" + nonce + ":end:";
-  size_t pos = 0;
-  for (;;) {
-    size_t b = out.find(begin, pos);
-    if (b == std::string_view::npos) break;
-    size_t name_start = b + begin.size();
-    size_t nl = out.find('\n', name_start);
-    if (nl == std::string_view::npos) break;
-    std::string name(out.substr(name_start, nl - name_start));
-    std::string end_marker = end + name + ":";
-    size_t e = out.find(end_marker, nl + 1 > out.size() ? out.size() : nl);
-    if (e == std::string_view::npos) break;
-    Section s;
-    s.text = e > nl ? std::string(out.substr(nl + 1, e - nl - 1)) : std::string();
-    size_t code_start = e + end_marker.size();
-    size_t code_end = out.find('\n', code_start);
-    if (code_end == std::string_view::npos) code_end = out.size();
-    s.exit_code = int(Int(out.substr(code_start, code_end - code_start)).value_or(-1));
-    sections[name] = std::move(s);
-    pos = code_end;
-  }
-  if (out.find("@@labfleet:" + nonce + ":done") != std::string_view::npos) sections["done"] = Section{0, ""};
-  return sections;
+namespace {
+
+// Sources that can hang (a wedged driver, a docker daemon that does not answer) run under `timeout` when the
+// node has it.
+const std::string kTimeout = "T=; command -v timeout >/dev/null 2>&1 && T='timeout 20'\n";
+
+std::string FirstLineOf(std::string_view text) { return FirstLine(text); }
+
+}  // namespace
+
+const Fact<std::string> kHostname{"hostname", "hostname 2>/dev/null || cat /proc/sys/kernel/hostname", FirstLineOf};
+const Fact<OsRelease> kOsRelease{"os-release", "cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release",
+                                 ParseOsRelease};
+const Fact<std::string> kKernel{"kernel", Cmd("uname").arg("-r").str(), FirstLineOf};
+const Fact<std::string> kArch{"arch", Cmd("uname").arg("-m").str(), FirstLineOf};
+const Fact<std::optional<double>> kUptime{"uptime", Cmd("cat").arg("/proc/uptime").str(), ParseUptime};
+const Fact<CpuInfo> kCpuinfo{
+    "cpuinfo",
+    Cmd("grep").arg("-E").arg("^(processor|model name|cpu model|Hardware|Model|physical id|core id|cpu cores)[[:space:]]*:")
+        .arg("/proc/cpuinfo").str(),
+    ParseCpuinfo};
+const Fact<MemInfo> kMeminfo{
+    "meminfo", Cmd("grep").arg("-E").arg("^(MemTotal|MemAvailable|SwapTotal|SwapFree):").arg("/proc/meminfo").str(),
+    ParseMeminfo};
+const Fact<std::string> kRootFsType{"root-fs-type", Cmd("stat").arg("-f").arg("-c").arg("%T").arg("/").str(),
+                                    FirstLineOf};
+const Fact<std::optional<DfRow>> kRootDf{"root-df", Cmd("df").arg("-Pk").arg("/").str(), ParseDf};
+// nvidia-smi prints its failures ("couldn't communicate with the NVIDIA driver") on stdout: kept with 2>&1 so
+// the first line says why; the parsers skip it.
+const Fact<std::vector<GpuInfo>> kNvidiaGpus{
+    "nvidia-gpus",
+    "command -v nvidia-smi >/dev/null 2>&1 || exit 127\n" + kTimeout +
+        "$T nvidia-smi --query-gpu=index,name,uuid,driver_version,memory.total,memory.used,utilization.gpu "
+        "--format=csv,noheader,nounits 2>&1",
+    ParseNvidiaSmiGpus};
+// The apps (at most 400 lines), then who runs them: ps of their pids; exit = nvidia-smi's.
+const Fact<GpuApps> kGpuApps{
+    "gpu-apps",
+    "command -v nvidia-smi >/dev/null 2>&1 || exit 127\n" + kTimeout +
+        "apps=$($T nvidia-smi --query-compute-apps=gpu_uuid,pid,used_memory,process_name "
+        "--format=csv,noheader,nounits 2>&1); rc=$?\n"
+        "printf '%s\\n' \"$apps\" | head -n 400\n"
+        "pids=$(printf '%s\\n' \"$apps\" | head -n 400 | awk -F', *' '$2 ~ /^[0-9]+$/ { printf \"%s%s\", s, $2; s = \",\" }')\n"
+        "[ -z \"$pids\" ] || ps -o pid=,user=,etimes= -p \"$pids\"\n"
+        "exit $rc",
+    ParseGpuApps};
+const Fact<std::vector<PciDevice>> kPciDisplay{
+    "pci-display",
+    "if command -v lspci >/dev/null 2>&1; then lspci -nn 2>&1 | grep -E '\\[03[0-9a-fA-F]{2}\\]: '\n"
+    "else for d in /sys/bus/pci/devices/*; do [ -r \"$d/class\" ] || continue; read c < \"$d/class\"; "
+    "case $c in 0x03*) read v < \"$d/vendor\"; read i < \"$d/device\"; printf '%s %s %s %s\\n' \"${d##*/}\" "
+    "\"$c\" \"$v\" \"$i\";; esac; done; fi\nexit 0",
+    ParsePciDisplay};
+const Fact<std::string> kDockerVersion{
+    "docker-version",
+    "command -v docker >/dev/null 2>&1 || exit 127\n" + kTimeout + "$T docker version --format '{{.Server.Version}}' 2>&1",
+    FirstLineOf};
+const Fact<std::vector<Container>> kDockerPs{
+    "docker-ps", "command -v docker >/dev/null 2>&1 || exit 127\n" + kTimeout + "$T docker ps --format '{{json .}}' 2>&1",
+    ParseDockerPs};
+const Fact<std::optional<nlohmann::json>> kLabfleetState{
+    "labfleet-state",
+    "[ -e /var/lib/labfleet/state.json ] || exit 0\n" + Cmd("cat").arg("/var/lib/labfleet/state.json").str(),
+    ParseJson};
+
+std::vector<Probe> FactsProbes(const BusySettings& busy) {
+  return {kHostname.probe(),    kOsRelease.probe(),  kKernel.probe(),        kArch.probe(),
+          kUptime.probe(),      kCpuinfo.probe(),    kMeminfo.probe(),       kRootFsType.probe(),
+          kRootDf.probe(),      kNvidiaGpus.probe(), kGpuApps.probe(),       kPciDisplay.probe(),
+          kDockerVersion.probe(), kDockerPs.probe(), BusyFact(busy).probe(), kLabfleetState.probe()};
 }
 
-NodeFacts FactsFromSections(const std::map<std::string, Section>& sec, const BusySettings& busy) {
+NodeFacts FactsFromResults(const ProbeResults& r, const BusySettings& busy) {
   NodeFacts f;
   f.reachable = true;
-  auto get = [&](const char* name) -> const Section* {
-    auto it = sec.find(name);
-    return it == sec.end() ? nullptr : &it->second;
+  auto first_words = [](const ProbeOutput& o) {
+    std::string why = FirstLine(o.out);
+    return why.empty() ? FirstLine(o.err) : why;
   };
-  auto ok_text = [&](const char* name) -> std::string_view {
-    const Section* s = get(name);
-    return s && s->ok() ? std::string_view(s->text) : std::string_view();
-  };
-  f.hostname = FirstLine(ok_text("hostname"));
-  f.os = ParseOsRelease(ok_text("os_release"));
-  f.kernel = FirstLine(ok_text("kernel"));
-  f.arch = FirstLine(ok_text("arch"));
-  f.uptime_s = ParseUptime(ok_text("uptime"));
-  f.cpu = ParseCpuinfo(ok_text("cpuinfo"));
-  f.mem = ParseMeminfo(ok_text("meminfo"));
-  f.root_fs_type = FirstLine(ok_text("root_fs_type"));
-  f.root_df = ParseDf(ok_text("df"));
-
-  if (const Section* s = get("lspci"))
-    f.pci_display = ParseLspci(s->text);
-  else if (const Section* s = get("pci_sysfs"))
-    f.pci_display = ParseSysfsPci(s->text);
-  const Section* smi = get("nvidia_gpus");
-  if (smi && smi->ok()) {
+  f.hostname = r.fact(kHostname);
+  f.os = r.fact(kOsRelease);
+  f.kernel = r.fact(kKernel);
+  f.arch = r.fact(kArch);
+  f.uptime_s = r.fact(kUptime);
+  f.cpu = r.fact(kCpuinfo);
+  f.mem = r.fact(kMeminfo);
+  f.root_fs_type = r.fact(kRootFsType);
+  f.root_df = r.fact(kRootDf);
+  f.pci_display = r.fact(kPciDisplay);
+  const ProbeOutput* smi = FindProbe(r, kNvidiaGpus.name);
+  if (smi && smi->exit_code == 0) {
     f.gpu_source = "nvidia-smi";
-    f.gpus = ParseNvidiaSmiGpus(smi->text);
-    if (const Section* apps = get("nvidia_apps"); apps && apps->ok()) f.gpu_processes = ParseNvidiaSmiApps(apps->text);
-    std::vector<PsEntry> ps;
-    if (const Section* p = get("ps")) ps = ParsePs(p->text);
-    for (auto& proc : f.gpu_processes) {
-      for (const auto& g : f.gpus)
-        if (g.uuid == proc.gpu_uuid) proc.gpu_index = g.index;
-      for (const auto& e : ps)
-        if (e.pid == proc.pid) {
-          proc.user = e.user;
-          proc.elapsed_s = e.elapsed_s;
-        }
+    f.gpus = r.fact(kNvidiaGpus);
+    if (const ProbeOutput* apps = FindProbe(r, kGpuApps.name); apps && apps->exit_code == 0) {
+      const GpuApps& ga = r.fact(kGpuApps);
+      f.gpu_processes = ga.apps;
+      for (auto& proc : f.gpu_processes) {
+        for (const auto& g : f.gpus)
+          if (g.uuid == proc.gpu_uuid) proc.gpu_index = g.index;
+        for (const auto& e : ga.ps)
+          if (e.pid == proc.pid) {
+            proc.user = e.user;
+            proc.elapsed_s = e.elapsed_s;
+          }
+      }
     }
   } else {
-    if (smi && smi->exit_code != 127) f.nvidia_smi_error = FirstLine(smi->text) + " (exit " + std::to_string(smi->exit_code) + ")";
+    if (smi && smi->exit_code != 127)
+      f.nvidia_smi_error = first_words(*smi) + " (exit " + std::to_string(smi->exit_code) + ")";
     f.gpu_source = f.pci_display.empty() ? "none" : "lspci";
   }
-  if (const Section* dv = get("docker_version"); dv && dv->exit_code != 127) {
+  if (const ProbeOutput* dv = FindProbe(r, kDockerVersion.name); dv && dv->exit_code != 127) {
     f.docker_installed = true;
-    if (dv->ok())
-      f.docker_version = FirstLine(dv->text);
+    if (dv->exit_code == 0)
+      f.docker_version = r.fact(kDockerVersion);
     else
-      f.docker_error = FirstLine(dv->text);
-    if (const Section* ps = get("docker_ps"); ps && ps->ok()) f.containers = ParseDockerPs(ps->text);
+      f.docker_error = first_words(*dv);
+    if (const ProbeOutput* ps = FindProbe(r, kDockerPs.name); ps && ps->exit_code == 0) f.containers = r.fact(kDockerPs);
   }
-  if (const Section* b = get("busy")) {
-    f.busy = ParseBusy(b->text, busy);
+  if (FindProbe(r, kBusyProbeKey)) {
+    f.busy = r.fact(BusyFact(busy));
     f.busy_probed = true;
   }
-  if (const Section* st = get("state")) {
-    if (!st->ok()) {
-      f.state_error = FirstLine(st->text);
+  if (const ProbeOutput* st = FindProbe(r, kLabfleetState.name)) {
+    if (st->exit_code != 0) {
+      f.state_error = FirstLine(st->err);
       if (f.state_error.empty()) f.state_error = "cannot read /var/lib/labfleet/state.json";
-    } else {
-      auto j = nlohmann::json::parse(st->text, nullptr, false);
-      if (j.is_discarded())
-        f.state_error = "/var/lib/labfleet/state.json is not valid JSON";
+    } else if (!FirstLine(st->out).empty()) {
+      if (const auto& j = r.fact(kLabfleetState))
+        f.state = *j;
       else
-        f.state = std::move(j);
+        f.state_error = "/var/lib/labfleet/state.json is not valid JSON";
     }
   }
   return f;
 }
 
 NodeFacts GatherFacts(Transport& t, const BusySettings& busy) {
-  const std::string nonce = RandomNonce();
-  RunResult r = t.run(FactsScript(nonce, busy));
-  auto sections = SplitSections(r.out, nonce);
-  NodeFacts f = FactsFromSections(sections, busy);
-  if (!sections.count("done")) {
-    f.reachable = true;
+  const std::vector<Probe> probes = FactsProbes(busy);
+  const std::string nonce = NewNonce();
+  RunResult r = t.run(ScriptRunner(), BuildProbeScript(probes, nonce));
+  try {
+    return FactsFromResults(ParseProbeOutput(r.out, probes, nonce), busy);
+  } catch (const std::exception& e) {
+    NodeFacts f = FactsFromResults({}, busy);
     f.error_kind = "script";
-    f.error = "the facts script stopped early (exit " + std::to_string(r.exit_code) + ")" +
-              (r.err.empty() ? std::string() : ": " + FirstLine(r.err));
+    f.error = "the facts script stopped early: " + std::string(e.what()) + " (exit " + std::to_string(r.exit_code) +
+              (r.err.empty() ? std::string() : ": " + FirstLine(r.err)) + "); run `labfleet facts` again";
+    return f;
   }
-  return f;
 }
 
 int NodeFacts::pci_nvidia_count() const {

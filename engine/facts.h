@@ -1,7 +1,8 @@
-// `labfleet facts`: what a node is, gathered in ONE round trip. FactsScript() prints sections delimited by
-// markers that carry a per-run nonce (`@@labfleet:<nonce>:begin:NAME` ... `@@labfleet:<nonce>:end:NAME:<exit>`);
-// SplitSections() cuts them apart and one pure parser per source turns raw text into typed facts. Parsers never
-// throw and skip lines they do not understand (tests keep a garbage line in every fixture).
+// `labfleet facts`: what a node is, gathered in ONE round trip. Each fact is a Fact (engine/module.h): a
+// read-only command and one pure parser of its raw output; FactsProbes() are run by the planner's own probe
+// script (BuildProbeScript / ParseProbeOutput, engine/planner.h) and FactsFromResults() reads the typed facts.
+// The busy verdict is the planner's BusyFact, so facts shows what apply decided on. Parsers never throw and skip
+// lines they do not understand (tests keep a garbage line in every fixture).
 #pragma once
 #include <map>
 #include <nlohmann/json.hpp>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "engine/busy.h"
+#include "engine/module.h"
 #include "engine/transport.h"
 
 namespace labfleet {
@@ -59,13 +61,6 @@ struct Container {
   std::string id, image, name, status;
 };
 
-// One section of the facts script's output.
-struct Section {
-  int exit_code = -1;  // 127 = the tool is not installed on the node
-  std::string text;
-  bool ok() const { return exit_code == 0; }
-};
-
 // --- pure parsers, one per source ---
 OsRelease ParseOsRelease(std::string_view text);                // /etc/os-release
 CpuInfo ParseCpuinfo(std::string_view text);                    // /proc/cpuinfo
@@ -79,8 +74,34 @@ std::vector<GpuProcess> ParseNvidiaSmiApps(std::string_view text);  // --query-c
 std::vector<PsEntry> ParsePs(std::string_view text);             // ps -o pid=,user=,etimes= -p PIDS
 std::vector<PciDevice> ParseLspci(std::string_view text);        // lspci -nn; display controllers only
 std::vector<PciDevice> ParseSysfsPci(std::string_view text);     // the script's /sys/bus/pci fallback
-std::vector<Container> ParseDockerPs(std::string_view text);     // docker ps --format '{{.ID}}\t{{.Image}}\t...'
+std::vector<Container> ParseDockerPs(std::string_view text);     // docker ps --format '{{json .}}'
 std::string FirstLine(std::string_view text);                    // trimmed first non-empty line
+// The compute apps (nvidia-smi --query-compute-apps lines) and their owners (ps -o pid=,user=,etimes= lines)
+// of one probe: a line is one or the other (an app line starts with "GPU-" and is comma-separated).
+struct GpuApps {
+  std::vector<GpuProcess> apps;
+  std::vector<PsEntry> ps;
+};
+GpuApps ParseGpuApps(std::string_view text);
+std::vector<PciDevice> ParsePciDisplay(std::string_view text);  // lspci -nn lines or the sysfs fallback's
+std::optional<nlohmann::json> ParseJson(std::string_view text);  // nullopt when not JSON
+
+// --- the facts (names are the probe keys) ---
+extern const Fact<std::string> kHostname;                  // "hostname"
+extern const Fact<OsRelease> kOsRelease;                   // "os-release"
+extern const Fact<std::string> kKernel;                    // "kernel": uname -r
+extern const Fact<std::string> kArch;                      // "arch": uname -m
+extern const Fact<std::optional<double>> kUptime;          // "uptime"
+extern const Fact<CpuInfo> kCpuinfo;                       // "cpuinfo"
+extern const Fact<MemInfo> kMeminfo;                       // "meminfo"
+extern const Fact<std::string> kRootFsType;                // "root-fs-type": stat -f -c %T /
+extern const Fact<std::optional<DfRow>> kRootDf;           // "root-df": df -Pk /
+extern const Fact<std::vector<GpuInfo>> kNvidiaGpus;       // "nvidia-gpus": exit 127 = no nvidia-smi
+extern const Fact<GpuApps> kGpuApps;                       // "gpu-apps"
+extern const Fact<std::vector<PciDevice>> kPciDisplay;     // "pci-display"
+extern const Fact<std::string> kDockerVersion;             // "docker-version": exit 127 = no docker
+extern const Fact<std::vector<Container>> kDockerPs;       // "docker-ps"
+extern const Fact<std::optional<nlohmann::json>> kLabfleetState;  // "labfleet-state": empty output = absent
 
 struct NodeFacts {
   std::string node;
@@ -111,7 +132,7 @@ struct NodeFacts {
 
   // The busy verdict from the same probe and parser the planner uses (engine/busy.h): what apply decides on.
   BusyInfo busy;
-  bool busy_probed = false;  // the script's "busy" section came back
+  bool busy_probed = false;  // the busy probe came back
 
   std::optional<nlohmann::json> state;  // /var/lib/labfleet/state.json
   std::string state_error;
@@ -125,15 +146,12 @@ struct NodeFacts {
   nlohmann::json ToJson() const;
 };
 
-// The one script (POSIX sh) that gathers every fact; `nonce` makes its markers unique. Its "busy" section is
-// BusyProbeCommand(busy), the planner's own busy probe for the node's `busy:` settings.
-std::string FactsScript(const std::string& nonce, const BusySettings& busy = {});
-// Cuts the script's output into sections by name.
-std::map<std::string, Section> SplitSections(std::string_view output, const std::string& nonce);
-// Typed facts from the sections (reachable = true).
-NodeFacts FactsFromSections(const std::map<std::string, Section>& sections, const BusySettings& busy = {});
-// Runs the script on `t` (one round trip) and parses it; TransportError propagates.
+// The probes of `labfleet facts` (every fact above and BusyFact(busy)), for the planner's probe script.
+std::vector<Probe> FactsProbes(const BusySettings& busy = {});
+// Typed facts from the probe results (reachable = true); a probe absent from `results` leaves its facts empty.
+NodeFacts FactsFromResults(const ProbeResults& results, const BusySettings& busy = {});
+// Runs FactsProbes on `t` (one round trip) and parses them; TransportError propagates. Output cut short is
+// NodeFacts::error (error_kind "script").
 NodeFacts GatherFacts(Transport& t, const BusySettings& busy = {});
-std::string RandomNonce();
 
 }  // namespace labfleet

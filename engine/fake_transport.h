@@ -7,6 +7,8 @@
 //   t.on_contains("getent passwd", {2, "", ""});
 //   t.on_match([](const std::string& c) { return c.starts_with("sh -c"); }, {0, "", ""}, /*repeat=*/true);
 //   t.fail_on_contains("reboot", TransportError::Kind::Lost, "connection lost");
+//   t.respond([](const std::string& cmd, const std::string& in) { ... });  // answers what no rule matched,
+//                                                                           // e.g. the real probe script
 //   ... code under test ...; CHECK(t.calls().size() == 2);
 #pragma once
 #include <functional>
@@ -36,6 +38,14 @@ class FakeTransport : public Transport {
   // The matching run() throws TransportError(kind, message) instead of answering.
   FakeTransport& fail_on_contains(std::string substring, TransportError::Kind kind, std::string message,
                                   bool repeat = false);
+  // Answers every run() no rule matched, from its command and stdin (instead of the default response): a test
+  // can answer the script the code under test really sent (tests/unit/module_helpers.h: ProbeResponder).
+  using Responder = std::function<RunResult(const std::string& command, const std::string& stdin_data)>;
+  FakeTransport& respond(Responder r) {
+    std::lock_guard lock(mu_);
+    responder_ = std::move(r);
+    return *this;
+  }
   FakeTransport& set_default(RunResult r) {
     default_ = std::move(r);
     return *this;
@@ -65,6 +75,7 @@ class FakeTransport : public Transport {
   std::vector<Rule> rules_;
   std::vector<Call> calls_;
   RunResult default_{0, "", ""};
+  Responder responder_;
 };
 
 }  // namespace labfleet

@@ -5,11 +5,17 @@
 //   validate(inventory)                 offline, before any node is touched
 //   resources(node)                     the desired things on that node
 //   probes(node, resources)             read-only shell commands; equal keys are run once per node
+//                                       (a shared Fact: kPasswd.probe())
 //   diff(node, resource, probe outputs) changes, each with a reason, or a "nothing to do because" note
+//                                       (typed facts: results.fact(kPasswd), parsed once per node)
 #pragma once
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <typeindex>
+#include <utility>
 #include <vector>
 
 #include "engine/finding.h"
@@ -26,15 +32,65 @@ struct NodeContext {
 };
 
 struct Probe {
+  Probe() = default;
+  Probe(std::string k, std::string cmd, bool req = false) : key(std::move(k)), command(std::move(cmd)), required(req) {}
   std::string key;      // identifies the output; modules share a probe by using the same key
   std::string command;  // built with Cmd/Script; read-only; its exit status is part of the result
+  // A non-zero exit is not an answer (getent passwd failing says nothing about which users exist): the node
+  // is not planned at all, its error is "KEY failed (exit N): <stderr's first line>".
+  bool required = false;
 };
 
 struct ProbeOutput {
+  ProbeOutput() = default;
+  ProbeOutput(int code, std::string o, std::string e = {}) : exit_code(code), out(std::move(o)), err(std::move(e)) {}
   int exit_code = 0;
   std::string out;
+  std::string err;  // the first lines of its stderr (bounded by the probe script: 4 lines of 300 bytes)
 };
-using ProbeResults = std::map<std::string, ProbeOutput>;
+
+// A typed fact about a node: one read-only command and one pure parser of its output. Every module that needs
+// it asks for the same Fact (same name = one run per node) and reads the parsed value from ProbeResults::fact,
+// parsed once per node. Parsers never throw and skip lines they do not understand.
+//   const Fact<Parsed<PasswdEntry>> kPasswd{"getent-passwd", Cmd("getent").arg("passwd").str(), ParsePasswd, true};
+//   probes(): return {kPasswd.probe()};   diff(): const auto& passwd = results.fact(kPasswd);
+template <class T>
+struct Fact {
+  Fact(std::string n, std::string cmd, std::function<T(std::string_view)> p, bool req = false)
+      : name(std::move(n)), command(std::move(cmd)), parse(std::move(p)), required(req) {}
+  std::string name;     // the probe key
+  std::string command;  // built with Cmd/Script (inventory values only as quoted words)
+  std::function<T(std::string_view)> parse;
+  bool required = false;  // a non-zero exit stops the node (Probe::required)
+  Probe probe() const { return {name, command, required}; }
+};
+
+// The outputs of one node's probe round trip, by probe key, and the typed facts parsed from them. A fact is
+// parsed on first use and kept until its output changes; one node's results are used by one thread.
+class ProbeResults : public std::map<std::string, ProbeOutput> {
+ public:
+  using std::map<std::string, ProbeOutput>::map;
+  // The parsed value of `f` (of its empty output when the round trip had no such probe).
+  template <class T>
+  const T& fact(const Fact<T>& f) const {
+    auto it = find(f.name);
+    const std::string& raw = it == end() ? kNoOutput : it->second.out;
+    Cached& c = parsed_[{f.name, std::type_index(typeid(T))}];
+    if (!c.value || c.raw != raw) {
+      c.value = std::make_shared<const T>(f.parse(raw));
+      c.raw = raw;
+    }
+    return *static_cast<const T*>(c.value.get());
+  }
+
+ private:
+  struct Cached {
+    std::string raw;
+    std::shared_ptr<const void> value;
+  };
+  static inline const std::string kNoOutput;
+  mutable std::map<std::pair<std::string, std::type_index>, Cached> parsed_;
+};
 
 struct Resource {
   std::string module;  // module name

@@ -144,11 +144,22 @@ std::string UpstreamVersion(std::string_view version) {
   return v;
 }
 
-Probe PackageManagerProbe() {
-  return {"pkg-manager",
-          "if command -v dpkg-query >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then echo apt; "
-          "elif command -v pacman >/dev/null 2>&1; then echo pacman; else echo none; fi"};
+static std::string ParsePackageManager(std::string_view out) {
+  std::string s = Trim(std::string(out));
+  while (!s.empty() && s.back() == '\n') s.pop_back();
+  return s == "apt" || s == "pacman" ? s : "none";
 }
+
+const Fact<std::string> kPackageManager{
+    "pkg-manager",
+    "if command -v dpkg-query >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then echo apt; "
+    "elif command -v pacman >/dev/null 2>&1; then echo pacman; else echo none; fi",
+    ParsePackageManager};
+const Fact<NameSet> kAptHolds{"apt-mark-showhold",
+                              "command -v apt-mark >/dev/null 2>&1 || exit 127\n" + Cmd("apt-mark").arg("showhold").str(),
+                              ParseAptMarkShowhold};
+
+Probe PackageManagerProbe() { return kPackageManager.probe(); }
 
 Probe DpkgQueryProbe(const std::vector<std::string>& names) {
   Cmd c("dpkg-query");
@@ -158,9 +169,7 @@ Probe DpkgQueryProbe(const std::vector<std::string>& names) {
           "command -v dpkg-query >/dev/null 2>&1 || exit 127\n" + c.str() + "\n[ $? -le 1 ]"};
 }
 
-Probe AptMarkShowholdProbe() {
-  return {"apt-mark-showhold", "command -v apt-mark >/dev/null 2>&1 || exit 127\napt-mark showhold"};
-}
+Probe AptMarkShowholdProbe() { return kAptHolds.probe(); }
 
 Probe PacmanQProbe(const std::vector<std::string>& names) {
   // Exit 1 when some name is not installed.
@@ -169,13 +178,7 @@ Probe PacmanQProbe(const std::vector<std::string>& names) {
               "\n[ $? -le 1 ]"};
 }
 
-std::string PackageManagerOf(const ProbeResults& results) {
-  const ProbeOutput* p = FindProbe(results, "pkg-manager");
-  if (!p) return "none";
-  std::string s = Trim(p->out);
-  while (!s.empty() && s.back() == '\n') s.pop_back();
-  return s == "apt" || s == "pacman" ? s : "none";
-}
+std::string PackageManagerOf(const ProbeResults& results) { return results.fact(kPackageManager); }
 
 Cmd AptGet(const std::string& verb) {
   Cmd c("env");

@@ -67,14 +67,18 @@ bool IsPackageName(std::string_view name);
 // "550.90.07".
 std::string UpstreamVersion(std::string_view version);
 
-// --- probes (keys shared between modules) ---
-// Prints "apt", "pacman" or "none".
+// --- facts and probes (keys shared between modules) ---
+// "pkg-manager": "apt", "pacman" or "none" (also when absent); read by packages, nvidia and mounts, parsed once.
+extern const Fact<std::string> kPackageManager;
+// "apt-mark-showhold": the held packages; exit 127 when the node has no apt-mark (modules check the exit).
+extern const Fact<NameSet> kAptHolds;
+// kPackageManager.probe(): prints "apt", "pacman" or "none".
 Probe PackageManagerProbe();
 // dpkg-query for the given names or glob patterns; key "dpkg-query:<names joined by space>".
 Probe DpkgQueryProbe(const std::vector<std::string>& names_or_patterns);
-Probe AptMarkShowholdProbe();                                  // key "apt-mark-showhold"
+Probe AptMarkShowholdProbe();                                  // kAptHolds.probe()
 Probe PacmanQProbe(const std::vector<std::string>& names);     // key "pacman-q:<names>"
-// The package manager named by PackageManagerProbe's output ("apt", "pacman" or "none").
+// The package manager named by PackageManagerProbe's output ("apt", "pacman" or "none"): results.fact(kPackageManager).
 std::string PackageManagerOf(const ProbeResults& results);
 
 // The apt-get environment and options labfleet always uses (noninteractive, keep local config files).

@@ -27,16 +27,25 @@ std::string NewNonce() {
 
 std::string ScriptRunner() { return "sh -c 'eval \"$(cat)\"'"; }
 
+// Each probe runs in a subshell with stdin from /dev/null; its stdout goes straight to the script's stdout
+// (fd 3), between markers that carry the nonce; its stderr and then its exit status go through a pipe to awk,
+// which prints the end marker with the status and at most 4 lines (300 bytes each) of the stderr, each tagged
+// "e| ", once the probe has ended (so the two never interleave, and stderr cannot forge a marker).
 std::string BuildProbeScript(const std::vector<Probe>& probes, const std::string& nonce) {
   Script s;
   s.raw("export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+  s.raw("exec 3>&1");
+  const std::string awk =
+      "NR <= 4 { e[NR] = substr($0, 1, 300) } { rc = $0 } "
+      "END { printf \"\\n%s%s\\n\", m, rc; for (i = 1; i < NR && i <= 4; i++) if (e[i] != \"\") print \"e| \" e[i] }";
   for (size_t i = 0; i < probes.size(); ++i) {
-    s.raw("printf '@@lf-%s:begin:%d\\n' " + ShellQuote(nonce) + " " + std::to_string(i));
-    // A subshell: a probe's `exit` or failure cannot end the script. stderr is dropped: probes report
-    // through their exit status.
-    s.raw("( " + probes[i].command + "\n) </dev/null 2>/dev/null");
-    s.raw("printf '\\n@@lf-%s:end:%d:%d\\n' " + ShellQuote(nonce) + " " + std::to_string(i) + " $?");
+    const std::string idx = std::to_string(i);
+    s.raw("printf '@@lf-%s:begin:%d\\n' " + ShellQuote(nonce) + " " + idx);
+    // A subshell: a probe's `exit` or failure cannot end the script.
+    s.raw("{ ( " + probes[i].command + "\n) </dev/null 2>&1 >&3 3>&-; printf '\\n%s\\n' \"$?\"; } | " +
+          Cmd("awk").arg("-v").arg("m=@@lf-" + nonce + ":end:" + idx + ":").arg(awk).str());
   }
+  s.raw("printf '@@lf-%s:done\\n' " + ShellQuote(nonce));  // the output is complete, stderr lines included
   return s.str();
 }
 
@@ -53,13 +62,31 @@ ProbeResults ParseProbeOutput(const std::string& out, const std::vector<Probe>& 
     if (e == std::string::npos) throw std::runtime_error("probe output cut short in '" + probes[i].key + "'");
     size_t code_start = e + end.size();
     size_t nl = out.find('\n', code_start);
+    if (nl == std::string::npos) throw std::runtime_error("probe output cut short after '" + probes[i].key + "'");
     ProbeOutput po;
     po.out = out.substr(b, e - b);
-    po.exit_code = std::stoi(out.substr(code_start, nl - code_start));
+    const std::string code = out.substr(code_start, nl - code_start);
+    if (code.empty() || code.size() > 3 || code.find_first_not_of("0123456789") != std::string::npos)
+      throw std::runtime_error("probe '" + probes[i].key + "' ended without an exit status");
+    po.exit_code = std::stoi(code);
+    pos = nl + 1;
+    while (out.compare(pos, 3, "e| ") == 0) {  // its stderr, as awk tagged it
+      size_t enl = out.find('\n', pos);
+      if (enl == std::string::npos) enl = out.size();
+      po.err += (po.err.empty() ? "" : "\n") + out.substr(pos + 3, enl - pos - 3);
+      pos = enl == out.size() ? enl : enl + 1;
+    }
     results[probes[i].key] = std::move(po);
-    pos = nl == std::string::npos ? out.size() : nl + 1;
   }
+  if (out.compare(pos, nonce.size() + 10, "@@lf-" + nonce + ":done") != 0)
+    throw std::runtime_error("probe output cut short after the last probe");
   return results;
+}
+
+std::string RequiredFailure(const std::string& key, const ProbeOutput& o) {
+  std::string first = o.err.substr(0, o.err.find('\n'));
+  if (first.empty()) first = "(no error output)";
+  return key + " failed (exit " + std::to_string(o.exit_code) + "): " + first;
 }
 
 std::vector<std::pair<const Module*, std::vector<Resource>>> NodeResources(const NodeContext& ctx,
@@ -98,8 +125,7 @@ std::string PendingHandlersFile(const std::vector<PendingHandler>& handlers) {
 // Built into every node's probe round trip, whatever the modules ask: the busy probe (engine/busy.h, the same
 // text `labfleet facts` runs) with the node's `busy:` settings, and the handlers an earlier run owes.
 static std::vector<Probe> BuiltinProbes(const NodeContext& ctx) {
-  return {{kBusyProbeKey, BusyProbeCommand(BusySettingsOf(ctx.settings))},
-          {"labfleet:pending", Cmd("cat").arg(kPendingHandlersFile).str()}};
+  return {BusyFact(BusySettingsOf(ctx.settings)).probe(), {"labfleet:pending", Cmd("cat").arg(kPendingHandlersFile).str()}};
 }
 
 static std::vector<Probe> CollectProbes(const NodeContext& ctx,
@@ -111,8 +137,14 @@ static std::vector<Probe> CollectProbes(const NodeContext& ctx,
     probes.push_back(std::move(p));
   }
   for (const auto& [m, rs] : res) {
-    for (auto& p : m->probes(ctx, rs))
-      if (seen.insert(p.key).second) probes.push_back(std::move(p));
+    for (auto& p : m->probes(ctx, rs)) {
+      if (seen.insert(p.key).second) {
+        probes.push_back(std::move(p));
+      } else if (p.required) {  // one module may not accept a failure another one does
+        for (auto& q : probes)
+          if (q.key == p.key) q.required = true;
+      }
+    }
   }
   return probes;
 }
@@ -148,9 +180,20 @@ static void GuardLogin(const NodeContext& ctx, NodePlan& plan) {
 
 static NodePlan DiffAll(const NodeContext& ctx,
                         const std::vector<std::pair<const Module*, std::vector<Resource>>>& res,
-                        const ProbeResults& results, const PlanOptions& opts) {
+                        const std::vector<Probe>& probes, const ProbeResults& results, const PlanOptions& opts) {
   NodePlan plan;
   plan.node = ctx.node.name;
+  // A required fact that failed says nothing about the node: no module diffs against it, nothing is planned.
+  for (const auto& p : probes) {
+    const ProbeOutput* o = p.required ? FindProbe(results, p.key) : nullptr;
+    if (o && o->exit_code != 0)
+      plan.error += (plan.error.empty() ? "" : "; ") + RequiredFailure(p.key, *o);
+  }
+  if (!plan.error.empty()) {
+    plan.error += "; nothing is planned for this node until that command works on it (run it there to see why)";
+    for (const auto& [m, rs] : res) plan.resources += int(rs.size());
+    return plan;
+  }
   for (const auto& [m, rs] : res) {
     for (const auto& r : rs) {
       ++plan.resources;
@@ -187,7 +230,7 @@ static NodePlan DiffAll(const NodeContext& ctx,
   }
   // Fail safe: disruptive changes wait on a busy node AND on one whose busy state cannot be known (nvidia-smi
   // failed or hung, docker did not answer, busy.command failed, the probe's output was cut short).
-  if (const ProbeOutput* p = FindProbe(results, kBusyProbeKey)) plan.busy = ParseBusy(p->out, BusySettingsOf(ctx.settings));
+  if (FindProbe(results, kBusyProbeKey)) plan.busy = results.fact(BusyFact(BusySettingsOf(ctx.settings)));
   if (plan.busy.holds() && !opts.force) {
     std::vector<Change> keep;
     for (auto& c : plan.changes) (c.disruptive ? plan.deferred : keep).push_back(std::move(c));
@@ -200,14 +243,13 @@ NodePlan DiffNode(const Inventory& inv, const NodeDef& node, const ProbeResults&
   Value settings = inv.settings(node);
   NodeContext ctx{inv, node, settings};
   auto res = NodeResources(ctx, opts);
-  return DiffAll(ctx, res, results, opts);
+  return DiffAll(ctx, res, CollectProbes(ctx, res), results, opts);
 }
 
-NodePlan PlanNode(const Inventory& inv, const NodeDef& node, Transport& transport, const PlanOptions& opts) {
-  Value settings = inv.settings(node);
-  NodeContext ctx{inv, node, settings};
-  auto res = NodeResources(ctx, opts);
-  // Every file any module asked for is read by one batched command instead of one probe per path.
+// Every file any module asked for is read by one batched command instead of one probe per path.
+static std::vector<Probe> RoundTripProbes(const NodeContext& ctx,
+                                          const std::vector<std::pair<const Module*, std::vector<Resource>>>& res,
+                                          std::vector<std::string>* file_paths) {
   std::vector<Probe> probes;
   std::vector<std::string> paths;
   for (auto& p : CollectProbes(ctx, res)) {
@@ -218,6 +260,22 @@ NodePlan PlanNode(const Inventory& inv, const NodeDef& node, Transport& transpor
       probes.push_back(std::move(p));
   }
   if (!paths.empty()) probes.push_back(BatchedFileProbe(paths));
+  if (file_paths) *file_paths = std::move(paths);
+  return probes;
+}
+
+std::vector<Probe> NodeProbes(const Inventory& inv, const NodeDef& node, const PlanOptions& opts) {
+  Value settings = inv.settings(node);
+  NodeContext ctx{inv, node, settings};
+  return RoundTripProbes(ctx, NodeResources(ctx, opts), nullptr);
+}
+
+NodePlan PlanNode(const Inventory& inv, const NodeDef& node, Transport& transport, const PlanOptions& opts) {
+  Value settings = inv.settings(node);
+  NodeContext ctx{inv, node, settings};
+  auto res = NodeResources(ctx, opts);
+  std::vector<std::string> paths;
+  std::vector<Probe> probes = RoundTripProbes(ctx, res, &paths);
   auto failed = [&](const std::string& why) {
     NodePlan p;
     p.node = node.name;
@@ -234,7 +292,7 @@ NodePlan PlanNode(const Inventory& inv, const NodeDef& node, Transport& transpor
       results = ParseProbeOutput(r.out, probes, nonce);
       if (paths.empty() || SplitBatchedFileProbe(results["labfleet:files"].out, paths, results)) {
         results.erase("labfleet:files");
-        return DiffAll(ctx, res, results, opts);
+        return DiffAll(ctx, res, probes, results, opts);
       }
     } catch (const std::exception& e) {
       return failed(std::string(e.what()) + " (exit " + std::to_string(r.exit_code) + ": " + r.err + ")");

@@ -1,6 +1,8 @@
 // Planner: probe → diff → Plan. Never writes. All probes of a node travel in ONE round trip: a script that
-// runs each (deduplicated by key) probe with stdin from nothing and prints its output between markers that
-// carry a per-run nonce, so no probe output can forge a boundary.
+// runs each (deduplicated by key) probe with stdin from nothing and prints its output, exit status and the
+// first lines of its stderr between markers that carry a per-run nonce, so no probe output can forge a
+// boundary. A required probe (Probe::required, Fact::required) that fails stops the node: nothing is planned.
+// `labfleet facts` (engine/facts.h) runs its facts through the same script and parser.
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>
@@ -58,11 +60,15 @@ std::string BuildProbeScript(const std::vector<Probe>& probes, const std::string
 // Throws std::runtime_error if a probe's markers are missing (output cut short).
 ProbeResults ParseProbeOutput(const std::string& out, const std::vector<Probe>& probes, const std::string& nonce);
 std::string NewNonce();
+// "getent-passwd failed (exit 2): <first line of its stderr>"
+std::string RequiredFailure(const std::string& key, const ProbeOutput& o);
 
 // Every resource of every module for one node, in module order.
 std::vector<std::pair<const Module*, std::vector<Resource>>> NodeResources(const NodeContext& ctx,
                                                                            const PlanOptions& opts = {});
 
+// The probes PlanNode sends in its round trip for `node` (built-in ones, every module's, files batched).
+std::vector<Probe> NodeProbes(const Inventory& inv, const NodeDef& node, const PlanOptions& opts = {});
 // Plans one node over `transport` (one round trip). Transport errors propagate (TransportError).
 NodePlan PlanNode(const Inventory& inv, const NodeDef& node, Transport& transport, const PlanOptions& opts = {});
 // The pure half: diffs given probe results (including the built-in busy and pending-handler probes).

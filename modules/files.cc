@@ -370,7 +370,7 @@ class FilesModule : public Module {
       accounts |= InventoryUid(ctx, w.owner) >= 0 || InventoryGid(ctx, w.group) >= 0;
     }
     // Owned by an inventory account: its live uid/gid tell whether this run renumbers it (see diff).
-    if (accounts) out.insert(out.end(), {PasswdProbe(), GroupProbe()});
+    if (accounts) out.insert(out.end(), {kPasswd.probe(), kGroup.probe()});
     return out;
   }
 
@@ -402,10 +402,8 @@ class FilesModule : public Module {
     // finds it owned by "UNKNOWN".
     long long uid = InventoryUid(ctx, w.owner), gid = InventoryGid(ctx, w.group);
     if (uid < 0 && gid < 0) return d;
-    const ProbeOutput* pw = FindProbe(results, "getent-passwd");
-    const ProbeOutput* gr = FindProbe(results, "getent-group");
-    auto passwd = ParsePasswd(pw ? pw->out : "");
-    auto groups = ParseGroup(gr ? gr->out : "");
+    const auto& passwd = results.fact(kPasswd);
+    const auto& groups = results.fact(kGroup);
     std::vector<std::string> moved;
     if (auto it = passwd.by_name.find(w.owner); uid >= 0 && it != passwd.by_name.end() && it->second.uid != uid)
       moved.push_back("owner " + w.owner + ": uid " + std::to_string(it->second.uid) + " -> " + std::to_string(uid));

@@ -84,7 +84,7 @@ Live ReadLive(const NvidiaSettings& s, const ProbeResults& results) {
     }
     if (const ProbeOutput* h = FindProbe(results, "apt-mark-showhold"); h && h->exit_code == 0) {
       l.held.clear();
-      for (const auto& n : ParseAptMarkShowhold(h->out).names) l.held.insert(n);
+      for (const auto& n : results.fact(kAptHolds).names) l.held.insert(n);
     }
   } else if (l.mgr == "pacman") {
     std::vector<std::string> names = NvidiaDriverPackages(s, "pacman");

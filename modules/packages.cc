@@ -309,7 +309,7 @@ class PackagesModule : public Module {
     std::set<std::string> holds;
     const ProbeOutput* h = FindProbe(results, "apt-mark-showhold");
     if (h && h->exit_code == 0) {
-      holds = ParseAptMarkShowhold(h->out).names;
+      holds = results.fact(kAptHolds).names;
     } else {
       for (const auto& [n, e] : dpkg.by_name)
         if (e.held()) holds.insert(n);

@@ -29,12 +29,11 @@ class UserGroupsModule : public Module {
     return out;
   }
 
-  std::vector<Probe> probes(const NodeContext&, const std::vector<Resource>&) const override { return {GroupProbe()}; }
+  std::vector<Probe> probes(const NodeContext&, const std::vector<Resource>&) const override { return {kGroup.probe()}; }
 
   DiffResult diff(const NodeContext&, const Resource& r, const ProbeResults& results) const override {
     const auto& want = r.as<GroupWant>();
-    const ProbeOutput* p = FindProbe(results, "getent-group");
-    auto groups = ParseGroup(p ? p->out : "");
+    const auto& groups = results.fact(kGroup);
     // A system group without a gid (docker, sudo): its gid may differ per node; only its existence is managed.
     if (want.gid < 0) {
       if (groups.by_name.count(want.name)) return Noop("nothing to do because system group " + want.name + " exists");

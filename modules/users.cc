@@ -115,7 +115,7 @@ class UsersModule : public Module {
   }
 
   std::vector<Probe> probes(const NodeContext& ctx, const std::vector<Resource>&) const override {
-    std::vector<Probe> out = {PasswdProbe(), GroupProbe(), ShadowProbe(), ManagedProbe()};
+    std::vector<Probe> out = {kPasswd.probe(), kGroup.probe(), kShadow.probe(), kManagedUsers.probe()};
     Cmd homes("sh");
     homes.arg("-c").arg(kHomeProbeScript).arg("home-probe");
     bool any = false;
@@ -129,19 +129,14 @@ class UsersModule : public Module {
   }
 
   DiffResult diff(const NodeContext& ctx, const Resource& r, const ProbeResults& results) const override {
-    auto out = [&](const char* key) {
-      const ProbeOutput* p = FindProbe(results, key);
-      return p ? p->out : std::string();
-    };
-    auto passwd = ParsePasswd(out("getent-passwd"));
-    auto shadow = ParseShadow(out("getent-shadow"));
-    std::set<std::string> managed;
-    for (auto& l : SplitLines(out("managed-users")))
-      if (!l.empty()) managed.insert(l);
+    const auto& passwd = results.fact(kPasswd);
+    const auto& shadow = results.fact(kShadow);
+    const auto& managed = results.fact(kManagedUsers);
     if (r.id == "users:retired") return DiffRetired(ctx, passwd, shadow, managed);
-    auto groups = ParseGroup(out("getent-group"));
+    const auto& groups = results.fact(kGroup);
     const UserDef& u = r.as<UserDef>();
-    if (u.remove) return DiffRemove(ctx, u, passwd, managed, out("user-homes"));
+    const ProbeOutput* homes = FindProbe(results, "user-homes");
+    if (u.remove) return DiffRemove(ctx, u, passwd, managed, homes ? homes->out : std::string());
     return DiffUser(ctx, u, passwd, groups, shadow, managed);
   }
 

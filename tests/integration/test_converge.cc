@@ -194,6 +194,50 @@ TEST_SUITE("integration-converge") {
     CHECK(sbx.exec("node1", "test -e /run/labfleet.lock").exit_code != 0);
   }
 
+  TEST_CASE("a getent that fails stops its node's plan; shadow-utils' busy lock is retried, then applies") {
+    Sandbox sbx({.nodes = 2});
+    TempInventory inv(sbx);
+    WriteBase(inv);
+    // Test double on node1: `getent passwd` fails as a broken NSS module would (exit 2, a line on stderr).
+    Exec(sbx, "node1",
+         "mkdir -p /usr/local/sbin && printf '#!/bin/sh\n[ \"$1\" = passwd ] && { echo \"getent: nss module "
+         "broken\" >&2; exit 2; }\nexec /usr/bin/getent \"$@\"\n' > /usr/local/sbin/getent && "
+         "chmod +x /usr/local/sbin/getent");
+    auto r = Cli(sbx, inv.dir(), {"plan", "--format", "json"});
+    INFO(r.out << r.err);
+    auto j = r.json();
+    for (const auto& n : j["plan"]) {
+      if (n["node"] == "node1") {
+        CHECK(n["error"].get<std::string>().rfind("getent-passwd failed (exit 2): getent: nss module broken;", 0) == 0);
+        CHECK(n["changes"].empty());
+      } else {
+        CHECK_FALSE(n.contains("error"));
+        CHECK(n["changes"].size() > 3);
+      }
+    }
+    Exec(sbx, "node1", "rm /usr/local/sbin/getent");
+    // Test double on node2: the first groupadd finds /etc/group locked by another program; later ones work.
+    Exec(sbx, "node2",
+         "mkdir -p /usr/local/sbin && printf '#!/bin/sh\nif [ ! -e /run/lf-test-locked-once ]; then : > "
+         "/run/lf-test-locked-once; echo \"groupadd: cannot lock /etc/group; try again later.\" >&2; exit 10; "
+         "fi\nexec /usr/sbin/groupadd \"$@\"\n' > /usr/local/sbin/groupadd && chmod +x /usr/local/sbin/groupadd");
+    r = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty", "--format", "json"});
+    INFO(r.out << r.err);
+    CHECK(r.rc == 0);
+    j = r.json();
+    bool retried = false;
+    for (const auto& n : j["apply"])
+      if (n["node"] == "node2" && n.contains("notes"))
+        for (const auto& note : n["notes"])
+          retried |= note.get<std::string>().find("cannot lock /etc/group; try again later.; tried again after 1 s") !=
+                     std::string::npos;
+    CHECK(retried);
+    CHECK(Exec(sbx, "node2", "getent group gpu-users | cut -d: -f3") == "3000\n");
+    CHECK(sbx.exec("node2", "grpck -r").exit_code == 0);
+    Exec(sbx, "node2", "rm /usr/local/sbin/groupadd");
+    CHECK(Cli(sbx, inv.dir(), {"plan", "--detailed-exitcode"}).rc == 0);
+  }
+
   TEST_CASE("a node failing mid-apply: others converge, exit 4, the next apply finishes it") {
     Sandbox sbx({.nodes = 2});
     TempInventory inv(sbx);

@@ -5,7 +5,9 @@
 #include <fstream>
 #include <sstream>
 
+#include "engine/local_transport.h"
 #include "engine/planner.h"
+#include "engine/shell.h"
 
 namespace labfleet::testing {
 
@@ -97,5 +99,31 @@ std::string KeyWithPrefix(const ModuleRun& run, const std::string& prefix) {
 }
 
 std::string FileOut(const std::string& content) { return "present 644 root root regular file\n" + content; }
+
+FakeTransport::Responder ProbeResponder(std::vector<Probe> probes, ProbeResults answers, RunResult other) {
+  return [probes = std::move(probes), answers = std::move(answers), other](const std::string& command,
+                                                                            const std::string& script) {
+    std::string text = script;
+    bool probe_script = false;
+    for (const auto& p : probes) probe_script |= text.find("( " + p.command + "\n)") != std::string::npos;
+    if (!probe_script) return other;
+    for (const auto& p : probes) {
+      auto a = answers.find(p.key);
+      if (a == answers.end()) continue;
+      const std::string body = "( " + p.command + "\n)";
+      size_t at = text.find(body);
+      if (at == std::string::npos) {
+        FAIL_CHECK("probe '" << p.key << "' is not in the probe script");
+        continue;
+      }
+      text.replace(at, body.size(),
+                   "( " + Cmd("printf").arg("%s").arg(a->second.out).str() + "; " +
+                       Cmd("printf").arg("%s").arg(a->second.err).str() + " >&2; exit " +
+                       std::to_string(a->second.exit_code) + "\n)");
+    }
+    LocalTransport sh("here", 60);
+    return sh.run(command, text);
+  };
+}
 
 }  // namespace labfleet::testing

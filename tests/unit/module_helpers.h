@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/fake_transport.h"
 #include "engine/finding.h"
 #include "engine/inventory.h"
 #include "engine/module.h"
@@ -45,5 +46,12 @@ std::string KeyWithPrefix(const ModuleRun& run, const std::string& prefix);
 
 // The files probe's answer for a present regular file (0644 root:root) holding `content`.
 std::string FileOut(const std::string& content);
+
+// For FakeTransport::respond: answers the probe script the code under test sent (BuildProbeScript of `probes`)
+// by running it in a real /bin/sh, each probe whose key is in `answers` replaced by a command that prints that
+// answer's output, stderr and exit status; the other probes run for real on this machine. A probe of `answers`
+// missing from the script FAILs the test. Scripts that are no probe script (no probe of `probes` in them) are
+// answered `other`.
+FakeTransport::Responder ProbeResponder(std::vector<Probe> probes, ProbeResults answers, RunResult other = {0, "", ""});
 
 }  // namespace labfleet::testing

@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "engine/accounts.h"
+#include "engine/accounts_probe.h"
 
 using namespace labfleet;
 
@@ -39,6 +40,24 @@ TEST_SUITE("accounts") {
     CHECK(s.by_name["root"].expire == -1);
     CHECK(s.by_name["yseong"].expire == 20512);
     CHECK(s.by_name["kpark"].hash == "$y$j9T$abc$def");
+  }
+  TEST_CASE("the account facts: one parser each on captured output (garbage skipped), getent ones required") {
+    ProbeResults r;
+    r[kPasswd.name] = {0, Fixture("getent_passwd.txt")};
+    r[kGroup.name] = {0, Fixture("getent_group.txt")};
+    r[kShadow.name] = {0, Fixture("getent_shadow.txt")};
+    r[kManagedUsers.name] = {0, "yseong\n\nkpark\n"};
+    CHECK(r.fact(kPasswd).skipped == 1);
+    CHECK(r.fact(kPasswd).by_name.at("kpark").uid == 2002);
+    CHECK(r.fact(kGroup).by_name.at("gpu-users").gid == 3000);
+    CHECK(r.fact(kShadow).by_name.at("yseong").expire == 20512);
+    CHECK(r.fact(kManagedUsers) == std::set<std::string>{"yseong", "kpark"});
+    CHECK(&r.fact(kPasswd) == &r.fact(kPasswd));  // one parsed value, shared by every reader
+    CHECK(kPasswd.required);
+    CHECK(kGroup.required);
+    CHECK(kShadow.required);
+    CHECK_FALSE(kManagedUsers.required);  // absent until labfleet writes it: cat fails, and that is an answer
+    CHECK(kPasswd.probe().command == "getent passwd");
   }
   TEST_CASE("subuid") {
     auto s = ParseSubIds("yseong:165536:65536\nbad\nk:1:x\n");

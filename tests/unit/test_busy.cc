@@ -391,12 +391,14 @@ TEST_SUITE("busy") {
     BusySettings s;
     s.command = "squeue -h -w \"$(hostname -s)\"";
     s.device_globs = {"/dev/dri/renderD*"};
-    CHECK(FactsScript("0123abcd", s).find(BusyProbeCommand(s)) != std::string::npos);
-    std::map<std::string, Section> sections;
-    sections["busy"] = {0, Fixture("nvidia/h200/probe_nvml.txt")};
+    bool same_probe = false;
+    for (const auto& p : FactsProbes(s)) same_probe |= p.key == kBusyProbeKey && p.command == BusyProbeCommand(s);
+    CHECK(same_probe);
+    ProbeResults results;
+    results[kBusyProbeKey] = {0, Fixture("nvidia/h200/probe_nvml.txt")};
     BusySettings h200;
     h200.timeout_s = 3;
-    NodeFacts f = FactsFromSections(sections, h200);
+    NodeFacts f = FactsFromResults(results, h200);
     CHECK(f.busy_probed);
     CHECK(f.busy.describe() == ParseBusy(Fixture("nvidia/h200/probe_nvml.txt"), h200).describe());
     auto j = f.ToJson();
@@ -404,6 +406,6 @@ TEST_SUITE("busy") {
     CHECK(j["busy"]["gpu_jobs"][0]["pid"] == 517);
     CHECK(j["busy"]["unknown"][0] ==
           "GPU use unknown: nvidia-smi failed (exit 18): Failed to initialize NVML: Driver/library version mismatch");
-    CHECK(FactsFromSections({}).ToJson()["busy"].is_null());  // the script stopped before the busy section
+    CHECK(FactsFromResults({}).ToJson()["busy"].is_null());  // the script stopped before the busy probe
   }
 }

@@ -6,6 +6,7 @@
 #include "engine/facts.h"
 #include "engine/fake_transport.h"
 #include "engine/local_transport.h"
+#include "engine/planner.h"
 
 using namespace labfleet;
 
@@ -153,36 +154,50 @@ TEST_SUITE("facts") {
     CHECK(cs[1].image == "nvcr.io/nvidia/pytorch:24.03-py3");
   }
 
-  TEST_CASE("SplitSections: markers with a nonce, exit codes, output without a trailing newline") {
-    std::string out =
-        "noise before\n"
-        "@@labfleet:ab12:begin:hostname\nnode1\n\n@@labfleet:ab12:end:hostname:0\n"
-        "@@labfleet:ab12:begin:kernel\n6.1.0\n@@labfleet:ab12:end:kernel:0\n"   // no newline of its own
-        "@@labfleet:ab12:begin:nvidia_gpus\n\n@@labfleet:ab12:end:nvidia_gpus:127\n"
-        "@@labfleet:ffff:begin:fake\nx\n\n@@labfleet:ffff:end:fake:0\n"  // another nonce: ignored
-        "@@labfleet:ab12:done\n";
-    auto s = SplitSections(out, "ab12");
-    CHECK(s.at("hostname").text == "node1\n");
-    CHECK(s.at("hostname").exit_code == 0);
-    CHECK(s.at("kernel").text == "6.1.0");
-    CHECK(s.at("nvidia_gpus").exit_code == 127);
-    CHECK(s.at("nvidia_gpus").text.empty());
-    CHECK(s.count("fake") == 0);
-    CHECK(s.count("done") == 1);
-    CHECK(SplitSections("@@labfleet:ab12:begin:x\ntruncated", "ab12").empty());
+  TEST_CASE("each fact's parser on its captured output (a garbage line in each), read through ProbeResults") {
+    ProbeResults r;
+    r["os-release"] = {0, Fixture("os-release-debian12.txt")};
+    r["cpuinfo"] = {0, Fixture("cpuinfo-vm.txt")};
+    r["meminfo"] = {0, Fixture("meminfo-vm.txt")};
+    r["uptime"] = {0, Fixture("uptime-vm.txt")};
+    r["root-df"] = {0, Fixture("df-vm.txt")};
+    r["nvidia-gpus"] = {0, Fixture("nvidia-smi-gpus-a100x8.txt")};
+    r["gpu-apps"] = {0, Fixture("nvidia-smi-apps.txt") + Fixture("ps-gpu-users.txt")};
+    r["pci-display"] = {0, Fixture("lspci-gpu-server.txt") + Fixture("pci-sysfs.txt")};
+    r["docker-ps"] = {0, Fixture("docker-ps.txt")};
+    r["labfleet-state"] = {0, "{\"applied\": \"abc\"}\n"};
+    CHECK(r.fact(kOsRelease).id == ParseOsRelease(Fixture("os-release-debian12.txt")).id);
+    CHECK(r.fact(kOsRelease).id == "debian");
+    CHECK(r.fact(kCpuinfo).logical == ParseCpuinfo(Fixture("cpuinfo-vm.txt")).logical);
+    CHECK(r.fact(kCpuinfo).logical > 0);
+    CHECK(r.fact(kMeminfo).total_kib > 0);
+    CHECK(r.fact(kUptime).has_value());
+    CHECK(r.fact(kRootDf).has_value());
+    CHECK(r.fact(kNvidiaGpus).size() == 8);
+    CHECK(r.fact(kGpuApps).apps.size() == ParseNvidiaSmiApps(Fixture("nvidia-smi-apps.txt")).size());
+    CHECK(r.fact(kGpuApps).ps.size() == ParsePs(Fixture("ps-gpu-users.txt")).size());
+    CHECK_FALSE(r.fact(kGpuApps).ps.empty());
+    CHECK(r.fact(kPciDisplay).size() ==
+          ParseLspci(Fixture("lspci-gpu-server.txt")).size() + ParseSysfsPci(Fixture("pci-sysfs.txt")).size());
+    CHECK(r.fact(kDockerPs).size() == 2);
+    REQUIRE(r.fact(kLabfleetState).has_value());
+    CHECK((*r.fact(kLabfleetState))["applied"] == "abc");
+    ProbeResults bad;
+    bad["labfleet-state"] = {0, "{not json\n"};
+    CHECK_FALSE(bad.fact(kLabfleetState).has_value());
+    CHECK(FactsFromResults(bad).state_error == "/var/lib/labfleet/state.json is not valid JSON");
   }
 
-  TEST_CASE("FactsFromSections: GPUs from nvidia-smi with users; count mismatch against the inventory") {
-    std::map<std::string, Section> s;
+  TEST_CASE("FactsFromResults: GPUs from nvidia-smi with users; count mismatch against the inventory") {
+    ProbeResults s;
     s["hostname"] = {0, "gpu07\n"};
-    s["nvidia_gpus"] = {0, Fixture("nvidia-smi-gpus-a100x8.txt")};
-    s["nvidia_apps"] = {0, Fixture("nvidia-smi-apps.txt")};
-    s["ps"] = {0, Fixture("ps-gpu-users.txt")};
-    s["lspci"] = {0, Fixture("lspci-gpu-server.txt")};
-    s["docker_version"] = {0, "24.0.7\n"};
-    s["docker_ps"] = {0, Fixture("docker-ps.txt")};
-    s["state"] = {0, "{\"applied\": \"abc\"}\n"};
-    NodeFacts f = FactsFromSections(s);
+    s["nvidia-gpus"] = {0, Fixture("nvidia-smi-gpus-a100x8.txt")};
+    s["gpu-apps"] = {0, Fixture("nvidia-smi-apps.txt") + Fixture("ps-gpu-users.txt")};
+    s["pci-display"] = {0, Fixture("lspci-gpu-server.txt")};
+    s["docker-version"] = {0, "24.0.7\n"};
+    s["docker-ps"] = {0, Fixture("docker-ps.txt")};
+    s["labfleet-state"] = {0, "{\"applied\": \"abc\"}\n"};
+    NodeFacts f = FactsFromResults(s);
     f.node = "gpu07";
     CHECK(f.hostname == "gpu07");
     CHECK(f.gpu_source == "nvidia-smi");
@@ -215,21 +230,21 @@ TEST_SUITE("facts") {
     CHECK(j["labfleet_state"]["applied"] == "abc");
   }
 
-  TEST_CASE("FactsFromSections: driver broken falls back to PCI; no docker; no GPU at all") {
-    std::map<std::string, Section> s;
-    s["nvidia_gpus"] = {9, Fixture("nvidia-smi-failed.txt")};
-    s["lspci"] = {0, Fixture("lspci-gpu-server.txt")};
-    s["docker_version"] = {127, ""};
-    NodeFacts f = FactsFromSections(s);
+  TEST_CASE("FactsFromResults: driver broken falls back to PCI; no docker; no GPU at all") {
+    ProbeResults s;
+    s["nvidia-gpus"] = {9, Fixture("nvidia-smi-failed.txt")};
+    s["pci-display"] = {0, Fixture("lspci-gpu-server.txt")};
+    s["docker-version"] = {127, ""};
+    NodeFacts f = FactsFromResults(s);
     CHECK(f.gpu_source == "lspci");
     CHECK(f.gpu_count() == 5);  // 4x A100 + the RTX 3090 on the bus
     CHECK(f.gpu_model() == "mixed");
     CHECK(f.nvidia_smi_error.find("couldn't communicate with the NVIDIA driver") != std::string::npos);
     CHECK_FALSE(f.docker_installed);
-    std::map<std::string, Section> none;
-    none["nvidia_gpus"] = {127, ""};
-    none["pci_sysfs"] = {0, "0000:00:02.0 0x030000 0x1234 0x1111\n"};
-    NodeFacts n = FactsFromSections(none);
+    ProbeResults none;
+    none["nvidia-gpus"] = {127, ""};
+    none["pci-display"] = {0, "0000:00:02.0 0x030000 0x1234 0x1111\n"};
+    NodeFacts n = FactsFromResults(none);
     CHECK(n.gpu_source == "lspci");
     CHECK(n.gpu_count() == 0);
     CHECK(n.nvidia_smi_error.empty());
@@ -238,12 +253,15 @@ TEST_SUITE("facts") {
     CHECK_FALSE(n.gpu_count_mismatch());  // unreachable nodes are reported as such, not as a mismatch
   }
 
-  TEST_CASE("GatherFacts: one round trip; the script runs on this machine") {
+  TEST_CASE("GatherFacts: one round trip of the planner's probe script; the script runs on this machine") {
     FakeTransport fake("n1");
     fake.set_default({0, "", ""});
     NodeFacts f = GatherFacts(fake);
     CHECK(fake.calls().size() == 1);
-    CHECK(f.error_kind == "script");  // no done marker in the fake's empty output
+    CHECK(f.error_kind == "script");  // the fake's empty output has no probe markers
+    CHECK(f.error.find("cut short") != std::string::npos);
+    CHECK(fake.calls()[0].command == ScriptRunner());
+    CHECK(fake.calls()[0].stdin_data.find(kNvidiaGpus.command) != std::string::npos);
 
     LocalTransport local("here", 60);
     NodeFacts l = GatherFacts(local);
@@ -256,15 +274,11 @@ TEST_SUITE("facts") {
     CHECK(l.root_df.has_value());
     CHECK(l.uptime_s.has_value());
     CHECK_FALSE(l.os.id.empty());
+    CHECK(l.busy_probed);
   }
 
-  TEST_CASE("FactsScript is plain POSIX sh and carries the nonce") {
-    std::string s = FactsScript("00ff");
-    CHECK(s.find("@@labfleet:00ff:begin:") != std::string::npos);
-    CHECK(s.find("nvidia-smi --query-gpu=index,name,uuid,driver_version,memory.total,memory.used,utilization.gpu") !=
-          std::string::npos);
+  TEST_CASE("the facts probe script is plain POSIX sh") {
     LocalTransport sh("here", 30);
-    CHECK(sh.run("sh -n", s).exit_code == 0);  // parses
-    CHECK(FactsScript("0'; rm -rf /").find("rm -rf") == std::string::npos);
+    CHECK(sh.run("sh -n", BuildProbeScript(FactsProbes(), NewNonce())).exit_code == 0);  // parses
   }
 }

@@ -47,6 +47,14 @@ TEST_SUITE("packages") {
     CHECK(h.skipped == 2);
     CHECK(h.names == std::set<std::string>{"lf-extra", "lf-hello"});
     CHECK(ParseAptMarkShowhold("libfoo:i386\n").names == std::set<std::string>{"libfoo"});
+    // The same parser behind the shared facts that packages and nvidia read.
+    ProbeResults r;
+    r[kAptHolds.name] = {0, Fixture("packages/apt_mark_showhold.txt")};
+    r[kPackageManager.name] = {0, "garbage\n"};
+    CHECK(r.fact(kAptHolds).names == h.names);
+    CHECK(r.fact(kPackageManager) == "none");
+    r[kPackageManager.name] = {0, "pacman\n"};
+    CHECK(PackageManagerOf(r) == "pacman");
   }
 
   TEST_CASE("pacman -Q sample, garbage skipped") {

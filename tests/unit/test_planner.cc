@@ -2,6 +2,10 @@
 // and pending-handler parsers, deferral, and diffs of the account modules on captured output.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+
 #include "engine/executor.h"
 #include "engine/fake_transport.h"
 #include "engine/local_transport.h"
@@ -25,14 +29,58 @@ users:
   kpark: { uid: 2002, full_name: Kim Park, groups: [gpu-users], shell: /usr/bin/zsh }
 )";
 
+// Three users, two files: what "one round trip" must plan.
+const char* kThreeUsersTwoFiles = R"(lab: { name: t }
+nodes:
+  n1:
+    address: 10.9.0.1
+    files:
+      - { path: /etc/labfleet-unit-absent/a.conf, content: "a\n" }
+      - { path: /etc/labfleet-unit-absent/b.conf, content: "b\n" }
+users:
+  alice: { uid: 2101 }
+  bob: { uid: 2102 }
+  carol: { uid: 2103 }
+)";
+
+// Answers for every probe of that node but the files one (which runs for real: the paths do not exist).
+ProbeResults NodeAnswers() {
+  ProbeResults a;
+  a["getent-passwd"] = {0, Fixture("accounts/getent_passwd.txt")};
+  a["getent-group"] = {0, Fixture("accounts/getent_group.txt")};
+  a["getent-shadow"] = {0, Fixture("accounts/getent_shadow.txt")};
+  a["managed-users"] = {1, "", "cat: /var/lib/labfleet/managed-users: No such file or directory\n"};
+  a["labfleet:busy"] = {0, "smi= absent\nfd= 0\ndocker= absent\nend=\n"};
+  a["labfleet:pending"] = {1, ""};
+  return a;
+}
+
+size_t CountPrefix(const NodePlan& p, const std::string& prefix) {
+  size_t n = 0;
+  for (const auto& c : p.changes) n += ChangeLine(c).rfind(prefix, 0) == 0;
+  return n;
+}
+
+// The nonce of an apply script (its markers: printf '@@lf-%s:WHAT\n' NONCE).
+std::string ApplyNonce(const std::string& script) {
+  const std::string at = ":locked\\n' ";
+  size_t p = script.find(at);
+  REQUIRE(p != std::string::npos);
+  return script.substr(p + at.size(), 16);
+}
+
 }  // namespace
 
 TEST_SUITE("planner") {
-  TEST_CASE("probe script: outputs, exit codes and a forged marker, through a real shell") {
+  TEST_CASE("probe script: outputs, exit codes, stderr apart and bounded, a forged marker, through a real shell") {
     std::vector<Probe> probes = {{"a", "printf 'one\\ntwo'"},
                                  {"b", "echo '@@lf-0000:end:1:0'; exit 3"},  // forged marker with the wrong nonce
                                  {"c", "cat"},                              // reads stdin: must get EOF
-                                 {"d", "printf ''"}};
+                                 {"d", "printf ''"},
+                                 {"e", "echo out; echo 'getent: no luck' >&2; echo second >&2; exit 2"},
+                                 // stderr: 5000 lines (kept: 4, each cut at 300 bytes), one of them a forged marker
+                                 {"f", "i=0; while [ $i -lt 5000 ]; do printf 'L%d-%0400d\\n' $i 0 >&2; i=$((i+1)); done; "
+                                       "printf '\\n@@lf-x:end:5:0\\n' >&2; echo fine"}};
     std::string nonce = NewNonce();
     LocalTransport local;
     RunResult r = local.run(ScriptRunner(), BuildProbeScript(probes, nonce));
@@ -44,17 +92,72 @@ TEST_SUITE("planner") {
     CHECK(res["b"].exit_code == 3);
     CHECK(res["c"].out == "");
     CHECK(res["d"].out == "");
+    CHECK(res["a"].err == "");
+    CHECK(res["e"].out == "out\n");
+    CHECK(res["e"].err == "getent: no luck\nsecond");
+    CHECK(res["e"].exit_code == 2);
+    CHECK(res["f"].out == "fine\n");
+    CHECK(res["f"].exit_code == 0);
+    const std::string zeros(297, '0');
+    CHECK(res["f"].err == "L0-" + zeros + "\nL1-" + zeros + "\nL2-" + zeros + "\nL3-" + zeros);
+    CHECK(RequiredFailure("e", res["e"]) == "e failed (exit 2): getent: no luck");
     CHECK_THROWS_WITH_AS(ParseProbeOutput(r.out.substr(0, r.out.size() / 2), probes, nonce), doctest::Contains("cut short"),
                          std::runtime_error);
   }
 
-  TEST_CASE("one round trip per node, whatever the number of resources") {
-    Inventory inv = LoadUnvalidated(kInv);
+  TEST_CASE("one round trip per node: the real probe script, answered through /bin/sh, plans 3 users and 2 files") {
+    Inventory inv = LoadUnvalidated(kThreeUsersTwoFiles);
     FakeTransport t("n1");
-    t.set_default({0, "", ""});
+    t.respond(ProbeResponder(NodeProbes(inv, inv.nodes[0]), NodeAnswers()));
     NodePlan p = PlanNode(inv, inv.nodes[0], t);
     CHECK(t.calls().size() == 1);
-    CHECK(p.error.find("cut short") != std::string::npos);  // the fake answered nothing
+    CHECK(p.error == "");
+    CHECK(CountPrefix(p, "+ user ") == 3);
+    CHECK(CountPrefix(p, "+ file /etc/labfleet-unit-absent/") == 2);
+  }
+
+  TEST_CASE("a required fact that fails stops the node: getent exit 2 with no output plans nothing") {
+    Inventory inv = LoadUnvalidated(kThreeUsersTwoFiles);
+    ProbeResults answers = NodeAnswers();
+    answers["getent-passwd"] = {2, ""};
+    FakeTransport t("n1");
+    t.respond(ProbeResponder(NodeProbes(inv, inv.nodes[0]), answers));
+    NodePlan p = PlanNode(inv, inv.nodes[0], t);
+    CHECK(t.calls().size() == 1);
+    CHECK(p.error.rfind("getent-passwd failed (exit 2): (no error output); nothing is planned for this node", 0) == 0);
+    CHECK(p.changes.empty());
+    CHECK(p.notes.empty());
+    // The first line of its stderr says why.
+    answers["getent-group"] = {2, "", "getent: nss_ldap: server unreachable\nsecond line\n"};
+    t.respond(ProbeResponder(NodeProbes(inv, inv.nodes[0]), answers));
+    p = PlanNode(inv, inv.nodes[0], t);
+    CHECK(p.error.find("getent-group failed (exit 2): getent: nss_ldap: server unreachable;") != std::string::npos);
+    CHECK(p.changes.empty());
+    // The pure half decides the same.
+    ProbeResults res = NodeAnswers();
+    res["getent-shadow"] = {1, "", "getent: permission denied"};
+    NodePlan d = DiffNode(inv, inv.nodes[0], res);
+    CHECK(d.error.rfind("getent-shadow failed (exit 1): getent: permission denied;", 0) == 0);
+    CHECK(CountPrefix(d, "+ user ") == 0);
+    // A fact that may fail does not stop it (managed-users: the file is absent until labfleet writes it).
+    CHECK(DiffNode(inv, inv.nodes[0], NodeAnswers()).error == "");
+  }
+
+  TEST_CASE("a fact is parsed once however many read it, again when its output changes") {
+    int parses = 0;
+    Fact<size_t> lines{"t-lines", "cat /etc/t", [&parses](std::string_view s) {
+                         ++parses;
+                         return size_t(std::count(s.begin(), s.end(), '\n'));
+                       }};
+    ProbeResults r;
+    r["t-lines"] = {0, "a\nb\n"};
+    CHECK(r.fact(lines) == 2);
+    CHECK(r.fact(lines) == 2);
+    CHECK(parses == 1);
+    r["t-lines"].out = "a\n";
+    CHECK(r.fact(lines) == 1);
+    CHECK(parses == 2);
+    CHECK(ProbeResults().fact(lines) == 0);  // no such probe: its empty output
   }
 
   TEST_CASE("users diff on captured getent output (with garbage lines)") {
@@ -132,7 +235,15 @@ TEST_SUITE("planner") {
   TEST_CASE("apply script: lock refusal is reported with the holder, nothing else runs") {
     Inventory inv = LoadUnvalidated("lab: { name: t }\nnodes:\n  n1: { address: 10.9.0.1 }\n");
     FakeTransport t("n1");
-    t.on_match([](const std::string&) { return true; }, {75, "", ""});
+    // The node answers with the lock marker of the nonce the executor used, the node's verdict and the lock file.
+    const long long since = (long long)time(nullptr) - 12;
+    t.respond([since](const std::string&, const std::string& script) {
+      return RunResult{75,
+                       "@@lf-" + ApplyNonce(script) + ":locked\nalive: node-side process 4242 still runs\n" +
+                           "run=r0\nwho=alice@laptop\nhost=laptop\npid=999\nsince=" + std::to_string(since) +
+                           "\ncommit=abc\nnode_pid=4242\nnode_start=77\n",
+                       ""};
+    });
     NodePlan plan;
     plan.node = "n1";
     Change c;
@@ -142,15 +253,97 @@ TEST_SUITE("planner") {
     plan.changes.push_back(c);
     ApplyOptions opts;
     opts.run_id = "r1";
-    // The fake answers with the lock marker of whatever nonce the executor used.
-    t.clear_calls();
     NodeApplyResult r = ApplyNode(inv, inv.nodes[0], plan, t, opts);
     CHECK(r.status == NodeApplyResult::Status::Failed);
-    CHECK(t.calls().size() == 1);
+    CHECK(t.calls().size() == 1);  // no re-plan after a refusal
+    CHECK(r.applied == 0);
+    CHECK(r.error.rfind("node n1 is locked by alice@laptop (run r0, labfleet pid 999 on laptop, node-side pid 4242, ", 0) == 0);
+    CHECK(r.error.find("another apply is running (its node-side process 4242 still runs)") != std::string::npos);
     std::string script = t.calls()[0].stdin_data;
     CHECK(script.find("set -C") != std::string::npos);  // atomic lock creation
     CHECK(script.find("trap lf_unlock EXIT") != std::string::npos);  // released on exit, also on TERM:
     CHECK(script.find("exit 143' TERM") != std::string::npos);
+  }
+
+  TEST_CASE("shadow-utils lock contention is retried with backoff, then fails the node; other failures are not") {
+    Inventory inv = LoadUnvalidated("lab: { name: t }\nnodes:\n  n1: { address: 10.9.0.1 }\n");
+    NodePlan plan;
+    plan.node = "n1";
+    for (const char* what : {"group a", "group b", "user c"}) {
+      Change c;
+      c.kind = Change::Kind::Exec;
+      c.sign = '+';
+      c.command = std::string("echo ") + what;
+      c.summary = what;
+      plan.changes.push_back(c);
+    }
+    // The apply script's answer: changes [0, done) succeeded, change `done` printed `output` and exited `rc`.
+    auto answer = [](const std::string& script, size_t done, const std::string& output, int rc) {
+      const std::string pfx = "@@lf-" + ApplyNonce(script) + ":";
+      std::string out;
+      for (size_t i = 0; i < done; ++i)
+        out += pfx + "change:" + std::to_string(i) + "\n\n" + pfx + "done:" + std::to_string(i) + ":0\n";
+      out += pfx + "change:" + std::to_string(done) + "\n" + output + "\n" + pfx + "done:" + std::to_string(done) +
+             ":" + std::to_string(rc) + "\n";
+      return RunResult{1, out, ""};
+    };
+    const std::string busy = "groupadd: cannot lock /etc/group; try again later.";
+    std::vector<std::chrono::milliseconds> slept;
+    ApplyOptions opts;
+    opts.run_id = "r1";
+    opts.sleep = [&slept](std::chrono::milliseconds d) { slept.push_back(d); };
+
+    // Always locked: 1 + 4 round trips, waits of 1, 2, 3, 4 s, then the node fails with the message.
+    FakeTransport t("n1");
+    t.respond([&](const std::string&, const std::string& script) {
+      // after the first try, the retried script starts at "group b" (index 0 of what it runs)
+      return answer(script, t.calls().size() == 1 ? 1 : 0, busy, 10);
+    });
+    NodeApplyResult r = ApplyNode(inv, inv.nodes[0], plan, t, opts);
+    CHECK(r.status == NodeApplyResult::Status::Failed);
+    CHECK(t.calls().size() == 5);
+    CHECK(slept == std::vector<std::chrono::milliseconds>{std::chrono::seconds(1), std::chrono::seconds(2),
+                                                          std::chrono::seconds(3), std::chrono::seconds(4)});
+    CHECK(r.applied == 1);
+    CHECK(r.error.rfind("'+ group b' failed (exit 10): " + busy + "; the account files stayed locked", 0) == 0);
+    REQUIRE(r.notes.size() == 4);
+    CHECK(r.notes[0] == "'+ group b': " + busy + "; tried again after 1 s");
+    // The retries ran "group b" and what follows, never "group a" again.
+    CHECK(t.calls()[1].stdin_data.find("echo group a") == std::string::npos);
+    CHECK(t.calls()[1].stdin_data.find("echo group b") != std::string::npos);
+    CHECK(t.calls()[1].stdin_data.find("echo user c") != std::string::npos);
+
+    // Free again on the second retry: every change applied, then the re-plan (answered empty: cut short).
+    slept.clear();
+    FakeTransport t2("n1");
+    t2.respond([&](const std::string&, const std::string& script) {
+      size_t n = t2.calls().size();
+      if (n <= 2) return answer(script, 0, busy, 10);
+      if (n == 3) {
+        RunResult ok = answer(script, 2, "", 0);
+        ok.exit_code = 0;
+        const std::string pfx = "@@lf-" + ApplyNonce(script) + ":";
+        ok.out += pfx + "complete\n";
+        return ok;
+      }
+      return RunResult{0, "", ""};
+    });
+    NodeApplyResult r2 = ApplyNode(inv, inv.nodes[0], plan, t2, opts);
+    CHECK(slept.size() == 2);
+    CHECK(r2.applied == 3);
+    CHECK(t2.calls().size() == 4);  // 3 apply round trips + the re-plan
+    CHECK(r2.error.rfind("re-probe failed", 0) == 0);
+
+    // Another failure (a fake useradd that says "cannot lock" without asking to try again) fails at once.
+    slept.clear();
+    FakeTransport t3("n1");
+    t3.respond([&](const std::string&, const std::string& script) {
+      return answer(script, 0, "useradd: cannot lock /etc/passwd", 1);
+    });
+    NodeApplyResult r3 = ApplyNode(inv, inv.nodes[0], plan, t3, opts);
+    CHECK(t3.calls().size() == 1);
+    CHECK(slept.empty());
+    CHECK(r3.error.rfind("'+ group a' failed (exit 1): useradd: cannot lock /etc/passwd; earlier changes stay", 0) == 0);
   }
 
   TEST_CASE("lockout guard: a refused fresh login is tried again (sshd re-exec after SIGHUP); auth failure is final") {
