@@ -7,7 +7,7 @@
 #include <map>
 #include <set>
 
-#include "engine/facts.h"
+#include "engine/text.h"
 #include "engine/inventory.h"
 #include "engine/module.h"
 #include "engine/settings_layers.h"
@@ -306,6 +306,25 @@ std::string BusyProbeCommand(const BusySettings& s) {
 
 Fact<BusyInfo> BusyFact(const BusySettings& s) {
   return {kBusyProbeKey, BusyProbeCommand(s), [s](std::string_view out) { return ParseBusy(std::string(out), s); }, false};
+}
+
+std::vector<GpuProcess> ParseNvidiaSmiApps(std::string_view text) {
+  std::vector<GpuProcess> out;
+  for (auto raw : LineViews(text)) {
+    auto f = SplitNvidiaCsv(raw);
+    if (f.size() < 4 || f[0].rfind("GPU-", 0) != 0) continue;
+    auto pid = ParseInteger(f[1]);
+    if (!pid || *pid <= 0) continue;
+    GpuProcess p;
+    p.gpu_uuid = f[0];
+    p.pid = *pid;
+    p.used_memory_mib = ParseInteger(f[2]).value_or(-1);
+    // a process name may itself contain commas
+    p.process_name = f[3];
+    for (size_t i = 4; i < f.size(); ++i) p.process_name += ", " + f[i];
+    out.push_back(std::move(p));
+  }
+  return out;
 }
 
 BusyInfo ParseBusy(const std::string& text, const BusySettings& s) {

@@ -20,6 +20,7 @@
 #pragma once
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -100,5 +101,18 @@ Fact<BusyInfo> BusyFact(const BusySettings& s);
 std::string HumanDuration(long long seconds);  // "3 h", "20 min", "45 s"
 // Printable text: control characters escaped (\t, \x1b, \\), cut after `max` bytes with "...".
 std::string EscapeControl(const std::string& s, size_t max = 200);
+
+// One process nvidia-smi lists (`--query-compute-apps`); the facts command fills gpu_index, user and age.
+struct GpuProcess {
+  std::string gpu_uuid;
+  int gpu_index = -1;  // resolved from the uuid
+  long long pid = -1;
+  long long used_memory_mib = -1;
+  std::string process_name;
+  std::string user;        // from ps, "" when unknown (e.g. a process in another PID namespace)
+  long long elapsed_s = -1;
+};
+std::vector<GpuProcess> ParseNvidiaSmiApps(std::string_view text);  // --query-compute-apps=gpu_uuid,pid,
+                                                                    //   used_memory,process_name
 
 }  // namespace labfleet

@@ -8,7 +8,6 @@
 #include <set>
 #include <thread>
 
-#include "engine/accounts.h"
 #include "engine/plan_report.h"
 #include "engine/shell.h"
 #include "engine/text.h"

@@ -7,7 +7,6 @@
 #include <set>
 #include <stdexcept>
 
-#include "engine/accounts.h"
 #include "engine/sha256.h"
 #include "engine/shell.h"
 #include "engine/text.h"

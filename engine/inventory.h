@@ -133,6 +133,9 @@ struct SubIdRange {
   long long start = 0, count = 0;
 };
 SubIdRange SubIds(const UserDef& user);
+inline std::string HomeOf(const UserDef& u) { return u.home.empty() ? "/home/" + u.name : u.home; }  // home or /home/<name>
+// primary_group or the personal group (= user name)
+inline std::string PrimaryGroupOf(const UserDef& u) { return u.primary_group.empty() ? u.name : u.primary_group; }
 
 // "did you mean 'x'?" helper for unknown keys/names: the closest candidate within a small edit distance.
 std::optional<std::string> Suggest(std::string_view word, const std::vector<std::string>& candidates);

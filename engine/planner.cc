@@ -5,7 +5,6 @@
 #include <set>
 #include <stdexcept>
 
-#include "engine/accounts_probe.h"
 #include "engine/file_probe.h"
 #include "engine/plan_report.h"
 #include "engine/shell.h"

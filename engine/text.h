@@ -1,8 +1,9 @@
 // Small text helpers shared by the fact parsers, the modules and the executor: joining, splitting into words,
-// trimming, and a stable hash (lines: SplitLines in engine/accounts.h). Pure functions; header only.
+// trimming, lines and fields, integers, and a stable hash. Pure functions; header only.
 #pragma once
 #include <cctype>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -70,6 +71,87 @@ inline std::string Fnv1a64Hex(std::string_view s) {
   char buf[17];
   snprintf(buf, sizeof buf, "%016llx", h);
   return buf;
+}
+
+// `s` split at every `sep` (empty fields kept; "" gives one empty field).
+inline std::vector<std::string> Split(std::string_view s, char sep) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (true) {
+    size_t p = s.find(sep, pos);
+    if (p == std::string_view::npos) {
+      out.emplace_back(s.substr(pos));
+      break;
+    }
+    out.emplace_back(s.substr(pos, p - pos));
+    pos = p + 1;
+  }
+  return out;
+}
+
+// The lines of `text` without their '\n's; no trailing empty line.
+inline std::vector<std::string> SplitLines(std::string_view text) {
+  std::vector<std::string> out = Split(text, '\n');
+  if (!out.empty() && out.back().empty()) out.pop_back();
+  return out;
+}
+
+// `s` without white space at either end (a view into `s`).
+inline std::string_view TrimView(std::string_view s) {
+  while (!s.empty() && std::isspace((unsigned char)s.front())) s.remove_prefix(1);
+  while (!s.empty() && std::isspace((unsigned char)s.back())) s.remove_suffix(1);
+  return s;
+}
+
+// The lines of `text` as views, a trailing '\r' dropped from each (CRLF output).
+inline std::vector<std::string_view> LineViews(std::string_view text) {
+  std::vector<std::string_view> out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t nl = text.find('\n', pos);
+    if (nl == std::string_view::npos) nl = text.size();
+    std::string_view line = text.substr(pos, nl - pos);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    out.push_back(line);
+    pos = nl + 1;
+  }
+  return out;
+}
+
+// A decimal integer (optional '-', blanks around allowed); nullopt for anything else or beyond 2^58.
+inline std::optional<long long> ParseInteger(std::string_view s) {
+  s = TrimView(s);
+  if (s.empty()) return std::nullopt;
+  size_t i = 0;
+  bool neg = false;
+  if (s[0] == '-') {
+    neg = true;
+    i = 1;
+  }
+  if (i >= s.size()) return std::nullopt;
+  long long v = 0;
+  for (; i < s.size(); ++i) {
+    if (!std::isdigit((unsigned char)s[i])) return std::nullopt;
+    if (v > (1LL << 58)) return std::nullopt;
+    v = v * 10 + (s[i] - '0');
+  }
+  return neg ? -v : v;
+}
+
+// nvidia-smi CSV: fields separated by exactly ", " (a bare comma can be part of a value, e.g. a process name),
+// each trimmed; values like "[N/A]" or "[Not Supported]" mean unknown.
+inline std::vector<std::string> SplitNvidiaCsv(std::string_view line) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  for (;;) {
+    size_t c = line.find(", ", pos);
+    if (c == std::string_view::npos) {
+      out.emplace_back(TrimView(line.substr(pos)));
+      return out;
+    }
+    out.emplace_back(TrimView(line.substr(pos, c - pos)));
+    pos = c + 2;
+  }
 }
 
 }  // namespace labfleet

@@ -9,7 +9,6 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "engine/accounts_probe.h"
 #include "engine/cidr.h"
 #include "engine/module.h"
 #include "engine/shell.h"

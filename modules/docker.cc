@@ -25,12 +25,12 @@
 #include <optional>
 #include <set>
 
-#include "engine/accounts.h"
+#include "modules/facts/accounts.h"
 #include "engine/cidr.h"
 #include "engine/file_probe.h"
 #include "engine/module.h"
 #include "engine/node_vars.h"
-#include "engine/nvidia_facts.h"
+#include "modules/facts/nvidia_facts.h"
 #include "engine/shell.h"
 #include "engine/syntax.h"
 #include "engine/text.h"

@@ -18,7 +18,7 @@
 #include <map>
 #include <set>
 
-#include "engine/accounts_probe.h"
+#include "modules/facts/accounts_probe.h"
 #include "engine/file_probe.h"
 #include "engine/module.h"
 #include "engine/mustache.h"

@@ -18,11 +18,11 @@
 
 #include "engine/file_probe.h"
 #include "engine/module.h"
-#include "engine/nvidia_facts.h"
-#include "engine/package_facts.h"
+#include "modules/facts/nvidia_facts.h"
+#include "modules/facts/package_facts.h"
 #include "engine/settings_layers.h"
 #include "engine/shell.h"
-#include "engine/systemd_facts.h"
+#include "modules/facts/systemd_facts.h"
 #include "engine/text.h"
 
 namespace labfleet {

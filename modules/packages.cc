@@ -15,11 +15,11 @@
 #include <map>
 #include <set>
 
-#include "engine/accounts.h"
+#include "modules/facts/accounts.h"
 #include "engine/file_probe.h"
 #include "engine/module.h"
-#include "engine/nvidia_facts.h"
-#include "engine/package_facts.h"
+#include "modules/facts/nvidia_facts.h"
+#include "modules/facts/package_facts.h"
 #include "engine/settings_layers.h"
 #include "engine/shell.h"
 #include "engine/syntax.h"

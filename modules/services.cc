@@ -22,14 +22,14 @@
 #include <map>
 #include <set>
 
-#include "engine/accounts.h"
+#include "modules/facts/accounts.h"
 #include "engine/file_probe.h"
 #include "engine/module.h"
 #include "engine/node_vars.h"
 #include "engine/settings_layers.h"
 #include "engine/shell.h"
 #include "engine/syntax.h"
-#include "engine/systemd_facts.h"
+#include "modules/facts/systemd_facts.h"
 #include "engine/text.h"
 
 namespace labfleet {

@@ -1,6 +1,6 @@
 // ssh_keys: ~user/.ssh/authorized_keys managed exclusively (exactly the inventory's keys), ~/.ssh 0700 and
 // the file 0600, both owned by the user. Only for users whose inventory entry has `ssh_keys:`.
-#include "engine/accounts_probe.h"
+#include "modules/facts/accounts_probe.h"
 #include "engine/file_probe.h"
 #include "engine/module.h"
 #include "engine/shell.h"

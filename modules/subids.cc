@@ -3,7 +3,7 @@
 // exactly what the inventory says (a range for `rootless_docker: true`, none otherwise).
 #include <set>
 
-#include "engine/accounts_probe.h"
+#include "modules/facts/accounts_probe.h"
 #include "engine/file_probe.h"
 #include "engine/module.h"
 #include "engine/text.h"

@@ -1,5 +1,5 @@
 // user_groups: the inventory's groups (same GID on every node) and each user's personal group.
-#include "engine/accounts_probe.h"
+#include "modules/facts/accounts_probe.h"
 #include "engine/module.h"
 #include "engine/shell.h"
 

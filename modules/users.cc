@@ -9,7 +9,7 @@
 #include <algorithm>
 #include <set>
 
-#include "engine/accounts_probe.h"
+#include "modules/facts/accounts_probe.h"
 #include "engine/module.h"
 #include "engine/shell.h"
 #include "engine/syntax.h"

@@ -3,8 +3,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "engine/accounts.h"
-#include "engine/accounts_probe.h"
+#include "modules/facts/accounts.h"
+#include "modules/facts/accounts_probe.h"
 
 using namespace labfleet;
 

@@ -8,7 +8,7 @@
 #include <chrono>
 
 #include "engine/busy.h"
-#include "engine/facts.h"
+#include "modules/facts/facts.h"
 #include "engine/local_transport.h"
 #include "engine/plan_report.h"
 #include "engine/planner.h"

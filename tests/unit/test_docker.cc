@@ -15,7 +15,7 @@
 #include "engine/executor.h"
 #include "engine/local_transport.h"
 #include "engine/module.h"
-#include "engine/nvidia_facts.h"
+#include "modules/facts/nvidia_facts.h"
 #include "engine/planner.h"
 #include "engine/shell.h"
 #include "tests/unit/module_helpers.h"

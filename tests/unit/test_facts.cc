@@ -3,7 +3,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "engine/facts.h"
+#include "modules/facts/facts.h"
 #include "engine/fake_transport.h"
 #include "engine/local_transport.h"
 #include "engine/planner.h"

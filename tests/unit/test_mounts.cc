@@ -13,63 +13,8 @@
 #include "engine/module.h"
 #include "engine/planner.h"
 #include "engine/shell.h"
+#include "modules/facts/mounts_facts.h"
 #include "tests/unit/module_helpers.h"
-
-namespace labfleet {
-// Defined in modules/mounts.cc (no header: a module is one file). These declarations must match it.
-struct FstabEntry {
-  std::string source, target, type, options;
-  std::string dump = "0", pass = "0";
-  bool operator==(const FstabEntry&) const = default;
-};
-struct FstabView {
-  bool has_block = false;
-  size_t block_from = 0, block_to = 0;
-  size_t begin_line = 0;
-  std::vector<FstabEntry> block;
-  int block_garbage = 0;
-  struct Outside {
-    size_t line;
-    std::string text;
-    FstabEntry entry;
-  };
-  std::vector<Outside> outside;
-  std::string error;
-};
-struct LiveMount {
-  std::string target, source, fstype, options;
-};
-struct FindmntTable {
-  std::vector<LiveMount> mounts;
-  int skipped = 0;
-  const LiveMount* at(const std::string& target) const;
-};
-struct MountPoints {
-  std::map<size_t, std::string> state;
-  bool systemd = false;
-  int skipped = 0;
-};
-struct MountNowRecord {
-  std::string entry_hash;
-  long long at = 0;
-  std::string message;
-};
-struct MountNowRecords {
-  std::map<std::string, MountNowRecord> by_target_hash;
-  int skipped = 0;
-};
-std::string FstabEscape(std::string_view s);
-std::string FstabUnescape(std::string_view s);
-std::string FstabLine(const FstabEntry& e);
-std::optional<FstabEntry> ParseFstabLine(std::string_view line);
-FstabView ParseFstab(std::string_view text);
-std::string FstabWithBlock(std::string_view text, const FstabView& v, const std::vector<FstabEntry>& entries);
-FindmntTable ParseFindmnt(std::string_view text);
-MountPoints ParseMountPoints(std::string_view text);
-MountNowRecords ParseMountNowRecords(std::string_view text);
-std::string CachefilesdRunYes(std::string_view content);
-std::string FstabVerifyCommand();
-}  // namespace labfleet
 
 using namespace labfleet;
 

@@ -4,7 +4,7 @@
 #include <doctest/doctest.h>
 
 #include "engine/module.h"
-#include "engine/nvidia_facts.h"
+#include "modules/facts/nvidia_facts.h"
 #include "engine/planner.h"
 #include "tests/unit/module_helpers.h"
 

@@ -7,7 +7,7 @@
 
 #include "engine/local_transport.h"
 #include "engine/module.h"
-#include "engine/package_facts.h"
+#include "modules/facts/package_facts.h"
 #include "engine/planner.h"
 #include "tests/unit/module_helpers.h"
 

@@ -4,7 +4,7 @@
 
 #include "engine/module.h"
 #include "engine/planner.h"
-#include "engine/systemd_facts.h"
+#include "modules/facts/systemd_facts.h"
 #include "tests/unit/module_helpers.h"
 
 using namespace labfleet;

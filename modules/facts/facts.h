@@ -39,15 +39,6 @@ struct GpuInfo {
   long long memory_total_mib = -1, memory_used_mib = -1;  // -1 = [N/A]
   int utilization_pct = -1;
 };
-struct GpuProcess {
-  std::string gpu_uuid;
-  int gpu_index = -1;  // resolved from the uuid
-  long long pid = -1;
-  long long used_memory_mib = -1;
-  std::string process_name;
-  std::string user;        // from ps, "" when unknown (e.g. a process in another PID namespace)
-  long long elapsed_s = -1;
-};
 struct PsEntry {
   long long pid = -1;
   std::string user;
@@ -69,8 +60,6 @@ std::optional<double> ParseUptime(std::string_view text);       // /proc/uptime
 std::optional<DfRow> ParseDf(std::string_view text);            // df -Pk / (first data row)
 std::vector<GpuInfo> ParseNvidiaSmiGpus(std::string_view text);  // --query-gpu=index,name,uuid,driver_version,
                                                                  //   memory.total,memory.used,utilization.gpu
-std::vector<GpuProcess> ParseNvidiaSmiApps(std::string_view text);  // --query-compute-apps=gpu_uuid,pid,
-                                                                    //   used_memory,process_name
 std::vector<PsEntry> ParsePs(std::string_view text);             // ps -o pid=,user=,etimes= -p PIDS
 std::vector<PciDevice> ParseLspci(std::string_view text);        // lspci -nn; display controllers only
 std::vector<PciDevice> ParseSysfsPci(std::string_view text);     // the script's /sys/bus/pci fallback

@@ -1,30 +1,9 @@
-#include "engine/accounts.h"
+#include "modules/facts/accounts.h"
 
 #include <charconv>
 #include <chrono>
 
 namespace labfleet {
-
-std::vector<std::string> Split(std::string_view s, char sep) {
-  std::vector<std::string> out;
-  size_t pos = 0;
-  while (true) {
-    size_t p = s.find(sep, pos);
-    if (p == std::string_view::npos) {
-      out.emplace_back(s.substr(pos));
-      break;
-    }
-    out.emplace_back(s.substr(pos, p - pos));
-    pos = p + 1;
-  }
-  return out;
-}
-
-std::vector<std::string> SplitLines(std::string_view text) {
-  std::vector<std::string> out = Split(text, '\n');
-  if (!out.empty() && out.back().empty()) out.pop_back();
-  return out;
-}
 
 static bool ToInt(std::string_view s, long long& v) {
   if (s.empty()) return false;

@@ -6,6 +6,8 @@
 #include <string_view>
 #include <vector>
 
+#include "engine/text.h"
+
 namespace labfleet {
 
 struct PasswdEntry {
@@ -44,7 +46,5 @@ Parsed<SubIdEntry> ParseSubIds(std::string_view text);
 long long DaysSinceEpoch(std::string_view ymd);
 std::string DateFromDays(long long days);  // inverse, for messages
 
-std::vector<std::string> SplitLines(std::string_view text);  // without the '\n's; no trailing empty line
-std::vector<std::string> Split(std::string_view s, char sep);
 
 }  // namespace labfleet

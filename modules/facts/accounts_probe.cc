@@ -1,4 +1,4 @@
-#include "engine/accounts_probe.h"
+#include "modules/facts/accounts_probe.h"
 
 #include "engine/shell.h"
 
@@ -24,7 +24,5 @@ std::vector<const UserDef*> UsersOnNode(const NodeContext& ctx) {
   return out;
 }
 
-std::string HomeOf(const UserDef& u) { return u.home.empty() ? "/home/" + u.name : u.home; }
-std::string PrimaryGroupOf(const UserDef& u) { return u.primary_group.empty() ? u.name : u.primary_group; }
 
 }  // namespace labfleet

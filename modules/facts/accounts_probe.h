@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/accounts.h"
+#include "modules/facts/accounts.h"
 #include "engine/module.h"
 
 namespace labfleet {
@@ -22,7 +22,5 @@ extern const Fact<std::set<std::string>> kManagedUsers;
 
 // Users whose `on:` selects this node, in inventory order (including `remove: true` ones).
 std::vector<const UserDef*> UsersOnNode(const NodeContext& ctx);
-std::string HomeOf(const UserDef& u);          // home or /home/<name>
-std::string PrimaryGroupOf(const UserDef& u);  // primary_group or the personal group (= user name)
 
 }  // namespace labfleet

@@ -1,4 +1,4 @@
-#include "engine/facts.h"
+#include "modules/facts/facts.h"
 
 #include <algorithm>
 #include <cctype>
@@ -12,44 +12,9 @@
 namespace labfleet {
 namespace {
 
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && std::isspace((unsigned char)s.front())) s.remove_prefix(1);
-  while (!s.empty() && std::isspace((unsigned char)s.back())) s.remove_suffix(1);
-  return s;
-}
-
-std::vector<std::string_view> Lines(std::string_view text) {
-  std::vector<std::string_view> out;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t nl = text.find('\n', pos);
-    if (nl == std::string_view::npos) nl = text.size();
-    std::string_view line = text.substr(pos, nl - pos);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    out.push_back(line);
-    pos = nl + 1;
-  }
-  return out;
-}
-
-std::optional<long long> Int(std::string_view s) {
-  s = Trim(s);
-  if (s.empty()) return std::nullopt;
-  size_t i = 0;
-  bool neg = false;
-  if (s[0] == '-') {
-    neg = true;
-    i = 1;
-  }
-  if (i >= s.size()) return std::nullopt;
-  long long v = 0;
-  for (; i < s.size(); ++i) {
-    if (!std::isdigit((unsigned char)s[i])) return std::nullopt;
-    if (v > (1LL << 58)) return std::nullopt;
-    v = v * 10 + (s[i] - '0');
-  }
-  return neg ? -v : v;
-}
+std::string_view Trim(std::string_view s) { return TrimView(s); }
+std::vector<std::string_view> Lines(std::string_view text) { return LineViews(text); }
+std::optional<long long> Int(std::string_view s) { return ParseInteger(s); }
 
 std::optional<double> Double(std::string_view s) {
   std::string t(Trim(s));
@@ -60,21 +25,7 @@ std::optional<double> Double(std::string_view s) {
   return v;
 }
 
-// nvidia-smi CSV: fields separated by exactly ", " (a bare comma can be part of a value, e.g. a process name);
-// values like "[N/A]" or "[Not Supported]" mean unknown.
-std::vector<std::string> SplitCsv(std::string_view line) {
-  std::vector<std::string> out;
-  size_t pos = 0;
-  for (;;) {
-    size_t c = line.find(", ", pos);
-    if (c == std::string_view::npos) {
-      out.emplace_back(Trim(line.substr(pos)));
-      return out;
-    }
-    out.emplace_back(Trim(line.substr(pos, c - pos)));
-    pos = c + 2;
-  }
-}
+std::vector<std::string> SplitCsv(std::string_view line) { return SplitNvidiaCsv(line); }
 
 long long IntOr(std::string_view s, long long fallback = -1) { return Int(s).value_or(fallback); }
 
@@ -243,25 +194,6 @@ std::vector<GpuInfo> ParseNvidiaSmiGpus(std::string_view text) {
     g.memory_used_mib = IntOr(f[5]);
     g.utilization_pct = int(IntOr(f[6]));
     out.push_back(std::move(g));
-  }
-  return out;
-}
-
-std::vector<GpuProcess> ParseNvidiaSmiApps(std::string_view text) {
-  std::vector<GpuProcess> out;
-  for (auto raw : Lines(text)) {
-    auto f = SplitCsv(raw);
-    if (f.size() < 4 || f[0].rfind("GPU-", 0) != 0) continue;
-    auto pid = Int(f[1]);
-    if (!pid || *pid <= 0) continue;
-    GpuProcess p;
-    p.gpu_uuid = f[0];
-    p.pid = *pid;
-    p.used_memory_mib = IntOr(f[2]);
-    // a process name may itself contain commas
-    p.process_name = f[3];
-    for (size_t i = 4; i < f.size(); ++i) p.process_name += ", " + f[i];
-    out.push_back(std::move(p));
   }
   return out;
 }

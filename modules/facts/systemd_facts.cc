@@ -1,8 +1,8 @@
-#include "engine/systemd_facts.h"
+#include "modules/facts/systemd_facts.h"
 
 #include <algorithm>
 
-#include "engine/accounts.h"
+#include "modules/facts/accounts.h"
 #include "engine/shell.h"
 #include "engine/text.h"
 

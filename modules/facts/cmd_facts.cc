@@ -8,7 +8,7 @@
 
 #include "engine/cli.h"
 #include "engine/connect.h"
-#include "engine/facts.h"
+#include "modules/facts/facts.h"
 #include "engine/inventory.h"
 #include "engine/ssh_transport.h"
 

@@ -1,8 +1,8 @@
-#include "engine/nvidia_facts.h"
+#include "modules/facts/nvidia_facts.h"
 
-#include "engine/accounts.h"
+#include "modules/facts/accounts.h"
 #include "engine/inventory.h"
-#include "engine/package_facts.h"
+#include "modules/facts/package_facts.h"
 #include "engine/shell.h"
 
 namespace labfleet {
