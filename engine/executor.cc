@@ -26,6 +26,17 @@ std::string SettingsHash(const Inventory& inv, const NodeDef& node) {
   return Fnv1a64Hex(text);
 }
 
+bool StateRecordCurrent(const std::string& recorded, const Inventory& inv, const NodeDef& node,
+                        const ApplyOptions& opts) {
+  auto j = nlohmann::json::parse(recorded, nullptr, false);
+  if (!j.is_object()) return false;
+  auto str = [&](const char* k) { return j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : std::string("\x01"); };
+  nlohmann::json only = opts.plan.only.empty() ? nlohmann::json() : nlohmann::json(opts.plan.only);
+  return str("commit") == opts.commit && j.contains("dirty") && j["dirty"] == !opts.dirty.empty() &&
+         str("settings_hash") == SettingsHash(inv, node) && str("node") == node.name &&
+         (j.contains("only_modules") ? j["only_modules"] : nlohmann::json()) == only;
+}
+
 std::string StateJson(const Inventory& inv, const NodeDef& node, const ApplyOptions& opts) {
   auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
   char when[32];
@@ -427,6 +438,10 @@ NodeApplyResult ApplyNode(const Inventory& inv, const NodeDef& node, const NodeP
                           const ApplyOptions& opts) {
   NodeApplyResult res;
   res.node = node.name;
+  // Nothing to change, nothing held back, and the node's record already says this commit and these settings:
+  // no second session (the plan's was the only one), no lock, no rewrite of state.json.
+  if (plan.changes.empty() && plan.deferred.empty() && StateRecordCurrent(plan.recorded_state, inv, node, opts))
+    return res;
   // `part`: what this round trip runs. The first has every change; after a change failed on shadow-utils' lock,
   // the next has that change and the ones after it (and every handler: none ran yet).
   NodePlan part = plan;

@@ -12,6 +12,8 @@
 //      /var/lib/labfleet/backup/<run-id>/<path>;
 //   3. handlers (Notify), each once, in first-notified order, only when every change succeeded;
 //   4. /var/lib/labfleet/state.json records commit, settings hash, who, when and run id;
+//   (a plan with no change and nothing deferred, whose node already records this commit and settings hash
+//   (StateRecordCurrent), is not sent at all: a converged node costs one session, the plan's);
 //   5. the lock is released by an EXIT trap, also on failure and on SIGTERM/SIGINT/SIGHUP (how a timeout or an
 //      interrupt stops the script). A script stopped that way (TransportError Timeout/Interrupted/OutputLimit)
 //      makes the node Failed with how far it got (changes applied, the one running, those not attempted).
@@ -63,6 +65,10 @@ struct NodeApplyResult {
 // The node's state record (what `status` reads back).
 std::string StateJson(const Inventory& inv, const NodeDef& node, const ApplyOptions& opts);
 std::string SettingsHash(const Inventory& inv, const NodeDef& node);
+// Does the node's recorded state.json (as the plan read it) already say what StateJson would write, apart from
+// who and when: same commit, dirty flag, settings hash, node and --only modules? Then a no-op apply leaves it.
+bool StateRecordCurrent(const std::string& recorded, const Inventory& inv, const NodeDef& node,
+                        const ApplyOptions& opts);
 
 // Pure: the apply script for `plan` (tests run it with LocalTransport in a sandbox, or inspect it).
 std::string BuildApplyScript(const NodePlan& plan, const ApplyOptions& opts, const std::string& state_json,

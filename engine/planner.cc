@@ -124,7 +124,8 @@ std::string PendingHandlersFile(const std::vector<PendingHandler>& handlers) {
 // Built into every node's probe round trip, whatever the modules ask: the busy probe (engine/busy.h, the same
 // text `labfleet facts` runs) with the node's `busy:` settings, and the handlers an earlier run owes.
 static std::vector<Probe> BuiltinProbes(const NodeContext& ctx) {
-  return {BusyFact(BusySettingsOf(ctx.settings)).probe(), {"labfleet:pending", Cmd("cat").arg(kPendingHandlersFile).str()}};
+  return {BusyFact(BusySettingsOf(ctx.settings)).probe(), {"labfleet:pending", Cmd("cat").arg(kPendingHandlersFile).str()},
+          {"labfleet:state", Cmd("head").arg("-c").arg("65536").arg(kStateFile).str()}};
 }
 
 static std::vector<Probe> CollectProbes(const NodeContext& ctx,
@@ -227,6 +228,7 @@ static NodePlan DiffAll(const NodeContext& ctx,
       plan.changes.push_back(std::move(c));
     }
   }
+  if (const ProbeOutput* p = FindProbe(results, "labfleet:state"); p && p->exit_code == 0) plan.recorded_state = p->out;
   // Fail safe: disruptive changes wait on a busy node AND on one whose busy state cannot be known (nvidia-smi
   // failed or hung, docker did not answer, busy.command failed, the probe's output was cut short).
   if (FindProbe(results, kBusyProbeKey)) plan.busy = results.fact(BusyFact(BusySettingsOf(ctx.settings)));

@@ -46,6 +46,9 @@ struct NodePlan {
   std::vector<Note> warnings;  // DiffResult::warnings, printed even when the node has no changes
   std::vector<Change> deferred;  // disruptive changes held back: the node is busy, or whether it is is unknown
   BusyInfo busy;                 // ParseBusy of the built-in busy probe (engine/busy.h)
+  // The node's /var/lib/labfleet/state.json as the probe read it ("" when absent): a no-op apply whose record
+  // would not change sends nothing to the node (ApplyNode).
+  std::string recorded_state;
   int resources = 0;
   bool empty() const { return changes.empty(); }
 };
@@ -75,6 +78,7 @@ NodePlan PlanNode(const Inventory& inv, const NodeDef& node, Transport& transpor
 NodePlan DiffNode(const Inventory& inv, const NodeDef& node, const ProbeResults& results,
                   const PlanOptions& opts = {});
 inline constexpr const char* kPendingHandlersFile = "/var/lib/labfleet/pending-handlers";
+inline constexpr const char* kStateFile = "/var/lib/labfleet/state.json";
 
 // The command that runs a script sent on stdin: sh reads it whole first, so commands in it get EOF on stdin.
 std::string ScriptRunner();

@@ -275,4 +275,52 @@ nodes:
     CHECK(out.str().find("biwa: unreachable: connection refused") != std::string::npos);
     CHECK(ReportStatus(rep, {ok}, nullptr, ""));
   }
+
+  TEST_CASE("a converged node whose record is current gets no apply session; any difference in the record sends one") {
+    Inventory inv = LoadUnvalidated(kInv);
+    const NodeDef& n = inv.nodes[0];
+    ApplyOptions opts;
+    opts.commit = "0123456789abcdef0123456789abcdef01234567";
+    opts.who = "root@ctl";
+    opts.run_id = "r1";
+    NodePlan plan;
+    plan.node = n.name;
+    plan.recorded_state = StateJson(inv, n, opts);
+    {
+      FakeTransport t(n.name);
+      NodeApplyResult r = ApplyNode(inv, n, plan, t, opts);
+      CHECK(t.calls().empty());
+      CHECK(r.status == NodeApplyResult::Status::Unchanged);
+      CHECK(r.error.empty());
+    }
+    auto sends = [&](const NodePlan& p, const ApplyOptions& o) {
+      FakeTransport t(n.name);
+      t.set_default({0, "", ""});
+      ApplyNode(inv, n, p, t, o);
+      return !t.calls().empty();
+    };
+    ApplyOptions other = opts;
+    other.commit = "fedcba9876543210fedcba9876543210fedcba98";
+    CHECK(sends(plan, other));  // a new commit is recorded
+    other = opts;
+    other.dirty = "dirty";
+    CHECK(sends(plan, other));
+    other = opts;
+    other.plan.only = {"users"};
+    CHECK(sends(plan, other));
+    NodePlan unrecorded = plan;
+    unrecorded.recorded_state = "";
+    CHECK(sends(unrecorded, opts));  // never applied
+    NodePlan garbage = plan;
+    garbage.recorded_state = "{\"commit\": ";
+    CHECK(sends(garbage, opts));
+    auto j = nlohmann::json::parse(plan.recorded_state);
+    j["settings_hash"] = "0000000000000000";
+    NodePlan settings_changed = plan;
+    settings_changed.recorded_state = j.dump();
+    CHECK(sends(settings_changed, opts));
+    NodePlan deferred = plan;
+    deferred.deferred = {Put("docker restart", true)};
+    CHECK(sends(deferred, opts));  // the pending-handlers record is the script's to write
+  }
 }
