@@ -19,6 +19,7 @@
 #include "engine/ssh_transport.h"
 #include "engine/syntax.h"
 #include "engine/text.h"
+#include "engine/yaml_load.h"
 
 namespace labfleet {
 namespace {
@@ -79,7 +80,12 @@ std::optional<Inventory> ConnectInventory(CommandContext& ctx, const InitArgs& a
       return std::nullopt;
     }
     std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    inv = LoadInventory({{a.from, text}}, f);
+    // A nodes.yaml alone has no lab: section; the loader wants one (its name is not used here).
+    Findings pf;
+    Value top = ParseYaml(text, a.from, pf);
+    std::vector<SourceFile> files = {{a.from, text}};
+    if (!top.is_map() || !top.find("lab")) files.push_back({"<init>", "lab: { name: init }\n"});
+    inv = LoadInventory(files, f);
   } else {
     YNode lab = YNode::Map(), ssh = YNode::Map(), nodes = YNode::Map();
     lab.set("name", YNode::Str("init"));
