@@ -623,7 +623,9 @@ InitResult BuildInventory(std::vector<NodeScan> scans, const InitOptions& opts) 
   r.users = users.size();
 
   // ---- node settings: hosts block, fstab block, docker daemon.json, sshd drop-in ----
-  std::vector<Setting> settings;
+  // Found, not managed: the same finding on several nodes is told once, naming them ("{nodes}").
+  std::map<std::string, std::vector<std::string>> found_on;
+  auto found = [&](const std::string& node, const std::string& text) { found_on[text].push_back(node); };
   Setting hosts{"hosts", {}}, mounts{"mounts", {}}, docker{"docker", {}}, sshd{"sshd", {}}, dropin{"sshd_dropin", {}};
   for (const auto& s : scans) {
     if (const std::string* h = file(s, "/etc/hosts")) {
@@ -646,7 +648,7 @@ InitResult BuildInventory(std::vector<NodeScan> scans, const InitOptions& opts) 
           m.set(w[0], names);
         }
         if (why.empty()) hosts.by_node.emplace(s.name, m);
-        else r.unmanaged.push_back("the labfleet block of /etc/hosts on " + s.name + ": " + why + "; not managed");
+        else found(s.name, "the labfleet block of /etc/hosts on {nodes}: " + why + "; not managed");
       }
       std::vector<std::string> extra;
       for (const auto& l : outside) {
@@ -657,7 +659,7 @@ InitResult BuildInventory(std::vector<NodeScan> scans, const InitOptions& opts) 
         extra.push_back(Show(l));
       }
       if (!extra.empty())
-        r.unmanaged.push_back("/etc/hosts on " + s.name + " has " + Counted(extra.size(), "line", "lines") +
+        found(s.name, "/etc/hosts on {nodes} has " + Counted(extra.size(), "line", "lines") +
                               " outside labfleet's block (" + Join(extra, "; ") + "); to manage them, move them "
                               "between '" + kHostsBegin + "' and '" + kHostsEnd + "' and run init again");
     }
@@ -674,7 +676,7 @@ InitResult BuildInventory(std::vector<NodeScan> scans, const InitOptions& opts) 
           list.push(*e);
         }
         if (why.empty()) mounts.by_node.emplace(s.name, list);
-        else r.unmanaged.push_back("the labfleet block of /etc/fstab on " + s.name + ": " + why + "; not managed");
+        else found(s.name, "the labfleet block of /etc/fstab on {nodes}: " + why + "; not managed");
       }
       for (const auto& l : outside) {
         auto w = SplitWords(l, " \t");
@@ -685,9 +687,9 @@ InitResult BuildInventory(std::vector<NodeScan> scans, const InitOptions& opts) 
           list.push(*e);
           for (const auto& yl : SplitLines(EmitYaml(OneKey("mounts", list)))) yaml += "      " + yl + "\n";
         }
-        r.unmanaged.push_back("NFS mount in /etc/fstab on " + s.name + ", outside labfleet's block: `" + Show(l) +
+        found(s.name, "NFS mount in /etc/fstab on {nodes}, outside labfleet's block: `" + Show(l) +
                               "`. To manage it, move the line between '" + kFstabBegin + "' and '" + kFstabEnd +
-                              "' in /etc/fstab and run init again, or delete it and give it as a setting" +
+                              "' in /etc/fstab and run init again, or delete the line and give it as a setting" +
                               (yaml.empty() ? std::string(" (" + why + ")") : ":\n\n      ```yaml\n" + yaml + "      ```"));
       }
     }
@@ -696,11 +698,11 @@ InitResult BuildInventory(std::vector<NodeScan> scans, const InitOptions& opts) 
       if (f->size() > kInitMaxFile) why = "is larger than " + std::to_string(kInitMaxFile) + " bytes";
       auto d = why.empty() ? DockerSettings(*f, why) : std::nullopt;
       if (d) docker.by_node.emplace(s.name, *d);
-      else r.unmanaged.push_back("/etc/docker/daemon.json on " + s.name + " " + why + "; not managed");
+      else found(s.name, "/etc/docker/daemon.json on {nodes} " + why + "; not managed");
     }
     for (const auto& [path, content] : s.files) {
       if (path.rfind("/etc/systemd/system/docker.service.d/", 0) == 0)
-        r.unmanaged.push_back("Docker drop-in " + Show(path) + " on " + s.name +
+        found(s.name, "Docker drop-in " + Show(path) + " on {nodes}" +
                               " (e.g. the daemon's proxy): not read yet, not managed; labfleet writes the proxy to "
                               "/etc/systemd/system/docker.service.d/proxy.conf from docker.proxy");
       if (path.rfind("/etc/ssh/sshd_config.d/", 0) == 0) {
@@ -710,13 +712,20 @@ InitResult BuildInventory(std::vector<NodeScan> scans, const InitOptions& opts) 
           sshd.by_node.emplace(s.name, *m);
           if (path != kDefaultSshdDropin) dropin.by_node.emplace(s.name, YNode::Str(path));
         } else {
-          r.unmanaged.push_back("sshd drop-in " + Show(path) + " on " + s.name + " " +
+          found(s.name, "sshd drop-in " + Show(path) + " on {nodes}"
+                              " " +
                                 (why.empty() ? std::string("(a second drop-in: only one is managed)") : why) +
                                 "; not managed (labfleet would rewrite it: give its values under sshd: and "
                                 "sshd_dropin: " + Show(path) + " to hand it over)");
         }
       }
     }
+  }
+
+  for (const auto& [text, ns] : found_on) {
+    std::string t = text;
+    if (auto at = t.find("{nodes}"); at != std::string::npos) t.replace(at, 7, Nodes(ns));
+    r.unmanaged.push_back(t);
   }
 
   // Factoring: hosts and mounts are facts of each node (same everywhere -> defaults); docker and sshd are lab

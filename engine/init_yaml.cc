@@ -1,6 +1,7 @@
 #include "engine/init_yaml.h"
 
 #include <cstdio>
+#include <regex>
 
 namespace labfleet {
 
@@ -49,13 +50,20 @@ size_t Utf8Len(std::string_view s, size_t i, unsigned* cp) {
   return n;
 }
 
+bool DottedQuad(std::string_view s) {
+  static const std::regex re("^[0-9]{1,3}(\\.[0-9]{1,3}){3}(/[0-9]{1,2})?$");
+  return std::regex_match(s.begin(), s.end(), re);
+}
+
 bool PlainSafe(std::string_view s) {
   if (s.empty() || s.size() > 200) return false;
+  if (DottedQuad(s)) return true;  // an IPv4 address or network: never a number to YAML
+  if (s.front() == ' ' || s.back() == ' ' || s.find("  ") != std::string_view::npos) return false;
   char f = s[0];
   if (!((f >= 'a' && f <= 'z') || (f >= 'A' && f <= 'Z') || f == '/' || f == '_')) return false;
   for (char c : s) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-              c == '/' || c == '@' || c == '+' || c == '~' || c == '-';
+              c == '/' || c == '@' || c == '+' || c == '~' || c == '-' || c == ' ' || c == '(' || c == ')';
     if (!ok) return false;
   }
   std::string low;
@@ -67,11 +75,14 @@ bool PlainSafe(std::string_view s) {
 
 void Indent(std::string& out, int n) { out.append(size_t(n), ' '); }
 
-bool AllScalars(const YNode& n) {
+// Written on one line: a scalar, or a flow() map or sequence of such.
+bool CanFlow(const YNode& n) {
+  if (n.kind() != YNode::Kind::Seq && n.kind() != YNode::Kind::Map) return true;
+  if (!n.flow()) return n.empty();
   for (const auto& i : n.items())
-    if (i.kind() == YNode::Kind::Seq || i.kind() == YNode::Kind::Map) return false;
+    if (!CanFlow(i)) return false;
   for (const auto& e : n.entries())
-    if (e.value.kind() == YNode::Kind::Seq || e.value.kind() == YNode::Kind::Map) return false;
+    if (!CanFlow(e.value)) return false;
   return true;
 }
 
@@ -113,9 +124,7 @@ void Block(std::string& out, const YNode& n, int indent);
 
 // Writes " VALUE\n" after "key:" or "-", or a newline and the nested block.
 void After(std::string& out, const YNode& v, int indent) {
-  bool nested = (v.kind() == YNode::Kind::Map || v.kind() == YNode::Kind::Seq) && !v.empty() &&
-                !(v.flow() && AllScalars(v));
-  if (!nested) {
+  if (CanFlow(v)) {
     out += " " + Flow(v) + "\n";
     return;
   }
@@ -134,7 +143,7 @@ void Block(std::string& out, const YNode& n, int indent) {
   } else {
     for (const auto& i : n.items()) {
       Indent(out, indent);
-      if (i.kind() == YNode::Kind::Map && !i.empty() && !i.flow()) {
+      if (i.kind() == YNode::Kind::Map && !CanFlow(i)) {
         // "- key: value" with the rest of the map aligned under the first key.
         out += "- ";
         std::string inner;

@@ -55,12 +55,13 @@ inline YNode OneKey(std::string key, YNode v) {
   return m;
 }
 
-// The scalar as YAML text: plain when it is made only of [A-Za-z0-9_./@+~-], starts with a letter, '/' or
-// '_', and is not a word YAML 1.1 reads as a boolean or null; otherwise double-quoted with \" \\ \n \t \xNN
+// The scalar as YAML text: plain when it is made only of [A-Za-z0-9_./@+~()-] and single inner spaces, starts
+// with a letter, '/' or '_', and is not a word YAML 1.1 reads as a boolean or null, or when it is a dotted IPv4
+// address (optionally /prefix); otherwise double-quoted with \" \\ \n \t \xNN
 // \uNNNN escapes (invalid UTF-8 bytes as \xNN too, so the output is always valid UTF-8 and one line).
 std::string YamlScalar(std::string_view s);
 // A whole document: `header` comment lines ("# ..." added), then `root` (a map) in block style; flow() maps and
-// sequences of scalars on one line. Deterministic: the same tree gives the same bytes.
+// sequences whose children are scalars or flow() themselves on one line. Deterministic: the same tree gives the same bytes.
 std::string EmitYaml(const YNode& root, const std::string& header = "");
 
 // Why `s` must not be written as an inventory value, "" when it may: not valid UTF-8, or holds a control

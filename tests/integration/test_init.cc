@@ -149,7 +149,7 @@ TEST_SUITE("integration-init") {
     CHECK(users.find("\"on\": [node1, node2]") != std::string::npos);  // dave
     CHECK(users.find(kKeyAlice) != std::string::npos);
     CHECK(users.find("groups: [gpu-users, sudo]") != std::string::npos);
-    CHECK(lab.find("\"10.0.1.70\": [nas, nas.cvgl.lab]") != std::string::npos);
+    CHECK(lab.find("10.0.1.70: [nas, nas.cvgl.lab]") != std::string::npos);
     CHECK(lab.find("PasswordAuthentication: \"no\"") != std::string::npos);
     CHECK(lab.find("sshd_dropin: /etc/ssh/sshd_config.d/60-lab.conf") != std::string::npos);
     CHECK(nodes.find("host_key:") != std::string::npos);

@@ -287,6 +287,25 @@ TEST_SUITE("init") {
     CHECK(r.unmanaged[0].find("nas:/mnt/HDD/home /home nfs vers=4.2,hard") != std::string::npos);
   }
 
+  TEST_CASE("a personal group whose gid is not the uid is declared; the same finding on two nodes is told once") {
+    auto a = Node("n1", 22, "hana:x:2010:2020:Hana:/home/hana:/bin/bash\n", "hana:x:2020:\n");
+    auto b = Node("n2", 2222, "hana:x:2010:2020:Hana:/home/hana:/bin/bash\n", "hana:x:2020:\n");
+    for (auto* s : {&a, &b}) {
+      s->files["/etc/fstab"] = "nas:/x /x nfs4 ro 0 0\n";
+      s->keys["hana"] = {3, ""};
+    }
+    InitResult r = BuildInventory({a, b}, {});
+    Findings f;
+    Inventory inv = Load(r, f);
+    REQUIRE(!f.has_errors());
+    CHECK(inv.user("hana")->primary_group == "hana");
+    CHECK(inv.user_group("hana")->gid == 2020);
+    REQUIRE(r.unmanaged.size() == 1);
+    CHECK(r.unmanaged[0].find("on n1, n2, outside") != std::string::npos);
+    CHECK(r.files["CONFLICTS.md"].find("mounts:\n        - { source: \"nas:/x\", target: /x, type: nfs4, options: [ro] }") !=
+          std::string::npos);
+  }
+
   TEST_CASE("sshd: a drop-in in labfleet's form is managed, a hand-written one is found and not managed") {
     auto a = Node("n1", 22, "", ""), b = Node("n2", 2222, "", "");
     a.files["/etc/ssh/sshd_config.d/60-lab.conf"] = b.files["/etc/ssh/sshd_config.d/60-lab.conf"] =
