@@ -30,6 +30,7 @@ struct InitArgs {
   std::vector<std::string> nodes;  // HOST[:PORT]
   std::string from;                // a nodes.yaml (or any inventory file with nodes:)
   std::string ssh_user = "root", identity, jump;
+  bool sudo = false;
   std::string output, lab_name = "lab", uid_range = "1000-59999";
   ConnectOptions copts;
 };
@@ -92,6 +93,7 @@ std::optional<Inventory> ConnectInventory(CommandContext& ctx, const InitArgs& a
     ssh.set("user", YNode::Str(a.ssh_user));
     if (!a.identity.empty()) ssh.set("identity", YNode::Str(a.identity));
     if (!a.jump.empty()) ssh.set("jump", YNode::Str(a.jump));
+    if (a.sudo) ssh.set("become", YNode::Str("sudo"));
     lab.set("ssh", ssh);
     for (size_t i = 0; i < a.nodes.size(); ++i) {
       std::string host;
@@ -166,6 +168,7 @@ int Run(CommandContext& ctx, InitArgs& a) {
     s.ssh_user = ssh.user;
     s.identity = ssh.identity;
     s.jump = ssh.jump;
+    s.become = ssh.become;
     s.name = node.name;
     try {
       auto t = Connect(*cinv, node, a.copts);
@@ -325,6 +328,7 @@ const CommandRegistrar kInit(
       sub.add_option("--ssh-user", a->ssh_user, "login user for --nodes")->capture_default_str();
       sub.add_option("--identity", a->identity, "private key for --nodes (written to lab.ssh.identity)");
       sub.add_option("--jump", a->jump, "jump host for --nodes: HOST[:PORT]");
+      sub.add_flag("--sudo", a->sudo, "for --nodes: run as root through sudo -n (ssh.become: sudo) when --ssh-user is not root");
       sub.add_option("-o,--output", a->output, "new directory to write the inventory into")->required();
       sub.add_option("--lab-name", a->lab_name, "lab.name of the inventory")->capture_default_str();
       sub.add_option("--uid-range", a->uid_range, "uids of human accounts, MIN-MAX inclusive")->capture_default_str();

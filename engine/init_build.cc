@@ -816,6 +816,7 @@ InitResult BuildInventory(std::vector<NodeScan> scans, const InitOptions& opts) 
   ssh_key("port", [](const NodeScan& s) { return std::to_string(s.port); }, true, "22");
   ssh_key("identity", [](const NodeScan& s) { return s.identity; }, false, "");
   ssh_key("jump", [](const NodeScan& s) { return s.jump; }, false, "");
+  ssh_key("become", [](const NodeScan& s) { return s.become; }, false, "");
   lab.set("ssh", ssh, "How labfleet reaches every node; a node may override any of it under `ssh:`.");
   if (!defaults.empty())
     lab.set("defaults", defaults, "What every node has in the same form. Groups and nodes add to it (maps merge key by "

@@ -32,7 +32,7 @@ struct NodeScan {
   std::string name;      // inventory node name
   std::string address;   // what labfleet connected to
   int port = 22;
-  std::string ssh_user = "root", identity, jump;  // how it was reached (written to lab.ssh or the node's ssh)
+  std::string ssh_user = "root", identity, jump, become;  // how it was reached (written to lab.ssh or the node's ssh)
   std::string host_key;  // as verified while connecting ("ssh-ed25519 AAAA..."), may be empty (local)
   std::string hostname;  // the node's own short name (may be anything: validated before use)
   std::string passwd, group, shadow;         // getent output
