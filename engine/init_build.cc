@@ -10,6 +10,7 @@
 #include "engine/init_yaml.h"
 #include "engine/inventory.h"
 #include "engine/nvidia_facts.h"
+#include "engine/package_facts.h"
 #include "engine/shell.h"
 #include "engine/syntax.h"
 #include "engine/text.h"
@@ -626,8 +627,20 @@ InitResult BuildInventory(std::vector<NodeScan> scans, const InitOptions& opts) 
   // Found, not managed: the same finding on several nodes is told once, naming them ("{nodes}").
   std::map<std::string, std::vector<std::string>> found_on;
   auto found = [&](const std::string& node, const std::string& text) { found_on[text].push_back(node); };
+  Setting packages{"packages", {}};
   Setting hosts{"hosts", {}}, mounts{"mounts", {}}, docker{"docker", {}}, sshd{"sshd", {}}, dropin{"sshd_dropin", {}};
   for (const auto& s : scans) {
+    if (!s.held.empty()) {
+      YNode m = YNode::Map();
+      for (const auto& p : s.held)
+        if (IsPackageName(p)) m.set(p, YNode::Str("held"));
+        else found(s.name, "held package " + Quoted(p) + " on {nodes}: not a package name labfleet accepts; not managed");
+      if (!m.empty()) packages.by_node.emplace(s.name, m);
+    }
+    if (!s.nvidia_driver.empty())
+      found(s.name, "NVIDIA kernel module " + s.nvidia_driver + " loaded on {nodes}: the driver is not managed yet "
+                    "(nvidia: { driver: \"" + s.nvidia_driver + "\" } also holds it, blacklists nouveau and turns "
+                    "persistence on: see docs/modules.md, then check with labfleet plan)");
     if (const std::string* h = file(s, "/etc/hosts")) {
       std::vector<std::string> outside;
       auto blk = Block(*h, kHostsBegin, kHostsEnd, &outside);
@@ -728,7 +741,7 @@ InitResult BuildInventory(std::vector<NodeScan> scans, const InitOptions& opts) 
     r.unmanaged.push_back(t);
   }
 
-  // Factoring: hosts and mounts are facts of each node (same everywhere -> defaults); docker and sshd are lab
+  // Factoring: held packages, hosts and mounts are facts of each node (same everywhere -> defaults); docker and sshd are lab
   // policy: nodes that disagree are conflicts, and the majority is written.
   YNode defaults = YNode::Map();
   std::map<std::string, YNode> node_settings;
@@ -767,6 +780,7 @@ InitResult BuildInventory(std::vector<NodeScan> scans, const InitOptions& opts) 
     }
     for (auto& [n, val] : st.by_node) node_settings.at(n).set(st.key, val);
   };
+  factor(packages, false);
   factor(hosts, false);
   factor(mounts, false);
   factor(docker, true);
@@ -916,8 +930,9 @@ std::string ConflictsMarkdown(const InitResult& r, const std::vector<std::string
   md += "\n## Not written\n\n";
   if (r.skipped.empty()) md += "Nothing.\n";
   for (const auto& s : r.skipped) md += "- " + EscapeControls(s) + "\n";
-  md += "\n## Not read yet\n\nHeld packages, the NVIDIA driver version (nvidia:), Docker's proxy drop-in, templates and "
-        "other files (files:), services. Add them by hand; `labfleet plan` shows what they would change.\n";
+  md += "\n## Not read yet\n\nPackages other than held ones, the NVIDIA driver settings (nvidia:; the loaded version is "
+        "listed above), Docker's proxy drop-in, templates and other files (files:), services, sysctl, kernel "
+        "arguments, password hashes (never). Add them by hand; `labfleet plan` shows what they would change.\n";
   return md;
 }
 

@@ -2,6 +2,8 @@
 
 #include "engine/accounts.h"
 #include "engine/accounts_probe.h"
+#include "engine/nvidia_facts.h"
+#include "engine/package_facts.h"
 #include "engine/shell.h"
 #include "engine/text.h"
 
@@ -16,7 +18,9 @@ const std::vector<std::string>& InitFilePatterns() {
 
 std::vector<Probe> InitProbes(long long uid_min, long long uid_max) {
   std::vector<Probe> out = {PasswdProbe(), GroupProbe(), ShadowProbe()};
-  out.push_back({"init:hostname", "cat /proc/sys/kernel/hostname"});
+  out.push_back({"init:hostname", "head -c 256 /proc/sys/kernel/hostname"});
+  out.push_back(AptMarkShowholdProbe());
+  out.push_back(ProcDriverVersionProbe());
   out.push_back({"init:gpus", "n=0; for d in /dev/nvidia[0-9]*; do [ -c \"$d\" ] && n=$((n+1)); done; echo \"$n\""});
   // Keys: one line per account in the range, "K UID B64(NAME) RC B64(CONTENT)", read as the account.
   Script keys;
@@ -42,7 +46,9 @@ std::vector<Probe> InitProbes(long long uid_min, long long uid_max) {
     list += " " + (star == std::string::npos ? ShellQuote(p) : ShellQuote(p.substr(0, star)) + "*" +
                                                                    ShellQuote(p.substr(star + 1)));
   }
-  files.raw("for f in" + list + "; do");
+  files.raw("n=0; for f in" + list + "; do");
+  files.raw("  n=$((n+1)); [ \"$n\" -le " + std::to_string(kInitMaxFilesPerPattern * InitFilePatterns().size()) +
+            " ] || break");
   files.raw("  [ -f \"$f\" ] && [ ! -L \"$f\" ] || continue");
   files.raw("  case $(stat -c '%u %A' -- \"${f%/*}\") in '0 d'????[!w]??[!w]?*) ;; *) continue;; esac");
   files.raw("  printf 'F %s %s\\n' \"$(printf %s \"$f\" | base64 -w0)\" \"$(head -c " +
@@ -66,6 +72,11 @@ void ParseInitResults(const ProbeResults& results, NodeScan& scan) {
     std::string t = TrimChars(p->out, " \t\r\n");
     scan.gpus = (!t.empty() && t.size() < 5 && t.find_first_not_of("0123456789") == std::string::npos) ? std::stoi(t) : 0;
   }
+  if (auto* p = FindProbe(results, "apt-mark-showhold"); p && p->exit_code == 0) {
+    for (const auto& n : ParseAptMarkShowhold(p->out).names) scan.held.push_back(n);  // a std::set: sorted
+  }
+  if (auto* p = FindProbe(results, "proc-driver-nvidia-version"))
+    if (auto v = ParseProcDriverVersion(p->out); v && IsDriverVersion(*v)) scan.nvidia_driver = *v;
   if (auto* p = get("init:keys")) {
     for (const auto& line : SplitLines(p->out)) {
       auto w = Split(line, ' ');
@@ -92,7 +103,10 @@ void ParseInitResults(const ProbeResults& results, NodeScan& scan) {
       if (w.size() == 3 && w[0] == "F") {
         std::string path = Base64Decode(w[1], &ok1), content = Base64Decode(w[2], &ok2);
         if (ok1 && ok2 && path.rfind("/etc/", 0) == 0) {
-          scan.files[path] = content;
+          if (content.size() > kInitMaxFile)
+            scan.problems.push_back(path + " is larger than " + std::to_string(kInitMaxFile) + " bytes: not read");
+          else
+            scan.files[path] = content;
           continue;
         }
       }

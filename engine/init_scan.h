@@ -18,6 +18,7 @@ namespace labfleet {
 inline constexpr size_t kInitMaxFile = 1 << 20;        // bytes of one /etc file read
 inline constexpr size_t kInitMaxKeysFile = 64 << 10;   // bytes of one authorized_keys read
 inline constexpr int kInitMaxUsers = 20000;            // accounts whose keys are read
+inline constexpr int kInitMaxFilesPerPattern = 200;    // files read per glob (sshd and Docker drop-ins)
 
 // Files read (globs expanded on the node): the hosts block, fstab, subordinate ids, Docker's daemon.json and
 // its systemd drop-ins, sshd drop-ins.
@@ -39,6 +40,8 @@ struct NodeScan {
   std::map<std::string, ScannedKeys> keys;   // by account name (accounts in the uid range only)
   std::map<std::string, std::string> files;  // absolute path -> content (at most kInitMaxFile + 1 bytes)
   int gpus = 0;                              // /dev/nvidiaN device files
+  std::vector<std::string> held;             // `apt-mark showhold` (sorted; empty without apt)
+  std::string nvidia_driver;                 // the loaded kernel module's version, "" when none
   std::vector<std::string> problems;         // output that could not be understood
 };
 

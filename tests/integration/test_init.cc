@@ -80,6 +80,7 @@ void PrepareLab(const Sandbox& sbx) {
     AddKey(sbx, n, "bob", kKeyBob);
     // alice uses rootless Docker: the range labfleet derives from her uid (100000 + (2001 - 1000) * 65536).
     Exec(sbx, n, "echo alice:65701536:65536 >>/etc/subuid && echo alice:65701536:65536 >>/etc/subgid");
+    Exec(sbx, n, "apt-mark hold bash >/dev/null");  // in the node's own dpkg database (its overlay)
     Exec(sbx, n,
          "printf '%s\\n' 'nas:/mnt/HDD/home /home nfs vers=4.2,hard,noatime 0 0' "
          "'nas:/mnt/SSD/public /media/public nfs ro,fsc 0 0' >>/etc/fstab");
@@ -152,6 +153,7 @@ TEST_SUITE("integration-init") {
     CHECK(lab.find("10.0.1.70: [nas, nas.cvgl.lab]") != std::string::npos);
     CHECK(lab.find("PasswordAuthentication: \"no\"") != std::string::npos);
     CHECK(lab.find("sshd_dropin: /etc/ssh/sshd_config.d/60-lab.conf") != std::string::npos);
+    CHECK(lab.find("bash: held") != std::string::npos);
     CHECK(nodes.find("host_key:") != std::string::npos);
     CHECK(nodes.find("docker:") != std::string::npos);  // node1 and node2 only: each keeps its own
     CHECK(lab.find("docker:") == std::string::npos);

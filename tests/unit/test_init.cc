@@ -306,6 +306,26 @@ TEST_SUITE("init") {
           std::string::npos);
   }
 
+  TEST_CASE("held packages become packages: held (same everywhere: lab.defaults); the NVIDIA driver is reported") {
+    auto a = Node("n1", 22, "", ""), b = Node("n2", 2222, "", "");
+    a.held = b.held = {"linux-image-amd64", "nvidia-driver"};
+    a.nvidia_driver = "535.183.01";
+    a.gpus = 4;
+    InitResult r = BuildInventory({a, b}, {});
+    Findings f;
+    Inventory inv = Load(r, f);
+    REQUIRE(!f.has_errors());
+    const Value* p = inv.lab.find("defaults")->find("packages");
+    REQUIRE(p);
+    CHECK(p->find("linux-image-amd64")->str() == "held");
+    CHECK(p->find("nvidia-driver")->str() == "held");
+    CHECK(inv.node("n1")->gpus == 4);
+    CHECK(inv.node("n1")->groups == std::vector<std::string>{"gpu"});
+    CHECK(inv.node("n2")->gpus == -1);
+    REQUIRE(r.unmanaged.size() == 1);
+    CHECK(r.unmanaged[0].rfind("NVIDIA kernel module 535.183.01 loaded on n1:", 0) == 0);
+  }
+
   TEST_CASE("sshd: a drop-in in labfleet's form is managed, a hand-written one is found and not managed") {
     auto a = Node("n1", 22, "", ""), b = Node("n2", 2222, "", "");
     a.files["/etc/ssh/sshd_config.d/60-lab.conf"] = b.files["/etc/ssh/sshd_config.d/60-lab.conf"] =
@@ -370,7 +390,7 @@ TEST_SUITE("init") {
     CHECK(s.files["/etc/hosts"] == "x\nF y z\n");
     CHECK(s.problems.size() == 2);  // the forged key line, the path outside /etc
     auto probes = InitProbes(1000, 60000);
-    CHECK(probes.size() == 7);
+    CHECK(probes.size() == 9);
     for (const auto& p : probes) CHECK((p.command.find("60000") == std::string::npos || p.key == "init:keys"));
   }
 }
