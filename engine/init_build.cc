@@ -329,6 +329,48 @@ std::optional<YNode> DockerSettings(const std::string& content, std::string& why
   return d;
 }
 
+// /etc/systemd/system/docker.service.d/proxy.conf as the docker settings' proxy: map, when the file is exactly
+// what labfleet writes for it (modules/docker.cc ProxyDropin).
+std::optional<YNode> DockerProxy(const std::string& content, std::string& why) {
+  const std::string head = std::string(kSshdHeader) + "[Service]\n";
+  why = "is not in the form labfleet writes (its header, [Service], Environment=\"HTTP_PROXY=...\" lines)";
+  if (content.rfind(head, 0) != 0) return std::nullopt;
+  std::map<std::string, std::string> env;
+  std::string rendered = head;
+  for (const auto& l : SplitLines(content.substr(head.size()))) {
+    const std::string pre = "Environment=\"";
+    if (l.rfind(pre, 0) != 0 || l.size() < pre.size() + 2 || l.back() != '"') return std::nullopt;
+    std::string kv = l.substr(pre.size(), l.size() - pre.size() - 1), v;
+    auto eq = kv.find('=');
+    if (eq == std::string::npos) return std::nullopt;
+    std::string k = kv.substr(0, eq), raw = kv.substr(eq + 1);
+    for (size_t i = 0; i < raw.size(); ++i) {
+      if (raw[i] == '%' && i + 1 < raw.size() && raw[i + 1] == '%') v += '%', ++i;
+      else if (raw[i] == '\\' && i + 1 < raw.size()) v += raw[++i];
+      else v += raw[i];
+    }
+    if ((k != "HTTP_PROXY" && k != "HTTPS_PROXY" && k != "NO_PROXY") || env.count(k) || CheckSystemdValue(v) ||
+        !YamlTextProblem(v).empty())
+      return std::nullopt;
+    env[k] = v;
+  }
+  YNode p = YNode::Map(true);
+  for (const auto& [k, key] : std::vector<std::pair<std::string, std::string>>{{"HTTP_PROXY", "http"}, {"HTTPS_PROXY", "https"}}) {
+    if (!env.count(k)) continue;
+    rendered += "Environment=\"" + k + "=" + SystemdEscape(env[k]) + "\"\n";
+    p.set(key, YNode::Str(env[k]));
+  }
+  if (env.count("NO_PROXY")) {
+    rendered += "Environment=\"NO_PROXY=" + SystemdEscape(env["NO_PROXY"]) + "\"\n";
+    YNode list = YNode::Seq(true);
+    for (const auto& n : Split(env["NO_PROXY"], ',')) list.push(YNode::Str(n));
+    p.set("no_proxy", list);
+  }
+  if (rendered != content || p.empty()) return std::nullopt;
+  why.clear();
+  return p;
+}
+
 // A setting per node (YAML text of a YNode as the vote key), factored: the same on every node -> defaults;
 // otherwise each node keeps its own.
 struct Setting {
@@ -710,14 +752,25 @@ InitResult BuildInventory(std::vector<NodeScan> scans, const InitOptions& opts) 
       std::string why;
       if (f->size() > kInitMaxFile) why = "is larger than " + std::to_string(kInitMaxFile) + " bytes";
       auto d = why.empty() ? DockerSettings(*f, why) : std::nullopt;
+      // labfleet's proxy drop-in: part of the docker settings (without it there, labfleet would delete the file).
+      const char* proxy = "/etc/systemd/system/docker.service.d/proxy.conf";
+      if (d && file(s, proxy)) {
+        if (auto p = DockerProxy(*file(s, proxy), why)) d->set("proxy", *p);
+        else {
+          why = "is not managed because " + std::string(proxy) + " " + why;
+          d.reset();
+        }
+      }
       if (d) docker.by_node.emplace(s.name, *d);
       else found(s.name, "/etc/docker/daemon.json on {nodes} " + why + "; not managed");
     }
     for (const auto& [path, content] : s.files) {
-      if (path.rfind("/etc/systemd/system/docker.service.d/", 0) == 0)
+      if (path.rfind("/etc/systemd/system/docker.service.d/", 0) == 0 &&
+          !(path == "/etc/systemd/system/docker.service.d/proxy.conf" && docker.by_node.count(s.name)))
         found(s.name, "Docker drop-in " + Show(path) + " on {nodes}" +
-                              " (e.g. the daemon's proxy): not read yet, not managed; labfleet writes the proxy to "
-                              "/etc/systemd/system/docker.service.d/proxy.conf from docker.proxy");
+                              ": not managed; labfleet writes the daemon's proxy to "
+                              "/etc/systemd/system/docker.service.d/proxy.conf from docker.proxy (to hand a proxy over: "
+                              "give it under docker.proxy and delete this file)");
       if (path.rfind("/etc/ssh/sshd_config.d/", 0) == 0) {
         std::string why;
         auto m = SshdSettings(content, why);
@@ -931,7 +984,7 @@ std::string ConflictsMarkdown(const InitResult& r, const std::vector<std::string
   if (r.skipped.empty()) md += "Nothing.\n";
   for (const auto& s : r.skipped) md += "- " + EscapeControls(s) + "\n";
   md += "\n## Not read yet\n\nPackages other than held ones, the NVIDIA driver settings (nvidia:; the loaded version is "
-        "listed above), Docker's proxy drop-in, templates and other files (files:), services, sysctl, kernel "
+        "listed above), templates and other files (files:), services, sysctl, kernel "
         "arguments, password hashes (never). Add them by hand; `labfleet plan` shows what they would change.\n";
   return md;
 }

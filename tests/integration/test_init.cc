@@ -95,6 +95,14 @@ void PrepareLab(const Sandbox& sbx) {
            "mkdir -p /etc/docker && printf '%s\\n' '{' '  \"default-address-pools\": [{\"base\": \"172.28.0.0/16\", "
            "\"size\": 24}],' '  \"bip\": \"172.29.0.1/24\",' '  \"log-driver\": \"json-file\"' '}' "
            ">/etc/docker/daemon.json");
+    // labfleet's proxy drop-in where Docker is configured; a hand-written one elsewhere.
+    Exec(sbx, n,
+         n != "node3"
+             ? "mkdir -p /etc/systemd/system/docker.service.d && printf '%s\\n' '# Managed by labfleet from the "
+               "inventory; edits here are overwritten.' '[Service]' 'Environment=\"HTTP_PROXY=http://10.0.1.68:8889\"' "
+               "'Environment=\"NO_PROXY=localhost,cvgl.lab\"' >/etc/systemd/system/docker.service.d/proxy.conf"
+             : "mkdir -p /etc/systemd/system/docker.service.d && printf '[Service]\\nEnvironment=HTTP_PROXY=http://p:3128\\n' "
+               ">/etc/systemd/system/docker.service.d/http-proxy.conf");
   }
 }
 
@@ -136,6 +144,7 @@ TEST_SUITE("integration-init") {
     std::string unmanaged = j["unmanaged"].dump();
     CHECK(unmanaged.find("nas:/mnt/HDD/home /home nfs vers=4.2,hard,noatime") != std::string::npos);
     CHECK(unmanaged.find("nas:/mnt/SSD/public") != std::string::npos);
+    CHECK(unmanaged.find("http-proxy.conf on node3") != std::string::npos);
 
     // The inventory says what the nodes are.
     const std::string users = ReadFile(fs::path(out1) / "users/users.yaml");
@@ -157,6 +166,7 @@ TEST_SUITE("integration-init") {
     CHECK(nodes.find("host_key:") != std::string::npos);
     CHECK(nodes.find("docker:") != std::string::npos);  // node1 and node2 only: each keeps its own
     CHECK(lab.find("docker:") == std::string::npos);
+    CHECK(nodes.find("proxy: { http: \"http://10.0.1.68:8889\", no_proxy: [localhost, cvgl.lab] }") != std::string::npos);
 
     // labfleet validate accepts it.
     auto v = Cli({"--inventory", out1, "validate"});

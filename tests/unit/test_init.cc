@@ -326,6 +326,32 @@ TEST_SUITE("init") {
     CHECK(r.unmanaged[0].rfind("NVIDIA kernel module 535.183.01 loaded on n1:", 0) == 0);
   }
 
+  TEST_CASE("docker: labfleet's proxy drop-in joins daemon.json's settings; a hand-written drop-in is reported") {
+    auto a = Node("n1", 22, "", ""), b = Node("n2", 2222, "", "");
+    for (auto* s : {&a, &b}) s->files["/etc/docker/daemon.json"] = R"({"data-root": "/local/docker", "mtu": 1450, "live-restore": true, "features": {"buildkit": true}})";
+    a.files["/etc/docker/daemon.json"] = R"({"data-root": "/local/docker", "mtu": 1450, "live-restore": true, "debug": true})";
+    a.files["/etc/systemd/system/docker.service.d/proxy.conf"] =
+        "# Managed by labfleet from the inventory; edits here are overwritten.\n[Service]\n"
+        "Environment=\"HTTP_PROXY=http://10.0.1.68:8889\"\nEnvironment=\"NO_PROXY=localhost,lab.local\"\n";
+    b.files["/etc/systemd/system/docker.service.d/http-proxy.conf"] = "[Service]\nEnvironment=HTTP_PROXY=http://p:3128\n";
+    InitResult r = BuildInventory({a, b}, {});
+    Findings f;
+    Inventory inv = Load(r, f);
+    REQUIRE(!f.has_errors());
+    const Value* d = inv.node("n1")->raw.find("docker");
+    REQUIRE(d);
+    CHECK(d->find("data_root")->str() == "/local/docker");
+    CHECK(d->find("mtu")->as_int() == 1450);
+    CHECK(d->find("live_restore")->as_bool() == true);
+    CHECK(d->find("extra")->find("debug")->as_bool() == true);
+    CHECK(d->find("proxy")->find("http")->str() == "http://10.0.1.68:8889");
+    CHECK(d->find("proxy")->find("no_proxy")->items().size() == 2);
+    CHECK(!inv.node("n2")->raw.find("docker"));  // "features" is an object: not written under extra
+    REQUIRE(r.unmanaged.size() == 2);
+    CHECK(r.unmanaged[0].find("daemon.json on n2") != std::string::npos);
+    CHECK(r.unmanaged[1].find("http-proxy.conf on n2") != std::string::npos);
+  }
+
   TEST_CASE("sshd: a drop-in in labfleet's form is managed, a hand-written one is found and not managed") {
     auto a = Node("n1", 22, "", ""), b = Node("n2", 2222, "", "");
     a.files["/etc/ssh/sshd_config.d/60-lab.conf"] = b.files["/etc/ssh/sshd_config.d/60-lab.conf"] =
