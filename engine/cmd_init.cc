@@ -277,7 +277,8 @@ int Run(CommandContext& ctx, InitArgs& a) {
                "written; CONFLICTS.md has the commands to reconcile):");
       for (const auto& c : res.conflicts) {
         std::string sides;
-        for (const auto& s : c.sides) sides += (sides.empty() ? "" : " | ") + s.value + " on " + Join(s.nodes, ", ");
+        for (const auto& s : c.sides)
+          sides += (sides.empty() ? "" : " | ") + s.value + (s.nodes.empty() ? "" : " on " + Join(s.nodes, ", "));
         rep.line("  " + c.subject + ": " + c.field + ": " + sides);
         for (const auto& fx : c.fix) rep.line("    " + fx);
       }

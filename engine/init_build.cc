@@ -591,6 +591,41 @@ InitResult BuildInventory(std::vector<NodeScan> scans, const InitOptions& opts) 
     users.push_back(std::move(u));
   }
 
+  // One uid, two accounts (alice on one node, bob on another): the inventory cannot hold both. The account on
+  // more nodes is written (ties: name order); the other is not, and the clash is listed.
+  {
+    std::vector<size_t> order(users.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+      if (users[a].on.size() != users[b].on.size()) return users[a].on.size() > users[b].on.size();
+      return users[a].name < users[b].name;
+    });
+    std::map<long long, size_t> owner;
+    std::set<size_t> drop;
+    for (size_t i : order) {
+      auto [it, fresh] = owner.emplace(users[i].uid, i);
+      if (fresh) continue;
+      const UserOut &keep = users[it->second], &other = users[i];
+      r.conflicts.push_back({"uid", "uid " + std::to_string(other.uid), "used by two accounts",
+                             {{keep.name, keep.on}, {other.name, other.on}},
+                             {Fix(other.on, Cmd("usermod").arg("-u").arg("NEW_UID").arg(other.name).str() +
+                                                "   # a uid free on every node; then find -uid/chown as above")},
+                             {"user:" + other.name}});
+      skip("user " + other.name + " (on " + Nodes(other.on) + "): uid " + std::to_string(other.uid) + " is " +
+           keep.name + "'s (CONFLICTS.md); give " + other.name + " a free uid and run init again");
+      drop.insert(i);
+    }
+    std::vector<UserOut> kept;
+    for (size_t i = 0; i < users.size(); ++i)
+      if (drop.count(i)) written.erase(users[i].name);
+      else kept.push_back(std::move(users[i]));
+    users = std::move(kept);
+  }
+  // gid -> who holds it in the written inventory: personal groups (gid = uid) first, then declared groups.
+  std::map<long long, std::string> gid_owner;
+  for (const auto& u : users)
+    if (u.primary.empty()) gid_owner[u.uid] = "the personal group of " + u.name;
+
   // Groups: declared when a written user is in it, is a primary group, or has a gid in the range (not a written
   // user's personal group).
   for (const auto& s : scans)
@@ -623,10 +658,31 @@ InitResult BuildInventory(std::vector<NodeScan> scans, const InitOptions& opts) 
                                     .arg("chgrp").arg("-h").arg(gid.winner()).raw("{} +").str()));
       r.conflicts.push_back(std::move(c));
     }
+    bool fixed_gid = g >= 1000 || is_primary;
+    // A user's personal group that others are members of: declared, and the user names it as primary_group.
+    for (auto& u : users)
+      if (u.name == gname && u.primary.empty() && u.uid == g) {
+        u.primary = gname;
+        gid_owner.erase(g);
+        fixed_gid = true;
+      }
+    if (fixed_gid) {
+      auto [it, fresh] = gid_owner.emplace(g, "group " + gname);
+      if (!fresh) {
+        r.conflicts.push_back({"gid", "gid " + std::to_string(g), "used twice",
+                               {{it->second, {}}, {"group " + gname, gid.sides().front().nodes}},
+                               {Fix(gid.sides().front().nodes,
+                                    Cmd("groupmod").arg("-g").arg("NEW_GID").arg(gname).str() + "   # a gid free on every node")},
+                               {"group:" + gname}});
+        skip("group " + gname + ": gid " + std::to_string(g) + " is also " + it->second +
+             "; its memberships are not managed until one of them moves");
+        continue;
+      }
+    }
     YNode d = YNode::Map(true);
-    if (g >= 1000 || is_primary) d.set("gid", YNode::Int(g));
+    if (fixed_gid) d.set("gid", YNode::Int(g));
     if (g < 1000) d.set("system", YNode::Bool(true));
-    user_groups.set(gname, d, g < 1000 && !is_primary ? "" : "");
+    user_groups.set(gname, d);
     declared.insert(gname);
     for (const auto& [user, vote] : member_votes[gname]) {
       if (!written.count(user)) continue;
@@ -969,8 +1025,8 @@ std::string ConflictsMarkdown(const InitResult& r, const std::vector<std::string
   for (const auto& c : r.conflicts) {
     md += "\n### " + Show(c.subject) + ": " + Show(c.field) + "\n\n";
     for (size_t i = 0; i < c.sides.size(); ++i)
-      md += "- " + std::string(i == 0 ? "**written**: " : "") + "`" + Show(c.sides[i].value) + "` on " +
-            Nodes(c.sides[i].nodes) + "\n";
+      md += "- " + std::string(i == 0 ? "**written**: " : "") + "`" + Show(c.sides[i].value) + "`" +
+            (c.sides[i].nodes.empty() ? "" : " on " + Nodes(c.sides[i].nodes)) + "\n";
     if (!c.fix.empty()) {
       md += "\nTo reconcile:\n\n```sh\n";
       for (const auto& f : c.fix) md += "# " + EscapeControls(f.substr(0, f.find(':'))) + "\n" + f.substr(f.find(':') + 2) + "\n";

@@ -352,6 +352,40 @@ TEST_SUITE("init") {
     CHECK(r.unmanaged[1].find("http-proxy.conf on n2") != std::string::npos);
   }
 
+  TEST_CASE("one uid for two accounts on different nodes: the one on more nodes is written, the clash listed") {
+    auto a = Node("n1", 22, "ivan:x:2300:2300::/home/ivan:/bin/bash\n", "ivan:x:2300:\n");
+    auto b = Node("n2", 2222, "ivan:x:2300:2300::/home/ivan:/bin/bash\n", "ivan:x:2300:\n");
+    auto c = Node("n3", 2223, "judy:x:2300:2300::/home/judy:/bin/bash\n", "judy:x:2300:\n");
+    for (auto* s : {&a, &b, &c}) s->keys["ivan"] = s->keys["judy"] = {3, ""};
+    InitResult r = BuildInventory({a, b, c}, {});
+    Findings f;
+    Inventory inv = Load(r, f);
+    REQUIRE(!f.has_errors());
+    CHECK(inv.user("ivan"));
+    CHECK(!inv.user("judy"));
+    const Conflict* clash = FindConflict(r, "uid 2300", "used by two accounts");
+    REQUIRE(clash);
+    CHECK(clash->sides[0].value == "ivan");
+    CHECK(clash->sides[1].nodes == std::vector<std::string>{"n3"});
+    REQUIRE(r.skipped.size() == 2);  // judy, and her personal group (gid 2300 is ivan's personal group's)
+    CHECK(r.skipped[0].rfind("user judy", 0) == 0);
+    CHECK(r.skipped[1].rfind("group judy: gid 2300 is also the personal group of ivan", 0) == 0);
+  }
+
+  TEST_CASE("a personal group with other members is declared and named as the user's primary group") {
+    auto a = Node("n1", 22, "kim:x:2400:2400::/home/kim:/bin/bash\nlee:x:2401:2401::/home/lee:/bin/bash\n",
+                  "kim:x:2400:lee\nlee:x:2401:\n");
+    a.keys["kim"] = a.keys["lee"] = {3, ""};
+    InitResult r = BuildInventory({a}, {});
+    Findings f;
+    Inventory inv = Load(r, f);
+    REQUIRE(!f.has_errors());
+    CHECK(inv.user("kim")->primary_group == "kim");
+    CHECK(inv.user_group("kim")->gid == 2400);
+    CHECK(inv.user("lee")->groups == std::vector<std::string>{"kim"});
+    CHECK(inv.user("lee")->primary_group.empty());
+  }
+
   TEST_CASE("sshd: a drop-in in labfleet's form is managed, a hand-written one is found and not managed") {
     auto a = Node("n1", 22, "", ""), b = Node("n2", 2222, "", "");
     a.files["/etc/ssh/sshd_config.d/60-lab.conf"] = b.files["/etc/ssh/sshd_config.d/60-lab.conf"] =
