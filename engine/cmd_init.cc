@@ -240,6 +240,7 @@ int Run(CommandContext& ctx, InitArgs& a) {
   if (!f.has_errors()) ValidateInventory(inv, f);
   f.sort();
   InitCheck check;
+  std::vector<std::string> warnings;  // what the check plan prints under nodes (e.g. a refused file)
   bool valid = !f.has_errors();
   if (valid) {
     ConnectOptions copts = a.copts;
@@ -247,7 +248,11 @@ int Run(CommandContext& ctx, InitArgs& a) {
     for (const auto& run : runs) {
       std::string err = run.plan.error;
       if (!run.plan.reachable && err.empty()) err = "unreachable";
-      ClassifyPlan(res, run.plan.node, run.plan.changes, err, check);
+      // Deferred changes (a busy node) are changes all the same.
+      std::vector<Change> all = run.plan.changes;
+      all.insert(all.end(), run.plan.deferred.begin(), run.plan.deferred.end());
+      ClassifyPlan(res, run.plan.node, all, err, check);
+      for (const auto& w : run.plan.warnings) warnings.push_back(run.plan.node + ": " + w.text);
     }
   }
 
@@ -265,7 +270,12 @@ int Run(CommandContext& ctx, InitArgs& a) {
     d["unmanaged"] = res.unmanaged;
     d["skipped"] = res.skipped;
     d["valid"] = valid;
-    d["check"] = {{"adoptions", check.adoptions}, {"listed", check.listed}, {"problems", check.problems}};
+    d["check"] = {{"adoptions", check.adoptions}, {"listed", check.listed}, {"problems", check.problems},
+                  {"warnings", warnings}};
+    std::vector<std::string> read_problems;
+    for (const auto& s : scans)
+      for (const auto& p : s.problems) read_problems.push_back(s.name + ": " + p);
+    d["read_problems"] = read_problems;
     if (!valid) rep.findings(f);
   } else {
     rep.line("init: read " + Counted(names.size(), "node", "nodes") + " (" + Join(names, ", ") + "): " +
@@ -303,6 +313,7 @@ int Run(CommandContext& ctx, InitArgs& a) {
                  "(recorded as managed by labfleet in /var/lib/labfleet/managed-users; the account itself is not changed)");
       for (const auto& l : check.listed) rep.line("  listed above: " + l);
       for (const auto& p : check.problems) rep.line("  PROBLEM: " + p);
+      for (const auto& w : warnings) rep.line("  warning: " + w);
       if (check.problems.empty()) rep.line("  no other change");
     }
   }

@@ -4,7 +4,10 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <sstream>
 
+#include "engine/cli.h"
 #include "engine/finding.h"
 #include "engine/init_build.h"
 #include "engine/init_scan.h"
@@ -452,5 +455,45 @@ TEST_SUITE("init") {
     auto probes = InitProbes(1000, 60000);
     CHECK(probes.size() == 9);
     for (const auto& p : probes) CHECK((p.command.find("60000") == std::string::npos || p.key == "init:keys"));
+  }
+}
+
+namespace {
+struct Run {
+  int rc;
+  std::string out, err;
+};
+Run Init(std::vector<std::string> args) {
+  args.insert(args.begin(), {"labfleet", "init"});
+  std::vector<const char*> argv;
+  for (const auto& a : args) argv.push_back(a.c_str());
+  std::ostringstream out, err;
+  int rc = RunCli(int(argv.size()), argv.data(), out, err);
+  return {rc, out.str(), err.str()};
+}
+}  // namespace
+
+TEST_SUITE("init") {
+  TEST_CASE("init refuses bad options before it contacts any node, saying what to give") {
+    const std::string dir = "/nonexistent-labfleet-init-test/out";
+    auto none = Init({"-o", dir});
+    CHECK(none.rc == 3);
+    CHECK(none.err.find("--nodes HOST[:PORT],... or --from nodes.yaml") != std::string::npos);
+    auto both = Init({"-o", dir, "--nodes", "a", "--from", "x.yaml"});
+    CHECK(both.rc == 3);
+    auto range = Init({"-o", dir, "--nodes", "a", "--uid-range", "5"});
+    CHECK(range.rc == 3);
+    CHECK(range.err.find("MIN-MAX") != std::string::npos);
+    auto host = Init({"-o", dir, "--nodes", "a b:22"});
+    CHECK(host.rc == 3);
+    CHECK(host.err.find("is not HOST or HOST:PORT") != std::string::npos);
+    auto port = Init({"-o", dir, "--nodes", "a:99999"});
+    CHECK(port.rc == 3);
+    auto name = Init({"-o", dir, "--nodes", "a", "--lab-name", "a: b"});
+    CHECK(name.rc == 3);
+    auto from = Init({"-o", dir, "--from", "/nonexistent-labfleet-init-test/nodes.yaml"});
+    CHECK(from.rc == 3);
+    CHECK(from.err.find("cannot read --from") != std::string::npos);
+    CHECK(!std::filesystem::exists("/nonexistent-labfleet-init-test"));
   }
 }
