@@ -556,7 +556,30 @@ InitResult BuildInventory(std::vector<NodeScan> scans, const InitOptions& opts) 
     std::string kv = keys.winner();
     if (kv.rfind("#", 0) != 0) {
       std::vector<std::string> ks;
-      if (CanonicalKeys(kv, ks, why)) {
+      // labfleet's file is 0600 in a 0700 ~/.ssh, both the user's (and the primary group's): one that is not
+      // would be changed by the first apply, so it is not managed.
+      std::string meta_why;
+      const auto key_sides = keys.sides();
+      for (const auto& n : key_sides.front().nodes) {
+        const NodeScan& s = *std::find_if(scans.begin(), scans.end(), [&](const NodeScan& x) { return x.name == n; });
+        const ScannedKeys& k = s.keys.at(name);
+        const NodeAccounts& a = acc[n];
+        auto gg = a.group_by_gid.find(a.passwd.by_name.at(name).gid);
+        std::string grp = gg == a.group_by_gid.end() ? "?" : gg->second;
+        std::string fm = k.file_meta;
+        if (auto e = fm.find(" regular empty file"); e != std::string::npos) fm.replace(e, 19, " regular file");
+        if (fm != "600 " + name + " " + grp + " regular file")
+          meta_why = "is " + Show(k.file_meta.empty() ? "(unknown)" : k.file_meta) + " on " + n +
+                     " (labfleet's is 600 " + name + " " + grp + ")";
+        else if (k.dir_meta != "700 " + name + " " + grp + " directory")
+          meta_why = "is in a ~/.ssh that is " + Show(k.dir_meta.empty() ? "(unknown)" : k.dir_meta) + " on " + n +
+                     " (labfleet's is 700 " + name + " " + grp + ")";
+        if (!meta_why.empty()) break;
+      }
+      if (!meta_why.empty()) {
+        r.unmanaged.push_back("authorized_keys of " + name + " " + meta_why + ": not managed (the first apply would "
+                              "chmod/chown it); fix the mode and owner on the nodes and run init again");
+      } else if (CanonicalKeys(kv, ks, why)) {
         YNode seq = YNode::Seq();
         for (const auto& k : ks) seq.push(YNode::Str(k));
         m.set("ssh_keys", seq);

@@ -34,7 +34,10 @@ std::vector<Probe> InitProbes(long long uid_min, long long uid_max) {
            "'test -e \"$1\" || test -L \"$1\" || exit 3; test -f \"$1\" || exit 4; test -r \"$1\" || exit 5; "
            "head -c \"$2\" -- \"$1\" | base64 -w0' sh \"$h/.ssh/authorized_keys\" \"$max\" </dev/null 2>/dev/null)");
   keys.raw("  rc=$?");
-  keys.raw("  printf 'K %s %s %s %s\\n' \"$u\" \"$(printf %s \"$n\" | base64 -w0)\" \"$rc\" \"$k\"");
+  // Mode and owner of the file and of ~/.ssh, as the user too (stat does not follow the file itself).
+  keys.raw("  m=$(setpriv --reuid=\"$u\" --regid=\"$g\" --clear-groups -- stat -c '%a %U %G %F' -- "
+           "\"$h/.ssh/authorized_keys\" \"$h/.ssh\" </dev/null 2>/dev/null | head -c 1024 | base64 -w0)");
+  keys.raw("  printf 'K %s %s %s %s %s\\n' \"$u\" \"$(printf %s \"$n\" | base64 -w0)\" \"$rc\" \"$k\" \"$m\"");
   keys.raw("done");
   out.push_back({"init:keys", keys.str()});
   // Root-owned files: "F B64(PATH) B64(CONTENT)", only regular files in root-only directories.
@@ -81,14 +84,17 @@ void ParseInitResults(const ProbeResults& results, NodeScan& scan) {
     for (const auto& line : SplitLines(p->out)) {
       auto w = Split(line, ' ');
       bool ok = false;
-      if (w.size() == 5 && w[0] == "K" && !w[3].empty() && w[3].size() < 4 &&
+      if (w.size() == 6 && w[0] == "K" && !w[3].empty() && w[3].size() < 4 &&
           w[3].find_first_not_of("0123456789") == std::string::npos) {
         bool ok1 = false, ok2 = false;
-        std::string name = Base64Decode(w[2], &ok1), content = Base64Decode(w[4], &ok2);
-        if (ok1 && ok2 && !name.empty()) {
+        bool ok3 = false;
+        std::string name = Base64Decode(w[2], &ok1), content = Base64Decode(w[4], &ok2), meta = Base64Decode(w[5], &ok3);
+        if (ok1 && ok2 && ok3 && !name.empty()) {
           ScannedKeys k;
           k.rc = std::stoi(w[3]);
           k.content = k.rc == 0 ? content : "";
+          auto lines = SplitLines(meta);
+          if (lines.size() == 2) k.file_meta = lines[0], k.dir_meta = lines[1];
           scan.keys[name] = k;
           ok = true;
         }

@@ -27,6 +27,9 @@ const std::vector<std::string>& InitFilePatterns();
 struct ScannedKeys {
   int rc = 3;           // 0 read, 3 absent, 4 not a regular file, 5 unreadable as the user, other: failed
   std::string content;  // at most kInitMaxKeysFile + 1 bytes (one more means: too large)
+  // `stat -c '%a %U %G %F'` of the file and of ~/.ssh ("600 alice alice regular file", "700 alice alice directory");
+  // empty when not both could be read.
+  std::string file_meta, dir_meta;
 };
 
 struct NodeScan {

@@ -78,6 +78,8 @@ void PrepareLab(const Sandbox& sbx) {
     Exec(sbx, n, "gpasswd -M alice,bob,carol gpu-users >/dev/null && gpasswd -a alice sudo >/dev/null");
     AddKey(sbx, n, "alice", kKeyAlice);
     AddKey(sbx, n, "bob", kKeyBob);
+    AddKey(sbx, n, "gina", kKeyBob);
+    Exec(sbx, n, "chmod 0644 /home/gina/.ssh/authorized_keys");  // common, and not labfleet's 0600
     // alice uses rootless Docker: the range labfleet derives from her uid (100000 + (2001 - 1000) * 65536).
     Exec(sbx, n, "echo alice:65701536:65536 >>/etc/subuid && echo alice:65701536:65536 >>/etc/subgid");
     Exec(sbx, n, "apt-mark hold bash >/dev/null");  // in the node's own dpkg database (its overlay)
@@ -145,6 +147,7 @@ TEST_SUITE("integration-init") {
     CHECK(unmanaged.find("nas:/mnt/HDD/home /home nfs vers=4.2,hard,noatime") != std::string::npos);
     CHECK(unmanaged.find("nas:/mnt/SSD/public") != std::string::npos);
     CHECK(unmanaged.find("http-proxy.conf on node3") != std::string::npos);
+    CHECK(unmanaged.find("authorized_keys of gina is 644 gina gina regular file on node1") != std::string::npos);
 
     // The inventory says what the nodes are.
     const std::string users = ReadFile(fs::path(out1) / "users/users.yaml");

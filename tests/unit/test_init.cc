@@ -51,8 +51,8 @@ std::vector<NodeScan> Lab() {
   auto c = Node("n3", 2203, common + "bob:x:2012:2012:Bob:/home/bob:/usr/bin/zsh\n",
                 "alice:x:2001:\nbob:x:2012:\ngpu-users:x:3000:alice\n");
   for (auto* s : {&a, &b, &c}) {
-    s->keys["alice"] = {0, std::string(kKeyA) + "\n"};
-    s->keys["bob"] = {0, "# bob's keys\n" + std::string(kKeyB) + "\n"};
+    s->keys["alice"] = {0, std::string(kKeyA) + "\n", "600 alice alice regular file", "700 alice alice directory"};
+    s->keys["bob"] = {0, "# bob's keys\n" + std::string(kKeyB) + "\n", "600 bob bob regular file", "700 bob bob directory"};
     s->keys["carol"] = {3, ""};
     s->files["/etc/hosts"] = Hosts("10.0.1.70 nas nas.lab\n");
     s->files["/etc/subuid"] = s->files["/etc/subgid"] = "alice:65701536:65536\n";
@@ -389,6 +389,23 @@ TEST_SUITE("init") {
     CHECK(inv.user("lee")->primary_group.empty());
   }
 
+  TEST_CASE("authorized_keys whose mode or owner is not labfleet's is found, not managed (apply would change it)") {
+    auto a = Node("n1", 22, "mia:x:2500:2500::/home/mia:/bin/bash\n", "mia:x:2500:\n");
+    a.keys["mia"] = {0, std::string(kKeyA) + "\n", "644 mia mia regular file", "700 mia mia directory"};
+    InitResult r = BuildInventory({a}, {});
+    CHECK(r.files["users/users.yaml"].find("ssh_keys") == std::string::npos);
+    REQUIRE(r.unmanaged.size() == 1);
+    CHECK(r.unmanaged[0].find("authorized_keys of mia is 644 mia mia regular file on n1") == 0);
+    a.keys["mia"] = {0, std::string(kKeyA) + "\n", "600 mia mia regular file", "777 mia mia symbolic link"};
+    r = BuildInventory({a}, {});
+    REQUIRE(r.unmanaged.size() == 1);
+    CHECK(r.unmanaged[0].find("symbolic link") != std::string::npos);
+    a.keys["mia"] = {0, std::string(kKeyA) + "\n", "600 mia mia regular file", "700 mia mia directory"};
+    r = BuildInventory({a}, {});
+    CHECK(r.unmanaged.empty());
+    CHECK(r.files["users/users.yaml"].find("ssh_keys") != std::string::npos);
+  }
+
   TEST_CASE("sshd: a drop-in in labfleet's form is managed, a hand-written one is found and not managed") {
     auto a = Node("n1", 22, "", ""), b = Node("n2", 2222, "", "");
     a.files["/etc/ssh/sshd_config.d/60-lab.conf"] = b.files["/etc/ssh/sshd_config.d/60-lab.conf"] =
@@ -439,8 +456,9 @@ TEST_SUITE("init") {
     pr["getent-shadow"] = {0, ""};
     pr["init:hostname"] = {0, "node1\n"};
     pr["init:gpus"] = {0, "2\n"};
-    pr["init:keys"] = {0, "K 2001 " + Base64Encode("alice") + " 0 " + Base64Encode(std::string(kKeyA) + "\n") +
-                              "\nK 2002 " + Base64Encode("bob") + " 3 \nF forged line\n"};
+    pr["init:keys"] = {0, "K 2001 " + Base64Encode("alice") + " 0 " + Base64Encode(std::string(kKeyA) + "\n") + " " +
+                              Base64Encode("600 alice alice regular file\n700 alice alice directory\n") +
+                              "\nK 2002 " + Base64Encode("bob") + " 3  \nF forged line\n"};
     pr["init:files"] = {0, "F " + Base64Encode("/etc/hosts") + " " + Base64Encode("x\nF y z\n") + "\nF " +
                                Base64Encode("/root/secret") + " " + Base64Encode("s") + "\n"};
     ParseInitResults(pr, s);
@@ -448,6 +466,8 @@ TEST_SUITE("init") {
     CHECK(s.gpus == 2);
     CHECK(s.keys["alice"].rc == 0);
     CHECK(s.keys["alice"].content == std::string(kKeyA) + "\n");
+    CHECK(s.keys["alice"].file_meta == "600 alice alice regular file");
+    CHECK(s.keys["alice"].dir_meta == "700 alice alice directory");
     CHECK(s.keys["bob"].rc == 3);
     CHECK(s.files.size() == 1);
     CHECK(s.files["/etc/hosts"] == "x\nF y z\n");
