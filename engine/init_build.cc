@@ -879,6 +879,21 @@ InitResult BuildInventory(std::vector<NodeScan> scans, const InitOptions& opts) 
   std::map<std::string, YNode> node_settings;
   for (const auto& n : all) node_settings.emplace(n, YNode::Map());
   auto text = [](const YNode& v) { return EmitYaml(OneKey("v", v)); };
+  // What every GPU node (at least two) has the same, and only they or also others with their own value: the group
+  // `gpu` (merged after lab.defaults, before the node), else each node keeps its own.
+  YNode gpu_group = YNode::Map();
+  std::vector<std::string> gpu_nodes;
+  for (const auto& s : scans)
+    if (s.gpus > 0) gpu_nodes.push_back(s.name);
+  auto place = [&](const std::string& key, const std::map<std::string, YNode>& assign) {
+    bool shared = gpu_nodes.size() >= 2;
+    for (const auto& n : gpu_nodes)
+      shared = shared && assign.count(n) && text(assign.at(n)) == text(assign.at(gpu_nodes.front()));
+    if (shared) gpu_group.set(key, assign.at(gpu_nodes.front()));
+    for (const auto& [n, val] : assign)
+      if (!shared || std::find(gpu_nodes.begin(), gpu_nodes.end(), n) == gpu_nodes.end())
+        node_settings.at(n).set(key, val);
+  };
   auto factor = [&](Setting& st, bool policy) {
     if (st.by_node.empty()) return;
     Vote v;
@@ -907,10 +922,12 @@ InitResult BuildInventory(std::vector<NodeScan> scans, const InitOptions& opts) 
         defaults.set(st.key, by_text.at(v.winner()));
         return;
       }
-      for (auto& [n, val] : st.by_node) node_settings.at(n).set(st.key, by_text.at(v.winner()));
+      std::map<std::string, YNode> assign;
+      for (auto& [n, val] : st.by_node) assign.emplace(n, by_text.at(v.winner()));
+      place(st.key, assign);
       return;
     }
-    for (auto& [n, val] : st.by_node) node_settings.at(n).set(st.key, val);
+    place(st.key, st.by_node);
   };
   factor(packages, false);
   factor(hosts, false);
@@ -990,7 +1007,7 @@ InitResult BuildInventory(std::vector<NodeScan> scans, const InitOptions& opts) 
   r.files["nodes.yaml"] = EmitYaml(OneKey("nodes", nodes), from);
   if (any_gpu) {
     YNode groups = YNode::Map();
-    groups.set("gpu", YNode::Map(), "Nodes with NVIDIA GPUs (/dev/nvidiaN). Settings they share go here.");
+    groups.set("gpu", gpu_group, "Nodes with NVIDIA GPUs (/dev/nvidiaN). Settings they share go here.");
     r.files["groups.yaml"] = EmitYaml(OneKey("groups", groups), from);
   }
   if (!user_groups.empty())

@@ -406,6 +406,25 @@ TEST_SUITE("init") {
     CHECK(r.files["users/users.yaml"].find("ssh_keys") != std::string::npos);
   }
 
+  TEST_CASE("what the GPU nodes share (and the others lack) goes to the group gpu") {
+    auto a = Node("g1", 22, "", ""), b = Node("g2", 2222, "", ""), c = Node("login", 2223, "", "");
+    a.gpus = b.gpus = 8;
+    for (auto* s : {&a, &b}) s->files["/etc/docker/daemon.json"] = R"({"data-root": "/local/docker"})";
+    for (auto* s : {&a, &b, &c}) s->files["/etc/hosts"] = Hosts("10.0.1.70 nas\n");
+    InitResult r = BuildInventory({a, b, c}, {});
+    Findings f;
+    Inventory inv = Load(r, f);
+    REQUIRE(!f.has_errors());
+    const GroupDef* gpu = inv.group("gpu");
+    REQUIRE(gpu);
+    CHECK(gpu->raw.find("docker")->find("data_root")->str() == "/local/docker");
+    CHECK(!inv.node("g1")->raw.find("docker"));
+    CHECK(!inv.node("login")->raw.find("docker"));
+    CHECK(inv.settings(*inv.node("g2")).find("docker"));
+    CHECK(!inv.settings(*inv.node("login")).find("docker"));
+    CHECK(inv.lab.find("defaults")->find("hosts"));
+  }
+
   TEST_CASE("sshd: a drop-in in labfleet's form is managed, a hand-written one is found and not managed") {
     auto a = Node("n1", 22, "", ""), b = Node("n2", 2222, "", "");
     a.files["/etc/ssh/sshd_config.d/60-lab.conf"] = b.files["/etc/ssh/sshd_config.d/60-lab.conf"] =
