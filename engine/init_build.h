@@ -8,11 +8,13 @@
 // - a user present on only some nodes gets `on: [those nodes]`;
 // - groups: every group a human account is in, every primary group that is not the account's personal group, and
 //   every group with a gid in the range; gid < 1000 means `system: true` (membership only);
-// - what every node has in the same form (the /etc/hosts block, labfleet's fstab block) goes to lab.defaults,
-//   otherwise it stays on each node;
+// - held packages, the /etc/hosts block and labfleet's fstab block are facts of each node: the same on every
+//   node -> lab.defaults, the same on every GPU node (two or more) -> the group `gpu`, otherwise on each node;
+// - daemon.json (+ labfleet's proxy drop-in) and the sshd drop-in are lab policy: variants are Conflicts and the
+//   majority is written (lab.defaults when every node has one, else to each node that has one, or the group gpu);
 // - what is found but cannot be expressed exactly (a hand-written fstab line, /etc/hosts lines outside labfleet's
-//   block, an authorized_keys with options or comments, a hand-written sshd drop-in, Docker settings) is not
-//   written as a setting (the first plan would change it); it is listed in CONFLICTS.md under "Found, not
+//   block, an authorized_keys with options, comments or another mode, a hand-written sshd drop-in, daemon.json
+//   values the docker settings cannot hold, other Docker drop-ins, the NVIDIA driver) is not written as a setting (the first plan would change it); it is listed in CONFLICTS.md under "Found, not
 //   managed yet", with how to hand it over;
 // - a value that fails the inventory's own syntax checks is not written; `skipped` says which and why;
 // - every string reaches YAML through EmitYaml (engine/init_yaml.h); output is sorted and has no timestamps, so

@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <regex>
 
+#include "engine/syntax.h"
+
 namespace labfleet {
 
 YNode& YNode::set(std::string key, YNode v, std::string comment) {
@@ -114,7 +116,7 @@ void Comment(std::string& out, const std::string& text, int indent) {
     size_t nl = text.find('\n', p);
     std::string line = text.substr(p, nl == std::string::npos ? std::string::npos : nl - p);
     Indent(out, indent);
-    out += line.empty() ? "#\n" : "# " + line + "\n";
+    out += line.empty() ? "#\n" : "# " + EscapeControls(line) + "\n";
     if (nl == std::string::npos) break;
     p = nl + 1;
   }

@@ -146,8 +146,11 @@ TEST_SUITE("init") {
     lab.set("list", list);
     lab.set("empty", YNode::Seq());
     lab.set("flag", YNode::Bool(false));
+    lab.set("commented", YNode::Int(1), "a comment with a carriage return\r\x1b[2Jkey: injected");
     std::string text = EmitYaml(root, "header # x");
     CHECK(text.rfind("# header # x\n", 0) == 0);
+    CHECK(text.find('\r') == std::string::npos);
+    CHECK(text.find('\x1b') == std::string::npos);
     Findings f;
     Value doc = ParseYaml(text, "t.yaml", f);
     REQUIRE_MESSAGE(f.items().empty(), text);
@@ -159,6 +162,8 @@ TEST_SUITE("init") {
     CHECK(l->find("list")->items()[0].find("n")->as_int() == 7);
     CHECK(l->find("empty")->items().empty());
     CHECK(l->find("flag")->as_bool() == false);
+    CHECK(!l->find("key"));  // the comment added no key
+    CHECK(l->find("commented")->as_int() == 1);
   }
 
   TEST_CASE("accounts: majority values, on: for a subset, groups, and every disagreement with its fix") {
