@@ -86,6 +86,10 @@ void PrepareLab(const Sandbox& sbx) {
     Exec(sbx, n,
          "printf '%s\\n' 'nas:/mnt/HDD/home /home nfs vers=4.2,hard,noatime 0 0' "
          "'nas:/mnt/SSD/public /media/public nfs ro,fsc 0 0' >>/etc/fstab");
+    // ... and a mount labfleet already manages (its block), whose mount point exists.
+    Exec(sbx, n,
+         "mkdir -p /srv/scratch && printf '%s\\n' '# BEGIN labfleet mounts: edits inside are overwritten' "
+         "'nas:/mnt/SSD/scratch /srv/scratch nfs4 ro,noatime 0 0' '# END labfleet mounts' >>/etc/fstab");
     Exec(sbx, n,
          "printf '%s\\n' '# BEGIN labfleet managed block: edits inside are overwritten' '10.0.1.66 master' "
          "'10.0.1.70 nas nas.cvgl.lab' '# END labfleet managed block' >>/etc/hosts");
@@ -166,6 +170,8 @@ TEST_SUITE("integration-init") {
     CHECK(lab.find("PasswordAuthentication: \"no\"") != std::string::npos);
     CHECK(lab.find("sshd_dropin: /etc/ssh/sshd_config.d/60-lab.conf") != std::string::npos);
     CHECK(lab.find("bash: held") != std::string::npos);
+    CHECK(lab.find("- { source: \"nas:/mnt/SSD/scratch\", target: /srv/scratch, type: nfs4, options: [ro, noatime] }") !=
+          std::string::npos);
     CHECK(nodes.find("host_key:") != std::string::npos);
     CHECK(nodes.find("docker:") != std::string::npos);  // node1 and node2 only: each keeps its own
     CHECK(lab.find("docker:") == std::string::npos);
