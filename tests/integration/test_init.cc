@@ -229,3 +229,18 @@ TEST_SUITE("integration-init") {
     CHECK(again.err.find("not an empty directory") != std::string::npos);
   }
 }
+
+TEST_SUITE("integration-init") {
+  TEST_CASE("a node that cannot be reached: nothing is written, exit 4, the node and the reason are named") {
+    ScratchDir scratch;
+    const std::string out = (scratch.path / "inv").string();
+    // Port 1 on loopback: nothing listens there, the connection is refused at once.
+    auto r = Cli({"init", "--nodes", "127.0.0.1:1", "-o", out, "--connect-timeout", "5", "--known-hosts",
+                  (scratch.path / "known_hosts").string()});
+    INFO(r.out << r.err);
+    CHECK(r.rc == 4);
+    CHECK(r.err.find("127.0.0.1") != std::string::npos);
+    CHECK(r.err.find("nothing written") != std::string::npos);
+    CHECK(!fs::exists(out));
+  }
+}
