@@ -146,6 +146,10 @@ int Run(CommandContext& ctx, InitArgs& a) {
     rep.error("init: give the nodes to read with --nodes HOST[:PORT],... or --from nodes.yaml (one of them)");
     return kExitUsage;
   }
+  if (a.output.empty()) {
+    rep.error("init: -o DIR must name a new directory for the inventory");
+    return kExitUsage;
+  }
   std::error_code ec;
   if (fs::exists(a.output, ec) && !(fs::is_directory(a.output, ec) && fs::is_empty(a.output, ec))) {
     rep.error("init: " + a.output + " exists and is not an empty directory; give a new directory with -o (init never "

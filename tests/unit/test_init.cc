@@ -535,6 +535,7 @@ TEST_SUITE("init") {
     CHECK(port.rc == 3);
     auto name = Init({"-o", dir, "--nodes", "a", "--lab-name", "a: b"});
     CHECK(name.rc == 3);
+    CHECK(Init({"-o", "", "--nodes", "a"}).rc == 3);
     auto from = Init({"-o", dir, "--from", "/nonexistent-labfleet-init-test/nodes.yaml"});
     CHECK(from.rc == 3);
     CHECK(from.err.find("cannot read --from") != std::string::npos);
