@@ -244,3 +244,25 @@ TEST_SUITE("integration-init") {
     CHECK(!fs::exists(out));
   }
 }
+
+TEST_SUITE("integration-init") {
+  TEST_CASE("nodes behind a jump host: the written ssh settings reach them again (init's own check plans them)") {
+    Sandbox sbx({.nodes = 1, .login = true});
+    ScratchDir scratch;
+    const std::string out = (scratch.path / "inv").string();
+    auto r = Cli({"init", "--from", sbx.dir() + "/nodes.yaml", "-o", out, "--known-hosts", sbx.known_hosts(),
+                  "--format", "json"});
+    INFO(r.out << r.err);
+    REQUIRE(r.rc == 0);
+    auto j = r.json();
+    CHECK(j["nodes"] == nlohmann::json({"login", "node1"}));
+    CHECK(j["check"]["problems"].empty());
+    const std::string nodes = ReadFile(fs::path(out) / "nodes.yaml");
+    INFO(nodes);
+    CHECK(nodes.find("jump: login") != std::string::npos);
+    auto plan = Cli({"--inventory", out, "plan", "--known-hosts", sbx.known_hosts(), "--format", "json"});
+    INFO(plan.out << plan.err);
+    CHECK((plan.rc == 0 || plan.rc == 2));
+    CHECK(plan.json()["summary"]["failed"] == 0);
+  }
+}
