@@ -9,9 +9,9 @@
 
 #include "engine/cli.h"
 #include "engine/finding.h"
-#include "engine/init_build.h"
-#include "engine/init_scan.h"
-#include "engine/init_yaml.h"
+#include "modules/facts/init_build.h"
+#include "modules/facts/init_scan.h"
+#include "modules/facts/init_yaml.h"
 #include "engine/inventory.h"
 #include "engine/reporter.h"
 #include "engine/shell.h"

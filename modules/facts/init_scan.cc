@@ -1,9 +1,9 @@
-#include "engine/init_scan.h"
+#include "modules/facts/init_scan.h"
 
-#include "engine/accounts.h"
-#include "engine/accounts_probe.h"
-#include "engine/nvidia_facts.h"
-#include "engine/package_facts.h"
+#include "modules/facts/accounts.h"
+#include "modules/facts/accounts_probe.h"
+#include "modules/facts/nvidia_facts.h"
+#include "modules/facts/package_facts.h"
 #include "engine/shell.h"
 #include "engine/text.h"
 
@@ -17,7 +17,7 @@ const std::vector<std::string>& InitFilePatterns() {
 }
 
 std::vector<Probe> InitProbes(long long uid_min, long long uid_max) {
-  std::vector<Probe> out = {PasswdProbe(), GroupProbe(), ShadowProbe()};
+  std::vector<Probe> out = {kPasswd.probe(), kGroup.probe(), kShadow.probe()};
   out.push_back({"init:hostname", "head -c 256 /proc/sys/kernel/hostname"});
   out.push_back(AptMarkShowholdProbe());
   out.push_back(ProcDriverVersionProbe());

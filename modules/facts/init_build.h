@@ -24,7 +24,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/init_scan.h"
+#include "modules/facts/init_scan.h"
 
 namespace labfleet {
 

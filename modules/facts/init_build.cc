@@ -1,16 +1,16 @@
-#include "engine/init_build.h"
+#include "modules/facts/init_build.h"
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
 
-#include "engine/accounts.h"
+#include "modules/facts/accounts.h"
 #include "engine/cidr.h"
-#include "engine/init_yaml.h"
+#include "modules/facts/init_yaml.h"
 #include "engine/inventory.h"
-#include "engine/nvidia_facts.h"
-#include "engine/package_facts.h"
+#include "modules/facts/nvidia_facts.h"
+#include "modules/facts/package_facts.h"
 #include "engine/shell.h"
 #include "engine/syntax.h"
 #include "engine/text.h"

@@ -1,4 +1,4 @@
-#include "engine/init_yaml.h"
+#include "modules/facts/init_yaml.h"
 
 #include <cstdio>
 #include <regex>
