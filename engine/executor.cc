@@ -319,6 +319,11 @@ std::string BuildApplyScript(const NodePlan& plan, const ApplyOptions& opts, con
     s.raw("[ $rc -eq 0 ] || exit 1");
   }
   if (!owed.empty()) write_pending(still_deferred);
+  for (const auto& rec : plan.records) {
+    s.raw("( set -e");
+    s.raw(rec.command);
+    s.raw(") </dev/null 2>&1 || exit 1");
+  }
   FileSpec state{std::string(kStateDir) + "/state.json", state_json, 0644, "root", "root"};
   Change record;
   record.kind = Change::Kind::PutFile;
@@ -440,7 +445,8 @@ NodeApplyResult ApplyNode(const Inventory& inv, const NodeDef& node, const NodeP
   res.node = node.name;
   // Nothing to change, nothing held back, and the node's record already says this commit and these settings:
   // no second session (the plan's was the only one), no lock, no rewrite of state.json.
-  if (plan.changes.empty() && plan.deferred.empty() && StateRecordCurrent(plan.recorded_state, inv, node, opts))
+  if (plan.changes.empty() && plan.deferred.empty() && plan.records.empty() &&
+      StateRecordCurrent(plan.recorded_state, inv, node, opts))
     return res;
   // `part`: what this round trip runs. The first has every change; after a change failed on shadow-utils' lock,
   // the next has that change and the ones after it (and every handler: none ran yet).
@@ -561,6 +567,7 @@ NodeApplyResult ApplyNode(const Inventory& inv, const NodeDef& node, const NodeP
     for (const auto& c : plan.deferred) res.deferred.push_back(DeferredLine(plan, c));
     size_t non_notify = 0;
     for (const auto& c : plan.changes) non_notify += c.kind != Change::Kind::Notify;
+    for (const auto& rec : plan.records) res.notes.push_back("recorded " + rec.what);
     if (non_notify == 0 && res.handlers_run.empty()) {
       res.status = NodeApplyResult::Status::Unchanged;
       return res;

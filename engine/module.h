@@ -142,6 +142,14 @@ struct DiffResult {
   // Things the admin must see whether or not anything changes ("reboot pending: kernel module 535.104.05
   // loaded, userspace 535.183.01 installed"); `plan`, `apply` and `status` print them under the node.
   std::vector<std::string> warnings;
+  // labfleet's own bookkeeping on the node that changes nothing there (an account that already matches is
+  // recorded in managed-users: "adopted"). Not a change: plan stays empty for it; the next apply that runs on
+  // the node runs it (a converged node with records pending gets its apply session for them).
+  struct Record {
+    std::string what;     // "user alice: adopted (recorded as managed by labfleet)"
+    std::string command;  // built with Cmd/Script
+  };
+  std::vector<Record> records;
 };
 
 // A file a module writes whole (or keeps a block of) on a node: a `files:` entry for the same path would make

@@ -42,6 +42,8 @@ nlohmann::json NodePlanToJson(const NodePlan& p) {
   for (const auto& w : p.warnings) j["warnings"].push_back({{"resource", w.resource}, {"warning", w.text}});
   j["notes"] = nlohmann::json::array();
   for (const auto& n : p.notes) j["notes"].push_back({{"resource", n.resource}, {"note", n.text}});
+  j["records"] = nlohmann::json::array();
+  for (const auto& rec : p.records) j["records"].push_back(rec.what);
   return j;
 }
 
@@ -81,6 +83,7 @@ void PrintPlanText(Reporter& rep, const NodePlan& p) {
   auto deferred = [&] {
     for (const auto& c : p.deferred) rep.line("  " + DeferredLine(p, c) + " (--force overrides, --drain waits)");
     for (const auto& w : p.warnings) rep.line("  ! " + w.text + " (" + w.resource + ")");
+    for (const auto& rec : p.records) rep.line("  = " + rec.what + " at the next apply");
   };
   if (p.changes.empty()) {
     rep.line(p.node + ": no changes (" + Counted(p.resources, "resource", "resources") + " up to date)");

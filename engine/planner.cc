@@ -200,6 +200,7 @@ static NodePlan DiffAll(const NodeContext& ctx,
       DiffResult d = m->diff(ctx, r, results);
       if (!d.error.empty()) plan.error += (plan.error.empty() ? "" : "; ") + r.id + ": " + d.error;
       for (auto& w : d.warnings) plan.warnings.push_back({r.id, std::move(w)});
+      for (auto& rec : d.records) plan.records.push_back(std::move(rec));
       if (d.changes.empty()) {
         plan.notes.push_back({r.id, d.noop});
       } else {

@@ -49,6 +49,7 @@ struct NodePlan {
   // The node's /var/lib/labfleet/state.json as the probe read it ("" when absent): a no-op apply whose record
   // would not change sends nothing to the node (ApplyNode).
   std::string recorded_state;
+  std::vector<DiffResult::Record> records;  // bookkeeping the next apply writes (DiffResult::records); not changes
   int resources = 0;
   bool empty() const { return changes.empty(); }
 };

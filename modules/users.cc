@@ -248,13 +248,19 @@ class UsersModule : public Module {
       command += (command.empty() ? "" : "\n") + SetPassword(u.name, u.password_hash);
       secret = true;
     }
-    if (!managed.count(u.name)) {
+    const bool adopt = !managed.count(u.name);
+    if (what.empty()) {
+      DiffResult d = Noop("nothing to do because user " + u.name + " matches (uid " + uid + ", " +
+                          Counted(u.groups.size(), "group", "groups") + ")" +
+                          (adopt ? "; the next apply records it as managed by labfleet (adopted)" : ""));
+      // An account made by hand that already matches is adopted without a change: only managed-users learns it.
+      if (adopt) d.records.push_back({"user " + u.name + ": adopted (recorded as managed by labfleet)", RegisterManaged(u.name)});
+      return d;
+    }
+    if (adopt) {
       what.push_back("adopted: now managed by labfleet");
       command += (command.empty() ? "" : "\n") + RegisterManaged(u.name);
     }
-    if (what.empty())
-      return Noop("nothing to do because user " + u.name + " matches (uid " + uid + ", " +
-                  Counted(u.groups.size(), "group", "groups") + ")");
     Change c;
     c.sign = '~';
     c.summary = "user " + u.name + " (" + Join(what, ", ") + ")";
