@@ -17,7 +17,8 @@
 //      (appended when absent); every other byte of the file is kept. Compared by fields, so whitespace is not
 //      a change. The PutFile's verify runs `findmnt --verify --tab-file` on labfleet's block only (a broken
 //      line of the admin's must not block labfleet, and is not labfleet's to judge); a failure restores the
-//      previous fstab. A line outside the block for a target labfleet manages is a conflict (no double entries).
+//      previous fstab. A line outside the block for a target labfleet manages is adopted into the block when it
+//      is exactly the wanted entry, else a conflict (no double entries).
 //      On a systemd node, `systemctl daemon-reload` (handler) so the generated units follow the new fstab;
 //   4. mount_now: `mount TARGET` (automount entries on systemd nodes: start the .automount unit) after fstab is
 //      written. A failure never fails the apply: it is printed, recorded in /var/lib/labfleet/mount-now/
@@ -437,11 +438,40 @@ class MountsModule : public Module {
     if (!v.error.empty()) return Failure(v.error);
     std::set<std::string> ours;
     for (const auto& e : w.entries) ours.insert(e.target);
-    for (const auto& o : v.outside)
-      if (ours.count(StripSlash(o.entry.target)))
+    // A line outside the block for a target labfleet manages: the very entry the inventory asks for (written by
+    // hand before labfleet) is adopted, moved into the block (the mount itself is untouched); any other is a
+    // conflict (one target, one entry).
+    std::set<size_t> adopt;
+    std::vector<std::string> adopted;
+    for (const auto& o : v.outside) {
+      if (!ours.count(StripSlash(o.entry.target))) continue;
+      FstabEntry mine = o.entry;
+      mine.target = StripSlash(mine.target);
+      bool identical = false;
+      for (const auto& e : w.entries) identical |= e == mine;
+      if (!identical)
         return Failure("line " + std::to_string(o.line) + " of /etc/fstab (outside labfleet's block) already mounts " +
                        o.entry.target + ": '" + o.text + "'; delete that line on the node or take " + o.entry.target +
                        " out of the inventory (one target, one entry)");
+      adopt.insert(o.line);
+      adopted.push_back("line " + std::to_string(o.line) + " " + mine.target);
+    }
+    if (!adopt.empty()) {
+      std::string kept;
+      size_t n = 0, pos = 0;
+      while (pos < live.content.size()) {
+        size_t nl = live.content.find('\n', pos);
+        size_t end = nl == std::string::npos ? live.content.size() : nl + 1;
+        if (!adopt.count(++n)) kept += live.content.substr(pos, end - pos);
+        pos = end;
+      }
+      FstabView kv = ParseFstab(kept);
+      if (!kv.error.empty()) return Failure(kv.error);
+      FileSpec want{kFstab, FstabWithBlock(kept, kv, w.entries), live.mode, live.owner, live.group};
+      return DiffFile(want, live, "fstab block in /etc/fstab (" + Counted(w.entries.size(), "mount", "mounts") +
+                                      "; adopted into labfleet's block, as written by hand: " + Join(adopted, ", ") +
+                                      "; nothing is remounted)");
+    }
     bool same = v.has_block ? v.block == w.entries && v.block_garbage == 0 : w.entries.empty();
     if (same && !live.exists) return Noop("nothing to do because there is no /etc/fstab and no mount to write");
     FileSpec want{kFstab, same ? live.content : FstabWithBlock(live.content, v, w.entries),

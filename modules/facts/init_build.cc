@@ -799,8 +799,10 @@ InitResult BuildInventory(std::vector<NodeScan> scans, const InitOptions& opts) 
     }
     if (const std::string* f = file(s, "/etc/fstab")) {
       std::vector<std::string> outside;
-      if (auto blk = Block(*f, kFstabBegin, kFstabEnd, &outside)) {
-        YNode list = YNode::Seq();
+      YNode list = YNode::Seq();
+      bool managed = true;
+      auto blk = Block(*f, kFstabBegin, kFstabEnd, &outside);
+      if (blk) {
         std::string why;
         for (const auto& l : *blk) {
           std::string t = TrimChars(l, " \t");
@@ -809,23 +811,37 @@ InitResult BuildInventory(std::vector<NodeScan> scans, const InitOptions& opts) 
           if (!e) break;
           list.push(*e);
         }
-        if (why.empty()) mounts.by_node.emplace(s.name, list);
-        else found(s.name, "the labfleet block of /etc/fstab on {nodes}: " + why + "; not managed");
+        if (!why.empty()) {
+          found(s.name, "the labfleet block of /etc/fstab on {nodes}: " + why + "; not managed");
+          managed = false;
+        }
       }
+      // NFS lines written by hand become mounts: too; the first apply moves each, unchanged, into labfleet's block
+      // (the mounts module adopts an identical line; nothing is remounted). Listed in CONFLICTS.md.
+      std::vector<std::string> adopted;
       for (const auto& l : outside) {
         auto w = SplitWords(l, " \t");
         if (w.size() < 3 || w[0][0] == '#' || (w[2] != "nfs" && w[2] != "nfs4")) continue;
-        std::string why, yaml;
-        if (auto e = MountEntry(l, why)) {
-          YNode list = YNode::Seq();
+        std::string why;
+        // fsc makes the mounts module manage cachefilesd too (package, RUN=yes, service): not a plain adoption.
+        bool fsc = false;
+        if (w.size() > 3)
+          for (const auto& opt : Split(w[3], ',')) fsc |= opt == "fsc";
+        if (fsc) why = "its fsc option makes labfleet manage cachefilesd as well; give it as a mounts: setting to hand it over";
+        if (auto e = managed && !fsc ? MountEntry(l, why) : std::nullopt) {
           list.push(*e);
-          for (const auto& yl : SplitLines(EmitYaml(OneKey("mounts", list)))) yaml += "      " + yl + "\n";
+          adopted.push_back("`" + Show(l) + "`");
+        } else {
+          found(s.name, "NFS mount in /etc/fstab on {nodes}, outside labfleet's block: `" + Show(l) + "`; not managed" +
+                            (why.empty() ? std::string() : " (" + why + ")"));
         }
-        found(s.name, "NFS mount in /etc/fstab on {nodes}, outside labfleet's block: `" + Show(l) +
-                              "`. To manage it, move the line between '" + kFstabBegin + "' and '" + kFstabEnd +
-                              "' in /etc/fstab and run init again, or delete the line and give it as a setting" +
-                              (yaml.empty() ? std::string(" (" + why + ")") : ":\n\n      ```yaml\n" + yaml + "      ```"));
       }
+      if (!adopted.empty())
+        found(s.name, "/etc/fstab on {nodes}: " + Join(adopted, ", ") + " written by hand outside labfleet's block "
+                      "became mounts:; the first apply moves " + (adopted.size() == 1 ? "it" : "them") +
+                      ", unchanged, into labfleet's block (plan: `~ fstab block in /etc/fstab (...; adopted into "
+                      "labfleet's block ...)`); nothing is remounted");
+      if (managed && (blk || !list.items().empty())) mounts.by_node.emplace(s.name, list);
     }
     if (const std::string* f = file(s, "/etc/docker/daemon.json")) {
       std::string why;
@@ -1046,6 +1062,12 @@ void ClassifyPlan(const InitResult& r, const std::string& node, const std::vecto
     const std::string adopted = "(adopted: now managed by labfleet)";
     if (ch.resource.rfind("user:", 0) == 0 && ch.summary == "user " + ch.resource.substr(5) + " " + adopted) {
       check.adoptions.push_back(node + ": " + ch.resource.substr(5));
+      continue;
+    }
+    // NFS lines written by hand, moved unchanged into labfleet's block (CONFLICTS.md says so).
+    if (ch.resource == "mounts:/etc/fstab" && ch.summary.find("; adopted into labfleet's block, as written by hand: ") !=
+                                                   std::string::npos) {
+      check.listed.push_back(line);
       continue;
     }
     bool explained = false;

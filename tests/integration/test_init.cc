@@ -85,7 +85,7 @@ void PrepareLab(const Sandbox& sbx) {
     Exec(sbx, n, "apt-mark hold bash >/dev/null");  // in the node's own dpkg database (its overlay)
     Exec(sbx, n,
          "printf '%s\\n' 'nas:/mnt/HDD/home /home nfs vers=4.2,hard,noatime 0 0' "
-         "'nas:/mnt/SSD/public /media/public nfs ro,fsc 0 0' >>/etc/fstab");
+         "'nas:/mnt/SSD/public /media/public nfs ro,fsc 0 0' >>/etc/fstab && mkdir -p /media/public");
     // ... and a mount labfleet already manages (its block), whose mount point exists.
     Exec(sbx, n,
          "mkdir -p /srv/scratch && printf '%s\\n' '# BEGIN labfleet mounts: edits inside are overwritten' "
@@ -146,7 +146,7 @@ TEST_SUITE("integration-init") {
     CHECK(conflicts_md.find("`2013` on node3") != std::string::npos);
     // Only that disagreement, besides the host's own accounts that every node shares (the sandbox's overlay).
     for (const auto& c : j["conflicts"]) CHECK(c["subject"] == "user carol");
-    // The hand-written NFS lines are found and not managed (moving them into labfleet's block is the admin's call).
+    // The hand-written NFS lines become mounts:, and CONFLICTS.md says the first apply moves them into the block.
     std::string unmanaged = j["unmanaged"].dump();
     CHECK(unmanaged.find("nas:/mnt/HDD/home /home nfs vers=4.2,hard,noatime") != std::string::npos);
     CHECK(unmanaged.find("nas:/mnt/SSD/public") != std::string::npos);
@@ -187,7 +187,7 @@ TEST_SUITE("integration-init") {
     INFO(plan.out << plan.err);
     REQUIRE((plan.rc == 0 || plan.rc == 2));
     auto pj = plan.json();
-    size_t carol_changes = 0;
+    size_t carol_changes = 0, fstab_adoptions = 0;
     for (const auto& n : pj["plan"]) {
       CHECK(n.value("error", "") == "");
       for (const auto& c : n["changes"]) {
@@ -199,6 +199,11 @@ TEST_SUITE("integration-init") {
           CHECK(s.find(" 2013 -> 2003") != std::string::npos);
           continue;
         }
+        if (c["resource"] == "mounts:/etc/fstab" &&
+            s.find("; adopted into labfleet's block, as written by hand: line ") != std::string::npos) {
+          ++fstab_adoptions;  // listed: the hand-written NFS lines move, unchanged, into labfleet's block
+          continue;
+        }
         FAIL_CHECK("a change init's inventory should not cause: " << s);  // the promise: empty but the conflict
       }
       // Accounts made by hand that match are adopted without a change: bookkeeping the next apply records.
@@ -206,17 +211,9 @@ TEST_SUITE("integration-init") {
       for (const auto& rec : n["records"]) CHECK(rec.get<std::string>().find(": adopted (recorded as managed") != std::string::npos);
     }
     CHECK(carol_changes == 2);
-    // The first apply on a node with nothing to change records the adoptions (no change made), and the plan
-    // after it has nothing left to record.
-    auto ap = Cli({"--inventory", out1, "apply", "node1", "--yes", "--known-hosts", sbx.known_hosts(), "--format", "json"});
-    INFO(ap.out << ap.err);
-    CHECK(ap.rc == 0);
-    CHECK(ap.json()["apply"][0]["status"] == "unchanged");
-    CHECK(sbx.exec("node1", "grep -qx alice /var/lib/labfleet/managed-users").exit_code == 0);
-    auto after = Cli({"--inventory", out1, "plan", "node1", "--known-hosts", sbx.known_hosts(), "--format", "json"});
-    CHECK(after.rc == 0);
-    CHECK(after.json()["plan"][0]["records"].empty());
-    CHECK(after.json()["plan"][0]["changes"].empty());
+    CHECK(fstab_adoptions == 3);  // one per node: /home; /media/public has fsc (cachefilesd): found, not managed
+    CHECK(lab.find("target: /media/public") == std::string::npos);
+    CHECK(lab.find("target: /home") != std::string::npos);
     // The full name made of YAML and shell punctuation came back exactly: no change for frank anywhere but adoption.
     CHECK(users.find("frank") != std::string::npos);
 
@@ -240,6 +237,21 @@ TEST_SUITE("integration-init") {
     auto again = Cli({"init", "--from", sbx.dir() + "/nodes.yaml", "-o", out1, "--known-hosts", sbx.known_hosts()});
     CHECK(again.rc == 3);
     CHECK(again.err.find("not an empty directory") != std::string::npos);
+
+    // The first apply moves the hand-written fstab lines into the block and records the adopted accounts (their
+    // own records: no account changes); the plan after it has nothing left.
+    auto ap = Cli({"--inventory", out1, "apply", "node1", "--yes", "--known-hosts", sbx.known_hosts(), "--format", "json"});
+    INFO(ap.out << ap.err);
+    CHECK(ap.rc == 0);
+    CHECK(ap.json()["apply"][0]["status"] == "changed");  // the fstab lines moved into the block
+    CHECK(sbx.exec("node1", "grep -qx alice /var/lib/labfleet/managed-users").exit_code == 0);
+    // The hand-written lines now sit in labfleet's block, once each.
+    CHECK(Exec(sbx, "node1", "sed -n '/^# BEGIN labfleet mounts/,/^# END labfleet mounts/p' /etc/fstab | grep -c nas:") == "2\n");
+    CHECK(Exec(sbx, "node1", "grep -c '^nas:/mnt/HDD/home' /etc/fstab") == "1\n");
+    auto after = Cli({"--inventory", out1, "plan", "node1", "--known-hosts", sbx.known_hosts(), "--format", "json"});
+    CHECK(after.rc == 0);
+    CHECK(after.json()["plan"][0]["records"].empty());
+    CHECK(after.json()["plan"][0]["changes"].empty());
   }
 }
 

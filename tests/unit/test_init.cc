@@ -276,7 +276,7 @@ TEST_SUITE("init") {
     CHECK(BuildInventory({a}, o).users == 2);
   }
 
-  TEST_CASE("fstab: labfleet's block becomes mounts:, a hand-written NFS line is found and not managed") {
+  TEST_CASE("fstab: labfleet's block and hand-written NFS lines become mounts:; an fsc line is found, not managed") {
     auto a = Node("n1", 22, "", "");
     a.files["/etc/fstab"] =
         "UUID=1 / ext4 defaults 0 1\nnas:/mnt/HDD/home /home nfs vers=4.2,hard 0 0\n"
@@ -288,11 +288,20 @@ TEST_SUITE("init") {
     REQUIRE(!f.has_errors());
     const Value* m = inv.lab.find("defaults")->find("mounts");
     REQUIRE(m);
-    REQUIRE(m->items().size() == 1);
+    REQUIRE(m->items().size() == 2);
     CHECK(m->items()[0].find("target")->str() == "/data x");
     CHECK(m->items()[0].find("options")->items().size() == 2);
-    REQUIRE(r.unmanaged.size() == 1);
-    CHECK(r.unmanaged[0].find("nas:/mnt/HDD/home /home nfs vers=4.2,hard") != std::string::npos);
+    CHECK(m->items()[1].find("target")->str() == "/home");  // the hand-written line, adopted
+    CHECK(m->items()[1].find("source")->str() == "nas:/mnt/HDD/home");
+    REQUIRE(r.unmanaged.size() == 1);  // says the first apply moves it into the block
+    CHECK(r.unmanaged[0].find("`nas:/mnt/HDD/home /home nfs vers=4.2,hard 0 0` written by hand outside labfleet's "
+                              "block became mounts:") != std::string::npos);
+    // With fsc, labfleet would manage cachefilesd too: found and not managed.
+    a.files["/etc/fstab"] = "nas:/p /media/public nfs ro,fsc 0 0\n";
+    InitResult p = BuildInventory({a}, {});
+    REQUIRE(p.unmanaged.size() == 1);
+    CHECK(p.unmanaged[0].find("its fsc option makes labfleet manage cachefilesd") != std::string::npos);
+    CHECK(p.files["lab.yaml"].find("mounts") == std::string::npos);
   }
 
   TEST_CASE("a personal group whose gid is not the uid is declared; the same finding on two nodes is told once") {
@@ -309,9 +318,8 @@ TEST_SUITE("init") {
     CHECK(inv.user("hana")->primary_group == "hana");
     CHECK(inv.user_group("hana")->gid == 2020);
     REQUIRE(r.unmanaged.size() == 1);
-    CHECK(r.unmanaged[0].find("on n1, n2, outside") != std::string::npos);
-    CHECK(r.files["CONFLICTS.md"].find("mounts:\n        - { source: \"nas:/x\", target: /x, type: nfs4, options: [ro] }") !=
-          std::string::npos);
+    CHECK(r.unmanaged[0].find("/etc/fstab on n1, n2: `nas:/x /x nfs4 ro 0 0`") != std::string::npos);
+    CHECK(r.files["lab.yaml"].find("- { source: \"nas:/x\", target: /x, type: nfs4, options: [ro] }") != std::string::npos);
   }
 
   TEST_CASE("held packages become packages: held (same everywhere: lab.defaults); the NVIDIA driver is reported") {

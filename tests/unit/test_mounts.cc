@@ -303,6 +303,20 @@ TEST_SUITE("mounts") {
     CHECK(gone.changes[0].file.bytes == kAdmin);
   }
 
+  TEST_CASE("mounts: the same entry written by hand outside the block is adopted into it, the rest untouched") {
+    Inventory inv = Load({kHome, kScratch});
+    const std::string by_hand =
+        "nas:/export/home  /home/  nfs  vers=4.2,hard,noauto,x-systemd.automount,x-systemd.idle-timeout=600,_netdev  0 0\n";
+    Out o = Run(inv, Node(kAdmin + by_hand + "proc /proc proc defaults 0 0\n", 2));
+    CHECK(o.errors.empty());
+    REQUIRE(o.changes.size() == 1);
+    CHECK(o.changes[0].summary.find("adopted into labfleet's block, as written by hand: line 3 /home") != std::string::npos);
+    // The admin's other lines stay as they were, byte for byte; the adopted line now lives in the block.
+    CHECK(o.changes[0].file.bytes == kAdmin + "proc /proc proc defaults 0 0\n" + kBlock);
+    // Once adopted: converged.
+    CHECK(Run(inv, Node(kAdmin + "proc /proc proc defaults 0 0\n" + kBlock, 2)).changes.empty());
+  }
+
   TEST_CASE("mounts: conflicts are errors, not guesses") {
     Inventory inv = Load({kHome, kScratch});
     Out dup = Run(inv, Node(kAdmin + "nas:/old /home nfs defaults 0 0\n", 2));
