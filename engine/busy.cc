@@ -1,3 +1,6 @@
+#include <nlohmann/json.hpp>
+
+#include "engine/schema.h"
 #include "engine/busy.h"
 
 #include <fnmatch.h>
@@ -582,6 +585,15 @@ class BusySettingsModule : public Module {
   std::string name() const override { return "busy"; }
   int order() const override { return 1; }
   std::vector<std::string> settings_keys() const override { return {"busy"}; }
+  nlohmann::json settings_schema(const std::string&) const override {
+    using namespace schema;
+    return Closed(kBusyKeys, {{"command", Scalar("the lab's own busy signal (run as root by sh -c)")},
+                              {"busy_if", Enum({"output", "exit"})},
+                              {"device_glob", OneOf({Scalar(), Strings()})},
+                              {"timeout", Scalar("duration, e.g. 10s")},
+                              {"cpu_jobs", Closed({"min_age", "min_cpu"})}},
+                  "when a node counts as busy");
+  }
   void validate(const Inventory& inv, Findings& f) const override {
     ForEachSettingsLayer(inv, [&](const Value& layer) {
       if (!layer.is_map()) return;

@@ -26,7 +26,7 @@ const std::vector<std::string>& NodeOnlyKeys() {
   return keys;
 }
 
-static const std::vector<std::string>& CoreSettingsKeys() {
+const std::vector<std::string>& CoreSettingsKeys() {
   static const std::vector<std::string> keys = {"ssh", "host_key", "vars"};
   return keys;
 }
@@ -365,6 +365,16 @@ struct RawDef {
   Location where;
   Value value;
 };
+
+}  // namespace
+
+const std::vector<std::string>& InventorySections() { return kSections; }
+const std::vector<std::string>& LabKeys() { return kLabKeys; }
+const std::vector<std::string>& SshKeys() { return kSshKeys; }
+const std::vector<std::string>& UserGroupKeys() { return kUserGroupKeys; }
+const std::vector<std::string>& UserKeys() { return kUserKeys; }
+
+namespace {
 
 // Type-checks one `ssh:` map (the lab's, or a layer's).
 void CheckSsh(const Value& ssh, const std::string& what, Location where, Findings& f) {

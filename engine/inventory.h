@@ -147,6 +147,14 @@ const std::vector<std::string>& NodeOnlyKeys();
 // Settings keys valid in lab.defaults, groups and nodes: the core ones (ssh, host_key, vars) plus every
 // registered module's settings_keys(), sorted.
 std::vector<std::string> SettingsKeys();
+// The core settings keys (ssh, host_key, vars) and the key tables of the other maps the loader reads; the same
+// tables generate `labfleet schema` (engine/schema.h).
+const std::vector<std::string>& CoreSettingsKeys();
+const std::vector<std::string>& InventorySections();  // lab, groups, nodes, user_groups, users
+const std::vector<std::string>& LabKeys();
+const std::vector<std::string>& SshKeys();
+const std::vector<std::string>& UserGroupKeys();
+const std::vector<std::string>& UserKeys();
 
 // Where `key` was written in `map` (the key itself); the map's own location when the key is absent.
 Location KeyLoc(const Value& map, std::string_view key);

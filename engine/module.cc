@@ -1,5 +1,9 @@
 #include "engine/module.h"
 
+#include <nlohmann/json.hpp>
+
+#include "engine/schema.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -59,4 +63,8 @@ DiffResult Failure(std::string why) {
   return d;
 }
 
+}  // namespace labfleet
+
+namespace labfleet {
+nlohmann::json Module::settings_schema(const std::string&) const { return schema::Any(); }
 }  // namespace labfleet

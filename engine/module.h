@@ -9,6 +9,7 @@
 //   diff(node, resource, probe outputs) changes, each with a reason, or a "nothing to do because" note
 //                                       (typed facts: results.fact(kPasswd), parsed once per node)
 #pragma once
+#include <nlohmann/json_fwd.hpp>
 #include <functional>
 #include <map>
 #include <memory>
@@ -175,6 +176,9 @@ class Module {
   virtual int order() const = 0;
   // Node-level settings keys this module owns (e.g. {"docker"}); used for unknown-key checks.
   virtual std::vector<std::string> settings_keys() const { return {}; }
+  // The JSON Schema (draft-07) of the value of one of settings_keys(), for `labfleet schema` (engine/schema.h):
+  // built from the same key tables validate() uses. Default: any value.
+  virtual nlohmann::json settings_schema(const std::string& key) const;
   virtual void validate(const Inventory&, Findings&) const {}
   // The fixed files this module writes on this node, only when it is active there (its settings are set).
   // Offline and cheap: called for every node by the validator; never reads the nodes or renders anything.

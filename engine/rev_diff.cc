@@ -21,7 +21,7 @@ void Rendered(const Inventory& inv, const NodeDef& node, const Value& settings, 
       try {
         text = RenderForNode(inv, node, settings, t->str());
       } catch (const std::exception& e) {
-        text = std::string("\x01cannot be rendered: ") + e.what();
+        text = std::string("\x01" "cannot be rendered: ") + e.what();
       }
       out["file " + where + " (template " + t->str() + ")"] = text;
     }

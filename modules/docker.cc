@@ -26,6 +26,9 @@
 #include <set>
 
 #include "modules/facts/accounts.h"
+#include <nlohmann/json.hpp>
+
+#include "engine/schema.h"
 #include "engine/cidr.h"
 #include "engine/file_probe.h"
 #include "engine/module.h"
@@ -393,6 +396,29 @@ class DockerModule : public Module {
   std::string name() const override { return "docker"; }
   int order() const override { return 70; }
   std::vector<std::string> settings_keys() const override { return {"docker"}; }
+  nlohmann::json settings_schema(const std::string&) const override {
+    using namespace schema;
+    return Closed(kDockerKeys,
+                  {{"data_root", Scalar("Docker's data directory (absolute path)")},
+                   {"address_pools", ListOf(Closed({"base", "size"}, {{"base", Scalar("network CIDR")},
+                                                                     {"size", Integer(0, 127, "prefix length")}}))},
+                   {"bip", Scalar("the default bridge's address/prefix, e.g. 172.29.0.1/24")},
+                   {"default_runtime", Scalar()},
+                   {"proxy", Closed({"http", "https", "no_proxy"},
+                                    {{"http", Scalar("URL")}, {"https", Scalar("URL")},
+                                     {"no_proxy", OneOf({Strings(), Scalar()})}})},
+                   {"registry_certs", MapOf(Scalar("CA file, relative to the inventory"), "registry -> CA file")},
+                   {"registry_mirrors", Strings()},
+                   {"insecure_registries", Strings()},
+                   {"dns", Strings()},
+                   {"log_driver", Scalar()},
+                   {"log_opts", MapOf(Any())},
+                   {"mtu", Integer(68, 65535)},
+                   {"live_restore", Boolean()},
+                   {"storage_driver", Scalar()},
+                   {"extra", MapOf(Any(), "other daemon.json keys, written as is")}},
+                  "Docker daemon settings (daemon.json)");
+  }
 
   void validate(const Inventory& inv, Findings& f) const override {
     // 1. Structure and formats, once per place `docker:` is written.

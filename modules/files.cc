@@ -19,6 +19,9 @@
 #include <set>
 
 #include "modules/facts/accounts_probe.h"
+#include <nlohmann/json.hpp>
+
+#include "engine/schema.h"
 #include "engine/file_probe.h"
 #include "engine/module.h"
 #include "engine/mustache.h"
@@ -255,6 +258,18 @@ class FilesModule : public Module {
   std::string name() const override { return "files"; }
   int order() const override { return 50; }
   std::vector<std::string> settings_keys() const override { return {"files", "vars"}; }
+  nlohmann::json settings_schema(const std::string&) const override {
+    using namespace schema;
+    return ListOf(Closed(kKeys, {{"path", Scalar("absolute path (required)")},
+                                 {"content", Scalar()},
+                                 {"source", Scalar("file of the inventory repository")},
+                                 {"template", Scalar("Mustache template")},
+                                 {"mode", Scalar("octal, e.g. \"0644\"")},
+                                 {"owner", Scalar()},
+                                 {"group", Scalar()},
+                                 {"secret", Boolean()}}),
+                  "whole files: content, source or template");
+  }
 
   void validate(const Inventory& inv, Findings& f) const override {
     // Structure, once per place a list is written.

@@ -1,4 +1,7 @@
 // hosts: a managed block in /etc/hosts (`hosts: {10.0.1.66: [master]}`); lines outside it are untouched.
+#include <nlohmann/json.hpp>
+
+#include "engine/schema.h"
 #include "engine/cidr.h"
 #include "engine/file_probe.h"
 #include "engine/module.h"
@@ -54,6 +57,10 @@ class HostsModule : public Module {
   std::string name() const override { return "hosts"; }
   int order() const override { return 50; }
   std::vector<std::string> settings_keys() const override { return {"hosts"}; }
+  nlohmann::json settings_schema(const std::string&) const override {
+    using namespace schema;
+    return MapOf(OneOf({Strings(), Scalar()}), "IP address -> [names], a block in /etc/hosts");
+  }
 
   void validate(const Inventory& inv, Findings& f) const override {
     auto check = [&](const Value* v) {

@@ -37,6 +37,9 @@
 
 #include "modules/facts/accounts.h"
 #include "modules/facts/mounts_facts.h"
+#include <nlohmann/json.hpp>
+
+#include "engine/schema.h"
 #include "engine/file_probe.h"
 #include "engine/module.h"
 #include "modules/facts/package_facts.h"
@@ -302,6 +305,17 @@ class MountsModule : public Module {
   std::string name() const override { return "mounts"; }
   int order() const override { return 75; }
   std::vector<std::string> settings_keys() const override { return {"mounts"}; }
+  nlohmann::json settings_schema(const std::string&) const override {
+    using namespace schema;
+    return ListOf(Closed(kMountKeys, {{"source", Scalar("host:/path for NFS")},
+                                      {"target", Scalar("absolute path (required)")},
+                                      {"type", Scalar("nfs, nfs4, tmpfs, ext4, ...")},
+                                      {"options", OneOf({Strings(), Scalar()})},
+                                      {"automount", Boolean()},
+                                      {"remove", Boolean()},
+                                      {"mount_now", Boolean()}}),
+                  "fstab entries (NFS and others)");
+  }
 
   void validate(const Inventory& inv, Findings& f) const override {
     // Structure, once per place a list is written.

@@ -16,6 +16,9 @@
 #include <regex>
 #include <set>
 
+#include <nlohmann/json.hpp>
+
+#include "engine/schema.h"
 #include "engine/file_probe.h"
 #include "engine/module.h"
 #include "modules/facts/nvidia_facts.h"
@@ -155,6 +158,18 @@ class NvidiaModule : public Module {
   // Right after packages (its mirror and lists), before anything that uses the GPU (docker's runtime).
   int order() const override { return 6; }
   std::vector<std::string> settings_keys() const override { return {"nvidia"}; }
+  nlohmann::json settings_schema(const std::string&) const override {
+    using namespace schema;
+    return Closed(kNvidiaKeys, {{"driver", Scalar("exact version, e.g. \"535.183.01\"")},
+                                {"branch", Scalar("e.g. \"535\"")},
+                                {"flavor", Enum({"server", "headless", "desktop"})},
+                                {"hold", Boolean()},
+                                {"persistence", Boolean()},
+                                {"container_toolkit", Boolean()},
+                                {"blacklist_nouveau", Boolean()},
+                                {"packages", Enum({"apt", "pacman"})}},
+                  "the NVIDIA driver");
+  }
 
   void validate(const Inventory& inv, Findings& f) const override {
     // Each layer for types and keys; the merged settings of each node for what needs all of them (a branch

@@ -16,6 +16,9 @@
 #include <set>
 
 #include "modules/facts/accounts.h"
+#include <nlohmann/json.hpp>
+
+#include "engine/schema.h"
 #include "engine/file_probe.h"
 #include "engine/module.h"
 #include "modules/facts/nvidia_facts.h"
@@ -203,6 +206,18 @@ class PackagesModule : public Module {
   // Before everything: later modules use what packages bring (groups like docker, units, config dirs).
   int order() const override { return 5; }
   std::vector<std::string> settings_keys() const override { return {"packages", "package_mirror"}; }
+  nlohmann::json settings_schema(const std::string& key) const override {
+    using namespace schema;
+    if (key == "packages")
+      return OneOf({Strings(), MapOf(Enum(kStates))}, "a list of names (installed), or name: installed|absent|held");
+    return Closed(kMirrorKeys,
+                  {{"apt", OneOf({Scalar("URL"), Closed(kAptMirrorKeys, {{"url", Scalar()},
+                                                                          {"suites", Strings()},
+                                                                          {"components", Strings()},
+                                                                          {"trusted", Boolean()}})})},
+                   {"pip", Scalar("URL of a simple index")}},
+                  "package mirrors");
+  }
 
   std::vector<OwnedFile> owned_files(const NodeContext& ctx) const override {
     std::vector<OwnedFile> out;

@@ -23,6 +23,9 @@
 #include <set>
 
 #include "modules/facts/accounts.h"
+#include <nlohmann/json.hpp>
+
+#include "engine/schema.h"
 #include "engine/file_probe.h"
 #include "engine/module.h"
 #include "engine/node_vars.h"
@@ -271,6 +274,23 @@ class ServicesModule : public Module {
   int order() const override { return 85; }
   std::vector<std::string> settings_keys() const override {
     return {"services", "default_target", "disable_wait_online", "kernel_args", "sysctl"};
+  }
+  nlohmann::json settings_schema(const std::string& key) const override {
+    using namespace schema;
+    if (key == "services")
+      return MapOf(Closed(kServiceKeys,
+                          {{"enabled", Boolean()},
+                           {"state", Enum({"running", "stopped"})},
+                           {"masked", Boolean()},
+                           {"config", ListOf(Closed(kConfigKeys))},
+                           {"dropin", Scalar()},
+                           {"on_change", Enum({"restart", "reload", "none"})},
+                           {"disruptive", Boolean()}}),
+                   "systemd unit -> settings");
+    if (key == "default_target") return Scalar("a .target unit");
+    if (key == "disable_wait_online") return Boolean();
+    if (key == "kernel_args") return Strings("GRUB_CMDLINE_LINUX_DEFAULT words");
+    return MapOf(Scalar(), "sysctl key: value");
   }
 
   void validate(const Inventory& inv, Findings& f) const override {

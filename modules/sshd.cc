@@ -12,6 +12,9 @@
 #include <algorithm>
 #include <set>
 
+#include <nlohmann/json.hpp>
+
+#include "engine/schema.h"
 #include "engine/file_probe.h"
 #include "engine/module.h"
 #include "engine/shell.h"
@@ -109,6 +112,13 @@ class SshdModule : public Module {
   std::string name() const override { return "sshd"; }
   int order() const override { return 70; }
   std::vector<std::string> settings_keys() const override { return {"sshd", "sshd_dropin"}; }
+  nlohmann::json settings_schema(const std::string& key) const override {
+    using namespace schema;
+    if (key == "sshd_dropin") return Scalar("the drop-in's file name");
+    nlohmann::json props = nlohmann::json::object();
+    for (const auto& k : kKeywords) props[k] = OneOf({Scalar(), Strings()});
+    return Closed(kKeywords, props, "sshd_config(5) directives for labfleet's drop-in");
+  }
 
   void validate(const Inventory& inv, Findings& f) const override {
     auto check_map = [&](const Value* v) {

@@ -89,6 +89,12 @@ TEST_SUITE("diff") {
         CHECK(r.out.find(std::string(n) + ": 1 change\n  ~ file /etc/motd (template motd.mustache)\n") != std::string::npos);
       CHECK(r.out.find("..working tree: 3 of 3 nodes change") != std::string::npos);
     }
+    SUBCASE("a template that no longer renders is named as such, not shown as a change of text") {
+      d.write("templates/motd.mustache", "Welcome to {{#node.name}}\n");  // unclosed section
+      auto r = Cli({"-i", inv, "diff", "HEAD"});
+      INFO(r.out, r.err);
+      CHECK(r.out.find("  ~ file /etc/motd (template motd.mustache) (cannot be rendered: ") != std::string::npos);
+    }
     SUBCASE("a node added and one removed; a user that leaves a node") {
       std::string nodes = kNodes;
       nodes.replace(nodes.find("  ayame:"), std::string("  ayame: { address: 10.9.0.3, groups: [gpu] }\n").size(),
