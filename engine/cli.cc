@@ -1,8 +1,12 @@
 #include "engine/cli.h"
-#include "engine/module.h"
 
+#include <unistd.h>
+
+#include <cstdlib>
 #include <iostream>
 #include <vector>
+
+#include "engine/module.h"
 
 namespace labfleet {
 namespace {
@@ -33,6 +37,9 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
   app.add_option("--format", global.format, "output format")
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
+  app.add_option("--color", global.color, "colour: auto (a terminal, NO_COLOR unset), always, never")
+      ->check(CLI::IsMember({"auto", "always", "never"}))
+      ->capture_default_str();
 
   std::vector<std::pair<CLI::App*, CommandRun>> runs;
   for (auto& c : Commands()) {
@@ -48,6 +55,16 @@ int RunCli(int argc, const char* const* argv, std::ostream& out, std::ostream& e
     return rc == 0 ? kExitOk : kExitUsage;
   }
   Reporter reporter(global.format == "json" ? OutputFormat::Json : OutputFormat::Text, out, err);
+  {
+    const ColorMode mode = global.color == "always" ? ColorMode::Always
+                           : global.color == "never" ? ColorMode::Never : ColorMode::Auto;
+    // Only the process's own stdout/stderr can be a terminal; streams passed in by tests never are.
+    auto wanted = [&](std::ostream& s, int fd) {
+      bool tty = (&s == &std::cout || &s == &std::cerr) && isatty(fd);
+      return ColorWanted(mode, tty, std::getenv("NO_COLOR"), std::getenv("TERM"));
+    };
+    reporter.set_color(wanted(out, 1), wanted(err, 2));
+  }
   CommandContext ctx{global, reporter, &app};
   for (auto& [sub, run] : runs) {
     if (sub->parsed()) {

@@ -23,6 +23,7 @@ enum ExitCode : int {
 struct GlobalOptions {
   std::string inventory = "inventory";  // --inventory DIR
   std::string format = "text";          // --format text|json
+  std::string color = "auto";           // --color auto|always|never (reporter.h: ColorWanted)
 };
 
 struct CommandContext {

@@ -71,18 +71,23 @@ nlohmann::json ApplyResultToJson(const NodeApplyResult& r) {
 
 namespace {
 
+LineStyle ChangeStyle(char sign) {
+  return sign == '+' ? LineStyle::Add : sign == '-' ? LineStyle::Remove : LineStyle::Modify;
+}
+
 void PrintPlanText(Reporter& rep, const NodePlan& p) {
   if (!p.reachable) {
-    rep.line(p.node + ": unreachable: " + p.error);
+    rep.line(p.node + ": unreachable: " + p.error, LineStyle::Fail);
     return;
   }
   if (!p.error.empty()) {
-    rep.line(p.node + ": cannot be planned: " + p.error);
+    rep.line(p.node + ": cannot be planned: " + p.error, LineStyle::Fail);
     if (p.changes.empty()) return;
   }
   auto deferred = [&] {
-    for (const auto& c : p.deferred) rep.line("  " + DeferredLine(p, c) + " (--force overrides, --drain waits)");
-    for (const auto& w : p.warnings) rep.line("  ! " + w.text + " (" + w.resource + ")");
+    for (const auto& c : p.deferred)
+      rep.line("  " + DeferredLine(p, c) + " (--force overrides, --drain waits)", LineStyle::Warn);
+    for (const auto& w : p.warnings) rep.line("  ! " + w.text + " (" + w.resource + ")", LineStyle::Warn);
     for (const auto& rec : p.records) rep.line("  = " + rec.what + " at the next apply");
   };
   if (p.changes.empty()) {
@@ -95,13 +100,20 @@ void PrintPlanText(Reporter& rep, const NodePlan& p) {
            (p.error.empty() ? "" : " once that is fixed (apply leaves this node alone until then)"));
   for (const auto& c : p.changes) {
     rep.line("  " + ChangeLine(c) + (c.reason.empty() || c.summary.find(c.reason) != std::string::npos ? ""
-                                                                                                     : "  # " + c.reason));
+                                                                                                     : "  # " + c.reason),
+             ChangeStyle(c.sign));
     if (!c.diff.empty() && !c.secret) {
       const std::string& d = c.diff;
       size_t pos = 0;
       while (pos < d.size()) {
         size_t nl = d.find('\n', pos);
-        rep.line("      " + d.substr(pos, nl - pos));
+        std::string dl = d.substr(pos, nl - pos);
+        // Unified diff: "+line" / "-line", but not the "+++" / "---" file headers.
+        LineStyle st = dl.rfind("+++", 0) == 0 || dl.rfind("---", 0) == 0 ? LineStyle::Plain
+                       : !dl.empty() && dl[0] == '+'                      ? LineStyle::Add
+                       : !dl.empty() && dl[0] == '-'                      ? LineStyle::Remove
+                                                                          : LineStyle::Plain;
+        rep.line("      " + dl, st);
         pos = nl == std::string::npos ? d.size() : nl + 1;
       }
     }
@@ -139,11 +151,12 @@ void ReportApply(Reporter& rep, const ApplyOutcome& outcome, const ApplyOptions&
               (r.handlers_run.empty() ? "" : ", ran " + Counted(r.handlers_run.size(), "handler", "handlers")) +
               "; re-plan empty)";
     if (!r.error.empty()) line += ": " + r.error;
-    rep.line(line);
-    for (const auto& d : r.deferred) rep.line("  " + d);
-    for (const auto& note : r.notes) rep.line("  ! " + note);
+    const bool bad = r.status != NodeApplyResult::Status::Changed && r.status != NodeApplyResult::Status::Unchanged;
+    rep.line(line, bad ? LineStyle::Fail : LineStyle::Plain);
+    for (const auto& d : r.deferred) rep.line("  " + d, LineStyle::Warn);
+    for (const auto& note : r.notes) rep.line("  ! " + note, LineStyle::Warn);
     // What the re-plan after the changes has to say (a mount_now that failed, a reboot now pending).
-    for (const auto& w : r.remaining.warnings) rep.line("  ! " + w.text + " (" + w.resource + ")");
+    for (const auto& w : r.remaining.warnings) rep.line("  ! " + w.text + " (" + w.resource + ")", LineStyle::Warn);
   }
   rep.doc()["run_id"] = opts.run_id;
   rep.doc()["commit"] = opts.commit;

@@ -19,6 +19,16 @@ namespace labfleet {
 
 enum class OutputFormat { Text, Json };
 
+// Colour is for people at a terminal only: `--color auto` (the default) turns it on when the stream is a terminal,
+// NO_COLOR is unset or empty (https://no-color.org) and TERM is not "dumb"; `always` and `never` force it.
+// It is applied after the control-character escaping, so text from a node can never carry its own sequences.
+enum class ColorMode { Auto, Always, Never };
+bool ColorWanted(ColorMode mode, bool is_terminal, const char* no_color, const char* term);
+
+// What a line is, for its colour: a change that adds (+, green), removes (-, red) or modifies (~, yellow), a
+// warning or deferral (!, yellow), a failure (red). Without colour every style prints the same text.
+enum class LineStyle { Plain, Add, Remove, Modify, Warn, Fail };
+
 class Reporter {
  public:
   Reporter(OutputFormat format, std::ostream& out, std::ostream& err) : format_(format), out_(out), err_(err) {}
@@ -26,7 +36,7 @@ class Reporter {
   bool json() const { return format_ == OutputFormat::Json; }
 
   // Text mode: a line on stdout. JSON mode: nothing (put the data into doc() instead).
-  void line(std::string_view text);
+  void line(std::string_view text, LineStyle style = LineStyle::Plain);
   // Text mode: bytes on stdout as they are, not escaped (rendered templates: inventory text). JSON mode: nothing.
   void raw(std::string_view bytes);
   // Progress and notes for a person, on stderr, text mode only.
@@ -41,6 +51,8 @@ class Reporter {
   void finish();
 
   std::ostream& out() { return out_; }
+  // Colour for stdout and stderr (text mode only); off unless set. RunCli decides with ColorWanted().
+  void set_color(bool out, bool err) { color_out_ = out, color_err_ = err; }
 
  private:
   OutputFormat format_;
@@ -48,6 +60,7 @@ class Reporter {
   std::ostream& err_;
   nlohmann::json doc_ = nlohmann::json::object();
   bool finished_ = false;
+  bool color_out_ = false, color_err_ = false;
 };
 
 nlohmann::json FindingToJson(const Finding& f);
