@@ -15,17 +15,6 @@
 namespace labfleet {
 namespace {
 
-std::string KindName(TransportError::Kind k) {
-  switch (k) {
-    case TransportError::Kind::Connect: return "connect";
-    case TransportError::Kind::HostKey: return "host-key";
-    case TransportError::Kind::Auth: return "auth";
-    case TransportError::Kind::Timeout: return "timeout";
-    case TransportError::Kind::Lost: return "lost";
-    default: return "other";
-  }
-}
-
 std::string Human(long long kib) {
   if (kib < 0) return "?";
   const char* units[] = {"K", "M", "G", "T", "P"};

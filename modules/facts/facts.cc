@@ -182,7 +182,8 @@ std::vector<GpuInfo> ParseNvidiaSmiGpus(std::string_view text) {
   std::vector<GpuInfo> out;
   for (auto raw : Lines(text)) {
     auto f = SplitCsv(raw);
-    if (f.size() != 7) continue;
+    // 7 fields, or 8 with temperature.gpu (older captures and queries have 7).
+    if (f.size() != 7 && f.size() != 8) continue;
     auto index = Int(f[0]);
     if (!index || *index < 0 || f[2].rfind("GPU-", 0) != 0) continue;
     GpuInfo g;
@@ -193,9 +194,20 @@ std::vector<GpuInfo> ParseNvidiaSmiGpus(std::string_view text) {
     g.memory_total_mib = IntOr(f[4]);
     g.memory_used_mib = IntOr(f[5]);
     g.utilization_pct = int(IntOr(f[6]));
+    if (f.size() == 8) g.temperature_c = int(IntOr(f[7]));
     out.push_back(std::move(g));
   }
   return out;
+}
+
+std::optional<LoadAvg> ParseLoadavg(std::string_view text) {
+  for (auto raw : Lines(text)) {
+    std::vector<std::string> f = SplitWords(raw, " \t");
+    if (f.size() < 3) continue;
+    auto a = Double(f[0]), b = Double(f[1]), c = Double(f[2]);
+    if (a && b && c && *a >= 0 && *b >= 0 && *c >= 0) return LoadAvg{*a, *b, *c};
+  }
+  return std::nullopt;
 }
 
 std::vector<PsEntry> ParsePs(std::string_view text) {
@@ -325,6 +337,10 @@ const Fact<OsRelease> kOsRelease{"os-release", "cat /etc/os-release 2>/dev/null 
 const Fact<std::string> kKernel{"kernel", Cmd("uname").arg("-r").str(), FirstLineOf};
 const Fact<std::string> kArch{"arch", Cmd("uname").arg("-m").str(), FirstLineOf};
 const Fact<std::optional<double>> kUptime{"uptime", Cmd("cat").arg("/proc/uptime").str(), ParseUptime};
+const Fact<std::optional<LoadAvg>> kLoadavg{"loadavg", Cmd("cat").arg("/proc/loadavg").str(), ParseLoadavg};
+const Fact<bool> kRebootRequired{"reboot-required",
+                                 "if [ -e /var/run/reboot-required ]; then echo yes; else echo no; fi",
+                                 [](std::string_view t) { return Trim(t) == "yes"; }};
 const Fact<CpuInfo> kCpuinfo{
     "cpuinfo",
     Cmd("grep").arg("-E").arg("^(processor|model name|cpu model|Hardware|Model|physical id|core id|cpu cores)[[:space:]]*:")
@@ -341,7 +357,8 @@ const Fact<std::optional<DfRow>> kRootDf{"root-df", Cmd("df").arg("-Pk").arg("/"
 const Fact<std::vector<GpuInfo>> kNvidiaGpus{
     "nvidia-gpus",
     "command -v nvidia-smi >/dev/null 2>&1 || exit 127\n" + kTimeout +
-        "$T nvidia-smi --query-gpu=index,name,uuid,driver_version,memory.total,memory.used,utilization.gpu "
+        "$T nvidia-smi --query-gpu=index,name,uuid,driver_version,memory.total,memory.used,utilization.gpu,"
+        "temperature.gpu "
         "--format=csv,noheader,nounits 2>&1",
     ParseNvidiaSmiGpus};
 // The apps (at most 400 lines), then who runs them: ps of their pids; exit = nvidia-smi's.
@@ -376,7 +393,8 @@ const Fact<std::optional<nlohmann::json>> kLabfleetState{
 
 std::vector<Probe> FactsProbes(const BusySettings& busy) {
   return {kHostname.probe(),    kOsRelease.probe(),  kKernel.probe(),        kArch.probe(),
-          kUptime.probe(),      kCpuinfo.probe(),    kMeminfo.probe(),       kRootFsType.probe(),
+          kUptime.probe(),      kLoadavg.probe(),    kRebootRequired.probe(),
+          kCpuinfo.probe(),     kMeminfo.probe(),    kRootFsType.probe(),
           kRootDf.probe(),      kNvidiaGpus.probe(), kGpuApps.probe(),       kPciDisplay.probe(),
           kDockerVersion.probe(), kDockerPs.probe(), BusyFact(busy).probe(), kLabfleetState.probe()};
 }
@@ -393,6 +411,8 @@ NodeFacts FactsFromResults(const ProbeResults& r, const BusySettings& busy) {
   f.kernel = r.fact(kKernel);
   f.arch = r.fact(kArch);
   f.uptime_s = r.fact(kUptime);
+  f.load = r.fact(kLoadavg);
+  f.reboot_required = r.fact(kRebootRequired);
   f.cpu = r.fact(kCpuinfo);
   f.mem = r.fact(kMeminfo);
   f.root_fs_type = r.fact(kRootFsType);
@@ -510,6 +530,8 @@ nlohmann::json NodeFacts::ToJson() const {
   j["kernel"] = kernel;
   j["arch"] = arch;
   j["uptime_s"] = uptime_s ? json(*uptime_s) : json(nullptr);
+  j["load"] = load ? json{{"load1", load->load1}, {"load5", load->load5}, {"load15", load->load15}} : json(nullptr);
+  j["reboot_required"] = reboot_required;
   j["cpu"] = {{"model", cpu.model}, {"logical", cpu.logical}, {"cores", cpu.cores}, {"sockets", cpu.sockets}};
   j["memory"] = {{"total_kib", opt(mem.total_kib)}, {"available_kib", opt(mem.available_kib)},
                  {"swap_total_kib", opt(mem.swap_total_kib)}, {"swap_free_kib", opt(mem.swap_free_kib)}};
@@ -533,7 +555,7 @@ nlohmann::json NodeFacts::ToJson() const {
   for (const auto& x : gpus)
     g["devices"].push_back({{"index", x.index}, {"name", x.name}, {"uuid", x.uuid}, {"driver", x.driver},
                             {"memory_total_mib", opt(x.memory_total_mib)}, {"memory_used_mib", opt(x.memory_used_mib)},
-                            {"utilization_pct", opt(x.utilization_pct)}});
+                            {"utilization_pct", opt(x.utilization_pct)}, {"temperature_c", opt(x.temperature_c)}});
   g["processes"] = json::array();
   for (const auto& p : gpu_processes)
     g["processes"].push_back({{"gpu_index", p.gpu_index < 0 ? json(nullptr) : json(p.gpu_index)},
@@ -555,6 +577,17 @@ nlohmann::json NodeFacts::ToJson() const {
   j["labfleet_state"] = state ? *state : json(nullptr);
   if (!state_error.empty()) j["labfleet_state_error"] = state_error;
   return j;
+}
+
+std::string KindName(TransportError::Kind k) {
+  switch (k) {
+    case TransportError::Kind::Connect: return "connect";
+    case TransportError::Kind::HostKey: return "host-key";
+    case TransportError::Kind::Auth: return "auth";
+    case TransportError::Kind::Timeout: return "timeout";
+    case TransportError::Kind::Lost: return "lost";
+    default: return "other";
+  }
 }
 
 }  // namespace labfleet

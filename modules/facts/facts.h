@@ -26,6 +26,9 @@ struct CpuInfo {
   int cores = 0;     // physical cores (unique physical id/core id pairs), else `cpu cores` x sockets, else logical
   int sockets = 0;   // unique physical ids (0 = unknown)
 };
+struct LoadAvg {
+  double load1 = 0, load5 = 0, load15 = 0;
+};
 struct MemInfo {
   long long total_kib = -1, available_kib = -1, swap_total_kib = -1, swap_free_kib = -1;
 };
@@ -38,6 +41,7 @@ struct GpuInfo {
   std::string name, uuid, driver;
   long long memory_total_mib = -1, memory_used_mib = -1;  // -1 = [N/A]
   int utilization_pct = -1;
+  int temperature_c = -1;  // -1 = [N/A] or not reported
 };
 struct PsEntry {
   long long pid = -1;
@@ -57,6 +61,7 @@ OsRelease ParseOsRelease(std::string_view text);                // /etc/os-relea
 CpuInfo ParseCpuinfo(std::string_view text);                    // /proc/cpuinfo
 MemInfo ParseMeminfo(std::string_view text);                    // /proc/meminfo
 std::optional<double> ParseUptime(std::string_view text);       // /proc/uptime
+std::optional<LoadAvg> ParseLoadavg(std::string_view text);     // /proc/loadavg: "0.52 0.58 0.59 1/467 12345"
 std::optional<DfRow> ParseDf(std::string_view text);            // df -Pk / (first data row)
 std::vector<GpuInfo> ParseNvidiaSmiGpus(std::string_view text);  // --query-gpu=index,name,uuid,driver_version,
                                                                  //   memory.total,memory.used,utilization.gpu
@@ -81,6 +86,8 @@ extern const Fact<OsRelease> kOsRelease;                   // "os-release"
 extern const Fact<std::string> kKernel;                    // "kernel": uname -r
 extern const Fact<std::string> kArch;                      // "arch": uname -m
 extern const Fact<std::optional<double>> kUptime;          // "uptime"
+extern const Fact<std::optional<LoadAvg>> kLoadavg;        // "loadavg": /proc/loadavg
+extern const Fact<bool> kRebootRequired;                   // "reboot-required": /var/run/reboot-required exists
 extern const Fact<CpuInfo> kCpuinfo;                       // "cpuinfo"
 extern const Fact<MemInfo> kMeminfo;                       // "meminfo"
 extern const Fact<std::string> kRootFsType;                // "root-fs-type": stat -f -c %T /
@@ -103,6 +110,8 @@ struct NodeFacts {
   OsRelease os;
   std::string kernel, arch;
   std::optional<double> uptime_s;
+  std::optional<LoadAvg> load;
+  bool reboot_required = false;  // Debian/Ubuntu's /var/run/reboot-required (a kernel or libc upgrade)
   CpuInfo cpu;
   MemInfo mem;
   std::string root_fs_type;  // stat -f -c %T / ("btrfs", "ext2/ext3", "xfs", "overlayfs", ...)
@@ -142,5 +151,7 @@ NodeFacts FactsFromResults(const ProbeResults& results, const BusySettings& busy
 // Runs FactsProbes on `t` (one round trip) and parses them; TransportError propagates. Output cut short is
 // NodeFacts::error (error_kind "script").
 NodeFacts GatherFacts(Transport& t, const BusySettings& busy = {});
+// NodeFacts::error_kind of a TransportError: connect|host-key|auth|timeout|lost|other.
+std::string KindName(TransportError::Kind k);
 
 }  // namespace labfleet

@@ -79,6 +79,12 @@ TEST_SUITE("facts") {
     CHECK(*up > 0);
     CHECK_FALSE(ParseUptime("garbage\n"));
 
+    auto load = ParseLoadavg(Fixture("loadavg-vm.txt"));  // the garbage line first is skipped
+    REQUIRE(load);
+    CHECK(load->load1 > 0);
+    CHECK(load->load15 > 0);
+    CHECK_FALSE(ParseLoadavg("0.5 lots 0.1 1/2 3\n"));
+
     auto df = ParseDf(Fixture("df-vm.txt"));
     REQUIRE(df);
     CHECK(df->filesystem == "/dev/vda");  // not the garbage row after the header
@@ -106,6 +112,16 @@ TEST_SUITE("facts") {
     CHECK(gpus[6].memory_used_mib == -1);
     CHECK(gpus[6].utilization_pct == -1);
     CHECK(ParseNvidiaSmiGpus(Fixture("nvidia-smi-failed.txt")).empty());
+    CHECK(gpus[0].temperature_c == -1);  // a 7-field capture has no temperature
+
+    // With temperature.gpu (the query `facts` sends now): 8 fields, [N/A] kept as unknown. Written by hand in
+    // nvidia-smi's csv,noheader,nounits form (no GPU machine was lent to capture one).
+    auto t = ParseNvidiaSmiGpus("0, NVIDIA H100 80GB HBM3, GPU-0a0a0a0a-1111-2222-3333-444455556666, 550.54.15, 81559, 40960, 97, 71\n"
+                                "1, NVIDIA H100 80GB HBM3, GPU-1b1b1b1b-1111-2222-3333-444455556666, 550.54.15, 81559, 0, 0, [N/A]\n"
+                                "garbage, line\n");
+    REQUIRE(t.size() == 2);
+    CHECK(t[0].temperature_c == 71);
+    CHECK(t[1].temperature_c == -1);
   }
 
   TEST_CASE("ParseNvidiaSmiApps and ParsePs") {
