@@ -472,4 +472,11 @@ std::string FixMetaCommand(const FileSpec& f) {
   return Cmd("lf_fixmeta").arg(f.path).arg(Octal(f.mode)).arg(f.owner).arg(f.group).str();
 }
 
+std::optional<DiffResult> RefuseUnreadEdit(const FileState& live, const std::string& what) {
+  if (!live.exists || live.content_read) return std::nullopt;
+  return Failure(what + " could not be read whole (" + (live.unread_reason.empty() ? "not read" : live.unread_reason) +
+                 "), so labfleet cannot edit part of it without losing the rest; nothing was changed. Shrink the "
+                 "file or manage it whole with `files:`");
+}
+
 }  // namespace labfleet

@@ -2,6 +2,7 @@
 // operation "make this file so" (PutFile when content differs, chmod/chown when only metadata differs).
 // Used by every module that manages a file (files, hosts, subids, ssh keys, docker, sshd, ...).
 #pragma once
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -75,6 +76,11 @@ bool LooksSecret(const std::string& path, const std::string& content);
 // The apply-script command that sets a file's mode and owner without following a link or a directory a user
 // controls (the executor's lf_fixmeta: as root below root-only directories, else as the file's owner).
 std::string FixMetaCommand(const FileSpec& f);
+
+// A module that edits part of a live file (a managed block, a line) needs all of its current content: when the
+// probe did not read it (larger than kMaxProbedFileBytes, or no safe way to read it), writing the edited text
+// would drop the rest of the file. Returns the Failure that says so, naming `what`; nullopt when it can edit.
+std::optional<DiffResult> RefuseUnreadEdit(const FileState& live, const std::string& what);
 
 std::string Octal(unsigned mode);  // 0644 -> "0644"
 

@@ -1,10 +1,10 @@
 // hosts: a managed block in /etc/hosts (`hosts: {10.0.1.66: [master]}`); lines outside it are untouched.
 #include <nlohmann/json.hpp>
 
-#include "engine/schema.h"
 #include "engine/cidr.h"
 #include "engine/file_probe.h"
 #include "engine/module.h"
+#include "engine/schema.h"
 #include "engine/syntax.h"
 #include "engine/text.h"
 
@@ -122,6 +122,7 @@ class HostsModule : public Module {
 
   DiffResult diff(const NodeContext&, const Resource& r, const ProbeResults& results) const override {
     FileState live = ParseFileProbe(results, "/etc/hosts");
+    if (auto refused = RefuseUnreadEdit(live, "/etc/hosts")) return *refused;
     std::string block = std::string(kBegin) + "\n";
     for (const auto& [addr, names] : r.as<HostsWant>().entries) {
       block += addr;

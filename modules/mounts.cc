@@ -448,6 +448,7 @@ class MountsModule : public Module {
     FileState live = ParseFileProbe(results, kFstab);
     if (live.exists && !live.regular)
       return Failure(std::string(kFstab) + " is not a regular file (a symlink?); labfleet edits only a plain file");
+    if (auto refused = RefuseUnreadEdit(live, kFstab)) return *refused;
     FstabView v = ParseFstab(live.content);
     if (!v.error.empty()) return Failure(v.error);
     std::set<std::string> ours;

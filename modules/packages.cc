@@ -403,6 +403,7 @@ class PackagesModule : public Module {
     if (!q || q->exit_code != 0) return Failure("pacman -Q failed on this node (exit " + std::to_string(q ? q->exit_code : -1) + ")");
     PacmanQ pq = ParsePacmanQ(q->out);
     FileState conf = ParseFileProbe(results, "/etc/pacman.conf");
+    if (auto refused = RefuseUnreadEdit(conf, "/etc/pacman.conf")) return *refused;
     PacmanIgnore ign = ParsePacmanConfIgnore(conf.content, "packages");
     std::vector<std::string> install, remove, want_held, stuck;
     for (const auto& i : w.items) {

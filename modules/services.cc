@@ -592,6 +592,7 @@ class ServicesModule : public Module {
     FileState live = ParseFileProbe(results, kGrubDefault);
     if (!live.exists || !live.regular)
       return Failure(std::string(kGrubDefault) + " not found: kernel_args needs GRUB on this node");
+    if (auto refused = RefuseUnreadEdit(live, kGrubDefault)) return *refused;
     GrubEdit e = EditGrubCmdline(live.content, k.args);
     if (!e.error.empty()) return Failure(std::string(kGrubDefault) + ": " + e.error);
     const ProbeOutput* cmdline = FindProbe(results, "proc-cmdline");
