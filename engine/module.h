@@ -37,7 +37,7 @@ struct Probe {
   Probe(std::string k, std::string cmd, bool req = false) : key(std::move(k)), command(std::move(cmd)), required(req) {}
   std::string key;      // identifies the output; modules share a probe by using the same key
   std::string command;  // built with Cmd/Script; read-only; its exit status is part of the result
-  // A non-zero exit is not an answer (getent passwd failing says nothing about which users exist): the node
+  // A non-zero exit is not an answer (an unreadable /etc/passwd says nothing about which users exist): the node
   // is not planned at all, its error is "KEY failed (exit N): <stderr's first line>".
   bool required = false;
 };
@@ -53,7 +53,7 @@ struct ProbeOutput {
 // A typed fact about a node: one read-only command and one pure parser of its output. Every module that needs
 // it asks for the same Fact (same name = one run per node) and reads the parsed value from ProbeResults::fact,
 // parsed once per node. Parsers never throw and skip lines they do not understand.
-//   const Fact<Parsed<PasswdEntry>> kPasswd{"getent-passwd", Cmd("getent").arg("passwd").str(), ParsePasswd, true};
+//   const Fact<Parsed<PasswdEntry>> kPasswd{"passwd-file", Cmd("cat").arg("/etc/passwd").str(), ParsePasswd, true};
 //   probes(): return {kPasswd.probe()};   diff(): const auto& passwd = results.fact(kPasswd);
 template <class T>
 struct Fact {

@@ -64,7 +64,7 @@ std::string BuildProbeScript(const std::vector<Probe>& probes, const std::string
 // Throws std::runtime_error if a probe's markers are missing (output cut short).
 ProbeResults ParseProbeOutput(const std::string& out, const std::vector<Probe>& probes, const std::string& nonce);
 std::string NewNonce();
-// "getent-passwd failed (exit 2): <first line of its stderr>"
+// "passwd-file failed (exit 2): <first line of its stderr>"
 std::string RequiredFailure(const std::string& key, const ProbeOutput& o);
 
 // Every resource of every module for one node, in module order.

@@ -116,6 +116,10 @@ class UsersModule : public Module {
 
   std::vector<Probe> probes(const NodeContext& ctx, const std::vector<Resource>&) const override {
     std::vector<Probe> out = {kPasswd.probe(), kGroup.probe(), kShadow.probe(), kManagedUsers.probe()};
+    std::vector<std::string> names;
+    for (const UserDef* u : UsersOnNode(ctx))
+      if (!u->remove) names.push_back(u->name);
+    if (!names.empty()) out.push_back(NssPasswdProbe(names));
     Cmd homes("sh");
     homes.arg("-c").arg(kHomeProbeScript).arg("home-probe");
     bool any = false;
@@ -137,7 +141,24 @@ class UsersModule : public Module {
     const UserDef& u = r.as<UserDef>();
     const ProbeOutput* homes = FindProbe(results, "user-homes");
     if (u.remove) return DiffRemove(ctx, u, passwd, managed, homes ? homes->out : std::string());
-    return DiffUser(ctx, u, passwd, groups, shadow, managed);
+    // What NSS says of the name, beside the local file: a directory account is not a local one.
+    std::optional<PasswdEntry> nss;
+    if (const ProbeOutput* n = FindProbe(results, "nss-passwd")) {
+      auto parsed = ParsePasswd(n->out);
+      if (auto it = parsed.by_name.find(u.name); it != parsed.by_name.end()) nss = it->second;
+    }
+    const bool local = passwd.by_name.count(u.name) > 0;
+    if (!local && nss)
+      return Failure("user " + u.name + " is not in /etc/passwd on this node, but NSS resolves it (uid " +
+                     std::to_string(nss->uid) + "): an account of a directory (LDAP, SSSD) or another NSS source. "
+                     "labfleet manages local accounts, and useradd would refuse the name; keep the account in one "
+                     "place: drop it from the inventory for this node (`on:`) or from the directory");
+    DiffResult d = DiffUser(ctx, u, passwd, groups, shadow, managed);
+    if (local && nss && nss->uid != passwd.by_name.at(u.name).uid)
+      d.warnings.push_back("user " + u.name + " resolves through NSS to uid " + std::to_string(nss->uid) +
+                           ", not the local account's uid " + std::to_string(passwd.by_name.at(u.name).uid) +
+                           ": another source (a directory) comes first in nsswitch.conf; files and logins disagree");
+    return d;
   }
 
  private:

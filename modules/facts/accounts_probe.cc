@@ -11,9 +11,29 @@ static std::set<std::string> ParseManaged(std::string_view text) {
   return names;
 }
 
-const Fact<Parsed<PasswdEntry>> kPasswd{"getent-passwd", Cmd("getent").arg("passwd").str(), ParsePasswd, true};
-const Fact<Parsed<GroupEntry>> kGroup{"getent-group", Cmd("getent").arg("group").str(), ParseGroup, true};
-const Fact<Parsed<ShadowEntry>> kShadow{"getent-shadow", Cmd("getent").arg("shadow").str(), ParseShadow, true};
+// The local account database itself, not NSS: on a directory client (SSSD, nss_ldap) `getent passwd` also
+// lists the directory's users, which labfleet must never take for local accounts. Bounded: a file larger
+// than kMaxAccountFileBytes fails the fact (a cut file would read as missing users).
+static std::string ReadAccountFile(const char* path) {
+  Script s;
+  s.raw("f=" + ShellQuote(path) + "; n=$(wc -c < \"$f\") || exit 1");
+  s.raw("[ \"$n\" -le " + std::to_string(kMaxAccountFileBytes) + " ] || { echo \"$f is $n bytes, more than labfleet reads (" +
+        std::to_string(kMaxAccountFileBytes) + ")\" >&2; exit 3; }");
+  s.raw("head -c " + std::to_string(kMaxAccountFileBytes) + " -- \"$f\"");  // bounded even if it grows meanwhile
+  return s.str();
+}
+
+const Fact<Parsed<PasswdEntry>> kPasswd{"passwd-file", ReadAccountFile("/etc/passwd"), ParsePasswd, true};
+const Fact<Parsed<GroupEntry>> kGroup{"group-file", ReadAccountFile("/etc/group"), ParseGroup, true};
+const Fact<Parsed<ShadowEntry>> kShadow{"shadow-file", ReadAccountFile("/etc/shadow"), ParseShadow, true};
+
+Probe NssPasswdProbe(const std::vector<std::string>& names) {
+  Cmd c("getent");
+  c.arg("passwd");
+  for (const auto& n : names) c.arg(n);
+  // exit 2 = some name not found: an answer, not a failure; the output lists the ones NSS knows.
+  return {"nss-passwd", c.str() + " | head -c 1048576; exit 0"};
+}
 const Fact<std::set<std::string>> kManagedUsers{"managed-users", Cmd("cat").arg(kManagedUsersFile).str(),
                                                 ParseManaged, false};
 

@@ -12,11 +12,18 @@ namespace labfleet {
 
 inline constexpr const char* kManagedUsersFile = "/var/lib/labfleet/managed-users";
 
-// The account facts, each parsed once per node however many modules and users read it. The getent ones are
-// required: a getent that fails (exit 2 with no output when NSS is broken) must not read as "no such user".
-extern const Fact<Parsed<PasswdEntry>> kPasswd;   // "getent-passwd"
-extern const Fact<Parsed<GroupEntry>> kGroup;     // "getent-group"
-extern const Fact<Parsed<ShadowEntry>> kShadow;   // "getent-shadow"
+// The account facts, each parsed once per node however many modules and users read it. They read the local
+// files (/etc/passwd, /etc/group, /etc/shadow), never NSS: a directory user (LDAP through SSSD) is not a local
+// account. They are required: a read that fails (or a file over kMaxAccountFileBytes) must not read as "no such
+// user".
+inline constexpr long long kMaxAccountFileBytes = 32LL << 20;
+extern const Fact<Parsed<PasswdEntry>> kPasswd;   // "passwd-file"
+extern const Fact<Parsed<GroupEntry>> kGroup;     // "group-file"
+extern const Fact<Parsed<ShadowEntry>> kShadow;   // "shadow-file"
+// "nss-passwd": what NSS (getent) says of these names, all sources together; never fails (names NSS does not
+// know are simply absent). The users module compares it with the local file: a name only NSS knows is a
+// directory account, and one NSS resolves to another uid is reported.
+Probe NssPasswdProbe(const std::vector<std::string>& names);
 // "managed-users": the names in kManagedUsersFile; absent (cat fails) = none, so not required.
 extern const Fact<std::set<std::string>> kManagedUsers;
 

@@ -26,7 +26,7 @@ std::vector<Probe> InitProbes(long long uid_min, long long uid_max) {
   Script keys;
   keys.raw("lo=" + ShellQuote(std::to_string(uid_min)) + " hi=" + ShellQuote(std::to_string(uid_max)) +
            " max=" + ShellQuote(std::to_string(kInitMaxKeysFile + 1)));
-  keys.raw("getent passwd | head -n " + std::to_string(kInitMaxUsers) +
+  keys.raw("head -n " + std::to_string(kInitMaxUsers) + " /etc/passwd" +
            " | while IFS=: read -r n x u g c h s; do");
   keys.raw("  case $u$g in ''|*[!0-9]*) continue;; esac");
   keys.raw("  [ \"$u\" -ge \"$lo\" ] && [ \"$u\" -lt \"$hi\" ] || continue");
@@ -67,9 +67,9 @@ void ParseInitResults(const ProbeResults& results, NodeScan& scan) {
     if (!p) scan.problems.push_back("no output for '" + key + "'");
     return p;
   };
-  if (auto* p = get("getent-passwd")) scan.passwd = p->out;
-  if (auto* p = get("getent-group")) scan.group = p->out;
-  if (auto* p = get("getent-shadow")) scan.shadow = p->out;
+  if (auto* p = get("passwd-file")) scan.passwd = p->out;
+  if (auto* p = get("group-file")) scan.group = p->out;
+  if (auto* p = get("shadow-file")) scan.shadow = p->out;
   if (auto* p = get("init:hostname")) scan.hostname = TrimChars(p->out, " \t\r\n");
   if (auto* p = get("init:gpus")) {
     std::string t = TrimChars(p->out, " \t\r\n");

@@ -194,28 +194,41 @@ TEST_SUITE("integration-converge") {
     CHECK(sbx.exec("node1", "test -e /run/labfleet.lock").exit_code != 0);
   }
 
-  TEST_CASE("a getent that fails stops its node's plan; shadow-utils' busy lock is retried, then applies") {
+  TEST_CASE("accounts come from the local files: a directory user is refused, an oversized file stops its node; "
+            "shadow-utils' busy lock is retried, then applies") {
     Sandbox sbx({.nodes = 2});
     TempInventory inv(sbx);
     WriteBase(inv);
-    // Test double on node1: `getent passwd` fails as a broken NSS module would (exit 2, a line on stderr).
+    // Test double on node1: NSS knows yseong from "the directory" (as SSSD would), /etc/passwd does not.
     Exec(sbx, "node1",
-         "mkdir -p /usr/local/sbin && printf '#!/bin/sh\n[ \"$1\" = passwd ] && { echo \"getent: nss module "
-         "broken\" >&2; exit 2; }\nexec /usr/bin/getent \"$@\"\n' > /usr/local/sbin/getent && "
-         "chmod +x /usr/local/sbin/getent");
+         "mkdir -p /usr/local/sbin && printf '#!/bin/sh\n[ \"$1\" = passwd ] && for a; do [ \"$a\" = yseong ] && "
+         "echo \"yseong:*:5001:5001:Yoon Seong:/home/yseong:/bin/bash\"; done\nexec /usr/bin/getent \"$@\"\n' > "
+         "/usr/local/sbin/getent && chmod +x /usr/local/sbin/getent");
+    REQUIRE(Exec(sbx, "node1", "getent passwd yseong | head -n 1") == "yseong:*:5001:5001:Yoon Seong:/home/yseong:/bin/bash\n");
     auto r = Cli(sbx, inv.dir(), {"plan", "--format", "json"});
     INFO(r.out << r.err);
+    CHECK(r.out.find("user yseong is not in /etc/passwd on this node, but NSS resolves it (uid 5001)") != std::string::npos);
     auto j = r.json();
+    for (const auto& n : j["plan"])
+      if (n["node"] == "node1")
+        for (const auto& c : n["changes"]) CHECK(c["summary"].get<std::string>().rfind("user yseong", 0) != 0);
+    Exec(sbx, "node1", "rm /usr/local/sbin/getent");
+    // /etc/shadow past the read bound (comment lines after root's, so sshd still finds root): a cut file would
+    // read as missing users, so it is no answer, and nothing is planned for node1.
+    Exec(sbx, "node1", "cp -p /etc/shadow /etc/shadow.real && yes '#' | head -c 34000000 >> /etc/shadow");
+    r = Cli(sbx, inv.dir(), {"plan", "--format", "json"});
+    INFO(r.out << r.err);
+    j = r.json();
     for (const auto& n : j["plan"]) {
       if (n["node"] == "node1") {
-        CHECK(n["error"].get<std::string>().rfind("getent-passwd failed (exit 2): getent: nss module broken;", 0) == 0);
+        CHECK(n["error"].get<std::string>().rfind("shadow-file failed (exit 3): /etc/shadow is 340", 0) == 0);
         CHECK(n["changes"].empty());
       } else {
         CHECK_FALSE(n.contains("error"));
         CHECK(n["changes"].size() > 3);
       }
     }
-    Exec(sbx, "node1", "rm /usr/local/sbin/getent");
+    Exec(sbx, "node1", "mv /etc/shadow.real /etc/shadow");
     // Test double on node2: the first groupadd finds /etc/group locked by another program; later ones work.
     Exec(sbx, "node2",
          "mkdir -p /usr/local/sbin && printf '#!/bin/sh\nif [ ! -e /run/lf-test-locked-once ]; then : > "

@@ -41,7 +41,7 @@ TEST_SUITE("accounts") {
     CHECK(s.by_name["yseong"].expire == 20512);
     CHECK(s.by_name["kpark"].hash == "$y$j9T$abc$def");
   }
-  TEST_CASE("the account facts: one parser each on captured output (garbage skipped), getent ones required") {
+  TEST_CASE("the account facts: one parser each on captured output (garbage skipped), file ones required") {
     ProbeResults r;
     r[kPasswd.name] = {0, Fixture("getent_passwd.txt")};
     r[kGroup.name] = {0, Fixture("getent_group.txt")};
@@ -57,7 +57,17 @@ TEST_SUITE("accounts") {
     CHECK(kGroup.required);
     CHECK(kShadow.required);
     CHECK_FALSE(kManagedUsers.required);  // absent until labfleet writes it: cat fails, and that is an answer
-    CHECK(kPasswd.probe().command == "getent passwd");
+    // the local files, never NSS (a directory user is not a local account), bounded in size
+    const std::string cmd = kPasswd.probe().command;
+    CHECK(cmd.find("/etc/passwd") != std::string::npos);
+    CHECK(cmd.find("getent") == std::string::npos);
+    CHECK(cmd.find(std::to_string(kMaxAccountFileBytes)) != std::string::npos);
+    CHECK(kShadow.probe().command.find("/etc/shadow") != std::string::npos);
+    // NSS is asked only of the inventory's names, quoted, and never fails the node
+    const Probe nss = NssPasswdProbe({"yseong", "a'b"});
+    CHECK(nss.key == "nss-passwd");
+    CHECK(nss.command.find("getent passwd yseong 'a'\\''b'") == 0);
+    CHECK(nss.command.find("exit 0") != std::string::npos);
   }
   TEST_CASE("subuid") {
     auto s = ParseSubIds("yseong:165536:65536\nbad\nk:1:x\n");

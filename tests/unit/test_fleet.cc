@@ -49,7 +49,7 @@ struct World {
   std::function<NodePlan(const NodeDef&)> planner = [](const NodeDef& n) {
     NodePlan p;
     p.node = n.name;
-    if (n.name == "chiba") throw std::runtime_error("getent-passwd failed (exit 2): no such database");
+    if (n.name == "chiba") throw std::runtime_error("passwd-file failed (exit 2): no such database");
     p.changes = {Put("file:/etc/motd"), Put("user:yseong")};
     p.resources = 5;
     return p;
@@ -120,7 +120,7 @@ TEST_SUITE("fleet") {
     CHECK(runs[1].transport == nullptr);
     CHECK(runs[2].plan.reachable);
     CHECK(runs[2].plan.node == "chiba");
-    CHECK(runs[2].plan.error.find("getent-passwd failed (exit 2)") != std::string::npos);
+    CHECK(runs[2].plan.error.find("passwd-file failed (exit 2)") != std::string::npos);
     PlanTotals t = CountPlan(runs);
     CHECK(t.changes == 2);
     CHECK(t.changed_nodes == 1);
@@ -132,7 +132,7 @@ TEST_SUITE("fleet") {
     ReportPlan(rep, runs);
     CHECK(out.str().find("asahi: 2 changes\n") != std::string::npos);
     CHECK(out.str().find("biwa: unreachable: biwa: connection refused") != std::string::npos);
-    CHECK(out.str().find("chiba: cannot be planned: getent-passwd failed") != std::string::npos);
+    CHECK(out.str().find("chiba: cannot be planned: passwd-file failed") != std::string::npos);
     CHECK(out.str().find("Plan: 2 changes on 1 node, 0 unchanged, 2 unreachable or failed.") != std::string::npos);
     CHECK(rep.doc()["summary"]["failed"] == 2);
     CHECK(rep.doc()["plan"].size() == 3);
@@ -151,7 +151,7 @@ TEST_SUITE("fleet") {
     CHECK(o.results[0].status == NodeApplyResult::Status::Changed);
     CHECK(o.results[1].status == NodeApplyResult::Status::Unreachable);
     CHECK(o.results[2].status == NodeApplyResult::Status::Failed);
-    CHECK(o.results[2].error.rfind("not applied: getent-passwd failed", 0) == 0);
+    CHECK(o.results[2].error.rfind("not applied: passwd-file failed", 0) == 0);
     CHECK(o.changed == 1);
     CHECK(o.unreachable == 1);
     CHECK(o.failed == 1);

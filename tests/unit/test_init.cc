@@ -483,9 +483,9 @@ TEST_SUITE("init") {
   TEST_CASE("probe output: records are base64 on tagged lines; anything else is a problem, not data") {
     NodeScan s;
     ProbeResults pr;
-    pr["getent-passwd"] = {0, "alice:x:2001:2001::/home/alice:/bin/bash\n"};
-    pr["getent-group"] = {0, ""};
-    pr["getent-shadow"] = {0, ""};
+    pr["passwd-file"] = {0, "alice:x:2001:2001::/home/alice:/bin/bash\n"};
+    pr["group-file"] = {0, ""};
+    pr["shadow-file"] = {0, ""};
     pr["init:hostname"] = {0, "node1\n"};
     pr["init:gpus"] = {0, "2\n"};
     pr["init:keys"] = {0, "K 2001 " + Base64Encode("alice") + " 0 " + Base64Encode(std::string(kKeyA) + "\n") + " " +

@@ -46,9 +46,9 @@ users:
 // Answers for every probe of that node but the files one (which runs for real: the paths do not exist).
 ProbeResults NodeAnswers() {
   ProbeResults a;
-  a["getent-passwd"] = {0, Fixture("accounts/getent_passwd.txt")};
-  a["getent-group"] = {0, Fixture("accounts/getent_group.txt")};
-  a["getent-shadow"] = {0, Fixture("accounts/getent_shadow.txt")};
+  a["passwd-file"] = {0, Fixture("accounts/getent_passwd.txt")};
+  a["group-file"] = {0, Fixture("accounts/getent_group.txt")};
+  a["shadow-file"] = {0, Fixture("accounts/getent_shadow.txt")};
   a["managed-users"] = {1, "", "cat: /var/lib/labfleet/managed-users: No such file or directory\n"};
   a["labfleet:busy"] = {0, "smi= absent\nfd= 0\ndocker= absent\nend=\n"};
   a["labfleet:pending"] = {1, ""};
@@ -119,25 +119,25 @@ TEST_SUITE("planner") {
   TEST_CASE("a required fact that fails stops the node: getent exit 2 with no output plans nothing") {
     Inventory inv = LoadUnvalidated(kThreeUsersTwoFiles);
     ProbeResults answers = NodeAnswers();
-    answers["getent-passwd"] = {2, ""};
+    answers["passwd-file"] = {2, ""};
     FakeTransport t("n1");
     t.respond(ProbeResponder(NodeProbes(inv, inv.nodes[0]), answers));
     NodePlan p = PlanNode(inv, inv.nodes[0], t);
     CHECK(t.calls().size() == 1);
-    CHECK(p.error.rfind("getent-passwd failed (exit 2): (no error output); nothing is planned for this node", 0) == 0);
+    CHECK(p.error.rfind("passwd-file failed (exit 2): (no error output); nothing is planned for this node", 0) == 0);
     CHECK(p.changes.empty());
     CHECK(p.notes.empty());
     // The first line of its stderr says why.
-    answers["getent-group"] = {2, "", "getent: nss_ldap: server unreachable\nsecond line\n"};
+    answers["group-file"] = {2, "", "getent: nss_ldap: server unreachable\nsecond line\n"};
     t.respond(ProbeResponder(NodeProbes(inv, inv.nodes[0]), answers));
     p = PlanNode(inv, inv.nodes[0], t);
-    CHECK(p.error.find("getent-group failed (exit 2): getent: nss_ldap: server unreachable;") != std::string::npos);
+    CHECK(p.error.find("group-file failed (exit 2): getent: nss_ldap: server unreachable;") != std::string::npos);
     CHECK(p.changes.empty());
     // The pure half decides the same.
     ProbeResults res = NodeAnswers();
-    res["getent-shadow"] = {1, "", "getent: permission denied"};
+    res["shadow-file"] = {1, "", "getent: permission denied"};
     NodePlan d = DiffNode(inv, inv.nodes[0], res);
-    CHECK(d.error.rfind("getent-shadow failed (exit 1): getent: permission denied;", 0) == 0);
+    CHECK(d.error.rfind("shadow-file failed (exit 1): getent: permission denied;", 0) == 0);
     CHECK(CountPrefix(d, "+ user ") == 0);
     // A fact that may fail does not stop it (managed-users: the file is absent until labfleet writes it).
     CHECK(DiffNode(inv, inv.nodes[0], NodeAnswers()).error == "");
@@ -163,9 +163,9 @@ TEST_SUITE("planner") {
   TEST_CASE("users diff on captured getent output (with garbage lines)") {
     Inventory inv = LoadUnvalidated(kInv);
     ProbeResults res;
-    res["getent-passwd"] = {0, Fixture("accounts/getent_passwd.txt")};
-    res["getent-group"] = {0, Fixture("accounts/getent_group.txt")};
-    res["getent-shadow"] = {0, Fixture("accounts/getent_shadow.txt")};
+    res["passwd-file"] = {0, Fixture("accounts/getent_passwd.txt")};
+    res["group-file"] = {0, Fixture("accounts/getent_group.txt")};
+    res["shadow-file"] = {0, Fixture("accounts/getent_shadow.txt")};
     res["managed-users"] = {0, "yseong\nkpark\n"};
     NodePlan p = DiffNode(inv, inv.nodes[0], res);
     std::vector<std::string> lines;
@@ -187,7 +187,7 @@ TEST_SUITE("planner") {
   TEST_CASE("uid taken by another account is a conflict, not a change") {
     Inventory inv = LoadUnvalidated(kInv);
     ProbeResults res;
-    res["getent-passwd"] = {0, "intruder:x:2001:2001::/home/intruder:/bin/sh\n"};
+    res["passwd-file"] = {0, "intruder:x:2001:2001::/home/intruder:/bin/sh\n"};
     NodePlan p = DiffNode(inv, inv.nodes[0], res);
     CHECK(p.error.find("uid 2001 of user yseong is taken on this node by 'intruder'") != std::string::npos);
   }

@@ -23,9 +23,9 @@ ModuleRun Remove(const std::string& homes, const std::string& passwd = kPasswd,
                  const std::string& erin = "erin: { uid: 2005, remove: archive }") {
   Inventory inv = Load(Lab("  " + erin + "\n  frank: { uid: 2006 }\n"));
   return RunModule(inv, "users",
-                   {{"getent-passwd", {0, passwd}},
-                    {"getent-group", {0, ""}},
-                    {"getent-shadow", {0, ""}},
+                   {{"passwd-file", {0, passwd}},
+                    {"group-file", {0, ""}},
+                    {"shadow-file", {0, ""}},
                     {"managed-users", {0, "erin\nfrank\n"}},
                     {"user-homes", {0, homes}}});
 }
@@ -104,7 +104,7 @@ TEST_SUITE("users-remove") {
     ModuleRun run = Remove("", kPasswd, "erin: { uid: 2005, remove: true }");
     CHECK(Summary(run) == "user erin (deleted: remove: true; home /home/erin kept)");
     CHECK(run.changes[0].command.find("rm -rf") == std::string::npos);
-    CHECK(KeyWithPrefix(run, "getent-passwd") == "getent-passwd");
+    CHECK(KeyWithPrefix(run, "passwd-file") == "passwd-file");
     for (const auto& k : run.probe_keys) CHECK(k != "user-homes");  // nothing archived: no home probe
 
     ModuleRun gone = Remove("", "frank:x:2006:2006::/home/frank:/bin/bash\n");
