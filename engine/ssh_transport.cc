@@ -715,13 +715,27 @@ struct SshTransport::Impl {
     const std::string nonce = NewNonce() + NewNonce();
     const std::string req = DriverRequest(script, nonce);
     ssh_set_blocking(s, 1);
+    // Blocking writes: each waits for window at most the session timeout (--connect-timeout); a node that takes
+    // nothing for that long (a write of 0 bytes) is treated as hung, as a command past its deadline is.
+    auto last_progress = Clock::now();
     for (size_t off = 0; off < req.size();) {
       int w = ssh_channel_write(drv, req.data() + off, uint32_t(std::min<size_t>(req.size() - off, 32768)));
       if (w == SSH_ERROR) {
         if (!ssh_is_connected(s)) driver_channel_failure("sending a script");
         driver_ended("while a script was sent");
       }
-      off += size_t(w);
+      if (w > 0) {
+        off += size_t(w);
+        last_progress = Clock::now();
+      } else if (owner->cancelled() ||
+                 Clock::now() - last_progress > std::chrono::seconds(std::max(1, t.connect_timeout_s))) {
+        const bool interrupted = owner->cancelled();
+        std::string how = stop_driver();
+        kill_session(interrupted ? "labfleet was interrupted" : "the node took no input");
+        if (interrupted) owner->raise_interrupted(how, "");
+        fail(Kind::Timeout, "node " + where() + " took no part of a script for " + std::to_string(t.connect_timeout_s) +
+                                " s (--connect-timeout). " + how + " Check that it is not hung.");
+      }
     }
     ssh_set_blocking(s, 0);
     const size_t max_output = owner->max_output();
