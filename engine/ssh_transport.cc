@@ -9,6 +9,9 @@
 // - Jump hosts: libssh 0.10 has no SSH_OPTIONS_PROXYJUMP (it came in 0.11) and cannot layer a session over a
 //   channel, so the jump hop is OpenSSH's `ssh -W host:port jump` as the ProxyCommand, with the same known_hosts
 //   file, identity and timeouts, in batch mode (never prompts).
+// - Scripts (run_script): one kept channel per transport runs the node-side loop of engine/ssh_driver.h; each
+//   script is a request written whole, then its frame is read non-blocking under the same bound, deadline and
+//   cancel checks as a command; anything malformed or unexpected stops the loop (stop_on_node) and fails loudly.
 #include "engine/ssh_transport.h"
 
 #include <libssh/libssh.h>
