@@ -570,10 +570,24 @@ struct SshTransport::Impl {
   std::string drv_err;          // the loop's own stderr (not the scripts'), kept for messages, bounded
 
   // Closes the loop's channel: EOF on its stdin ends the loop on the node (its EXIT trap removes its directory).
-  void close_driver() {
+  // `wait`: first wait (at most 1 s) for the loop to end, so that its directory is gone when the transport is.
+  void close_driver(bool wait = false) {
     if (drv && s) {
       ssh_set_blocking(s, 1);
       ssh_channel_send_eof(drv);
+      if (wait) {
+        ssh_set_blocking(s, 0);
+        const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+        char buf[4096];
+        while (std::chrono::steady_clock::now() < until && ssh_is_connected(s) && !ssh_channel_is_closed(drv) &&
+               !ssh_channel_is_eof(drv)) {
+          bool got = false;
+          for (int is_err = 0; is_err < 2; ++is_err)
+            while (ssh_channel_read_nonblocking(drv, buf, sizeof buf, is_err) > 0) got = true;
+          if (!got) wait_socket(20);
+        }
+        ssh_set_blocking(s, 1);
+      }
       ssh_channel_close(drv);
       ssh_channel_free(drv);
     }
@@ -799,7 +813,7 @@ struct SshTransport::Impl {
   }
 
   ~Impl() {
-    close_driver();
+    close_driver(/*wait=*/true);
     if (s) {
       ssh_disconnect(s);
       ssh_free(s);

@@ -131,14 +131,15 @@ TEST_SUITE("integration-sessions") {
       CHECK(big.out.substr(3000000) == "end");
     });
     CHECK(d["node1"] == 1);
-    // The transport is gone: EOF ended the loop, and its private directory went with it.
+    // The transport is gone: EOF ended the loop (the destructor waits for that), and its private directory went
+    // with it.
+    CHECK(Exec(sbx, "node1", "ls -d /run/labfleet-driver.* 2>/dev/null; true") == "");
     bool gone = false;
     for (int i = 0; i < 50 && !gone; ++i) {
       gone = sbx.exec("node1", "test -e /proc/" + pid.substr(0, pid.size() - 1)).exit_code != 0;
       if (!gone) std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     CHECK(gone);
-    CHECK(Exec(sbx, "node1", "ls -d /run/labfleet-driver.* 2>/dev/null; true") == "");
   }
 
   TEST_CASE("output that arrives between two scripts is refused loudly; the next script gets a fresh loop") {
