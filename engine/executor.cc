@@ -457,7 +457,7 @@ NodeApplyResult ApplyNode(const Inventory& inv, const NodeDef& node, const NodeP
     const std::string pfx = "@@lf-" + nonce + ":";
     RunResult r;
     try {
-      r = transport.run(ScriptRunner(), script);
+      r = transport.run_script(script);
     } catch (const TransportError& e) {
       using K = TransportError::Kind;
       if (e.kind() != K::Timeout && e.kind() != K::Interrupted && e.kind() != K::OutputLimit) throw;
@@ -597,7 +597,7 @@ NodeApplyResult ApplyNode(const Inventory& inv, const NodeDef& node, const NodeP
           if (paths.empty()) what += (what.empty() ? "" : ", ") + c.summary;
           if (!c.rollback.empty() && rollbacks.insert(c.rollback).second) undo.raw(c.rollback);
         }
-        RunResult u = transport.run(ScriptRunner(), undo.str());
+        RunResult u = transport.run_script(undo.str());
         res.status = NodeApplyResult::Status::Failed;
         res.error = "could not log in over a fresh connection after changing " + what + " (" + failure + "); " +
                     (u.ok() ? "restored the previous version and reloaded" : "RESTORE FAILED (" + u.err + "), fix it over the open session or the console") +

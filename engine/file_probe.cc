@@ -157,6 +157,9 @@ Probe BatchedFileProbe(const std::vector<std::string>& all_paths) {
         "if [ -z \"$lf_s\" ]; then printf '%s\\t!\\tsetpriv\\n' $lf_i; continue; fi; "
         "lf_r=${lf_r#*$lf_t}; lf_uid=${lf_r%%$lf_t*}; lf_r=${lf_r#*$lf_t}; lf_gid=${lf_r%%$lf_t*}; "
         "if [ \"$lf_uid\" = 0 ]; then printf '%s\\t!\\twritable\\n' $lf_i; continue; fi; "
+        // Not a regular file as root sees it (the user's .ssh directory itself, a missing file, a link): nothing to
+        // read, the same empty record the read as the user would give, without its four processes.
+        "if [ -L \"$f\" ] || [ ! -f \"$f\" ]; then printf '%s\\t\\t\\n' $lf_i; continue; fi; "
         "lf_p=\"setpriv --reuid=$lf_uid --regid=$lf_gid --clear-groups --\"; "
         "lf_b=$($lf_p sh -c '[ -f \"$1\" ] && [ ! -L \"$1\" ] && exec head -c \"$2\" -- \"$1\"' sh \"$f\" " +
         std::to_string(kMaxProbedFileBytes + 3) + " 2>/dev/null | base64 -w0); lf_h=; "

@@ -24,7 +24,6 @@ std::string NewNonce() {
   return buf;
 }
 
-std::string ScriptRunner() { return "sh -c 'eval \"$(cat)\"'"; }
 
 // Each probe runs in a subshell with stdin from /dev/null; its stdout goes straight to the script's stdout
 // (fd 3), between markers that carry the nonce; its stderr and then its exit status go through a pipe to awk,
@@ -288,7 +287,7 @@ NodePlan PlanNode(const Inventory& inv, const NodeDef& node, Transport& transpor
   constexpr int kTries = 3;  // files that change while they are read are read again, in a new round trip
   for (int attempt = 1;; ++attempt) {
     std::string nonce = NewNonce();
-    RunResult r = transport.run(ScriptRunner(), BuildProbeScript(probes, nonce));
+    RunResult r = transport.run_script(BuildProbeScript(probes, nonce));
     ProbeResults results;
     try {
       results = ParseProbeOutput(r.out, probes, nonce);

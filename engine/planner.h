@@ -81,8 +81,6 @@ NodePlan DiffNode(const Inventory& inv, const NodeDef& node, const ProbeResults&
 inline constexpr const char* kPendingHandlersFile = "/var/lib/labfleet/pending-handlers";
 inline constexpr const char* kStateFile = "/var/lib/labfleet/state.json";
 
-// The command that runs a script sent on stdin: sh reads it whole first, so commands in it get EOF on stdin.
-std::string ScriptRunner();
 
 
 // True for files read when someone logs in (sshd, PAM, sudo, NSS, the account files) and for anything under the

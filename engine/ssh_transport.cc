@@ -9,6 +9,9 @@
 // - Jump hosts: libssh 0.10 has no SSH_OPTIONS_PROXYJUMP (it came in 0.11) and cannot layer a session over a
 //   channel, so the jump hop is OpenSSH's `ssh -W host:port jump` as the ProxyCommand, with the same known_hosts
 //   file, identity and timeouts, in batch mode (never prompts).
+// - Scripts (run_script): one kept channel per transport runs the node-side loop of engine/ssh_driver.h; each
+//   script is a request written whole, then its frame is read non-blocking under the same bound, deadline and
+//   cancel checks as a command; anything malformed or unexpected stops the loop (stop_on_node) and fails loudly.
 #include "engine/ssh_transport.h"
 
 #include <libssh/libssh.h>
@@ -16,13 +19,16 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <chrono>
 #include <fstream>
 #include <mutex>
 #include <vector>
 
 #include "engine/local_transport.h"
+#include "engine/planner.h"
 #include "engine/shell.h"
+#include "engine/ssh_driver.h"
 
 namespace labfleet {
 
@@ -282,6 +288,8 @@ struct SshTransport::Impl {
 
   void kill_session(const std::string& why) {
     dead = why;
+    drv = nullptr;  // freed with the session
+    drv_pid = 0;
     if (s) {
       ssh_disconnect(s);
       ssh_free(s);
@@ -555,7 +563,257 @@ struct SshTransport::Impl {
     return r;
   }
 
+  // --- the script driver: every run_script() of this transport over one kept channel (engine/ssh_driver.h) ---
+  bool per_script = false;      // LABFLEET_SCRIPT_SESSIONS=per-script: each script on a channel of its own
+  ssh_channel drv = nullptr;    // the loop's channel; null until the first script, or after it was stopped
+  long drv_pid = 0;             // the loop's node-side pid (its session and process group; the lock's node_pid)
+  std::string drv_err;          // the loop's own stderr (not the scripts'), kept for messages, bounded
+
+  // Closes the loop's channel: EOF on its stdin ends the loop on the node (its EXIT trap removes its directory).
+  // `wait`: first wait (at most 1 s) for the loop to end, so that its directory is gone when the transport is.
+  void close_driver(bool wait = false) {
+    if (drv && s) {
+      ssh_set_blocking(s, 1);
+      ssh_channel_send_eof(drv);
+      if (wait) {
+        ssh_set_blocking(s, 0);
+        const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+        char buf[4096];
+        while (std::chrono::steady_clock::now() < until && ssh_is_connected(s) && !ssh_channel_is_closed(drv) &&
+               !ssh_channel_is_eof(drv)) {
+          bool got = false;
+          for (int is_err = 0; is_err < 2; ++is_err)
+            while (ssh_channel_read_nonblocking(drv, buf, sizeof buf, is_err) > 0) got = true;
+          if (!got) wait_socket(20);
+        }
+        ssh_set_blocking(s, 1);
+      }
+      ssh_channel_close(drv);
+      ssh_channel_free(drv);
+    }
+    drv = nullptr;
+    drv_pid = 0;
+    drv_err.clear();
+  }
+
+  // Stops the loop and whatever script it runs (its process group and session, as stop_on_node does for a
+  // command), then closes its channel; the next script starts a fresh loop. Returns stop_on_node's sentence.
+  std::string stop_driver() {
+    ssh_set_blocking(s, 1);
+    std::string how = stop_on_node(drv_pid);
+    close_driver();
+    return how;
+  }
+
+  [[noreturn]] void driver_channel_failure(const std::string& doing) {
+    std::string e = libssh_error();
+    bool timed_out = e.find("imeout") != std::string::npos || e.find("timed out") != std::string::npos;
+    kill_session(doing + " failed: " + e);
+    if (timed_out)
+      fail(Kind::Timeout, "node " + where() + " stopped answering (" + doing + " took more than " +
+                              std::to_string(t.connect_timeout_s) + " s): " + e + ". Check that it is not hung.");
+    fail(Kind::Lost, "connection to " + where() + " lost (" + doing + "): " + e);
+  }
+
+  // The loop ended (its channel closed) when it should not have: why, from its exit status and stderr.
+  [[noreturn]] void driver_ended(const std::string& when) {
+    ssh_set_blocking(s, 1);
+    int status = ssh_channel_get_exit_status(drv);
+    RunResult r;
+    r.exit_code = status;
+    r.err = drv_err;
+    close_driver();
+    const bool sudo = t.become_sudo && t.user != "root";
+    if (sudo && IsSudoPasswordRefusal(r))
+      fail(Kind::Auth, "sudo on " + where() + " asks for a password; `ssh.become: sudo` needs passwordless sudo for " +
+                           t.user + " (a NOPASSWD rule in /etc/sudoers.d)");
+    std::string err = r.err.substr(0, 300);
+    while (!err.empty() && err.back() == '\n') err.pop_back();
+    fail(Kind::Lost, "the script loop on " + where() + " ended " + when + " (exit " +
+                         (status < 0 ? std::string("unknown") : std::to_string(status)) +
+                         (err.empty() ? std::string() : ": " + err) +
+                         "); the node needs /bin/sh with head -c and mktemp. LABFLEET_SCRIPT_SESSIONS=per-script runs "
+                         "each script on a channel of its own instead.");
+  }
+
+  // Reads what the loop's channel has now (non-blocking): stdout appended to `out`, the loop's own stderr to
+  // drv_err (bounded). Returns bytes read; throws when the connection is lost.
+  size_t drain_driver(std::string& out, size_t out_cap) {
+    char buf[65536];
+    size_t total = 0;
+    for (int is_err = 0; is_err < 2; ++is_err) {
+      for (;;) {
+        if (!is_err && out.size() > out_cap) break;
+        int n = ssh_channel_read_nonblocking(drv, buf, sizeof buf, is_err);
+        if (n == SSH_ERROR) driver_channel_failure("reading a script's result");
+        if (n <= 0) break;
+        total += size_t(n);
+        if (!is_err)
+          out.append(buf, size_t(n));
+        else if (drv_err.size() < kDriverMaxErr)
+          drv_err.append(buf, std::min(size_t(n), kDriverMaxErr - drv_err.size()));
+      }
+    }
+    return total;
+  }
+
+  // Waits (bounded) for the socket or `ms`.
+  void wait_socket(long ms) {
+    pollfd p{ssh_get_fd(s), short(POLLIN | ((ssh_get_poll_flags(s) & SSH_WRITE_PENDING) ? POLLOUT : 0)), 0};
+    ::poll(&p, 1, int(ms));
+  }
+
+  // Opens the loop's channel and reads its pid line (within --connect-timeout).
+  void start_driver() {
+    using Clock = std::chrono::steady_clock;
+    ssh_set_blocking(s, 1);
+    ssh_channel ch = ssh_channel_new(s);
+    if (!ch) fail(Kind::Other, "cannot create a channel to " + where() + ": " + libssh_error());
+    if (ssh_channel_open_session(ch) != SSH_OK) {
+      ssh_channel_free(ch);
+      driver_channel_failure("opening a channel");
+    }
+    drv = ch;
+    if (ssh_channel_request_exec(ch, wrap(DriverLoopScript()).c_str()) != SSH_OK)
+      driver_channel_failure("starting the script loop");
+    const auto deadline = Clock::now() + std::chrono::seconds(std::max(1, t.connect_timeout_s));
+    std::string head;
+    ssh_set_blocking(s, 0);
+    for (;;) {
+      drain_driver(head, 256);
+      size_t nl = head.find('\n');
+      const std::string tag = kPidTag;
+      if (nl != std::string::npos || head.size() > 64) {
+        ssh_set_blocking(s, 1);
+        if (nl == std::string::npos || nl != head.size() - 1 || head.compare(0, tag.size(), tag) != 0) {
+          std::string got = head.substr(0, 64);
+          stop_driver();
+          fail(Kind::Other, "the script loop on " + where() + " did not start as expected (its first output was not "
+                            "its pid line, " + std::to_string(head.size()) + " bytes); check the node's /bin/sh. "
+                            "LABFLEET_SCRIPT_SESSIONS=per-script runs each script on a channel of its own instead.");
+        }
+        drv_pid = std::atol(head.c_str() + tag.size());
+        return;
+      }
+      if (ssh_channel_is_eof(drv) || ssh_channel_is_closed(drv)) driver_ended("as it started");
+      if (!ssh_is_connected(s)) driver_channel_failure("starting the script loop");
+      auto now = Clock::now();
+      if (now >= deadline) {
+        ssh_set_blocking(s, 1);
+        close_driver();
+        kill_session("the script loop did not start");
+        fail(Kind::Timeout, "node " + where() + " did not start its script loop within " +
+                                std::to_string(t.connect_timeout_s) + " s (--connect-timeout). Check that it is not hung.");
+      }
+      wait_socket(50);
+    }
+  }
+
+  RunResult run_script(const std::string& script) {
+    using Clock = std::chrono::steady_clock;
+    if (per_script) {
+      StringSource in(script);
+      return run(ScriptRunner(), in);
+    }
+    if (!dead.empty()) fail(Kind::Lost, "no session to " + where() + ": " + dead);
+    if (owner->cancelled())
+      throw TransportError(Kind::Interrupted, "interrupted: the script on " + where() + " was not started.");
+    if (!drv) start_driver();
+    ssh_set_blocking(s, 0);
+    // Lockstep: nothing may arrive between two frames.
+    std::string stray;
+    drain_driver(stray, 4096);
+    if (!stray.empty()) {
+      std::string how = stop_driver();
+      fail(Kind::Other, "node " + where() + " sent " + std::to_string(stray.size()) + "+ bytes between two scripts "
+                        "(something the previous script left running writes to its output, or the node is not "
+                        "trustworthy); labfleet stopped its script loop. " + how);
+    }
+    const std::string nonce = NewNonce() + NewNonce();
+    const std::string req = DriverRequest(script, nonce);
+    ssh_set_blocking(s, 1);
+    // Blocking writes: each waits for window at most the session timeout (--connect-timeout); a node that takes
+    // nothing for that long (a write of 0 bytes) is treated as hung, as a command past its deadline is.
+    auto last_progress = Clock::now();
+    for (size_t off = 0; off < req.size();) {
+      int w = ssh_channel_write(drv, req.data() + off, uint32_t(std::min<size_t>(req.size() - off, 32768)));
+      if (w == SSH_ERROR) {
+        if (!ssh_is_connected(s)) driver_channel_failure("sending a script");
+        driver_ended("while a script was sent");
+      }
+      if (w > 0) {
+        off += size_t(w);
+        last_progress = Clock::now();
+      } else if (owner->cancelled() ||
+                 Clock::now() - last_progress > std::chrono::seconds(std::max(1, t.connect_timeout_s))) {
+        const bool interrupted = owner->cancelled();
+        std::string how = stop_driver();
+        kill_session(interrupted ? "labfleet was interrupted" : "the node took no input");
+        if (interrupted) owner->raise_interrupted(how, "");
+        fail(Kind::Timeout, "node " + where() + " took no part of a script for " + std::to_string(t.connect_timeout_s) +
+                                " s (--connect-timeout). " + how + " Check that it is not hung.");
+      }
+    }
+    ssh_set_blocking(s, 0);
+    const size_t max_output = owner->max_output();
+    const auto deadline = Clock::now() + std::chrono::seconds(t.command_timeout_s);
+    std::string buf;
+    size_t from = 0;
+    // What the node may send for one script: the bound, plus the frame around it.
+    const size_t cap = max_output + kDriverMaxErr + 256;
+    for (;;) {
+      size_t got = drain_driver(buf, cap);
+      DriverFrame f = ParseDriverFrame(buf, nonce, from);
+      if (f.state == DriverFrame::State::Complete) {
+        ssh_set_blocking(s, 1);
+        RunResult r;
+        r.exit_code = f.exit_code;
+        r.err = std::move(f.err);
+        buf.resize(f.out_len);
+        r.out = std::move(buf);
+        if (r.out.size() + r.err.size() > max_output) {
+          if (r.out.size() > max_output) r.out.resize(max_output);
+          owner->raise_output_limit("It had already ended on the node.", std::move(r.out));
+        }
+        return r;
+      }
+      if (f.state == DriverFrame::State::Malformed) {
+        std::string how = stop_driver();
+        fail(Kind::Other, "node " + where() + " sent a malformed script result: " + f.why +
+                              ". labfleet stopped its script loop and trusts nothing of this result; check the node. " +
+                              how);
+      }
+      from = f.search_from;
+      if (buf.size() > max_output) {
+        std::string how = stop_driver();
+        buf.resize(max_output);
+        owner->raise_output_limit(how, std::move(buf));
+      }
+      if (owner->cancelled()) {
+        std::string how = stop_driver();
+        kill_session("labfleet was interrupted");
+        owner->raise_interrupted(how, std::move(buf));
+      }
+      if (got) continue;
+      if (ssh_channel_is_eof(drv) || ssh_channel_is_closed(drv)) driver_ended("in the middle of a script");
+      auto now = Clock::now();
+      if (now >= deadline) {
+        std::string how = stop_driver();
+        kill_session("a command timed out");
+        throw TransportError(Kind::Timeout, "command on " + where() + " did not finish within " +
+                                                std::to_string(t.command_timeout_s) + " s (--timeout). " + how +
+                                                " The session was closed. Check whether the node is hung, or raise "
+                                                "--timeout if the command is expected to take longer.",
+                             std::move(buf));
+      }
+      long ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1;
+      wait_socket(std::min<long>(ms, 200));
+      if (!ssh_is_connected(s)) driver_channel_failure("running a script");
+    }
+  }
+
   ~Impl() {
+    close_driver(/*wait=*/true);
     if (s) {
       ssh_disconnect(s);
       ssh_free(s);
@@ -566,6 +824,13 @@ struct SshTransport::Impl {
 SshTransport::SshTransport(SshTarget target) : impl_(std::make_unique<Impl>()) {
   impl_->owner = this;
   impl_->t = std::move(target);
+  const char* mode = std::getenv("LABFLEET_SCRIPT_SESSIONS");
+  const std::string m = mode ? mode : "";
+  if (m != "" && m != "one" && m != "per-script")
+    throw TransportError(TransportError::Kind::Other,
+                         "LABFLEET_SCRIPT_SESSIONS is '" + m + "': it must be 'one' (the default: every script of a "
+                         "run over one channel per node) or 'per-script' (a channel for each script)");
+  impl_->per_script = m == "per-script";
   impl_->connect();
 }
 
@@ -579,6 +844,8 @@ RunResult SshTransport::run(const std::string& command, std::string_view stdin_d
 }
 
 RunResult SshTransport::stream(const std::string& command, ByteSource& in) { return impl_->run(command, in); }
+
+RunResult SshTransport::run_script(const std::string& script) { return impl_->run_script(script); }
 
 std::string SshTransport::notes() const { return impl_->notes; }
 

@@ -1,5 +1,5 @@
 // SshTransport: a node over SSH with libssh (the only file that includes libssh is ssh_transport.cc).
-// One session per node for the whole run; every run() opens a channel on it. Connecting happens in the
+// One session per node for the whole run; every run() opens a channel on it, every run_script() shares one. Connecting happens in the
 // constructor and throws TransportError (Connect, HostKey, Auth, Timeout) with a message that says what to do.
 // Not thread-safe: one thread uses one SshTransport at a time (ForEachNode gives each node its own).
 // See docs/transport.md for host keys, auth, jump hosts, become and timeouts.
@@ -49,6 +49,10 @@ class SshTransport : public Transport {
   std::string describe() const override;
   RunResult run(const std::string& command, std::string_view stdin_data = {}) override;
   RunResult stream(const std::string& command, ByteSource& in) override;
+  // Every script of this transport over one kept channel (a loop on the node, engine/ssh_driver.h), started on
+  // the first; after a stop (timeout, interrupt, output bound, a malformed result) the next one starts a fresh
+  // loop. LABFLEET_SCRIPT_SESSIONS=per-script: run(ScriptRunner(), script), a channel per script.
+  RunResult run_script(const std::string& script) override;
   // Notes gathered while connecting (e.g. "recorded new host key SHA256:... in FILE"); empty when none.
   std::string notes() const override;
   void add_note(const std::string& note);

@@ -47,6 +47,10 @@ void Transport::throw_interrupted(const std::string& stopped, std::string partia
                        std::move(partial_out));
 }
 
+std::string ScriptRunner() { return "sh -c 'eval \"$(cat)\"'"; }
+
+RunResult Transport::run_script(const std::string& script) { return run(ScriptRunner(), script); }
+
 RunResult Transport::stream(const std::string& command, ByteSource& in) {
   std::string all;
   char buf[65536];

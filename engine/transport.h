@@ -22,6 +22,11 @@
 //   first; the stop goes over a fresh channel of the same session. The error says whether the stop worked.
 // - Cancellation: set_cancel(flag); once *flag is true, a command in progress is stopped on the node and run()
 //   throws TransportError(Interrupted) within ~0.2 s; later calls throw Interrupted at once.
+// - run_script(script) runs shell text with /bin/sh as root on the node, the way the planner's probe, the apply
+//   script and the re-probe are run: like run(ScriptRunner(), script) (the default), but the script's stdin is
+//   /dev/null and its stderr may be cut to its first 64 KiB. SshTransport runs every script of a run over ONE
+//   kept channel per node (engine/ssh_driver.h, docs/transport.md "Sessions"); bounds, timeout, cancel and the
+//   stop on the node apply to each script as to run().
 // - A TransportError from a command that was stopped (Timeout, OutputLimit, Interrupted) carries the stdout
 //   received before the stop (partial_out(), at most max_output() bytes), so a caller can say how far it got.
 #pragma once
@@ -56,6 +61,9 @@ class TransportError : public std::runtime_error {
   Kind kind_;
   std::string partial_out_;
 };
+
+// The command that runs a script sent on stdin: sh reads it whole first, so commands in it get EOF on stdin.
+std::string ScriptRunner();
 
 // The default bound on one command's stdout + stderr together.
 inline constexpr size_t kDefaultMaxOutput = size_t(64) << 20;
@@ -97,6 +105,8 @@ class Transport {
   virtual RunResult run(const std::string& command, std::string_view stdin_data = {}) = 0;
   // The default reads `in` whole and calls run() (for doubles); the real transports stream.
   virtual RunResult stream(const std::string& command, ByteSource& in);
+  // See the contract above. The default is run(ScriptRunner(), script).
+  virtual RunResult run_script(const std::string& script);
   // What connecting had to say for the node's report (a fallback port, a newly recorded host key); "" if nothing.
   virtual std::string notes() const { return ""; }
 

@@ -179,7 +179,7 @@ int Run(CommandContext& ctx, InitArgs& a) {
       notes[i] = t->notes();
       if (auto* st = dynamic_cast<SshTransport*>(t.get())) s.host_key = st->host_key();
       std::string nonce = NewNonce();
-      RunResult r = t->run(ScriptRunner(), BuildProbeScript(probes, nonce));
+      RunResult r = t->run_script(BuildProbeScript(probes, nonce));
       ParseInitResults(ParseProbeOutput(r.out, probes, nonce), s);
     } catch (const std::exception& e) {
       errors[i] = e.what();

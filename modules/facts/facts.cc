@@ -469,7 +469,7 @@ NodeFacts FactsFromResults(const ProbeResults& r, const BusySettings& busy) {
 NodeFacts GatherFacts(Transport& t, const BusySettings& busy) {
   const std::vector<Probe> probes = FactsProbes(busy);
   const std::string nonce = NewNonce();
-  RunResult r = t.run(ScriptRunner(), BuildProbeScript(probes, nonce));
+  RunResult r = t.run_script(BuildProbeScript(probes, nonce));
   try {
     return FactsFromResults(ParseProbeOutput(r.out, probes, nonce), busy);
   } catch (const std::exception& e) {

@@ -26,6 +26,7 @@ struct SandboxOptions {
   std::string prefix = "node";
   int btrfs_mb = 0;    // > 0: each node gets a btrfs filesystem of this size at /srv/btrfs (>= 16)
   bool login = false;  // nodes reachable only through an extra node "login" (ssh jump)
+  bool sshd_defaults = false;  // sshd with Debian's default sshd_config (UsePAM yes, ...): `up --sshd-defaults`
 };
 
 class Sandbox {

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -135,6 +136,39 @@ TEST_SUITE("file probe") {
     CHECK(refused.changes.empty());
     REQUIRE(refused.warnings.size() == 1);
     CHECK(refused.warnings[0].rfind("refused: file own: " + d.str("home") + " belongs to nobody", 0) == 0);
+  }
+
+  TEST_CASE("a user's directory: only regular files are read as the user (no setpriv for its directories or absent files)") {
+    REQUIRE(geteuid() == 0);
+    TempDir d("labfleet-fprobe-user", "/run");
+    REQUIRE(chmod(d.str().c_str(), 0755) == 0);
+    d.write("home/own", "mine\n");
+    d.write("home/.ssh/keys", "k\n");
+    for (const char* p : {"home", "home/own", "home/.ssh", "home/.ssh/keys"})
+      REQUIRE(chown(d.str(p).c_str(), 65534, 65534) == 0);
+    // A setpriv that logs its arguments, then runs the real one: a shell function (the probe sets its own PATH).
+    const std::string runner = "setpriv() { printf '%s\\n' \"$*\" >> " + ShellQuote(d.str("setpriv.log")) +
+                               "; command setpriv \"$@\"; }; eval \"$(cat)\"";
+    const std::vector<std::string> paths = {d.str("home/own"), d.str("home/.ssh"), d.str("home/.ssh/keys"),
+                                            d.str("home/absent")};
+    std::vector<Probe> probes = {BatchedFileProbe(paths)};
+    std::string nonce = NewNonce();
+    RunResult r = LocalTransport().run(Cmd("sh").arg("-c").arg(runner).str(), BuildProbeScript(probes, nonce));
+    REQUIRE(r.ok());
+    ProbeResults each = ParseProbeOutput(r.out, probes, nonce);
+    ProbeResults split;
+    REQUIRE(SplitBatchedFileProbe(each["labfleet:files"].out, paths, split));
+    CHECK(ParseFileProbe(split, d.str("home/own")).content == "mine\n");
+    CHECK(ParseFileProbe(split, d.str("home/.ssh/keys")).content == "k\n");
+    CHECK(ParseFileProbe(split, d.str("home/.ssh")).content.empty());
+    CHECK_FALSE(ParseFileProbe(split, d.str("home/absent")).exists);
+    const std::string log = LocalTransport().run(Cmd("cat").arg(d.str("setpriv.log")).str()).out;
+    INFO(log);
+    CHECK(log.find(d.str("home/own")) != std::string::npos);
+    CHECK(log.find(d.str("home/.ssh/keys")) != std::string::npos);
+    CHECK(log.find(d.str("home/.ssh") + " ") == std::string::npos);  // the directory itself: never
+    CHECK(log.find(d.str("home/absent")) == std::string::npos);
+    CHECK(std::count(log.begin(), log.end(), '\n') == 2);
   }
 
   TEST_CASE("DiffFile: too large by sha256, secrets by sha256 only, owner fixed by rewriting in a user's directory") {
