@@ -1,0 +1,456 @@
+// The playbook runner. See playbook_run.h for the contracts.
+#include "engine/playbook_run.h"
+
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "engine/connect.h"
+#include "engine/plan_report.h"
+#include "engine/shell.h"
+#include "engine/text.h"
+
+namespace labfleet {
+
+RunnerOps RealRunnerOps(const ConnectOptions& copts) {
+  RunnerOps ops;
+  ops.connect = [copts](const Inventory& inv, const NodeDef& n) { return Connect(inv, n, copts); };
+  ops.plan = [](const Inventory& inv, const NodeDef& n, Transport& t, const PlanOptions& o) {
+    return PlanNode(inv, n, t, o);
+  };
+  ops.apply = [](const Inventory& inv, const NodeDef& n, const NodePlan& p, Transport& t, const ApplyOptions& o) {
+    return ApplyNode(inv, n, p, t, o);
+  };
+  ops.wait = [](std::chrono::seconds d, const std::atomic<bool>* stop) {
+    auto ticks = std::chrono::duration_cast<std::chrono::milliseconds>(d).count() / 100;
+    for (long t = 0; t < ticks && !(stop && stop->load()); ++t)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    return !(stop && stop->load());
+  };
+  ops.now = [] { return std::chrono::steady_clock::now(); };
+  return ops;
+}
+
+namespace {
+
+bool Stopped(const std::atomic<bool>* stop) { return stop && stop->load(); }
+
+// The last line of a command's output worth showing, bounded.
+std::string Tail(const RunResult& r) {
+  std::string text = r.err.empty() ? r.out : r.err;
+  auto lines = SplitLines(text);
+  std::string last;
+  for (auto it = lines.rbegin(); it != lines.rend(); ++it)
+    if (!it->empty()) {
+      last = *it;
+      break;
+    }
+  if (last.size() > 300) last = last.substr(0, 300) + "...";
+  return last;
+}
+
+std::vector<std::string> Lines(const NodePlan& p) {
+  std::vector<std::string> out;
+  for (const auto& c : p.changes) out.push_back(ChangeLine(c));
+  for (const auto& c : p.deferred) out.push_back(DeferredLine(p, c));
+  return out;
+}
+
+class Runner {
+ public:
+  Runner(const Playbook& pb, const Inventory& inv, const std::vector<const NodeDef*>& nodes, const RunnerOptions& o,
+         const RunnerOps& ops, const std::atomic<bool>* stop)
+      : pb_(pb), inv_(inv), nodes_(nodes), o_(o), ops_(ops), stop_(stop) {}
+
+  PlaybookRun run() {
+    for (size_t i = 0; i < pb_.steps.size(); ++i) {
+      const PlaybookStep& st = pb_.steps[i];
+      StepResult sr{st.name, StepKindName(st.kind), "", {}, {}};
+      if (i < o_.from) {
+        sr.status = "skipped";
+        sr.notes.push_back("before --from");
+        out_.steps.push_back(std::move(sr));
+        continue;
+      }
+      if (!out_.ok || Stopped(stop_)) {
+        sr.status = "not-started";
+        if (out_.stopped_at.empty() && Stopped(stop_)) out_.stopped_at = st.name, out_.ok = false;
+        out_.steps.push_back(std::move(sr));
+        continue;
+      }
+      bool ok = step(st, sr);
+      if (!ok) {
+        out_.ok = false;
+        out_.stopped_at = st.name;
+      }
+      out_.steps.push_back(std::move(sr));
+    }
+    return std::move(out_);
+  }
+
+ private:
+  // The nodes still taking part (wait_idle drops some).
+  std::vector<const NodeDef*> active() const {
+    std::vector<const NodeDef*> v;
+    for (const NodeDef* n : nodes_)
+      if (!dropped_.count(n->name)) v.push_back(n);
+    return v;
+  }
+
+  // The node's kept connection, opened on first use; null (and `why`) when it cannot be reached.
+  Transport* conn(const NodeDef& n, std::string& why) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      auto it = conns_.find(n.name);
+      if (it != conns_.end() && it->second) return it->second.get();
+    }
+    try {
+      auto t = ops_.connect(inv_, n);
+      std::lock_guard<std::mutex> l(mu_);
+      return (conns_[n.name] = std::move(t)).get();
+    } catch (const std::exception& e) {
+      why = e.what();
+      return nullptr;
+    }
+  }
+
+  static std::vector<std::vector<const NodeDef*>> Batches(const std::vector<const NodeDef*>& nodes, int batch) {
+    std::vector<std::vector<const NodeDef*>> out;
+    size_t k = batch > 0 ? size_t(batch) : std::max<size_t>(nodes.size(), 1);
+    for (size_t i = 0; i < nodes.size(); i += k)
+      out.emplace_back(nodes.begin() + i, nodes.begin() + std::min(nodes.size(), i + k));
+    return out;
+  }
+
+  bool step(const PlaybookStep& st, StepResult& sr) {
+    switch (st.kind) {
+      case StepKind::Confirm: return confirm(st, sr);
+      case StepKind::WaitIdle: return wait_idle(st, sr);
+      case StepKind::Apply: {
+        PlanOptions po;
+        po.only = st.modules;
+        return batched(st, sr, [&](const NodeDef& n, Transport& t, StepNodeResult& nr) {
+          return converge(inv_, n, t, po, nr);
+        });
+      }
+      case StepKind::Accounts: {
+        auto chosen = SelectAccounts(st, inv_, o_.today_days);
+        std::vector<std::string> names;
+        for (const UserDef* u : chosen) names.push_back(u->name);
+        sr.notes.push_back(std::string(AccountActionName(st.action)) + " " +
+                           Counted(names.size(), "account", "accounts") + (names.empty() ? "" : ": " + Join(names, ", ")));
+        if (names.empty()) {
+          sr.status = o_.execute ? "done" : "dry-run";
+          sr.notes.push_back("nothing to do because no account is selected");
+          return true;
+        }
+        // The changed inventory is checked like any inventory before a node is touched.
+        Inventory changed = AccountsInventory(st, inv_, o_.today_days);
+        Findings f;
+        if (std::string why = AccountsRefusal(st, inv_, active(), o_.today_days); !why.empty())
+          f.error(st.where, "locks-out-login", why);
+        ValidateInventory(changed, f);
+        if (f.has_errors()) {
+          sr.status = "failed";
+          for (const auto& x : f.items())
+            if (x.severity == Severity::Error) sr.notes.push_back("refused: " + x.where.str() + ": " + x.message);
+          return false;
+        }
+        PlanOptions po;
+        po.only = {"users"};
+        accounts_inv_.push_back(std::make_unique<Inventory>(std::move(changed)));
+        const Inventory& ai = *accounts_inv_.back();
+        PlaybookStep whole = st;
+        whole.batch = 0;
+        whole.health.clear();
+        return batched(whole, sr, [&](const NodeDef& n, Transport& t, StepNodeResult& nr) {
+          return converge(ai, n, t, po, nr);
+        });
+      }
+      case StepKind::Command:
+        return batched(st, sr, [&](const NodeDef& n, Transport& t, StepNodeResult& nr) { return command(st, n, t, nr); });
+    }
+    return false;
+  }
+
+  bool confirm(const PlaybookStep& st, StepResult& sr) {
+    sr.notes.push_back("question: " + st.message);
+    if (!o_.execute) {
+      sr.status = "dry-run";
+      return true;
+    }
+    if (!o_.ask || !ops_.confirm) {
+      sr.status = "done";
+      sr.notes.push_back("answered yes by --yes");
+      return true;
+    }
+    if (ops_.confirm(st.message)) {
+      sr.status = "done";
+      return true;
+    }
+    sr.status = "declined";
+    sr.notes.push_back("declined: nothing after this step was run");
+    return false;
+  }
+
+  // The planner's busy verdict per node (fail safe: unknown and unplannable count as busy). Returns the reason
+  // a node is busy, "" when it is idle.
+  std::string busy_reason(const NodeDef& n) {
+    std::string why;
+    Transport* t = conn(n, why);
+    if (!t) return "unreachable: " + why;
+    try {
+      PlanOptions po;
+      po.only = {"busy"};
+      NodePlan p = ops_.plan(inv_, n, *t, po);
+      if (!p.error.empty()) return "busy state unknown: " + p.error;
+      if (p.busy.holds()) return p.busy.state() + ": " + p.busy.describe();
+      return "";
+    } catch (const std::exception& e) {
+      return std::string("busy state unknown: ") + e.what();
+    }
+  }
+
+  bool wait_idle(const PlaybookStep& st, StepResult& sr) {
+    auto nodes = active();
+    std::vector<std::string> reasons(nodes.size());
+    auto check = [&] {
+      ForEachNode(nodes, o_.parallel, [&](size_t i, const NodeDef& n) { reasons[i] = busy_reason(n); });
+    };
+    check();
+    auto any_busy = [&] {
+      for (const auto& r : reasons)
+        if (!r.empty()) return true;
+      return false;
+    };
+    if (o_.execute && st.on_busy == OnBusy::Wait) {
+      auto deadline = ops_.now() + std::chrono::seconds(st.timeout_s);
+      while (any_busy() && ops_.now() < deadline) {
+        if (!ops_.wait(std::chrono::seconds(5), stop_)) break;
+        check();
+      }
+    }
+    bool ok = true;
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      StepNodeResult nr{nodes[i]->name, reasons[i].empty() ? "idle" : "busy", reasons[i], {}};
+      if (!reasons[i].empty()) {
+        if (st.on_busy == OnBusy::Fail) {
+          ok = false;
+          nr.status = "failed";
+        } else {
+          nr.status = "skipped";
+          nr.detail = reasons[i] + (o_.execute ? "; left out of the rest of this run" : "; a run would leave it out");
+          if (o_.execute) {
+            dropped_.insert(nodes[i]->name);
+            out_.skipped.push_back(nodes[i]->name + " (" + reasons[i] + ")");
+          }
+        }
+      }
+      sr.nodes.push_back(std::move(nr));
+    }
+    sr.status = !ok ? "failed" : o_.execute ? "done" : "dry-run";
+    return ok || !o_.execute;
+  }
+
+  // Plans a node with `inv` and, in a real run, applies the plan. True when the node ended converged.
+  bool converge(const Inventory& inv, const NodeDef& n, Transport& t, const PlanOptions& po, StepNodeResult& nr) {
+    NodePlan p;
+    try {
+      p = ops_.plan(inv, n, t, po);
+    } catch (const std::exception& e) {
+      nr.status = "failed";
+      nr.detail = e.what();
+      return false;
+    }
+    nr.changes = Lines(p);
+    if (!p.error.empty()) {
+      nr.status = "failed";
+      nr.detail = p.error;
+      return false;
+    }
+    if (!o_.execute) {
+      nr.status = p.changes.empty() ? "unchanged" : "planned";
+      nr.detail = p.changes.empty() ? "nothing to do" : Counted(p.changes.size(), "change", "changes") + " would be made";
+      return true;
+    }
+    ApplyOptions ao = o_.apply;
+    ao.plan = po;
+    NodeApplyResult r;
+    try {
+      r = ops_.apply(inv, n, p, t, ao);
+    } catch (const std::exception& e) {
+      nr.status = "failed";
+      nr.detail = e.what();
+      return false;
+    }
+    for (const auto& d : r.deferred) nr.changes.push_back(d);
+    switch (r.status) {
+      case NodeApplyResult::Status::Unchanged: nr.status = "unchanged"; nr.detail = "nothing to do"; return true;
+      case NodeApplyResult::Status::Changed:
+        nr.status = "changed";
+        nr.detail = Counted(size_t(r.applied), "change", "changes") + " applied; re-plan empty";
+        return true;
+      default:
+        nr.status = r.status == NodeApplyResult::Status::Unreachable ? "unreachable" : "failed";
+        nr.detail = r.error.empty() ? "the re-plan is not empty" : r.error;
+        return false;
+    }
+  }
+
+  bool command(const PlaybookStep& st, const NodeDef&, Transport& t, StepNodeResult& nr) {
+    Cmd run("timeout");
+    run.arg(std::to_string(st.command_timeout_s)).args(st.argv);
+    std::string guard;
+    if (!st.unless.empty()) guard = Cmd(st.unless[0]).args({st.unless.begin() + 1, st.unless.end()}).str() + " >/dev/null 2>&1";
+    if (!st.creates.empty())
+      guard += (guard.empty() ? "" : " || ") + Cmd("test").arg("-e").arg(st.creates).str();
+    try {
+      if (!guard.empty()) {
+        RunResult g = t.run("sh -c " + ShellQuote(guard) + " </dev/null");
+        if (g.ok()) {
+          nr.status = "unchanged";
+          nr.detail = "skipped: " + std::string(!st.creates.empty() && st.unless.empty() ? st.creates + " exists" : "the guard holds");
+          return true;
+        }
+      }
+      if (!o_.execute) {
+        nr.status = "would-run";
+        nr.detail = Join(st.argv, " ");
+        return true;
+      }
+      RunResult r = t.run(run.str() + " </dev/null");
+      if (!r.ok()) {
+        nr.status = "failed";
+        nr.detail = "exit " + std::to_string(r.exit_code) + (r.exit_code == 124 ? " (timed out)" : "") +
+                    (Tail(r).empty() ? "" : ": " + Tail(r));
+        return false;
+      }
+      nr.status = "changed";
+      nr.detail = "ran " + Join(st.argv, " ") + (Tail(r).empty() ? "" : ": " + Tail(r));
+      return true;
+    } catch (const std::exception& e) {
+      nr.status = "failed";
+      nr.detail = e.what();
+      return false;
+    }
+  }
+
+  // Runs `fn` on the active nodes, batch by batch; health checks after each batch of a real run. Stops at the
+  // first batch with a failure.
+  bool batched(const PlaybookStep& st, StepResult& sr,
+               const std::function<bool(const NodeDef&, Transport&, StepNodeResult&)>& fn) {
+    auto batches = Batches(active(), st.batch);
+    bool ok = true;
+    for (size_t b = 0; b < batches.size(); ++b) {
+      const auto& batch = batches[b];
+      if (!ok || Stopped(stop_)) {
+        for (const NodeDef* n : batch)
+          sr.nodes.push_back({n->name, "not-started",
+                              Stopped(stop_) ? "interrupted before its batch" : "an earlier batch failed", {}});
+        continue;
+      }
+      std::vector<StepNodeResult> rs(batch.size());
+      std::vector<char> good(batch.size(), 0);
+      ForEachNode(batch, o_.parallel, [&](size_t i, const NodeDef& n) {
+        rs[i].node = n.name;
+        std::string why;
+        Transport* t = conn(n, why);
+        if (!t) {
+          rs[i].status = "unreachable";
+          rs[i].detail = why;
+          return;
+        }
+        good[i] = fn(n, *t, rs[i]);
+        if (good[i] && o_.execute && !st.health.empty()) {
+          try {
+            RunResult h = t->run(Cmd(st.health[0]).args({st.health.begin() + 1, st.health.end()}).str() + " </dev/null");
+            if (!h.ok()) {
+              good[i] = 0;
+              rs[i].status = "failed";
+              rs[i].detail += "; health check " + Join(st.health, " ") + " failed (exit " + std::to_string(h.exit_code) +
+                              ")" + (Tail(h).empty() ? "" : ": " + Tail(h));
+            } else {
+              rs[i].detail += "; health check passed";
+            }
+          } catch (const std::exception& e) {
+            good[i] = 0;
+            rs[i].status = "failed";
+            rs[i].detail += std::string("; health check: ") + e.what();
+          }
+        }
+      });
+      for (size_t i = 0; i < batch.size(); ++i) {
+        if (!good[i]) ok = false;
+        sr.nodes.push_back(std::move(rs[i]));
+      }
+      if (batches.size() > 1)
+        sr.notes.push_back("batch " + std::to_string(b + 1) + "/" + std::to_string(batches.size()) + " (" +
+                           std::to_string(batch.size()) + (batch.size() == 1 ? " node" : " nodes") + "): " +
+                           (ok ? "ok" : "failed; later batches not started"));
+    }
+    if (Stopped(stop_)) ok = false;
+    sr.status = !ok ? "failed" : o_.execute ? "done" : "dry-run";
+    return ok;
+  }
+
+  const Playbook& pb_;
+  const Inventory& inv_;
+  const std::vector<const NodeDef*>& nodes_;
+  const RunnerOptions& o_;
+  const RunnerOps& ops_;
+  const std::atomic<bool>* stop_;
+  PlaybookRun out_;
+  std::mutex mu_;
+  std::map<std::string, std::unique_ptr<Transport>> conns_;
+  std::set<std::string> dropped_;
+  std::vector<std::unique_ptr<Inventory>> accounts_inv_;
+};
+
+}  // namespace
+
+PlaybookRun RunPlaybook(const Playbook& pb, const Inventory& inv, const std::vector<const NodeDef*>& nodes,
+                        const RunnerOptions& opts, const RunnerOps& ops, const std::atomic<bool>* stop) {
+  return Runner(pb, inv, nodes, opts, ops, stop).run();
+}
+
+void ReportRun(Reporter& rep, const Playbook& pb, const PlaybookRun& r, const RunnerOptions& opts) {
+  nlohmann::json steps = nlohmann::json::array();
+  rep.line(std::string(opts.execute ? "Running" : "Dry run of") + " playbook " + pb.name + " (" +
+           Counted(pb.steps.size(), "step", "steps") + ")" + (opts.execute ? "" : ": nothing is changed; --yes runs it"));
+  for (size_t i = 0; i < r.steps.size(); ++i) {
+    const StepResult& s = r.steps[i];
+    rep.line("");
+    rep.line("step " + std::to_string(i + 1) + "/" + std::to_string(r.steps.size()) + " " + s.name + " (" + s.kind +
+                 "): " + s.status,
+             s.status == "failed" || s.status == "declined" ? LineStyle::Fail : LineStyle::Plain);
+    for (const auto& n : s.notes) rep.line("  " + n);
+    nlohmann::json nodes = nlohmann::json::array();
+    for (const auto& n : s.nodes) {
+      LineStyle style = n.status == "failed" || n.status == "unreachable" ? LineStyle::Fail
+                        : n.status == "skipped" || n.status == "busy"      ? LineStyle::Warn
+                                                                            : LineStyle::Plain;
+      rep.line("  " + n.node + ": " + n.status + (n.detail.empty() ? "" : " — " + n.detail), style);
+      for (const auto& c : n.changes)
+        rep.line("    " + c, c.starts_with("+") ? LineStyle::Add : c.starts_with("-") ? LineStyle::Remove
+                                                  : c.starts_with("~") ? LineStyle::Modify : LineStyle::Warn);
+      nodes.push_back({{"node", n.node}, {"status", n.status}, {"detail", n.detail}, {"changes", n.changes}});
+    }
+    steps.push_back({{"number", i + 1}, {"name", s.name}, {"kind", s.kind}, {"status", s.status}, {"notes", s.notes},
+                     {"nodes", nodes}});
+  }
+  rep.line("");
+  if (!r.skipped.empty()) rep.line("skipped nodes (busy): " + Join(r.skipped, "; "), LineStyle::Warn);
+  if (!r.ok)
+    rep.line("stopped at step '" + r.stopped_at + "': later steps were not run; fix the cause and run again (done steps "
+             "converge again harmlessly) or resume with --from '" + r.stopped_at + "'",
+             LineStyle::Fail);
+  else
+    rep.line(opts.execute ? "playbook " + pb.name + " done" : "dry run done: run with --yes to do it");
+  auto& doc = rep.doc();
+  doc["playbook"] = {{"name", pb.name}, {"file", pb.file}, {"dry_run", !opts.execute}};
+  doc["steps"] = steps;
+  doc["result"] = {{"ok", r.ok}, {"stopped_at", r.stopped_at}, {"skipped_nodes", r.skipped}};
+}
+
+}  // namespace labfleet
