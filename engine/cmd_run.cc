@@ -65,14 +65,20 @@ const CommandRegistrar kRun(
       struct Args {
         std::string playbook, from, connect_map;
         std::vector<std::string> names;
-        bool yes = false, ask = false, allow_dirty = false, break_lock = false;
+        bool yes = false, ask = false, dry_run = false, allow_dirty = false, break_lock = false;
+        int drain = 0;
         ConnectOptions copts;
       };
       auto a = std::make_shared<Args>();
       sub.add_option("playbook", a->playbook, "playbook name (playbooks/NAME.yaml) or path")->required();
       sub.add_option("nodes", a->names, "node or group names (default: the playbook's nodes, else all)");
-      sub.add_flag("-y,--yes", a->yes, "run it (without: a dry run), answering every confirm step yes");
-      sub.add_flag("--ask", a->ask, "run it, asking each confirm step's question on the terminal");
+      auto* yes = sub.add_flag("-y,--yes", a->yes, "run it (without: a dry run), answering every confirm step yes");
+      auto* ask = sub.add_flag("--ask", a->ask, "run it, asking each confirm step's question on the terminal");
+      auto* dry = sub.add_flag("--dry-run", a->dry_run, "only show what each step would do (the default)");
+      dry->excludes(yes)->excludes(ask);
+      sub.add_option("--drain", a->drain,
+                     "wait_idle steps that skip busy nodes wait up to SECONDS for them to become idle first")
+          ->check(CLI::NonNegativeNumber);
       sub.add_option("--from", a->from, "start at this step (name or number); earlier steps are skipped");
       sub.add_flag("--allow-dirty", a->allow_dirty, "run even with uncommitted inventory changes");
       sub.add_flag("--break-lock", a->break_lock, "replace a node lock left by a dead or stuck run");
@@ -116,7 +122,8 @@ const CommandRegistrar kRun(
           ctx.reporter.findings(unknown);
           return kExitUsage;
         }
-        ro.execute = a->yes || a->ask;
+        ro.execute = (a->yes || a->ask) && !a->dry_run;
+        ro.drain_s = a->drain;
         ro.ask = a->ask && !a->yes;
         if (ro.ask && !isatty(0)) {
           ctx.reporter.error("--ask needs a terminal to ask on; use --yes to answer every confirm step yes");
@@ -149,6 +156,10 @@ const CommandRegistrar kRun(
         ro.apply.break_lock = a->break_lock;
         RunSignals signals;
         ConnectOptions copts = a->copts;
+        // A command step runs under its own `timeout` on the node: the connection must wait at least that long.
+        for (const auto& st : pb.steps)
+          if (st.kind == StepKind::Command && copts.command_timeout_s < st.command_timeout_s + 60)
+            copts.command_timeout_s = int(st.command_timeout_s + 60);
         copts.cancel = &g_run_stop;
         RunnerOps ops = RealRunnerOps(copts);
         ops.confirm = [](const std::string& q) {

@@ -224,8 +224,11 @@ class Runner {
         if (!r.empty()) return true;
       return false;
     };
-    if (o_.execute && st.on_busy == OnBusy::Wait) {
-      auto deadline = ops_.now() + std::chrono::seconds(st.timeout_s);
+    // --drain S makes a skip step wait up to S seconds first.
+    const OnBusy on_busy = st.on_busy == OnBusy::Skip && o_.drain_s > 0 ? OnBusy::Wait : st.on_busy;
+    const long long timeout_s = st.on_busy == OnBusy::Skip && o_.drain_s > 0 ? o_.drain_s : st.timeout_s;
+    if (o_.execute && on_busy == OnBusy::Wait) {
+      auto deadline = ops_.now() + std::chrono::seconds(timeout_s);
       while (any_busy() && ops_.now() < deadline) {
         if (!ops_.wait(std::chrono::seconds(5), stop_)) break;
         check();
@@ -235,7 +238,7 @@ class Runner {
     for (size_t i = 0; i < nodes.size(); ++i) {
       StepNodeResult nr{nodes[i]->name, reasons[i].empty() ? "idle" : "busy", reasons[i], {}};
       if (!reasons[i].empty()) {
-        if (st.on_busy == OnBusy::Fail) {
+        if (on_busy == OnBusy::Fail) {
           ok = false;
           nr.status = "failed";
         } else {
@@ -276,6 +279,8 @@ class Runner {
     }
     ApplyOptions ao = o_.apply;
     ao.plan = po;
+    // The lockout guard of sshd changes: a fresh connection proves labfleet can still log in (executor.h).
+    ao.reconnect = [this, &inv, &n]() { return ops_.connect(inv, n); };
     NodeApplyResult r;
     try {
       r = ops_.apply(inv, n, p, t, ao);
@@ -371,7 +376,7 @@ class Runner {
               rs[i].detail += "; health check " + Join(st.health, " ") + " failed (exit " + std::to_string(h.exit_code) +
                               ")" + (Tail(h).empty() ? "" : ": " + Tail(h));
             } else {
-              rs[i].detail += "; health check passed";
+              rs[i].detail += "; health check passed" + (Tail(h).empty() ? "" : ": " + Tail(h));
             }
           } catch (const std::exception& e) {
             good[i] = 0;

@@ -56,6 +56,7 @@ struct RunnerOptions {
   int parallel = 16;
   ApplyOptions apply;    // run id, who, commit (ApplyOptions::plan is set per step)
   long long today_days = 0;  // for `users: expired`
+  long long drain_s = 0;     // --drain: wait_idle steps with on_busy: skip wait up to this long first (0 = no)
 };
 
 struct StepNodeResult {

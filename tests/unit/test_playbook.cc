@@ -71,6 +71,7 @@ struct World {
   std::set<std::string> fail_apply, busy, unknown, unreachable;
   std::vector<std::string> questions;
   bool answer = true;
+  int with_reconnect = 0;
   std::chrono::steady_clock::time_point clock{};
 
   RunnerOps ops() {
@@ -112,6 +113,7 @@ struct World {
       {
         std::lock_guard<std::mutex> l(mu);
         applied.push_back(n.name + ":" + Join(ao.plan.only, ","));
+        if (ao.reconnect) ++with_reconnect;  // the sshd lockout guard gets its fresh connection
       }
       NodeApplyResult r;
       r.node = n.name;
@@ -373,10 +375,12 @@ steps:
     CHECK(Statuses(r.steps[0]) == "n1=changed n2=changed n3=failed n4=changed");
     CHECK(r.steps[0].nodes[2].detail.find("health check systemctl is-active docker failed (exit 3): inactive") !=
           std::string::npos);
+    CHECK(r.steps[0].nodes[0].detail == "1 change applied; re-plan empty; health check passed");
     CHECK(r.steps[0].notes == std::vector<std::string>{"batch 1/2 (2 nodes): ok",
                                                        "batch 2/2 (2 nodes): failed; later batches not started"});
     CHECK(r.steps[1].status == "not-started");
     CHECK(w.ran("n1", "touch") == 0);
+    CHECK(w.with_reconnect == 4);
 
     // Batches of one: n2 fails its apply, so n3 and n4 are never applied.
     Findings g;
@@ -418,6 +422,15 @@ steps:
     PlaybookRun r2 = RunPlaybook(waiting, inv, All(inv), Real(), w2.ops(), nullptr);
     CHECK(Statuses(r2.steps[0]) == "n1=idle n2=idle n3=idle n4=idle");  // the job ended during the first wait
     CHECK(w2.clock.time_since_epoch() == std::chrono::seconds(5));
+
+    // --drain: a skip step waits first (the fake job ends during the first wait).
+    World w4;
+    w4.busy = {"n2"};
+    RunnerOptions drain = Real();
+    drain.drain_s = 60;
+    PlaybookRun r4 = RunPlaybook(pb, inv, All(inv), drain, w4.ops(), nullptr);
+    CHECK(Statuses(r4.steps[0]) == "n1=idle n2=idle n3=idle n4=idle");
+    CHECK(Statuses(r4.steps[1]) == "n1=changed n2=changed n3=changed n4=changed");
 
     Findings h;
     Playbook failing = Parse("steps:\n  - { name: idle, wait_idle: true, on_busy: fail }\n  - { name: x, apply: all }\n", h);
