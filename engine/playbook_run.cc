@@ -324,7 +324,30 @@ class Runner {
         nr.detail = Join(st.argv, " ");
         return true;
       }
-      RunResult r = t.run(run.str() + " </dev/null");
+      // Under the node lock, like an apply: never beside another run's changes. The guard is checked again
+      // under the lock (it may have come true meanwhile).
+      const std::string nonce = NewNonce();
+      const std::string pfx = "@@lf-" + nonce + ":";
+      Script sc;
+      sc.raw("export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+      sc.append(NodeLockScript(o_.apply, nonce));
+      if (!guard.empty()) sc.raw("if " + guard + "; then printf '%s\\n' " + ShellQuote(pfx + "guard") + "; exit 0; fi");
+      sc.raw(run.str() + " </dev/null");
+      RunResult r = t.run(ScriptRunner(), sc.str());
+      if (size_t at = r.out.find(pfx + "locked\n"); at != std::string::npos) {
+        std::string rest = r.out.substr(at + pfx.size() + 7);
+        size_t nl = rest.find('\n');
+        std::string verdict = rest.substr(0, nl);
+        nr.status = "failed";
+        nr.detail = LockMessage(nr.node, verdict, ParseLockInfo(nl == std::string::npos ? "" : rest.substr(nl + 1)),
+                                o_.apply.client_host);
+        return false;
+      }
+      if (r.out.find(pfx + "guard\n") != std::string::npos) {
+        nr.status = "unchanged";
+        nr.detail = "skipped: the guard holds";
+        return true;
+      }
       if (!r.ok()) {
         nr.status = "failed";
         nr.detail = "exit " + std::to_string(r.exit_code) + (r.exit_code == 124 ? " (timed out)" : "") +

@@ -186,6 +186,21 @@ TEST_SUITE("integration-playbooks") {
     CHECK(again.rc == 0);
     CHECK(StepStatuses(again.json(), "upgrade") == "node1=unchanged node2=changed node3=unchanged");
     CHECK(Exec(sbx, "node1", "cat /var/tmp/lf-upgraded") == first);
+
+    // Another admin's apply holds node1's lock: the command does not run there (commands take the node lock).
+    MustExec(sbx, "node1", "rm /var/tmp/lf-upgraded && "
+                           "printf 'run=other\\nwho=alice@laptop\\nhost=laptop\\npid=4242\\nsince=1\\n' > /run/labfleet.lock");
+    auto locked = Cli(sbx, inv.dir(), {"run", "up", "--yes", "--allow-dirty"});
+    INFO(locked.out << locked.err);
+    CHECK(locked.rc == 4);
+    CHECK(Has(locked.out, "  node1: failed — node node1 is locked by alice@laptop"));
+    CHECK(sbx.exec("node1", "test -e /var/tmp/lf-upgraded").exit_code != 0);
+    CHECK(Has(Exec(sbx, "node1", "cat /run/labfleet.lock"), "who=alice@laptop"));  // the holder's lock stays
+    MustExec(sbx, "node1", "rm /run/labfleet.lock");
+    auto free = Cli(sbx, inv.dir(), {"run", "up", "--yes", "--allow-dirty"});
+    INFO(free.out << free.err);
+    CHECK(free.rc == 0);
+    CHECK(sbx.exec("node1", "test -e /var/tmp/lf-upgraded && test ! -e /run/labfleet.lock").exit_code == 0);
   }
 
   TEST_CASE("rolling apply: the health check fails on the second batch; the third node is never applied") {

@@ -13,6 +13,7 @@
 
 #include "engine/fake_transport.h"
 #include "engine/playbook.h"
+#include "engine/planner.h"
 #include "engine/playbook_run.h"
 #include "engine/shell.h"
 #include "engine/text.h"
@@ -136,8 +137,13 @@ struct World {
     };
     return o;
   }
+  // Calls on `node` whose command or script (stdin) contains `substring`.
   size_t ran(const std::string& node, const std::string& substring) {
-    return transports.count(node) ? transports[node]->count_containing(substring) : 0;
+    if (!transports.count(node)) return 0;
+    size_t n = 0;
+    for (const auto& c : transports[node]->calls())
+      n += c.command.find(substring) != std::string::npos || c.stdin_data.find(substring) != std::string::npos;
+    return n;
   }
 };
 
@@ -352,7 +358,7 @@ steps:
     CHECK(r.steps[0].nodes[0].changes == std::vector<std::string>{"- user olda (locked)", "- user oldb (locked)"});
     CHECK(r.steps[2].nodes[0].status == "unchanged");  // /done exists on n1
     CHECK(r.steps[2].nodes[1].status == "would-run");
-    for (const auto& [node, t] : w.transports) CHECK(t->count_containing("full-upgrade") == 0);
+    for (const auto& [node, t] : w.transports) CHECK(w.ran(node, "full-upgrade") == 0);
     CHECK(Statuses(r.steps[3]) == "n1=idle n2=skipped n3=idle n4=idle");
     CHECK(r.skipped.empty());  // a dry run leaves nobody out
     CHECK(Statuses(r.steps[4]) == "n1=planned n2=planned n3=planned n4=planned");
@@ -490,18 +496,43 @@ steps:
     for (auto n : {"n1", "n2", "n3", "n4"}) w.transports[n] = std::make_shared<FakeTransport>(n);
     w.transports["n1"]->on_contains("grep", {0, "", ""});
     w.transports["n2"]->on_contains("grep", {1, "", ""});
-    w.transports["n2"]->on_contains("timeout", {1, "", "boom\n"});
+    w.transports["n2"]->respond([](const std::string&, const std::string&) { return RunResult{1, "", "boom\n"}; });
     w.transports["n3"]->on_contains("grep", {1, "", ""});
     w.transports["n4"]->on_contains("grep", {1, "", ""});
     PlaybookRun r = RunPlaybook(pb, inv, All(inv), Real(), w.ops(), nullptr);
     CHECK(Statuses(r.steps[0]) == "n1=unchanged n2=failed n3=changed n4=changed");
     CHECK(r.steps[0].nodes[1].detail == "exit 1: boom");
-    auto cmds = w.transports["n3"]->commands();
-    REQUIRE(cmds.size() == 2);
-    CHECK(cmds[0] == "sh -c " + ShellQuote(Cmd("grep").arg("-q").arg("a b").arg("/etc/x").str() + " >/dev/null 2>&1") +
-                         " </dev/null");
-    CHECK(cmds[1] == Cmd("timeout").arg("3600").arg("sh").arg("-c").arg("echo $HOME; rm -rf /tmp/x").str() + " </dev/null");
+    auto calls = w.transports["n3"]->calls();
+    REQUIRE(calls.size() == 2);
+    const std::string guard = Cmd("grep").arg("-q").arg("a b").arg("/etc/x").str() + " >/dev/null 2>&1";
+    CHECK(calls[0].command == "sh -c " + ShellQuote(guard) + " </dev/null");
+    // The command itself: a script on stdin that takes the node lock, checks the guard again, then runs argv.
+    CHECK(calls[1].command == ScriptRunner());
+    const std::string& script = calls[1].stdin_data;
+    CHECK(script.find("( set -C; lf_lock_write > /run/labfleet.lock )") != std::string::npos);
+    CHECK(script.find("\nif " + guard + "; then printf") != std::string::npos);
+    CHECK(script.find("\n" + Cmd("timeout").arg("3600").arg("sh").arg("-c").arg("echo $HOME; rm -rf /tmp/x").str() +
+                      " </dev/null") > script.find("lf_lock_write > /run/labfleet.lock"));
     CHECK(w.ran("n1", "timeout") == 0);
+
+    // Another run holds the node lock: the command does not run, and the holder is named.
+    World locked;
+    locked.transports["n1"] = std::make_shared<FakeTransport>("n1");
+    locked.transports["n1"]->on_contains("grep", {1, "", ""});
+    locked.transports["n1"]->respond([](const std::string&, const std::string& in) {
+      // The nonce the script prints its markers with: `printf '@@lf-%s:locked\n' NONCE`.
+      size_t at = in.find(":locked\\n' ");
+      if (at == std::string::npos) return RunResult{0, "", ""};
+      std::string nonce = in.substr(at + 11, in.find('\n', at) - at - 11);
+      if (nonce.size() > 1 && nonce[0] == '\'') nonce = nonce.substr(1, nonce.size() - 2);
+      return RunResult{75, "@@lf-" + nonce + ":locked\nalive: node-side process 77 still runs\nrun=r1\nwho=alice@laptop\n"
+                           "host=laptop\npid=4242\nsince=1\nnode_pid=77\n", ""};
+    });
+    PlaybookRun rl = RunPlaybook(pb, inv, {&inv.nodes[0]}, Real(), locked.ops(), nullptr);
+    CHECK(Statuses(rl.steps[0]) == "n1=failed");
+    INFO(rl.steps[0].nodes[0].detail);
+    CHECK(rl.steps[0].nodes[0].detail.find("node n1 is locked by alice@laptop") != std::string::npos);
+    CHECK(rl.steps[0].nodes[0].detail.find("another apply is running") != std::string::npos);
 
     std::atomic<bool> stop{true};
     World w2;
