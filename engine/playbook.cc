@@ -31,6 +31,7 @@ const char* AccountActionName(AccountAction a) {
     case AccountAction::Lock: return "lock";
     case AccountAction::Remove: return "remove";
     case AccountAction::Archive: return "archive";
+    case AccountAction::EndSessions: return "end_sessions";
   }
   return "?";
 }
@@ -162,8 +163,11 @@ PlaybookStep ParseStep(const Value& v, size_t index, Findings& f, bool& ok) {
       break;
     }
     case StepKind::Accounts: {
-      if (auto a = r.one_of("accounts", {"lock", "remove", "archive"}))
-        st.action = *a == "lock" ? AccountAction::Lock : *a == "remove" ? AccountAction::Remove : AccountAction::Archive;
+      if (auto a = r.one_of("accounts", {"lock", "remove", "archive", "end_sessions"}))
+        st.action = *a == "lock"     ? AccountAction::Lock
+                    : *a == "remove" ? AccountAction::Remove
+                    : *a == "archive" ? AccountAction::Archive
+                                      : AccountAction::EndSessions;
       const Value* u = r.get("users");
       if (!u)
         r.require("users", "`expired` or a list of account names");
@@ -273,6 +277,7 @@ Inventory AccountsInventory(const PlaybookStep& step, const Inventory& inv, long
     std::erase_if(out.users, [&](const UserDef& u) { return chosen.count(u.name) > 0; });
     return out;
   }
+  if (step.action == AccountAction::EndSessions) return out;  // no inventory change: the runner kills processes
   for (auto& u : out.users) {
     if (!chosen.count(u.name)) continue;
     u.remove = true;

@@ -30,8 +30,10 @@ namespace labfleet {
 enum class StepKind { Apply, Accounts, WaitIdle, Command, Confirm };
 const char* StepKindName(StepKind k);  // "apply", "accounts", "wait_idle", "command", "confirm"
 
-enum class AccountAction { Lock, Remove, Archive };
-const char* AccountActionName(AccountAction a);  // "lock", "remove", "archive"
+// EndSessions: kill every process of the selected accounts on each node (pkill -KILL -u UID, only for uid >= 1000
+// and never root or the ssh login user), so that archive is not refused for a forgotten tmux session.
+enum class AccountAction { Lock, Remove, Archive, EndSessions };
+const char* AccountActionName(AccountAction a);  // "lock", "remove", "archive", "end_sessions"
 
 enum class OnBusy { Skip, Wait, Fail };
 

@@ -1,7 +1,9 @@
 // The playbook runner. See playbook_run.h for the contracts.
 #include "engine/playbook_run.h"
 
+#include <algorithm>
 #include <map>
+#include <optional>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -164,6 +166,10 @@ class Runner {
         PlaybookStep whole = st;
         whole.batch = 0;
         whole.health.clear();
+        if (st.action == AccountAction::EndSessions)
+          return batched(whole, sr, [&](const NodeDef&, Transport& t, StepNodeResult& nr) {
+            return end_sessions(names, t, nr);
+          });
         return batched(whole, sr, [&](const NodeDef& n, Transport& t, StepNodeResult& nr) {
           return converge(ai, n, t, po, nr);
         });
@@ -362,6 +368,85 @@ class Runner {
       nr.detail = e.what();
       return false;
     }
+  }
+
+  // Ends every process of the named accounts on the node (dry run: counts them). Only accounts that exist on the
+  // node with uid >= 1000 (root and system accounts never; the login user is refused before, AccountsRefusal).
+  // The node prints "NAME<TAB>COUNT<TAB>LEFT" per account; lines naming no selected account are ignored.
+  bool end_sessions(const std::vector<std::string>& names, Transport& t, StepNodeResult& nr) {
+    const std::string nonce = NewNonce();
+    Script sc;
+    sc.raw("export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    if (o_.execute) sc.append(NodeLockScript(o_.apply, nonce));
+    for (const auto& u : names) {
+      sc.raw("lf_uid=$(" + Cmd("getent").arg("passwd").arg(u).str() + " | cut -d: -f3)");
+      sc.raw("case $lf_uid in ''|*[!0-9]*) lf_uid=;; esac");
+      sc.raw("if [ -n \"$lf_uid\" ] && [ \"$lf_uid\" -ge 1000 ]; then");
+      sc.raw("  lf_n=$(pgrep -u \"$lf_uid\" | wc -l); lf_left=0");
+      if (o_.execute) {
+        sc.raw("  if [ \"$lf_n\" -gt 0 ]; then pkill -KILL -u \"$lf_uid\"; lf_i=0");
+        sc.raw("    while pgrep -u \"$lf_uid\" >/dev/null && [ $lf_i -lt 50 ]; do sleep 0.1; lf_i=$((lf_i + 1)); done");
+        sc.raw("    lf_left=$(pgrep -u \"$lf_uid\" | wc -l); fi");
+      }
+      sc.raw("  " + Cmd("printf").arg("%s\t%s\t%s\n").arg(u).str() + " \"$lf_n\" \"$lf_left\"");
+      sc.raw("fi");
+    }
+    RunResult r;
+    try {
+      r = t.run(ScriptRunner(), sc.str());
+    } catch (const std::exception& e) {
+      nr.status = "failed";
+      nr.detail = e.what();
+      return false;
+    }
+    if (size_t at = r.out.find("@@lf-" + nonce + ":locked\n"); at != std::string::npos) {
+      std::string rest = r.out.substr(at + nonce.size() + 13);
+      size_t nl = rest.find('\n');
+      nr.status = "failed";
+      nr.detail = LockMessage(nr.node, rest.substr(0, nl),
+                              ParseLockInfo(nl == std::string::npos ? "" : rest.substr(nl + 1)), o_.apply.client_host);
+      return false;
+    }
+    if (!r.ok()) {
+      nr.status = "failed";
+      nr.detail = "exit " + std::to_string(r.exit_code) + (Tail(r).empty() ? "" : ": " + Tail(r));
+      return false;
+    }
+    std::vector<std::string> ended, left;
+    for (const auto& line : SplitLines(r.out)) {
+      auto f = SplitChar(line, '\t');
+      if (f.size() != 3 || std::find(names.begin(), names.end(), f[0]) == names.end()) continue;
+      auto count = ParseCount(f[1]), rest = ParseCount(f[2]);
+      if (!count || !rest || *count == 0) continue;
+      ended.push_back(f[0] + " (" + std::to_string(*count) + ")");
+      if (*rest) left.push_back(f[0] + " (" + std::to_string(*rest) + ")");
+    }
+    if (!left.empty()) {
+      nr.status = "failed";
+      nr.detail = "processes still running after SIGKILL: " + Join(left, ", ");
+      return false;
+    }
+    nr.status = ended.empty() ? "unchanged" : o_.execute ? "changed" : "planned";
+    nr.detail = ended.empty() ? "no process of these accounts runs"
+                              : (o_.execute ? "ended the processes of " : "would end the processes of ") + Join(ended, ", ");
+    return true;
+  }
+
+  static std::vector<std::string> SplitChar(const std::string& s, char c) {
+    std::vector<std::string> out;
+    size_t start = 0;
+    for (size_t i = 0; i <= s.size(); ++i)
+      if (i == s.size() || s[i] == c) {
+        out.push_back(s.substr(start, i - start));
+        start = i + 1;
+      }
+    return out;
+  }
+
+  static std::optional<long long> ParseCount(std::string s) {
+    while (!s.empty() && s.front() == ' ') s.erase(s.begin());  // wc -l pads on some systems
+    if (s.empty() || s.size() > 9 || s.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+    return std::stoll(s);
   }
 
   // Runs `fn` on the active nodes, batch by batch; health checks after each batch of a real run. Stops at the

@@ -1,6 +1,6 @@
 // Playbooks on real sandbox nodes (`labfleet run`, engine/playbook_run.h):
-//   - the shipped semester-end playbook over 3 nodes: the dry run changes nothing; the run locks, archives and
-//     deletes the expired accounts on every node (archive read back by tar, pwck -r / grpck -r clean, current
+//   - the shipped semester-end playbook over 3 nodes: the dry run changes nothing; the run locks the expired
+//     accounts, ends their processes (not root's, not a current user's), archives and deletes them on every node (archive read back by tar, pwck -r / grpck -r clean, current
 //     accounts and a root session untouched); a rerun changes nothing; the inventory then marked `remove:
 //     archive` plans empty;
 //   - an upgrade-shaped playbook: a node with a GPU job (a process holding a stand-in GPU device file open) is
@@ -64,8 +64,12 @@ TEST_SUITE("integration-playbooks") {
     REQUIRE(created.rc == 0);
     for (const std::string n : {"node1", "node2", "node3"})
       Exec(sbx, n, "mkdir -p /home/olda/data && printf 'epoch 12\\n' > /home/olda/data/log.txt && chown -R olda:olda /home/olda/data");
-    // A root session stays up through the run (labfleet logs in as root here).
+    // A root session stays up through the run (labfleet logs in as root here); olda's forgotten job on node2 and
+    // cur's job are running too.
     Exec(sbx, "node1", "nohup setsid sleep 600 >/dev/null 2>&1 & sleep 0.2; pgrep -x sleep >/dev/null");
+    Exec(sbx, "node2", "nohup setsid runuser -u olda -- sleep 600 >/dev/null 2>&1 & "
+                       "nohup setsid runuser -u cur -- sleep 600 >/dev/null 2>&1 & sleep 0.3; "
+                       "pgrep -u 2301 >/dev/null && pgrep -u 2303 >/dev/null");
 
     // Dry run: which accounts, what each node would do; nothing changes.
     auto dry = Cli(sbx, inv.dir(), {"run", "semester-end", "--format", "json"});
@@ -75,7 +79,10 @@ TEST_SUITE("integration-playbooks") {
     CHECK(d["playbook"]["dry_run"] == true);
     CHECK(d["steps"][0]["notes"][0] == "lock 2 accounts: olda, oldb");
     CHECK(StepStatuses(d, "lock expired accounts") == "node1=planned node2=planned node3=planned");
-    CHECK(Has(d["steps"][2]["nodes"][0]["changes"].dump(), "user olda (deleted: remove: archive; home /home/olda archived to"));
+    CHECK(StepStatuses(d, "end the sessions of expired accounts") == "node1=unchanged node2=planned node3=unchanged");
+    CHECK(d["steps"][2]["nodes"][1]["detail"] == "would end the processes of olda (1)");
+    CHECK(Has(d["steps"][3]["nodes"][0]["changes"].dump(), "user olda (deleted: remove: archive; home /home/olda archived to"));
+    CHECK(sbx.exec("node2", "pgrep -u 2301 >/dev/null").exit_code == 0);
     CHECK(Exec(sbx, "node1", "getent passwd olda | cut -d: -f3") == "2301\n");
     CHECK(sbx.exec("node1", "ls -A /var/backups/homes 2>/dev/null | grep -q .").exit_code != 0);
 
@@ -86,7 +93,10 @@ TEST_SUITE("integration-playbooks") {
     auto r = run.json();
     CHECK(r["result"]["ok"] == true);
     CHECK(StepStatuses(r, "lock expired accounts") == "node1=changed node2=changed node3=changed");
+    CHECK(StepStatuses(r, "end the sessions of expired accounts") == "node1=unchanged node2=changed node3=unchanged");
     CHECK(StepStatuses(r, "archive homes and delete accounts") == "node1=changed node2=changed node3=changed");
+    CHECK(sbx.exec("node2", "pgrep -u 2301 >/dev/null").exit_code != 0);  // olda's job ended
+    CHECK(sbx.exec("node2", "pgrep -u 2303 >/dev/null").exit_code == 0);  // cur's job runs on
     for (const std::string n : {"node1", "node2", "node3"}) {
       CAPTURE(n);
       CHECK(sbx.exec(n, "getent passwd olda").exit_code == 2);
@@ -120,12 +130,15 @@ TEST_SUITE("integration-playbooks") {
     CHECK(plan.rc == 0);
   }
 
-  TEST_CASE("semester-end refuses to archive while an expired user still runs a process: nothing of theirs is deleted") {
+  TEST_CASE("without end_sessions, archive is refused while an expired user runs a process: nothing of theirs is deleted") {
     Sandbox sbx({.nodes = 1});
     TempInventory inv(sbx, "labfleet-pb-busy");
     inv.write("inventory/lab.yaml", "lab:\n  name: sem\n  home_archive: /var/backups/homes\n");
     inv.write("inventory/users.yaml", "users:\n  olda: { uid: 2301, expires: 2024-01-31 }\n");
-    inv.write("playbooks/semester-end.yaml", Shipped("semester-end"));
+    inv.write("playbooks/semester-end.yaml",
+              "steps:\n"
+              "  - { name: lock expired accounts, accounts: lock, users: expired }\n"
+              "  - { name: archive homes and delete accounts, accounts: archive, users: expired }\n");
     REQUIRE(Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty"}).rc == 0);
     Exec(sbx, "node1", "nohup setsid runuser -u olda -- sleep 300 >/dev/null 2>&1 & sleep 0.2; pgrep -u 2301 >/dev/null");
     auto run = Cli(sbx, inv.dir(), {"run", "semester-end", "--yes", "--allow-dirty"});

@@ -542,6 +542,47 @@ steps:
     CHECK(w2.transports.empty());
   }
 
+  TEST_CASE("end_sessions: kills only the selected accounts' processes (uid >= 1000); the node's answer is bounded") {
+    Inventory inv = Load(kInv);
+    Findings f;
+    Playbook pb = Parse("steps:\n  - { name: end, accounts: end_sessions, users: expired }\n", f);
+    REQUIRE(Errors(f) == "");
+    REQUIRE(pb.steps[0].action == AccountAction::EndSessions);
+    CHECK(AccountsInventory(pb.steps[0], inv, kToday).users.size() == inv.users.size());  // the inventory stays
+    World w;
+    for (auto n : {"n1", "n2", "n3", "n4"}) w.transports[n] = std::make_shared<FakeTransport>(n);
+    // n1: olda had 2 processes; a line naming another account, a garbage line and a forged count are ignored.
+    w.transports["n1"]->respond([](const std::string&, const std::string&) {
+      return RunResult{0, "olda\t2\t0\nstays\t5\t0\ngarbage\noldb\tmany\t0\n", ""};
+    });
+    w.transports["n2"]->respond([](const std::string&, const std::string&) { return RunResult{0, "oldb\t1\t1\n", ""}; });
+    w.transports["n3"]->respond([](const std::string&, const std::string&) { return RunResult{0, "", ""}; });
+    w.transports["n4"]->respond([](const std::string&, const std::string&) { return RunResult{0, "", ""}; });
+    PlaybookRun r = RunPlaybook(pb, inv, All(inv), Real(), w.ops(), nullptr);
+    CHECK(Statuses(r.steps[0]) == "n1=changed n2=failed n3=unchanged n4=unchanged");
+    CHECK(r.steps[0].nodes[0].detail == "ended the processes of olda (2)");
+    CHECK(r.steps[0].nodes[1].detail == "processes still running after SIGKILL: oldb (1)");
+    CHECK(w.applied.empty());  // not an apply
+    const std::string script = w.transports["n1"]->calls().at(0).stdin_data;
+    CHECK(script.find("lf_uid=$(getent passwd olda | cut -d: -f3)") != std::string::npos);
+    CHECK(script.find("[ \"$lf_uid\" -ge 1000 ]") != std::string::npos);
+    CHECK(script.find("pkill -KILL -u \"$lf_uid\"") != std::string::npos);
+    CHECK(script.find("/run/labfleet.lock") != std::string::npos);
+    CHECK(script.find("stays") == std::string::npos);
+
+    // A dry run counts and kills nothing.
+    World dry;
+    RunnerOptions o = Real();
+    o.execute = false;
+    dry.transports["n1"] = std::make_shared<FakeTransport>("n1");
+    dry.transports["n1"]->respond([](const std::string&, const std::string&) { return RunResult{0, "olda\t3\t0\n", ""}; });
+    PlaybookRun rd = RunPlaybook(pb, inv, {&inv.nodes[0]}, o, dry.ops(), nullptr);
+    CHECK(rd.steps[0].nodes[0].status == "planned");
+    CHECK(rd.steps[0].nodes[0].detail == "would end the processes of olda (3)");
+    CHECK(dry.ran("n1", "pkill") == 0);
+    CHECK(dry.ran("n1", "labfleet.lock") == 0);
+  }
+
   TEST_CASE("the shipped playbooks parse and validate against the example inventory") {
     const std::filesystem::path root = LABFLEET_SOURCE_DIR;
     Findings f;
