@@ -66,7 +66,7 @@ const CommandRegistrar kRun(
         std::string playbook, from, connect_map;
         std::vector<std::string> names;
         bool yes = false, ask = false, dry_run = false, allow_dirty = false, break_lock = false;
-        int drain = 0;
+        int drain = 0, within = 0;
         ConnectOptions copts;
       };
       auto a = std::make_shared<Args>();
@@ -79,6 +79,9 @@ const CommandRegistrar kRun(
       sub.add_option("--drain", a->drain,
                      "wait_idle steps that skip busy nodes wait up to SECONDS for them to become idle first")
           ->check(CLI::NonNegativeNumber);
+      sub.add_option("--within", a->within,
+                     "dry run only: select `users: expired` accounts as of DAYS from today (a week ahead: 7)")
+          ->check(CLI::Range(0, 3650));
       sub.add_option("--from", a->from, "start at this step (name or number); earlier steps are skipped");
       sub.add_flag("--allow-dirty", a->allow_dirty, "run even with uncommitted inventory changes");
       sub.add_flag("--break-lock", a->break_lock, "replace a node lock left by a dead or stuck run");
@@ -143,7 +146,11 @@ const CommandRegistrar kRun(
           return kExitErrors;
         }
         ro.parallel = a->copts.parallel;
-        ro.today_days = TodayDays();
+        if (a->within && ro.execute) {
+          ctx.reporter.error("--within previews a later date and goes only with a dry run; a run uses today");
+          return kExitUsage;
+        }
+        ro.today_days = TodayDays() + a->within;
         ro.apply.run_id = RunIdNow();
         ro.apply.commit = commit;
         ro.apply.dirty = dirty ? "dirty" : "";

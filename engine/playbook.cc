@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -55,6 +56,13 @@ std::optional<long long> DaysOfDate(const std::string& s) {
                                   std::chrono::day(unsigned(std::stoi(s.substr(8, 2))))};
   if (!ymd.ok()) return std::nullopt;
   return std::chrono::sys_days(ymd).time_since_epoch().count();
+}
+
+std::string DateOfDays(long long days) {
+  std::chrono::year_month_day ymd{std::chrono::sys_days(std::chrono::days(days))};
+  char buf[16];
+  snprintf(buf, sizeof buf, "%04d-%02u-%02u", int(ymd.year()), unsigned(ymd.month()), unsigned(ymd.day()));
+  return buf;
 }
 
 long long TodayDays() {

@@ -96,6 +96,7 @@ std::string AccountsRefusal(const PlaybookStep& step, const Inventory& inv, cons
 // Days since 1970-01-01 of "YYYY-MM-DD"; nullopt when it is not a real date.
 std::optional<long long> DaysOfDate(const std::string& ymd);
 long long TodayDays();
+std::string DateOfDays(long long days);  // "YYYY-MM-DD"
 
 // The repository's playbooks directory for an inventory directory: its sibling `playbooks/`.
 std::string PlaybooksDir(const std::string& inventory_dir);

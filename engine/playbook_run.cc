@@ -138,10 +138,13 @@ class Runner {
       }
       case StepKind::Accounts: {
         auto chosen = SelectAccounts(st, inv_, o_.today_days);
-        std::vector<std::string> names;
-        for (const UserDef* u : chosen) names.push_back(u->name);
+        std::vector<std::string> names, listed;
+        for (const UserDef* u : chosen) {
+          names.push_back(u->name);
+          listed.push_back(u->name + (u->expires.empty() ? "" : " (expires " + u->expires + ")"));
+        }
         sr.notes.push_back(std::string(AccountActionName(st.action)) + " " +
-                           Counted(names.size(), "account", "accounts") + (names.empty() ? "" : ": " + Join(names, ", ")));
+                           Counted(names.size(), "account", "accounts") + (names.empty() ? "" : ": " + Join(listed, ", ")));
         if (names.empty()) {
           sr.status = o_.execute ? "done" : "dry-run";
           sr.notes.push_back("nothing to do because no account is selected");
@@ -530,7 +533,8 @@ PlaybookRun RunPlaybook(const Playbook& pb, const Inventory& inv, const std::vec
 void ReportRun(Reporter& rep, const Playbook& pb, const PlaybookRun& r, const RunnerOptions& opts) {
   nlohmann::json steps = nlohmann::json::array();
   rep.line(std::string(opts.execute ? "Running" : "Dry run of") + " playbook " + pb.name + " (" +
-           Counted(pb.steps.size(), "step", "steps") + ")" + (opts.execute ? "" : ": nothing is changed; --yes runs it"));
+           Counted(pb.steps.size(), "step", "steps") + ")" + (opts.execute ? "" : ": nothing is changed; --yes runs it") +
+           (opts.today_days > TodayDays() ? "; accounts selected as of " + DateOfDays(opts.today_days) : ""));
   for (size_t i = 0; i < r.steps.size(); ++i) {
     const StepResult& s = r.steps[i];
     rep.line("");
@@ -561,7 +565,7 @@ void ReportRun(Reporter& rep, const Playbook& pb, const PlaybookRun& r, const Ru
   else
     rep.line(opts.execute ? "playbook " + pb.name + " done" : "dry run done: run with --yes to do it");
   auto& doc = rep.doc();
-  doc["playbook"] = {{"name", pb.name}, {"file", pb.file}, {"dry_run", !opts.execute}};
+  doc["playbook"] = {{"name", pb.name}, {"file", pb.file}, {"dry_run", !opts.execute}, {"as_of", DateOfDays(opts.today_days)}};
   doc["steps"] = steps;
   doc["result"] = {{"ok", r.ok}, {"stopped_at", r.stopped_at}, {"skipped_nodes", r.skipped}};
 }

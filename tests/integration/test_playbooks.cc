@@ -17,6 +17,7 @@
 #include <regex>
 #include <sstream>
 
+#include "engine/playbook.h"
 #include "tests/integration/cli_helpers.h"
 #include "tests/integration/doubles.h"
 #include "tests/integration/sandbox.h"
@@ -55,6 +56,7 @@ TEST_SUITE("integration-playbooks") {
                 "  olda: { uid: 2301, expires: 2024-01-31" + extra + " }\n"
                 "  oldb: { uid: 2302, expires: 2024-06-30" + extra + " }\n"
                 "  cur: { uid: 2303, expires: 2099-12-31 }\n"
+                "  soon: { uid: 2305, expires: " + labfleet::DateOfDays(labfleet::TodayDays() + 3) + " }\n"
                 "  staff: { uid: 2304 }\n");
     };
     users("");
@@ -77,12 +79,21 @@ TEST_SUITE("integration-playbooks") {
     REQUIRE(dry.rc == 0);
     auto d = dry.json();
     CHECK(d["playbook"]["dry_run"] == true);
-    CHECK(d["steps"][0]["notes"][0] == "lock 2 accounts: olda, oldb");
+    CHECK(d["steps"][0]["notes"][0] == "lock 2 accounts: olda (expires 2024-01-31), oldb (expires 2024-06-30)");
     CHECK(StepStatuses(d, "lock expired accounts") == "node1=planned node2=planned node3=planned");
     CHECK(StepStatuses(d, "end the sessions of expired accounts") == "node1=unchanged node2=planned node3=unchanged");
     CHECK(d["steps"][2]["nodes"][1]["detail"] == "would end the processes of olda (1)");
     CHECK(Has(d["steps"][3]["nodes"][0]["changes"].dump(), "user olda (deleted: remove: archive; home /home/olda archived to"));
     CHECK(sbx.exec("node2", "pgrep -u 2301 >/dev/null").exit_code == 0);
+    // A week ahead: the dry run as of 7 days later also lists soon; a run cannot pretend it is later.
+    auto ahead = Cli(sbx, inv.dir(), {"run", "semester-end", "--within", "7", "--format", "json"});
+    INFO(ahead.out << ahead.err);
+    CHECK(ahead.rc == 0);
+    CHECK(ahead.json()["steps"][0]["notes"][0] ==
+          "lock 3 accounts: olda (expires 2024-01-31), oldb (expires 2024-06-30), soon (expires " +
+              labfleet::DateOfDays(labfleet::TodayDays() + 3) + ")");
+    CHECK(ahead.json()["playbook"]["as_of"] == labfleet::DateOfDays(labfleet::TodayDays() + 7));
+    CHECK(Cli(sbx, inv.dir(), {"run", "semester-end", "--within", "7", "--yes"}).rc == 3);
     CHECK(Exec(sbx, "node1", "getent passwd olda | cut -d: -f3") == "2301\n");
     CHECK(sbx.exec("node1", "ls -A /var/backups/homes 2>/dev/null | grep -q .").exit_code != 0);
 
@@ -104,6 +115,8 @@ TEST_SUITE("integration-playbooks") {
       CHECK(sbx.exec(n, "test ! -e /home/olda && test ! -e /home/oldb").exit_code == 0);
       CHECK(Exec(sbx, n, "getent passwd cur | cut -d: -f3,6") == "2303:/home/cur\n");
       CHECK(Exec(sbx, n, "getent passwd staff | cut -d: -f3") == "2304\n");
+      CHECK(Exec(sbx, n, "getent passwd soon | cut -d: -f3") == "2305\n");
+      CHECK(Exec(sbx, n, "test -d /home/soon && echo yes") == "yes\n");
       CHECK(Exec(sbx, n, "test -d /home/cur && echo yes") == "yes\n");
       CHECK(sbx.exec(n, "pwck -r").exit_code == 0);
       CHECK(sbx.exec(n, "grpck -r").exit_code == 0);

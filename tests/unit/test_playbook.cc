@@ -325,6 +325,8 @@ steps:
     CHECK(!inv.user("olda")->remove);  // the loaded inventory is untouched
     CHECK(DaysOfDate("2030-02-30") == std::nullopt);
     CHECK(DaysOfDate("1970-01-02") == 1);
+    CHECK(DateOfDays(kToday) == "2030-01-01");
+    CHECK(DateOfDays(*DaysOfDate("2024-02-29")) == "2024-02-29");
   }
 
   TEST_CASE("dry run: plans and guards, never applies or runs a command") {
@@ -353,7 +355,7 @@ steps:
     CHECK(w.questions.empty());
     REQUIRE(r.steps.size() == 5);
     CHECK(r.steps[0].status == "dry-run");
-    CHECK(r.steps[0].notes[0] == "lock 2 accounts: olda, oldb");
+    CHECK(r.steps[0].notes[0] == "lock 2 accounts: olda (expires 2020-01-31), oldb (expires 2021-06-30)");
     CHECK(Statuses(r.steps[0]) == "n1=planned n2=planned n3=planned n4=planned");
     CHECK(r.steps[0].nodes[0].changes == std::vector<std::string>{"- user olda (locked)", "- user oldb (locked)"});
     CHECK(r.steps[2].nodes[0].status == "unchanged");  // /done exists on n1
