@@ -75,10 +75,10 @@ const std::vector<std::string> kTopKeys = {"description", "nodes", "steps"};
 const std::vector<std::string> kKinds = {"apply", "accounts", "wait_idle", "command", "confirm"};
 // The keys each kind allows besides `name` and the kind key.
 const std::vector<std::string>& KeysOf(StepKind k) {
-  static const std::vector<std::string> apply = {"name", "apply", "batch", "health"};
-  static const std::vector<std::string> accounts = {"name", "accounts", "users", "within"};
-  static const std::vector<std::string> wait = {"name", "wait_idle", "on_busy", "timeout"};
-  static const std::vector<std::string> command = {"name", "command", "unless", "creates", "batch", "health", "timeout"};
+  static const std::vector<std::string> apply = {"name", "nodes", "apply", "batch", "health"};
+  static const std::vector<std::string> accounts = {"name", "nodes", "accounts", "users", "within"};
+  static const std::vector<std::string> wait = {"name", "nodes", "wait_idle", "on_busy", "timeout"};
+  static const std::vector<std::string> command = {"name", "nodes", "command", "unless", "creates", "batch", "health", "timeout"};
   static const std::vector<std::string> confirm = {"name", "confirm"};
   switch (k) {
     case StepKind::Apply: return apply;
@@ -159,6 +159,11 @@ PlaybookStep ParseStep(const Value& v, size_t index, Findings& f, bool& ok) {
       if (st.name.empty() || !NoControl(st.name).empty())
         f.error(r.get("name")->loc(), "invalid-value", "the name of " + what + " must be non-empty printable text");
     }
+  if (const Value* n = r.get("nodes")) {
+    st.nodes_where = n->loc();
+    if (n->is_scalar()) st.nodes = {n->str()};
+    else if (auto ns = r.strings("nodes")) st.nodes = *ns;
+  }
   const Value* kv = r.get(kinds[0]);
   switch (st.kind) {
     case StepKind::Apply: {
@@ -316,6 +321,11 @@ void ValidatePlaybook(const Playbook& pb, const Inventory& inv, Findings& f) {
   for (const auto& m : Modules()) module_names.push_back(m->name());
   for (const auto& st : pb.steps) {
     const std::string what = "step '" + st.name + "'";
+    if (!st.nodes.empty()) {
+      Findings unknown;
+      inv.select(st.nodes, &unknown);
+      for (const auto& u : unknown.items()) f.error(st.nodes_where, "unknown-node", what + ": " + u.message);
+    }
     for (const auto& m : st.modules)
       if (!FindModule(m)) {
         std::string msg = what + " applies the module '" + m + "', which does not exist";

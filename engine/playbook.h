@@ -41,6 +41,10 @@ struct PlaybookStep {
   std::string name;
   Location where;  // the step's map
   StepKind kind = StepKind::Command;
+  // Which of the run's nodes the step works on (node or group names, e.g. the storage server); empty = all of
+  // them. A node outside the run's selection is never added.
+  std::vector<std::string> nodes;
+  Location nodes_where;
   // apply: the modules applied (empty = every module); accounts: always the users module.
   std::vector<std::string> modules;
   // apply, command: nodes per batch (0 = every node at once). After each batch `health` (argv) runs on its

@@ -81,7 +81,9 @@ class Runner {
         out_.steps.push_back(std::move(sr));
         continue;
       }
+      step_ = &st;
       bool ok = step(st, sr);
+      step_ = nullptr;
       if (!ok) {
         out_.ok = false;
         out_.stopped_at = st.name;
@@ -92,11 +94,15 @@ class Runner {
   }
 
  private:
-  // The nodes still taking part (wait_idle drops some).
+  // The nodes still taking part (wait_idle drops some) that the current step selects (its `nodes:`).
   std::vector<const NodeDef*> active() const {
+    const bool selective = step_ && !step_->nodes.empty();
+    std::set<std::string> chosen;
+    if (selective)
+      for (const NodeDef* n : inv_.select(step_->nodes)) chosen.insert(n->name);
     std::vector<const NodeDef*> v;
     for (const NodeDef* n : nodes_)
-      if (!dropped_.count(n->name)) v.push_back(n);
+      if (!dropped_.count(n->name) && (!selective || chosen.count(n->name))) v.push_back(n);
     return v;
   }
 
@@ -520,6 +526,7 @@ class Runner {
   std::mutex mu_;
   std::map<std::string, std::unique_ptr<Transport>> conns_;
   std::set<std::string> dropped_;
+  const PlaybookStep* step_ = nullptr;  // the step running now
   std::vector<std::unique_ptr<Inventory>> accounts_inv_;
 };
 

@@ -585,6 +585,42 @@ steps:
     CHECK(dry.ran("n1", "labfleet.lock") == 0);
   }
 
+  TEST_CASE("a step's nodes: only those of the run's nodes; unknown names are findings") {
+    std::string text = kInv;
+    text.replace(text.find("  n4: { address: 10.9.0.4, groups: [gpu] }"), 42, "  n4: { address: 10.9.0.4, groups: [storage] }");
+    text.replace(text.find("  gpu: {}"), 9, "  gpu: {}\n  storage: {}");
+    Inventory inv = Load(text);
+    Findings f;
+    Playbook pb = Parse(R"(steps:
+  - { name: snap, nodes: storage, command: [btrfs, subvolume, snapshot, -r, /home, /snap] }
+  - { name: all, command: [true] }
+  - { name: two, nodes: [n1, n4], command: [touch, /x] }
+)", f);
+    REQUIRE(Errors(f) == "");
+    ValidatePlaybook(pb, inv, f);
+    REQUIRE(Errors(f) == "");
+    World w;
+    PlaybookRun r = RunPlaybook(pb, inv, {&inv.nodes[0], &inv.nodes[1], &inv.nodes[3]}, Real(), w.ops(), nullptr);
+    CHECK(r.ok);
+    CHECK(Statuses(r.steps[0]) == "n4=changed");
+    CHECK(Statuses(r.steps[1]) == "n1=changed n2=changed n4=changed");
+    CHECK(Statuses(r.steps[2]) == "n1=changed n4=changed");
+    CHECK(w.ran("n1", "btrfs") == 0);
+    CHECK(w.ran("n4", "btrfs") == 1);
+    // n3 is outside the run's selection: never added by a step.
+    Findings g;
+    Playbook only3 = Parse("steps:\n  - { name: x, nodes: [n3], command: [true] }\n", g);
+    World w2;
+    PlaybookRun r2 = RunPlaybook(only3, inv, {&inv.nodes[0]}, Real(), w2.ops(), nullptr);
+    CHECK(Statuses(r2.steps[0]) == "");
+    CHECK(w2.transports.empty());
+    Findings h;
+    Playbook bad = Parse("steps:\n  - { name: x, nodes: [nas], command: [true] }\n", h);
+    ValidatePlaybook(bad, inv, h);
+    INFO(Errors(h));
+    CHECK(Errors(h).find("playbooks/t.yaml:2:23: unknown-node: step 'x': ") != std::string::npos);
+  }
+
   TEST_CASE("the shipped playbooks parse and validate against the example inventory") {
     const std::filesystem::path root = LABFLEET_SOURCE_DIR;
     Findings f;
