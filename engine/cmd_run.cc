@@ -1,4 +1,4 @@
-// `labfleet run PLAYBOOK [NODES|GROUPS] [--yes | --ask] [--from STEP]`: a playbook (playbooks/NAME.yaml, or a
+// `labfleet run PLAYBOOK [NODES|GROUPS] [--yes | --ask] [--from STEP] [--resume]`: a playbook (playbooks/NAME.yaml, or a
 // path) step by step (engine/playbook_run.h). A dry run unless --yes (or --ask) is given.
 #include <signal.h>
 #include <unistd.h>
@@ -16,6 +16,7 @@
 #include "engine/git_repo.h"
 #include "engine/playbook.h"
 #include "engine/playbook_run.h"
+#include "engine/sha256.h"
 #include "engine/text.h"
 
 namespace labfleet {
@@ -65,7 +66,7 @@ const CommandRegistrar kRun(
       struct Args {
         std::string playbook, from, connect_map;
         std::vector<std::string> names;
-        bool yes = false, ask = false, dry_run = false, allow_dirty = false, break_lock = false;
+        bool yes = false, ask = false, dry_run = false, resume = false, allow_dirty = false, break_lock = false;
         int drain = 0, within = 0;
         ConnectOptions copts;
       };
@@ -82,6 +83,8 @@ const CommandRegistrar kRun(
       sub.add_option("--within", a->within,
                      "dry run only: select `users: expired` accounts as of DAYS from today (a week ahead: 7)")
           ->check(CLI::Range(0, 3650));
+      sub.add_flag("--resume", a->resume,
+                   "skip on each node the steps its progress record (an earlier, unfinished run of this playbook) lists");
       sub.add_option("--from", a->from, "start at this step (name or number); earlier steps are skipped");
       sub.add_flag("--allow-dirty", a->allow_dirty, "run even with uncommitted inventory changes");
       sub.add_flag("--break-lock", a->break_lock, "replace a node lock left by a dead or stuck run");
@@ -127,6 +130,8 @@ const CommandRegistrar kRun(
         }
         ro.execute = (a->yes || a->ask) && !a->dry_run;
         ro.drain_s = a->drain;
+        ro.resume = a->resume;
+        ro.playbook_id = Sha256Hex(text.str());
         ro.ask = a->ask && !a->yes;
         if (ro.ask && !isatty(0)) {
           ctx.reporter.error("--ask needs a terminal to ask on; use --yes to answer every confirm step yes");

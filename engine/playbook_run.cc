@@ -2,6 +2,7 @@
 #include "engine/playbook_run.h"
 
 #include <algorithm>
+#include <cctype>
 #include <map>
 #include <optional>
 #include <mutex>
@@ -32,6 +33,38 @@ RunnerOps RealRunnerOps(const ConnectOptions& copts) {
   };
   ops.now = [] { return std::chrono::steady_clock::now(); };
   return ops;
+}
+
+std::string ProgressFile(const std::string& name) {
+  std::string safe;
+  for (char c : name.substr(0, 64))
+    safe += (std::isalnum((unsigned char)c) || c == '.' || c == '_' || c == '-') ? c : '_';
+  if (safe.empty() || safe[0] == '.') safe = "_" + safe;
+  return "/var/lib/labfleet/playbooks/" + safe + ".progress";
+}
+
+ProgressRecord ParseProgress(const std::string& text, const std::string& playbook_id, size_t steps) {
+  ProgressRecord rec;
+  bool same = false;
+  std::string done;
+  for (const auto& line : SplitLines(text)) {
+    if (line.rfind("playbook=", 0) == 0) same = !playbook_id.empty() && line.substr(9) == playbook_id;
+    else if (line.rfind("run=", 0) == 0 && line.size() <= 100) rec.run_id = line.substr(4);
+    else if (line.rfind("done=", 0) == 0) done = line.substr(5);
+  }
+  if (!same) return {};
+  size_t pos = 0;
+  while (pos <= done.size() && !done.empty()) {
+    size_t comma = done.find(',', pos);
+    std::string n = done.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    if (!n.empty() && n.size() < 6 && n.find_first_not_of("0123456789") == std::string::npos && std::stoul(n) < steps)
+      rec.done.insert(std::stoul(n));
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  for (char c : rec.run_id)
+    if (!std::isalnum((unsigned char)c) && c != '-') return {};  // not one of ours
+  return rec;
 }
 
 namespace {
@@ -66,7 +99,9 @@ class Runner {
       : pb_(pb), inv_(inv), nodes_(nodes), o_(o), ops_(ops), stop_(stop) {}
 
   PlaybookRun run() {
+    if (o_.resume) read_progress();
     for (size_t i = 0; i < pb_.steps.size(); ++i) {
+      step_index_ = i;
       const PlaybookStep& st = pb_.steps[i];
       StepResult sr{st.name, StepKindName(st.kind), "", {}, {}};
       if (i < o_.from) {
@@ -90,6 +125,7 @@ class Runner {
       }
       out_.steps.push_back(std::move(sr));
     }
+    if (o_.execute && out_.ok) clear_progress();
     return std::move(out_);
   }
 
@@ -379,6 +415,60 @@ class Runner {
     }
   }
 
+  // --resume: each node's record of this playbook (same text), read over the node's kept connection.
+  void read_progress() {
+    std::vector<ProgressRecord> recs(nodes_.size());
+    ForEachNode(nodes_, o_.parallel, [&](size_t i, const NodeDef& n) {
+      std::string why;
+      Transport* t = conn(n, why);
+      if (!t) return;
+      try {
+        RunResult r = t->run(Cmd("head").arg("-c").arg("4096").arg(ProgressFile(pb_.name)).str() + " 2>/dev/null");
+        if (r.ok()) recs[i] = ParseProgress(r.out, o_.playbook_id, pb_.steps.size());
+      } catch (const std::exception&) {
+      }
+    });
+    for (size_t i = 0; i < nodes_.size(); ++i)
+      if (!recs[i].done.empty()) progress_[nodes_[i]->name] = recs[i];
+  }
+
+  // Records that step `step_index_` is done on the node (after its apply, accounts or command step succeeded).
+  // A failure to write is a note: the step itself is done.
+  void record_progress(const NodeDef& n, Transport& t, StepNodeResult& nr) {
+    std::string text;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      auto& rec = progress_[n.name];
+      rec.done.insert(step_index_);
+      std::vector<std::string> done;
+      for (size_t d : rec.done) done.push_back(std::to_string(d));
+      text = "run=" + o_.apply.run_id + "\nplaybook=" + o_.playbook_id + "\ndone=" + Join(done, ",") + "\n";
+    }
+    const std::string file = ProgressFile(pb_.name);
+    Script sc;
+    sc.add(Cmd("mkdir").arg("-p").arg("-m").arg("0700").arg("/var/lib/labfleet/playbooks"));
+    sc.raw(Cmd("printf").arg("%s").arg(text).str() + " > " + ShellQuote(file + ".tmp"));
+    sc.add(Cmd("mv").arg("-f").arg(file + ".tmp").arg(file));
+    try {
+      RunResult r = t.run(ScriptRunner(), sc.str());
+      if (!r.ok()) nr.detail += "; progress not recorded: " + Tail(r);
+    } catch (const std::exception& e) {
+      nr.detail += std::string("; progress not recorded: ") + e.what();
+    }
+  }
+
+  void clear_progress() {
+    std::vector<const NodeDef*> with;
+    for (const NodeDef* n : nodes_)
+      if (conns_.count(n->name) && conns_[n->name]) with.push_back(n);
+    ForEachNode(with, o_.parallel, [&](size_t, const NodeDef& n) {
+      try {
+        conns_[n.name]->run(Cmd("rm").arg("-f").arg(ProgressFile(pb_.name)).str());
+      } catch (const std::exception&) {
+      }
+    });
+  }
+
   // Ends every process of the named accounts on the node (dry run: counts them). Only accounts that exist on the
   // node with uid >= 1000 (root and system accounts never; the login user is refused before, AccountsRefusal).
   // The node prints "NAME<TAB>COUNT<TAB>LEFT" per account; lines naming no selected account are ignored.
@@ -474,8 +564,19 @@ class Runner {
       }
       std::vector<StepNodeResult> rs(batch.size());
       std::vector<char> good(batch.size(), 0);
+      const bool recordable = st.kind == StepKind::Apply || st.kind == StepKind::Accounts || st.kind == StepKind::Command;
       ForEachNode(batch, o_.parallel, [&](size_t i, const NodeDef& n) {
         rs[i].node = n.name;
+        if (recordable && o_.resume) {
+          std::lock_guard<std::mutex> l(mu_);
+          auto it = progress_.find(n.name);
+          if (it != progress_.end() && it->second.done.count(step_index_)) {
+            rs[i].status = "done-earlier";
+            rs[i].detail = "done in an earlier run (" + it->second.run_id + "); skipped by --resume";
+            good[i] = 1;
+            return;
+          }
+        }
         std::string why;
         Transport* t = conn(n, why);
         if (!t) {
@@ -501,6 +602,7 @@ class Runner {
             rs[i].detail += std::string("; health check: ") + e.what();
           }
         }
+        if (good[i] && o_.execute && recordable) record_progress(n, *t, rs[i]);
       });
       for (size_t i = 0; i < batch.size(); ++i) {
         if (!good[i]) ok = false;
@@ -526,6 +628,8 @@ class Runner {
   std::mutex mu_;
   std::map<std::string, std::unique_ptr<Transport>> conns_;
   std::set<std::string> dropped_;
+  std::map<std::string, ProgressRecord> progress_;  // node -> steps done (this run, and with --resume, earlier)
+  size_t step_index_ = 0;
   const PlaybookStep* step_ = nullptr;  // the step running now
   std::vector<std::unique_ptr<Inventory>> accounts_inv_;
 };

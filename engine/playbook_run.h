@@ -14,12 +14,14 @@
 //   - `stop` (SIGINT/SIGTERM) is read before each step and each batch: nothing new starts after it;
 //   - every result goes through the Reporter (text, or doc()["steps"] with --format json).
 // Every step is safe to run again (apply and accounts converge; a command has `unless`/`creates`), so an
-// interrupted run is resumed by running it again, or from a step with --from.
+// interrupted run is resumed by running it again, from a step with --from, or with --resume (progress records,
+// RunnerOptions::resume).
 #pragma once
 #include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -53,6 +55,13 @@ struct RunnerOptions {
   bool execute = false;  // --yes or --ask; false = dry run
   bool ask = false;      // --ask: confirm steps ask RunnerOps::confirm; otherwise --yes answers them
   size_t from = 0;       // first step (index); earlier steps are reported as skipped
+  // Progress records (real runs): after an apply, accounts or command step succeeded on a node, the node records
+  // it in /var/lib/labfleet/playbooks/NAME.progress (the run id, `playbook_id`, the steps done); a run that
+  // ends with every step done removes the records. --resume reads them first: on each node the steps its record
+  // lists for the same playbook text (`playbook_id`) are skipped ("done-earlier"). wait_idle and confirm steps
+  // are never skipped: a node's busy state is checked again, and a question asked again.
+  bool resume = false;
+  std::string playbook_id;  // Sha256Hex of the playbook file
   int parallel = 16;
   ApplyOptions apply;    // run id, who, commit (ApplyOptions::plan is set per step)
   long long today_days = 0;  // for `users: expired`
@@ -61,7 +70,8 @@ struct RunnerOptions {
 
 struct StepNodeResult {
   std::string node;
-  std::string status;  // planned, changed, unchanged, failed, unreachable, skipped, busy, idle, ok, would-run
+  std::string status;  // planned, changed, unchanged, failed, unreachable, skipped, busy, idle, would-run,
+                       // not-started, done-earlier (--resume)
   std::string detail;  // what happened, one line
   std::vector<std::string> changes;  // change lines ("+ user ...") of a plan or an apply
 };
@@ -82,6 +92,17 @@ struct PlaybookRun {
 
 PlaybookRun RunPlaybook(const Playbook& pb, const Inventory& inv, const std::vector<const NodeDef*>& nodes,
                        const RunnerOptions& opts, const RunnerOps& ops, const std::atomic<bool>* stop);
+
+// The node file of a playbook's progress record: /var/lib/labfleet/playbooks/NAME.progress, NAME reduced to
+// [A-Za-z0-9._-] (other characters become '_'), at most 64 of them.
+std::string ProgressFile(const std::string& playbook_name);
+// Pure: the steps (indices below `steps`) a node's record lists for `playbook_id`, and the run id that wrote it;
+// anything else (another playbook text, garbage, an index out of range) is ignored.
+struct ProgressRecord {
+  std::string run_id;
+  std::set<size_t> done;
+};
+ProgressRecord ParseProgress(const std::string& text, const std::string& playbook_id, size_t steps);
 
 // Text lines and doc()["playbook"] / doc()["steps"].
 void ReportRun(Reporter& rep, const Playbook& pb, const PlaybookRun& r, const RunnerOptions& opts);

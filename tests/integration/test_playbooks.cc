@@ -251,6 +251,20 @@ TEST_SUITE("integration-playbooks") {
     CHECK(Exec(sbx, "node1", "cat /etc/lf-motd") == "v2\n");
     CHECK(Exec(sbx, "node2", "cat /etc/lf-motd") == "v2\n");  // applied, then found unhealthy
     CHECK(sbx.exec("node3", "test -e /etc/lf-motd").exit_code != 0);
+    // node1 recorded its step; node2 (unhealthy) did not.
+    CHECK(Has(Exec(sbx, "node1", "cat /var/lib/labfleet/playbooks/roll.progress"), "done=0\n"));
+    CHECK(sbx.exec("node2", "test -e /var/lib/labfleet/playbooks/roll.progress").exit_code != 0);
+
+    // Fixed; --resume: node1's step is skipped (its record says done), node2 is checked again, node3 applied.
+    MustExec(sbx, "node2", "rm /etc/lf-broken");
+    auto resumed = Cli(sbx, inv.dir(), {"run", "roll", "--yes", "--allow-dirty", "--resume", "--format", "json"});
+    INFO(resumed.out << resumed.err);
+    CHECK(resumed.rc == 0);
+    CHECK(StepStatuses(resumed.json(), "roll") == "node1=done-earlier node2=unchanged node3=changed");
+    CHECK(Exec(sbx, "node3", "cat /etc/lf-motd") == "v2\n");
+    // The run finished: no record is left on any node.
+    for (const std::string n : {"node1", "node2", "node3"})
+      CHECK(sbx.exec(n, "test -e /var/lib/labfleet/playbooks/roll.progress").exit_code != 0);
   }
 
   TEST_CASE("validate checks the playbooks next to the inventory, with file:line:col") {

@@ -505,7 +505,11 @@ steps:
     CHECK(Statuses(r.steps[0]) == "n1=unchanged n2=failed n3=changed n4=changed");
     CHECK(r.steps[0].nodes[1].detail == "exit 1: boom");
     auto calls = w.transports["n3"]->calls();
-    REQUIRE(calls.size() == 2);
+    REQUIRE(calls.size() == 3);
+    // After the command: the node's progress record (step 0 done).
+    CHECK(calls[2].command == ScriptRunner());
+    CHECK(calls[2].stdin_data.find("/var/lib/labfleet/playbooks/t.progress") != std::string::npos);
+    CHECK(calls[2].stdin_data.find("done=0") != std::string::npos);
     const std::string guard = Cmd("grep").arg("-q").arg("a b").arg("/etc/x").str() + " >/dev/null 2>&1";
     CHECK(calls[0].command == "sh -c " + ShellQuote(guard) + " </dev/null");
     // The command itself: a script on stdin that takes the node lock, checks the guard again, then runs argv.
@@ -619,6 +623,53 @@ steps:
     ValidatePlaybook(bad, inv, h);
     INFO(Errors(h));
     CHECK(Errors(h).find("playbooks/t.yaml:2:23: unknown-node: step 'x': ") != std::string::npos);
+  }
+
+  TEST_CASE("progress records: parsed strictly; --resume skips on each node the steps its record lists") {
+    CHECK(ProgressFile("semester-end") == "/var/lib/labfleet/playbooks/semester-end.progress");
+    CHECK(ProgressFile("../x y") == "/var/lib/labfleet/playbooks/_.._x_y.progress");
+    auto rec = ParseProgress("run=20261205T1-abc\nplaybook=ID\ndone=0,2,9,x,\ngarbage\n", "ID", 3);
+    CHECK(rec.run_id == "20261205T1-abc");
+    CHECK(rec.done == std::set<size_t>{0, 2});
+    CHECK(ParseProgress("run=r\nplaybook=OTHER\ndone=0\n", "ID", 3).done.empty());
+    CHECK(ParseProgress("run=r;rm\nplaybook=ID\ndone=0\n", "ID", 3).done.empty());
+    CHECK(ParseProgress("done=0\n", "", 3).done.empty());
+
+    Inventory inv = Load(kInv);
+    Findings f;
+    Playbook pb = Parse(R"(steps:
+  - { name: a, apply: all }
+  - { name: idle, wait_idle: true }
+  - { name: b, command: [touch, /x] }
+  - { name: c, apply: all }
+)", f);
+    REQUIRE(Errors(f) == "");
+    World w;
+    for (auto n : {"n1", "n2", "n3", "n4"}) w.transports[n] = std::make_shared<FakeTransport>(n);
+    w.transports["n1"]->on_contains("head -c 4096", {0, "run=r1\nplaybook=ID\ndone=0,1,2\n", ""});
+    w.transports["n2"]->on_contains("head -c 4096", {0, "run=r1\nplaybook=ID\ndone=0\n", ""});
+    w.transports["n3"]->on_contains("head -c 4096", {0, "run=r0\nplaybook=OLD\ndone=0,2\n", ""});
+    w.transports["n4"]->on_contains("head -c 4096", {1, "", ""});
+    RunnerOptions o = Real();
+    o.resume = true;
+    o.playbook_id = "ID";
+    PlaybookRun r = RunPlaybook(pb, inv, All(inv), o, w.ops(), nullptr);
+    CHECK(r.ok);
+    CHECK(Statuses(r.steps[0]) == "n1=done-earlier n2=done-earlier n3=changed n4=changed");
+    CHECK(r.steps[0].nodes[0].detail == "done in an earlier run (r1); skipped by --resume");
+    CHECK(Statuses(r.steps[1]) == "n1=idle n2=idle n3=idle n4=idle");  // busy state is always checked again
+    CHECK(Statuses(r.steps[2]) == "n1=done-earlier n2=changed n3=changed n4=changed");
+    CHECK(Statuses(r.steps[3]) == "n1=changed n2=changed n3=changed n4=changed");
+    CHECK(w.ran("n1", "touch") == 0);
+    CHECK(w.ran("n2", "touch") == 1);
+    // Every step done: the records are removed.
+    for (auto n : {"n1", "n2", "n3", "n4"}) CHECK(w.ran(n, "rm -f /var/lib/labfleet/playbooks/t.progress") == 1);
+
+    // Without --resume the records are neither read nor followed.
+    World plain;
+    PlaybookRun r2 = RunPlaybook(pb, inv, All(inv), Real(), plain.ops(), nullptr);
+    CHECK(Statuses(r2.steps[0]) == "n1=changed n2=changed n3=changed n4=changed");
+    CHECK(plain.ran("n1", "head -c 4096") == 0);
   }
 
   TEST_CASE("the shipped playbooks parse and validate against the example inventory") {
