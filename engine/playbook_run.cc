@@ -459,11 +459,15 @@ class Runner {
 
   void clear_progress() {
     std::vector<const NodeDef*> with;
+    std::vector<Transport*> ts;
     for (const NodeDef* n : nodes_)
-      if (conns_.count(n->name) && conns_[n->name]) with.push_back(n);
-    ForEachNode(with, o_.parallel, [&](size_t, const NodeDef& n) {
+      if (auto it = conns_.find(n->name); it != conns_.end() && it->second) {
+        with.push_back(n);
+        ts.push_back(it->second.get());
+      }
+    ForEachNode(with, o_.parallel, [&](size_t i, const NodeDef&) {
       try {
-        conns_[n.name]->run(Cmd("rm").arg("-f").arg(ProgressFile(pb_.name)).str());
+        ts[i]->run(Cmd("rm").arg("-f").arg(ProgressFile(pb_.name)).str());
       } catch (const std::exception&) {
       }
     });
