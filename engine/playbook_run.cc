@@ -650,6 +650,7 @@ void ReportRun(Reporter& rep, const Playbook& pb, const PlaybookRun& r, const Ru
   rep.line(std::string(opts.execute ? "Running" : "Dry run of") + " playbook " + pb.name + " (" +
            Counted(pb.steps.size(), "step", "steps") + ")" + (opts.execute ? "" : ": nothing is changed; --yes runs it") +
            (opts.today_days > TodayDays() ? "; accounts selected as of " + DateOfDays(opts.today_days) : ""));
+  if (!pb.description.empty()) rep.line("  " + pb.description);
   for (size_t i = 0; i < r.steps.size(); ++i) {
     const StepResult& s = r.steps[i];
     rep.line("");
@@ -680,7 +681,11 @@ void ReportRun(Reporter& rep, const Playbook& pb, const PlaybookRun& r, const Ru
   else
     rep.line(opts.execute ? "playbook " + pb.name + " done" : "dry run done: run with --yes to do it");
   auto& doc = rep.doc();
-  doc["playbook"] = {{"name", pb.name}, {"file", pb.file}, {"dry_run", !opts.execute}, {"as_of", DateOfDays(opts.today_days)}};
+  doc["playbook"] = {{"name", pb.name},
+                     {"file", pb.file},
+                     {"description", pb.description},
+                     {"dry_run", !opts.execute},
+                     {"as_of", DateOfDays(opts.today_days)}};
   doc["steps"] = steps;
   doc["result"] = {{"ok", r.ok}, {"stopped_at", r.stopped_at}, {"skipped_nodes", r.skipped}};
 }

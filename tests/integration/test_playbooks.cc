@@ -190,6 +190,8 @@ TEST_SUITE("integration-playbooks") {
     CHECK(dry.rc == 0);
     CHECK(Has(dry.out, "  node2: skipped — busy: 1 GPU job running (trainee: pid "));
     CHECK(Has(dry.out, "a run would leave it out"));
+    CHECK(Has(dry.out, "Dry run of playbook upgrade (4 steps): nothing is changed; --yes runs it\n"
+                       "  upgrade packages on idle nodes, one at a time, with holds kept\n"));
     CHECK(Has(dry.out, "  node1: would-run — sh -c if command -v apt-get"));
 
     auto run = Cli(sbx, inv.dir(), {"run", "up", "--yes", "--allow-dirty", "--format", "json"});
