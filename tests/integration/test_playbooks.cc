@@ -269,6 +269,33 @@ TEST_SUITE("integration-playbooks") {
       CHECK(sbx.exec(n, "test -e /var/lib/labfleet/playbooks/roll.progress").exit_code != 0);
   }
 
+  TEST_CASE("the shipped rolling-apply: batches of 2 with the health check, then a plan of the fleet is empty") {
+    Sandbox sbx({.nodes = 3});
+    TempInventory inv(sbx, "labfleet-pb-ship");
+    inv.defaults("    files:\n      - { path: /etc/lf-daemon.json, content: \"{}\\n\", mode: \"0644\" }\n");
+    inv.write("playbooks/rolling-apply.yaml", Shipped("rolling-apply"));
+    // The sandbox nodes have the docker CLI but no engine: the docker stand-in answers the health check.
+    for (const std::string n : {"node1", "node2", "node3"}) InstallDoubles(sbx, n, {"docker"});
+    auto dry = Cli(sbx, inv.dir(), {"run", "rolling-apply", "--format", "json"});
+    INFO(dry.out << dry.err);
+    CHECK(dry.rc == 0);
+    CHECK(StepStatuses(dry.json(), "apply in batches") == "node1=planned node2=planned node3=planned");
+    CHECK(sbx.exec("node1", "test -e /etc/lf-daemon.json").exit_code != 0);
+    auto run = Cli(sbx, inv.dir(), {"run", "rolling-apply", "--yes", "--allow-dirty", "--format", "json"});
+    INFO(run.out << run.err);
+    CHECK(run.rc == 0);
+    auto r = run.json();
+    CHECK(StepStatuses(r, "apply in batches") == "node1=changed node2=changed node3=changed");
+    CHECK(r["steps"][0]["notes"] == nlohmann::json::array({"batch 1/2 (2 nodes): ok", "batch 2/2 (1 node): ok"}));
+    for (const std::string n : {"node1", "node2", "node3"}) {
+      CHECK(Exec(sbx, n, "cat /etc/lf-daemon.json") == "{}\n");
+      CHECK(CountCalls(DoubleCalls(sbx, n), "docker info") == 1);  // the health check ran once per node
+    }
+    auto plan = Cli(sbx, inv.dir(), {"plan", "--detailed-exitcode"});
+    INFO(plan.out << plan.err);
+    CHECK(plan.rc == 0);
+  }
+
   TEST_CASE("validate checks the playbooks next to the inventory, with file:line:col") {
     Sandbox sbx({.nodes = 1});
     TempInventory inv(sbx, "labfleet-pb-val");
