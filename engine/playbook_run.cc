@@ -675,8 +675,8 @@ void ReportRun(Reporter& rep, const Playbook& pb, const PlaybookRun& r, const Ru
   rep.line("");
   if (!r.skipped.empty()) rep.line("skipped nodes (busy): " + Join(r.skipped, "; "), LineStyle::Warn);
   if (!r.ok)
-    rep.line("stopped at step '" + r.stopped_at + "': later steps were not run; fix the cause and run again (done steps "
-             "converge again harmlessly) or resume with --from '" + r.stopped_at + "'",
+    rep.line("stopped at step '" + r.stopped_at + "': later steps were not run; fix the cause, then run again with "
+             "--resume (each node skips the steps it recorded as done) or --from '" + r.stopped_at + "'",
              LineStyle::Fail);
   else
     rep.line(opts.execute ? "playbook " + pb.name + " done" : "dry run done: run with --yes to do it");
