@@ -23,6 +23,7 @@ const char* StepKindName(StepKind k) {
     case StepKind::WaitIdle: return "wait_idle";
     case StepKind::Command: return "command";
     case StepKind::Confirm: return "confirm";
+    case StepKind::Snapshot: return "snapshot";
   }
   return "?";
 }
@@ -72,7 +73,7 @@ long long TodayDays() {
 namespace {
 
 const std::vector<std::string> kTopKeys = {"description", "nodes", "steps"};
-const std::vector<std::string> kKinds = {"apply", "accounts", "wait_idle", "command", "confirm"};
+const std::vector<std::string> kKinds = {"apply", "accounts", "wait_idle", "command", "confirm", "snapshot"};
 // The keys each kind allows besides `name` and the kind key.
 const std::vector<std::string>& KeysOf(StepKind k) {
   static const std::vector<std::string> apply = {"name", "nodes", "apply", "batch", "health"};
@@ -80,12 +81,14 @@ const std::vector<std::string>& KeysOf(StepKind k) {
   static const std::vector<std::string> wait = {"name", "nodes", "wait_idle", "on_busy", "timeout"};
   static const std::vector<std::string> command = {"name", "nodes", "command", "unless", "creates", "batch", "health", "timeout"};
   static const std::vector<std::string> confirm = {"name", "confirm"};
+  static const std::vector<std::string> snapshot = {"name", "nodes", "snapshot", "to", "keep"};
   switch (k) {
     case StepKind::Apply: return apply;
     case StepKind::Accounts: return accounts;
     case StepKind::WaitIdle: return wait;
     case StepKind::Command: return command;
     case StepKind::Confirm: return confirm;
+    case StepKind::Snapshot: return snapshot;
   }
   return confirm;
 }
@@ -213,6 +216,30 @@ PlaybookStep ParseStep(const Value& v, size_t index, Findings& f, bool& ok) {
           f.error(r.get("creates")->loc(), "invalid-value", "'creates' must be an absolute path on the node");
       }
       if (auto t = Duration(r, "timeout", f)) st.command_timeout_s = *t;
+      break;
+    }
+    case StepKind::Snapshot: {
+      // Plain absolute paths: no "..", no "//", no trailing "/", printable.
+      auto plain = [](const std::string& p) {
+        return p.size() > 1 && p[0] == '/' && p.back() != '/' && p.find("//") == std::string::npos &&
+               p.find("/../") == std::string::npos && !p.ends_with("/..") && p.find("/./") == std::string::npos &&
+               !p.ends_with("/.") && NoControl(p).empty();
+      };
+      if (!kv->is_scalar() || !plain(kv->str()))
+        f.error(kv->loc(), "invalid-value", "'snapshot' takes the btrfs subvolume to snapshot, a plain absolute path");
+      else if (std::string base = kv->str().substr(kv->str().rfind('/') + 1);
+               base.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
+               std::string::npos)
+        f.error(kv->loc(), "invalid-value",
+                "the last part of 'snapshot' names the snapshots: use letters, digits, '.', '_' and '-' only");
+      else
+        st.snapshot_of = kv->str();
+      if (r.require("to", "the directory (on the same btrfs filesystem) that keeps the snapshots"))
+        if (auto to = r.str("to")) {
+          if (!plain(*to)) f.error(r.get("to")->loc(), "invalid-value", "'to' must be a plain absolute path");
+          else st.snapshot_to = *to;
+        }
+      if (auto k = r.integer("keep", 0, 1000)) st.keep = *k;
       break;
     }
     case StepKind::Confirm: {

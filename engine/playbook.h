@@ -5,7 +5,8 @@
 //   nodes: [gpu]                     # default selection (node or group names; "all"); the CLI's names replace it
 //   steps:
 //     - name: lock expired accounts  # required, unique: what --from and the report name
-//       accounts: lock               # exactly one kind key per step: apply | accounts | wait_idle | command | confirm
+//       accounts: lock               # exactly one kind key per step: apply | accounts | wait_idle | command |
+//                                    # snapshot | confirm
 //       users: expired               # ...and that kind's own keys (below)
 //
 // Contracts:
@@ -27,8 +28,8 @@
 
 namespace labfleet {
 
-enum class StepKind { Apply, Accounts, WaitIdle, Command, Confirm };
-const char* StepKindName(StepKind k);  // "apply", "accounts", "wait_idle", "command", "confirm"
+enum class StepKind { Apply, Accounts, WaitIdle, Command, Confirm, Snapshot };
+const char* StepKindName(StepKind k);  // "apply", "accounts", "wait_idle", "command", "confirm", "snapshot"
 
 // EndSessions: kill every process of the selected accounts on each node (pkill -KILL -u UID, only for uid >= 1000
 // and never root or the ssh login user), so that archive is not refused for a forgotten tmux session.
@@ -66,6 +67,11 @@ struct PlaybookStep {
   std::vector<std::string> unless;
   std::string creates;
   long long command_timeout_s = 3600;
+  // snapshot: a read-only btrfs snapshot of the subvolume `snapshot_of` as `snapshot_to`/<its name>-<UTC time>,
+  // checked (btrfs subvolume show, read-only property) before the step succeeds; then the oldest snapshots of it
+  // beyond `keep` are deleted (0 = none).
+  std::string snapshot_of, snapshot_to;
+  long long keep = 0;
   // confirm: the question; a real run asks it on the terminal (--yes answers it), a dry run prints it.
   std::string message;
 };

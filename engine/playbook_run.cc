@@ -221,6 +221,8 @@ class Runner {
       }
       case StepKind::Command:
         return batched(st, sr, [&](const NodeDef& n, Transport& t, StepNodeResult& nr) { return command(st, n, t, nr); });
+      case StepKind::Snapshot:
+        return batched(st, sr, [&](const NodeDef&, Transport& t, StepNodeResult& nr) { return snapshot(st, t, nr); });
     }
     return false;
   }
@@ -473,6 +475,93 @@ class Runner {
     });
   }
 
+  // A read-only btrfs snapshot, checked, then the oldest beyond `keep` deleted (dry run: what would be). The node
+  // prints "created<TAB>NAME", "pruned<TAB>NAME" and, in a dry run, "would-prune<TAB>NAME"; a failure exits
+  // non-zero with its reason on stderr.
+  bool snapshot(const PlaybookStep& st, Transport& t, StepNodeResult& nr) {
+    const std::string src = st.snapshot_of, to = st.snapshot_to;
+    const std::string base = src.substr(src.rfind('/') + 1);
+    std::string pattern = "^";  // BASE-YYYYmmddTHHMMSSZ, dots escaped (the name allows only [A-Za-z0-9._-])
+    for (char c : base) pattern += c == '.' ? std::string("\\.") : std::string(1, c);
+    pattern += "-[0-9]{8}T[0-9]{6}Z$";
+    const std::string nonce = NewNonce();
+    Script sc;
+    sc.raw("export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    if (o_.execute) sc.append(NodeLockScript(o_.apply, nonce));
+    sc.raw("lf_fail() { printf '%s\\n' \"$1\" >&2; exit 1; }");
+    sc.raw("[ \"$(stat -f -c %T " + ShellQuote(src) + " 2>/dev/null)\" = btrfs ] || lf_fail " +
+           ShellQuote(src + " is not on a btrfs filesystem"));
+    sc.raw(Cmd("btrfs").arg("subvolume").arg("show").arg(src).str() + " >/dev/null 2>&1 || lf_fail " +
+           ShellQuote(src + " is not a btrfs subvolume"));
+    sc.raw("if [ -L " + ShellQuote(to) + " ] || { [ -e " + ShellQuote(to) + " ] && [ ! -d " + ShellQuote(to) +
+           " ]; }; then lf_fail " + ShellQuote(to + " is not a directory") + "; fi");
+    sc.raw("lf_list() { ls -1 " + ShellQuote(to) + " 2>/dev/null | grep -E " + ShellQuote(pattern) + " | sort -r; }");
+    if (o_.execute) {
+      sc.add(Cmd("mkdir").arg("-p").arg("-m").arg("0700").arg(to));
+      sc.raw("lf_name=" + ShellQuote(base + "-") + "\"$(date -u +%Y%m%dT%H%M%SZ)\"");
+      sc.raw("lf_dest=" + ShellQuote(to + "/") + "\"$lf_name\"");
+      sc.raw("[ ! -e \"$lf_dest\" ] || lf_fail \"$lf_dest exists already (one snapshot a second)\"");
+      sc.raw(Cmd("btrfs").arg("subvolume").arg("snapshot").arg("-r").arg(src).str() + " \"$lf_dest\" >/dev/null || "
+             "lf_fail \"btrfs subvolume snapshot failed\"");
+      sc.raw("btrfs subvolume show \"$lf_dest\" >/dev/null 2>&1 || lf_fail \"the snapshot $lf_dest cannot be read back\"");
+      sc.raw("[ \"$(btrfs property get -ts \"$lf_dest\" ro 2>/dev/null)\" = ro=true ] || "
+             "lf_fail \"the snapshot $lf_dest is not read-only\"");
+      sc.raw("printf 'created\\t%s\\n' \"$lf_name\"");
+      if (st.keep > 0)
+        sc.raw("lf_list | tail -n +" + std::to_string(st.keep + 1) + " | while IFS= read -r lf_old; do " +
+               "btrfs subvolume delete " + ShellQuote(to + "/") + "\"$lf_old\" >/dev/null && "
+               "printf 'pruned\\t%s\\n' \"$lf_old\"; done");
+    } else if (st.keep > 0) {
+      sc.raw("lf_list | tail -n +" + std::to_string(st.keep) + " | while IFS= read -r lf_old; do "
+             "printf 'would-prune\\t%s\\n' \"$lf_old\"; done");
+    }
+    RunResult r;
+    try {
+      r = t.run(ScriptRunner(), sc.str());
+    } catch (const std::exception& e) {
+      nr.status = "failed";
+      nr.detail = e.what();
+      return false;
+    }
+    if (size_t at = r.out.find("@@lf-" + nonce + ":locked\n"); at != std::string::npos) {
+      std::string rest = r.out.substr(at + nonce.size() + 13);
+      size_t nl = rest.find('\n');
+      nr.status = "failed";
+      nr.detail = LockMessage(nr.node, rest.substr(0, nl),
+                              ParseLockInfo(nl == std::string::npos ? "" : rest.substr(nl + 1)), o_.apply.client_host);
+      return false;
+    }
+    if (!r.ok()) {
+      nr.status = "failed";
+      nr.detail = "snapshot of " + src + " failed (exit " + std::to_string(r.exit_code) + ")" +
+                  (Tail(r).empty() ? "" : ": " + Tail(r)) + "; nothing after this step runs";
+      return false;
+    }
+    std::string created;
+    std::vector<std::string> pruned;
+    for (const auto& line : SplitLines(r.out)) {
+      auto f = SplitChar(line, '\t');
+      if (f.size() != 2 || f[1].size() > 200) continue;
+      if (f[0] == "created") created = f[1];
+      else if (f[0] == "pruned" || f[0] == "would-prune") pruned.push_back(f[1]);
+    }
+    if (o_.execute) {
+      if (created.empty()) {
+        nr.status = "failed";
+        nr.detail = "the node did not report the snapshot it made";
+        return false;
+      }
+      nr.status = "changed";
+      nr.detail = "read-only snapshot " + to + "/" + created + " checked" +
+                  (pruned.empty() ? "" : "; pruned " + Join(pruned, ", "));
+    } else {
+      nr.status = "planned";
+      nr.detail = "would snapshot " + src + " as " + to + "/" + base + "-<UTC time>" +
+                  (pruned.empty() ? "" : "; would prune " + Join(pruned, ", "));
+    }
+    return true;
+  }
+
   // Ends every process of the named accounts on the node (dry run: counts them). Only accounts that exist on the
   // node with uid >= 1000 (root and system accounts never; the login user is refused before, AccountsRefusal).
   // The node prints "NAME<TAB>COUNT<TAB>LEFT" per account; lines naming no selected account are ignored.
@@ -568,7 +657,8 @@ class Runner {
       }
       std::vector<StepNodeResult> rs(batch.size());
       std::vector<char> good(batch.size(), 0);
-      const bool recordable = st.kind == StepKind::Apply || st.kind == StepKind::Accounts || st.kind == StepKind::Command;
+      const bool recordable = st.kind == StepKind::Apply || st.kind == StepKind::Accounts ||
+                              st.kind == StepKind::Command || st.kind == StepKind::Snapshot;
       ForEachNode(batch, o_.parallel, [&](size_t i, const NodeDef& n) {
         rs[i].node = n.name;
         if (recordable && o_.resume) {

@@ -296,6 +296,59 @@ TEST_SUITE("integration-playbooks") {
     CHECK(plan.rc == 0);
   }
 
+  TEST_CASE("snapshot: read-only btrfs snapshots checked and pruned to keep; a failed snapshot stops the run") {
+    Sandbox sbx({.nodes = 1, .btrfs_mb = 128});
+    TempInventory inv(sbx, "labfleet-pb-snap");
+    inv.write("inventory/lab.yaml", "lab: { name: t }\n");
+    inv.write("playbooks/snap.yaml",
+              "steps:\n"
+              "  - { name: snap, snapshot: /srv/btrfs/home, to: /srv/btrfs/snapshots, keep: 2 }\n"
+              "  - { name: after, command: [touch, /var/tmp/lf-after] }\n");
+    MustExec(sbx, "node1", "btrfs subvolume create /srv/btrfs/home >/dev/null && mkdir /srv/btrfs/home/olda && "
+                           "printf 'epoch 12\\n' > /srv/btrfs/home/olda/log.txt && mkdir /srv/btrfs/plain");
+    std::vector<std::string> names;
+    for (int i = 0; i < 3; ++i) {
+      if (i) MustExec(sbx, "node1", "sleep 1.1");  // one snapshot a second
+      if (i == 2) {
+        auto dry = Cli(sbx, inv.dir(), {"run", "snap"});
+        INFO(dry.out << dry.err);
+        CHECK(dry.rc == 0);
+        CHECK(Has(dry.out, "  node1: planned — would snapshot /srv/btrfs/home as /srv/btrfs/snapshots/home-<UTC time>; "
+                           "would prune " + names[0] + "\n"));
+      }
+      auto run = Cli(sbx, inv.dir(), {"run", "snap", "--yes", "--allow-dirty", "--format", "json"});
+      INFO(run.out << run.err);
+      REQUIRE(run.rc == 0);
+      std::string detail = run.json()["steps"][0]["nodes"][0]["detail"];
+      std::smatch m;
+      REQUIRE(std::regex_search(detail, m, std::regex("snapshot /srv/btrfs/snapshots/(home-[0-9]{8}T[0-9]{6}Z) checked")));
+      names.push_back(m[1]);
+      CHECK(Has(detail, i == 2 ? "; pruned " + names[0] : " checked"));
+    }
+    // The two newest are kept; each is a read-only subvolume whose file reads back.
+    CHECK(Exec(sbx, "node1", "ls /srv/btrfs/snapshots") == names[1] + "\n" + names[2] + "\n");
+    for (int i : {1, 2}) {
+      const std::string snap = "/srv/btrfs/snapshots/" + names[i];
+      CHECK(sbx.exec("node1", "btrfs subvolume show " + snap + " >/dev/null").exit_code == 0);
+      CHECK(Exec(sbx, "node1", "btrfs property get -ts " + snap + " ro") == "ro=true\n");
+      CHECK(Exec(sbx, "node1", "cat " + snap + "/olda/log.txt") == "epoch 12\n");
+    }
+    CHECK(sbx.exec("node1", "test -e /var/tmp/lf-after").exit_code == 0);
+
+    // A snapshot that cannot be made (not a subvolume): the step fails and nothing after it runs.
+    MustExec(sbx, "node1", "rm /var/tmp/lf-after");
+    inv.write("playbooks/bad.yaml",
+              "steps:\n"
+              "  - { name: snap, snapshot: /srv/btrfs/plain, to: /srv/btrfs/snapshots }\n"
+              "  - { name: after, command: [touch, /var/tmp/lf-after] }\n");
+    auto bad = Cli(sbx, inv.dir(), {"run", "bad", "--yes", "--allow-dirty"});
+    INFO(bad.out << bad.err);
+    CHECK(bad.rc == 4);
+    CHECK(Has(bad.out, "snapshot of /srv/btrfs/plain failed (exit 1): /srv/btrfs/plain is not a btrfs subvolume"));
+    CHECK(sbx.exec("node1", "test -e /var/tmp/lf-after").exit_code != 0);
+    CHECK(Exec(sbx, "node1", "ls /srv/btrfs/snapshots") == names[1] + "\n" + names[2] + "\n");
+  }
+
   TEST_CASE("validate checks the playbooks next to the inventory, with file:line:col") {
     Sandbox sbx({.nodes = 1});
     TempInventory inv(sbx, "labfleet-pb-val");

@@ -243,6 +243,31 @@ steps:
     CHECK(e.find("'creates' must be an absolute path") != std::string::npos);
   }
 
+  TEST_CASE("parse: snapshot steps") {
+    Findings f;
+    Playbook pb = Parse("steps:\n  - { name: s, nodes: storage, snapshot: /srv/home, to: /srv/snaps, keep: 2 }\n", f);
+    CHECK(Errors(f) == "");
+    REQUIRE(pb.steps.size() == 1);
+    CHECK(pb.steps[0].kind == StepKind::Snapshot);
+    CHECK(pb.steps[0].snapshot_of == "/srv/home");
+    CHECK(pb.steps[0].snapshot_to == "/srv/snaps");
+    CHECK(pb.steps[0].keep == 2);
+    Findings g;
+    Parse(R"(steps:
+  - { name: a, snapshot: srv/home, to: /x }
+  - { name: b, snapshot: "/srv/ho me", to: /x }
+  - { name: c, snapshot: /srv/home }
+  - { name: d, snapshot: /srv/home, to: /x/../y, keep: -1 }
+)", g);
+    std::string e = Errors(g);
+    INFO(e);
+    CHECK(e.find("playbooks/t.yaml:2:26: invalid-value: 'snapshot' takes the btrfs subvolume to snapshot") != std::string::npos);
+    CHECK(e.find("playbooks/t.yaml:3:26: invalid-value: the last part of 'snapshot' names the snapshots") != std::string::npos);
+    CHECK(e.find("playbooks/t.yaml:4:5: missing-required:") != std::string::npos);
+    CHECK(e.find("playbooks/t.yaml:5:41: invalid-value: 'to' must be a plain absolute path") != std::string::npos);
+    CHECK(e.find("playbooks/t.yaml:5:56: wrong-type: 'keep' of step 4 must be between 0 and 1000") != std::string::npos);  // keep: -1
+  }
+
   TEST_CASE("parse: not a playbook") {
     Findings f;
     Parse("- a\n- b\n", f);
