@@ -220,12 +220,9 @@ lf_holder() {
 }
 )SH";
 
-std::string BuildApplyScript(const NodePlan& plan, const ApplyOptions& opts, const std::string& state_json,
-                             const std::string& nonce) {
+Script NodeLockScript(const ApplyOptions& opts, const std::string& nonce) {
   Script s;
   auto marker = [&](const std::string& what) { return "printf '@@lf-%s:" + what + "\\n' " + ShellQuote(nonce); };
-  s.raw("export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-  s.raw("umask 022");
   std::string lock_info = "run=" + opts.run_id + "\nwho=" + opts.who + "\nhost=" + opts.client_host +
                           "\npid=" + std::to_string(opts.client_pid) + "\nsince=" +
                           std::to_string((long long)time(nullptr)) + "\ncommit=" + opts.commit + "\n";
@@ -270,6 +267,16 @@ std::string BuildApplyScript(const NodePlan& plan, const ApplyOptions& opts, con
   s.raw("trap lf_unlock EXIT");
   s.raw("trap 'trap \"\" HUP INT TERM; exit 129' HUP; trap 'trap \"\" HUP INT TERM; exit 130' INT; "
         "trap 'trap \"\" HUP INT TERM; exit 143' TERM");
+  return s;
+}
+
+std::string BuildApplyScript(const NodePlan& plan, const ApplyOptions& opts, const std::string& state_json,
+                             const std::string& nonce) {
+  Script s;
+  auto marker = [&](const std::string& what) { return "printf '@@lf-%s:" + what + "\\n' " + ShellQuote(nonce); };
+  s.raw("export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+  s.raw("umask 022");
+  s.append(NodeLockScript(opts, nonce));
   s.raw("LF_BACKUP=" + ShellQuote(std::string(kStateDir) + "/backup/" + opts.run_id));
   s.raw(kShellFunctions);
   // Pending handlers: every handler this run owes is recorded first, so that a run that dies halfway still

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "engine/planner.h"
+#include "engine/shell.h"
 
 namespace labfleet {
 
@@ -73,6 +74,12 @@ bool StateRecordCurrent(const std::string& recorded, const Inventory& inv, const
 // Pure: the apply script for `plan` (tests run it with LocalTransport in a sandbox, or inspect it).
 std::string BuildApplyScript(const NodePlan& plan, const ApplyOptions& opts, const std::string& state_json,
                              const std::string& nonce);
+
+// The node lock's part of the apply script (BuildApplyScript starts with it): take /run/labfleet.lock (or take
+// over a provably stale one, or replace it with opts.break_lock), else print "@@lf-NONCE:locked", the holder's
+// verdict line and the lock file, and exit 75; release it on exit, also when stopped by a signal. For other
+// scripts that change a node (playbook commands, engine/playbook_run.cc), so they never run beside an apply.
+Script NodeLockScript(const ApplyOptions& opts, const std::string& nonce);
 
 NodeApplyResult ApplyNode(const Inventory& inv, const NodeDef& node, const NodePlan& plan, Transport& transport,
                           const ApplyOptions& opts);

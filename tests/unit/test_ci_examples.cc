@@ -53,6 +53,13 @@ TEST_SUITE("ci-examples") {
     REQUIRE(Sh(d, "git add inventory/lab.yaml") == 0);
     d.write("inventory/lab.yaml", "lab: [ broken\n");  // the working tree is broken again; the index is fine
     CHECK(Sh(d, hook, &out) == 0);
+
+    // A staged playbook that does not fit the inventory stops the commit too, even with the inventory unchanged.
+    REQUIRE(Sh(d, "git checkout -q -- inventory && git -c commit.gpgsign=false commit -qm two") == 0);
+    d.write("playbooks/roll.yaml", "steps:\n  - { name: a, apply: [dockr] }\n");
+    REQUIRE(Sh(d, "git add playbooks/roll.yaml") == 0);
+    CHECK(Sh(d, hook, &out) == 1);
+    CHECK(out.find("playbooks/roll.yaml:2:5: error: step 'a' applies the module 'dockr'") != std::string::npos);
   }
 
   TEST_CASE("CI example files are YAML that parses") {

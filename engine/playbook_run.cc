@@ -1,0 +1,783 @@
+// The playbook runner. See playbook_run.h for the contracts.
+#include "engine/playbook_run.h"
+
+#include <algorithm>
+#include <cctype>
+#include <map>
+#include <optional>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "engine/connect.h"
+#include "engine/plan_report.h"
+#include "engine/shell.h"
+#include "engine/text.h"
+
+namespace labfleet {
+
+RunnerOps RealRunnerOps(const ConnectOptions& copts) {
+  RunnerOps ops;
+  ops.connect = [copts](const Inventory& inv, const NodeDef& n) { return Connect(inv, n, copts); };
+  ops.plan = [](const Inventory& inv, const NodeDef& n, Transport& t, const PlanOptions& o) {
+    return PlanNode(inv, n, t, o);
+  };
+  ops.apply = [](const Inventory& inv, const NodeDef& n, const NodePlan& p, Transport& t, const ApplyOptions& o) {
+    return ApplyNode(inv, n, p, t, o);
+  };
+  ops.wait = [](std::chrono::seconds d, const std::atomic<bool>* stop) {
+    auto ticks = std::chrono::duration_cast<std::chrono::milliseconds>(d).count() / 100;
+    for (long t = 0; t < ticks && !(stop && stop->load()); ++t)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    return !(stop && stop->load());
+  };
+  ops.now = [] { return std::chrono::steady_clock::now(); };
+  return ops;
+}
+
+std::string ProgressFile(const std::string& name) {
+  std::string safe;
+  for (char c : name.substr(0, 64))
+    safe += (std::isalnum((unsigned char)c) || c == '.' || c == '_' || c == '-') ? c : '_';
+  if (safe.empty() || safe[0] == '.') safe = "_" + safe;
+  return "/var/lib/labfleet/playbooks/" + safe + ".progress";
+}
+
+ProgressRecord ParseProgress(const std::string& text, const std::string& playbook_id, size_t steps) {
+  ProgressRecord rec;
+  bool same = false;
+  std::string done;
+  for (const auto& line : SplitLines(text)) {
+    if (line.rfind("playbook=", 0) == 0) same = !playbook_id.empty() && line.substr(9) == playbook_id;
+    else if (line.rfind("run=", 0) == 0 && line.size() <= 100) rec.run_id = line.substr(4);
+    else if (line.rfind("done=", 0) == 0) done = line.substr(5);
+  }
+  if (!same) return {};
+  size_t pos = 0;
+  while (pos <= done.size() && !done.empty()) {
+    size_t comma = done.find(',', pos);
+    std::string n = done.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    if (!n.empty() && n.size() < 6 && n.find_first_not_of("0123456789") == std::string::npos && std::stoul(n) < steps)
+      rec.done.insert(std::stoul(n));
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  for (char c : rec.run_id)
+    if (!std::isalnum((unsigned char)c) && c != '-') return {};  // not one of ours
+  return rec;
+}
+
+namespace {
+
+bool Stopped(const std::atomic<bool>* stop) { return stop && stop->load(); }
+
+// The last line of a command's output worth showing, bounded.
+std::string Tail(const RunResult& r) {
+  std::string text = r.err.empty() ? r.out : r.err;
+  auto lines = SplitLines(text);
+  std::string last;
+  for (auto it = lines.rbegin(); it != lines.rend(); ++it)
+    if (!it->empty()) {
+      last = *it;
+      break;
+    }
+  if (last.size() > 300) last = last.substr(0, 300) + "...";
+  return last;
+}
+
+std::vector<std::string> Lines(const NodePlan& p) {
+  std::vector<std::string> out;
+  for (const auto& c : p.changes) out.push_back(ChangeLine(c));
+  for (const auto& c : p.deferred) out.push_back(DeferredLine(p, c));
+  return out;
+}
+
+class Runner {
+ public:
+  Runner(const Playbook& pb, const Inventory& inv, const std::vector<const NodeDef*>& nodes, const RunnerOptions& o,
+         const RunnerOps& ops, const std::atomic<bool>* stop)
+      : pb_(pb), inv_(inv), nodes_(nodes), o_(o), ops_(ops), stop_(stop) {}
+
+  PlaybookRun run() {
+    if (o_.resume) read_progress();
+    for (size_t i = 0; i < pb_.steps.size(); ++i) {
+      step_index_ = i;
+      const PlaybookStep& st = pb_.steps[i];
+      StepResult sr{st.name, StepKindName(st.kind), "", {}, {}};
+      if (i < o_.from) {
+        sr.status = "skipped";
+        sr.notes.push_back("before --from");
+        out_.steps.push_back(std::move(sr));
+        continue;
+      }
+      if (!out_.ok || Stopped(stop_)) {
+        sr.status = "not-started";
+        if (out_.stopped_at.empty() && Stopped(stop_)) out_.stopped_at = st.name, out_.ok = false;
+        out_.steps.push_back(std::move(sr));
+        continue;
+      }
+      step_ = &st;
+      bool ok = step(st, sr);
+      step_ = nullptr;
+      if (!ok) {
+        out_.ok = false;
+        out_.stopped_at = st.name;
+      }
+      out_.steps.push_back(std::move(sr));
+    }
+    if (o_.execute && out_.ok) clear_progress();
+    return std::move(out_);
+  }
+
+ private:
+  // The nodes still taking part (wait_idle drops some) that the current step selects (its `nodes:`).
+  std::vector<const NodeDef*> active() const {
+    const bool selective = step_ && !step_->nodes.empty();
+    std::set<std::string> chosen;
+    if (selective)
+      for (const NodeDef* n : inv_.select(step_->nodes)) chosen.insert(n->name);
+    std::vector<const NodeDef*> v;
+    for (const NodeDef* n : nodes_)
+      if (!dropped_.count(n->name) && (!selective || chosen.count(n->name))) v.push_back(n);
+    return v;
+  }
+
+  // The node's kept connection, opened on first use; null (and `why`) when it cannot be reached.
+  Transport* conn(const NodeDef& n, std::string& why) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      auto it = conns_.find(n.name);
+      if (it != conns_.end() && it->second) return it->second.get();
+    }
+    try {
+      auto t = ops_.connect(inv_, n);
+      std::lock_guard<std::mutex> l(mu_);
+      return (conns_[n.name] = std::move(t)).get();
+    } catch (const std::exception& e) {
+      why = e.what();
+      return nullptr;
+    }
+  }
+
+  static std::vector<std::vector<const NodeDef*>> Batches(const std::vector<const NodeDef*>& nodes, int batch) {
+    std::vector<std::vector<const NodeDef*>> out;
+    size_t k = batch > 0 ? size_t(batch) : std::max<size_t>(nodes.size(), 1);
+    for (size_t i = 0; i < nodes.size(); i += k)
+      out.emplace_back(nodes.begin() + i, nodes.begin() + std::min(nodes.size(), i + k));
+    return out;
+  }
+
+  bool step(const PlaybookStep& st, StepResult& sr) {
+    switch (st.kind) {
+      case StepKind::Confirm: return confirm(st, sr);
+      case StepKind::WaitIdle: return wait_idle(st, sr);
+      case StepKind::Apply: {
+        PlanOptions po;
+        po.only = st.modules;
+        return batched(st, sr, [&](const NodeDef& n, Transport& t, StepNodeResult& nr) {
+          return converge(inv_, n, t, po, nr);
+        });
+      }
+      case StepKind::Accounts: {
+        auto chosen = SelectAccounts(st, inv_, o_.today_days);
+        std::vector<std::string> names, listed;
+        for (const UserDef* u : chosen) {
+          names.push_back(u->name);
+          listed.push_back(u->name + (u->expires.empty() ? "" : " (expires " + u->expires + ")"));
+        }
+        sr.notes.push_back(std::string(AccountActionName(st.action)) + " " +
+                           Counted(names.size(), "account", "accounts") + (names.empty() ? "" : ": " + Join(listed, ", ")));
+        if (names.empty()) {
+          sr.status = o_.execute ? "done" : "dry-run";
+          sr.notes.push_back("nothing to do because no account is selected");
+          return true;
+        }
+        // The changed inventory is checked like any inventory before a node is touched.
+        Inventory changed = AccountsInventory(st, inv_, o_.today_days);
+        Findings f;
+        if (std::string why = AccountsRefusal(st, inv_, active(), o_.today_days); !why.empty())
+          f.error(st.where, "locks-out-login", why);
+        ValidateInventory(changed, f);
+        if (f.has_errors()) {
+          sr.status = "failed";
+          for (const auto& x : f.items())
+            if (x.severity == Severity::Error) sr.notes.push_back("refused: " + x.where.str() + ": " + x.message);
+          return false;
+        }
+        PlanOptions po;
+        po.only = {"users"};
+        accounts_inv_.push_back(std::make_unique<Inventory>(std::move(changed)));
+        const Inventory& ai = *accounts_inv_.back();
+        PlaybookStep whole = st;
+        whole.batch = 0;
+        whole.health.clear();
+        if (st.action == AccountAction::EndSessions)
+          return batched(whole, sr, [&](const NodeDef&, Transport& t, StepNodeResult& nr) {
+            return end_sessions(names, t, nr);
+          });
+        return batched(whole, sr, [&](const NodeDef& n, Transport& t, StepNodeResult& nr) {
+          return converge(ai, n, t, po, nr);
+        });
+      }
+      case StepKind::Command:
+        return batched(st, sr, [&](const NodeDef& n, Transport& t, StepNodeResult& nr) { return command(st, n, t, nr); });
+      case StepKind::Snapshot:
+        return batched(st, sr, [&](const NodeDef&, Transport& t, StepNodeResult& nr) { return snapshot(st, t, nr); });
+    }
+    return false;
+  }
+
+  bool confirm(const PlaybookStep& st, StepResult& sr) {
+    sr.notes.push_back("question: " + st.message);
+    if (!o_.execute) {
+      sr.status = "dry-run";
+      return true;
+    }
+    if (!o_.ask || !ops_.confirm) {
+      sr.status = "done";
+      sr.notes.push_back("answered yes by --yes");
+      return true;
+    }
+    if (ops_.confirm(st.message)) {
+      sr.status = "done";
+      return true;
+    }
+    sr.status = "declined";
+    sr.notes.push_back("declined: nothing after this step was run");
+    return false;
+  }
+
+  // The planner's busy verdict per node (fail safe: unknown and unplannable count as busy). Returns the reason
+  // a node is busy, "" when it is idle.
+  std::string busy_reason(const NodeDef& n) {
+    std::string why;
+    Transport* t = conn(n, why);
+    if (!t) return "unreachable: " + why;
+    try {
+      PlanOptions po;
+      po.only = {"busy"};
+      NodePlan p = ops_.plan(inv_, n, *t, po);
+      if (!p.error.empty()) return "busy state unknown: " + p.error;
+      if (p.busy.holds()) return p.busy.state() + ": " + p.busy.describe();
+      return "";
+    } catch (const std::exception& e) {
+      return std::string("busy state unknown: ") + e.what();
+    }
+  }
+
+  bool wait_idle(const PlaybookStep& st, StepResult& sr) {
+    auto nodes = active();
+    std::vector<std::string> reasons(nodes.size());
+    auto check = [&] {
+      ForEachNode(nodes, o_.parallel, [&](size_t i, const NodeDef& n) { reasons[i] = busy_reason(n); });
+    };
+    check();
+    auto any_busy = [&] {
+      for (const auto& r : reasons)
+        if (!r.empty()) return true;
+      return false;
+    };
+    // --drain S makes a skip step wait up to S seconds first.
+    const OnBusy on_busy = st.on_busy == OnBusy::Skip && o_.drain_s > 0 ? OnBusy::Wait : st.on_busy;
+    const long long timeout_s = st.on_busy == OnBusy::Skip && o_.drain_s > 0 ? o_.drain_s : st.timeout_s;
+    if (o_.execute && on_busy == OnBusy::Wait) {
+      auto deadline = ops_.now() + std::chrono::seconds(timeout_s);
+      while (any_busy() && ops_.now() < deadline) {
+        if (!ops_.wait(std::chrono::seconds(5), stop_)) break;
+        check();
+      }
+    }
+    bool ok = true;
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      StepNodeResult nr{nodes[i]->name, reasons[i].empty() ? "idle" : "busy", reasons[i], {}};
+      if (!reasons[i].empty()) {
+        if (on_busy == OnBusy::Fail) {
+          ok = false;
+          nr.status = "failed";
+        } else {
+          nr.status = "skipped";
+          nr.detail = reasons[i] + (o_.execute ? "; left out of the rest of this run" : "; a run would leave it out");
+          if (o_.execute) {
+            dropped_.insert(nodes[i]->name);
+            out_.skipped.push_back(nodes[i]->name + " (" + reasons[i] + ")");
+          }
+        }
+      }
+      sr.nodes.push_back(std::move(nr));
+    }
+    sr.status = !ok ? "failed" : o_.execute ? "done" : "dry-run";
+    return ok || !o_.execute;
+  }
+
+  // Plans a node with `inv` and, in a real run, applies the plan. True when the node ended converged.
+  bool converge(const Inventory& inv, const NodeDef& n, Transport& t, const PlanOptions& po, StepNodeResult& nr) {
+    NodePlan p;
+    try {
+      p = ops_.plan(inv, n, t, po);
+    } catch (const std::exception& e) {
+      nr.status = "failed";
+      nr.detail = e.what();
+      return false;
+    }
+    nr.changes = Lines(p);
+    if (!p.error.empty()) {
+      nr.status = "failed";
+      nr.detail = p.error;
+      return false;
+    }
+    if (!o_.execute) {
+      nr.status = p.changes.empty() ? "unchanged" : "planned";
+      nr.detail = p.changes.empty() ? "nothing to do" : Counted(p.changes.size(), "change", "changes") + " would be made";
+      return true;
+    }
+    ApplyOptions ao = o_.apply;
+    ao.plan = po;
+    // The lockout guard of sshd changes: a fresh connection proves labfleet can still log in (executor.h).
+    ao.reconnect = [this, &inv, &n]() { return ops_.connect(inv, n); };
+    NodeApplyResult r;
+    try {
+      r = ops_.apply(inv, n, p, t, ao);
+    } catch (const std::exception& e) {
+      nr.status = "failed";
+      nr.detail = e.what();
+      return false;
+    }
+    for (const auto& d : r.deferred) nr.changes.push_back(d);
+    switch (r.status) {
+      case NodeApplyResult::Status::Unchanged: nr.status = "unchanged"; nr.detail = "nothing to do"; return true;
+      case NodeApplyResult::Status::Changed:
+        nr.status = "changed";
+        nr.detail = Counted(size_t(r.applied), "change", "changes") + " applied; re-plan empty";
+        return true;
+      default:
+        nr.status = r.status == NodeApplyResult::Status::Unreachable ? "unreachable" : "failed";
+        nr.detail = r.error.empty() ? "the re-plan is not empty" : r.error;
+        return false;
+    }
+  }
+
+  bool command(const PlaybookStep& st, const NodeDef&, Transport& t, StepNodeResult& nr) {
+    Cmd run("timeout");
+    run.arg(std::to_string(st.command_timeout_s)).args(st.argv);
+    std::string guard;
+    if (!st.unless.empty()) guard = Cmd(st.unless[0]).args({st.unless.begin() + 1, st.unless.end()}).str() + " >/dev/null 2>&1";
+    if (!st.creates.empty())
+      guard += (guard.empty() ? "" : " || ") + Cmd("test").arg("-e").arg(st.creates).str();
+    try {
+      if (!guard.empty()) {
+        RunResult g = t.run("sh -c " + ShellQuote(guard) + " </dev/null");
+        if (g.ok()) {
+          nr.status = "unchanged";
+          nr.detail = "skipped: " + std::string(!st.creates.empty() && st.unless.empty() ? st.creates + " exists" : "the guard holds");
+          return true;
+        }
+      }
+      if (!o_.execute) {
+        nr.status = "would-run";
+        nr.detail = Join(st.argv, " ");
+        return true;
+      }
+      // Under the node lock, like an apply: never beside another run's changes. The guard is checked again
+      // under the lock (it may have come true meanwhile).
+      const std::string nonce = NewNonce();
+      const std::string pfx = "@@lf-" + nonce + ":";
+      Script sc;
+      sc.raw("export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+      sc.append(NodeLockScript(o_.apply, nonce));
+      if (!guard.empty()) sc.raw("if " + guard + "; then printf '%s\\n' " + ShellQuote(pfx + "guard") + "; exit 0; fi");
+      sc.raw(run.str() + " </dev/null");
+      RunResult r = t.run(ScriptRunner(), sc.str());
+      if (size_t at = r.out.find(pfx + "locked\n"); at != std::string::npos) {
+        std::string rest = r.out.substr(at + pfx.size() + 7);
+        size_t nl = rest.find('\n');
+        std::string verdict = rest.substr(0, nl);
+        nr.status = "failed";
+        nr.detail = LockMessage(nr.node, verdict, ParseLockInfo(nl == std::string::npos ? "" : rest.substr(nl + 1)),
+                                o_.apply.client_host);
+        return false;
+      }
+      if (r.out.find(pfx + "guard\n") != std::string::npos) {
+        nr.status = "unchanged";
+        nr.detail = "skipped: the guard holds";
+        return true;
+      }
+      if (!r.ok()) {
+        nr.status = "failed";
+        nr.detail = "exit " + std::to_string(r.exit_code) + (r.exit_code == 124 ? " (timed out)" : "") +
+                    (Tail(r).empty() ? "" : ": " + Tail(r));
+        return false;
+      }
+      nr.status = "changed";
+      nr.detail = "ran " + Join(st.argv, " ") + (Tail(r).empty() ? "" : ": " + Tail(r));
+      return true;
+    } catch (const std::exception& e) {
+      nr.status = "failed";
+      nr.detail = e.what();
+      return false;
+    }
+  }
+
+  // --resume: each node's record of this playbook (same text), read over the node's kept connection.
+  void read_progress() {
+    std::vector<ProgressRecord> recs(nodes_.size());
+    ForEachNode(nodes_, o_.parallel, [&](size_t i, const NodeDef& n) {
+      std::string why;
+      Transport* t = conn(n, why);
+      if (!t) return;
+      try {
+        RunResult r = t->run(Cmd("head").arg("-c").arg("4096").arg(ProgressFile(pb_.name)).str() + " 2>/dev/null");
+        if (r.ok()) recs[i] = ParseProgress(r.out, o_.playbook_id, pb_.steps.size());
+      } catch (const std::exception&) {
+      }
+    });
+    for (size_t i = 0; i < nodes_.size(); ++i)
+      if (!recs[i].done.empty()) progress_[nodes_[i]->name] = recs[i];
+  }
+
+  // Records that step `step_index_` is done on the node (after its apply, accounts or command step succeeded).
+  // A failure to write is a note: the step itself is done.
+  void record_progress(const NodeDef& n, Transport& t, StepNodeResult& nr) {
+    std::string text;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      auto& rec = progress_[n.name];
+      rec.done.insert(step_index_);
+      std::vector<std::string> done;
+      for (size_t d : rec.done) done.push_back(std::to_string(d));
+      text = "run=" + o_.apply.run_id + "\nplaybook=" + o_.playbook_id + "\ndone=" + Join(done, ",") + "\n";
+    }
+    const std::string file = ProgressFile(pb_.name);
+    Script sc;
+    sc.add(Cmd("mkdir").arg("-p").arg("-m").arg("0700").arg("/var/lib/labfleet/playbooks"));
+    sc.raw(Cmd("printf").arg("%s").arg(text).str() + " > " + ShellQuote(file + ".tmp"));
+    sc.add(Cmd("mv").arg("-f").arg(file + ".tmp").arg(file));
+    try {
+      RunResult r = t.run(ScriptRunner(), sc.str());
+      if (!r.ok()) nr.detail += "; progress not recorded: " + Tail(r);
+    } catch (const std::exception& e) {
+      nr.detail += std::string("; progress not recorded: ") + e.what();
+    }
+  }
+
+  void clear_progress() {
+    std::vector<const NodeDef*> with;
+    std::vector<Transport*> ts;
+    for (const NodeDef* n : nodes_)
+      if (auto it = conns_.find(n->name); it != conns_.end() && it->second) {
+        with.push_back(n);
+        ts.push_back(it->second.get());
+      }
+    ForEachNode(with, o_.parallel, [&](size_t i, const NodeDef&) {
+      try {
+        ts[i]->run(Cmd("rm").arg("-f").arg(ProgressFile(pb_.name)).str());
+      } catch (const std::exception&) {
+      }
+    });
+  }
+
+  // A read-only btrfs snapshot, checked, then the oldest beyond `keep` deleted (dry run: what would be). The node
+  // prints "created<TAB>NAME", "pruned<TAB>NAME" and, in a dry run, "would-prune<TAB>NAME"; a failure exits
+  // non-zero with its reason on stderr.
+  bool snapshot(const PlaybookStep& st, Transport& t, StepNodeResult& nr) {
+    const std::string src = st.snapshot_of, to = st.snapshot_to;
+    const std::string base = src.substr(src.rfind('/') + 1);
+    std::string pattern = "^";  // BASE-YYYYmmddTHHMMSSZ, dots escaped (the name allows only [A-Za-z0-9._-])
+    for (char c : base) pattern += c == '.' ? std::string("\\.") : std::string(1, c);
+    pattern += "-[0-9]{8}T[0-9]{6}Z$";
+    const std::string nonce = NewNonce();
+    Script sc;
+    sc.raw("export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    if (o_.execute) sc.append(NodeLockScript(o_.apply, nonce));
+    sc.raw("lf_fail() { printf '%s\\n' \"$1\" >&2; exit 1; }");
+    sc.raw("[ \"$(stat -f -c %T " + ShellQuote(src) + " 2>/dev/null)\" = btrfs ] || lf_fail " +
+           ShellQuote(src + " is not on a btrfs filesystem"));
+    sc.raw(Cmd("btrfs").arg("subvolume").arg("show").arg(src).str() + " >/dev/null 2>&1 || lf_fail " +
+           ShellQuote(src + " is not a btrfs subvolume"));
+    sc.raw("if [ -L " + ShellQuote(to) + " ] || { [ -e " + ShellQuote(to) + " ] && [ ! -d " + ShellQuote(to) +
+           " ]; }; then lf_fail " + ShellQuote(to + " is not a directory") + "; fi");
+    sc.raw("lf_list() { ls -1 " + ShellQuote(to) + " 2>/dev/null | grep -E " + ShellQuote(pattern) + " | sort -r; }");
+    if (o_.execute) {
+      sc.add(Cmd("mkdir").arg("-p").arg("-m").arg("0700").arg(to));
+      sc.raw("lf_name=" + ShellQuote(base + "-") + "\"$(date -u +%Y%m%dT%H%M%SZ)\"");
+      sc.raw("lf_dest=" + ShellQuote(to + "/") + "\"$lf_name\"");
+      sc.raw("[ ! -e \"$lf_dest\" ] || lf_fail \"$lf_dest exists already (one snapshot a second)\"");
+      sc.raw(Cmd("btrfs").arg("subvolume").arg("snapshot").arg("-r").arg(src).str() + " \"$lf_dest\" >/dev/null || "
+             "lf_fail \"btrfs subvolume snapshot failed\"");
+      sc.raw("btrfs subvolume show \"$lf_dest\" >/dev/null 2>&1 || lf_fail \"the snapshot $lf_dest cannot be read back\"");
+      sc.raw("[ \"$(btrfs property get -ts \"$lf_dest\" ro 2>/dev/null)\" = ro=true ] || "
+             "lf_fail \"the snapshot $lf_dest is not read-only\"");
+      sc.raw("printf 'created\\t%s\\n' \"$lf_name\"");
+      if (st.keep > 0)
+        sc.raw("lf_list | tail -n +" + std::to_string(st.keep + 1) + " | while IFS= read -r lf_old; do " +
+               "btrfs subvolume delete " + ShellQuote(to + "/") + "\"$lf_old\" >/dev/null && "
+               "printf 'pruned\\t%s\\n' \"$lf_old\"; done");
+    } else if (st.keep > 0) {
+      sc.raw("lf_list | tail -n +" + std::to_string(st.keep) + " | while IFS= read -r lf_old; do "
+             "printf 'would-prune\\t%s\\n' \"$lf_old\"; done");
+    }
+    RunResult r;
+    try {
+      r = t.run(ScriptRunner(), sc.str());
+    } catch (const std::exception& e) {
+      nr.status = "failed";
+      nr.detail = e.what();
+      return false;
+    }
+    if (size_t at = r.out.find("@@lf-" + nonce + ":locked\n"); at != std::string::npos) {
+      std::string rest = r.out.substr(at + nonce.size() + 13);
+      size_t nl = rest.find('\n');
+      nr.status = "failed";
+      nr.detail = LockMessage(nr.node, rest.substr(0, nl),
+                              ParseLockInfo(nl == std::string::npos ? "" : rest.substr(nl + 1)), o_.apply.client_host);
+      return false;
+    }
+    if (!r.ok()) {
+      nr.status = "failed";
+      nr.detail = "snapshot of " + src + " failed (exit " + std::to_string(r.exit_code) + ")" +
+                  (Tail(r).empty() ? "" : ": " + Tail(r)) + "; nothing after this step runs";
+      return false;
+    }
+    std::string created;
+    std::vector<std::string> pruned;
+    for (const auto& line : SplitLines(r.out)) {
+      auto f = SplitChar(line, '\t');
+      if (f.size() != 2 || f[1].size() > 200) continue;
+      if (f[0] == "created") created = f[1];
+      else if (f[0] == "pruned" || f[0] == "would-prune") pruned.push_back(f[1]);
+    }
+    if (o_.execute) {
+      if (created.empty()) {
+        nr.status = "failed";
+        nr.detail = "the node did not report the snapshot it made";
+        return false;
+      }
+      nr.status = "changed";
+      nr.detail = "read-only snapshot " + to + "/" + created + " checked" +
+                  (pruned.empty() ? "" : "; pruned " + Join(pruned, ", "));
+    } else {
+      nr.status = "planned";
+      nr.detail = "would snapshot " + src + " as " + to + "/" + base + "-<UTC time>" +
+                  (pruned.empty() ? "" : "; would prune " + Join(pruned, ", "));
+    }
+    return true;
+  }
+
+  // Ends every process of the named accounts on the node (dry run: counts them). Only accounts that exist on the
+  // node with uid >= 1000 (root and system accounts never; the login user is refused before, AccountsRefusal).
+  // The node prints "NAME<TAB>COUNT<TAB>LEFT" per account; lines naming no selected account are ignored.
+  bool end_sessions(const std::vector<std::string>& names, Transport& t, StepNodeResult& nr) {
+    const std::string nonce = NewNonce();
+    Script sc;
+    sc.raw("export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    if (o_.execute) sc.append(NodeLockScript(o_.apply, nonce));
+    for (const auto& u : names) {
+      sc.raw("lf_uid=$(" + Cmd("getent").arg("passwd").arg(u).str() + " | cut -d: -f3)");
+      sc.raw("case $lf_uid in ''|*[!0-9]*) lf_uid=;; esac");
+      sc.raw("if [ -n \"$lf_uid\" ] && [ \"$lf_uid\" -ge 1000 ]; then");
+      sc.raw("  lf_n=$(pgrep -u \"$lf_uid\" | wc -l); lf_left=0");
+      if (o_.execute) {
+        sc.raw("  if [ \"$lf_n\" -gt 0 ]; then pkill -KILL -u \"$lf_uid\"; lf_i=0");
+        sc.raw("    while pgrep -u \"$lf_uid\" >/dev/null && [ $lf_i -lt 50 ]; do sleep 0.1; lf_i=$((lf_i + 1)); done");
+        sc.raw("    lf_left=$(pgrep -u \"$lf_uid\" | wc -l); fi");
+      }
+      sc.raw("  " + Cmd("printf").arg("%s\t%s\t%s\n").arg(u).str() + " \"$lf_n\" \"$lf_left\"");
+      sc.raw("fi");
+    }
+    RunResult r;
+    try {
+      r = t.run(ScriptRunner(), sc.str());
+    } catch (const std::exception& e) {
+      nr.status = "failed";
+      nr.detail = e.what();
+      return false;
+    }
+    if (size_t at = r.out.find("@@lf-" + nonce + ":locked\n"); at != std::string::npos) {
+      std::string rest = r.out.substr(at + nonce.size() + 13);
+      size_t nl = rest.find('\n');
+      nr.status = "failed";
+      nr.detail = LockMessage(nr.node, rest.substr(0, nl),
+                              ParseLockInfo(nl == std::string::npos ? "" : rest.substr(nl + 1)), o_.apply.client_host);
+      return false;
+    }
+    if (!r.ok()) {
+      nr.status = "failed";
+      nr.detail = "exit " + std::to_string(r.exit_code) + (Tail(r).empty() ? "" : ": " + Tail(r));
+      return false;
+    }
+    std::vector<std::string> ended, left;
+    for (const auto& line : SplitLines(r.out)) {
+      auto f = SplitChar(line, '\t');
+      if (f.size() != 3 || std::find(names.begin(), names.end(), f[0]) == names.end()) continue;
+      auto count = ParseCount(f[1]), rest = ParseCount(f[2]);
+      if (!count || !rest || *count == 0) continue;
+      ended.push_back(f[0] + " (" + std::to_string(*count) + ")");
+      if (*rest) left.push_back(f[0] + " (" + std::to_string(*rest) + ")");
+    }
+    if (!left.empty()) {
+      nr.status = "failed";
+      nr.detail = "processes still running after SIGKILL: " + Join(left, ", ");
+      return false;
+    }
+    nr.status = ended.empty() ? "unchanged" : o_.execute ? "changed" : "planned";
+    nr.detail = ended.empty() ? "no process of these accounts runs"
+                              : (o_.execute ? "ended the processes of " : "would end the processes of ") + Join(ended, ", ");
+    return true;
+  }
+
+  static std::vector<std::string> SplitChar(const std::string& s, char c) {
+    std::vector<std::string> out;
+    size_t start = 0;
+    for (size_t i = 0; i <= s.size(); ++i)
+      if (i == s.size() || s[i] == c) {
+        out.push_back(s.substr(start, i - start));
+        start = i + 1;
+      }
+    return out;
+  }
+
+  static std::optional<long long> ParseCount(std::string s) {
+    while (!s.empty() && s.front() == ' ') s.erase(s.begin());  // wc -l pads on some systems
+    if (s.empty() || s.size() > 9 || s.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+    return std::stoll(s);
+  }
+
+  // Runs `fn` on the active nodes, batch by batch; health checks after each batch of a real run. Stops at the
+  // first batch with a failure.
+  bool batched(const PlaybookStep& st, StepResult& sr,
+               const std::function<bool(const NodeDef&, Transport&, StepNodeResult&)>& fn) {
+    auto batches = Batches(active(), st.batch);
+    bool ok = true;
+    for (size_t b = 0; b < batches.size(); ++b) {
+      const auto& batch = batches[b];
+      if (!ok || Stopped(stop_)) {
+        for (const NodeDef* n : batch)
+          sr.nodes.push_back({n->name, "not-started",
+                              Stopped(stop_) ? "interrupted before its batch" : "an earlier batch failed", {}});
+        continue;
+      }
+      std::vector<StepNodeResult> rs(batch.size());
+      std::vector<char> good(batch.size(), 0);
+      const bool recordable = st.kind == StepKind::Apply || st.kind == StepKind::Accounts ||
+                              st.kind == StepKind::Command || st.kind == StepKind::Snapshot;
+      ForEachNode(batch, o_.parallel, [&](size_t i, const NodeDef& n) {
+        rs[i].node = n.name;
+        if (recordable && o_.resume) {
+          std::lock_guard<std::mutex> l(mu_);
+          auto it = progress_.find(n.name);
+          if (it != progress_.end() && it->second.done.count(step_index_)) {
+            rs[i].status = "done-earlier";
+            rs[i].detail = "done in an earlier run (" + it->second.run_id + "); skipped by --resume";
+            good[i] = 1;
+            return;
+          }
+        }
+        std::string why;
+        Transport* t = conn(n, why);
+        if (!t) {
+          rs[i].status = "unreachable";
+          rs[i].detail = why;
+          return;
+        }
+        good[i] = fn(n, *t, rs[i]);
+        if (good[i] && o_.execute && !st.health.empty()) {
+          try {
+            RunResult h = t->run(Cmd(st.health[0]).args({st.health.begin() + 1, st.health.end()}).str() + " </dev/null");
+            if (!h.ok()) {
+              good[i] = 0;
+              rs[i].status = "failed";
+              rs[i].detail += "; health check " + Join(st.health, " ") + " failed (exit " + std::to_string(h.exit_code) +
+                              ")" + (Tail(h).empty() ? "" : ": " + Tail(h));
+            } else {
+              rs[i].detail += "; health check passed" + (Tail(h).empty() ? "" : ": " + Tail(h));
+            }
+          } catch (const std::exception& e) {
+            good[i] = 0;
+            rs[i].status = "failed";
+            rs[i].detail += std::string("; health check: ") + e.what();
+          }
+        }
+        if (good[i] && o_.execute && recordable) record_progress(n, *t, rs[i]);
+      });
+      for (size_t i = 0; i < batch.size(); ++i) {
+        if (!good[i]) ok = false;
+        sr.nodes.push_back(std::move(rs[i]));
+      }
+      if (batches.size() > 1)
+        sr.notes.push_back("batch " + std::to_string(b + 1) + "/" + std::to_string(batches.size()) + " (" +
+                           std::to_string(batch.size()) + (batch.size() == 1 ? " node" : " nodes") + "): " +
+                           (ok ? "ok" : "failed; later batches not started"));
+    }
+    if (Stopped(stop_)) ok = false;
+    sr.status = !ok ? "failed" : o_.execute ? "done" : "dry-run";
+    return ok;
+  }
+
+  const Playbook& pb_;
+  const Inventory& inv_;
+  const std::vector<const NodeDef*>& nodes_;
+  const RunnerOptions& o_;
+  const RunnerOps& ops_;
+  const std::atomic<bool>* stop_;
+  PlaybookRun out_;
+  std::mutex mu_;
+  std::map<std::string, std::unique_ptr<Transport>> conns_;
+  std::set<std::string> dropped_;
+  std::map<std::string, ProgressRecord> progress_;  // node -> steps done (this run, and with --resume, earlier)
+  size_t step_index_ = 0;
+  const PlaybookStep* step_ = nullptr;  // the step running now
+  std::vector<std::unique_ptr<Inventory>> accounts_inv_;
+};
+
+}  // namespace
+
+PlaybookRun RunPlaybook(const Playbook& pb, const Inventory& inv, const std::vector<const NodeDef*>& nodes,
+                        const RunnerOptions& opts, const RunnerOps& ops, const std::atomic<bool>* stop) {
+  return Runner(pb, inv, nodes, opts, ops, stop).run();
+}
+
+void ReportRun(Reporter& rep, const Playbook& pb, const PlaybookRun& r, const RunnerOptions& opts) {
+  nlohmann::json steps = nlohmann::json::array();
+  rep.line(std::string(opts.execute ? "Running" : "Dry run of") + " playbook " + pb.name + " (" +
+           Counted(pb.steps.size(), "step", "steps") + ")" + (opts.execute ? "" : ": nothing is changed; --yes runs it") +
+           (opts.today_days > TodayDays() ? "; accounts selected as of " + DateOfDays(opts.today_days) : ""));
+  if (!pb.description.empty()) rep.line("  " + pb.description);
+  for (size_t i = 0; i < r.steps.size(); ++i) {
+    const StepResult& s = r.steps[i];
+    rep.line("");
+    rep.line("step " + std::to_string(i + 1) + "/" + std::to_string(r.steps.size()) + " " + s.name + " (" + s.kind +
+                 "): " + s.status,
+             s.status == "failed" || s.status == "declined" ? LineStyle::Fail : LineStyle::Plain);
+    for (const auto& n : s.notes) rep.line("  " + n);
+    nlohmann::json nodes = nlohmann::json::array();
+    for (const auto& n : s.nodes) {
+      LineStyle style = n.status == "failed" || n.status == "unreachable" ? LineStyle::Fail
+                        : n.status == "skipped" || n.status == "busy"      ? LineStyle::Warn
+                                                                            : LineStyle::Plain;
+      rep.line("  " + n.node + ": " + n.status + (n.detail.empty() ? "" : " — " + n.detail), style);
+      for (const auto& c : n.changes)
+        rep.line("    " + c, c.starts_with("+") ? LineStyle::Add : c.starts_with("-") ? LineStyle::Remove
+                                                  : c.starts_with("~") ? LineStyle::Modify : LineStyle::Warn);
+      nodes.push_back({{"node", n.node}, {"status", n.status}, {"detail", n.detail}, {"changes", n.changes}});
+    }
+    steps.push_back({{"number", i + 1}, {"name", s.name}, {"kind", s.kind}, {"status", s.status}, {"notes", s.notes},
+                     {"nodes", nodes}});
+  }
+  rep.line("");
+  if (!r.skipped.empty()) rep.line("skipped nodes (busy): " + Join(r.skipped, "; "), LineStyle::Warn);
+  if (!r.ok)
+    rep.line("stopped at step '" + r.stopped_at + "': later steps were not run; fix the cause, then run again with "
+             "--resume (each node skips the steps it recorded as done) or --from '" + r.stopped_at + "'",
+             LineStyle::Fail);
+  else
+    rep.line(opts.execute ? "playbook " + pb.name + " done" : "dry run done: run with --yes to do it");
+  auto& doc = rep.doc();
+  doc["playbook"] = {{"name", pb.name},
+                     {"file", pb.file},
+                     {"description", pb.description},
+                     {"dry_run", !opts.execute},
+                     {"as_of", DateOfDays(opts.today_days)}};
+  doc["steps"] = steps;
+  doc["result"] = {{"ok", r.ok}, {"stopped_at", r.stopped_at}, {"skipped_nodes", r.skipped}};
+}
+
+}  // namespace labfleet
