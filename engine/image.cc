@@ -318,9 +318,9 @@ namespace {
 // verified the hash: an image with a marker is not held (HeldImagesProbe skips it) and is deleted by the next
 // transfer of that name. lf_drop deletes the received subvolume and every file of this transfer.
 const char* kPending =
-    "pm=\"$d/.pending-$n\"; tf=\"$d/.incoming-$tag\"\n"
+    "pm=\"$d/.pending-$n\"; tf=\"/run/labfleet-recv-$tag/s\"\n"
     "lf_drop() { if [ -d \"$pm\" ] && [ -d \"$d/$n\" ] && [ ! -L \"$d/$n\" ]; then btrfs subvolume delete \"$d/$n\" >/dev/null 2>&1; fi; "
-    "rm -f \"$tf.fifo\" \"$tf.sum\" \"$tf.err\"; rmdir \"$pm\" 2>/dev/null; }\n";
+    "rm -f \"$tf.fifo\" \"$tf.sum\" \"$tf.err\"; rmdir \"${tf%/s}\" \"$pm\" 2>/dev/null; }\n";
 }  // namespace
 
 std::string ReceiveScript(const ImageSettings& s, const std::string& name, const std::string& tag) {
@@ -331,6 +331,8 @@ std::string ReceiveScript(const ImageSettings& s, const std::string& name, const
          "if [ -e \"$d/$n\" ] || [ -L \"$d/$n\" ]; then echo \"labfleet: $d/$n exists already\" >&2; exit 3; fi\n"
          "mkdir -m 0700 \"$pm\" || exit 1\n"
          "trap 'lf_drop; exit 1' TERM INT HUP\n"
+         // the transfer's own files (fifo, hash, errors) on tmpfs: a full disk cannot hide a failure
+         "mkdir -m 0700 \"${tf%/s}\" || { lf_drop; exit 1; }\n"
          "mkfifo -m 0600 \"$tf.fifo\" || { lf_drop; exit 1; }\n"
          "sha256sum < \"$tf.fifo\" > \"$tf.sum\" & hp=$!\n"
          "{ tee \"$tf.fifo\" || echo tee >> \"$tf.err\"; } | { zstd -d -q -c || echo zstd >> \"$tf.err\"; } | "
@@ -353,7 +355,7 @@ std::string FinalizeScript(const ImageSettings& s, const std::string& tag, const
          "lf_drop; exit 4; fi\n"
          "t=$(mktemp \"$d/.manifest.XXXXXX\") && printf '%s\\n' \"$m\" > \"$t\" && chmod 0644 \"$t\" && "
          "mv -f \"$t\" \"$d/$n.manifest.json\" || { rm -f \"$t\"; lf_drop; exit 1; }\n"
-         "rm -f \"$tf.fifo\" \"$tf.sum\" \"$tf.err\"; rmdir \"$pm\"\n"
+         "rm -f \"$tf.fifo\" \"$tf.sum\" \"$tf.err\"; rmdir \"${tf%/s}\" \"$pm\"\n"
          "btrfs subvolume show \"$d/$n\" | head -c 8192\n";
 }
 
@@ -402,6 +404,7 @@ std::string ActivateScript(const ImageSettings& s, const std::string& name, cons
          "[ -d \"$d/$n\" ] && [ \"$(btrfs property get -ts \"$d/$n\" ro 2>/dev/null)\" = ro=true ] || "
          "{ echo \"labfleet: no complete image $n in $d\" >&2; exit 3; }\n" +
          kTopLevel +
+         "case \"$sub\" in *.prev-*) echo \"labfleet: the running root is already $sub (activated, not rebooted yet): reboot or roll back first\" >&2; exit 3;; esac\n"
          "new=\"$top/$sub.new-$stamp\"; prev=\"$top/$sub.prev-$stamp\"\n"
          "[ ! -e \"$new\" ] && [ ! -e \"$prev\" ] || { echo \"labfleet: $sub.new-$stamp or $sub.prev-$stamp exists\" >&2; exit 3; }\n"
          "btrfs subvolume snapshot \"$d/$n\" \"$new\" >/dev/null || exit 1\n"
@@ -437,6 +440,7 @@ std::string ActivateScript(const ImageSettings& s, const std::string& name, cons
 
 std::string RollbackScript(const ImageSettings& s, const std::string& stamp) {
   return Assign("r", s.root) + "\n" + Assign("d", s.snapshot_dir) + "\n" + Assign("stamp", stamp) + "\n" + kTopLevel +
+         "sub=${sub%%.prev-*}\n"
          "base=${sub##*/}; dir=${sub%\"$base\"}\n"
          "last=; for p in \"$top/$dir$base\".prev-*; do [ -d \"$p\" ] && [ ! -L \"$p\" ] && last=$p; done\n"
          "[ -n \"$last\" ] || { echo \"labfleet: no $sub.prev-* to roll back to\" >&2; exit 3; }\n"

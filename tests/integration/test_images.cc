@@ -1,0 +1,194 @@
+// Root images on real btrfs (issue 12): sandbox nodes whose btrfs (the sandbox's --btrfs: a loop-mounted image in
+// each node's own mount namespace, detached with the node also when this test fails) is laid out like a disk: a
+// top level holding @ (a small root tree with hostname, machine-id, fstab subvol=@, ssh host keys, binaries) and
+// @home, with @ mounted by subvol=@ at /srv/root — images.root points at that mount, as it points at / on a real
+// machine. Checked with btrfs itself (`btrfs subvolume show/list/get-default`), never with labfleet's parsers.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "engine/image.h"
+#include "engine/shell.h"
+#include "tests/integration/cli_helpers.h"
+#include "tests/integration/doubles.h"
+#include "tests/integration/sandbox.h"
+
+using namespace labfleet;
+using namespace labfleet::testing;
+namespace fs = std::filesystem;
+
+namespace {
+
+// The layout of a real disk inside the node's btrfs, and @ mounted at /srv/root by subvol=@.
+void MakeDiskLayout(const Sandbox& sbx, const std::string& node) {
+  MustExec(sbx, node,
+           "set -e; cd /srv/btrfs; btrfs subvolume create @ >/dev/null; btrfs subvolume create @home >/dev/null; "
+           "mkdir -p @/etc/ssh @/usr/bin @/var/lib /srv/root; echo " + node + " > @/etc/hostname; "
+           "echo machine-" + node + " > @/etc/machine-id; "
+           "echo 'LABEL=sbx / btrfs subvol=@,compress=zstd 0 0' > @/etc/fstab; "
+           "echo key-" + node + " > @/etc/ssh/ssh_host_ed25519_key; "
+           "cp /bin/sh /usr/bin/env /usr/bin/cat @/usr/bin/; "
+           "mount -o subvol=@ \"$(findmnt -n -o SOURCE /srv/btrfs | sed 's/\\[.*//')\" /srv/root");
+}
+
+// `btrfs subvolume show PATH` field (an independent read with btrfs itself).
+std::string Field(const Sandbox& sbx, const std::string& node, const std::string& path, const std::string& key) {
+  return MustExec(sbx, node, "btrfs subvolume show " + ShellQuote(path) + " | sed -n 's/^[[:space:]]*" + key +
+                                 ":[[:space:]]*//p' | head -n 1 | tr -d '\\n'");
+}
+
+}  // namespace
+
+TEST_SUITE("integration-images") {
+  TEST_CASE("images: capture, full + incremental fan-out, disk full alone, cut stream, flipped export, activate, rollback") {
+    Sandbox sbx({.nodes = 4, .btrfs_mb = 200});
+    for (const auto& n : sbx.nodes()) MakeDiskLayout(sbx, n.name);
+    // node1 is the golden node: some bulk that does not compress (so a full stream is large and a delta is not)
+    MustExec(sbx, "node1", "head -c 8000000 /dev/urandom > /srv/root/usr/bin/bulk");
+    // node4's disk is nearly full: the full image cannot land there
+    MustExec(sbx, "node4", "a=$(df --output=avail -B1M /srv/btrfs | tail -n 1); "
+                         "fallocate -l $((a - 3))M /srv/btrfs/@home/filler && sync && df -B1M /srv/btrfs >&2");
+    TempInventory inv(sbx);
+    inv.defaults("    images: { root: /srv/root, snapshot_dir: /srv/root/.labfleet-images }\n");
+    auto v = Cli({"--inventory", inv.dir(), "validate"});
+    INFO(v.out << v.err);
+    REQUIRE(v.rc == 0);
+    const std::string d = "/srv/root/.labfleet-images";
+
+    // capture
+    auto c = Cli(sbx, inv.dir(), {"image", "capture", "node1", "--name", "v1", "--format", "json"});
+    INFO(c.out << c.err);
+    REQUIRE(c.rc == 0);
+    const std::string v1_uuid = Field(sbx, "node1", d + "/v1", "UUID");
+    CHECK(c.json()["image"]["uuid"] == v1_uuid);
+    CHECK(Field(sbx, "node1", d + "/v1", "Flags") == "readonly");
+    CHECK(Field(sbx, "node1", d, "Name") == ".labfleet-images");  // the snapshot dir is a subvolume of its own
+    CHECK(MustExec(sbx, "node1", "cat " + d + "/v1/etc/hostname") == "node1\n");
+
+    // full ship to three nodes: node4 fails alone (disk full), nothing of it left; the others finish
+    auto s1 = Cli(sbx, inv.dir(), {"image", "ship", "v1", "--from", "node1", "--to", "node2,node3,node4", "--format", "json"});
+    INFO(s1.out << s1.err);
+    CHECK(s1.rc == 4);
+    auto j1 = s1.json();
+    REQUIRE(j1["streams"].size() == 1);
+    const long long full_bytes = j1["streams"][0]["bytes"];
+    CHECK(full_bytes > 7000000);  // the random bulk does not compress
+    std::map<std::string, std::string> st;
+    for (const auto& t : j1["targets"]) st[t["node"]] = t["status"];
+    CHECK(st["node2"] == "done");
+    CHECK(st["node3"] == "done");
+    CHECK(st["node4"] == "failed");
+    for (const char* n : {"node2", "node3"}) {
+      CHECK(Field(sbx, n, d + "/v1", "Received UUID") == v1_uuid);
+      CHECK(Field(sbx, n, d + "/v1", "Flags") == "readonly");
+      CHECK(MustExec(sbx, n, "sha256sum < " + d + "/v1/usr/bin/bulk") ==
+            MustExec(sbx, "node1", "sha256sum < " + d + "/v1/usr/bin/bulk"));
+    }
+    CHECK(MustExec(sbx, "node4", "ls -A " + d) == "");  // no half snapshot, no marker, no stream files
+    CHECK(MustExec(sbx, "node4", "btrfs subvolume list -o /srv/root | wc -l") == "1\n");  // only the snapshot dir
+
+    // disk freed: the rerun ships what is missing (node4 only)
+    MustExec(sbx, "node4", "rm /srv/btrfs/@home/filler && sync");
+    auto s2 = Cli(sbx, inv.dir(), {"image", "ship", "v1", "--from", "node1", "--to", "node2,node3,node4", "--format", "json"});
+    INFO(s2.out << s2.err);
+    CHECK(s2.rc == 0);
+    for (const auto& t : s2.json()["targets"])
+      CHECK(t["status"] == (t["node"] == "node4" ? "done" : "skipped"));
+    CHECK(Field(sbx, "node4", d + "/v1", "Received UUID") == v1_uuid);
+
+    // one file changes on the golden node: the incremental stream is small and lands on all three
+    MustExec(sbx, "node1", "echo 'welcome to v2' > /srv/root/etc/motd");
+    REQUIRE(Cli(sbx, inv.dir(), {"image", "capture", "node1", "--name", "v2"}).rc == 0);
+    const std::string v2_uuid = Field(sbx, "node1", d + "/v2", "UUID");
+    auto s3 = Cli(sbx, inv.dir(), {"image", "ship", "v2", "--from", "node1", "--to", "node2,node3,node4", "--format", "json"});
+    INFO(s3.out << s3.err);
+    CHECK(s3.rc == 0);
+    auto j3 = s3.json();
+    REQUIRE(j3["streams"].size() == 1);
+    const long long delta = j3["streams"][0]["bytes"];
+    MESSAGE("bytes on the wire: full " << full_bytes << ", one-file delta " << delta);
+    CHECK(j3["streams"][0]["parent"] == "v1");
+    CHECK(delta < 16384);
+    for (const char* n : {"node2", "node3", "node4"}) {
+      CHECK(Field(sbx, n, d + "/v2", "Received UUID") == v2_uuid);
+      CHECK(MustExec(sbx, n, "cat " + d + "/v2/etc/motd") == "welcome to v2\n");
+      CHECK(MustExec(sbx, n, "cat " + d + "/v2.manifest.json").find("\"parent\":\"v1\"") != std::string::npos);
+    }
+
+    // a stream cut halfway: the receiving node keeps no subvolume, and a rerun completes
+    auto e = Cli(sbx, inv.dir(), {"image", "export", "v1", "--from", "node1", "-o", (inv.root / "v1.zst").string()});
+    INFO(e.out << e.err);
+    REQUIRE(e.rc == 0);
+    {
+      std::string whole = ReadFile(inv.root / "v1.zst");
+      REQUIRE(whole.size() > 1000000);
+      MustExec(sbx, "node3", "btrfs subvolume delete " + d + "/v2 " + d + "/v1 >/dev/null");
+      SshTransport t(Target(sbx, "node3", sbx.known_hosts()));
+      ImageSettings s{.root = "/srv/root", .snapshot_dir = d};
+      StringSource half(std::string_view(whole).substr(0, whole.size() / 2));
+      RunResult r = t.stream(ReceiveScript(s, "v1", "cut"), half);
+      CHECK(r.exit_code != 0);
+      // only the manifests of the subvolumes deleted above are left: no v1, no marker, no stream files
+      CHECK(MustExec(sbx, "node3", "ls -A " + d + " | grep -v '\\.manifest\\.json$' | wc -l") == "0\n");
+      CHECK(MustExec(sbx, "node3", "btrfs subvolume list -o /srv/root | wc -l") == "1\n");
+    }
+    auto s4 = Cli(sbx, inv.dir(), {"image", "ship", "v2", "--from", "node1", "--to", "node3", "--format", "json"});
+    INFO(s4.out << s4.err);
+    CHECK(s4.rc == 0);
+    CHECK(s4.json()["streams"][0]["parent"] == "");  // node3 holds nothing shared now: the whole image
+    CHECK(Field(sbx, "node3", d + "/v2", "Received UUID") == v2_uuid);
+
+    // an export with one byte flipped is refused before any node receives it
+    {
+      fs::copy_file(inv.root / "v1.zst", inv.root / "bad.zst");
+      fs::copy_file(inv.root / "v1.zst.sha256", inv.root / "bad.zst.sha256");
+      fs::copy_file(inv.root / "v1.zst.manifest.json", inv.root / "bad.zst.manifest.json");
+      std::fstream f(inv.root / "bad.zst", std::ios::in | std::ios::out | std::ios::binary);
+      f.seekg(4096);
+      char b = 0;
+      f.read(&b, 1);
+      f.seekp(4096);
+      b ^= 0x20;
+      f.write(&b, 1);
+    }
+    MustExec(sbx, "node3", "btrfs subvolume delete " + d + "/v2 >/dev/null; rm -f " + d + "/*.manifest.json");
+    auto imp_bad = Cli(sbx, inv.dir(), {"image", "import", (inv.root / "bad.zst").string(), "--to", "node3"});
+    INFO(imp_bad.out << imp_bad.err);
+    CHECK(imp_bad.rc == 1);
+    CHECK(imp_bad.err.find("SHA-256") != std::string::npos);
+    CHECK(MustExec(sbx, "node3", "ls -A " + d) == "");
+    auto imp = Cli(sbx, inv.dir(), {"image", "import", (inv.root / "v1.zst").string(), "--to", "node3"});
+    INFO(imp.out << imp.err);
+    CHECK(imp.rc == 0);
+    CHECK(Field(sbx, "node3", d + "/v1", "Received UUID") == v1_uuid);
+
+    // activate v2 on node2: names swapped, identity kept, fstab untouched; then roll back
+    const std::string old_root = Field(sbx, "node2", "/srv/btrfs/@", "UUID");
+    const std::string node2_v2 = Field(sbx, "node2", d + "/v2", "UUID");
+    auto act = Cli(sbx, inv.dir(), {"image", "activate", "v2", "--on", "node2"});
+    INFO(act.out << act.err);
+    CHECK(act.rc == 0);
+    CHECK(Field(sbx, "node2", "/srv/btrfs/@", "Parent UUID") == node2_v2);  // @ is now a snapshot of the image
+    CHECK(MustExec(sbx, "node2", "cat /srv/btrfs/@/etc/motd") == "welcome to v2\n");
+    CHECK(MustExec(sbx, "node2", "cat /srv/btrfs/@/etc/hostname /srv/btrfs/@/etc/machine-id /srv/btrfs/@/etc/ssh/ssh_host_ed25519_key") ==
+          "node2\nmachine-node2\nkey-node2\n");
+    CHECK(MustExec(sbx, "node2", "cat /srv/btrfs/@/etc/fstab") == "LABEL=sbx / btrfs subvol=@,compress=zstd 0 0\n");
+    CHECK(MustExec(sbx, "node2", "btrfs subvolume list /srv/btrfs | sed 's/.* path //' | grep -c '^@.prev-'") == "1\n");
+    CHECK(Field(sbx, "node2", "/srv/btrfs/@/.labfleet-images/v2", "UUID") == node2_v2);  // the images moved along
+    CHECK(MustExec(sbx, "node2", "btrfs subvolume get-default /srv/btrfs") == "ID 5 (FS_TREE)\n");
+    auto rb = Cli(sbx, inv.dir(), {"image", "rollback", "node2"});
+    INFO(rb.out << rb.err);
+    CHECK(rb.rc == 0);
+    CHECK(Field(sbx, "node2", "/srv/btrfs/@", "UUID") == old_root);
+    CHECK(MustExec(sbx, "node2", "test -e /srv/btrfs/@/etc/motd || echo absent") == "absent\n");
+    CHECK(Field(sbx, "node2", "/srv/btrfs/@/.labfleet-images/v2", "UUID") == node2_v2);
+    CHECK(MustExec(sbx, "node2", "btrfs subvolume list /srv/btrfs | sed 's/.* path //' | grep -c '^@.rolledback-'") == "1\n");
+
+    // list: what each node holds, as JSON
+    auto ls = Cli(sbx, inv.dir(), {"image", "list", "node2", "--format", "json"});
+    INFO(ls.out << ls.err);
+    CHECK(ls.rc == 0);
+    CHECK(ls.json()["nodes"][0]["images"].size() == 2);
+  }
+}
