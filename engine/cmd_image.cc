@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <filesystem>
 #include <cstdio>
 #include <ctime>
 #include <fstream>
@@ -12,11 +13,13 @@
 #include <mutex>
 #include <random>
 
+#include "engine/busy.h"
 #include "engine/cli.h"
 #include "engine/connect.h"
 #include "engine/image.h"
 #include "engine/image_ship.h"
 #include "engine/shell.h"
+#include "engine/syntax.h"
 #include "engine/inventory.h"
 #include "engine/sha256.h"
 #include "engine/text.h"
@@ -127,6 +130,7 @@ struct Target {
   ImageSettings s;
   std::vector<Subvolume> held;
   std::string parent;  // image name of the shared parent ("" = full)
+  std::string store;   // --store: the directory the stream is kept in as a file ("" = a node receiving it)
   std::string status;  // "" while pending; else done / skipped / failed
   std::string detail;
 };
@@ -139,7 +143,9 @@ void ShipGroup(std::vector<Target*>& group, const std::string& name, const std::
   const std::string tag = RandomTag();
   std::vector<Receiver> recv;
   for (Target* tg : group)
-    recv.push_back([tg, tag, name](ByteSource& in) { return tg->t->stream(ReceiveScript(tg->s, name, tag), in); });
+    recv.push_back([tg, tag, name](ByteSource& in) {
+      return tg->t->stream(tg->store.empty() ? ReceiveScript(tg->s, name, tag) : StoreReceiveScript(tg->store, name, tag), in);
+    });
   FanOut fan(std::move(recv));
   std::string why;
   bool src_ok = false;
@@ -161,7 +167,7 @@ void ShipGroup(std::vector<Target*>& group, const std::string& name, const std::
     }
     if (!src_ok || !o.ok) {
       try {
-        tg.t->run(AbortReceiveScript(tg.s, name, tag));
+        tg.t->run(tg.store.empty() ? AbortReceiveScript(tg.s, name, tag) : StoreAbortScript(tg.store, name, tag));
       } catch (...) {
       }
       tg.status = "failed";
@@ -170,14 +176,22 @@ void ShipGroup(std::vector<Target*>& group, const std::string& name, const std::
     }
     try {
       // The node compares its own hash of what it received with the one labfleet saw pass, and only then keeps it.
-      RunResult f = tg.t->run(FinalizeScript(tg.s, tag, name, res.sha256, manifest));
+      std::string mj = manifest;
+      if (!tg.store.empty()) {  // the file's manifest says which image the stream is a delta against (import reads it)
+        nlohmann::json j = nlohmann::json::parse(manifest, nullptr, false);
+        if (j.is_object()) j["stream_parent"] = tg.parent;
+        mj = j.dump();
+      }
+      RunResult f = tg.t->run(tg.store.empty() ? FinalizeScript(tg.s, tag, name, res.sha256, mj)
+                                               : StoreFinalizeScript(tg.store, name, tag, res.sha256, mj));
       if (!f.ok()) {
         tg.status = "failed";
         tg.detail = (f.exit_code == 4 ? "hash mismatch, deleted: " : "keeping the snapshot failed: ") + FirstLine(f.err);
         continue;
       }
       tg.status = "done";
-      tg.detail = std::string(tg.parent.empty() ? "full" : "incremental from " + tg.parent) + ", " +
+      tg.detail = std::string(tg.store.empty() ? "" : "stored as " + tg.store + "/" + name + ".zst, ") +
+                  (tg.parent.empty() ? "full" : "incremental from " + tg.parent) + ", " +
                   ByteCount(res.bytes) + " on the wire, sha256 " + res.sha256.substr(0, 16) + (reported.empty() ? "" : "");
     } catch (const std::exception& e) {
       tg.status = "failed";
@@ -221,8 +235,9 @@ int ReportTargets(CommandContext& ctx, const std::vector<Target>& targets, const
 
 struct Args {
   ConnectOptions copts;
-  std::string name, from, out, file, parent;
+  std::string name, from, out, file, parent, store;
   std::vector<std::string> nodes;
+  bool force = false;
 };
 
 int Capture(CommandContext& ctx, Args& a) {
@@ -347,6 +362,27 @@ int Ship(CommandContext& ctx, Args& a) {
     if (auto p = PickParent(src->image, src->held, tg.held)) tg.parent = p->name;
     groups[tg.parent].push_back(&tg);
   }
+  // --store NODE:PATH: a self-contained copy (the full stream) kept as a file on a storage node
+  std::unique_ptr<Target> store;
+  if (!a.store.empty()) {
+    size_t colon = a.store.find(':');
+    PathResult dir = NormalizeAbsolutePath(colon == std::string::npos ? "" : a.store.substr(colon + 1));
+    auto ssel = colon == std::string::npos ? std::nullopt : Select(ctx, l.inv, {a.store.substr(0, colon)});
+    if (!ssel || ssel->size() != 1 || dir.error) {
+      ctx.reporter.error("--store " + a.store + ": NODE:/ABSOLUTE/PATH of one node of the inventory");
+      return kExitUsage;
+    }
+    store = std::make_unique<Target>();
+    store->node = (*ssel)[0];
+    store->store = dir.path;
+    try {
+      store->t = Connect(l.inv, *store->node, a.copts);
+      groups[""].push_back(store.get());
+    } catch (const std::exception& e) {
+      store->status = "failed";
+      store->detail = e.what();
+    }
+  }
   nlohmann::json streams = nlohmann::json::array();
   for (auto& [parent, group] : groups) {
     uint64_t bytes = 0;
@@ -365,6 +401,7 @@ int Ship(CommandContext& ctx, Args& a) {
   ctx.reporter.doc()["image"] = a.name;
   ctx.reporter.doc()["source"] = src->node->name;
   ctx.reporter.doc()["streams"] = streams;
+  if (store) targets.push_back(std::move(*store));
   return ReportTargets(ctx, targets, "ship");
 }
 
@@ -394,7 +431,7 @@ int Export(CommandContext& ctx, Args& a) {
   const std::string sha = sink.hash.hex();
   {
     std::ofstream h(a.out + ".sha256");
-    h << sha << "  " << a.name << "\n";
+    h << sha << "  " << std::filesystem::path(a.out).filename().string() << "\n";  // `sha256sum -c` beside the file
     std::ofstream m(a.out + ".manifest.json");
     nlohmann::json mj = nlohmann::json::parse(src->manifest);
     mj["stream_parent"] = a.parent;
@@ -559,6 +596,18 @@ int Swap(CommandContext& ctx, Args& a, bool activate) {
     tg.s = SettingsOf(l.inv, n);
     try {
       tg.t = Connect(l.inv, n, a.copts);
+      if (activate && !a.force) {
+        // Activation is disruptive: deferred on a busy node (or one whose GPU use is unknown), like apply's
+        // disruptive changes; the node's own busy: settings, the same probe and parser.
+        BusySettings bs = BusySettingsOf(l.inv.settings(n));
+        RunResult b = tg.t->run(BusyProbeCommand(bs));
+        BusyInfo info = ParseBusy(b.out, bs);
+        if (info.holds()) {
+          tg.status = "deferred";
+          tg.detail = (info.busy() ? "busy: " : "GPU use unknown: ") + info.describe() + "; nothing changed (--force to activate anyway)";
+          return;
+        }
+      }
       RunResult r = tg.t->run(activate ? ActivateScript(tg.s, a.name, stamp) : RollbackScript(tg.s, stamp));
       if (!r.ok()) {
         tg.status = "failed";
@@ -590,6 +639,7 @@ CommandRegistrar image_cmd("image", "root images: btrfs snapshots of a golden no
   auto* ship = sub.add_subcommand("ship", "send an image to nodes: one compressed stream, fanned out, deltas where shared");
   ship->add_option("name", a->name, "image name")->required();
   ship->add_option("--from", a->from, "the node holding the image")->required();
+  ship->add_option("--store", a->store, "NODE:PATH: also keep the (full) stream as PATH/NAME.zst on a storage node");
   ship->add_option("--to", a->nodes, "target nodes or groups (NODE,GROUP,...)")->required()->delimiter(',');
   AddConnectOptions(*ship, a->copts);
   auto* list = sub.add_subcommand("list", "images each node holds and the one it runs");
@@ -607,6 +657,7 @@ CommandRegistrar image_cmd("image", "root images: btrfs snapshots of a golden no
   AddConnectOptions(*imp, a->copts);
   auto* act = sub.add_subcommand("activate", "make an image the nodes' next root (rename-swap of the root subvolume)");
   act->add_option("name", a->name, "image name")->required();
+  act->add_flag("--force", a->force, "activate also on busy nodes (running jobs, containers, GPU use unknown)");
   act->add_option("--on", a->nodes, "nodes or groups (NODE,GROUP,...)")->required()->delimiter(',');
   AddConnectOptions(*act, a->copts);
   auto* rb = sub.add_subcommand("rollback", "swap the previous root back");

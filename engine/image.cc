@@ -365,6 +365,36 @@ std::string AbortReceiveScript(const ImageSettings& s, const std::string& name, 
 }
 
 namespace {
+std::string StoreVars(const std::string& path, const std::string& name, const std::string& tag) {
+  return Assign("p", path) + "\n" + Assign("n", name) + "\n" + Assign("tag", tag) + "\n" +
+         "[ -d \"$p\" ] && [ ! -L \"$p\" ] || { echo \"labfleet: $p is not a directory (--store)\" >&2; exit 3; }\n"
+         "t=\"$p/.$n.zst.$tag.part\"\n";
+}
+}  // namespace
+
+std::string StoreReceiveScript(const std::string& path, const std::string& name, const std::string& tag) {
+  return StoreVars(path, name, tag) +
+         "umask 077\n"
+         "cat > \"$t\" || { rm -f \"$t\"; exit 1; }\n"
+         "echo \"sha256 $(sha256sum < \"$t\" | cut -c1-64)\"\n";
+}
+
+std::string StoreFinalizeScript(const std::string& path, const std::string& name, const std::string& tag,
+                                const std::string& sha256, const std::string& manifest_json) {
+  return StoreVars(path, name, tag) + Assign("h", sha256) + "\n" + Assign("m", manifest_json) + "\n" +
+         "got=$(sha256sum < \"$t\" | cut -c1-64)\n"
+         "[ \"$got\" = \"$h\" ] || { rm -f \"$t\"; echo \"labfleet: SHA-256 mismatch: stored $got, sent $h; deleted\" >&2; exit 4; }\n"
+         "chmod 0644 \"$t\" && printf '%s  %s\\n' \"$h\" \"$n.zst\" > \"$t.sha256\" && printf '%s\\n' \"$m\" > \"$t.manifest\" && "
+         "chmod 0644 \"$t.sha256\" \"$t.manifest\" && mv -f \"$t.sha256\" \"$p/$n.zst.sha256\" && "
+         "mv -f \"$t.manifest\" \"$p/$n.zst.manifest.json\" && mv -f \"$t\" \"$p/$n.zst\" || "
+         "{ rm -f \"$t\" \"$t.sha256\" \"$t.manifest\"; exit 1; }\n";
+}
+
+std::string StoreAbortScript(const std::string& path, const std::string& name, const std::string& tag) {
+  return StoreVars(path, name, tag) + "rm -f \"$t\"\n";
+}
+
+namespace {
 // Shared by activate and rollback: $r (root mount point), $d (snapshot dir), $stamp. Sets $top (the top level,
 // mounted privately under /run and unmounted on exit), $sub (the root subvolume's path below the top level),
 // $rel (the snapshot dir below the root, "" when it is elsewhere).

@@ -113,6 +113,15 @@ std::string FinalizeScript(const ImageSettings& s, const std::string& tag, const
                            const std::string& sha256, const std::string& manifest_json);
 // Deletes what a failed transfer of NAME left (only while its marker exists).
 std::string AbortReceiveScript(const ImageSettings& s, const std::string& name, const std::string& tag);
+// --store NODE:PATH: the compressed stream kept as a file PATH/NAME.zst (+ .sha256, .manifest.json, as `image
+// export` writes them) on a storage node. Store receive: into PATH/.NAME.zst.TAG.part, prints "sha256 HEX";
+// store finalize: keeps it only when that hash equals `sha256`; abort: removes the part file. PATH must exist
+// and not be a symlink.
+std::string StoreReceiveScript(const std::string& path, const std::string& name, const std::string& tag);
+std::string StoreFinalizeScript(const std::string& path, const std::string& name, const std::string& tag,
+                                const std::string& sha256, const std::string& manifest_json);
+std::string StoreAbortScript(const std::string& path, const std::string& name, const std::string& tag);
+
 // The rename-swap (docs/images.md "Activation"): reads how s.root is mounted (must be a btrfs subvolume mounted
 // by subvol=; a root mounted by subvolid= in fstab or /proc/cmdline is refused with the reason), mounts the top
 // level (subvolid=5) under /run, snapshots the image writable next to the running root subvolume, copies the

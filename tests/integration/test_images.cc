@@ -50,7 +50,8 @@ TEST_SUITE("integration-images") {
     MustExec(sbx, "node4", "a=$(df --output=avail -B1M /srv/btrfs | tail -n 1); "
                          "fallocate -l $((a - 3))M /srv/btrfs/@home/filler && sync && df -B1M /srv/btrfs >&2");
     TempInventory inv(sbx);
-    inv.defaults("    images: { root: /srv/root, snapshot_dir: /srv/root/.labfleet-images }\n");
+    inv.defaults("    images: { root: /srv/root, snapshot_dir: /srv/root/.labfleet-images }\n"
+                 "    busy: { command: \"cat /run/lf-busy 2>/dev/null || true\" }\n");
     auto v = Cli({"--inventory", inv.dir(), "validate"});
     INFO(v.out << v.err);
     REQUIRE(v.rc == 0);
@@ -90,11 +91,18 @@ TEST_SUITE("integration-images") {
 
     // disk freed: the rerun ships what is missing (node4 only)
     MustExec(sbx, "node4", "rm /srv/btrfs/@home/filler && sync");
-    auto s2 = Cli(sbx, inv.dir(), {"image", "ship", "v1", "--from", "node1", "--to", "node2,node3,node4", "--format", "json"});
+    // ... and a storage node keeps the same stream as a file (--store), in the same single read
+    MustExec(sbx, "node1", "mkdir /srv/btrfs/store");
+    auto s2 = Cli(sbx, inv.dir(), {"image", "ship", "v1", "--from", "node1", "--to", "node2,node3,node4",
+                                   "--store", "node1:/srv/btrfs/store", "--format", "json"});
     INFO(s2.out << s2.err);
     CHECK(s2.rc == 0);
+    CHECK(s2.json()["streams"].size() == 1);
     for (const auto& t : s2.json()["targets"])
-      CHECK(t["status"] == (t["node"] == "node4" ? "done" : "skipped"));
+      CHECK(t["status"] == (t["node"] == "node2" || t["node"] == "node3" ? "skipped" : "done"));
+    CHECK(MustExec(sbx, "node1", "cd /srv/btrfs/store && sha256sum -c v1.zst.sha256 >/dev/null && "
+                                 "zstd -dc v1.zst | btrfs receive --dump | head -n 1 | cut -d' ' -f1") == "subvol\n");
+    CHECK(MustExec(sbx, "node1", "ls -A /srv/btrfs/store") == "v1.zst\nv1.zst.manifest.json\nv1.zst.sha256\n");
     CHECK(Field(sbx, "node4", d + "/v1", "Received UUID") == v1_uuid);
 
     // one file changes on the golden node: the incremental stream is small and lands on all three
@@ -166,6 +174,14 @@ TEST_SUITE("integration-images") {
     // activate v2 on node2: names swapped, identity kept, fstab untouched; then roll back
     const std::string old_root = Field(sbx, "node2", "/srv/btrfs/@", "UUID");
     const std::string node2_v2 = Field(sbx, "node2", d + "/v2", "UUID");
+    // a busy node's activation is deferred: nothing changes on it
+    MustExec(sbx, "node2", "echo 'train.py (alice)' > /run/lf-busy");
+    auto busy = Cli(sbx, inv.dir(), {"image", "activate", "v2", "--on", "node2", "--format", "json"});
+    INFO(busy.out << busy.err);
+    CHECK(busy.json()["targets"][0]["status"] == "deferred");
+    CHECK(busy.json()["targets"][0]["detail"].get<std::string>().find("train.py (alice)") != std::string::npos);
+    CHECK(Field(sbx, "node2", "/srv/btrfs/@", "UUID") == old_root);
+    MustExec(sbx, "node2", "rm /run/lf-busy");
     auto act = Cli(sbx, inv.dir(), {"image", "activate", "v2", "--on", "node2"});
     INFO(act.out << act.err);
     CHECK(act.rc == 0);
