@@ -238,6 +238,8 @@ struct Args {
   std::string name, from, out, file, parent, store;
   std::vector<std::string> nodes;
   bool force = false;
+  int keep = 3;
+  bool dry_run = false;
 };
 
 int Capture(CommandContext& ctx, Args& a) {
@@ -628,6 +630,45 @@ int Swap(CommandContext& ctx, Args& a, bool activate) {
   return ReportTargets(ctx, targets, activate ? "activate" : "rollback");
 }
 
+int Prune(CommandContext& ctx, Args& a) {
+  Loaded l = Load(ctx);
+  if (!l.ok) return kExitErrors;
+  auto sel = Select(ctx, l.inv, a.nodes);
+  if (!sel) return kExitUsage;
+  std::vector<Target> targets;
+  ConnectTargets(l.inv, *sel, a.copts, targets);
+  auto& arr = ctx.reporter.doc()["nodes"];
+  arr = nlohmann::json::array();
+  int failed = 0;
+  for (Target& tg : targets) {
+    nlohmann::json jn = {{"node", tg.node->name}, {"removed", nlohmann::json::array()}, {"kept", nlohmann::json::array()}};
+    try {
+      if (!tg.status.empty()) throw std::runtime_error(tg.detail);
+      RunResult all = tg.t->run(ListAllSubvolumesProbe(tg.s));
+      if (!all.ok()) throw std::runtime_error("btrfs subvolume list failed: " + FirstLine(all.err));
+      PruneDecision d = PlanPrune(tg.held, ParseAllSubvolumes(all.out), a.keep);
+      for (const auto& [name, why] : d.keep) {
+        jn["kept"].push_back({{"name", name}, {"why", why}});
+        ctx.reporter.line(tg.node->name + ": keep " + name + " (" + why + ")");
+      }
+      for (const auto& name : d.remove) {
+        if (!a.dry_run) {
+          RunResult r = tg.t->run(DeleteImageScript(tg.s, name));
+          if (!r.ok()) throw std::runtime_error("deleting " + name + " failed: " + FirstLine(r.err));
+        }
+        jn["removed"].push_back(name);
+        ctx.reporter.line(tg.node->name + ": " + (a.dry_run ? "would delete " : "deleted ") + name, LineStyle::Remove);
+      }
+    } catch (const std::exception& e) {
+      ++failed;
+      jn["error"] = e.what();
+      ctx.reporter.line(tg.node->name + ": " + e.what(), LineStyle::Fail);
+    }
+    arr.push_back(jn);
+  }
+  return failed ? kExitNodesFailed : kExitOk;
+}
+
 CommandRegistrar image_cmd("image", "root images: btrfs snapshots of a golden node shipped to nodes with zstd",
                            [](CLI::App& sub) -> CommandRun {
   auto a = std::make_shared<Args>();
@@ -663,8 +704,14 @@ CommandRegistrar image_cmd("image", "root images: btrfs snapshots of a golden no
   auto* rb = sub.add_subcommand("rollback", "swap the previous root back");
   rb->add_option("nodes", a->nodes, "nodes or groups")->required();
   AddConnectOptions(*rb, a->copts);
+  auto* pr = sub.add_subcommand("prune", "delete old images; never one a root (running, aside for rollback) was made from");
+  pr->add_option("nodes", a->nodes, "nodes or groups (default: all)");
+  pr->add_option("--keep", a->keep, "how many of the newest images to keep")->check(CLI::PositiveNumber)->capture_default_str();
+  pr->add_flag("--dry-run", a->dry_run, "only say what would be deleted");
+  AddConnectOptions(*pr, a->copts);
   return [=](CommandContext& ctx) -> int {
     try {
+      if (pr->parsed()) return Prune(ctx, *a);
       if (cap->parsed()) return Capture(ctx, *a);
       if (ship->parsed()) return Ship(ctx, *a);
       if (list->parsed()) return List(ctx, *a);

@@ -212,6 +212,38 @@ std::optional<Subvolume> PickParent(const Subvolume& image, const std::vector<Su
   return best;
 }
 
+std::vector<Subvolume> ParseAllSubvolumes(std::string_view text, std::vector<std::string>* skipped) {
+  size_t at = text.find("\n@@readonly\n");
+  std::string_view all = at == std::string_view::npos ? text : text.substr(0, at + 1);
+  std::vector<Subvolume> out = ParseSubvolumeList(all, skipped);
+  if (at == std::string_view::npos) return out;
+  std::vector<Subvolume> ro = ParseSubvolumeList(text.substr(at + 12), skipped);
+  for (auto& sv : out)
+    for (const auto& r : ro)
+      if (r.uuid == sv.uuid) sv.readonly = true;
+  return out;
+}
+
+PruneDecision PlanPrune(const std::vector<Subvolume>& held, const std::vector<Subvolume>& all, int keep) {
+  PruneDecision d;
+  std::vector<const Subvolume*> imgs;
+  for (const auto& h : held)
+    if (h.readonly) imgs.push_back(&h);
+  std::sort(imgs.begin(), imgs.end(), [](const Subvolume* a, const Subvolume* b) { return a->generation > b->generation; });
+  for (size_t i = 0; i < imgs.size(); ++i) {
+    const Subvolume& im = *imgs[i];
+    std::string why;
+    if (keep < 1) why = "--keep is less than 1";
+    else if (int(i) < keep) why = "one of the " + std::to_string(keep) + " newest";
+    for (const auto& sv : all)
+      if (!im.uuid.empty() && sv.parent_uuid == im.uuid && sv.uuid != im.uuid && !sv.readonly && why.empty())
+        why = "the root subvolume " + sv.path + " was made from it";
+    if (why.empty()) d.remove.push_back(im.name);
+    else d.keep.emplace_back(im.name, why);
+  }
+  return d;
+}
+
 ImageSettings ParseImageSettings(const Value* v, Findings* f) {
   ImageSettings s;
   if (!v || v->is_null()) return s;
@@ -371,6 +403,18 @@ std::string StoreVars(const std::string& path, const std::string& name, const st
          "t=\"$p/.$n.zst.$tag.part\"\n";
 }
 }  // namespace
+
+std::string DeleteImageScript(const ImageSettings& s, const std::string& name) {
+  return Assign("d", s.snapshot_dir) + "\n" + Assign("n", name) + "\n" +
+         "[ -L \"$d\" ] && { echo \"labfleet: $d is a symlink\" >&2; exit 3; }\n"
+         "[ -d \"$d/$n\" ] && [ ! -L \"$d/$n\" ] || exit 0\n"
+         "btrfs subvolume delete \"$d/$n\" >/dev/null && rm -f \"$d/$n.manifest.json\"\n";
+}
+
+std::string ListAllSubvolumesProbe(const ImageSettings& s) {
+  return Assign("d", s.snapshot_dir) + "\nbtrfs subvolume list -a -u -q -R -g \"$d\" | head -c 1000000 || exit 1\n"
+         "echo @@readonly\nbtrfs subvolume list -a -u -q -R -g -r \"$d\" | head -c 1000000\n";
+}
 
 std::string StoreReceiveScript(const std::string& path, const std::string& name, const std::string& tag) {
   return StoreVars(path, name, tag) +

@@ -43,6 +43,9 @@ std::vector<Subvolume> ParseHeldImages(std::string_view text, std::vector<std::s
 // received_uuid ... uuid ... path P"); a line that is not one is skipped (and noted).
 std::vector<Subvolume> ParseSubvolumeList(std::string_view text, std::vector<std::string>* skipped = nullptr);
 
+// ListAllSubvolumesProbe's output.
+std::vector<Subvolume> ParseAllSubvolumes(std::string_view text, std::vector<std::string>* skipped = nullptr);
+
 // The manifest written next to an image at capture (NAME.manifest.json) and read back from nodes (bounded, checked:
 // node text is untrusted).
 struct ImageManifest {
@@ -73,6 +76,16 @@ std::optional<Subvolume> PickParent(const Subvolume& image, const std::vector<Su
                                     const std::vector<Subvolume>& target);
 // Whether the target holds `image` complete (a read-only subvolume with its identity).
 bool TargetHolds(const Subvolume& image, const std::vector<Subvolume>& target);
+
+// `image prune --keep K`: which of the images a node holds (`held`, from HeldImagesProbe) to delete. Kept: the
+// K newest (by generation), and every image that a writable subvolume anywhere on the filesystem was made from
+// (`all`, from `btrfs subvolume list -a -u -q -R -g`: the running root, a root renamed aside for rollback, a
+// new root waiting for its reboot); the reason is recorded. Never deletes anything when keep < 1.
+struct PruneDecision {
+  std::vector<std::string> remove;
+  std::vector<std::pair<std::string, std::string>> keep;  // name, why
+};
+PruneDecision PlanPrune(const std::vector<Subvolume>& held, const std::vector<Subvolume>& all, int keep);
 
 // Settings of the `images:` key (modules/images.cc validates them; commands read them through this).
 struct ImageSettings {
@@ -121,6 +134,12 @@ std::string StoreReceiveScript(const std::string& path, const std::string& name,
 std::string StoreFinalizeScript(const std::string& path, const std::string& name, const std::string& tag,
                                 const std::string& sha256, const std::string& manifest_json);
 std::string StoreAbortScript(const std::string& path, const std::string& name, const std::string& tag);
+
+// Deletes snapshot_dir/NAME (a read-only subvolume) and its manifest.
+std::string DeleteImageScript(const ImageSettings& s, const std::string& name);
+// `btrfs subvolume list -a -u -q -R -g` of the filesystem holding s.snapshot_dir, a line "@@readonly", and the
+// same list with -r (the read-only ones): ParseAllSubvolumes reads it (readonly set from the second list).
+std::string ListAllSubvolumesProbe(const ImageSettings& s);
 
 // The rename-swap (docs/images.md "Activation"): reads how s.root is mounted (must be a btrfs subvolume mounted
 // by subvol=; a root mounted by subvolid= in fstab or /proc/cmdline is refused with the reason), mounts the top

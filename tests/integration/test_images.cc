@@ -206,5 +206,12 @@ TEST_SUITE("integration-images") {
     INFO(ls.out << ls.err);
     CHECK(ls.rc == 0);
     CHECK(ls.json()["nodes"][0]["images"].size() == 2);
+
+    // prune --keep 1 on node2: v2 stays (newest, and @.rolledback-* was made from it), v1 goes with its manifest
+    auto pr = Cli(sbx, inv.dir(), {"image", "prune", "node2", "--keep", "1", "--format", "json"});
+    INFO(pr.out << pr.err);
+    CHECK(pr.rc == 0);
+    CHECK(pr.json()["nodes"][0]["removed"] == nlohmann::json::array({"v1"}));
+    CHECK(MustExec(sbx, "node2", "ls -A " + d) == "v2\nv2.manifest.json\n");
   }
 }

@@ -64,6 +64,16 @@ TEST_SUITE("image") {
     CHECK(skipped[0] == "WARNING: garbage line from a confused tool");
   }
 
+  TEST_CASE("ParseAllSubvolumes: the -r list marks the read-only ones") {
+    std::string list = testing::Fixture("images/subvolume_list.txt");
+    std::string ro = list.substr(list.find("ID 257"));
+    auto all = ParseAllSubvolumes(list + "@@readonly\n" + ro);
+    REQUIRE(all.size() == 4);
+    CHECK_FALSE(all[0].readonly);
+    CHECK(all[1].readonly);
+    CHECK(all[3].readonly);
+  }
+
   Subvolume Sv(std::string name, std::string uuid, std::string received, long long gen, bool ro = true) {
     Subvolume s;
     s.name = std::move(name);
@@ -95,6 +105,25 @@ TEST_SUITE("image") {
     // a source that itself received its images (a storage node) matches by origin
     std::vector<Subvolume> relay = {Sv("v1", z, a, 3), Sv("v3", y, c, 4)};
     CHECK(PickParent(relay[1], relay, tgt)->name == "v1");
+  }
+
+  TEST_CASE("PlanPrune: the K newest stay, and every image a writable root was made from") {
+    const std::string a = "aaaaaaaa-0000-0000-0000-000000000001", b = "aaaaaaaa-0000-0000-0000-000000000002",
+                      c = "aaaaaaaa-0000-0000-0000-000000000003";
+    std::vector<Subvolume> held = {Sv("v1", a, "", 10), Sv("v2", b, "", 20), Sv("v3", c, "", 30),
+                                   Sv("half", "aaaaaaaa-0000-0000-0000-000000000009", "", 40, /*ro=*/false)};
+    Subvolume root = Sv("@", "cccccccc-0000-0000-0000-000000000001", "", 50, /*ro=*/false);
+    root.parent_uuid = a;  // the running root was made from v1
+    root.path = "@";
+    Subvolume received = Sv("v4", "cccccccc-0000-0000-0000-000000000002", "", 60);
+    received.parent_uuid = b;  // a read-only incremental copy made from v2 does not hold v2
+    PruneDecision d = PlanPrune(held, {root, received}, 1);
+    CHECK(d.remove == std::vector<std::string>{"v2"});
+    REQUIRE(d.keep.size() == 2);
+    CHECK(d.keep[0].first == "v3");
+    CHECK(d.keep[1].first == "v1");
+    CHECK(d.keep[1].second.find("@") != std::string::npos);
+    CHECK(PlanPrune(held, {}, 0).remove.empty());
   }
 
   TEST_CASE("ImageManifest: round trip; node text that is not a manifest is refused") {
