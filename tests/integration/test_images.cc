@@ -215,3 +215,37 @@ TEST_SUITE("integration-images") {
     CHECK(MustExec(sbx, "node2", "ls -A " + d) == "v2\nv2.manifest.json\n");
   }
 }
+
+TEST_SUITE("integration-images") {
+  TEST_CASE("SshTransport::run_to: stdout streamed in bounded memory; a sink that stops ends the command on the node") {
+    Sandbox sbx({.nodes = 1});
+    SshTransport t(Target(sbx, "node1", sbx.known_hosts()));
+    struct Count : ByteSink {
+      uint64_t n = 0, stop_at = ~uint64_t(0);
+      bool write(const char*, size_t k) override {
+        n += k;
+        return n < stop_at;
+      }
+    } all;
+    t.set_max_output(1 << 20);  // stdout is not kept, so not bounded by it
+    RunResult r = t.run_to("head -c 100000000 /dev/zero; echo done >&2; exit 7", all);
+    CHECK(all.n == 100000000);
+    CHECK(r.exit_code == 7);
+    CHECK(r.out.empty());
+    CHECK(r.err == "done\n");
+    Count some;
+    some.stop_at = 1 << 20;
+    RunResult s = t.run_to("exec yes labfleet-run-to-marker", some);
+    CHECK(s.exit_code == 141);
+    // the node-side command is gone (its stdout vanished with the channel), within a few seconds
+    std::string left;
+    for (int i = 0; i < 50; ++i) {
+      left = MustExec(sbx, "node1", "pgrep -f 'labfleet-run-to-marke[r]' || true");
+      if (left.empty()) break;
+      usleep(100000);
+    }
+    CHECK(left == "");
+    // the session is still usable
+    CHECK(t.run("echo ok").out == "ok\n");
+  }
+}
