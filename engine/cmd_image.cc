@@ -123,6 +123,38 @@ struct FileSink : ByteSink {
   }
 };
 
+// Progress of one stream, every 2 s: per target bytes and rate (text: a note on stderr; JSON: doc()["progress"]).
+// There is no ETA: the size of a compressed send stream is known only at its end.
+struct ProgressSink : ByteSink {
+  FanOut& fan;
+  Reporter& rep;
+  std::vector<std::string> names;
+  std::string image;
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now(), last = start;
+  ProgressSink(FanOut& f, Reporter& r, std::vector<std::string> n, std::string im)
+      : fan(f), rep(r), names(std::move(n)), image(std::move(im)) {}
+  bool write(const char* d, size_t n) override {
+    bool more = fan.write(d, n);
+    auto now = std::chrono::steady_clock::now();
+    if (now - last >= std::chrono::seconds(2)) {
+      last = now;
+      double secs = std::chrono::duration<double>(now - start).count();
+      std::vector<uint64_t> t = fan.taken();
+      std::string line = image + ": " + ByteCount(fan.written()) + " read from the source";
+      nlohmann::json ev = {{"image", image}, {"seconds", secs}, {"read", fan.written()}, {"targets", nlohmann::json::object()}};
+      for (size_t i = 0; i < t.size() && i < names.size(); ++i) {
+        char rate[32];
+        snprintf(rate, sizeof rate, "%.1f", double(t[i]) / (1 << 20) / std::max(secs, 0.001));
+        line += "; " + names[i] + " " + ByteCount(t[i]) + " (" + rate + " MiB/s)";
+        ev["targets"][names[i]] = t[i];
+      }
+      if (rep.json()) rep.doc()["progress"].push_back(ev);
+      else rep.note(line);
+    }
+    return more;
+  }
+};
+
 // One target of a transfer: its connection, settings and what it holds.
 struct Target {
   const NodeDef* node = nullptr;
@@ -137,8 +169,8 @@ struct Target {
 
 // Ships one stream (from `pump`) to `group`; fills status/detail. `pump(FanOut&)` returns whether the source
 // succeeded (and why not in *why).
-void ShipGroup(std::vector<Target*>& group, const std::string& name, const std::string& manifest,
-               const std::function<bool(FanOut&, std::string*)>& pump, nlohmann::json& events, uint64_t* wire_bytes,
+void ShipGroup(Reporter& rep, std::vector<Target*>& group, const std::string& name, const std::string& manifest,
+               const std::function<bool(ByteSink&, std::string*)>& pump, nlohmann::json& events, uint64_t* wire_bytes,
                std::string* sha) {
   const std::string tag = RandomTag();
   std::vector<Receiver> recv;
@@ -147,10 +179,13 @@ void ShipGroup(std::vector<Target*>& group, const std::string& name, const std::
       return tg->t->stream(tg->store.empty() ? ReceiveScript(tg->s, name, tag) : StoreReceiveScript(tg->store, name, tag), in);
     });
   FanOut fan(std::move(recv));
+  std::vector<std::string> names;
+  for (Target* tg : group) names.push_back(tg->node->name);
+  ProgressSink progress(fan, rep, names, name);
   std::string why;
   bool src_ok = false;
   try {
-    src_ok = pump(fan, &why);
+    src_ok = pump(progress, &why);
   } catch (const std::exception& e) {
     why = e.what();
   }
@@ -390,8 +425,8 @@ int Ship(CommandContext& ctx, Args& a) {
     uint64_t bytes = 0;
     std::string sha;
     const std::string send = SendScript(src->s, a.name, parent);
-    ShipGroup(group, a.name, src->manifest,
-              [&](FanOut& fan, std::string* why) {
+    ShipGroup(ctx.reporter, group, a.name, src->manifest,
+              [&](ByteSink& fan, std::string* why) {
                 RunResult r = src->t->run_to(send, fan);
                 if (!r.ok()) *why = "exit " + std::to_string(r.exit_code) + ": " + FirstLine(r.err);
                 return r.ok();
@@ -519,8 +554,8 @@ int Import(CommandContext& ctx, Args& a) {
   if (!group.empty()) {
     uint64_t bytes = 0;
     std::string sha;
-    ShipGroup(group, m->name, m->ToJson().dump(),
-              [&](FanOut& fan, std::string*) {
+    ShipGroup(ctx.reporter, group, m->name, m->ToJson().dump(),
+              [&](ByteSink& fan, std::string*) {
                 std::ifstream in(a.file, std::ios::binary);
                 std::vector<char> buf(1 << 16);
                 while (in) {

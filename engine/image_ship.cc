@@ -13,7 +13,7 @@ namespace labfleet {
 namespace {
 
 struct Queue : ByteSource {
-  std::mutex m;
+  mutable std::mutex m;
   std::condition_variable cv;
   std::deque<std::string> chunks;
   size_t front_off = 0;
@@ -134,6 +134,17 @@ FanOutResult FanOut::finish(bool source_ok) {
   }
   return r;
 }
+
+std::vector<uint64_t> FanOut::taken() const {
+  std::vector<uint64_t> out;
+  for (const auto& q : impl_->queues) {
+    std::lock_guard lock(q->m);
+    out.push_back(q->taken);
+  }
+  return out;
+}
+
+uint64_t FanOut::written() const { return impl_->bytes; }
 
 FanOutResult FanOut::Pump(ByteSource& in, std::vector<Receiver> receivers) {
   FanOut f(std::move(receivers));

@@ -55,6 +55,9 @@ class FanOut : public ByteSink {
   FanOut& operator=(const FanOut&) = delete;
   bool write(const char* data, size_t n) override;
   FanOutResult finish(bool source_ok);
+  // Progress: bytes each receiver has taken so far (constructor order), and bytes written in.
+  std::vector<uint64_t> taken() const;
+  uint64_t written() const;
 
   // Copies `in` to the receivers (export/import: a file as the source). Returns finish(true) or, when `in` throws,
   // finish(false) and rethrows.
