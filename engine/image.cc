@@ -244,6 +244,18 @@ PruneDecision PlanPrune(const std::vector<Subvolume>& held, const std::vector<Su
   return d;
 }
 
+bool ParseReadonlyRoot(const Value* v, Findings* f) {
+  if (!v || v->is_null()) return false;
+  Findings scratch;
+  MapReader r(*v, "root", v->loc(), f ? *f : scratch, {"readonly_btrfs"});
+  return r.boolean("readonly_btrfs").value_or(false);
+}
+
+std::string ReadonlyRootOf(const Value& settings) {
+  if (!settings.is_map() || !ParseReadonlyRoot(settings.find("root"), nullptr)) return "";
+  return ParseImageSettings(settings.find("images"), nullptr).root;
+}
+
 ImageSettings ParseImageSettings(const Value* v, Findings* f) {
   ImageSettings s;
   if (!v || v->is_null()) return s;

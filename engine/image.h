@@ -96,6 +96,11 @@ struct ImageSettings {
 inline constexpr const char* kImageKeys[] = {"root", "snapshot_dir", "preserve"};
 // Reads (and with `f`, validates) one node's effective `images:` value; null = defaults.
 ImageSettings ParseImageSettings(const Value* v, Findings* f);
+// `root: { readonly_btrfs: true }`: the root subvolume is kept read-only and apply flips it writable around its
+// changes (engine/executor.cc). Validates `root` (a map of readonly_btrfs: bool) with `f`.
+bool ParseReadonlyRoot(const Value* root, Findings* f);
+// The path apply flips for a node (its images.root, default /), or "" when root.readonly_btrfs is not set.
+std::string ReadonlyRootOf(const Value& node_settings);
 
 // ---- Node-side scripts (pure builders; every value enters as a quoted shell assignment, see engine/shell.h).
 // Each checks that the snapshot directory is a real directory (never a symlink) before it writes below it.

@@ -249,3 +249,49 @@ TEST_SUITE("integration-images") {
     CHECK(t.run("echo ok").out == "ok\n");
   }
 }
+
+TEST_SUITE("integration-images") {
+  TEST_CASE("read-only root (root.readonly_btrfs): writable during apply, read-only after it, also after a failed apply") {
+    Sandbox sbx({.nodes = 1, .btrfs_mb = 128});
+    MakeDiskLayout(sbx, "node1");
+    // /srv/root/etc/locked is immutable: a write below it passes the plan and fails at apply
+    MustExec(sbx, "node1", "echo 'old motd' > /srv/root/etc/motd && mkdir /srv/root/etc/locked && "
+                           "chattr +i /srv/root/etc/locked && btrfs property set -ts /srv/root ro true");
+    auto ro = [&] { return MustExec(sbx, "node1", "btrfs property get -ts /srv/root ro"); };
+    REQUIRE(ro() == "ro=true\n");
+    CHECK(sbx.exec("node1", "echo x > /srv/root/etc/motd").exit_code != 0);  // really read-only
+    TempInventory inv(sbx);
+    inv.defaults("    images: { root: /srv/root }\n"
+                 "    root: { readonly_btrfs: true }\n"
+                 "    files:\n"
+                 "      - { path: /srv/root/etc/motd, content: \"managed motd\\n\", mode: \"0644\" }\n");
+    auto v = Cli({"--inventory", inv.dir(), "validate"});
+    INFO(v.out << v.err);
+    REQUIRE(v.rc == 0);
+    auto plan = Cli(sbx, inv.dir(), {"plan", "--format", "json"});
+    INFO(plan.out << plan.err);
+    CHECK(plan.out.find("is a read-only btrfs subvolume (root.readonly_btrfs): apply makes it writable") !=
+          std::string::npos);  // plan says so
+    auto a = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty"});
+    INFO(a.out << a.err);
+    CHECK(a.rc == 0);
+    CHECK(MustExec(sbx, "node1", "cat /srv/root/etc/motd") == "managed motd\n");
+    CHECK(ro() == "ro=true\n");
+    // a failing change: the root is read-only again afterwards all the same
+    inv.defaults("    images: { root: /srv/root }\n"
+                 "    root: { readonly_btrfs: true }\n"
+                 "    files:\n"
+                 "      - { path: /srv/root/etc/locked/file, content: \"x\\n\", mode: \"0644\" }\n");
+    auto f = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty"});
+    INFO(f.out << f.err);
+    CHECK(f.rc != 0);
+    CHECK(f.out.find("failed") != std::string::npos);
+    CHECK(ro() == "ro=true\n");
+    MustExec(sbx, "node1", "btrfs property set -ts /srv/root ro false && chattr -i /srv/root/etc/locked && "
+                           "btrfs property set -ts /srv/root ro true");
+    CHECK(MustExec(sbx, "node1", "cat /srv/root/etc/motd") == "managed motd\n");
+    // a bad value is refused offline
+    inv.defaults("    root: { readonly_btrfs: maybe }\n");
+    CHECK(Cli({"--inventory", inv.dir(), "validate"}).rc != 0);
+  }
+}
