@@ -101,15 +101,6 @@ const Subvolume* FindImage(const std::vector<Subvolume>& held, const std::string
   return nullptr;
 }
 
-// A file as a ByteSource (import).
-struct FileSource : ByteSource {
-  std::ifstream in;
-  size_t read(char* buf, size_t n) override {
-    in.read(buf, std::streamsize(n));
-    return size_t(in.gcount());
-  }
-};
-
 // The source's stdout into a file (export), hashed as it passes.
 struct FileSink : ByteSink {
   std::ofstream out;

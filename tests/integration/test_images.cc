@@ -133,7 +133,9 @@ TEST_SUITE("integration-images") {
       REQUIRE(whole.size() > 1000000);
       MustExec(sbx, "node3", "btrfs subvolume delete " + d + "/v2 " + d + "/v1 >/dev/null");
       SshTransport t(Target(sbx, "node3", sbx.known_hosts()));
-      ImageSettings s{.root = "/srv/root", .snapshot_dir = d};
+      ImageSettings s;
+      s.root = "/srv/root";
+      s.snapshot_dir = d;
       StringSource half(std::string_view(whole).substr(0, whole.size() / 2));
       RunResult r = t.stream(ReceiveScript(s, "v1", "cut"), half);
       CHECK(r.exit_code != 0);
