@@ -384,8 +384,9 @@ std::string ReceiveScript(const ImageSettings& s, const std::string& name, const
          "wait $hp\n"
          "ok=1; [ -s \"$tf.err\" ] && ok=0\n"
          "[ $ok = 1 ] && [ \"$(btrfs property get -ts \"$d/$n\" ro 2>/dev/null)\" = ro=true ] || ok=0\n"
-         "if [ $ok != 1 ]; then echo \"labfleet: receive failed ($(cat \"$tf.err\" 2>/dev/null | tr '\\n' ' ')); nothing kept\" >&2; "
-         "lf_drop; exit 1; fi\n"
+         // cleanup first: when labfleet is gone, stderr is too, and the message would end the script (SIGPIPE)
+         "if [ $ok != 1 ]; then why=$(cat \"$tf.err\" 2>/dev/null | tr '\\n' ' '); lf_drop; "
+         "echo \"labfleet: receive failed ($why); nothing kept\" >&2; exit 1; fi\n"
          "echo \"sha256 $(cut -c1-64 \"$tf.sum\")\"\n";
 }
 
@@ -395,8 +396,8 @@ std::string FinalizeScript(const ImageSettings& s, const std::string& tag, const
          Assign("h", sha256) + "\n" + Assign("m", manifest_json) + "\n" + kSnapDirCheck + kPending +
          "[ -d \"$pm\" ] || { echo \"labfleet: no transfer of $n pending in $d\" >&2; exit 3; }\n"
          "got=$(cut -c1-64 \"$tf.sum\" 2>/dev/null)\n"
-         "if [ \"$got\" != \"$h\" ]; then echo \"labfleet: SHA-256 mismatch: received $got, sent $h; deleted\" >&2; "
-         "lf_drop; exit 4; fi\n"
+         "if [ \"$got\" != \"$h\" ]; then lf_drop; echo \"labfleet: SHA-256 mismatch: received $got, sent $h; deleted\" >&2; "
+         "exit 4; fi\n"
          "t=$(mktemp \"$d/.manifest.XXXXXX\") && printf '%s\\n' \"$m\" > \"$t\" && chmod 0644 \"$t\" && "
          "mv -f \"$t\" \"$d/$n.manifest.json\" || { rm -f \"$t\"; lf_drop; exit 1; }\n"
          "rm -f \"$tf.fifo\" \"$tf.sum\" \"$tf.err\"; rmdir \"${tf%/s}\" \"$pm\"\n"

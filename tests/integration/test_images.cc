@@ -142,6 +142,16 @@ TEST_SUITE("integration-images") {
       // only the manifests of the subvolumes deleted above are left: no v1, no marker, no stream files
       CHECK(MustExec(sbx, "node3", "ls -A " + d + " | grep -v '\\.manifest\\.json$' | wc -l") == "0\n");
       CHECK(MustExec(sbx, "node3", "btrfs subvolume list -o /srv/root | wc -l") == "1\n");
+      // a whole stream whose hash is not the one labfleet saw pass: the node deletes what it received
+      StringSource all(whole);
+      RunResult got = t.stream(ReceiveScript(s, "v1", "bad"), all);
+      REQUIRE(got.exit_code == 0);
+      CHECK(got.out.find("sha256 ") == 0);
+      CHECK(MustExec(sbx, "node3", "ls -A " + d + " | grep -c pending") == "1\n");  // not held until verified
+      RunResult fin = t.run(FinalizeScript(s, "bad", "v1", std::string(64, '0'), "{}"));
+      CHECK(fin.exit_code == 4);
+      CHECK(fin.err.find("SHA-256 mismatch") != std::string::npos);
+      CHECK(MustExec(sbx, "node3", "ls -A " + d + " | grep -v '\\.manifest\\.json$' | wc -l") == "0\n");
     }
     auto s4 = Cli(sbx, inv.dir(), {"image", "ship", "v2", "--from", "node1", "--to", "node3", "--format", "json"});
     INFO(s4.out << s4.err);
