@@ -5,8 +5,16 @@
 // machine. Checked with btrfs itself (`btrfs subvolume show/list/get-default`), never with labfleet's parsers.
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "engine/image.h"
 #include "engine/shell.h"
@@ -17,6 +25,7 @@
 using namespace labfleet;
 using namespace labfleet::testing;
 namespace fs = std::filesystem;
+extern char** environ;
 
 namespace {
 
@@ -305,5 +314,52 @@ TEST_SUITE("integration-images") {
     // a bad value is refused offline
     inv.defaults("    root: { readonly_btrfs: maybe }\n");
     CHECK(Cli({"--inventory", inv.dir(), "validate"}).rc != 0);
+  }
+}
+
+TEST_SUITE("integration-images") {
+  TEST_CASE("labfleet killed (SIGKILL) mid-ship: the target holds no half image, and a rerun completes it") {
+    Sandbox sbx({.nodes = 2, .btrfs_mb = 700});
+    for (const auto& n : sbx.nodes()) MakeDiskLayout(sbx, n.name);
+    MustExec(sbx, "node1", "head -c 250000000 /dev/urandom > /srv/root/usr/bin/bulk");
+    TempInventory inv(sbx);
+    inv.defaults("    images: { root: /srv/root, snapshot_dir: /srv/root/.labfleet-images }\n");
+    const std::string d = "/srv/root/.labfleet-images";
+    REQUIRE(Cli(sbx, inv.dir(), {"image", "capture", "node1", "--name", "v1"}).rc == 0);
+    // the ship as a child process, killed once node2 is receiving
+    std::vector<std::string> argv{LABFLEET_BINARY, "--inventory", inv.dir(), "image", "ship", "v1", "--from", "node1",
+                                  "--to", "node2", "--known-hosts", sbx.known_hosts()};
+    std::vector<char*> cargv;
+    for (auto& a : argv) cargv.push_back(a.data());
+    cargv.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    pid_t pid = -1;
+    REQUIRE(posix_spawn(&pid, argv[0].c_str(), &fa, nullptr, cargv.data(), environ) == 0);
+    posix_spawn_file_actions_destroy(&fa);
+    bool receiving = false;
+    for (int i = 0; i < 300 && !receiving; ++i) {
+      receiving = sbx.exec("node2", "test -d " + d + "/.pending-v1 && test -d " + d + "/v1").exit_code == 0;
+      if (!receiving) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ::kill(pid, SIGKILL);
+    int st = 0;
+    waitpid(pid, &st, 0);
+    REQUIRE(receiving);
+    REQUIRE(WIFSIGNALED(st));  // killed mid-transfer, not finished
+    // whatever the node-side pipeline leaves, the image is not held (no complete v1 without its marker)
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    auto ls = Cli(sbx, inv.dir(), {"image", "list", "node2", "--format", "json"});
+    INFO(ls.out << ls.err);
+    CHECK(ls.json()["nodes"][0]["images"].empty());
+    auto again = Cli(sbx, inv.dir(), {"image", "ship", "v1", "--from", "node1", "--to", "node2", "--format", "json"});
+    INFO(again.out << again.err);
+    CHECK(again.rc == 0);
+    CHECK(again.json()["targets"][0]["status"] == "done");
+    CHECK(Field(sbx, "node2", d + "/v1", "Received UUID") == Field(sbx, "node1", d + "/v1", "UUID"));
+    CHECK(MustExec(sbx, "node2", "ls -A " + d) == "v1\nv1.manifest.json\n");  // no marker left
   }
 }
