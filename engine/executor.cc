@@ -1,7 +1,5 @@
 #include "engine/executor.h"
 
-#include "engine/image.h"
-
 #include <signal.h>
 #include <unistd.h>
 
@@ -10,6 +8,7 @@
 #include <set>
 #include <thread>
 
+#include "engine/image.h"
 #include "engine/plan_report.h"
 #include "engine/shell.h"
 #include "engine/text.h"
