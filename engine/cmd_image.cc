@@ -12,6 +12,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <thread>
 
 #include "engine/busy.h"
 #include "engine/cli.h"
@@ -264,6 +265,9 @@ struct Args {
   std::string name, from, out, file, parent, store;
   std::vector<std::string> nodes;
   bool force = false;
+  bool reboot = false;
+  int batch = 1;
+  int reboot_timeout = 600;
   int keep = 3;
   bool dry_run = false;
 };
@@ -607,6 +611,119 @@ int List(CommandContext& ctx, Args& a) {
   return failed ? kExitNodesFailed : kExitOk;
 }
 
+// Activation or rollback of one node (tg.status/detail filled).
+void SwapOne(const Inventory& inv, const Args& a, bool activate, const std::string& stamp, const NodeDef& n, Target& tg) {
+  tg.node = &n;
+  tg.s = SettingsOf(inv, n);
+  try {
+    tg.t = Connect(inv, n, a.copts);
+    if (activate && !a.force) {
+      // Activation is disruptive: deferred on a busy node (or one whose GPU use is unknown), like apply's
+      // disruptive changes; the node's own busy: settings, the same probe and parser.
+      BusySettings bs = BusySettingsOf(inv.settings(n));
+      RunResult b = tg.t->run(BusyProbeCommand(bs));
+      BusyInfo info = ParseBusy(b.out, bs);
+      if (info.holds()) {
+        tg.status = "deferred";
+        tg.detail = (info.busy() ? "busy: " : "GPU use unknown: ") + info.describe() + "; nothing changed (--force to activate anyway)";
+        return;
+      }
+    }
+    RunResult r = tg.t->run(activate ? ActivateScript(tg.s, a.name, stamp) : RollbackScript(tg.s, stamp));
+    if (!r.ok()) {
+      tg.status = "failed";
+      tg.detail = "exit " + std::to_string(r.exit_code) + ": " + FirstLine(r.err);
+      return;
+    }
+    tg.status = "done";
+    for (std::string_view line : LineViews(r.out)) {
+      if (line.substr(0, 5) == "prev ") tg.detail = "running root renamed to " + std::string(line.substr(5));
+      if (line.substr(0, 9) == "restored ") tg.detail = "restored " + std::string(line.substr(9));
+    }
+    if (!a.reboot) tg.detail += activate ? "; " + a.name + " is the next root (reboot to run it)" : "; reboot to run it";
+  } catch (const std::exception& e) {
+    tg.status = "failed";
+    tg.detail = e.what();
+  }
+}
+
+const char* kBootId = "cat /proc/sys/kernel/random/boot_id";
+const char* kRebootCmd =
+    "nohup sh -c 'sleep 1; systemctl reboot 2>/dev/null || reboot' </dev/null >/dev/null 2>&1 &";
+
+// --reboot: activate, reboot, wait for a new boot id over SSH, check the node runs the image (its root subvolume
+// was made from the image) and is healthy (GPU count, docker); a node that fails is rolled back (and rebooted).
+void ActivateRebootOne(const Inventory& inv, const Args& a, const std::string& stamp, const NodeDef& n, Target& tg) {
+  std::string boot_before, image_uuid;
+  try {
+    auto t0 = Connect(inv, n, a.copts);
+    boot_before = FirstLine(t0->run(kBootId).out);
+    if (const Subvolume* im = FindImage(Held(*t0, SettingsOf(inv, n)), a.name)) image_uuid = im->uuid;
+  } catch (const std::exception& e) {
+    tg.node = &n;
+    tg.status = "failed";
+    tg.detail = e.what();
+    return;
+  }
+  SwapOne(inv, a, true, stamp, n, tg);
+  if (tg.status != "done") return;
+  std::string why;
+  try {
+    tg.t->run(kRebootCmd);
+  } catch (const std::exception&) {
+  }
+  tg.t.reset();
+  std::unique_ptr<Transport> t;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(a.reboot_timeout);
+  bool rebooted = false;
+  while (std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+    try {
+      t = Connect(inv, n, a.copts);
+      if (FirstLine(t->run(kBootId).out) != boot_before) {
+        rebooted = true;
+        break;
+      }
+    } catch (const std::exception&) {
+      t.reset();
+    }
+  }
+  if (!rebooted) {
+    why = "it did not come back with a new boot id within " + std::to_string(a.reboot_timeout) + " s (--reboot-timeout)";
+  } else {
+    ImageSettings s = SettingsOf(inv, n);
+    auto root = ParseSubvolumeShow(t->run("btrfs subvolume show " + ShellQuote(s.root) + " 2>/dev/null | head -c 8192").out);
+    if (!root || image_uuid.empty() || root->parent_uuid != image_uuid)
+      why = "it does not run " + a.name + " after the reboot (its root " + s.root + " was not made from the image)";
+    else if (n.gpus >= 0) {
+      RunResult g = t->run("nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || true");
+      if (FirstLine(g.out) != std::to_string(n.gpus))
+        why = "health check: nvidia-smi lists " + FirstLine(g.out) + " GPUs, the inventory says " + std::to_string(n.gpus);
+    }
+    if (why.empty()) {
+      RunResult dk = t->run("if command -v docker >/dev/null 2>&1; then timeout 30 docker info >/dev/null 2>&1 || echo failed; fi");
+      if (FirstLine(dk.out) == "failed") why = "health check: `docker info` failed";
+    }
+  }
+  if (why.empty()) {
+    tg.detail += "; rebooted into " + a.name + ", healthy";
+    return;
+  }
+  // Roll the node back: swap the previous root in and reboot into it.
+  tg.status = "failed";
+  tg.detail += "; " + why;
+  try {
+    if (!t) t = Connect(inv, n, a.copts);
+    ImageSettings s = SettingsOf(inv, n);
+    RunResult rb = t->run(RollbackScript(s, UtcStamp(false)));
+    if (!rb.ok()) throw std::runtime_error("exit " + std::to_string(rb.exit_code) + ": " + FirstLine(rb.err));
+    t->run(kRebootCmd);
+    tg.detail += "; rolled back to the previous root (rebooting into it)";
+  } catch (const std::exception& e) {
+    tg.detail += std::string("; ROLLBACK FAILED: ") + e.what() + " (see docs/images.md, \"Recovering by hand\")";
+  }
+}
+
 int Swap(CommandContext& ctx, Args& a, bool activate) {
   Loaded l = Load(ctx);
   if (!l.ok) return kExitErrors;
@@ -618,42 +735,28 @@ int Swap(CommandContext& ctx, Args& a, bool activate) {
   }
   const std::string stamp = UtcStamp(false);
   std::vector<Target> targets(sel->size());
-  ForEachNode(*sel, a.copts.parallel, [&](size_t i, const NodeDef& n) {
-    Target& tg = targets[i];
-    tg.node = &n;
-    tg.s = SettingsOf(l.inv, n);
-    try {
-      tg.t = Connect(l.inv, n, a.copts);
-      if (activate && !a.force) {
-        // Activation is disruptive: deferred on a busy node (or one whose GPU use is unknown), like apply's
-        // disruptive changes; the node's own busy: settings, the same probe and parser.
-        BusySettings bs = BusySettingsOf(l.inv.settings(n));
-        RunResult b = tg.t->run(BusyProbeCommand(bs));
-        BusyInfo info = ParseBusy(b.out, bs);
-        if (info.holds()) {
-          tg.status = "deferred";
-          tg.detail = (info.busy() ? "busy: " : "GPU use unknown: ") + info.describe() + "; nothing changed (--force to activate anyway)";
-          return;
-        }
+  if (!activate || !a.reboot) {
+    ForEachNode(*sel, a.copts.parallel, [&](size_t i, const NodeDef& n) { SwapOne(l.inv, a, activate, stamp, n, targets[i]); });
+    return ReportTargets(ctx, targets, activate ? "activate" : "rollback");
+  }
+  // --reboot: K nodes at a time; a failed node is rolled back and the rollout stops (later batches untouched).
+  const size_t k = size_t(std::max(1, a.batch));
+  bool stopped = false;
+  for (size_t b = 0; b < sel->size(); b += k) {
+    std::vector<const NodeDef*> batch(sel->begin() + long(b), sel->begin() + long(std::min(sel->size(), b + k)));
+    if (stopped) {
+      for (size_t j = 0; j < batch.size(); ++j) {
+        targets[b + j].node = batch[j];
+        targets[b + j].status = "skipped";
+        targets[b + j].detail = "not started: the rollout stopped after a failed node";
       }
-      RunResult r = tg.t->run(activate ? ActivateScript(tg.s, a.name, stamp) : RollbackScript(tg.s, stamp));
-      if (!r.ok()) {
-        tg.status = "failed";
-        tg.detail = "exit " + std::to_string(r.exit_code) + ": " + FirstLine(r.err);
-        return;
-      }
-      tg.status = "done";
-      for (std::string_view line : LineViews(r.out)) {
-        if (line.substr(0, 5) == "prev ") tg.detail = "running root renamed to " + std::string(line.substr(5));
-        if (line.substr(0, 9) == "restored ") tg.detail = "restored " + std::string(line.substr(9));
-      }
-      tg.detail += activate ? "; " + a.name + " is the next root (reboot to run it)" : "; reboot to run it";
-    } catch (const std::exception& e) {
-      tg.status = "failed";
-      tg.detail = e.what();
+      continue;
     }
-  });
-  return ReportTargets(ctx, targets, activate ? "activate" : "rollback");
+    ForEachNode(batch, a.copts.parallel, [&](size_t j, const NodeDef& n) { ActivateRebootOne(l.inv, a, stamp, n, targets[b + j]); });
+    for (size_t j = 0; j < batch.size(); ++j)
+      if (targets[b + j].status == "failed") stopped = true;
+  }
+  return ReportTargets(ctx, targets, "activate");
 }
 
 int Prune(CommandContext& ctx, Args& a) {
@@ -724,6 +827,10 @@ CommandRegistrar image_cmd("image", "root images: btrfs snapshots of a golden no
   AddConnectOptions(*imp, a->copts);
   auto* act = sub.add_subcommand("activate", "make an image the nodes' next root (rename-swap of the root subvolume)");
   act->add_option("name", a->name, "image name")->required();
+  act->add_flag("--reboot", a->reboot, "reboot the nodes, wait for each, check it runs the image and is healthy; roll a failed one back and stop");
+  act->add_option("--batch", a->batch, "with --reboot: nodes rebooted at a time")->check(CLI::PositiveNumber)->capture_default_str();
+  act->add_option("--reboot-timeout", a->reboot_timeout, "with --reboot: seconds a node may take to come back")
+      ->check(CLI::PositiveNumber)->capture_default_str();
   act->add_flag("--force", a->force, "activate also on busy nodes (running jobs, containers, GPU use unknown)");
   act->add_option("--on", a->nodes, "nodes or groups (NODE,GROUP,...)")->required()->delimiter(',');
   AddConnectOptions(*act, a->copts);
