@@ -8,6 +8,7 @@
 #include <set>
 #include <thread>
 
+#include "engine/image.h"
 #include "engine/plan_report.h"
 #include "engine/shell.h"
 #include "engine/text.h"
@@ -264,7 +265,19 @@ Script NodeLockScript(const ApplyOptions& opts, const std::string& nonce) {
   // caught by the same stop), reading the lock with the shell's own `read`.
   s.raw("lf_unlock() { trap '' HUP INT TERM; while IFS= read -r lf_l; do [ \"$lf_l\" = \"node_pid=$$\" ] && { rm -f " +
         std::string(kLock) + "; break; }; done < " + std::string(kLock) + "; } 2>/dev/null");
-  s.raw("trap lf_unlock EXIT");
+  if (opts.readonly_root.empty()) {
+    s.raw("trap lf_unlock EXIT");
+  } else {
+    // A read-only root (root.readonly_btrfs): writable for this script's changes only; read-only again on every
+    // exit, before the lock is released, also after a failed change or a stop by signal.
+    s.raw("lf_ro=" + ShellQuote(opts.readonly_root));
+    s.raw("lf_ro_back() { btrfs property set -ts \"$lf_ro\" ro true 2>/dev/null; }");
+    s.raw("trap 'lf_ro_back; lf_unlock' EXIT");
+    s.raw("if [ \"$(btrfs property get -ts \"$lf_ro\" ro 2>/dev/null)\" != ro=false ]; then");
+    s.raw("  btrfs property set -ts \"$lf_ro\" ro false || { echo \"labfleet: cannot make the read-only root $lf_ro "
+          "writable (btrfs property set -ts $lf_ro ro false)\" >&2; exit 1; }");
+    s.raw("fi");
+  }
   s.raw("trap 'trap \"\" HUP INT TERM; exit 129' HUP; trap 'trap \"\" HUP INT TERM; exit 130' INT; "
         "trap 'trap \"\" HUP INT TERM; exit 143' TERM");
   return s;
@@ -460,7 +473,9 @@ NodeApplyResult ApplyNode(const Inventory& inv, const NodeDef& node, const NodeP
   NodePlan part = plan;
   for (size_t attempt = 0;; ++attempt) {
     std::string nonce = NewNonce();
-    std::string script = BuildApplyScript(part, opts, StateJson(inv, node, opts), nonce);
+    ApplyOptions node_opts = opts;
+    node_opts.readonly_root = ReadonlyRootOf(inv.settings(node));
+    std::string script = BuildApplyScript(part, node_opts, StateJson(inv, node, opts), nonce);
     const std::string pfx = "@@lf-" + nonce + ":";
     RunResult r;
     try {

@@ -39,6 +39,10 @@ struct ApplyOptions {
   std::string client_host;    // this machine's host name (stale-lock detection)
   long client_pid = 0;        // this process (stale-lock detection)
   bool break_lock = false;
+  // `root: { readonly_btrfs: true }` (engine/image.h ReadonlyRootOf; set per node by ApplyNode): the path of the
+  // read-only btrfs root subvolume the script makes writable after taking the lock and read-only again in its
+  // EXIT trap (also when a change fails or the script is stopped). "" = off.
+  std::string readonly_root;
   PlanOptions plan;  // for the re-probe (same --force as the plan)
   // Opens a fresh connection to the node (for Change::reconnect_check). Empty: the check is skipped.
   std::function<std::unique_ptr<Transport>()> reconnect;

@@ -255,3 +255,106 @@ RunResult LocalTransport::stream(const std::string& command_in, ByteSource& sour
 }
 
 }  // namespace labfleet
+
+// ---- Streaming stdout (run_to, transport.h "Streaming stdout").
+namespace labfleet {
+
+RunResult LocalTransport::run_to(const std::string& command_in, ByteSink& sink) {
+  using Clock = std::chrono::steady_clock;
+  if (cancelled()) throw_interrupted("It was not started.", {});
+  const std::string command = become_sudo_ ? WrapSudo(command_in) : command_in;
+  int out[2], err[2];
+  if (pipe2(out, O_CLOEXEC) != 0) throw TransportError(TransportError::Kind::Other, "pipe: " + std::string(strerror(errno)));
+  Fd out_r(out[0]), out_w(out[1]);
+  if (pipe2(err, O_CLOEXEC) != 0) throw TransportError(TransportError::Kind::Other, "pipe: " + std::string(strerror(errno)));
+  Fd err_r(err[0]), err_w(err[1]);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, out_w.fd, 1);
+  posix_spawn_file_actions_adddup2(&fa, err_w.fd, 2);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setpgroup(&attr, 0);
+  sigset_t def, none;
+  sigemptyset(&def);
+  sigaddset(&def, SIGPIPE);
+  sigaddset(&def, SIGTERM);
+  sigemptyset(&none);
+  posix_spawnattr_setsigdefault(&attr, &def);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+  const char* argv[] = {"/bin/sh", "-c", command.c_str(), nullptr};
+  pid_t pid = -1;
+  int rc = posix_spawn(&pid, "/bin/sh", &fa, &attr, const_cast<char* const*>(argv), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) throw TransportError(TransportError::Kind::Other, "cannot start /bin/sh: " + std::string(strerror(rc)));
+  out_w.reset();
+  err_w.reset();
+  auto reap = [&](bool kill_it) {
+    if (kill_it) {
+      out_r.reset();
+      err_r.reset();
+      ::kill(-pid, SIGTERM);
+    }
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    return st;
+  };
+  RunResult result;
+  const auto deadline = Clock::now() + std::chrono::seconds(command_timeout_s_);
+  char buf[65536];
+  while (out_r.fd >= 0 || err_r.fd >= 0) {
+    if (Clock::now() >= deadline) {
+      reap(true);
+      throw TransportError(TransportError::Kind::Timeout, "streaming command on " + describe() +
+                                                              " did not finish within " +
+                                                              std::to_string(command_timeout_s_) + " s (--timeout)");
+    }
+    if (cancelled()) {
+      reap(true);
+      throw_interrupted("It was stopped (SIGTERM to its process group).", {});
+    }
+    pollfd p[2];
+    int n = 0, i_out = -1, i_err = -1;
+    if (out_r.fd >= 0) p[i_out = n++] = {out_r.fd, POLLIN, 0};
+    if (err_r.fd >= 0) p[i_err = n++] = {err_r.fd, POLLIN, 0};
+    int pr = ::poll(p, n, 100);
+    if (pr <= 0) continue;
+    if (i_out >= 0 && (p[i_out].revents & (POLLIN | POLLHUP | POLLERR))) {
+      ssize_t r = ::read(out_r.fd, buf, sizeof buf);
+      if (r > 0) {
+        bool more;
+        try {
+          more = sink.write(buf, size_t(r));
+        } catch (...) {
+          reap(true);
+          throw;
+        }
+        if (!more) {
+          reap(true);
+          result.exit_code = 141;
+          result.err += "labfleet: the receiving side took no more output; the command was stopped\n";
+          return result;
+        }
+      } else if (r == 0 || (errno != EINTR && errno != EAGAIN)) {
+        out_r.reset();
+      }
+    }
+    if (i_err >= 0 && (p[i_err].revents & (POLLIN | POLLHUP | POLLERR))) {
+      ssize_t r = ::read(err_r.fd, buf, sizeof buf);
+      if (r > 0) {
+        if (result.err.size() < max_output()) result.err.append(buf, std::min(size_t(r), max_output() - result.err.size()));
+      } else if (r == 0 || (errno != EINTR && errno != EAGAIN)) {
+        err_r.reset();
+      }
+    }
+  }
+  int status = reap(false);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : WIFSIGNALED(status) ? 128 + WTERMSIG(status) : 255;
+  return result;
+}
+
+}  // namespace labfleet

@@ -16,6 +16,7 @@ class LocalTransport : public Transport {
   std::string describe() const override;
   RunResult run(const std::string& command, std::string_view stdin_data = {}) override;
   RunResult stream(const std::string& command, ByteSource& in) override;
+  RunResult run_to(const std::string& command, ByteSink& out) override;
 
  private:
   std::string name_;

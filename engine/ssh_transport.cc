@@ -856,3 +856,77 @@ void SshTransport::add_note(const std::string& note) {
 const std::string& SshTransport::host_key() const { return impl_->server_key; }
 
 }  // namespace labfleet
+
+// ---- Streaming stdout (run_to, transport.h "Streaming stdout"): a fresh channel of the kept session, apart from
+// Impl::exec, so the command path above stays as it is. Bytes go to the sink as they arrive (one 64 KiB buffer);
+// stderr is bounded by max_output(). Stopping = closing the channel: sshd closes the command's stdout, so
+// `btrfs send | zstd` ends on SIGPIPE.
+namespace labfleet {
+
+RunResult SshTransport::run_to(const std::string& command_in, ByteSink& out) {
+  using Clock = std::chrono::steady_clock;
+  Impl& im = *impl_;
+  if (!im.dead.empty()) throw TransportError(Kind::Lost, "no session to " + im.where() + ": " + im.dead);
+  if (cancelled()) throw_interrupted("It was not started.", {});
+  const bool sudo = im.t.become_sudo && im.t.user != "root";
+  const std::string command = sudo ? WrapSudo(command_in) : Cmd("sh").arg("-c").arg(command_in).str();
+  ssh_set_blocking(im.s, 1);
+  ssh_channel ch = ssh_channel_new(im.s);
+  if (!ch) throw TransportError(Kind::Other, "cannot create a channel to " + im.where() + ": " + im.libssh_error());
+  struct Guard {
+    ssh_channel ch;
+    ~Guard() {
+      if (ch) {
+        ssh_channel_close(ch);
+        ssh_channel_free(ch);
+      }
+    }
+  } guard{ch};
+  if (ssh_channel_open_session(ch) != SSH_OK || ssh_channel_request_exec(ch, command.c_str()) != SSH_OK)
+    throw TransportError(Kind::Lost, "cannot start a streaming command on " + im.where() + ": " + im.libssh_error());
+  ssh_channel_send_eof(ch);  // no stdin
+  RunResult r;
+  const auto deadline = Clock::now() + std::chrono::seconds(im.t.command_timeout_s);
+  std::vector<char> buf(65536);
+  for (;;) {
+    int n = ssh_channel_read_timeout(ch, buf.data(), uint32_t(buf.size()), 0, 100);
+    if (n == SSH_ERROR) {
+      im.kill_session("a streaming command lost its connection");
+      guard.ch = nullptr;  // freed with the session
+      throw TransportError(Kind::Lost, "connection to " + im.where() + " lost while streaming: " + im.dead);
+    }
+    if (n > 0) {
+      bool more = out.write(buf.data(), size_t(n));  // an exception closes the channel (guard) and propagates
+      if (!more) {
+        r.exit_code = 141;
+        r.err += "labfleet: the receiving side took no more output; the command was stopped\n";
+        return r;
+      }
+    }
+    for (;;) {
+      int e = ssh_channel_read_nonblocking(ch, buf.data(), uint32_t(buf.size()), 1);
+      if (e <= 0) break;
+      if (r.err.size() < max_output()) r.err.append(buf.data(), std::min(size_t(e), max_output() - r.err.size()));
+    }
+    if (ssh_channel_is_eof(ch) || ssh_channel_is_closed(ch)) {
+      // drain what is still buffered
+      while ((n = ssh_channel_read_nonblocking(ch, buf.data(), uint32_t(buf.size()), 0)) > 0)
+        if (!out.write(buf.data(), size_t(n))) break;
+      break;
+    }
+    if (cancelled()) throw_interrupted("Its channel was closed.", {});
+    if (Clock::now() >= deadline)
+      throw TransportError(Kind::Timeout, "streaming command on " + im.where() + " did not finish within " +
+                                              std::to_string(im.t.command_timeout_s) +
+                                              " s (--timeout); its channel was closed. Raise --timeout for large images.");
+  }
+  int status = ssh_channel_get_exit_status(ch);
+  if (status < 0) {
+    status = 255;
+    r.err += "labfleet: the command ended without an exit status (killed by a signal?)\n";
+  }
+  r.exit_code = status;
+  return r;
+}
+
+}  // namespace labfleet

@@ -55,6 +55,7 @@ class SshTransport : public Transport {
   RunResult run_script(const std::string& script) override;
   // Notes gathered while connecting (e.g. "recorded new host key SHA256:... in FILE"); empty when none.
   std::string notes() const override;
+  RunResult run_to(const std::string& command, ByteSink& out) override;  // at the end of ssh_transport.cc
   void add_note(const std::string& note);
   // The node's host key as verified while connecting: "ssh-ed25519 AAAA...".
   const std::string& host_key() const;

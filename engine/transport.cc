@@ -59,3 +59,17 @@ RunResult Transport::stream(const std::string& command, ByteSource& in) {
 }
 
 }  // namespace labfleet
+
+namespace labfleet {
+
+RunResult Transport::run_to(const std::string& command, ByteSink& out) {
+  RunResult r = run(command);
+  if (!r.out.empty() && !out.write(r.out.data(), r.out.size())) {
+    r.exit_code = 141;
+    r.err += "labfleet: the receiving side took no more output\n";
+  }
+  r.out.clear();
+  return r;
+}
+
+}  // namespace labfleet

@@ -89,6 +89,8 @@ class StringSource : public ByteSource {
   size_t off_ = 0;
 };
 
+class ByteSink;  // at the end of this file
+
 struct FileSpec {
   std::string path;
   std::string bytes;
@@ -109,6 +111,8 @@ class Transport {
   virtual RunResult run_script(const std::string& script);
   // What connecting had to say for the node's report (a fallback port, a newly recorded host key); "" if nothing.
   virtual std::string notes() const { return ""; }
+  // run() with stdout handed to `out` as it arrives instead of kept (see ByteSink, at the end of this file).
+  virtual RunResult run_to(const std::string& command, ByteSink& out);
 
   // The output bound (see the contract above). Prefer OutputLimit for one call.
   void set_max_output(size_t bytes) { max_output_ = bytes; }
@@ -140,6 +144,21 @@ class OutputLimit {
  private:
   Transport& t_;
   size_t old_;
+};
+
+// Streaming stdout (images: `btrfs send | zstd` read once and fanned out to many nodes).
+//
+// run_to(command, sink): run() whose stdout is not kept but handed to `sink.write()` chunk by chunk as it arrives,
+// in bounded memory (one 64 KiB buffer): RunResult::out stays empty, err is bounded by max_output() as usual, and
+// the exit status is returned as usual. No output bound applies to stdout. When write() returns false (the sink
+// wants no more: every target failed), or throws, the command is stopped on the node (its channel closed: the
+// command sees its stdout vanish, SIGPIPE) and run_to returns what it has (write() false: exit_code 141 and a
+// line on err) or rethrows. SshTransport runs it on a fresh channel of the kept session, apart from run()'s path;
+// the command timeout applies to the whole transfer. Cancellation as for run().
+class ByteSink {
+ public:
+  virtual ~ByteSink() = default;
+  virtual bool write(const char* data, size_t n) = 0;
 };
 
 }  // namespace labfleet
