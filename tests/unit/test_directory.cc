@@ -6,6 +6,7 @@
 #include "modules/facts/ldif.h"
 #include "engine/shell.h"
 #include "tests/unit/module_helpers.h"
+#include "tests/unit/temp_dir.h"
 
 using namespace labfleet;
 using namespace labfleet::testing;
@@ -198,6 +199,20 @@ TEST_SUITE("directory") {
     CHECK(errors(Lab("", "  alice: { uid: 2001, accounts: ldap }\n")).find("invalid-value: 'accounts' of user 'alice' must be one of local, directory") != std::string::npos);
     CHECK(errors(Lab("  directory: { server: ldap1, base: \"dc=x\", ca: files/nope.pem }\n", "  alice: { uid: 2001 }\n"))
               .find("missing-file: lab.directory.ca 'files/nope.pem' cannot be read") != std::string::npos);
+    // The CA file: read from the inventory repository, must be a PEM certificate.
+    TempDir d("labfleet-dir");
+    d.write("inventory/lab.yaml", Lab("  directory: { server: ldap1, base: \"dc=lab,dc=example\", ca: ../files/ldap-ca.pem }\n",
+                                      "  alice: { uid: 2001, accounts: directory }\n"));
+    d.write("files/ldap-ca.pem", Fixture("directory/ldap-ca.pem"));
+    Findings ok;
+    ValidateInventory(LoadInventoryDir(d.str("inventory"), ok), ok);
+    CHECK(All(ok) == "");
+    d.write("files/ldap-ca.pem", "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n");
+    Findings bad;
+    ValidateInventory(LoadInventoryDir(d.str("inventory"), bad), bad);
+    CHECK(All(bad) == d.str("inventory/lab.yaml") + ":3:62: not-pem: lab.directory.ca '../files/ldap-ca.pem' is not a PEM certificate "
+                      "(-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE----- around base64); give the CA certificate "
+                      "that signed the server's certificate\n");
     // accounts: directory lab-wide, local per user
     Inventory inv = Load(Lab(kDir, "  alice: { uid: 2001 }\n  bob: { uid: 2002, accounts: local }\n", "  accounts: directory\n"));
     CHECK(inv.user("alice")->accounts == "directory");
