@@ -172,7 +172,13 @@ TEST_SUITE("directory") {
   TEST_CASE("only the server node gets directory resources; other nodes none") {
     Inventory inv = Load(Lab(kDir, "  alice: { uid: 2001, accounts: directory }\n"));
     ModuleRun run = RunModule(inv, "directory", {});
-    CHECK(!run.probe_keys.empty());
+    REQUIRE(run.probes.size() == 1);
+    // Root over the server's own socket, the managed attributes only (never userPassword), the base a quoted
+    // argument, output bounded and followed by ldapsearch's exit status.
+    CHECK(run.probes[0].command ==
+          "sh -c '{ ldapsearch -Q -Y EXTERNAL -H ldapi:/// -LLL -b \"$1\" -s sub '\\''(objectClass=*)'\\'' objectClass "
+          "uid cn uidNumber gidNumber homeDirectory loginShell shadowExpire memberUid ou; echo \"# labfleet: ldapsearch "
+          "exit $?\"; } | head -c 16777216' ldap-probe 'dc=lab,dc=example'");
     Inventory other = Load("lab:\n  name: t\n  directory: { server: n2, base: \"dc=x\" }\nnodes:\n  n1: { address: 10.0.0.1 }\n"
                            "  n2: { address: 10.0.0.2 }\nusers:\n  alice: { uid: 2001, accounts: directory }\n");
     run = RunModule(other, "directory", {});
