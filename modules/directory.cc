@@ -273,7 +273,7 @@ class DirectoryModule : public Module {
     const Value* d = inv.lab.find("directory");
     const bool any = !DirectoryUsers(inv).empty();
     if (!d || !d->is_map()) {
-      if (!any) return;
+      if (!any || (d && !d->is_null())) return;  // a directory that is not a map: the loader said so (wrong-type)
       for (const UserDef* u : DirectoryUsers(inv)) {
         Location where = u->raw.find("accounts") ? KeyLoc(u->raw, "accounts") : KeyLoc(inv.lab, "accounts");
         f.error(where, "missing-required",

@@ -202,6 +202,8 @@ TEST_SUITE("directory") {
     CHECK(errors(Lab("", "  alice: { uid: 2001 }\n", "  accounts: directory\n")) ==
           "inventory/test.yaml:3:3: missing-required: user 'alice' has accounts: directory but the lab has no directory; "
           "add `directory: { server: NODE, base: \"dc=lab,dc=example\" }` to the lab section (docs/directory.md)\n");
+    CHECK(errors(Lab("  directory: ldap1\n", "  alice: { uid: 2001, accounts: directory }\n")) ==
+          "inventory/test.yaml:3:14: wrong-type: 'directory' of the lab must be a map, got 'ldap1'\n");
     CHECK(errors(Lab("", "  alice: { uid: 2001, accounts: ldap }\n")).find("invalid-value: 'accounts' of user 'alice' must be one of local, directory") != std::string::npos);
     CHECK(errors(Lab("  directory: { server: ldap1, base: \"dc=x\", ca: files/nope.pem }\n", "  alice: { uid: 2001 }\n"))
               .find("missing-file: lab.directory.ca 'files/nope.pem' cannot be read") != std::string::npos);
