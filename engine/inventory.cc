@@ -351,13 +351,14 @@ namespace {
 
 const std::vector<std::string> kSections = {"lab", "groups", "nodes", "user_groups", "users"};
 const std::vector<std::string> kLabKeys = {"name",     "domain",        "reserved_networks",
-                                           "ssh",      "defaults",      "templates_dir", "home_archive"};
+                                           "ssh",      "defaults",      "templates_dir", "home_archive",
+                                           "directory", "accounts"};
 const std::vector<std::string> kSshKeys = {"user", "port", "identity", "jump", "become", "host_key", "fallback_ports"};
 const std::vector<std::string> kUserGroupKeys = {"gid", "system"};
 const std::vector<std::string> kUserKeys = {"uid",      "full_name",       "primary_group", "groups",
                                             "ssh_keys", "shell",           "home",          "expires",
                                             "password_hash", "rootless_docker", "subids", "on",
-                                            "system",   "remove"};
+                                            "system",   "remove", "accounts"};
 
 // One named definition (a node, group, user, user group) before typing.
 struct RawDef {
@@ -525,6 +526,8 @@ Inventory LoadInventory(const std::vector<SourceFile>& files, Findings& findings
     r.strings("reserved_networks");
     r.str("templates_dir");
     r.str("home_archive");
+    r.map("directory");  // its keys: the directory module (modules/directory.cc)
+    if (r.get("accounts")) r.one_of("accounts", {"local", "directory"});
     if (const Value* ssh = r.get("ssh")) CheckSsh(*ssh, "the lab's ssh settings", r.key_loc("ssh"), findings);
     if (const Value* d = r.get("defaults")) {
       MapReader dr(*d, "lab.defaults", r.key_loc("defaults"), findings, SettingsKeys());
@@ -608,6 +611,11 @@ Inventory LoadInventory(const std::vector<SourceFile>& files, Findings& findings
     }
     if (auto s = r.strings("on")) u.on = *s;
     if (auto b = r.boolean("system")) u.system = *b;
+    if (r.get("accounts")) {
+      if (auto a = r.one_of("accounts", {"local", "directory"})) u.accounts = *a;
+    } else if (const Value* a = inv.lab.find("accounts"); a && a->is_scalar() && a->str() == "directory") {
+      u.accounts = "directory";
+    }
     u.raw = r.value();
     inv.users.push_back(std::move(u));
   }

@@ -77,6 +77,9 @@ struct UserDef {
   bool system = false;          // allows uid < 1000
   bool remove = false;          // delete the account (and only then)
   bool archive_home = false;    // `remove: archive`: also archive the home to lab.home_archive, then delete it
+  // Where the account lives: "local" (the nodes' /etc/passwd, the users module) or "directory" (an entry in the
+  // lab's LDAP directory, the directory module). The user's own `accounts:`, else the lab's, else "local".
+  std::string accounts = "local";
   Value raw;
 };
 

@@ -112,7 +112,14 @@ nlohmann::json InventorySchema() {
                                {"ssh", SshSchema()},
                                {"defaults", {{"$ref", "#/definitions/settings"}}},
                                {"templates_dir", Scalar()},
-                               {"home_archive", Scalar()}},
+                               {"home_archive", Scalar()},
+                               {"directory", Closed({"server", "base", "uri", "ca"},
+                                                    {{"server", Scalar("the node that runs the LDAP server")},
+                                                     {"base", Scalar("base DN, e.g. dc=lab,dc=example")},
+                                                     {"uri", Scalar("ldaps:// or ldap:// URI clients use")},
+                                                     {"ca", Scalar("PEM file of the CA, relative to the inventory")}},
+                                                    "the lab's LDAP directory (docs/directory.md)")},
+                               {"accounts", Enum({"local", "directory"})}},
                               "the lab: name, networks, defaults for every node");
   nlohmann::json user = Closed(
       UserKeys(),
@@ -129,7 +136,8 @@ nlohmann::json InventorySchema() {
        {"subids", Closed({"start", "count"}, {{"start", Integer(1, 4294967294LL)}, {"count", Integer(1, 4294967294LL)}})},
        {"on", Strings("nodes and groups the account exists on (default: every node)")},
        {"system", Boolean()},
-       {"remove", OneOf({Boolean(), Enum({"archive"})}, "true, false or archive")}});
+       {"remove", OneOf({Boolean(), Enum({"archive"})}, "true, false or archive")},
+       {"accounts", Enum({"local", "directory"})}});
   nlohmann::json user_group =
       Closed(UserGroupKeys(), {{"gid", Integer(0, 4294967294LL)}, {"system", Boolean("an existing system group")}});
 

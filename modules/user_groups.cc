@@ -22,7 +22,8 @@ class UserGroupsModule : public Module {
     for (const auto& g : ctx.inv.user_groups)
       out.push_back({name(), "group:" + g.name, g.where, std::make_shared<GroupWant>(GroupWant{g.name, g.gid, "user group"})});
     for (const UserDef* u : UsersOnNode(ctx)) {
-      if (!u->primary_group.empty() || u->remove) continue;
+      // A directory user's personal group is a posixGroup in the directory (modules/directory.cc).
+      if (!u->primary_group.empty() || u->remove || u->accounts == "directory") continue;
       out.push_back({name(), "group:" + u->name, u->where,
                      std::make_shared<GroupWant>(GroupWant{u->name, u->uid, "personal group of " + u->name})});
     }

@@ -1,0 +1,175 @@
+// directory on a real slapd: a sandbox node runs Debian's slapd (configured here with slapadd of a cn=config LDIF,
+// suffix dc=lab,dc=example, root over ldapi:/// mapped to the manager, started as a daemon: the node has no
+// systemd). labfleet applies directory users and groups; an independent ldapsearch inside the node checks the
+// entries; a changed shell is applied; the re-plan is empty; an entry added by hand under the base is listed
+// and kept; a removed user's entry is deleted.
+#include <doctest/doctest.h>
+
+#include "tests/integration/cli_helpers.h"
+#include "tests/integration/doubles.h"
+#include "tests/integration/sandbox.h"
+
+using namespace labfleet;
+using namespace labfleet::testing;
+
+namespace {
+
+// The node's own /etc/ldap/slapd.d and /var/lib/ldap (its overlay; the host's are never touched) replaced by a
+// test directory: schemas core, cosine, nis, inetorgperson; one mdb database; root (peercred uid 0 over
+// ldapi:///) manages it. slapd listens on ldapi:/// only (the node shares the host's network).
+const char* kSlapdSetup = R"SH(set -e
+rm -rf /etc/ldap/slapd.d /var/lib/ldap
+mkdir -p /etc/ldap/slapd.d /var/lib/ldap /run/slapd
+cat > /run/slapd/config.ldif <<'L'
+dn: cn=config
+objectClass: olcGlobal
+cn: config
+olcPidFile: /run/slapd/slapd.pid
+
+dn: cn=module{0},cn=config
+objectClass: olcModuleList
+cn: module{0}
+olcModulePath: /usr/lib/ldap
+olcModuleLoad: back_mdb
+
+dn: cn=schema,cn=config
+objectClass: olcSchemaConfig
+cn: schema
+
+include: file:///etc/ldap/schema/core.ldif
+include: file:///etc/ldap/schema/cosine.ldif
+include: file:///etc/ldap/schema/nis.ldif
+include: file:///etc/ldap/schema/inetorgperson.ldif
+
+dn: olcDatabase={-1}frontend,cn=config
+objectClass: olcDatabaseConfig
+objectClass: olcFrontendConfig
+olcDatabase: {-1}frontend
+
+dn: olcDatabase={0}config,cn=config
+objectClass: olcDatabaseConfig
+olcDatabase: {0}config
+olcAccess: {0}to * by dn.exact=gidNumber=0+uidNumber=0,cn=peercred,cn=external,cn=auth manage by * none
+
+dn: olcDatabase={1}mdb,cn=config
+objectClass: olcDatabaseConfig
+objectClass: olcMdbConfig
+olcDatabase: {1}mdb
+olcDbDirectory: /var/lib/ldap
+olcSuffix: dc=lab,dc=example
+olcRootDN: gidNumber=0+uidNumber=0,cn=peercred,cn=external,cn=auth
+olcAccess: {0}to * by dn.exact=gidNumber=0+uidNumber=0,cn=peercred,cn=external,cn=auth manage by * read
+L
+slapadd -q -n 0 -F /etc/ldap/slapd.d -l /run/slapd/config.ldif
+printf 'dn: dc=lab,dc=example\nobjectClass: dcObject\nobjectClass: organization\ndc: lab\no: Lab\n' | slapadd -q -n 1 -F /etc/ldap/slapd.d
+chown -R openldap:openldap /etc/ldap/slapd.d /var/lib/ldap /run/slapd
+slapd -h ldapi:/// -F /etc/ldap/slapd.d -u openldap -g openldap
+for i in $(seq 100); do
+  ldapsearch -Q -Y EXTERNAL -H ldapi:/// -LLL -s base -b dc=lab,dc=example dn >/dev/null 2>&1 && exit 0
+  sleep 0.1
+done
+echo 'slapd did not answer on ldapi:///' >&2; exit 1
+)SH";
+
+// An independent read inside the node: the entry's attributes, -LLL, unwrapped.
+std::string Search(const Sandbox& sbx, const std::string& dn, const std::string& attrs) {
+  return Exec(sbx, "ldapsearch -Q -Y EXTERNAL -H ldapi:/// -LLL -o ldif-wrap=no -s base -b '" + dn + "' " + attrs);
+}
+
+// alice and bob live in the directory; `on: [clients]` (a group with no node) keeps the users module, which
+// today still reads accounts through getent, from making them local accounts on the server (docs/directory.md).
+std::string Inventory(const std::string& alice_shell, bool bob_removed) {
+  return "lab:\n  name: t\n  accounts: directory\n"
+         "  directory: { server: node1, base: \"dc=lab,dc=example\", uri: \"ldaps://ldap.lab.example\" }\n"
+         "groups:\n  clients: {}\n"
+         "user_groups:\n  gpu-users: { gid: 3000 }\n"
+         "users:\n"
+         "  alice: { uid: 2001, full_name: \"Alice M\xc3\xbcller\", shell: " + alice_shell +
+         ", groups: [gpu-users], expires: 2030-01-01, on: [clients] }\n" +
+         (bob_removed ? "  bob: { uid: 2002, remove: true, on: [clients] }\n"
+                      : "  bob: { uid: 2002, groups: [gpu-users], on: [clients] }\n");
+}
+
+}  // namespace
+
+TEST_SUITE("integration-directory") {
+  TEST_CASE("directory: users and groups into a real slapd, shell change, re-plan empty, strangers kept, remove") {
+    Sandbox sbx({.nodes = 1});
+    MustExec(sbx, "node1", kSlapdSetup);
+    TempInventory inv(sbx);
+    inv.write("inventory/lab.yaml", Inventory("/bin/bash", false));
+    auto v = Cli({"--inventory", inv.dir(), "validate"});
+    INFO(v.out << v.err);
+    REQUIRE(v.rc == 0);
+
+    auto plan = Cli(sbx, inv.dir(), {"plan", "--format", "json"});
+    INFO(plan.out << plan.err);
+    CHECK(Summaries(plan) ==
+          "ldap ou people (ou=people,dc=lab,dc=example) | ldap ou groups (ou=groups,dc=lab,dc=example) | "
+          "ldap group gpu-users (cn=gpu-users,ou=groups,dc=lab,dc=example) | "
+          "ldap group alice (cn=alice,ou=groups,dc=lab,dc=example) | ldap group bob (cn=bob,ou=groups,dc=lab,dc=example) | "
+          "ldap user alice (uid=alice,ou=people,dc=lab,dc=example) | ldap user bob (uid=bob,ou=people,dc=lab,dc=example) | "
+          "group gpu-users (gid 3000)");
+
+    auto r = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty"});
+    INFO(r.out << r.err);
+    REQUIRE(r.rc == 0);
+    CHECK(Search(sbx, "uid=alice,ou=people,dc=lab,dc=example",
+                 "objectClass uid cn uidNumber gidNumber homeDirectory loginShell shadowExpire") ==
+          "dn: uid=alice,ou=people,dc=lab,dc=example\nobjectClass: account\nobjectClass: posixAccount\n"
+          "objectClass: shadowAccount\nuid: alice\ncn:: QWxpY2UgTcO8bGxlcg==\nuidNumber: 2001\ngidNumber: 2001\n"
+          "homeDirectory: /home/alice\nloginShell: /bin/bash\nshadowExpire: 21915\n\n");
+    CHECK(Search(sbx, "cn=gpu-users,ou=groups,dc=lab,dc=example", "objectClass gidNumber memberUid") ==
+          "dn: cn=gpu-users,ou=groups,dc=lab,dc=example\nobjectClass: posixGroup\ngidNumber: 3000\n"
+          "memberUid: alice\nmemberUid: bob\n\n");
+    CHECK(Search(sbx, "cn=bob,ou=groups,dc=lab,dc=example", "gidNumber") ==
+          "dn: cn=bob,ou=groups,dc=lab,dc=example\ngidNumber: 2002\n\n");
+    // Not made local on the server: no useradd for a directory user.
+    CHECK(sbx.exec("node1", "grep -q '^alice:' /etc/passwd").exit_code != 0);
+    CHECK(Cli(sbx, inv.dir(), {"plan", "--detailed-exitcode"}).rc == 0);
+
+    // An entry made by hand under the base: listed, kept. alice's shell changes.
+    MustExec(sbx, "node1",
+             "printf 'dn: cn=printer,dc=lab,dc=example\\nchangetype: add\\nobjectClass: device\\ncn: printer\\n' | "
+             "ldapmodify -Q -Y EXTERNAL -H ldapi:/// >/dev/null");
+    inv.write("inventory/lab.yaml", Inventory("/bin/zsh", false));
+    plan = Cli(sbx, inv.dir(), {"plan"});
+    INFO(plan.out << plan.err);
+    CHECK(plan.out.find("~ loginShell: /bin/bash -> /bin/zsh") != std::string::npos);
+    CHECK(plan.out.find("ldap entry cn=printer,dc=lab,dc=example is not in the inventory: listed, never changed or "
+                        "deleted") != std::string::npos);
+    r = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty", "--format", "json"});
+    INFO(r.out << r.err);
+    REQUIRE(r.rc == 0);
+    CHECK(Summaries(r) == "ldap user alice (loginShell)");
+    CHECK(Search(sbx, "uid=alice,ou=people,dc=lab,dc=example", "loginShell") ==
+          "dn: uid=alice,ou=people,dc=lab,dc=example\nloginShell: /bin/zsh\n\n");
+    CHECK(Cli(sbx, inv.dir(), {"plan", "--detailed-exitcode"}).rc == 0);
+
+    // bob removed: his entry and personal group go, the stranger stays, gpu-users loses him.
+    inv.write("inventory/lab.yaml", Inventory("/bin/zsh", true));
+    r = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty", "--format", "json"});
+    INFO(r.out << r.err);
+    REQUIRE(r.rc == 0);
+    CHECK(Summaries(r) ==
+          "ldap group gpu-users (memberUid) | ldap group bob (delete cn=bob,ou=groups,dc=lab,dc=example) | "
+          "ldap user bob (delete uid=bob,ou=people,dc=lab,dc=example)");
+    CHECK(sbx.exec("node1", "ldapsearch -Q -Y EXTERNAL -H ldapi:/// -LLL -s base -b uid=bob,ou=people,dc=lab,dc=example dn")
+              .exit_code == 32);
+    CHECK(Search(sbx, "cn=printer,dc=lab,dc=example", "cn") == "dn: cn=printer,dc=lab,dc=example\ncn: printer\n\n");
+    CHECK(Search(sbx, "cn=gpu-users,ou=groups,dc=lab,dc=example", "memberUid") ==
+          "dn: cn=gpu-users,ou=groups,dc=lab,dc=example\nmemberUid: alice\n\n");
+    CHECK(Cli(sbx, inv.dir(), {"plan", "--detailed-exitcode"}).rc == 0);
+  }
+
+  TEST_CASE("directory: slapd down on the server fails that node with ldapsearch's message, plans nothing") {
+    Sandbox sbx({.nodes = 1});
+    TempInventory inv(sbx);
+    inv.write("inventory/lab.yaml", Inventory("/bin/bash", false));
+    auto plan = Cli(sbx, inv.dir(), {"plan"});
+    INFO(plan.out << plan.err);
+    CHECK(plan.rc != 0);
+    CHECK((plan.out + plan.err).find("ldapsearch -Y EXTERNAL -H ldapi:/// failed (exit 255)") != std::string::npos);
+    CHECK((plan.out + plan.err).find("+ ldap") == std::string::npos);
+  }
+}
