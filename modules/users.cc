@@ -80,8 +80,10 @@ class UsersModule : public Module {
 
   std::vector<Resource> resources(const NodeContext& ctx) const override {
     std::vector<Resource> out;
-    for (const UserDef* u : UsersOnNode(ctx))
+    for (const UserDef* u : UsersOnNode(ctx)) {
+      if (u->accounts == "directory") continue;  // an entry in lab.directory (modules/directory.cc), never local
       out.push_back({name(), "user:" + u->name, u->where, std::shared_ptr<const UserDef>(u, [](const UserDef*) {})});
+    }
     out.push_back({name(), "users:retired", {}, std::make_shared<Retired>()});
     return out;
   }
@@ -118,13 +120,13 @@ class UsersModule : public Module {
     std::vector<Probe> out = {kPasswd.probe(), kGroup.probe(), kShadow.probe(), kManagedUsers.probe()};
     std::vector<std::string> names;
     for (const UserDef* u : UsersOnNode(ctx))
-      if (!u->remove) names.push_back(u->name);
+      if (!u->remove && u->accounts != "directory") names.push_back(u->name);
     if (!names.empty()) out.push_back(NssPasswdProbe(names));
     Cmd homes("sh");
     homes.arg("-c").arg(kHomeProbeScript).arg("home-probe");
     bool any = false;
     for (const UserDef* u : UsersOnNode(ctx))
-      if (u->archive_home) {
+      if (u->archive_home && u->accounts != "directory") {
         homes.arg(u->name).arg(HomeOf(*u));
         any = true;
       }
@@ -374,6 +376,11 @@ class UsersModule : public Module {
     std::set<std::string> wanted;
     for (const UserDef* u : UsersOnNode(ctx)) wanted.insert(u->name);
     DiffResult d;
+    for (const UserDef* u : UsersOnNode(ctx))
+      if (u->accounts == "directory" && managed.count(u->name) && passwd.by_name.count(u->name))
+        d.warnings.push_back("user " + u->name + " lives in the directory but still has the local account labfleet "
+                             "made on this node, which shadows the directory entry; delete it (userdel) when the "
+                             "directory entry is in place");
     int locked = 0;
     for (const auto& name : managed) {
       if (wanted.count(name) || !passwd.by_name.count(name)) continue;

@@ -76,8 +76,8 @@ std::string Search(const Sandbox& sbx, const std::string& dn, const std::string&
   return Exec(sbx, "ldapsearch -Q -Y EXTERNAL -H ldapi:/// -LLL -o ldif-wrap=no -s base -b '" + dn + "' " + attrs);
 }
 
-// alice and bob live in the directory; `on: [clients]` (a group with no node) keeps the users module, which
-// today still reads accounts through getent, from making them local accounts on the server (docs/directory.md).
+// alice and bob live in the directory (lab-wide `accounts: directory`): the users module leaves them alone on
+// every node, the server included (checked below: no local alice in its /etc/passwd).
 std::string Inventory(const std::string& alice_shell, bool bob_removed) {
   return "lab:\n  name: t\n  accounts: directory\n"
          "  directory: { server: node1, base: \"dc=lab,dc=example\", uri: \"ldaps://ldap.lab.example\" }\n"
@@ -85,9 +85,9 @@ std::string Inventory(const std::string& alice_shell, bool bob_removed) {
          "user_groups:\n  gpu-users: { gid: 3000 }\n"
          "users:\n"
          "  alice: { uid: 2001, full_name: \"Alice M\xc3\xbcller\", shell: " + alice_shell +
-         ", groups: [gpu-users], expires: 2030-01-01, on: [clients] }\n" +
-         (bob_removed ? "  bob: { uid: 2002, remove: true, on: [clients] }\n"
-                      : "  bob: { uid: 2002, groups: [gpu-users], on: [clients] }\n");
+         ", groups: [gpu-users], expires: 2030-01-01 }\n" +
+         (bob_removed ? "  bob: { uid: 2002, remove: true }\n"
+                      : "  bob: { uid: 2002, groups: [gpu-users] }\n");
 }
 
 }  // namespace
@@ -114,6 +114,8 @@ TEST_SUITE("integration-directory") {
     auto r = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty"});
     INFO(r.out << r.err);
     REQUIRE(r.rc == 0);
+    // directory users are entries, never local accounts, on the server too
+    CHECK(Exec(sbx, "grep -c -e '^alice:' -e '^bob:' /etc/passwd || true") == "0\n");
     CHECK(Search(sbx, "uid=alice,ou=people,dc=lab,dc=example",
                  "objectClass uid cn uidNumber gidNumber homeDirectory loginShell shadowExpire") ==
           "dn: uid=alice,ou=people,dc=lab,dc=example\nobjectClass: account\nobjectClass: posixAccount\n"
