@@ -397,6 +397,15 @@ static std::pair<std::string, LockInfo> LockSection(const std::string& out, size
   return {verdict, ParseLockInfo(nl == std::string::npos ? "" : text.substr(nl + 1))};
 }
 
+std::optional<std::string> LockRefusal(const std::string& out, const std::string& nonce, const std::string& node,
+                                       const std::string& client_host) {
+  const std::string pfx = "@@lf-" + nonce + ":";
+  size_t at = out.find(pfx + "locked\n");
+  if (at == std::string::npos) return std::nullopt;
+  auto [verdict, li] = LockSection(out, at + pfx.size() + 7, pfx);
+  return LockMessage(node, verdict, li, client_host);
+}
+
 std::string LockMessage(const std::string& node, const std::string& verdict, const LockInfo& li,
                         const std::string& client_host) {
   std::string msg = "node " + node + " is locked by " + HolderText(li);
@@ -491,10 +500,9 @@ NodeApplyResult ApplyNode(const Inventory& inv, const NodeDef& node, const NodeP
                   " Earlier changes stay applied; apply again to finish this node.";
       return res;
     }
-    if (size_t at = r.out.find(pfx + "locked\n"); at != std::string::npos) {
-      auto [verdict, li] = LockSection(r.out, at + pfx.size() + 7, pfx);
+    if (auto refusal = LockRefusal(r.out, nonce, node.name, opts.client_host)) {
       res.status = NodeApplyResult::Status::Failed;
-      res.error = LockMessage(node.name, verdict, li, opts.client_host);
+      res.error = *refusal;
       return res;
     }
     if (size_t at = r.out.find(pfx + "lock-stale\n"); at != std::string::npos) {

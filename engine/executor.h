@@ -19,6 +19,7 @@
 //      makes the node Failed with how far it got (changes applied, the one running, those not attempted).
 // Then the node is planned again: the node is "changed" only if that re-plan is empty, otherwise "failed".
 #pragma once
+#include <optional>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -116,5 +117,9 @@ LockInfo ParseLockInfo(const std::string& text);
 // The refusal for a held lock. `verdict` is the node's judgement: "alive: ...", "gone: ...", "unknown".
 std::string LockMessage(const std::string& node, const std::string& verdict, const LockInfo& holder,
                         const std::string& client_host);
+// The output of a script that began with NodeLockScript(opts, nonce): LockMessage when the lock was held (the
+// script stopped there), nullopt when this run took the lock.
+std::optional<std::string> LockRefusal(const std::string& out, const std::string& nonce, const std::string& node,
+                                       const std::string& client_host);
 
 }  // namespace labfleet

@@ -79,6 +79,39 @@ bool GroupAlive(pid_t pgid) {
   return alive;
 }
 
+// /bin/sh -c COMMAND with stdin from `stdin_fd` (-1: /dev/null), stdout and stderr to the given fds; returns its
+// pid. Own process group, so a timeout kills the command and everything it started. Default SIGPIPE and SIGTERM
+// (a timeout stops the command with SIGTERM: one ignored by whatever started labfleet must not be inherited, or
+// the command's traps could not run), and no blocked signal.
+pid_t SpawnShell(const std::string& command, int stdin_fd, int out_fd, int err_fd) {
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  if (stdin_fd >= 0)
+    posix_spawn_file_actions_adddup2(&fa, stdin_fd, 0);
+  else
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
+  posix_spawn_file_actions_adddup2(&fa, err_fd, 2);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setpgroup(&attr, 0);
+  sigset_t def, none;
+  sigemptyset(&def);
+  sigaddset(&def, SIGPIPE);
+  sigaddset(&def, SIGTERM);
+  sigemptyset(&none);
+  posix_spawnattr_setsigdefault(&attr, &def);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+  const char* argv[] = {"/bin/sh", "-c", command.c_str(), nullptr};
+  pid_t pid = -1;
+  int rc = posix_spawn(&pid, "/bin/sh", &fa, &attr, const_cast<char* const*>(argv), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) throw TransportError(TransportError::Kind::Other, "cannot start /bin/sh: " + std::string(strerror(rc)));
+  return pid;
+}
+
 }  // namespace
 
 LocalTransport::LocalTransport(std::string name, int command_timeout_s, bool become_sudo)
@@ -105,31 +138,7 @@ RunResult LocalTransport::stream(const std::string& command_in, ByteSource& sour
   if (pipe2(err, O_CLOEXEC) != 0) throw TransportError(TransportError::Kind::Other, "pipe: " + std::string(strerror(errno)));
   Fd err_r(err[0]), err_w(err[1]);
 
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, in_r.fd, 0);
-  posix_spawn_file_actions_adddup2(&fa, out_w.fd, 1);
-  posix_spawn_file_actions_adddup2(&fa, err_w.fd, 2);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  // Own process group, so a timeout kills the command and everything it started.
-  posix_spawnattr_setpgroup(&attr, 0);
-  // Default SIGPIPE and SIGTERM (a timeout stops the command with SIGTERM: one ignored by whatever started labfleet
-  // must not be inherited, or the command's traps could not run), and no blocked signal.
-  sigset_t def, none;
-  sigemptyset(&def);
-  sigaddset(&def, SIGPIPE);
-  sigaddset(&def, SIGTERM);
-  sigemptyset(&none);
-  posix_spawnattr_setsigdefault(&attr, &def);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
-  const char* argv[] = {"/bin/sh", "-c", command.c_str(), nullptr};
-  pid_t pid = -1;
-  int rc = posix_spawn(&pid, "/bin/sh", &fa, &attr, const_cast<char* const*>(argv), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) throw TransportError(TransportError::Kind::Other, "cannot start /bin/sh: " + std::string(strerror(rc)));
+  pid_t pid = SpawnShell(command, in_r.fd, out_w.fd, err_w.fd);
   in_r.reset();
   out_w.reset();
   err_w.reset();
@@ -268,28 +277,7 @@ RunResult LocalTransport::run_to(const std::string& command_in, ByteSink& sink) 
   Fd out_r(out[0]), out_w(out[1]);
   if (pipe2(err, O_CLOEXEC) != 0) throw TransportError(TransportError::Kind::Other, "pipe: " + std::string(strerror(errno)));
   Fd err_r(err[0]), err_w(err[1]);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&fa, out_w.fd, 1);
-  posix_spawn_file_actions_adddup2(&fa, err_w.fd, 2);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  posix_spawnattr_setpgroup(&attr, 0);
-  sigset_t def, none;
-  sigemptyset(&def);
-  sigaddset(&def, SIGPIPE);
-  sigaddset(&def, SIGTERM);
-  sigemptyset(&none);
-  posix_spawnattr_setsigdefault(&attr, &def);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
-  const char* argv[] = {"/bin/sh", "-c", command.c_str(), nullptr};
-  pid_t pid = -1;
-  int rc = posix_spawn(&pid, "/bin/sh", &fa, &attr, const_cast<char* const*>(argv), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) throw TransportError(TransportError::Kind::Other, "cannot start /bin/sh: " + std::string(strerror(rc)));
+  pid_t pid = SpawnShell(command, -1, out_w.fd, err_w.fd);
   out_w.reset();
   err_w.reset();
   auto reap = [&](bool kill_it) {

@@ -386,14 +386,10 @@ class Runner {
       sc.append(NodeLockScript(o_.apply, nonce));
       if (!guard.empty()) sc.raw("if " + guard + "; then printf '%s\\n' " + ShellQuote(pfx + "guard") + "; exit 0; fi");
       sc.raw(run.str() + " </dev/null");
-      RunResult r = t.run(ScriptRunner(), sc.str());
-      if (size_t at = r.out.find(pfx + "locked\n"); at != std::string::npos) {
-        std::string rest = r.out.substr(at + pfx.size() + 7);
-        size_t nl = rest.find('\n');
-        std::string verdict = rest.substr(0, nl);
+      RunResult r = t.run_script(sc.str());
+      if (auto refusal = LockRefusal(r.out, nonce, nr.node, o_.apply.client_host)) {
         nr.status = "failed";
-        nr.detail = LockMessage(nr.node, verdict, ParseLockInfo(nl == std::string::npos ? "" : rest.substr(nl + 1)),
-                                o_.apply.client_host);
+        nr.detail = *refusal;
         return false;
       }
       if (r.out.find(pfx + "guard\n") != std::string::npos) {
@@ -452,7 +448,7 @@ class Runner {
     sc.raw(Cmd("printf").arg("%s").arg(text).str() + " > " + ShellQuote(file + ".tmp"));
     sc.add(Cmd("mv").arg("-f").arg(file + ".tmp").arg(file));
     try {
-      RunResult r = t.run(ScriptRunner(), sc.str());
+      RunResult r = t.run_script(sc.str());
       if (!r.ok()) nr.detail += "; progress not recorded: " + Tail(r);
     } catch (const std::exception& e) {
       nr.detail += std::string("; progress not recorded: ") + e.what();
@@ -517,18 +513,15 @@ class Runner {
     }
     RunResult r;
     try {
-      r = t.run(ScriptRunner(), sc.str());
+      r = t.run_script(sc.str());
     } catch (const std::exception& e) {
       nr.status = "failed";
       nr.detail = e.what();
       return false;
     }
-    if (size_t at = r.out.find("@@lf-" + nonce + ":locked\n"); at != std::string::npos) {
-      std::string rest = r.out.substr(at + nonce.size() + 13);
-      size_t nl = rest.find('\n');
+    if (auto refusal = LockRefusal(r.out, nonce, nr.node, o_.apply.client_host)) {
       nr.status = "failed";
-      nr.detail = LockMessage(nr.node, rest.substr(0, nl),
-                              ParseLockInfo(nl == std::string::npos ? "" : rest.substr(nl + 1)), o_.apply.client_host);
+      nr.detail = *refusal;
       return false;
     }
     if (!r.ok()) {
@@ -585,18 +578,15 @@ class Runner {
     }
     RunResult r;
     try {
-      r = t.run(ScriptRunner(), sc.str());
+      r = t.run_script(sc.str());
     } catch (const std::exception& e) {
       nr.status = "failed";
       nr.detail = e.what();
       return false;
     }
-    if (size_t at = r.out.find("@@lf-" + nonce + ":locked\n"); at != std::string::npos) {
-      std::string rest = r.out.substr(at + nonce.size() + 13);
-      size_t nl = rest.find('\n');
+    if (auto refusal = LockRefusal(r.out, nonce, nr.node, o_.apply.client_host)) {
       nr.status = "failed";
-      nr.detail = LockMessage(nr.node, rest.substr(0, nl),
-                              ParseLockInfo(nl == std::string::npos ? "" : rest.substr(nl + 1)), o_.apply.client_host);
+      nr.detail = *refusal;
       return false;
     }
     if (!r.ok()) {
