@@ -68,8 +68,7 @@ static std::string ModeString(unsigned mode) {
 // Shell functions every apply script defines (fixed text; paths reach them as quoted arguments). The contract
 // (docs/security.md): nothing is written, chmod-ed, chown-ed, backed up or removed as root through a directory a
 // user can change.
-// lf_rootonly DIR: true when DIR and every directory above it that exists is a real directory owned by root and
-//   not writable by group or others (then no user can swap any component); else false with LF_WHY set.
+// lf_rootonly DIR: kRootOnlyShellFunction (engine/shell.h).
 // lf_where PATH OWNER GROUP: decides who writes PATH: root (LF_AS empty) below root-only directories; else the
 //   file's owner itself (LF_AS=OWNER, LF_AG=GROUP), who can only create what that user could anyway; a file
 //   root is to own below a directory a user controls is refused.
@@ -81,13 +80,7 @@ static std::string ModeString(unsigned mode) {
 // lf_fixmeta PATH MODE OWNER GROUP: chmod and chown without following a final link (chown -h; as the owner below
 //   a user's directory, where chown is not needed).
 // lf_mkdir DIR MODE OWNER GROUP: a directory (never through a link at DIR), its mode and owner.
-static const char* kShellFunctions = R"SH(lf_rootonly() {
-  lf_d=$1; set --
-  while :; do [ -n "$lf_d" ] || lf_d=/; set -- "$@" "$lf_d"; [ "$lf_d" = / ] && break; lf_d=${lf_d%/*}; done
-  LF_WHY=$(find "$@" -maxdepth 0 ! \( -type d -user 0 ! -perm /022 \) -printf '%p (%y, owner %u, mode %m) ' 2>/dev/null)
-  [ -z "$LF_WHY" ]
-}
-lf_where() {
+static const std::string kShellFunctions = std::string(kRootOnlyShellFunction) + R"SH(lf_where() {
   LF_AS= LF_AG=
   lf_p=${1%/*}; [ -n "$lf_p" ] || lf_p=/
   lf_rootonly "$lf_p" && return 0

@@ -302,8 +302,13 @@ namespace {
 std::string Assign(const char* var, const std::string& value) { return std::string(var) + "=" + ShellQuote(value); }
 
 // The snapshot directory: exists as a real directory (created 0700 when absent), never through a symlink.
-const char* kSnapDirCheck =
+// Root writes below $d: refused unless $d and every directory above it that exists are root's alone (no
+// user can swap a component), checked before anything is created (what mkdir -p adds is root's).
+const std::string kSnapDirCheck =
+    std::string(kRootOnlyShellFunction) +
     "if [ -L \"$d\" ]; then echo \"labfleet: $d is a symlink; refusing to use it\" >&2; exit 3; fi\n"
+    "lf_rootonly \"$d\" || { echo \"labfleet: a user can change ${LF_WHY}at or above $d (images.snapshot_dir); "
+    "labfleet never writes as root through a path a user controls\" >&2; exit 3; }\n"
     "[ -d \"$d\" ] || { mkdir -p \"${d%/*}/\" && { btrfs subvolume create \"$d\" >/dev/null 2>&1 || mkdir \"$d\"; } && "
     "chmod 0700 \"$d\"; } || exit 3\n";
 

@@ -65,4 +65,16 @@ class Script {
 std::string Base64Encode(std::string_view bytes);
 std::string Base64Decode(std::string_view b64, bool* ok = nullptr);
 
+// Shell text defining `lf_rootonly DIR`: true when DIR and every directory above it that exists is a real
+// directory owned by root and not writable by group or others (then no user can swap any component, so root may
+// write below DIR); else false with LF_WHY naming the offending components. Used by apply scripts (executor.cc)
+// and the image scripts (image.cc).
+inline constexpr const char* kRootOnlyShellFunction = R"SH(lf_rootonly() {
+  lf_d=$1; set --
+  while :; do [ -n "$lf_d" ] || lf_d=/; set -- "$@" "$lf_d"; [ "$lf_d" = / ] && break; lf_d=${lf_d%/*}; done
+  LF_WHY=$(find "$@" -maxdepth 0 ! \( -type d -user 0 ! -perm /022 \) -printf '%p (%y, owner %u, mode %m) ' 2>/dev/null)
+  [ -z "$LF_WHY" ]
+}
+)SH";
+
 }  // namespace labfleet

@@ -2,8 +2,13 @@
 // v6.2, one garbage line in each fixture), the choice of the parent for an incremental send, the manifest and
 // the images settings.
 #include <doctest/doctest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
 
 #include "engine/image.h"
+#include "engine/local_transport.h"
 #include "engine/yaml_load.h"
 #include "tests/unit/module_helpers.h"
 
@@ -172,5 +177,43 @@ TEST_SUITE("image") {
     Value b = ParseYaml("images: { root: relative, snapshot_dir: /, preserve: [/a/../etc], typo: 1 }\n", "t.yaml", pf);
     ParseImageSettings(b.find("images"), &bad);
     CHECK(bad.items().size() >= 4);
+  }
+  TEST_CASE("image scripts write as root only below directories no user can change (run by a real /bin/sh)") {
+    if (geteuid() != 0) {
+      MESSAGE("skipped: needs root (the check is on root-owned directories)");
+      return;
+    }
+    namespace fs = std::filesystem;
+    // below /run (root's, 0755): /tmp itself is world-writable and would refuse every case
+    char tmpl[] = "/run/labfleet-imgdir-XXXXXX";
+    REQUIRE(mkdtemp(tmpl) != nullptr);
+    const std::string base = tmpl;
+    LocalTransport local;
+    auto capture_into = [&](const std::string& dir) {
+      ImageSettings s;
+      s.snapshot_dir = dir;
+      return local.run(CaptureScript(s, "v1"));
+    };
+    // a world-writable parent (a user could rename it away and plant a link): refused, nothing created
+    fs::create_directory(base + "/open");
+    ::chmod((base + "/open").c_str(), 0777);
+    RunResult r = capture_into(base + "/open/images");
+    CHECK(r.exit_code == 3);
+    CHECK(r.err.find("a user can change " + base + "/open (d, owner root, mode 777)") != std::string::npos);
+    CHECK_FALSE(fs::exists(base + "/open/images"));
+    // a parent that is a symbolic link (to a root-only directory): refused too
+    fs::create_directory(base + "/real");
+    fs::create_directory_symlink(base + "/real", base + "/link");
+    r = capture_into(base + "/link/images");
+    CHECK(r.exit_code == 3);
+    CHECK(r.err.find(base + "/link (l,") != std::string::npos);
+    CHECK_FALSE(fs::exists(base + "/real/images"));
+    // root-only parents: the directory is made (0700), and the script goes on to its btrfs checks
+    ::chmod((base + "/open").c_str(), 0755);
+    r = capture_into(base + "/open/images");
+    CHECK(r.err.find("a user can change") == std::string::npos);
+    CHECK(fs::is_directory(base + "/open/images"));
+    CHECK((fs::status(base + "/open/images").permissions() & fs::perms::all) == fs::perms::owner_all);
+    fs::remove_all(base);
   }
 }
