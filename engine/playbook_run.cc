@@ -491,6 +491,10 @@ class Runner {
            ShellQuote(src + " is not a btrfs subvolume"));
     sc.raw("if [ -L " + ShellQuote(to) + " ] || { [ -e " + ShellQuote(to) + " ] && [ ! -d " + ShellQuote(to) +
            " ]; }; then lf_fail " + ShellQuote(to + " is not a directory") + "; fi");
+    // Snapshots are made and pruned (deleted) as root below `to`: only when no user can change any part of it.
+    sc.raw(kRootOnlyShellFunction);
+    sc.raw("lf_rootonly " + ShellQuote(to) + " || lf_fail \"a user can change ${LF_WHY}at or above \"" +
+           ShellQuote(to) + "\"; labfleet never writes as root through a path a user controls\"");
     sc.raw("lf_list() { ls -1 " + ShellQuote(to) + " 2>/dev/null | grep -E " + ShellQuote(pattern) + " | sort -r; }");
     if (o_.execute) {
       sc.add(Cmd("mkdir").arg("-p").arg("-m").arg("0700").arg(to));

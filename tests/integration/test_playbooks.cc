@@ -347,6 +347,18 @@ TEST_SUITE("integration-playbooks") {
     CHECK(Has(bad.out, "snapshot of /srv/btrfs/plain failed (exit 1): /srv/btrfs/plain is not a btrfs subvolume"));
     CHECK(sbx.exec("node1", "test -e /var/tmp/lf-after").exit_code != 0);
     CHECK(Exec(sbx, "node1", "ls /srv/btrfs/snapshots") == names[1] + "\n" + names[2] + "\n");
+
+    // A destination a user can change (a world-writable parent: it could be swapped for a link): refused
+    // before anything is made or pruned.
+    MustExec(sbx, "node1", "mkdir -m 0777 /srv/btrfs/open");
+    inv.write("playbooks/open.yaml",
+              "steps:\n"
+              "  - { name: snap, snapshot: /srv/btrfs/home, to: /srv/btrfs/open/snaps, keep: 1 }\n");
+    auto open = Cli(sbx, inv.dir(), {"run", "open", "--yes", "--allow-dirty"});
+    INFO(open.out << open.err);
+    CHECK(open.rc == 4);
+    CHECK(Has(open.out, "a user can change /srv/btrfs/open (d, owner root, mode 777) at or above /srv/btrfs/open/snaps"));
+    CHECK(Exec(sbx, "node1", "ls -A /srv/btrfs/open") == "");
   }
 
   TEST_CASE("validate checks the playbooks next to the inventory, with file:line:col") {
