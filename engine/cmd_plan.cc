@@ -211,6 +211,11 @@ CommandRegistrar apply_cmd("apply", "converge nodes to the inventory, then prove
   AddOnlyOption(sub, args->popts);
   sub.add_option("--drain", *drain, "on a busy node, wait up to SECONDS for its GPU jobs and containers to end")
       ->check(CLI::NonNegativeNumber);
+  auto progress = std::make_shared<std::string>("auto");
+  sub.add_option("--progress", *progress,
+                 "a line on stderr as each node finishes, [done/total] (auto: when stderr is a terminal and "
+                 "more than one node is applied)")
+      ->check(CLI::IsMember({"auto", "always", "never"}));
   AddConnectArgs(sub, *args);
   return [=](CommandContext& ctx) -> int {
     auto inv = LoadChecked(ctx, args->connect_map);
@@ -263,7 +268,12 @@ CommandRegistrar apply_cmd("apply", "converge nodes to the inventory, then prove
     opts.client_pid = getpid();
     opts.break_lock = *break_lock;
     opts.plan = args->popts;
-    ApplyOutcome outcome = ApplyAll(nodes, runs, copts.parallel, ops, opts, *drain, &g_stop);
+    ApplyProgressFn on_done;
+    if (*progress == "always" || (*progress == "auto" && !ctx.reporter.json() && isatty(2) && nodes.size() > 1))
+      on_done = [&ctx](const NodeApplyResult& r, size_t done, size_t total) {
+        ctx.reporter.note(ApplyProgressLine(r, done, total));
+      };
+    ApplyOutcome outcome = ApplyAll(nodes, runs, copts.parallel, ops, opts, *drain, &g_stop, on_done);
     ReportApply(ctx.reporter, outcome, opts);
     if (signals.stopped()) {
       const auto& mid = outcome.mid_apply;

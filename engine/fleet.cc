@@ -1,5 +1,6 @@
 #include "engine/fleet.h"
 
+#include <mutex>
 #include <thread>
 
 namespace labfleet {
@@ -69,13 +70,28 @@ PlanTotals CountPlan(const std::vector<NodeRun>& runs) {
 }
 
 ApplyOutcome ApplyAll(const std::vector<const NodeDef*>& nodes, std::vector<NodeRun>& runs, int parallel,
-                      const FleetOps& ops, const ApplyOptions& opts, int drain, const std::atomic<bool>* stop) {
+                      const FleetOps& ops, const ApplyOptions& opts, int drain, const std::atomic<bool>* stop,
+                      const ApplyProgressFn& progress) {
   ApplyOutcome out;
   out.results.resize(nodes.size());
   std::vector<char> not_started(nodes.size(), 0);
+  std::mutex progress_mu;
+  size_t done = 0;
   ForEachNode(nodes, parallel, [&](size_t i, const NodeDef& n) {
     NodeApplyResult& res = out.results[i];
     res.node = n.name;
+    // Runs when this node's lambda returns, whichever way: the result is final by then.
+    struct Done {
+      std::function<void()> f;
+      ~Done() { f(); }
+    } report_done{[&] {
+      if (!progress) return;
+      std::lock_guard<std::mutex> lock(progress_mu);
+      try {
+        progress(res, ++done, nodes.size());
+      } catch (...) {  // a progress line that cannot be written never changes what happened to the node
+      }
+    }};
     NodeRun& r = runs[i];
     auto skip = [&] {
       not_started[i] = 1;

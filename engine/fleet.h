@@ -68,9 +68,14 @@ struct ApplyOutcome {
   size_t unchanged = 0, changed = 0, failed = 0, unreachable = 0;
 };
 
+// Called once per node as soon as its result is final (applied, failed, unreachable or not started), with how
+// many nodes are done so far (1..total). Calls are serialised (never two at once) but come from the node threads.
+using ApplyProgressFn = std::function<void(const NodeApplyResult& result, size_t done, size_t total)>;
+
 // Applies every node of `runs` (from PlanAll over the same `nodes`), each with `opts` plus a reconnect that
 // goes through ops.connect with the node's live connection as `previous`. `drain`: seconds, 0 = no waiting.
 ApplyOutcome ApplyAll(const std::vector<const NodeDef*>& nodes, std::vector<NodeRun>& runs, int parallel,
-                      const FleetOps& ops, const ApplyOptions& opts, int drain, const std::atomic<bool>* stop);
+                      const FleetOps& ops, const ApplyOptions& opts, int drain, const std::atomic<bool>* stop,
+                      const ApplyProgressFn& progress = {});
 
 }  // namespace labfleet

@@ -169,6 +169,13 @@ void ReportApply(Reporter& rep, const ApplyOutcome& outcome, const ApplyOptions&
            std::to_string(outcome.unreachable) + " unreachable.");
 }
 
+std::string ApplyProgressLine(const NodeApplyResult& r, size_t done, size_t total) {
+  std::string line = "[" + std::to_string(done) + "/" + std::to_string(total) + "] " + r.node + ": " + StatusName(r.status);
+  if (r.status == NodeApplyResult::Status::Changed) line += " (" + Counted(r.applied, "change", "changes") + ")";
+  if (!r.error.empty()) line += ": " + r.error.substr(0, r.error.find('\n'));
+  return line;
+}
+
 bool ReportStatus(Reporter& rep, const std::vector<StatusRow>& rows, const GitRepo* repo, const std::string& head) {
   auto& j = rep.doc()["nodes"];
   j = nlohmann::json::array();

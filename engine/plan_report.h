@@ -29,6 +29,10 @@ void ReportPlan(Reporter& rep, const std::vector<NodeRun>& runs);
 // ["run_id"], ["commit"]).
 void ReportApply(Reporter& rep, const ApplyOutcome& outcome, const ApplyOptions& opts);
 
+// The progress line of one finished node during apply: "[3/16] node7: changed (4 changes)", "[4/16] node2:
+// failed: <first line of the error>". For people watching a long apply (stderr); the full report follows.
+std::string ApplyProgressLine(const NodeApplyResult& r, size_t done, size_t total);
+
 // `status`: one row per node (applied commit, commits behind HEAD, drift, when and by whom).
 struct StatusRow {
   std::string node;

@@ -139,9 +139,16 @@ TEST_SUITE("integration-converge") {
       REQUIRE(node["changes"].size() == 1);
       CHECK(node["changes"][0]["summary"] == "user kpark (shell /bin/bash -> /bin/sh)");
     }
-    auto apply2 = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty"});
+    auto apply2 = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty", "--progress", "always"});
     INFO(apply2.out << apply2.err);
     CHECK(apply2.rc == 0);
+    // Progress: one stderr line per node as it finishes, counted to the total (the order is the nodes').
+    for (const auto& n : sbx.nodes())
+      CHECK(apply2.err.find("] " + n.name + ": changed (1 change)\n") != std::string::npos);
+    CHECK(apply2.err.find("[1/" + std::to_string(sbx.nodes().size()) + "] ") != std::string::npos);
+    CHECK(apply2.err.find("[" + std::to_string(sbx.nodes().size()) + "/" + std::to_string(sbx.nodes().size()) + "] ") !=
+          std::string::npos);
+    CHECK(Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty"}).err.find("[1/") == std::string::npos);
     for (const auto& n : sbx.nodes()) CHECK(Exec(sbx, n.name, "getent passwd kpark | cut -d: -f7") == "/bin/sh\n");
     CHECK(Cli(sbx, inv.dir(), {"plan", "--detailed-exitcode"}).rc == 0);
 

@@ -2,6 +2,7 @@
 // applied, what an interrupt leaves untouched, how --drain re-plans, and what the report says about it.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -165,6 +166,43 @@ TEST_SUITE("fleet") {
     CHECK(rep.doc()["result"]["unreachable"] == 1);
     CHECK(rep.doc()["apply"][0]["status"] == "changed");
     CHECK(rep.doc()["run_id"] == opts.run_id);
+  }
+
+  TEST_CASE("apply progress: one line per node as its result is final, counted up to the total") {
+    Inventory inv = LoadUnvalidated(kInv);
+    World w;
+    FleetOps ops = w.ops();
+    auto runs = PlanAll(All(inv), 3, ops, nullptr);
+    std::vector<std::string> lines;
+    std::vector<size_t> counts;
+    ApplyOutcome o = ApplyAll(All(inv), runs, 3, ops, ApplyOptions{}, 0, nullptr,
+                              [&](const NodeApplyResult& r, size_t done, size_t total) {
+                                CHECK(total == 3);
+                                counts.push_back(done);
+                                lines.push_back(ApplyProgressLine(r, done, total));
+                              });
+    CHECK(counts == std::vector<size_t>{1, 2, 3});
+    std::sort(lines.begin(), lines.end(), [](const std::string& a, const std::string& b) {
+      return a.substr(a.find(']')) < b.substr(b.find(']'));
+    });
+    REQUIRE(lines.size() == 3);
+    CHECK(lines[0].substr(lines[0].find(']')) == "] asahi: changed (2 changes)");
+    CHECK(lines[1].substr(lines[1].find(']')) == "] biwa: unreachable: biwa: connection refused");
+    CHECK(lines[2].substr(lines[2].find(']')) ==
+          "] chiba: failed: not applied: passwd-file failed (exit 2): no such database");
+    CHECK(o.changed == 1);
+
+    // Only the first line of a long error; an interrupted run still counts every node.
+    NodeApplyResult r;
+    r.node = "dazai";
+    r.status = NodeApplyResult::Status::Failed;
+    r.error = "script failed\nline two";
+    CHECK(ApplyProgressLine(r, 4, 16) == "[4/16] dazai: failed: script failed");
+    std::atomic<bool> stop{true};
+    counts.clear();
+    ApplyAll(All(inv), runs, 1, ops, ApplyOptions{}, 0, &stop,
+             [&](const NodeApplyResult&, size_t done, size_t) { counts.push_back(done); });
+    CHECK(counts == std::vector<size_t>{1, 2, 3});
   }
 
   TEST_CASE("an interrupt before apply starts leaves every node untouched and says so") {

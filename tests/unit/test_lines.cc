@@ -19,8 +19,16 @@ using namespace labfleet;
 namespace lt = labfleet::testing;
 
 namespace {
-LineEntry Present(std::string line, std::string match = "") { return {"/etc/environment", line, match}; }
-LineEntry Absent(std::string match) { return {"/etc/environment", "", match, true}; }
+LineEntry Present(std::string line, std::string match = "") {
+  LineEntry e;
+  e.path = "/etc/environment", e.line = std::move(line), e.match = std::move(match);
+  return e;
+}
+LineEntry Absent(std::string match) {
+  LineEntry e = Present("", std::move(match));
+  e.absent = true;
+  return e;
+}
 
 ProbeResults File(const std::string& path, const std::string& out) {
   ProbeResults r;
