@@ -20,6 +20,7 @@
 #include "engine/image.h"
 #include "engine/image_ship.h"
 #include "engine/shell.h"
+#include "engine/stop_signals.h"
 #include "engine/syntax.h"
 #include "engine/inventory.h"
 #include "engine/sha256.h"
@@ -182,6 +183,10 @@ void ShipGroup(Reporter& rep, std::vector<Target*>& group, const std::string& na
     why = e.what();
   }
   FanOutResult res = fan.finish(src_ok);
+  // The transfer is over (done, failed or interrupted). What follows on each target (keep the snapshot after the
+  // hash check, or delete what was received) is short and must run to its end, also after an interrupt: a
+  // target is never left holding half an image.
+  for (Target* tg : group) tg->t->set_cancel(nullptr);
   *wire_bytes = res.bytes;
   *sha = res.sha256;
   for (size_t i = 0; i < group.size(); ++i) {
@@ -270,6 +275,10 @@ struct Args {
   int reboot_timeout = 600;
   int keep = 3;
   bool dry_run = false;
+  // Set by the first SIGINT/SIGTERM (StopSignals): transfers stop (their targets keep nothing), no further node
+  // or batch is started. Root swaps (activate, rollback) are never cut: they run to their end on the node.
+  const std::atomic<bool>* stop = nullptr;
+  bool stopped() const { return stop && stop->load(); }
 };
 
 int Capture(CommandContext& ctx, Args& a) {
@@ -417,6 +426,10 @@ int Ship(CommandContext& ctx, Args& a) {
   }
   nlohmann::json streams = nlohmann::json::array();
   for (auto& [parent, group] : groups) {
+    if (a.stopped()) {
+      for (Target* tg : group) tg->status = "skipped", tg->detail = "not started: labfleet was interrupted";
+      continue;
+    }
     uint64_t bytes = 0;
     std::string sha;
     const std::string send = SendScript(src->s, a.name, parent);
@@ -453,7 +466,14 @@ int Export(CommandContext& ctx, Args& a) {
     ctx.reporter.error("cannot write " + part);
     return kExitErrors;
   }
-  RunResult r = src->t->run_to(SendScript(src->s, a.name, a.parent), sink);
+  RunResult r;
+  try {
+    r = src->t->run_to(SendScript(src->s, a.name, a.parent), sink);
+  } catch (...) {  // interrupted or connection lost: no partial file is left behind
+    sink.out.close();
+    std::remove(part.c_str());
+    throw;
+  }
   sink.out.close();
   if (!r.ok() || !sink.out) {
     std::remove(part.c_str());
@@ -550,10 +570,14 @@ int Import(CommandContext& ctx, Args& a) {
     uint64_t bytes = 0;
     std::string sha;
     ShipGroup(ctx.reporter, group, m->name, m->ToJson().dump(),
-              [&](ByteSink& fan, std::string*) {
+              [&](ByteSink& fan, std::string* why) {
                 std::ifstream in(a.file, std::ios::binary);
                 std::vector<char> buf(1 << 16);
                 while (in) {
+                  if (a.stopped()) {
+                    *why = "interrupted";
+                    return false;
+                  }
                   in.read(buf.data(), std::streamsize(buf.size()));
                   if (in.gcount() > 0 && !fan.write(buf.data(), size_t(in.gcount()))) break;
                 }
@@ -615,6 +639,11 @@ int List(CommandContext& ctx, Args& a) {
 void SwapOne(const Inventory& inv, const Args& a, bool activate, const std::string& stamp, const NodeDef& n, Target& tg) {
   tg.node = &n;
   tg.s = SettingsOf(inv, n);
+  if (a.stopped()) {
+    tg.status = "skipped";
+    tg.detail = "not started: labfleet was interrupted";
+    return;
+  }
   try {
     tg.t = Connect(inv, n, a.copts);
     if (activate && !a.force) {
@@ -677,6 +706,12 @@ void ActivateRebootOne(const Inventory& inv, const Args& a, const std::string& s
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(a.reboot_timeout);
   bool rebooted = false;
   while (std::chrono::steady_clock::now() < until) {
+    if (a.stopped()) {
+      tg.status = "failed";
+      tg.detail += "; rebooting, interrupted while waiting for it to come back: check it with `labfleet image list " +
+                   n.name + "` (roll back with `labfleet image rollback " + n.name + "` if it does not run " + a.name + ")";
+      return;
+    }
     std::this_thread::sleep_for(std::chrono::seconds(2));
     try {
       t = Connect(inv, n, a.copts);
@@ -744,11 +779,12 @@ int Swap(CommandContext& ctx, Args& a, bool activate) {
   bool stopped = false;
   for (size_t b = 0; b < sel->size(); b += k) {
     std::vector<const NodeDef*> batch(sel->begin() + long(b), sel->begin() + long(std::min(sel->size(), b + k)));
-    if (stopped) {
+    if (stopped || a.stopped()) {
       for (size_t j = 0; j < batch.size(); ++j) {
         targets[b + j].node = batch[j];
         targets[b + j].status = "skipped";
-        targets[b + j].detail = "not started: the rollout stopped after a failed node";
+        targets[b + j].detail = stopped ? "not started: the rollout stopped after a failed node"
+                                        : "not started: labfleet was interrupted";
       }
       continue;
     }
@@ -842,7 +878,7 @@ CommandRegistrar image_cmd("image", "root images: btrfs snapshots of a golden no
   pr->add_option("--keep", a->keep, "how many of the newest images to keep")->check(CLI::PositiveNumber)->capture_default_str();
   pr->add_flag("--dry-run", a->dry_run, "only say what would be deleted");
   AddConnectOptions(*pr, a->copts);
-  return [=](CommandContext& ctx) -> int {
+  auto Dispatch = [=](CommandContext& ctx) -> int {
     try {
       if (pr->parsed()) return Prune(ctx, *a);
       if (cap->parsed()) return Capture(ctx, *a);
@@ -857,6 +893,23 @@ CommandRegistrar image_cmd("image", "root images: btrfs snapshots of a golden no
       return kExitNodesFailed;
     }
     return kExitUsage;
+  };
+  return [=](CommandContext& ctx) -> int {
+    StopSignals signals;
+    a->stop = signals.flag();
+    // Transfers and reads stop on an interrupt; a root swap on a node never does (see Args::stop).
+    const bool swap = act->parsed() || rb->parsed();
+    if (!swap) a->copts.cancel = signals.flag();
+    int rc = Dispatch(ctx);
+    if (signals.stopped()) {
+      ctx.reporter.doc()["interrupted"] = signals.name();
+      ctx.reporter.error("interrupted by " + signals.name() + ": " +
+                         (swap ? "nodes not started are untouched; each started node finished its root swap (see above)"
+                               : "stopped; nodes that did not finish keep nothing of it (no half image, no partial "
+                                 "file); run the same command again to finish"));
+      return signals.exit_code();
+    }
+    return rc;
   };
 });
 

@@ -1,6 +1,5 @@
 // plan, apply, status and render: the commands that look at live nodes (render does not; it sits here
 // because it shares the node selection). See engine/planner.h and engine/executor.h for the contracts.
-#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -19,54 +18,11 @@
 #include "engine/node_vars.h"
 #include "engine/plan_report.h"
 #include "engine/planner.h"
+#include "engine/stop_signals.h"
 #include "engine/text.h"
 
 namespace labfleet {
 namespace {
-
-// SIGINT/SIGTERM while plan or apply run: the first one sets g_stop (no new node is started; the transports,
-// which poll it, stop the commands in flight on their nodes, so an apply script's traps release its lock); a
-// second one ends labfleet at once (the default action). The handler only touches lock-free atomics.
-std::atomic<bool> g_stop{false};
-std::atomic<int> g_stop_signal{0};
-static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<int>::is_always_lock_free);
-
-extern "C" void OnStopSignal(int sig) {
-  if (g_stop.exchange(true)) {
-    ::signal(sig, SIG_DFL);
-    ::raise(sig);
-    return;
-  }
-  g_stop_signal.store(sig);
-}
-
-// Installs the handlers for one command and restores the previous ones afterwards (RunCli runs in tests too).
-class StopSignals {
- public:
-  StopSignals() {
-    g_stop = false;
-    g_stop_signal = 0;
-    struct sigaction sa {};
-    sa.sa_handler = OnStopSignal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = 0;  // no SA_RESTART: a blocking read (the confirmation prompt) returns
-    sigaction(SIGINT, &sa, &old_int_);
-    sigaction(SIGTERM, &sa, &old_term_);
-  }
-  ~StopSignals() {
-    sigaction(SIGINT, &old_int_, nullptr);
-    sigaction(SIGTERM, &old_term_, nullptr);
-  }
-  StopSignals(const StopSignals&) = delete;
-  StopSignals& operator=(const StopSignals&) = delete;
-  bool stopped() const { return g_stop.load(); }
-  int exit_code() const { return 128 + (g_stop_signal.load() ? g_stop_signal.load() : SIGINT); }
-  std::string name() const { return g_stop_signal.load() == SIGTERM ? "SIGTERM" : "SIGINT"; }
-
- private:
-  struct sigaction old_int_ {};
-  struct sigaction old_term_ {};
-};
 
 // Loads and validates; prints findings; nullopt when there are errors.
 std::optional<Inventory> LoadChecked(CommandContext& ctx, const std::string& connect_map) {
@@ -181,8 +137,8 @@ CommandRegistrar plan_cmd("plan", "show what apply would change on each node (re
     if (!ok) return kExitUsage;
     StopSignals signals;
     ConnectOptions copts = args->copts;
-    copts.cancel = &g_stop;
-    auto runs = PlanAll(nodes, copts.parallel, RealFleetOps(*inv, copts, args->popts), &g_stop);
+    copts.cancel = signals.flag();
+    auto runs = PlanAll(nodes, copts.parallel, RealFleetOps(*inv, copts, args->popts), signals.flag());
     ReportPlan(ctx.reporter, runs);
     PlanTotals t = CountPlan(runs);
     if (signals.stopped()) {
@@ -234,9 +190,9 @@ CommandRegistrar apply_cmd("apply", "converge nodes to the inventory, then prove
       ctx.reporter.note("note: " + ctx.global.inventory + " is not in a git repository; nodes record no commit");
     StopSignals signals;
     ConnectOptions copts = args->copts;
-    copts.cancel = &g_stop;
+    copts.cancel = signals.flag();
     FleetOps ops = RealFleetOps(*inv, copts, args->popts);
-    auto runs = PlanAll(nodes, copts.parallel, ops, &g_stop);
+    auto runs = PlanAll(nodes, copts.parallel, ops, signals.flag());
     ReportPlan(ctx.reporter, runs);
     PlanTotals t = CountPlan(runs);
     if (signals.stopped()) {
@@ -273,7 +229,7 @@ CommandRegistrar apply_cmd("apply", "converge nodes to the inventory, then prove
       on_done = [&ctx](const NodeApplyResult& r, size_t done, size_t total) {
         ctx.reporter.note(ApplyProgressLine(r, done, total));
       };
-    ApplyOutcome outcome = ApplyAll(nodes, runs, copts.parallel, ops, opts, *drain, &g_stop, on_done);
+    ApplyOutcome outcome = ApplyAll(nodes, runs, copts.parallel, ops, opts, *drain, signals.flag(), on_done);
     ReportApply(ctx.reporter, outcome, opts);
     if (signals.stopped()) {
       const auto& mid = outcome.mid_apply;

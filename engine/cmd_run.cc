@@ -1,6 +1,5 @@
 // `labfleet run PLAYBOOK [NODES|GROUPS] [--yes | --ask] [--from STEP] [--resume]`: a playbook (playbooks/NAME.yaml, or a
 // path) step by step (engine/playbook_run.h). A dry run unless --yes (or --ask) is given.
-#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -17,42 +16,11 @@
 #include "engine/playbook.h"
 #include "engine/playbook_run.h"
 #include "engine/sha256.h"
+#include "engine/stop_signals.h"
 #include "engine/text.h"
 
 namespace labfleet {
 namespace {
-
-std::atomic<bool> g_run_stop{false};
-extern "C" void OnRunStop(int sig) {
-  if (g_run_stop.exchange(true)) {
-    ::signal(sig, SIG_DFL);
-    ::raise(sig);
-  }
-}
-
-// SIGINT/SIGTERM: the first stops the run before its next step or batch (commands in flight are stopped by
-// their transports); a second ends labfleet at once. Restores the previous handlers (RunCli runs in tests too).
-class RunSignals {
- public:
-  RunSignals() {
-    g_run_stop = false;
-    struct sigaction sa {};
-    sa.sa_handler = OnRunStop;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int_);
-    sigaction(SIGTERM, &sa, &old_term_);
-  }
-  ~RunSignals() {
-    sigaction(SIGINT, &old_int_, nullptr);
-    sigaction(SIGTERM, &old_term_, nullptr);
-  }
-  RunSignals(const RunSignals&) = delete;
-  RunSignals& operator=(const RunSignals&) = delete;
-
- private:
-  struct sigaction old_int_ {};
-  struct sigaction old_term_ {};
-};
 
 std::string RunIdNow() {
   auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
@@ -166,23 +134,23 @@ const CommandRegistrar kRun(
         ro.apply.who = std::string(user ? user : "root") + "@" + host;
         ro.apply.client_pid = getpid();
         ro.apply.break_lock = a->break_lock;
-        RunSignals signals;
+        StopSignals signals;
         ConnectOptions copts = a->copts;
         // A command step runs under its own `timeout` on the node: the connection must wait at least that long.
         for (const auto& st : pb.steps)
           if (st.kind == StepKind::Command && copts.command_timeout_s < st.command_timeout_s + 60)
             copts.command_timeout_s = int(st.command_timeout_s + 60);
-        copts.cancel = &g_run_stop;
+        copts.cancel = signals.flag();
         RunnerOps ops = RealRunnerOps(copts);
-        ops.confirm = [](const std::string& q) {
+        ops.confirm = [&signals](const std::string& q) {
           std::cerr << q << " [y/N] " << std::flush;
           std::string answer;
           std::getline(std::cin, answer);
-          return !g_run_stop.load() && (answer == "y" || answer == "yes");
+          return !signals.stopped() && (answer == "y" || answer == "yes");
         };
-        PlaybookRun r = RunPlaybook(pb, inv, nodes, ro, ops, &g_run_stop);
+        PlaybookRun r = RunPlaybook(pb, inv, nodes, ro, ops, signals.flag());
         ReportRun(ctx.reporter, pb, r, ro);
-        if (g_run_stop.load()) return 130;
+        if (signals.stopped()) return signals.exit_code();
         return r.ok ? kExitOk : kExitNodesFailed;
       };
     });

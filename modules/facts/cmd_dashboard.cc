@@ -2,8 +2,6 @@
 // interval, on the node's kept connection), keeps the latest in memory and serves the page, /api/facts and
 // /metrics (modules/facts/dashboard.h). One thread per node: a slow or dead node never delays the others, and a
 // node's next poll starts only after its previous one ended.
-#include <signal.h>
-
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -17,6 +15,7 @@
 #include "engine/connect_map.h"
 #include "engine/http_server.h"
 #include "engine/inventory.h"
+#include "engine/stop_signals.h"
 #include "engine/transport.h"
 #include "modules/facts/dashboard.h"
 #include "modules/facts/facts.h"
@@ -24,8 +23,6 @@
 namespace labfleet {
 namespace {
 
-std::atomic<bool> g_dash_stop{false};
-void OnDashSignal(int) { g_dash_stop.store(true); }
 
 long long Now() { return (long long)std::time(nullptr); }
 
@@ -94,7 +91,11 @@ const CommandRegistrar kDashboard(
         ConnectOptions copts = *opts;
         copts.command_timeout_s = std::min(opts->command_timeout_s, std::max(5, *interval * 2));
         copts.connect_timeout_s = std::min(opts->connect_timeout_s, std::max(3, *interval));
-        copts.cancel = &g_dash_stop;
+        // `stop` ends the pollers and cancels their commands: set by the first SIGINT/SIGTERM (through the watcher
+        // below), or when the server stops serving for any other reason.
+        StopSignals signals;
+        std::atomic<bool> stop{false};
+        copts.cancel = &stop;
 
         Board board;
         for (const NodeDef* n : nodes) {
@@ -121,12 +122,6 @@ const CommandRegistrar kDashboard(
         });
         int bound = server.bind(host, port);
 
-        g_dash_stop = false;
-        struct sigaction sa {}, old_int {}, old_term {};
-        sa.sa_handler = OnDashSignal;
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGINT, &sa, &old_int);
-        sigaction(SIGTERM, &sa, &old_term);
 
         std::vector<std::thread> pollers;
         for (size_t i = 0; i < nodes.size(); ++i)
@@ -134,7 +129,7 @@ const CommandRegistrar kDashboard(
             const NodeDef& node = *nodes[i];
             const BusySettings busy = BusySettingsOf(inv.settings(node));
             std::unique_ptr<Transport> t;
-            while (!g_dash_stop) {
+            while (!stop) {
               auto started = std::chrono::steady_clock::now();
               NodeFacts f;
               try {
@@ -162,11 +157,12 @@ const CommandRegistrar kDashboard(
               d.last_poll = Now();
               if (d.facts.reachable) d.last_ok = d.last_poll;
               d.poll_seconds = took;
-              board.wake.wait_until(lk, started + std::chrono::seconds(*interval), [] { return g_dash_stop.load(); });
+              board.wake.wait_until(lk, started + std::chrono::seconds(*interval), [&stop] { return stop.load(); });
             }
           });
         std::thread watcher([&] {
-          while (!g_dash_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+          while (!stop && !signals.stopped()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+          stop = true;
           board.wake.notify_all();
           server.stop();
         });
@@ -175,12 +171,10 @@ const CommandRegistrar kDashboard(
                  std::to_string(bound) + "/ (" + std::to_string(nodes.size()) + " nodes, every " +
                  std::to_string(*interval) + " s; /api/facts, /metrics; Ctrl-C stops)");
         server.serve();
-        g_dash_stop = true;
+        stop = true;
         watcher.join();
         board.wake.notify_all();
         for (auto& p : pollers) p.join();
-        sigaction(SIGINT, &old_int, nullptr);
-        sigaction(SIGTERM, &old_term, nullptr);
         return kExitOk;
       };
     });

@@ -1,17 +1,24 @@
 #include "tests/integration/cli_helpers.h"
 
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 
 #include "engine/cli.h"
 
 namespace fs = std::filesystem;
+extern char** environ;
 
 namespace labfleet::testing {
 
@@ -42,6 +49,60 @@ std::string ReadFile(const fs::path& p) {
   ss << in.rdbuf();
   return ss.str();
 }
+
+Child::Child(const Sandbox& sbx, const std::vector<std::string>& args, const fs::path& dir) {
+  out_file = (dir / "child.out").string();
+  err_file = (dir / "child.err").string();
+  std::vector<std::string> argv{LABFLEET_BINARY};
+  argv.insert(argv.end(), args.begin(), args.end());
+  argv.push_back("--known-hosts");
+  argv.push_back(sbx.known_hosts());
+  std::vector<char*> cargv;
+  for (auto& a : argv) cargv.push_back(a.data());
+  cargv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, out_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  posix_spawn_file_actions_addopen(&fa, 2, err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  // The test process may block or ignore signals (the sandbox wrapper's handlers): the child starts clean.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  int rc = posix_spawn(&pid, argv[0].c_str(), &fa, &attr, cargv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  REQUIRE(rc == 0);
+}
+
+Child::~Child() {
+  if (pid > 0) {
+    ::kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+  }
+}
+
+int Child::wait(std::chrono::seconds limit) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  int st = 0;
+  while (std::chrono::steady_clock::now() < until) {
+    pid_t w = waitpid(pid, &st, WNOHANG);
+    if (w == pid) {
+      pid = -1;
+      return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return -1;
+}
+
+bool Child::running() const { return pid > 0 && waitpid(pid, nullptr, WNOHANG) == 0; }
+std::string Child::output() const { return ReadFile(out_file) + ReadFile(err_file); }
 
 TempInventory::TempInventory(const Sandbox& sbx, const std::string& prefix) {
   std::string tmpl = "/var/tmp/" + prefix + "-XXXXXX";

@@ -8,6 +8,9 @@
 //   auto r = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty", "--format", "json"});
 //   CHECK(r.json()["result"]["failed"] == 0);
 #pragma once
+#include <sys/types.h>
+
+#include <chrono>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -33,6 +36,23 @@ CliResult Cli(const Sandbox& sbx, const std::string& inv, const std::vector<std:
 void WriteFile(const std::filesystem::path& p, const std::string& text);
 // The whole file ("" when it cannot be read).
 std::string ReadFile(const std::filesystem::path& p);
+
+// `labfleet ARGS... --known-hosts <the sandbox's known_hosts>` as a child process (the real binary, so signals
+// reach it as they would from a terminal), with default signal dispositions and an empty signal mask, stdin from
+// /dev/null, stdout and stderr into DIR/child.out and DIR/child.err. Killed (SIGKILL) on destruction if still
+// running.
+struct Child {
+  pid_t pid = -1;
+  std::string out_file, err_file;
+  Child(const Sandbox& sbx, const std::vector<std::string>& args, const std::filesystem::path& dir);
+  ~Child();
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+  // Waits for the exit (at most `limit`); returns the exit code, 128+signal, or -1 when it did not exit.
+  int wait(std::chrono::seconds limit);
+  bool running() const;
+  std::string output() const;  // stdout then stderr, as written so far
+};
 
 // A throwaway directory /var/tmp/PREFIX-XXXXXX (host side) with inventory/nodes.yaml of the sandbox's nodes;
 // removed with everything in it on destruction. Throws std::runtime_error when it cannot be made.

@@ -318,7 +318,7 @@ TEST_SUITE("integration-images") {
 }
 
 TEST_SUITE("integration-images") {
-  TEST_CASE("labfleet killed (SIGKILL) mid-ship: the target holds no half image, and a rerun completes it") {
+  TEST_CASE("labfleet interrupted (SIGINT) or killed (SIGKILL) mid-ship: the target holds no half image, and a rerun completes it") {
     Sandbox sbx({.nodes = 2, .btrfs_mb = 700});
     for (const auto& n : sbx.nodes()) MakeDiskLayout(sbx, n.name);
     MustExec(sbx, "node1", "head -c 250000000 /dev/urandom > /srv/root/usr/bin/bulk");
@@ -326,6 +326,26 @@ TEST_SUITE("integration-images") {
     inv.defaults("    images: { root: /srv/root, snapshot_dir: /srv/root/.labfleet-images }\n");
     const std::string d = "/srv/root/.labfleet-images";
     REQUIRE(Cli(sbx, inv.dir(), {"image", "capture", "node1", "--name", "v1"}).rc == 0);
+    auto receiving_on_node2 = [&] {
+      for (int i = 0; i < 300; ++i) {
+        if (sbx.exec("node2", "test -d " + d + "/.pending-v1 && test -d " + d + "/v1").exit_code == 0) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+      return false;
+    };
+    {
+      // SIGINT (Ctrl-C) mid-ship: labfleet stops the transfer, has node2 delete what it received, and says so
+      Child child(sbx, {"--inventory", inv.dir(), "image", "ship", "v1", "--from", "node1", "--to", "node2"}, inv.root);
+      REQUIRE_MESSAGE(receiving_on_node2(), child.output());
+      ::kill(child.pid, SIGINT);
+      int rc = child.wait(std::chrono::seconds(60));
+      INFO(child.output());
+      CHECK(rc == 130);
+      CHECK(child.output().find("interrupted by SIGINT: stopped; nodes that did not finish keep nothing") != std::string::npos);
+      CHECK(child.output().find("node2: failed (") != std::string::npos);
+      CHECK(MustExec(sbx, "node2", "ls -A " + d) == "");  // no half snapshot, no pending marker
+      CHECK(MustExec(sbx, "node2", "btrfs subvolume list -o /srv/root | wc -l") == "1\n");  // only the snapshot dir
+    }
     // the ship as a child process, killed once node2 is receiving
     std::vector<std::string> argv{LABFLEET_BINARY, "--inventory", inv.dir(), "image", "ship", "v1", "--from", "node1",
                                   "--to", "node2", "--known-hosts", sbx.known_hosts()};

@@ -62,63 +62,6 @@ bool LockHeld(const Sandbox& sbx, const std::string& node) {
   return sbx.exec(node, "test -e /run/labfleet.lock").exit_code == 0;
 }
 
-// `labfleet ARGS... --known-hosts <sandbox's>` as a child process, stdout and stderr into files of `dir`.
-struct Child {
-  pid_t pid = -1;
-  std::string out_file, err_file;
-  Child(const Sandbox& sbx, const std::vector<std::string>& args, const fs::path& dir) {
-    out_file = (dir / "child.out").string();
-    err_file = (dir / "child.err").string();
-    std::vector<std::string> argv{LABFLEET_BINARY};
-    argv.insert(argv.end(), args.begin(), args.end());
-    argv.push_back("--known-hosts");
-    argv.push_back(sbx.known_hosts());
-    std::vector<char*> cargv;
-    for (auto& a : argv) cargv.push_back(a.data());
-    cargv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, out_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    posix_spawn_file_actions_addopen(&fa, 2, err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    // The test process may block or ignore signals (the sandbox wrapper's handlers): the child starts clean.
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    int rc = posix_spawn(&pid, argv[0].c_str(), &fa, &attr, cargv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
-    REQUIRE(rc == 0);
-  }
-  ~Child() {
-    if (pid > 0) {
-      ::kill(pid, SIGKILL);
-      waitpid(pid, nullptr, 0);
-    }
-  }
-  // Waits for the exit (at most `limit`); returns the exit code, 128+signal, or -1 when it did not exit.
-  int wait(std::chrono::seconds limit) {
-    const auto until = Clock::now() + limit;
-    int st = 0;
-    while (Clock::now() < until) {
-      pid_t w = waitpid(pid, &st, WNOHANG);
-      if (w == pid) {
-        pid = -1;
-        return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return -1;
-  }
-  bool running() const { return pid > 0 && waitpid(pid, nullptr, WNOHANG) == 0; }
-  std::string output() const { return ReadFile(out_file) + ReadFile(err_file); }
-};
-
 // Waits until `cmd` succeeds inside the node, at most `limit`.
 bool WaitInNode(const Sandbox& sbx, const std::string& node, const std::string& cmd, std::chrono::seconds limit) {
   const auto until = Clock::now() + limit;
