@@ -5,10 +5,7 @@
 // machine. Checked with btrfs itself (`btrfs subvolume show/list/get-default`), never with labfleet's parsers.
 #include <doctest/doctest.h>
 
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -25,7 +22,6 @@
 using namespace labfleet;
 using namespace labfleet::testing;
 namespace fs = std::filesystem;
-extern char** environ;
 
 namespace {
 
@@ -346,30 +342,13 @@ TEST_SUITE("integration-images") {
       CHECK(MustExec(sbx, "node2", "ls -A " + d) == "");  // no half snapshot, no pending marker
       CHECK(MustExec(sbx, "node2", "btrfs subvolume list -o /srv/root | wc -l") == "1\n");  // only the snapshot dir
     }
-    // the ship as a child process, killed once node2 is receiving
-    std::vector<std::string> argv{LABFLEET_BINARY, "--inventory", inv.dir(), "image", "ship", "v1", "--from", "node1",
-                                  "--to", "node2", "--known-hosts", sbx.known_hosts()};
-    std::vector<char*> cargv;
-    for (auto& a : argv) cargv.push_back(a.data());
-    cargv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-    pid_t pid = -1;
-    REQUIRE(posix_spawn(&pid, argv[0].c_str(), &fa, nullptr, cargv.data(), environ) == 0);
-    posix_spawn_file_actions_destroy(&fa);
-    bool receiving = false;
-    for (int i = 0; i < 300 && !receiving; ++i) {
-      receiving = sbx.exec("node2", "test -d " + d + "/.pending-v1 && test -d " + d + "/v1").exit_code == 0;
-      if (!receiving) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    {
+      // the ship as a child process, killed (SIGKILL: no cleanup possible) once node2 is receiving
+      Child child(sbx, {"--inventory", inv.dir(), "image", "ship", "v1", "--from", "node1", "--to", "node2"}, inv.root);
+      REQUIRE_MESSAGE(receiving_on_node2(), child.output());
+      ::kill(child.pid, SIGKILL);
+      REQUIRE(child.wait(std::chrono::seconds(60)) == 128 + SIGKILL);  // killed mid-transfer, not finished
     }
-    ::kill(pid, SIGKILL);
-    int st = 0;
-    waitpid(pid, &st, 0);
-    REQUIRE(receiving);
-    REQUIRE(WIFSIGNALED(st));  // killed mid-transfer, not finished
     // whatever the node-side pipeline leaves, the image is not held (no complete v1 without its marker)
     std::this_thread::sleep_for(std::chrono::seconds(1));
     auto ls = Cli(sbx, inv.dir(), {"image", "list", "node2", "--format", "json"});
