@@ -1,6 +1,11 @@
 // `labfleet run PLAYBOOK [NODES|GROUPS] [--yes | --ask] [--from STEP] [--resume]`: a playbook (playbooks/NAME.yaml, or a
 // path) step by step (engine/playbook_run.h). A dry run unless --yes (or --ask) is given.
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <atomic>
 #include <chrono>
@@ -22,6 +27,22 @@
 namespace labfleet {
 namespace {
 
+// Writes `text` to the admin's `path` (mode 0600: it lists people and their logins): "" or why not.
+std::string WriteCsv(const std::string& path, const std::string& text) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return std::strerror(errno);
+  bool ok = ::fchmod(fd, 0600) == 0;
+  for (size_t done = 0; ok && done < text.size();) {
+    ssize_t w = ::write(fd, text.data() + done, text.size() - done);
+    if (w < 0 && errno == EINTR) continue;
+    ok = w > 0;
+    if (ok) done += size_t(w);
+  }
+  std::string why = ok ? "" : std::strerror(errno);
+  if (::close(fd) != 0 && why.empty()) why = std::strerror(errno);
+  return why;
+}
+
 std::string RunIdNow() {
   auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
   char buf[32];
@@ -32,7 +53,7 @@ std::string RunIdNow() {
 const CommandRegistrar kRun(
     "run", "run a playbook (playbooks/NAME.yaml or a path): a dry run unless --yes", [](CLI::App& sub) -> CommandRun {
       struct Args {
-        std::string playbook, from, connect_map;
+        std::string playbook, from, connect_map, csv;
         std::vector<std::string> names;
         bool yes = false, ask = false, dry_run = false, resume = false, allow_dirty = false, break_lock = false;
         int drain = 0, within = 0;
@@ -54,6 +75,9 @@ const CommandRegistrar kRun(
       sub.add_flag("--resume", a->resume,
                    "skip on each node the steps its progress record (an earlier, unfinished run of this playbook) lists");
       sub.add_option("--from", a->from, "start at this step (name or number); earlier steps are skipped");
+      sub.add_option("--csv", a->csv,
+                     "write the accounts that `accounts: report` steps listed (node, user, expires, home, size, last "
+                     "login) to FILE as CSV (mode 0600)");
       sub.add_flag("--allow-dirty", a->allow_dirty, "run even with uncommitted inventory changes");
       sub.add_flag("--break-lock", a->break_lock, "replace a node lock left by a dead or stuck run");
       AddConnectOptions(sub, a->copts);
@@ -150,6 +174,16 @@ const CommandRegistrar kRun(
         };
         PlaybookRun r = RunPlaybook(pb, inv, nodes, ro, ops, signals.flag());
         ReportRun(ctx.reporter, pb, r, ro);
+        if (!a->csv.empty()) {
+          std::vector<AccountReportRow> rows;
+          for (const auto& s : r.steps)
+            for (const auto& n : s.nodes) rows.insert(rows.end(), n.rows.begin(), n.rows.end());
+          if (std::string why = WriteCsv(a->csv, AccountReportCsv(rows)); !why.empty()) {
+            ctx.reporter.error("--csv " + a->csv + ": " + why);
+            return kExitErrors;
+          }
+          ctx.reporter.note("wrote " + Counted(rows.size(), "account row", "account rows") + " to " + a->csv);
+        }
         if (signals.stopped()) return signals.exit_code();
         return r.ok ? kExitOk : kExitNodesFailed;
       };

@@ -34,6 +34,7 @@ const char* AccountActionName(AccountAction a) {
     case AccountAction::Remove: return "remove";
     case AccountAction::Archive: return "archive";
     case AccountAction::EndSessions: return "end_sessions";
+    case AccountAction::Report: return "report";
   }
   return "?";
 }
@@ -179,11 +180,12 @@ PlaybookStep ParseStep(const Value& v, size_t index, Findings& f, bool& ok) {
       break;
     }
     case StepKind::Accounts: {
-      if (auto a = r.one_of("accounts", {"lock", "remove", "archive", "end_sessions"}))
-        st.action = *a == "lock"     ? AccountAction::Lock
-                    : *a == "remove" ? AccountAction::Remove
-                    : *a == "archive" ? AccountAction::Archive
-                                      : AccountAction::EndSessions;
+      if (auto a = r.one_of("accounts", {"lock", "remove", "archive", "end_sessions", "report"}))
+        st.action = *a == "lock"          ? AccountAction::Lock
+                    : *a == "remove"      ? AccountAction::Remove
+                    : *a == "archive"     ? AccountAction::Archive
+                    : *a == "report"      ? AccountAction::Report
+                                          : AccountAction::EndSessions;
       const Value* u = r.get("users");
       if (!u)
         r.require("users", "`expired` or a list of account names");
@@ -317,7 +319,8 @@ Inventory AccountsInventory(const PlaybookStep& step, const Inventory& inv, long
     std::erase_if(out.users, [&](const UserDef& u) { return chosen.count(u.name) > 0; });
     return out;
   }
-  if (step.action == AccountAction::EndSessions) return out;  // no inventory change: the runner kills processes
+  // No inventory change: the runner kills processes (end_sessions) or only reads (report).
+  if (step.action == AccountAction::EndSessions || step.action == AccountAction::Report) return out;
   for (auto& u : out.users) {
     if (!chosen.count(u.name)) continue;
     u.remove = true;
@@ -328,6 +331,7 @@ Inventory AccountsInventory(const PlaybookStep& step, const Inventory& inv, long
 
 std::string AccountsRefusal(const PlaybookStep& step, const Inventory& inv, const std::vector<const NodeDef*>& nodes,
                             long long today) {
+  if (step.action == AccountAction::Report) return "";  // it only reads
   for (const UserDef* u : SelectAccounts(step, inv, today)) {
     if (u->name == "root") return "the account root is never locked or removed by a playbook";
     for (const NodeDef* n : nodes)

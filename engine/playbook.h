@@ -31,10 +31,12 @@ namespace labfleet {
 enum class StepKind { Apply, Accounts, WaitIdle, Command, Confirm, Snapshot };
 const char* StepKindName(StepKind k);  // "apply", "accounts", "wait_idle", "command", "confirm", "snapshot"
 
+// Report: read-only; per node, each selected account's home, its size (du -sxk, bounded in time) and last login
+// (lastlog), listed under the step and written as CSV by `labfleet run --csv FILE`. Runs in dry runs too.
 // EndSessions: kill every process of the selected accounts on each node (pkill -KILL -u UID, only for uid >= 1000
 // and never root or the ssh login user), so that archive is not refused for a forgotten tmux session.
-enum class AccountAction { Lock, Remove, Archive, EndSessions };
-const char* AccountActionName(AccountAction a);  // "lock", "remove", "archive", "end_sessions"
+enum class AccountAction { Lock, Remove, Archive, EndSessions, Report };
+const char* AccountActionName(AccountAction a);  // "lock", "remove", "archive", "end_sessions", "report"
 
 enum class OnBusy { Skip, Wait, Fail };
 

@@ -12,6 +12,7 @@
 #include "engine/connect.h"
 #include "engine/plan_report.h"
 #include "engine/shell.h"
+#include "engine/syntax.h"
 #include "engine/text.h"
 
 namespace labfleet {
@@ -181,8 +182,10 @@ class Runner {
       case StepKind::Accounts: {
         auto chosen = SelectAccounts(st, inv_, o_.today_days);
         std::vector<std::string> names, listed;
+        std::map<std::string, std::string> expires;
         for (const UserDef* u : chosen) {
           names.push_back(u->name);
+          expires[u->name] = u->expires;
           listed.push_back(u->name + (u->expires.empty() ? "" : " (expires " + u->expires + ")"));
         }
         sr.notes.push_back(std::string(AccountActionName(st.action)) + " " +
@@ -191,6 +194,14 @@ class Runner {
           sr.status = o_.execute ? "done" : "dry-run";
           sr.notes.push_back("nothing to do because no account is selected");
           return true;
+        }
+        if (st.action == AccountAction::Report) {
+          PlaybookStep whole = st;
+          whole.batch = 0;
+          whole.health.clear();
+          return batched(whole, sr, [&](const NodeDef&, Transport& t, StepNodeResult& nr) {
+            return report_accounts(names, expires, t, nr);
+          });
         }
         // The changed inventory is checked like any inventory before a node is touched.
         Inventory changed = AccountsInventory(st, inv_, o_.today_days);
@@ -289,7 +300,7 @@ class Runner {
     }
     bool ok = true;
     for (size_t i = 0; i < nodes.size(); ++i) {
-      StepNodeResult nr{nodes[i]->name, reasons[i].empty() ? "idle" : "busy", reasons[i], {}};
+      StepNodeResult nr{nodes[i]->name, reasons[i].empty() ? "idle" : "busy", reasons[i], {}, {}};
       if (!reasons[i].empty()) {
         if (on_busy == OnBusy::Fail) {
           ok = false;
@@ -618,6 +629,51 @@ class Runner {
     return true;
   }
 
+  // Reads, for each selected account that exists on the node with uid >= 1000: its home, the home's size
+  // (`du -sxk`: one filesystem, symlinks not followed, at most 60 s per home) and its last login (`lastlog`).
+  // Read-only (no lock), so it runs in dry runs too.
+  bool report_accounts(const std::vector<std::string>& names, const std::map<std::string, std::string>& expires,
+                       Transport& t, StepNodeResult& nr) {
+    Script sc;
+    sc.raw("export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for (const auto& u : names) {
+      sc.raw("lf_pw=$(" + Cmd("getent").arg("passwd").arg(u).str() + " | head -n 1)");
+      sc.raw("lf_uid=$(printf '%s\\n' \"$lf_pw\" | cut -d: -f3); lf_home=$(printf '%s\\n' \"$lf_pw\" | cut -d: -f6)");
+      sc.raw("case $lf_uid in ''|*[!0-9]*) lf_uid=;; esac");
+      sc.raw("if [ -n \"$lf_uid\" ] && [ \"$lf_uid\" -ge 1000 ]; then lf_kib=");
+      sc.raw("  if [ -d \"$lf_home\" ] && [ ! -L \"$lf_home\" ]; then "
+             "lf_kib=$(timeout 60 du -sxk -- \"$lf_home\" 2>/dev/null | cut -f1); fi");
+      sc.raw("  lf_last=$(" + Cmd("lastlog").arg("-u").arg(u).str() + " 2>/dev/null | sed -n 2p | head -c 300)");
+      sc.raw("  " + Cmd("printf").arg("%s\t%s\t%s\t%s\n").arg(u).str() + " \"$lf_home\" \"$lf_kib\" \"$lf_last\"");
+      sc.raw("fi");
+    }
+    RunResult r;
+    try {
+      r = t.run_script(sc.str());
+    } catch (const std::exception& e) {
+      nr.status = "failed";
+      nr.detail = e.what();
+      return false;
+    }
+    if (!r.ok()) {
+      nr.status = "failed";
+      nr.detail = "exit " + std::to_string(r.exit_code) + (Tail(r).empty() ? "" : ": " + Tail(r));
+      return false;
+    }
+    nr.rows = ParseAccountReport(r.out, names);
+    for (auto& row : nr.rows) {
+      row.node = nr.node;
+      auto e = expires.find(row.user);
+      if (e != expires.end()) row.expires = e->second;
+      nr.changes.push_back("= " + row.user + ": home " + (row.home.empty() ? "?" : row.home) + ", " +
+                           (row.home_kib < 0 ? "size unknown" : ByteCount(uint64_t(row.home_kib) * 1024)) +
+                           ", last login " + row.last_login);
+    }
+    nr.status = "listed";
+    nr.detail = Counted(nr.rows.size(), "account", "accounts") + " on this node";
+    return true;
+  }
+
   static std::vector<std::string> SplitChar(const std::string& s, char c) {
     std::vector<std::string> out;
     size_t start = 0;
@@ -646,12 +702,14 @@ class Runner {
       if (!ok || Stopped(stop_)) {
         for (const NodeDef* n : batch)
           sr.nodes.push_back({n->name, "not-started",
-                              Stopped(stop_) ? "interrupted before its batch" : "an earlier batch failed", {}});
+                              Stopped(stop_) ? "interrupted before its batch" : "an earlier batch failed", {}, {}});
         continue;
       }
       std::vector<StepNodeResult> rs(batch.size());
       std::vector<char> good(batch.size(), 0);
-      const bool recordable = st.kind == StepKind::Apply || st.kind == StepKind::Accounts ||
+      // Steps that change nodes are recorded for --resume; a report (read-only) runs again.
+      const bool recordable = st.kind == StepKind::Apply ||
+                              (st.kind == StepKind::Accounts && st.action != AccountAction::Report) ||
                               st.kind == StepKind::Command || st.kind == StepKind::Snapshot;
       ForEachNode(batch, o_.parallel, [&](size_t i, const NodeDef& n) {
         rs[i].node = n.name;
@@ -729,6 +787,71 @@ PlaybookRun RunPlaybook(const Playbook& pb, const Inventory& inv, const std::vec
   return Runner(pb, inv, nodes, opts, ops, stop).run();
 }
 
+namespace {
+// Printable text of at most `max` bytes: control characters dropped, runs of blanks collapsed, trimmed.
+std::string Printable(std::string_view s, size_t max) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7f) c = ' ';
+    if (c == ' ' && (out.empty() || out.back() == ' ')) continue;
+    out.push_back(char(c));
+  }
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  if (out.size() > max) out.resize(max);
+  return out;
+}
+}  // namespace
+
+std::vector<AccountReportRow> ParseAccountReport(const std::string& out, const std::vector<std::string>& names) {
+  std::vector<AccountReportRow> rows;
+  std::set<std::string> seen;
+  for (const auto& line : SplitLines(out)) {
+    std::vector<std::string> f;
+    size_t start = 0;
+    for (int k = 0; k < 3; ++k) {  // the last login line takes the rest, tabs and all
+      size_t tab = line.find('\t', start);
+      if (tab == std::string::npos) break;
+      f.push_back(line.substr(start, tab - start));
+      start = tab + 1;
+    }
+    if (f.size() != 3) continue;
+    f.push_back(line.substr(start));
+    if (std::find(names.begin(), names.end(), f[0]) == names.end() || !seen.insert(f[0]).second) continue;
+    AccountReportRow row;
+    row.user = f[0];
+    PathResult home = NormalizeAbsolutePath(f[1]);
+    if (!home.error && f[1].size() <= 4096) row.home = home.path;
+    if (!f[2].empty() && f[2].size() <= 15 && f[2].find_first_not_of("0123456789") == std::string::npos)
+      row.home_kib = std::stoll(f[2]);
+    // lastlog: "NAME  PORT  FROM  LATEST" or "NAME  **Never logged in**"; the name column is dropped.
+    std::string last = Printable(f[3], 300);
+    if (last.find("**Never logged in**") != std::string::npos)
+      row.last_login = "never";
+    else if (size_t sp = last.find(' '); sp != std::string::npos && last.substr(0, sp) == row.user)
+      row.last_login = Printable(last.substr(sp + 1), 120);
+    else
+      row.last_login = "unknown";
+    if (row.last_login.empty()) row.last_login = "unknown";
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+std::string AccountReportCsv(const std::vector<AccountReportRow>& rows) {
+  auto field = [](const std::string& v) {
+    std::string s = v;
+    if (!s.empty() && (s[0] == '=' || s[0] == '+' || s[0] == '-' || s[0] == '@')) s = "'" + s;
+    std::string q = "\"";
+    for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+    return q + "\"";
+  };
+  std::string out = "node,user,expires,home,home_kib,last_login\r\n";
+  for (const auto& r : rows)
+    out += field(r.node) + "," + field(r.user) + "," + field(r.expires) + "," + field(r.home) + "," +
+           field(r.home_kib < 0 ? "" : std::to_string(r.home_kib)) + "," + field(r.last_login) + "\r\n";
+  return out;
+}
+
 void ReportRun(Reporter& rep, const Playbook& pb, const PlaybookRun& r, const RunnerOptions& opts) {
   nlohmann::json steps = nlohmann::json::array();
   rep.line(std::string(opts.execute ? "Running" : "Dry run of") + " playbook " + pb.name + " (" +
@@ -749,9 +872,20 @@ void ReportRun(Reporter& rep, const Playbook& pb, const PlaybookRun& r, const Ru
                                                                             : LineStyle::Plain;
       rep.line("  " + n.node + ": " + n.status + (n.detail.empty() ? "" : " — " + n.detail), style);
       for (const auto& c : n.changes)
-        rep.line("    " + c, c.starts_with("+") ? LineStyle::Add : c.starts_with("-") ? LineStyle::Remove
-                                                  : c.starts_with("~") ? LineStyle::Modify : LineStyle::Warn);
-      nodes.push_back({{"node", n.node}, {"status", n.status}, {"detail", n.detail}, {"changes", n.changes}});
+        rep.line("    " + c, c.starts_with("+")   ? LineStyle::Add
+                               : c.starts_with("-") ? LineStyle::Remove
+                               : c.starts_with("~") ? LineStyle::Modify
+                               : c.starts_with("=") ? LineStyle::Plain
+                                                    : LineStyle::Warn);
+      nlohmann::json jn = {{"node", n.node}, {"status", n.status}, {"detail", n.detail}, {"changes", n.changes}};
+      if (!n.rows.empty()) {
+        jn["accounts"] = nlohmann::json::array();
+        for (const auto& row : n.rows)
+          jn["accounts"].push_back({{"user", row.user}, {"expires", row.expires}, {"home", row.home},
+                                    {"home_kib", row.home_kib < 0 ? nlohmann::json(nullptr) : nlohmann::json(row.home_kib)},
+                                    {"last_login", row.last_login}});
+      }
+      nodes.push_back(jn);
     }
     steps.push_back({{"number", i + 1}, {"name", s.name}, {"kind", s.kind}, {"status", s.status}, {"notes", s.notes},
                      {"nodes", nodes}});

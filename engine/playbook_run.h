@@ -68,12 +68,29 @@ struct RunnerOptions {
   long long drain_s = 0;     // --drain: wait_idle steps with on_busy: skip wait up to this long first (0 = no)
 };
 
+// One account on one node, from an `accounts: report` step. Everything but `user` and `expires` came from the node
+// (untrusted): sanitised by ParseAccountReport.
+struct AccountReportRow {
+  std::string node, user, expires;
+  std::string home;         // "" when the node's passwd entry gave no usable path
+  long long home_kib = -1;  // -1: unknown (no such directory, unreadable, du timed out)
+  std::string last_login;   // "never", "unknown", or lastlog's port/from/time with blanks collapsed
+};
+
+// Pure: the node's "NAME<TAB>HOME<TAB>KIB<TAB>LASTLOG-LINE" lines into rows for the accounts in `names` (lines for
+// other names, or malformed, are skipped; control characters dropped; fields bounded).
+std::vector<AccountReportRow> ParseAccountReport(const std::string& out, const std::vector<std::string>& names);
+// RFC 4180 CSV with a header (node,user,expires,home,home_kib,last_login); every field quoted, and a field that a
+// spreadsheet would run as a formula (= + - @ at its start) gets a leading apostrophe.
+std::string AccountReportCsv(const std::vector<AccountReportRow>& rows);
+
 struct StepNodeResult {
   std::string node;
   std::string status;  // planned, changed, unchanged, failed, unreachable, skipped, busy, idle, would-run,
                        // not-started, done-earlier (--resume)
   std::string detail;  // what happened, one line
   std::vector<std::string> changes;  // change lines ("+ user ...") of a plan or an apply
+  std::vector<AccountReportRow> rows;  // accounts: report
 };
 
 struct StepResult {

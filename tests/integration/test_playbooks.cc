@@ -11,6 +11,7 @@
 //   - `labfleet validate` checks playbooks/ next to the inventory with file:line:col.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -79,20 +80,41 @@ TEST_SUITE("integration-playbooks") {
     REQUIRE(dry.rc == 0);
     auto d = dry.json();
     CHECK(d["playbook"]["dry_run"] == true);
-    CHECK(d["steps"][0]["notes"][0] == "lock 2 accounts: olda (expires 2024-01-31), oldb (expires 2024-06-30)");
+    CHECK(d["steps"][1]["notes"][0] == "lock 2 accounts: olda (expires 2024-01-31), oldb (expires 2024-06-30)");
     CHECK(StepStatuses(d, "lock expired accounts") == "node1=planned node2=planned node3=planned");
     CHECK(StepStatuses(d, "end the sessions of expired accounts") == "node1=unchanged node2=planned node3=unchanged");
-    CHECK(d["steps"][2]["nodes"][1]["detail"] == "would end the processes of olda (1)");
-    CHECK(Has(d["steps"][3]["nodes"][0]["changes"].dump(), "user olda (deleted: remove: archive; home /home/olda archived to"));
+    CHECK(d["steps"][3]["nodes"][1]["detail"] == "would end the processes of olda (1)");
+    CHECK(Has(d["steps"][4]["nodes"][0]["changes"].dump(), "user olda (deleted: remove: archive; home /home/olda archived to"));
     CHECK(sbx.exec("node2", "pgrep -u 2301 >/dev/null").exit_code == 0);
     // A week ahead: the dry run as of 7 days later also lists soon; a run cannot pretend it is later.
     auto ahead = Cli(sbx, inv.dir(), {"run", "semester-end", "--within", "7", "--format", "json"});
     INFO(ahead.out << ahead.err);
     CHECK(ahead.rc == 0);
-    CHECK(ahead.json()["steps"][0]["notes"][0] ==
+    CHECK(ahead.json()["steps"][1]["notes"][0] ==
           "lock 3 accounts: olda (expires 2024-01-31), oldb (expires 2024-06-30), soon (expires " +
               labfleet::DateOfDays(labfleet::TodayDays() + 3) + ")");
     CHECK(ahead.json()["playbook"]["as_of"] == labfleet::DateOfDays(labfleet::TodayDays() + 7));
+    // ... with each home's size and last login per node, as CSV too (checked against du and lastlog in the node)
+    Exec(sbx, "node2", "lastlog -S -u olda");
+    const std::string csv = (inv.root / "expiring.csv").string();
+    auto listed = Cli(sbx, inv.dir(), {"run", "semester-end", "--within", "7", "--csv", csv});
+    INFO(listed.out << listed.err);
+    CHECK(listed.rc == 0);
+    CHECK(Has(listed.out, "step 1/5 list expired accounts (accounts): dry-run"));
+    CHECK(Has(listed.out, "  node1: listed — 3 accounts on this node\n    = olda: home /home/olda, "));
+    const std::string text = labfleet::testing::ReadFile(csv);
+    CHECK(std::filesystem::status(csv).permissions() ==
+          (std::filesystem::perms::owner_read | std::filesystem::perms::owner_write));
+    CHECK(text.rfind("node,user,expires,home,home_kib,last_login\r\n", 0) == 0);
+    CHECK(std::count(text.begin(), text.end(), '\n') == 10);  // header + 3 accounts x 3 nodes
+    for (const std::string n : {"node1", "node2", "node3"}) {
+      CAPTURE(n);
+      const std::string kib = Exec(sbx, n, "du -sxk /home/olda | cut -f1 | tr -d '\\n'");
+      CHECK(Has(text, "\"" + n + "\",\"olda\",\"2024-01-31\",\"/home/olda\",\"" + kib + "\",\"" +
+                          (n == "node2" ? "" : "never\"")));
+    }
+    const std::string year = labfleet::DateOfDays(labfleet::TodayDays()).substr(0, 4);
+    CHECK(std::regex_search(text, std::regex("\"node2\",\"olda\",[^\n]*,\"[^\"]*[A-Z][a-z]{2} [A-Z][a-z]{2} [0-9]+ [0-9:]{8} [+-][0-9]{4} " + year + "\"\r\n")));
     CHECK(Cli(sbx, inv.dir(), {"run", "semester-end", "--within", "7", "--yes"}).rc == 3);
     CHECK(Exec(sbx, "node1", "getent passwd olda | cut -d: -f3") == "2301\n");
     CHECK(sbx.exec("node1", "ls -A /var/backups/homes 2>/dev/null | grep -q .").exit_code != 0);
@@ -103,6 +125,7 @@ TEST_SUITE("integration-playbooks") {
     CHECK(run.rc == 0);
     auto r = run.json();
     CHECK(r["result"]["ok"] == true);
+    CHECK(StepStatuses(r, "list expired accounts") == "node1=listed node2=listed node3=listed");
     CHECK(StepStatuses(r, "lock expired accounts") == "node1=changed node2=changed node3=changed");
     CHECK(StepStatuses(r, "end the sessions of expired accounts") == "node1=unchanged node2=changed node3=unchanged");
     CHECK(StepStatuses(r, "archive homes and delete accounts") == "node1=changed node2=changed node3=changed");

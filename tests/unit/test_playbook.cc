@@ -717,3 +717,59 @@ steps:
     }
   }
 }
+
+TEST_SUITE("playbook") {
+  TEST_CASE("accounts: report: the node's lines parsed as untrusted (real lastlog output), and written as safe CSV") {
+    // tests/fixtures/playbooks/account_report.txt: what the report script prints, with lastlog's real lines
+    // (one set with `lastlog -S`, others never logged in), a garbage line, a relative home, an oversized size,
+    // a duplicate and a user who is not selected (with terminal escapes in its line).
+    auto rows = ParseAccountReport(Fixture("playbooks/account_report.txt"), {"olda", "oldb", "soon"});
+    REQUIRE(rows.size() == 3);
+    CHECK(rows[0].user == "olda");
+    CHECK(rows[0].home == "/home/olda");
+    CHECK(rows[0].home_kib == 1208);  // the first line for a user counts; the duplicate is ignored
+    CHECK(rows[0].last_login == "lastlog localhost Sat Dec 5 21:45:46 +0000 2026");
+    CHECK(rows[1].user == "oldb");
+    CHECK(rows[1].home_kib == -1);  // du gave nothing: unknown, not 0
+    CHECK(rows[1].last_login == "never");
+    CHECK(rows[2].user == "soon");
+    CHECK(rows[2].home == "");  // not an absolute path: not shown as one
+    CHECK(rows[2].home_kib == -1);
+    CHECK(rows[2].last_login == "unknown");
+    auto evil = ParseAccountReport(Fixture("playbooks/account_report.txt"), {"evil"});
+    REQUIRE(evil.size() == 1);
+    CHECK(evil[0].last_login.find('\033') == std::string::npos);
+    CHECK(evil[0].last_login.find('\007') == std::string::npos);
+
+    rows[0].node = "node1";
+    rows[0].expires = "2024-01-31";
+    AccountReportRow formula;
+    formula.node = "node2";
+    formula.user = "x";
+    formula.home = "/home/x";
+    formula.last_login = "=HYPERLINK(\"http://evil\")";
+    CHECK(AccountReportCsv({rows[0], formula}) ==
+          "node,user,expires,home,home_kib,last_login\r\n"
+          "\"node1\",\"olda\",\"2024-01-31\",\"/home/olda\",\"1208\",\"lastlog localhost Sat Dec 5 21:45:46 +0000 2026\"\r\n"
+          "\"node2\",\"x\",\"\",\"/home/x\",\"\",\"'=HYPERLINK(\"\"http://evil\"\")\"\r\n");
+  }
+
+  TEST_CASE("accounts: report parses and validates; it never counts as locking out the login user") {
+    Findings f;
+    Playbook pb = ParsePlaybook("steps:\n  - { name: list, accounts: report, users: expired }\n", "pb.yaml", f);
+    CHECK_FALSE(f.has_errors());
+    REQUIRE(pb.steps.size() == 1);
+    CHECK(pb.steps[0].action == AccountAction::Report);
+    CHECK(std::string(AccountActionName(pb.steps[0].action)) == "report");
+    // Reading root's home size is harmless; locking root is refused.
+    Inventory inv = LoadUnvalidated("lab: { name: t }\nnodes:\n  n1: { address: 10.0.0.1 }\nusers:\n  root: { uid: 0 }\n");
+    PlaybookStep st;
+    st.kind = StepKind::Accounts;
+    st.users = {"root"};
+    std::vector<const NodeDef*> nodes{&inv.nodes[0]};
+    st.action = AccountAction::Report;
+    CHECK(AccountsRefusal(st, inv, nodes, TodayDays()) == "");
+    st.action = AccountAction::Lock;
+    CHECK(AccountsRefusal(st, inv, nodes, TodayDays()) != "");
+  }
+}
