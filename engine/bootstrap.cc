@@ -6,6 +6,8 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -287,7 +289,8 @@ std::optional<std::string> InsertHostKey(const std::string& text, int line, cons
     lines.insert(lines.begin() + line, std::string(child, ' ') + entry);
   } else {
     value = value.substr(vb);
-    if (value.front() != '{' || value.back() != '}')
+    if (value.front() == '{' && value.back() != '}') return refuse("the node's flow map spans several lines");
+    if (value.front() != '{')
       return refuse("the node's map is neither a block map nor a one-line flow map { ... }");
     // Braces must balance (outside quotes) so that the last '}' closes the node's own map.
     int depth = 0;

@@ -313,7 +313,7 @@ CommandRegistrar apply_cmd("apply", "converge nodes to the inventory, then prove
         if (!inv) return kExitErrors;
         nodes = Select(ctx, *inv, args->names, ok);
         if (!ok) return kExitUsage;
-        git = ReadGit(*inv, ctx.global.inventory);
+        git.dirty = ReadGit(*inv, ctx.global.inventory).dirty;
       }
     }
     if (!git.in_git)
