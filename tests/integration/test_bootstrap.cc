@@ -6,10 +6,15 @@
 // Independent checks run inside the node (getent, stat, sudoers) and on the inventory file's text.
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <pty.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 
 #include "engine/ssh_transport.h"
@@ -31,6 +36,56 @@ struct PasswordEnv {
   }
   ~PasswordEnv() { unsetenv("LABFLEET_PASSWORD_FILE"); }
 };
+
+struct TtyRun {
+  int rc = -1;
+  std::string shown;  // everything the terminal showed (the program's output and the terminal's echo)
+};
+
+// Runs argv (argv[0] a path) on a fresh pseudo-terminal, its controlling terminal; each reply is typed only once
+// its prompt has appeared (in order), as a person would. At most 120 s, then the program is killed.
+TtyRun RunOnTty(const std::vector<std::string>& argv, const std::vector<std::pair<std::string, std::string>>& dialog) {
+  std::vector<char*> a;
+  for (const auto& x : argv) a.push_back(const_cast<char*>(x.c_str()));
+  a.push_back(nullptr);
+  int master = -1;
+  pid_t pid = forkpty(&master, nullptr, nullptr, nullptr);
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    execv(a[0], a.data());
+    _exit(127);
+  }
+  TtyRun r;
+  size_t step = 0, from = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  for (;;) {
+    pollfd p{master, POLLIN, 0};
+    if (::poll(&p, 1, 200) > 0) {
+      char buf[4096];
+      ssize_t n = ::read(master, buf, sizeof buf);
+      if (n <= 0) break;  // EIO: the program closed the terminal
+      r.shown.append(buf, size_t(n));
+    }
+    if (step < dialog.size()) {
+      size_t at = r.shown.find(dialog[step].first, from);
+      if (at != std::string::npos) {
+        REQUIRE(::write(master, dialog[step].second.data(), dialog[step].second.size()) ==
+                ssize_t(dialog[step].second.size()));
+        from = at + dialog[step].first.size();
+        ++step;
+      }
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(pid, SIGKILL);
+      break;
+    }
+  }
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  ::close(master);
+  r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return r;
+}
 
 std::string Trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
@@ -177,5 +232,31 @@ users:
       CHECK(p.rc != 0);
       CHECK((p.out + p.err).find("HOST KEY MISMATCH") != std::string::npos);
     }
+  }
+
+  TEST_CASE("bootstrap at a terminal: the host key is confirmed by its fingerprint, --ask-pass reads with echo off") {
+    Sandbox sbx({.nodes = 1, .password_only = true});
+    const SandboxNode& node = sbx.node("node1");
+    TempInventory inv(sbx, "labfleet-boot");
+    inv.write("inventory/nodes.yaml", "nodes:\n  node1:\n    address: " + node.address + "\n    ssh: { port: " +
+                                          std::to_string(node.port) + ", user: root, identity: " + sbx.identity() +
+                                          " }\n");
+    inv.write("inventory/lab.yaml", "lab: { name: t }\n");
+    const std::string kh = (inv.root / "known_hosts").string();
+    WriteFile(kh, "");
+    const std::string pw = Trim(ReadFile(fs::path(sbx.dir()) / "password"));
+    REQUIRE(pw.size() >= 8);
+    const std::string fp = Trim(Exec(sbx, "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub | cut -d' ' -f2"));
+    const std::string node_key = Trim(Exec(sbx, "cut -d' ' -f1,2 /etc/ssh/ssh_host_ed25519_key.pub"));
+    auto r = RunOnTty({LABFLEET_BINARY, "--inventory", inv.dir(), "apply", "node1", "--bootstrap", "--bootstrap-user",
+                       "installer", "--ask-pass", "--yes", "--allow-dirty", "--known-hosts", kh},
+                      {{"Pin it in the inventory? [y/N] ", "y\n"}, {"SSH password for installer@node1: ", pw + "\n"}});
+    INFO(r.shown);
+    CHECK(r.rc == 0);
+    CHECK(r.shown.find("host key ssh-ed25519 " + fp) < r.shown.find("Pin it in the inventory?"));
+    CHECK(r.shown.find(pw) == std::string::npos);  // typed, never echoed or printed
+    CHECK(ReadFile(inv.root / "inventory/nodes.yaml").find("host_key: \"" + node_key + "\"") != std::string::npos);
+    const std::string admin_pub = Trim(ReadFile(sbx.identity() + ".pub"));
+    CHECK(Exec(sbx, "cut -d' ' -f1,2 /root/.ssh/authorized_keys") == admin_pub.substr(0, admin_pub.rfind(' ')) + "\n");
   }
 }
