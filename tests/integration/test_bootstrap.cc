@@ -248,8 +248,25 @@ users:
     REQUIRE(pw.size() >= 8);
     const std::string fp = Trim(Exec(sbx, "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub | cut -d' ' -f2"));
     const std::string node_key = Trim(Exec(sbx, "cut -d' ' -f1,2 /etc/ssh/ssh_host_ed25519_key.pub"));
-    auto r = RunOnTty({LABFLEET_BINARY, "--inventory", inv.dir(), "apply", "node1", "--bootstrap", "--bootstrap-user",
-                       "installer", "--ask-pass", "--yes", "--allow-dirty", "--known-hosts", kh},
+    std::vector<std::string> argv{LABFLEET_BINARY, "--inventory", inv.dir(), "apply", "node1", "--bootstrap",
+                                  "--bootstrap-user", "installer", "--ask-pass", "--yes", "--allow-dirty",
+                                  "--known-hosts", kh};
+    // A wrong sudo password (--ask-become-pass): the node fails clearly and nothing is changed or pinned.
+    {
+      auto b = argv;
+      b.push_back("--ask-become-pass");
+      auto w = RunOnTty(b, {{"Pin it in the inventory? [y/N] ", "y\n"},
+                            {"SSH password for installer@node1: ", pw + "\n"},
+                            {"sudo password for installer@node1: ", "wrong-sudo-pw\n"}});
+      INFO(w.shown);
+      CHECK(w.rc == 4);
+      CHECK(w.shown.find("did not run the setup as root") != std::string::npos);
+      CHECK(w.shown.find("wrong-sudo-pw") == std::string::npos);
+      CHECK(w.shown.find(pw) == std::string::npos);
+      CHECK(ReadFile(inv.root / "inventory/nodes.yaml").find("host_key") == std::string::npos);
+      CHECK(sbx.exec("node1", "test -e /root/.ssh/authorized_keys").exit_code == 1);
+    }
+    auto r = RunOnTty(argv,
                       {{"Pin it in the inventory? [y/N] ", "y\n"}, {"SSH password for installer@node1: ", pw + "\n"}});
     INFO(r.shown);
     CHECK(r.rc == 0);
