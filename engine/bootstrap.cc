@@ -394,10 +394,15 @@ BootstrapResult BootstrapNode(const Inventory& inv, const NodeDef& node, const C
       r.host_key = key;
       r.fingerprint = HostKeyFingerprint(key);
     };
-    // 1. Key login as the inventory's user: when it works, there is nothing to set up.
+    // 1. Key login as the inventory's user, reaching root: when it works, there is nothing to set up. A key
+    //    that logs in but whose sudo asks a password (TransportError Auth from the command) needs the setup too.
     try {
       SshTransport t(kt);
+      RunResult id = t.run("id -u");
       done(t.host_key());
+      if (!id.ok() || id.out != "0\n")
+        r.error = "key login as " + kt.user + " on " + node.name + " works but does not reach root (id -u: " +
+                  id.out.substr(0, 40) + "); set ssh.become: sudo for a non-root ssh.user";
       return r;
     } catch (const TransportError& e) {
       if (e.kind() != TransportError::Kind::Auth) throw;

@@ -3,7 +3,8 @@
 // "Bootstrap"). Per node:
 //   1. key login as the inventory's ssh.user is tried first (the host key checked against the inventory's
 //      host_key, else known_hosts, else shown with its SHA-256 fingerprint and confirmed); when it works there is
-//      nothing to set up and no password is asked for (a rerun on a converged node);
+//      nothing to set up and no password is asked for (a rerun on a converged node); a key that logs in but
+//      whose sudo wants a password goes on to step 2 (which adds the NOPASSWD rule);
 //   2. otherwise one password login as the installer's user (--bootstrap-user) over plain exec channels (not the
 //      kept script channel), `sudo -S` fed the password on stdin, runs BootstrapSetupScript as root: the login
 //      account made if needed, the admin's public key in its authorized_keys, a NOPASSWD sudoers rule when the
