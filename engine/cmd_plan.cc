@@ -1,5 +1,6 @@
 // plan, apply, status and render: the commands that look at live nodes (render does not; it sits here
 // because it shares the node selection). See engine/planner.h and engine/executor.h for the contracts.
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -8,6 +9,7 @@
 #include <ctime>
 #include <iostream>
 
+#include "engine/bootstrap.h"
 #include "engine/cli.h"
 #include "engine/connect.h"
 #include "engine/connect_map.h"
@@ -172,8 +174,29 @@ CommandRegistrar apply_cmd("apply", "converge nodes to the inventory, then prove
                  "a line on stderr as each node finishes, [done/total] (auto: when stderr is a terminal and "
                  "more than one node is applied)")
       ->check(CLI::IsMember({"auto", "always", "never"}));
+  auto boot = std::make_shared<bool>(false);
+  auto ask_pass = std::make_shared<bool>(false);
+  auto ask_become_pass = std::make_shared<bool>(false);
+  auto boot_user = std::make_shared<std::string>();
+  sub.add_flag("--bootstrap", *boot,
+               "first make each node reachable with the admin's key (password login, host key pinned in the "
+               "inventory), then apply; see docs/playbooks.md");
+  sub.add_option("--bootstrap-user", *boot_user, "with --bootstrap: the installer's account that logs in with a "
+                 "password (default: the inventory's ssh.user)");
+  sub.add_flag("--ask-pass", *ask_pass, "with --bootstrap: prompt for the installer's SSH password on the terminal "
+               "(else LABFLEET_PASSWORD_FILE)");
+  sub.add_flag("--ask-become-pass", *ask_become_pass, "with --bootstrap: prompt for the sudo password separately "
+               "(default: the SSH password)");
   AddConnectArgs(sub, *args);
   return [=](CommandContext& ctx) -> int {
+    if (!*boot && (*ask_pass || *ask_become_pass || !boot_user->empty())) {
+      ctx.reporter.error("--ask-pass, --ask-become-pass and --bootstrap-user go with --bootstrap");
+      return kExitUsage;
+    }
+    if (*boot && !args->connect_map.empty()) {
+      ctx.reporter.error("--bootstrap pins host keys in the inventory; it cannot be combined with --connect-map");
+      return kExitUsage;
+    }
     auto inv = LoadChecked(ctx, args->connect_map);
     if (!inv) return kExitErrors;
     // An unknown name is a usage error whatever the state of the repository.
@@ -186,11 +209,76 @@ CommandRegistrar apply_cmd("apply", "converge nodes to the inventory, then prove
                          " has uncommitted changes; commit them (nodes record the applied commit) or pass --allow-dirty");
       return kExitErrors;
     }
-    if (!git.in_git)
-      ctx.reporter.note("note: " + ctx.global.inventory + " is not in a git repository; nodes record no commit");
     StopSignals signals;
     ConnectOptions copts = args->copts;
     copts.cancel = signals.flag();
+    if (*boot) {
+      BootstrapOptions bo;
+      bo.user = *boot_user;
+      bo.accept_new_host_keys = args->copts.accept_new_host_keys;
+      PasswordSource pw(*ask_pass, *ask_become_pass);
+      ConfirmHostKey confirm = [&](const std::string& node, const std::string& key, const std::string& fp) {
+        const std::string type = key.substr(0, key.find(' '));
+        if (bo.accept_new_host_keys) {
+          ctx.reporter.note(node + ": host key " + type + " " + fp + " accepted (--accept-new-host-keys)");
+          return true;
+        }
+        int fd = ::open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (fd < 0) return false;  // the transport's message says to confirm or pass --accept-new-host-keys
+        std::string q = node + ": host key " + type + " " + fp + "\nCompare it with `ssh-keygen -lf " +
+                        "/etc/ssh/ssh_host_*_key.pub` on the node's console. Pin it in the inventory? [y/N] ";
+        (void)!::write(fd, q.data(), q.size());
+        std::string a;
+        char c;
+        while (a.size() < 16 && ::read(fd, &c, 1) == 1 && c != '\n') a.push_back(c);
+        ::close(fd);
+        return a == "y" || a == "yes";
+      };
+      bool failed = false, pinned = false;
+      nlohmann::json jb = nlohmann::json::array();
+      for (const NodeDef* n : nodes) {
+        if (signals.stopped()) break;
+        BootstrapResult r = BootstrapNode(*inv, *n, copts, bo, pw, confirm);
+        if (r.error.empty()) PinHostKey(ctx.global.inventory, *inv, *n, r);
+        pinned = pinned || r.pinned_now;
+        jb.push_back({{"node", r.node}, {"host_key", r.host_key}, {"fingerprint", r.fingerprint},
+                      {"pinned_now", r.pinned_now}, {"pinned_in", r.pinned_in}, {"password_used", r.used_password},
+                      {"changes", r.changes}, {"error", r.error}});
+        if (!r.error.empty()) {
+          failed = true;
+          ctx.reporter.line("bootstrap " + r.node + ": FAILED: " + r.error, LineStyle::Fail);
+          continue;
+        }
+        if (r.host_key.empty()) {
+          ctx.reporter.line("bootstrap " + r.node + ": local node, nothing to do");
+          continue;
+        }
+        ctx.reporter.line("bootstrap " + r.node + ": host key " + r.host_key.substr(0, r.host_key.find(' ')) + " " +
+                          r.fingerprint + (r.pinned_now ? " pinned in " + r.pinned_in + " (commit it)" : " (pinned)"));
+        if (!r.used_password) ctx.reporter.line("bootstrap " + r.node + ": key login works; nothing to set up");
+        for (const auto& c : r.changes) ctx.reporter.line("bootstrap " + r.node + ": " + c, LineStyle::Add);
+        if (r.used_password && r.changes.empty())
+          ctx.reporter.line("bootstrap " + r.node + ": password login; key and account were in place already");
+      }
+      ctx.reporter.doc()["bootstrap"] = jb;
+      if (signals.stopped()) {
+        ctx.reporter.error("interrupted by " + signals.name() + " while bootstrapping: nothing was applied");
+        return signals.exit_code();
+      }
+      if (failed) {
+        ctx.reporter.error("bootstrap failed on a node (above): nothing was applied; fix it and run again");
+        return kExitNodesFailed;
+      }
+      if (pinned) {  // the inventory changed under us: read it again (every later connection verifies the pin)
+        inv = LoadChecked(ctx, args->connect_map);
+        if (!inv) return kExitErrors;
+        nodes = Select(ctx, *inv, args->names, ok);
+        if (!ok) return kExitUsage;
+        git.dirty = ReadGit(*inv, ctx.global.inventory).dirty;
+      }
+    }
+    if (!git.in_git)
+      ctx.reporter.note("note: " + ctx.global.inventory + " is not in a git repository; nodes record no commit");
     FleetOps ops = RealFleetOps(*inv, copts, args->popts);
     auto runs = PlanAll(nodes, copts.parallel, ops, signals.flag());
     ReportPlan(ctx.reporter, runs);

@@ -69,14 +69,8 @@ void ParseHostPort(const std::string& spec, SshJump& j) {
 
 }  // namespace
 
-std::unique_ptr<Transport> Connect(const Inventory& inv, const NodeDef& node, const ConnectOptions& opts,
-                                   const Transport* previous) {
+SshTarget SshTargetFor(const Inventory& inv, const NodeDef& node, const ConnectOptions& opts) {
   SshSettings ssh = inv.ssh(node);
-  if (node.connection == "local") {
-    auto local = std::make_unique<LocalTransport>(node.name, opts.command_timeout_s, ssh.become == "sudo");
-    local->set_cancel(opts.cancel);
-    return local;
-  }
   if (node.address.empty())
     throw TransportError(TransportError::Kind::Connect,
                          "node " + node.name + " has no address; set `address:` in the inventory");
@@ -113,6 +107,18 @@ std::unique_ptr<Transport> Connect(const Inventory& inv, const NodeDef& node, co
                            "the jump host '" + ssh.jump + "' of node " + node.name + " has no address");
     t.jump = j;
   }
+  return t;
+}
+
+std::unique_ptr<Transport> Connect(const Inventory& inv, const NodeDef& node, const ConnectOptions& opts,
+                                   const Transport* previous) {
+  SshSettings ssh = inv.ssh(node);
+  if (node.connection == "local") {
+    auto local = std::make_unique<LocalTransport>(node.name, opts.command_timeout_s, ssh.become == "sudo");
+    local->set_cancel(opts.cancel);
+    return local;
+  }
+  SshTarget t = SshTargetFor(inv, node, opts);
   if (auto* p = dynamic_cast<const SshTransport*>(previous)) t.trusted_key = p->host_key();
   try {
     auto tr = std::make_unique<SshTransport>(t);

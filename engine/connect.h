@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "engine/inventory.h"
+#include "engine/ssh_transport.h"
 #include "engine/transport.h"
 
 namespace labfleet {
@@ -39,6 +40,11 @@ void AddConnectOptions(CLI::App& app, ConnectOptions& opts);
 // fallback ports are not tried (that check is about ssh.port itself).
 std::unique_ptr<Transport> Connect(const Inventory& inv, const NodeDef& node, const ConnectOptions& opts,
                                    const Transport* previous = nullptr);
+
+// How Connect() reaches an ssh node (no fallback ports, no previous connection): user, port, identity, jump,
+// become, host_key, known_hosts and timeouts from the inventory and `opts`. Throws TransportError(Connect) for a
+// node without an address or a jump host that cannot be resolved. Bootstrap (engine/bootstrap.h) starts here.
+SshTarget SshTargetFor(const Inventory& inv, const NodeDef& node, const ConnectOptions& opts);
 
 // Calls fn(i, *nodes[i]) for every node on at most `parallel` threads (at least 1), returns when all are done.
 // fn should not throw; if it does, the exception is caught and the first one is rethrown after all nodes finished.

@@ -121,6 +121,18 @@ std::string AlgorithmsFor(ssh_key key) {
 
 }  // namespace
 
+std::string HostKeyFingerprint(const std::string& key_line) {
+  size_t sp = key_line.find(' ');
+  if (sp == std::string::npos) return "";
+  std::string type = key_line.substr(0, sp);
+  size_t e = key_line.find(' ', sp + 1);
+  std::string b64 = key_line.substr(sp + 1, e == std::string::npos ? std::string::npos : e - sp - 1);
+  KeyPtr k;
+  if (b64.empty() || ssh_pki_import_pubkey_base64(b64.c_str(), ssh_key_type_from_name(type.c_str()), &k.k) != SSH_OK)
+    return "";
+  return Fingerprint(k.k);
+}
+
 // The first line of every wrapped command's stdout: the node-side pid of its session leader.
 constexpr const char* kPidTag = "@@labfleet-pid:";
 
@@ -251,6 +263,15 @@ struct SshTransport::Impl {
                    kh_name + " in " + t.known_hosts + " (the key this run verified on the node's previous port)";
           return;
         }
+        if (t.confirm_new_key) {
+          if (t.confirm_new_key(server_key, fp)) {
+            notes += std::string(notes.empty() ? "" : "; ") + "trusted host key " + type + " " + fp + " (confirmed)";
+            return;
+          }
+          fail(Kind::HostKey, "host key " + type + " " + fp + " of " + where() + " was not confirmed; nothing was "
+                              "done on the node. Compare it with `ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub` on the "
+                              "node's console, then run again and confirm it (or pass --accept-new-host-keys).");
+        }
         if (t.accept_new) {
           std::lock_guard lock(KnownHostsMutex());
           if (ssh_session_update_known_hosts(s) != SSH_OK)
@@ -270,6 +291,17 @@ struct SshTransport::Impl {
   }
 
   void authenticate() {
+    if (!t.password.empty()) {
+      // One attempt only, so a wrong password never adds up to a lockout (sshd MaxAuthTries, pam_faillock).
+      int rc = ssh_userauth_password(s, nullptr, t.password.c_str());
+      if (rc == SSH_AUTH_SUCCESS) return;
+      std::string e = libssh_error();
+      if (rc == SSH_AUTH_ERROR && !ssh_is_connected(s))
+        fail(Kind::Lost, "connection to " + where() + " lost while authenticating: " + e);
+      fail(Kind::Auth, "password login as " + t.user + " refused by " + where() +
+                           " (one attempt was made): check the password (--ask-pass or LABFLEET_PASSWORD_FILE) and "
+                           "that sshd allows PasswordAuthentication for " + t.user + (e.empty() ? "" : " (" + e + ")"));
+    }
     int rc = ssh_userauth_publickey_auto(s, nullptr, nullptr);
     if (rc == SSH_AUTH_SUCCESS) return;
     std::string e = libssh_error();

@@ -4,6 +4,7 @@
 // Not thread-safe: one thread uses one SshTransport at a time (ForEachNode gives each node its own).
 // See docs/transport.md for host keys, auth, jump hosts, become and timeouts.
 #pragma once
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -35,6 +36,13 @@ struct SshTarget {
   std::optional<SshJump> jump;
   std::string known_hosts;  // file to check and (with accept_new) record keys in; must be set
   bool accept_new = false;
+  // Bootstrap (engine/bootstrap.h): authenticate with this password (ssh "password" method) instead of keys.
+  // Never logged, never part of a message; the caller clears it.
+  std::string password;
+  // Bootstrap: called with the node's key ("type base64") and its SHA-256 fingerprint when neither host_key nor
+  // known_hosts vouches for it (a CHANGED known_hosts entry is refused before): true trusts the key for this
+  // connection only (nothing is written to known_hosts; the caller pins it in the inventory), false refuses.
+  std::function<bool(const std::string& key, const std::string& fingerprint)> confirm_new_key;
   int connect_timeout_s = 10;
   int command_timeout_s = 300;
 };
@@ -67,6 +75,9 @@ class SshTransport : public Transport {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// "SHA256:..." of a public key line "type base64 [comment]"; empty when it is not one.
+std::string HostKeyFingerprint(const std::string& key_line);
 
 // Builds the OpenSSH ProxyCommand used for a jump host (exposed for unit tests).
 std::string JumpProxyCommand(const SshTarget& target);

@@ -252,6 +252,7 @@ Sandbox::Sandbox(SandboxOptions opts) : opts_(std::move(opts)) {
   if (opts_.btrfs_mb > 0) up.arg("--btrfs").arg(std::to_string(opts_.btrfs_mb));
   if (opts_.login) up.arg("--login");
   if (opts_.sshd_defaults) up.arg("--sshd-defaults");
+  if (opts_.password_only) up.arg("--password-only");
   ExecResult r;
   try {
     // The watcher waits for this `up` to finish before it would clean up, so a DIR is never cleaned

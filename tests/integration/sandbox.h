@@ -27,6 +27,9 @@ struct SandboxOptions {
   int btrfs_mb = 0;    // > 0: each node gets a btrfs filesystem of this size at /srv/btrfs (>= 16)
   bool login = false;  // nodes reachable only through an extra node "login" (ssh jump)
   bool sshd_defaults = false;  // sshd with Debian's default sshd_config (UsePAM yes, ...): `up --sshd-defaults`
+  // A freshly installed node (`up --password-only`): no authorized_keys anywhere; the sudo user "installer" logs
+  // in only with the password in DIR/password (mode 0600, random unless the file exists).
+  bool password_only = false;
 };
 
 class Sandbox {
