@@ -65,7 +65,7 @@ TEST_SUITE("automounts") {
              &f);
     std::string all = lt::All(f);
     INFO(all);
-    CHECK(all.find("test.yaml:9:14: error: automount-mount-conflict: automount /home on node 'n1' is also a static "
+    CHECK(all.find("test.yaml:8:18: automount-mount-conflict: automount /home on node 'n1' is also a static "
                    "mount (mounts: at ") != std::string::npos);
     CHECK(all.find("automount-location: automount location 'nas:/d/&' for key 'alice' uses '&'") != std::string::npos);
     CHECK(all.find("automount-key: automount map key '+auto.other' must be") != std::string::npos);
