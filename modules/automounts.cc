@@ -410,10 +410,6 @@ class AutomountsModule : public Module {
       for (auto& w : fd.warnings) d.warnings.push_back(std::move(w));
       if (fd.changes.empty()) notes.push_back(fd.noop);
     }
-    FileState master = ParseFileProbe(results, kAutoMaster);
-    if (master.exists && master.regular && master.content_read && !AutoMasterIncludesDir(master.content))
-      d.warnings.push_back("/etc/auto.master has no `+dir:/etc/auto.master.d` line, so autofs does not read " +
-                           a.master_path() + "; add that line to /etc/auto.master (Debian's default has it)");
     if (changed) d.changes.push_back(Reload("the map of " + a.mount + " changed"));
     if (d.changes.empty()) d.noop = Join(notes, "; ");
     return d;
@@ -423,6 +419,11 @@ class AutomountsModule : public Module {
     const ProbeOutput* p = FindProbe(results, "automounts:files");
     AutofsFiles files = ParseAutofsFiles(p ? p->out : "");
     DiffResult d;
+    FileState master = ParseFileProbe(results, kAutoMaster);
+    if (!w.wanted.empty() && master.exists && master.regular && master.content_read &&
+        !AutoMasterIncludesDir(master.content))
+      d.warnings.push_back("/etc/auto.master has no `+dir:/etc/auto.master.d` line, so autofs does not read "
+                           "labfleet's files there; add that line to /etc/auto.master (Debian's default has it)");
     for (const auto& path : files.paths) {
       if (w.wanted.count(path)) continue;
       Change c;

@@ -362,6 +362,16 @@ std::vector<ExportSpec> ParseExportList(const Inventory& inv, const Value* v, Fi
                       "export client " + Quoted(name) + " " + why + (sug ? "; did you mean '" + *sug + "'?" : ""));
             ok = false;
           } else {
+            if (name.find_first_of(".:*?/") == std::string::npos) {
+              // A single word that is no inventory node or group: likely a typo of one.
+              std::vector<std::string> names;
+              for (const auto& n : inv.nodes) names.push_back(n.name);
+              for (const auto& g : inv.groups) names.push_back(g.name);
+              auto sug = Suggest(name, names);
+              out.warning(ci.loc(), "export-client-unknown",
+                          "export client '" + name + "' is no inventory node or group; it is written as a host name "
+                          "for the server to resolve" + (sug ? "; did you mean '" + *sug + "'?" : std::string()));
+            }
             if (name == "*")
               out.warning(ci.loc(), "export-everyone",
                           "export client \"*\" lets every host that reaches the server mount " + e.path +

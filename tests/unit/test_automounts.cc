@@ -60,7 +60,7 @@ TEST_SUITE("automounts") {
                      "  - { mount: \"/sp ace\", map: { a: \"nas:/a\" } }\n"
                      "  - { mount: /x, map: { a: \"nas:/a\" }, options: [\"ro #\", \"fstype=nfs;reboot\"] }\n"
                      "  - { mount: /y, name: Bad/Name, map: { a: \"nas:/a\" } }\n"
-                     "  - { mount: /x, map: { a: \"nas:/b\" } }\n"
+                     "  - { mount: /home/, name: other, map: { a: \"nas:/b\" } }\n"
                      "  - { mount: /z, map: {} }\n"),
              &f);
     std::string all = lt::All(f);
@@ -78,7 +78,7 @@ TEST_SUITE("automounts") {
     CHECK(all.find("blank: automount option 'ro #'") != std::string::npos);
     CHECK(all.find("automount-option: automount option 'fstype=nfs;reboot' may hold only") != std::string::npos);
     CHECK(all.find("automount-name: automount name 'Bad/Name'") != std::string::npos);
-    CHECK(all.find("automount-duplicate: automount /x on node 'n1' has the same mount /x") != std::string::npos);
+    CHECK(all.find("test.yaml:13:18: automount-duplicate: automount /home on node 'n1' has the same mount /home as inventory/test.yaml:8:9") != std::string::npos);
     CHECK(all.find("automount-map: map must be a non-empty map") != std::string::npos);
   }
 
@@ -139,7 +139,7 @@ TEST_SUITE("automounts") {
     auto one = lt::RunModule(inv, "automounts", r);
     CHECK(one.lines() == std::vector<std::string>{"~ autofs map /etc/auto.labfleet-home (1 key)",
                                                   "~ systemctl try-reload-or-restart autofs.service"});
-    REQUIRE(one.warnings.size() == 2);
+    REQUIRE(one.warnings.size() == 1);
     CHECK(one.warnings[0].find("/etc/auto.master has no `+dir:/etc/auto.master.d` line") != std::string::npos);
 
     // `packages` installs autofs and `services` manages the unit: neither is done here.
