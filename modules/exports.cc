@@ -18,8 +18,8 @@
 //   no_subtree_check is written (the default exportfs assumes, said out loud so it does not warn).
 // - The file is `path client(options) client(options) ...`, one line per entry, in inventory order.
 // - Reload: `exportfs -ra` as a handler, only when the file changed. A node without exportfs (no NFS server
-//   package, like sandbox nodes without nfs-kernel-server) gets the file, a plan warning on every plan that
-//   nothing serves it, and the handler prints a note instead of failing (nothing to reload there). A node whose
+//   package) gets the file, a warning on every plan (and in apply's report, from its re-plan) that nothing
+//   serves it, and the handler prints a note and succeeds instead of failing (nothing to reload there). A node whose
 //   exportfs fails fails the apply with exportfs's output, and the reload stays pending until it works.
 // - Each plan warns about an export path that is not a directory on the node (exportfs would skip it) and
 //   about a path that the admin's /etc/exports exports too.
