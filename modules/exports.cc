@@ -326,6 +326,15 @@ std::vector<ExportSpec> ParseExportList(const Inventory& inv, const Value* v, Fi
             continue;
           }
           auto add = [&](const std::string& host, const std::string& from) {
+            // A node's address goes into the line as it is: it must be one for exports(5) too.
+            if (!from.empty())
+              if (std::string why = CheckLiteralClient(host); !why.empty()) {
+                out.error(ci.loc(), "export-client",
+                          "export client " + Quoted(name) + " (" + from + ") has the address " + Quoted(host) +
+                              ", which " + why);
+                ok = false;
+                return;
+              }
             for (const auto& have : e.clients)
               if (have.host == host) {
                 out.error(ci.loc(), "export-client-twice",
