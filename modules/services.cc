@@ -23,7 +23,7 @@
 // One `systemctl show` probe covers every unit of the node. Restarts and reloads are Notify handlers: run once
 // per node after all changes, only when something they depend on changed. Unit text (`unit:`, `dropin:`, a
 // `config:` file below a systemd unit directory) that changes notifies "systemd daemon-reload" (one handler per
-// apply, shared with timers:), notified before any restart; a start of a unit whose text changed is a handler
+// apply, shared with timers:; in the plan once, by the first changed unit text), notified before any restart; a start of a unit whose text changed is a handler
 // too ("start UNIT"), so the unit starts on the reloaded text.
 #include <map>
 #include <set>
@@ -557,6 +557,27 @@ class ServicesModule : public Module {
     c.has_content = true;
     return c;
   }
+  // The path of the first unit text of the node (in resource order: unit files, drop-ins, config files below a
+  // unit directory) that this apply changes; "" when none.
+  static std::string FirstChangedUnitText(const NodeContext& ctx, const ProbeResults& results) {
+    const Value* sv = ctx.settings.find("services");
+    if (!sv) return "";
+    auto svcs = ParseServices(*sv, nullptr);
+    for (const auto& w : svcs)
+      if (w.unit_text && ContentChanges(ctx, UnitFileOf(w), results)) return UnitPath(w.unit);
+    for (const auto& w : svcs)
+      if (w.dropin) {
+        ConfigFile d;
+        d.path = DropinPath(w.unit);
+        d.content = *w.dropin;
+        d.has_content = true;
+        if (ContentChanges(ctx, d, results)) return d.path;
+      }
+    for (const auto& w : svcs)
+      for (const auto& c : w.config)
+        if (IsUnitTextPath(c.path) && ContentChanges(ctx, c, results)) return c.path;
+    return "";
+  }
   // Whether this apply changes the unit's own text (unit file, drop-in, a config file that is unit text).
   static bool UnitTextChanges(const NodeContext& ctx, const ServiceWant& w, const ProbeResults& results) {
     if (w.unit_text && ContentChanges(ctx, UnitFileOf(w), results)) return true;
@@ -588,7 +609,8 @@ class ServicesModule : public Module {
     bool unit_text = cr.dropin || cr.unit_file || IsUnitTextPath(c.path);
     // A unit file is verified on the node before it is put in place; a failing one is never installed.
     if (cr.unit_file) d.changes[0].precheck = VerifyUnitPrecheck(w.unit, {});
-    if (unit_text)
+    // One reload in the plan: notified by the node's first changed unit text (the executor runs it once anyway).
+    if (unit_text && FirstChangedUnitText(ctx, results) == c.path)
       d.changes.push_back(NotifyChange("systemd daemon-reload", "systemctl daemon-reload", "systemctl daemon-reload",
                                        "unit text " + c.path + " changed"));
     // Restart/reload only a unit that runs now and stays running: a stopped one reads its config when it

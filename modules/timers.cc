@@ -16,8 +16,8 @@
 //   Persistent=true, WantedBy=timers.target), both 0644 root:root, exact. Each file is checked with
 //   `systemd-analyze verify` ON THE NODE, beside the other one's new text, before it is put in place; one that
 //   fails is refused with the verifier's messages and neither is installed (the service goes first, and its check
-//   covers the timer too). A changed file notifies "systemd daemon-reload" (shared with services:, once per
-//   apply); a timer not enabled or not active is then enabled and started by the handler
+//   covers the timer too). A changed file notifies "systemd daemon-reload" (shared with services:, run once per
+//   apply; in the plan once, by the first timer whose files change); a timer not enabled or not active is then enabled and started by the handler
 //   "enable --now labfleet-NAME.timer" after the reload (or directly, when no file changed); that handler skips
 //   a timer whose file is not there (a run that refused it still owes the handler).
 // - absent: `systemctl disable --now` of the timer when systemd knows it, then both files removed (only files
@@ -226,12 +226,32 @@ class TimersModule : public Module {
     SystemctlShow show = ParseSystemctlShow(show_out ? show_out->out : "");
     const UnitState* u = show.find(asked, t.timer());
     FileState svc = ParseFileProbe(results, t.service_path()), tmr = ParseFileProbe(results, t.timer_path());
-    return t.absent ? DiffAbsent(t, u, svc, tmr) : DiffPresent(t, u, svc, tmr, show_out);
+    // One reload in the plan: notified by the first timer (in list order) whose unit files this apply changes.
+    bool reload = true;
+    for (const auto& other : ParseTimers(ctx.settings.find("timers"), nullptr)) {
+      if (other.name == t.name) break;
+      if (TouchesUnits(other, results)) reload = false;
+    }
+    return t.absent ? DiffAbsent(t, u, svc, tmr, reload) : DiffPresent(t, u, svc, tmr, show_out, reload);
   }
 
  private:
+  static bool OurFile(const FileState& live) {
+    return live.exists && live.regular && live.content_read && live.content.rfind(kHeader, 0) == 0;
+  }
+  // Whether this apply writes or removes a unit file of `t`.
+  static bool TouchesUnits(const TimerWant& t, const ProbeResults& results) {
+    FileState svc = ParseFileProbe(results, t.service_path()), tmr = ParseFileProbe(results, t.timer_path());
+    if (t.absent) return OurFile(svc) || OurFile(tmr);
+    auto differs = [](const FileState& live, const std::string& want) {
+      return !live.exists || !live.regular || (live.content_read && live.content != want);
+    };
+    return differs(svc, TimerServiceText(t.name, t.command, t.user, t.description)) ||
+           differs(tmr, TimerTimerText(t.name, t.on_calendar, t.description));
+  }
+
   static DiffResult DiffPresent(const TimerWant& t, const UnitState* u, const FileState& svc, const FileState& tmr,
-                                const ProbeOutput* show_out) {
+                                const ProbeOutput* show_out, bool reload) {
     std::string svc_text = TimerServiceText(t.name, t.command, t.user, t.description);
     std::string tmr_text = TimerTimerText(t.name, t.on_calendar, t.description);
     DiffResult d;
@@ -253,7 +273,7 @@ class TimersModule : public Module {
       }
       if (!f.error.empty()) return f;
     }
-    if (files_changed)
+    if (files_changed && reload)
       d.changes.push_back(Notify("systemd daemon-reload", "systemctl daemon-reload", "systemctl daemon-reload",
                                  "timer " + t.name + "'s unit text changed"));
     bool enabled = u && u->enabled(), active = u && u->active();
@@ -284,7 +304,8 @@ class TimersModule : public Module {
     return d;
   }
 
-  static DiffResult DiffAbsent(const TimerWant& t, const UnitState* u, const FileState& svc, const FileState& tmr) {
+  static DiffResult DiffAbsent(const TimerWant& t, const UnitState* u, const FileState& svc, const FileState& tmr,
+                               bool reload) {
     DiffResult d;
     if (u && u->found() && !u->masked() && (u->enabled() || u->active())) {
       Change c;
@@ -298,7 +319,7 @@ class TimersModule : public Module {
     for (const FileState* live : {&tmr, &svc}) {
       std::string path = live == &svc ? t.service_path() : t.timer_path();
       if (!live->exists) continue;
-      if (!live->regular || !live->content_read || live->content.rfind(kHeader, 0) != 0) {
+      if (!OurFile(*live)) {
         d.warnings.push_back(path + " was not written by labfleet (its first line is not labfleet's header), so it "
                                     "is left as it is");
         continue;
@@ -313,7 +334,7 @@ class TimersModule : public Module {
       d.changes.push_back(std::move(c));
       removed = true;
     }
-    if (removed)
+    if (removed && reload)
       d.changes.push_back(Notify("systemd daemon-reload", "systemctl daemon-reload", "systemctl daemon-reload",
                                  "timer " + t.name + "'s units were removed"));
     if (d.changes.empty()) d.noop = "nothing to do because " + t.timer() + " is not installed";

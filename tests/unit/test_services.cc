@@ -228,31 +228,36 @@ disable_wait_online: true)"));
     CHECK(run.errors.empty());
     auto lines = run.lines();
     for (auto& l : lines) CAPTURE(l);
-    REQUIRE(run.changes.size() == 12);
+    REQUIRE(run.changes.size() == 9);
     CHECK(lines[0] == "+ unit file /etc/systemd/system/trainer.service");
     CHECK(run.changes[0].precheck.find("systemd-analyze verify --man=no") != std::string::npos);
     CHECK(run.changes[0].precheck.find("\"$lf_vd\"/trainer.service") != std::string::npos);
-    CHECK(run.changes[1].handler == "systemd daemon-reload");
+    CHECK(run.changes[1].handler == "systemd daemon-reload");  // once in the plan, before every restart
     CHECK(run.changes[2].handler == "restart trainer.service");  // running: restarted on the new text
     CHECK(lines[3] == "+ unit file /etc/systemd/system/fresh.service");
-    CHECK(run.changes[4].handler == "systemd daemon-reload");
-    CHECK(lines[5] == "+ drop-in /etc/systemd/system/trainer.service.d/labfleet.conf");  // no second restart
-    CHECK(run.changes[6].handler == "systemd daemon-reload");
-    CHECK(run.changes[6].precheck.empty());
-    // A config file below /etc/systemd/system is unit text: it reloads and restarts (not reloads) its unit.
-    CHECK(lines[7] == "+ config /etc/systemd/system/plain.service.d/override.conf of plain.service");
-    CHECK(run.changes[8].handler == "systemd daemon-reload");
-    CHECK(run.changes[9].handler == "restart plain.service");
+    CHECK(lines[4] == "+ drop-in /etc/systemd/system/trainer.service.d/labfleet.conf");  // no second restart
+    CHECK(run.changes[4].precheck.empty());
+    // A config file below /etc/systemd/system is unit text: it restarts (not reloads) its unit.
+    CHECK(lines[5] == "+ config /etc/systemd/system/plain.service.d/override.conf of plain.service");
+    CHECK(run.changes[6].handler == "restart plain.service");
     // fresh: enabled now, started by a handler after the reload (its text changed in this apply); trainer and
     // plain need nothing for the units themselves (enabled, running).
-    CHECK(lines[10] == "~ service fresh.service (enable)");
-    CHECK(run.changes[10].command == "systemctl enable fresh.service");
-    CHECK(run.changes[11].handler == "start fresh.service");
-    CHECK(run.changes[11].command == "systemctl start fresh.service");
-    // Converged text: the stopped unit is started directly, nothing is reloaded.
+    CHECK(lines[7] == "~ service fresh.service (enable)");
+    CHECK(run.changes[7].command == "systemctl enable fresh.service");
+    CHECK(run.changes[8].handler == "start fresh.service");
+    CHECK(run.changes[8].command == "systemctl start fresh.service");
+    int reloads = 0;
+    for (const auto& c : run.changes) reloads += c.handler == "systemd daemon-reload";
+    CHECK(reloads == 1);
+    // Only the config-file unit text changes: it notifies the reload itself.
     res["file:/etc/systemd/system/trainer.service"] = {0, FileOut("[Service]\nExecStart=/usr/local/bin/trainer\n")};
     res["file:/etc/systemd/system/trainer.service.d/labfleet.conf"] = {0, FileOut("[Service]\nNice=5\n")};
     res["file:/etc/systemd/system/fresh.service"] = {0, FileOut("[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n")};
+    run = RunModule(inv, "services", res);
+    REQUIRE(run.changes.size() == 4);
+    CHECK(run.changes[1].handler == "systemd daemon-reload");
+    CHECK(run.changes[2].handler == "restart plain.service");
+    // Converged text: the stopped unit is started directly, nothing is reloaded.
     res["file:/etc/systemd/system/plain.service.d/override.conf"] = {0, FileOut("[Unit]\nAfter=x\n")};
     run = RunModule(inv, "services", res);
     lines = run.lines();

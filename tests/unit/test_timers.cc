@@ -136,7 +136,7 @@ TEST_SUITE("timers") {
     CHECK(run.errors.empty());
     auto lines = run.lines();
     for (auto& l : lines) CAPTURE(l);
-    REQUIRE(run.changes.size() == 12);
+    REQUIRE(run.changes.size() == 10);
     // duc-index: both files (each verified on the node beside the other's new text), reload, enable after it.
     CHECK(lines[0] == "+ timer service /etc/systemd/system/labfleet-duc-index.service");
     CHECK(run.changes[0].kind == Change::Kind::PutFile);
@@ -152,14 +152,15 @@ TEST_SUITE("timers") {
     CHECK(run.changes[4].file.bytes.find("ExecStart=/usr/local/sbin/backup --to nas:/b/%%H \"$$HOME dir\"\n") !=
           std::string::npos);
     CHECK(run.changes[5].file.bytes.find("OnCalendar=Mon..Fri *-*-* 02:30\n") != std::string::npos);
-    CHECK(run.changes[6].handler == "systemd daemon-reload");
-    CHECK(run.changes[7].handler == "enable --now labfleet-backup.timer");
-    // old: disabled and stopped first, then its files removed, then the reload.
-    CHECK(run.changes[8].command == "systemctl disable --now labfleet-old.timer");
-    CHECK(run.changes[9].kind == Change::Kind::Remove);
-    CHECK(run.changes[9].path == "/etc/systemd/system/labfleet-old.timer");
-    CHECK(run.changes[10].path == "/etc/systemd/system/labfleet-old.service");
-    CHECK(run.changes[11].handler == "systemd daemon-reload");
+    CHECK(run.changes[6].handler == "enable --now labfleet-backup.timer");  // the reload is in the plan once
+    // old: disabled and stopped first, then its files removed (the reload notified above covers it).
+    CHECK(run.changes[7].command == "systemctl disable --now labfleet-old.timer");
+    CHECK(run.changes[8].kind == Change::Kind::Remove);
+    CHECK(run.changes[8].path == "/etc/systemd/system/labfleet-old.timer");
+    CHECK(run.changes[9].path == "/etc/systemd/system/labfleet-old.service");
+    int reloads = 0;
+    for (const auto& c : run.changes) reloads += c.handler == "systemd daemon-reload";
+    CHECK(reloads == 1);
 
     // Converged: files equal, timers enabled and active, old gone.
     res["file:/etc/systemd/system/labfleet-duc-index.service"] = {0, run.changes[0].file.bytes};
@@ -195,6 +196,13 @@ TEST_SUITE("timers") {
     ModuleRun run = RunModule(inv, "timers", res);
     CHECK(run.changes.empty());
     REQUIRE(run.warnings.size() == 1);
+    CHECK(run.warnings[0].find("not written by labfleet") != std::string::npos);
+    // With labfleet's header: removed, and the reload notified by this (the first changed) timer.
+    res["file:/etc/systemd/system/labfleet-old.timer"] = {0, FileOut(TimerTimerText("old", "daily", ""))};
+    ModuleRun gone = RunModule(inv, "timers", res);
+    REQUIRE(gone.changes.size() == 2);
+    CHECK(gone.changes[0].kind == Change::Kind::Remove);
+    CHECK(gone.changes[1].handler == "systemd daemon-reload");
     CHECK(run.warnings[0].find("not written by labfleet") != std::string::npos);
   }
 
