@@ -77,7 +77,7 @@ std::optional<TimerWant> ParseTimer(const Value& v, Findings& f) {
   if (!r.require("name", "the timer's name, like duc-index")) return std::nullopt;
   if (auto n = r.str("name")) t.name = *n;
   if (!IsTimerName(t.name)) {
-    f.error(r.key_loc("name"), "timer-name",
+    f.error(r.get("name") ? r.get("name")->loc() : r.key_loc("name"), "timer-name",
             "timer name " + Quoted(t.name) + " must be lowercase letters, digits and _ . - (it becomes labfleet-NAME.timer)");
     return std::nullopt;
   }

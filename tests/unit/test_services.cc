@@ -243,7 +243,7 @@ disable_wait_online: true)"));
     // fresh: enabled now, started by a handler after the reload (its text changed in this apply); trainer and
     // plain need nothing for the units themselves (enabled, running).
     CHECK(lines[7] == "~ service fresh.service (enable)");
-    CHECK(run.changes[7].command == "systemctl enable fresh.service");
+    CHECK(run.changes[7].command == "systemctl enable fresh.service\n");
     CHECK(run.changes[8].handler == "start fresh.service");
     CHECK(run.changes[8].command == "systemctl start fresh.service");
     int reloads = 0;
@@ -263,7 +263,7 @@ disable_wait_online: true)"));
     lines = run.lines();
     REQUIRE(lines.size() == 1);
     CHECK(run.changes[0].kind == Change::Kind::Exec);
-    CHECK(run.changes[0].command == "systemctl enable fresh.service\nsystemctl start fresh.service");
+    CHECK(run.changes[0].command == "systemctl enable fresh.service\nsystemctl start fresh.service\n");
   }
 
   TEST_CASE("a unit file is owned: masked with a unit file, or a files: entry for it, is refused") {

@@ -222,9 +222,9 @@ TEST_SUITE("timers") {
          &f);
     std::string all = All(f);
     CAPTURE(all);
-    CHECK(all.find("test.yaml:6:13: timer-name:") != std::string::npos);
+    CHECK(all.find("test.yaml:6:17: timer-name:") != std::string::npos);
     CHECK(all.find("test.yaml:7:33: timer-calendar: on_calendar 'dayly' of timer a") != std::string::npos);
-    CHECK(all.find("test.yaml:8:50: timer-command: command of timer b: the program '-rm'") != std::string::npos);
+    CHECK(all.find("test.yaml:8:49: timer-command: command of timer b: the program '-rm'") != std::string::npos);
     CHECK(all.find("timer c") != std::string::npos);
     CHECK(all.find("timer-description") != std::string::npos);
     CHECK(all.find("command") != std::string::npos);
