@@ -173,7 +173,7 @@ class Module {
   // packages 5, nvidia 6 (right after packages, before docker's runtime uses the GPU), directory 8 (LDAP
   // entries on the directory server, after slapd is installed), user_groups 10, users 20
   // (groups exist first), ssh_keys 30 (homes exist), subids 40, files 50, hosts 50, lines 55 (after whole files), docker 70, sshd 70,
-  // mounts 75, services 85 (units start on the finished configuration). tests/unit/test_module_order.cc pins it.
+  // mounts 75, services 85 (units start on the finished configuration), timers 86. test_module_order.cc pins it.
   virtual int order() const = 0;
   // Node-level settings keys this module owns (e.g. {"docker"}); used for unknown-key checks.
   virtual std::vector<std::string> settings_keys() const { return {}; }
