@@ -8,7 +8,8 @@
 //       config:                           # files whose change restarts (or reloads) the unit, once per run
 //         - { path: /etc/cachefilesd.conf, template: cachefilesd.conf.mustache, mode: "0644" }
 //       unit: |                           # /etc/systemd/system/UNIT, checked with `systemd-analyze verify` on
-//         [Service]                       #   the node before it is installed (daemon-reload, restart)
+//         [Service]                       #   the node before it is installed (daemon-reload, restart); so is a
+//                                         #   config: file that is a unit file in a unit directory
 //         ExecStart=/usr/sbin/cachefilesd -n
 //       dropin: |                         # /etc/systemd/system/UNIT.d/labfleet.conf (daemon-reload, restart)
 //         [Service]
@@ -608,7 +609,11 @@ class ServicesModule : public Module {
     if (!content_changed) return d;
     bool unit_text = cr.dropin || cr.unit_file || IsUnitTextPath(c.path);
     // A unit file is verified on the node before it is put in place; a failing one is never installed.
-    if (cr.unit_file) d.changes[0].precheck = VerifyUnitPrecheck(w.unit, {});
+    if (cr.unit_file) {
+      d.changes[0].precheck = VerifyUnitPrecheck(w.unit, {});
+    } else if (!cr.dropin && IsUnitTextPath(c.path) && c.path.find(".d/") == std::string::npos) {
+      d.changes[0].precheck = VerifyUnitPrecheck(c.path.substr(c.path.rfind('/') + 1), {});  // a config: unit file
+    }
     // One reload in the plan: notified by the node's first changed unit text (the executor runs it once anyway).
     if (unit_text && FirstChangedUnitText(ctx, results) == c.path)
       d.changes.push_back(NotifyChange("systemd daemon-reload", "systemctl daemon-reload", "systemctl daemon-reload",

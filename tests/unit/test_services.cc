@@ -266,6 +266,23 @@ disable_wait_online: true)"));
     CHECK(run.changes[0].command == "systemctl enable fresh.service\nsystemctl start fresh.service\n");
   }
 
+  TEST_CASE("a config: file that is a unit file is verified too; a config: drop-in and other files are not") {
+    Inventory inv = Load(Inv(R"(services:
+  helper:
+    config:
+      - { path: /etc/systemd/system/helper-prep.service, content: "[Service]\nExecStart=/bin/true\n" }
+      - { path: /etc/systemd/system/helper.service.d/x.conf, content: "[Unit]\nAfter=y\n" }
+      - { path: /etc/helper.conf, content: "z\n" })"));
+    ModuleRun run = RunModule(inv, "services", {});
+    std::vector<const Change*> files;
+    for (const auto& c : run.changes)
+      if (c.kind == Change::Kind::PutFile) files.push_back(&c);
+    REQUIRE(files.size() == 3);
+    CHECK(files[0]->precheck.find("\"$lf_vd\"/helper-prep.service") != std::string::npos);
+    CHECK(files[1]->precheck.empty());
+    CHECK(files[2]->precheck.empty());
+  }
+
   TEST_CASE("a unit file is owned: masked with a unit file, or a files: entry for it, is refused") {
     Findings f;
     Load(Inv(R"(services:
