@@ -174,7 +174,7 @@ class Module {
   // entries on the directory server, after slapd is installed), user_groups 10, users 20
   // (groups exist first), ssh_keys 30 (homes exist), subids 40, files 50, hosts 50, lines 55 (after whole files), docker 70, sshd 70,
   // mounts 75, exports 76 (a server's exports after its own mounts), automounts 77, services 85 (units start on
-  // the finished configuration). tests/unit/test_module_order.cc pins it.
+  // the finished configuration), timers 86. tests/unit/test_module_order.cc pins it.
   virtual int order() const = 0;
   // Node-level settings keys this module owns (e.g. {"docker"}); used for unknown-key checks.
   virtual std::vector<std::string> settings_keys() const { return {}; }

@@ -12,6 +12,11 @@
 //   registry_mirrors: [URL], insecure_registries: [host], dns: [IP], log_driver, log_opts: {k: v},
 //   mtu: int, live_restore: bool, storage_driver
 //   extra: { any-daemon-json-key: value }           written as is; a key labfleet types is refused here
+//   remove_networks: [old-net]                      Docker networks to remove, each only while no container uses it
+// Networks (on a node with docker settings): one probe reads `docker network inspect` of every network (at most
+// 512, 4 MiB, parsed as untrusted JSON); a network whose subnet overlaps lab.reserved_networks is a plan warning
+// naming network, subnet and reserved network; a network of remove_networks is removed with `docker network rm`
+// when it exists and has no container attached, else the plan says "refused: ..." and names the containers.
 // The nvidia runtime ("runtimes": {"nvidia": ...}) is registered when the node's nvidia.container_toolkit is
 // true (the nvidia module installs the toolkit first) or default_runtime is nvidia; on a node with the toolkit
 // and no `docker:` settings, only that key is added to the node's own daemon.json.
@@ -33,6 +38,7 @@
 #include "engine/file_probe.h"
 #include "engine/module.h"
 #include "engine/node_vars.h"
+#include "modules/facts/docker_networks.h"
 #include "modules/facts/nvidia_facts.h"
 #include "engine/shell.h"
 #include "engine/syntax.h"
@@ -68,6 +74,7 @@ struct DockerSettings {
   std::optional<long long> mtu;
   std::optional<bool> live_restore;
   std::string storage_driver;
+  std::vector<std::string> remove_networks;  // Docker network names
   nlohmann::json extra = nlohmann::json::object();  // free daemon.json keys
   // Docker's own name for address_pools (default-address-pools) was written instead: "did you mean" says so,
   // and the "pools left to Docker's defaults" warning would only repeat it.
@@ -79,7 +86,7 @@ namespace {
 const std::vector<std::string> kDockerKeys = {
     "data_root",        "address_pools",       "bip", "default_runtime", "proxy",      "registry_certs",
     "registry_mirrors", "insecure_registries", "dns", "log_driver",      "log_opts",   "mtu",
-    "live_restore",     "storage_driver",      "extra"};
+    "live_restore",     "storage_driver",      "extra", "remove_networks"};
 
 // daemon.json keys the typed settings write; `extra:` may not set them.
 const std::map<std::string, std::string> kTypedJsonKeys = {
@@ -254,6 +261,21 @@ DockerSettings ParseDocker(const Value& v, Findings* f) {
   if (auto s = r.strings("registry_mirrors")) d.registry_mirrors = *s;
   if (auto s = r.strings("insecure_registries")) d.insecure_registries = *s;
   if (auto s = r.strings("dns")) d.dns = *s;
+  if (auto s = r.strings("remove_networks")) {
+    for (const auto& n : *s) {
+      bool ok = !n.empty() && n.size() <= 128 && std::isalnum((unsigned char)n[0]);
+      for (char c : n)
+        if (!std::isalnum((unsigned char)c) && c != '_' && c != '.' && c != '-') ok = false;
+      if (!ok)
+        out.error(r.get("remove_networks")->loc(), "docker-network-name",
+                  "docker remove_networks entry " + Quoted(n) + " is not a Docker network name ([A-Za-z0-9][A-Za-z0-9_.-]*)");
+      else if (n == "bridge" || n == "host" || n == "none")
+        out.error(r.get("remove_networks")->loc(), "docker-network-name",
+                  "docker remove_networks cannot remove Docker's predefined network '" + n + "'");
+      else
+        d.remove_networks.push_back(n);
+    }
+  }
   if (auto s = r.str("log_driver")) d.log_driver = *s;
   if (const Value* lo = r.map("log_opts"))
     for (const auto& e : lo->entries())
@@ -274,6 +296,7 @@ DockerSettings ParseDocker(const Value& v, Findings* f) {
   }
   return d;
 }
+
 
 namespace {
 
@@ -311,11 +334,12 @@ struct DockerRes {
                   // only adds runtimes.nvidia to it (or writes a file holding just that), every other key kept
     ProxyGone,    // the node gets no proxy: a proxy drop-in labfleet wrote goes
     CertList,     // the registries the node gets certificates for: listed others go, the list is kept
+    Networks,     // the node's Docker networks: overlaps with reserved networks warned, remove_networks removed
   };
   Kind kind = Kind::File;
   std::string path, bytes;
   bool json = false;
-  std::vector<std::string> registries;  // CertList, sorted
+  std::vector<std::string> registries;  // CertList, sorted; Networks: remove_networks
 };
 
 // A registry name from the node's list that may name a directory under certs.d: a host, optionally :port.
@@ -416,7 +440,8 @@ class DockerModule : public Module {
                    {"mtu", Integer(68, 65535)},
                    {"live_restore", Boolean()},
                    {"storage_driver", Scalar()},
-                   {"extra", MapOf(Any(), "other daemon.json keys, written as is")}},
+                   {"extra", MapOf(Any(), "other daemon.json keys, written as is")},
+                   {"remove_networks", Strings("Docker networks to remove while no container uses them")}},
                   "Docker daemon settings (daemon.json)");
   }
 
@@ -590,6 +615,7 @@ class DockerModule : public Module {
       registries.insert(registry);
     }
     add("registry-certs", {K::CertList, kCertList, "", false, {registries.begin(), registries.end()}});
+    if (have_docker) add("networks", {K::Networks, "", "", false, d.remove_networks});
     return out;
   }
 
@@ -597,14 +623,17 @@ class DockerModule : public Module {
     std::vector<Probe> out;
     for (const auto& r : rs) {
       const auto& x = r.as<DockerRes>();
-      out.push_back(x.kind == DockerRes::Kind::CertList ? CertListProbe() : FileProbe(x.path));
+      out.push_back(x.kind == DockerRes::Kind::CertList   ? CertListProbe()
+                    : x.kind == DockerRes::Kind::Networks ? DockerNetworksProbe()
+                                                          : FileProbe(x.path));
     }
     return out;
   }
 
-  DiffResult diff(const NodeContext&, const Resource& r, const ProbeResults& results) const override {
+  DiffResult diff(const NodeContext& ctx, const Resource& r, const ProbeResults& results) const override {
     const auto& x = r.as<DockerRes>();
     switch (x.kind) {
+      case DockerRes::Kind::Networks: return DiffNetworks(ctx, x.registries, results);
       case DockerRes::Kind::CertList: return DiffCertList(x.registries, results);
       case DockerRes::Kind::ProxyGone: return DiffProxyGone(results);
       case DockerRes::Kind::RuntimeOnly: return DiffRuntimeOnly(ParseFileProbe(results, kDaemonJson));
@@ -629,6 +658,76 @@ class DockerModule : public Module {
   }
 
  private:
+  // Overlap warnings for every network; removal of the listed ones that exist and have no container.
+  static DiffResult DiffNetworks(const NodeContext& ctx, const std::vector<std::string>& remove,
+                                 const ProbeResults& results) {
+    const ProbeOutput* p = FindProbe(results, "docker:networks");
+    DockerNetworks nets = ParseDockerNetworks(p ? p->out : "no-docker");
+    DiffResult d;
+    if (nets.no_docker) {
+      if (!remove.empty())
+        d.noop = "nothing to do because docker is not installed (remove_networks " + Join(remove, ", ") + " not checked)";
+      else
+        d.noop = "nothing to do because docker is not installed (no networks to check)";
+      return d;
+    }
+    if (!nets.error.empty()) {
+      d.warnings.push_back("docker networks not checked: " + nets.error);
+      d.noop = "nothing to do because the docker networks could not be read";
+      return d;
+    }
+    struct Reserved {
+      Cidr cidr;
+      std::string text;
+    };
+    std::vector<Reserved> reserved;
+    if (const Value* rn = ctx.inv.lab.find("reserved_networks"); rn && rn->is_seq())
+      for (const auto& n : rn->items())
+        if (n.is_scalar())
+          if (auto c = ParseCidr(n.str())) reserved.push_back({*c, n.str()});
+    std::set<std::string> wanted_gone(remove.begin(), remove.end()), seen;
+    for (const auto& n : nets.networks) {
+      std::vector<std::string> overlapping;
+      for (const auto& sub : n.subnets) {
+        auto c = ParseCidr(sub);
+        if (!c) continue;
+        for (const auto& r : reserved)
+          if (Overlaps(*c, r.cidr)) {
+            overlapping.push_back(sub);
+            d.warnings.push_back("docker network " + Quoted(n.name) + " (subnet " + Quoted(sub) +
+                                 ") overlaps reserved network " + r.text + "; containers on it lose the route there" +
+                                 (wanted_gone.count(n.name) ? "" : ". Remove it with docker.remove_networks: [" + n.name + "] once no container uses it"));
+          }
+      }
+      if (!wanted_gone.count(n.name)) continue;
+      seen.insert(n.name);
+      std::string subnets = n.subnets.empty() ? std::string("no subnet") : Join(n.subnets, ", ");
+      if (!n.containers.empty()) {
+        std::vector<std::string> names;
+        for (const auto& c : n.containers) names.push_back(Quoted(c));
+        d.warnings.push_back("refused: docker network " + n.name + " (" + subnets + ") is used by container" +
+                             (names.size() == 1 ? " " : "s ") + Join(names, ", ") +
+                             "; it is removed once they are stopped and removed (docker rm)");
+        continue;
+      }
+      Change c;
+      c.sign = '-';
+      c.summary = "docker network " + n.name + " (" + subnets + ")";
+      c.reason = std::string("docker.remove_networks lists it and no container uses it") +
+                 (overlapping.empty() ? "" : "; it overlaps lab.reserved_networks");
+      c.command = Cmd("docker").arg("network").arg("rm").arg(n.name).str();
+      d.changes.push_back(std::move(c));
+    }
+    std::vector<std::string> absent;
+    for (const auto& n : remove)
+      if (!seen.count(n)) absent.push_back(n);
+    if (d.changes.empty())
+      d.noop = "nothing to do because " +
+               (absent.empty() ? std::to_string(nets.networks.size()) + " docker networks were checked and none is to be removed"
+                               : "docker network " + Join(absent, ", ") + " does not exist");
+    return d;
+  }
+
   // Only the nvidia runtime in daemon.json; the rest of the file is not labfleet's. A runtime named nvidia that
   // is already there (nvidia-ctk runtime configure writes one too) counts as registered.
   static DiffResult DiffRuntimeOnly(const FileState& live) {

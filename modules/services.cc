@@ -7,6 +7,10 @@
 //       masked: false                     # true: systemctl mask --now (and nothing else)
 //       config:                           # files whose change restarts (or reloads) the unit, once per run
 //         - { path: /etc/cachefilesd.conf, template: cachefilesd.conf.mustache, mode: "0644" }
+//       unit: |                           # /etc/systemd/system/UNIT, checked with `systemd-analyze verify` on
+//         [Service]                       #   the node before it is installed (daemon-reload, restart); so is a
+//                                         #   config: file that is a unit file in a unit directory
+//         ExecStart=/usr/sbin/cachefilesd -n
 //       dropin: |                         # /etc/systemd/system/UNIT.d/labfleet.conf (daemon-reload, restart)
 //         [Service]
 //         Nice=5
@@ -18,7 +22,10 @@
 //   sysctl: { vm.swappiness: 10 }         # /etc/sysctl.d/90-labfleet.conf, then sysctl -p on it
 //
 // One `systemctl show` probe covers every unit of the node. Restarts and reloads are Notify handlers: run once
-// per node after all changes, only when something they depend on changed.
+// per node after all changes, only when something they depend on changed. Unit text (`unit:`, `dropin:`, a
+// `config:` file below a systemd unit directory) that changes notifies "systemd daemon-reload" (one handler per
+// apply, shared with timers:; in the plan once, by the first changed unit text), notified before any restart; a start of a unit whose text changed is a handler
+// too ("start UNIT"), so the unit starts on the reloaded text.
 #include <map>
 #include <set>
 
@@ -38,7 +45,7 @@
 namespace labfleet {
 namespace {
 
-const std::vector<std::string> kServiceKeys = {"enabled", "state",     "masked",    "config",
+const std::vector<std::string> kServiceKeys = {"enabled", "state",     "masked",     "config", "unit",
                                                "dropin",  "on_change", "disruptive"};
 const std::vector<std::string> kConfigKeys = {"path", "content", "source", "template", "mode", "owner", "group"};
 const std::vector<std::string> kWaitOnline = {"systemd-networkd-wait-online.service",
@@ -59,15 +66,17 @@ struct ServiceWant {
   std::optional<bool> enabled, masked;
   std::string state;  // "" | running | stopped
   std::vector<ConfigFile> config;
+  std::optional<std::string> unit_text;  // the unit file /etc/systemd/system/UNIT
   std::optional<std::string> dropin;
   std::string on_change = "restart";
   bool disruptive = false;
 };
 
-struct ConfigRes {  // a config file or the drop-in of a unit
+struct ConfigRes {  // a config file, the drop-in or the unit file of a unit
   std::shared_ptr<const ServiceWant> svc;
   ConfigFile file;
   bool dropin = false;
+  bool unit_file = false;
 };
 
 struct KernelArgs {
@@ -87,6 +96,7 @@ std::string Trim(const std::string& s) {
 }
 
 std::string DropinPath(const std::string& unit) { return "/etc/systemd/system/" + unit + ".d/labfleet.conf"; }
+std::string UnitPath(const std::string& unit) { return "/etc/systemd/system/" + unit; }
 
 std::optional<ConfigFile> ParseConfig(const Value& v, const std::string& unit, Findings& f) {
   MapReader r(v, "a config file of service " + unit, v.loc(), f, kConfigKeys);
@@ -166,8 +176,15 @@ std::vector<ServiceWant> ParseServices(const Value& v, Findings* fp) {
     if (auto s = r.one_of("on_change", {"restart", "reload", "none"})) w.on_change = *s;
     if (auto b = r.boolean("disruptive")) w.disruptive = *b;
     if (auto s = r.str("dropin")) w.dropin = *s;
+    if (auto s = r.str("unit")) w.unit_text = *s;
     if (w.masked.value_or(false) && (w.enabled.value_or(false) || w.state == "running")) {
       f.error(e.key_loc, "service-masked", "service " + e.key + " cannot be masked and enabled or running at once");
+      continue;
+    }
+    if (w.masked.value_or(false) && w.unit_text) {
+      f.error(r.key_loc("unit"), "service-masked",
+              "service " + e.key + " cannot be masked and have a unit file (masking links " + UnitPath(unit) +
+                  " to /dev/null); drop 'unit' or 'masked'");
       continue;
     }
     if (const Value* cfg = r.seq("config"))
@@ -283,6 +300,7 @@ class ServicesModule : public Module {
                            {"state", Enum({"running", "stopped"})},
                            {"masked", Boolean()},
                            {"config", ListOf(Closed(kConfigKeys))},
+                           {"unit", Scalar("the unit file's text")},
                            {"dropin", Scalar()},
                            {"on_change", Enum({"restart", "reload", "none"})},
                            {"disruptive", Boolean()}}),
@@ -342,8 +360,10 @@ class ServicesModule : public Module {
   std::vector<OwnedFile> owned_files(const NodeContext& ctx) const override {
     std::vector<OwnedFile> out;
     if (const Value* s = ctx.settings.find("services"))
-      for (const auto& w : ParseServices(*s, nullptr))
+      for (const auto& w : ParseServices(*s, nullptr)) {
         if (w.dropin) out.push_back({DropinPath(w.unit), "services." + w.unit + ".dropin"});
+        if (w.unit_text) out.push_back({UnitPath(w.unit), "services." + w.unit + ".unit"});
+      }
     if (const Value* v = ctx.settings.find("kernel_args"); v && !v->is_null()) out.push_back({kGrubDefault, "kernel_args:"});
     if (const Value* v = ctx.settings.find("sysctl"); v && !v->is_null()) out.push_back({kSysctlFile, "sysctl:"});
     return out;
@@ -354,8 +374,18 @@ class ServicesModule : public Module {
     std::vector<std::shared_ptr<const ServiceWant>> svcs;
     if (const Value* s = ctx.settings.find("services"))
       for (auto& w : ParseServices(*s, nullptr)) svcs.push_back(std::make_shared<ServiceWant>(std::move(w)));
-    // Drop-ins first (their daemon-reload handler must be notified before any restart), then config files,
-    // then the units themselves.
+    // Unit files and drop-ins first (their daemon-reload handler must be notified before any restart), then
+    // config files, then the units themselves.
+    for (const auto& w : svcs)
+      if (w->unit_text) {
+        ConfigFile c;
+        c.path = UnitPath(w->unit);
+        c.content = *w->unit_text;
+        c.has_content = true;
+        c.where = w->where;
+        out.push_back({name(), "service-unit:" + w->unit, w->where,
+                       std::make_shared<ConfigRes>(ConfigRes{w, c, false, true})});
+      }
     for (const auto& w : svcs)
       if (w->dropin) {
         ConfigFile c;
@@ -385,7 +415,8 @@ class ServicesModule : public Module {
     auto units = AllUnits(ctx.settings);
     if (!units.empty()) out.push_back(SystemctlShowProbe(units));
     for (const auto& r : rs) {
-      if (r.id.rfind("service-dropin:", 0) == 0 || r.id.rfind("service-config:", 0) == 0)
+      if (r.id.rfind("service-dropin:", 0) == 0 || r.id.rfind("service-config:", 0) == 0 ||
+          r.id.rfind("service-unit:", 0) == 0)
         out.push_back(FileProbe(r.as<ConfigRes>().file.path));
       else if (r.id == "default-target")
         out.push_back(SystemctlGetDefaultProbe());
@@ -399,7 +430,8 @@ class ServicesModule : public Module {
   }
 
   DiffResult diff(const NodeContext& ctx, const Resource& r, const ProbeResults& results) const override {
-    if (r.id.rfind("service-dropin:", 0) == 0 || r.id.rfind("service-config:", 0) == 0)
+    if (r.id.rfind("service-dropin:", 0) == 0 || r.id.rfind("service-config:", 0) == 0 ||
+        r.id.rfind("service-unit:", 0) == 0)
       return DiffConfig(ctx, r.as<ConfigRes>(), results);
     if (r.id.rfind("service:", 0) == 0) return DiffService(ctx, r.as<ServiceWant>(), results);
     if (r.id == "default-target") return DiffTarget(r.as<DefaultTarget>(), results);
@@ -434,7 +466,7 @@ class ServicesModule : public Module {
     if (!u) return Failure(NoUnitInfo(live, w.unit));
     std::vector<std::string> actions;
     Script s;
-    bool stop = false;
+    bool stop = false, start_after_reload = false;
     std::string note;
     if (w.masked.value_or(false)) {
       if (!u->masked()) {
@@ -462,15 +494,27 @@ class ServicesModule : public Module {
         }
       }
       if (w.state == "running" && (unmasking || !u->active())) {
-        actions.push_back(u->active_state == "failed" ? "start (was failed)" : "start");
-        s.add(Cmd("systemctl").arg("start").arg(w.unit));
+        if (UnitTextChanges(ctx, w, results)) {
+          // Started by a handler after the daemon-reload, on the new text (the reload is notified first).
+          start_after_reload = true;
+        } else {
+          actions.push_back(u->active_state == "failed" ? "start (was failed)" : "start");
+          s.add(Cmd("systemctl").arg("start").arg(w.unit));
+        }
       } else if (w.state == "stopped" && u->active()) {
         actions.push_back("stop");
         s.add(Cmd("systemctl").arg("stop").arg(w.unit));
         stop = true;
       }
     }
+    DiffResult d;
+    if (start_after_reload)
+      d.changes.push_back(NotifyChange("start " + w.unit, Cmd("systemctl").arg("start").arg(w.unit).str(),
+                                       "start " + w.unit + " (after daemon-reload)",
+                                       "its unit text changed in this apply; live: " +
+                                           (u->active_state.empty() ? std::string("unknown") : u->active_state)));
     if (actions.empty()) {
+      if (start_after_reload) return d;
       std::string state = u->masked() ? "masked" : u->unit_file_state.empty() ? u->load_state : u->unit_file_state;
       return Noop("nothing to do because " + w.unit + " is " + state + " and " + u->active_state +
                   (u->sub_state.empty() ? "" : " (" + u->sub_state + ")") + note);
@@ -483,8 +527,7 @@ class ServicesModule : public Module {
                (u->found() ? "" : " (installed by an earlier change? enabling fails if the unit still does not exist)");
     c.command = s.str();
     c.disruptive = stop && w.disruptive;
-    DiffResult d;
-    d.changes.push_back(std::move(c));
+    d.changes.insert(d.changes.begin(), std::move(c));
     return d;
   }
 
@@ -508,6 +551,48 @@ class ServicesModule : public Module {
     FileState live = ParseFileProbe(results, c.path);
     return bytes && (!live.exists || !live.regular || live.content != *bytes);
   }
+  static ConfigFile UnitFileOf(const ServiceWant& w) {
+    ConfigFile c;
+    c.path = UnitPath(w.unit);
+    c.content = w.unit_text.value_or("");
+    c.has_content = true;
+    return c;
+  }
+  // The path of the first unit text of the node (in resource order: unit files, drop-ins, config files below a
+  // unit directory) that this apply changes; "" when none.
+  static std::string FirstChangedUnitText(const NodeContext& ctx, const ProbeResults& results) {
+    const Value* sv = ctx.settings.find("services");
+    if (!sv) return "";
+    auto svcs = ParseServices(*sv, nullptr);
+    for (const auto& w : svcs)
+      if (w.unit_text && ContentChanges(ctx, UnitFileOf(w), results)) return UnitPath(w.unit);
+    for (const auto& w : svcs)
+      if (w.dropin) {
+        ConfigFile d;
+        d.path = DropinPath(w.unit);
+        d.content = *w.dropin;
+        d.has_content = true;
+        if (ContentChanges(ctx, d, results)) return d.path;
+      }
+    for (const auto& w : svcs)
+      for (const auto& c : w.config)
+        if (IsUnitTextPath(c.path) && ContentChanges(ctx, c, results)) return c.path;
+    return "";
+  }
+  // Whether this apply changes the unit's own text (unit file, drop-in, a config file that is unit text).
+  static bool UnitTextChanges(const NodeContext& ctx, const ServiceWant& w, const ProbeResults& results) {
+    if (w.unit_text && ContentChanges(ctx, UnitFileOf(w), results)) return true;
+    if (w.dropin) {
+      ConfigFile d;
+      d.path = DropinPath(w.unit);
+      d.content = *w.dropin;
+      d.has_content = true;
+      if (ContentChanges(ctx, d, results)) return true;
+    }
+    for (const auto& c : w.config)
+      if (IsUnitTextPath(c.path) && ContentChanges(ctx, c, results)) return true;
+    return false;
+  }
 
   static DiffResult DiffConfig(const NodeContext& ctx, const ConfigRes& cr, const ProbeResults& results) {
     const ConfigFile& c = cr.file;
@@ -516,13 +601,23 @@ class ServicesModule : public Module {
     auto bytes = Bytes(ctx, c, &error);
     if (!bytes) return Failure(error);
     FileSpec want{c.path, *bytes, c.mode, c.owner, c.group};
-    std::string what = cr.dropin ? "drop-in " + c.path : "config " + c.path + " of " + w.unit;
+    std::string what = cr.unit_file ? "unit file " + c.path
+                       : cr.dropin  ? "drop-in " + c.path
+                                    : "config " + c.path + " of " + w.unit;
     DiffResult d = DiffFile(want, ParseFileProbe(results, c.path), what);
     bool content_changed = !d.changes.empty() && d.changes[0].kind == Change::Kind::PutFile;
     if (!content_changed) return d;
-    if (cr.dropin)
+    bool unit_text = cr.dropin || cr.unit_file || IsUnitTextPath(c.path);
+    // A unit file is verified on the node before it is put in place; a failing one is never installed.
+    if (cr.unit_file) {
+      d.changes[0].precheck = VerifyUnitPrecheck(w.unit, {});
+    } else if (!cr.dropin && IsUnitTextPath(c.path) && c.path.find(".d/") == std::string::npos) {
+      d.changes[0].precheck = VerifyUnitPrecheck(c.path.substr(c.path.rfind('/') + 1), {});  // a config: unit file
+    }
+    // One reload in the plan: notified by the node's first changed unit text (the executor runs it once anyway).
+    if (unit_text && FirstChangedUnitText(ctx, results) == c.path)
       d.changes.push_back(NotifyChange("systemd daemon-reload", "systemctl daemon-reload", "systemctl daemon-reload",
-                                       "unit drop-in " + c.path + " changed"));
+                                       "unit text " + c.path + " changed"));
     // Restart/reload only a unit that runs now and stays running: a stopped one reads its config when it
     // starts (a start planned in this run comes after this file).
     Units live = LiveUnits(ctx, results);
@@ -531,7 +626,8 @@ class ServicesModule : public Module {
     // One restart per unit in the plan: the unit's first changed file (drop-in, then config files in order)
     // notifies it; the executor would run a handler once anyway, this keeps the plan readable.
     bool earlier = false;
-    if (!cr.dropin) {
+    if (!cr.unit_file && w.unit_text) earlier |= ContentChanges(ctx, UnitFileOf(w), results);
+    if (!cr.dropin && !cr.unit_file) {
       if (w.dropin) {
         ConfigFile d;
         d.path = DropinPath(w.unit);
@@ -545,7 +641,7 @@ class ServicesModule : public Module {
       }
     }
     if (!earlier && w.on_change != "none" && running && w.state != "stopped" && !w.masked.value_or(false)) {
-      std::string verb = w.on_change == "reload" && !cr.dropin ? "reload" : "restart";
+      std::string verb = w.on_change == "reload" && !unit_text ? "reload" : "restart";
       d.changes.push_back(NotifyChange(verb + " " + w.unit, Cmd("systemctl").arg(verb).arg(w.unit).str(),
                                        verb + " " + w.unit, c.path + " changed", w.disruptive));
     }

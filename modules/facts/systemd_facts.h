@@ -88,4 +88,42 @@ bool IsSysctlKey(std::string_view key);  // [A-Za-z0-9_.-/]+, with at least one 
 // The /etc/sysctl.d file for `values` (in order), with a header saying labfleet manages it.
 std::string SysctlFile(const std::vector<std::pair<std::string, std::string>>& values);
 
+// ---- unit files labfleet writes (services' `unit:`, timers:) ----
+//
+// Unit-file syntax (systemd.syntax(7)): one KEY=VALUE a line; a line ending in "\" continues on the next one;
+// "%" starts a specifier in most values (written "%%" for a literal "%"). ExecStart= (systemd.service(5),
+// "Command lines") splits its value into words: a word may be quoted with "..." or '...', C escapes (\\, \",
+// \n, \xNN) are decoded inside and outside quotes, "$VAR"/"${VAR}" are expanded ("$$" is a literal "$"), an
+// unquoted lone ";" separates commands, and the first word may carry the prefixes @ - : + !.
+
+// Why `value` cannot be written as the value of a one-line unit-file setting, or "" when it can: a control
+// character (newline, tab, ...), a trailing backslash (line continuation), leading or trailing blanks (systemd
+// strips them, so the plan would never converge).
+std::string UnitValueProblem(std::string_view value);
+// Every "%" doubled: the value as written, with no specifier expanded.
+std::string EscapeSpecifiers(std::string_view value);
+// Why `argv` cannot be an ExecStart= command, or "": empty; a word with a control character; argv[0] not an
+// absolute path or a plain command name (letters, digits, _ . + -, not starting with a prefix character).
+std::string ArgvProblem(const std::vector<std::string>& argv);
+// One word with systemd's quoting: unchanged when it has only [A-Za-z0-9_./:=,+@-], else in double quotes
+// with \ and " escaped; "%" -> "%%" and "$" -> "$$" everywhere. systemd parses the result back to `word`.
+std::string SystemdQuoteWord(std::string_view word);
+// The ExecStart= value for `argv` (ArgvProblem(argv) must be ""): the words quoted, joined by one space.
+std::string ExecStartValue(const std::vector<std::string>& argv);
+// Why `spec` is not an OnCalendar= expression labfleet accepts, or "" when it is. A strict offline pattern, not
+// systemd's parser: the shorthands (minutely hourly daily weekly monthly quarterly semiannually yearly
+// annually), or "[WEEKDAYS] [[YYYY-]MM-DD] [HH:MM[:SS]] [UTC]" with at least one part, where weekdays are Mon..Sun
+// (3 letters or full, lists with "," and ranges with ".."), and each number component is "*" or a list of
+// N, N..M, N/STEP, *\/STEP within its range (month 1-12, day 1-31, hour 0-23, minute and second 0-59).
+// Everything it accepts systemd accepts too; the node's `systemd-analyze verify` checks it again at apply.
+std::string CalendarProblem(std::string_view spec);
+// Shell text for a PutFile precheck: copies the new file "$LF_NEW" into a fresh temporary directory as
+// `name`, writes each of `siblings` (unit name, text) beside it, and runs `systemd-analyze verify --man=no` on
+// all of them; its status is the verifier's (non-zero also when systemd-analyze is missing), and its output is
+// the verifier's messages with the temporary directory left out of the paths. Uses no `exit`.
+std::string VerifyUnitPrecheck(const std::string& name, const std::vector<std::pair<std::string, std::string>>& siblings);
+// True for a path systemd reads unit text from: a unit file or a drop-in .conf below /etc/systemd/system,
+// /run/systemd/system, /usr/local/lib/systemd/system, /lib/systemd/system or /usr/lib/systemd/system.
+bool IsUnitTextPath(std::string_view path);
+
 }  // namespace labfleet

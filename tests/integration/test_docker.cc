@@ -290,4 +290,48 @@ TEST_SUITE("integration-docker") {
     CHECK(Exec(sbx, "getent group docker").find("yseong") == std::string::npos);
     CHECK(CountCalls(DoubleCalls(sbx, "node1"), "systemctl restart docker") == 0);
   }
+
+  TEST_CASE("networks: overlaps with reserved networks warned; remove_networks removes an unused one, refuses a used one") {
+    Sandbox sbx({.nodes = 1});
+    InstallDoubles(sbx, "node1", {"systemctl", "docker"});
+    SeedUnit(sbx, "node1", "docker.service", "enabled", "active");
+    MustExec(sbx, "node1",
+             "mkdir -p /var/lib/labfleet-doubles/networks && cd /var/lib/labfleet-doubles/networks && "
+             "printf 'id=%064d\nsubnet=172.17.0.0/16\n' 1 > bridge && "
+             "printf 'id=%064d\nsubnet=10.0.1.0/24\ncontainers=web\n' 2 > vpn-clash && "
+             "printf 'id=%064d\nsubnet=172.20.5.0/24\n' 3 > old-pool");
+    TempInventory tmp(sbx);
+    tmp.write("inventory/lab.yaml",
+              "lab:\n  name: t\n  reserved_networks: [172.20.0.0/16, 10.0.1.0/24]\n  defaults:\n    docker:\n"
+              "      address_pools: [{ base: 172.28.0.0/16, size: 24 }]\n"
+              "      remove_networks: [old-pool, vpn-clash]\n");
+    auto plan = Cli(sbx, tmp.dir(), {"plan"});
+    INFO(plan.out << plan.err);
+    CHECK(plan.out.find("docker network 'vpn-clash' (subnet '10.0.1.0/24') overlaps reserved network 10.0.1.0/24") !=
+          std::string::npos);
+    CHECK(plan.out.find("docker network 'old-pool' (subnet '172.20.5.0/24') overlaps reserved network 172.20.0.0/16") !=
+          std::string::npos);
+    CHECK(plan.out.find("refused: docker network vpn-clash (10.0.1.0/24) is used by container 'web'") != std::string::npos);
+    CHECK(plan.out.find("docker network old-pool (172.20.5.0/24)") != std::string::npos);
+
+    ClearDoubleCalls(sbx, "node1");
+    auto r = Cli(sbx, tmp.dir(), {"apply", "--yes", "--allow-dirty"});
+    INFO(r.out << r.err);
+    REQUIRE(r.rc == 0);
+    CHECK(CountCalls(DoubleCalls(sbx, "node1"), "docker network rm old-pool") == 1);
+    CHECK(CountCalls(DoubleCalls(sbx, "node1"), "docker network rm vpn-clash") == 0);
+    // Independent check: the docker CLI (double) no longer lists it; the used one stays.
+    CHECK(Exec(sbx, "docker network inspect $(docker network ls -q) | jq -r '.[].Name' | sort") == "bridge\nvpn-clash\n");
+
+    // The container goes: the next apply removes the network; then nothing to do (the warning for it is gone).
+    MustExec(sbx, "node1", "sed -i '/^containers=/d' /var/lib/labfleet-doubles/networks/vpn-clash");
+    r = Cli(sbx, tmp.dir(), {"apply", "--yes", "--allow-dirty"});
+    INFO(r.out << r.err);
+    REQUIRE(r.rc == 0);
+    CHECK(CountCalls(DoubleCalls(sbx, "node1"), "docker network rm vpn-clash") == 1);
+    auto again = Cli(sbx, tmp.dir(), {"plan", "--detailed-exitcode"});
+    INFO(again.out << again.err);
+    CHECK(again.rc == 0);
+    CHECK(again.out.find("overlaps reserved network") == std::string::npos);
+  }
 }

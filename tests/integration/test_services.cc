@@ -124,6 +124,62 @@ TEST_SUITE("integration-services") {
     CHECK(apply4.json()["apply"][0]["status"] == "changed");
   }
 
+  TEST_CASE("unit files: verified on the node, installed, one daemon-reload before the restart and the start") {
+    Sandbox sbx({.nodes = 1});
+    InstallDoubles(sbx, "node1", {"systemctl"});
+    SeedUnit(sbx, "node1", "trainer.service", "enabled", "active");
+    TempInventory inv(sbx);
+    auto settings = [](const std::string& nice, const std::string& labjob_exec) {
+      return "    services:\n"
+             "      trainer:\n"
+             "        state: running\n"
+             "        dropin: \"[Service]\\nNice=" + nice + "\\n\"\n"
+             "      labjob:\n"
+             "        enabled: true\n"
+             "        state: running\n"
+             "        unit: \"[Unit]\\nDescription=lab job\\n[Service]\\nExecStart=" + labjob_exec +
+             "\\n[Install]\\nWantedBy=multi-user.target\\n\"\n";
+    };
+    inv.defaults(settings("5", "/bin/sleep infinity"));
+    auto apply = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty", "--format", "json"});
+    INFO(apply.out << apply.err);
+    REQUIRE(apply.rc == 0);
+    CHECK(Summaries(apply) ==
+          "unit file /etc/systemd/system/labjob.service | systemctl daemon-reload | "
+          "drop-in /etc/systemd/system/trainer.service.d/labfleet.conf | restart trainer.service | "
+          "service labjob.service (enable) | start labjob.service (after daemon-reload)");
+    // One reload, first; the new unit is enabled by a change and started by a handler after the reload.
+    CHECK(Actions(sbx) ==
+          "systemctl enable labjob.service\nsystemctl daemon-reload\nsystemctl restart trainer.service\n"
+          "systemctl start labjob.service\n");
+    auto verify = sbx.exec("node1", "systemd-analyze verify --man=no /etc/systemd/system/labjob.service");
+    INFO(verify.out << verify.err);
+    CHECK(verify.exit_code == 0);  // independent: systemd's verifier on the installed file
+    CHECK(UnitState(sbx, "node1", "labjob.service").find("active=active") != std::string::npos);
+    ClearDoubleCalls(sbx, "node1");
+    CHECK(Cli(sbx, inv.dir(), {"plan", "--detailed-exitcode"}).rc == 0);
+
+    // Both unit texts change: still one reload, before the restarts.
+    ClearDoubleCalls(sbx, "node1");
+    inv.defaults(settings("7", "/bin/sleep 1000000"));
+    auto apply2 = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty"});
+    INFO(apply2.out << apply2.err);
+    REQUIRE(apply2.rc == 0);
+    CHECK(Actions(sbx) ==
+          "systemctl daemon-reload\nsystemctl restart labjob.service\nsystemctl restart trainer.service\n");
+
+    // A unit the verifier refuses (relative ExecStart path): refused with its message, the old file kept.
+    ClearDoubleCalls(sbx, "node1");
+    inv.defaults(settings("7", "bin/none"));
+    auto bad = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty"});
+    INFO(bad.out << bad.err);
+    CHECK(bad.rc != 0);
+    CHECK((bad.out + bad.err).find("labjob.service") != std::string::npos);
+    CHECK((bad.out + bad.err).find("was not put in place") != std::string::npos);
+    CHECK(Exec(sbx, "grep ^ExecStart= /etc/systemd/system/labjob.service") == "ExecStart=/bin/sleep 1000000\n");
+    CHECK(Actions(sbx).empty());
+  }
+
   TEST_CASE("a disruptive restart and stop wait while a GPU job runs, and happen once the node is free") {
     Sandbox sbx({.nodes = 1});
     InstallDoubles(sbx, "node1", {"systemctl", "nvidia-smi"});

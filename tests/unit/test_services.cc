@@ -207,6 +207,95 @@ disable_wait_online: true)"));
     CHECK(RunModule(inv, "services", res).changes.empty());
   }
 
+  TEST_CASE("unit files: verified before install, one daemon-reload before the restart; a start after the reload") {
+    Inventory inv = Load(Inv(R"(services:
+  trainer:
+    enabled: true
+    state: running
+    unit: "[Service]\nExecStart=/usr/local/bin/trainer\n"
+    dropin: "[Service]\nNice=5\n"
+  fresh:
+    enabled: true
+    state: running
+    unit: "[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n"
+  plain:
+    config: [{ path: /etc/systemd/system/plain.service.d/override.conf, content: "[Unit]\nAfter=x\n" }])"));
+    ProbeResults res;
+    std::string key = KeyWithPrefix(RunModule(inv, "services", res), "systemctl-show:");
+    res[key] = {0, Block("trainer.service", "enabled", "active") + "\n" + Block("fresh.service", "disabled", "inactive") +
+                       "\n" + Block("plain.service", "enabled", "active")};
+    ModuleRun run = RunModule(inv, "services", res);
+    CHECK(run.errors.empty());
+    auto lines = run.lines();
+    for (auto& l : lines) CAPTURE(l);
+    REQUIRE(run.changes.size() == 9);
+    CHECK(lines[0] == "+ unit file /etc/systemd/system/trainer.service");
+    CHECK(run.changes[0].precheck.find("systemd-analyze verify --man=no") != std::string::npos);
+    CHECK(run.changes[0].precheck.find("\"$lf_vd\"/trainer.service") != std::string::npos);
+    CHECK(run.changes[1].handler == "systemd daemon-reload");  // once in the plan, before every restart
+    CHECK(run.changes[2].handler == "restart trainer.service");  // running: restarted on the new text
+    CHECK(lines[3] == "+ unit file /etc/systemd/system/fresh.service");
+    CHECK(lines[4] == "+ drop-in /etc/systemd/system/trainer.service.d/labfleet.conf");  // no second restart
+    CHECK(run.changes[4].precheck.empty());
+    // A config file below /etc/systemd/system is unit text: it restarts (not reloads) its unit.
+    CHECK(lines[5] == "+ config /etc/systemd/system/plain.service.d/override.conf of plain.service");
+    CHECK(run.changes[6].handler == "restart plain.service");
+    // fresh: enabled now, started by a handler after the reload (its text changed in this apply); trainer and
+    // plain need nothing for the units themselves (enabled, running).
+    CHECK(lines[7] == "~ service fresh.service (enable)");
+    CHECK(run.changes[7].command == "systemctl enable fresh.service\n");
+    CHECK(run.changes[8].handler == "start fresh.service");
+    CHECK(run.changes[8].command == "systemctl start fresh.service");
+    int reloads = 0;
+    for (const auto& c : run.changes) reloads += c.handler == "systemd daemon-reload";
+    CHECK(reloads == 1);
+    // Only the config-file unit text changes: it notifies the reload itself.
+    res["file:/etc/systemd/system/trainer.service"] = {0, FileOut("[Service]\nExecStart=/usr/local/bin/trainer\n")};
+    res["file:/etc/systemd/system/trainer.service.d/labfleet.conf"] = {0, FileOut("[Service]\nNice=5\n")};
+    res["file:/etc/systemd/system/fresh.service"] = {0, FileOut("[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n")};
+    run = RunModule(inv, "services", res);
+    REQUIRE(run.changes.size() == 4);
+    CHECK(run.changes[1].handler == "systemd daemon-reload");
+    CHECK(run.changes[2].handler == "restart plain.service");
+    // Converged text: the stopped unit is started directly, nothing is reloaded.
+    res["file:/etc/systemd/system/plain.service.d/override.conf"] = {0, FileOut("[Unit]\nAfter=x\n")};
+    run = RunModule(inv, "services", res);
+    lines = run.lines();
+    REQUIRE(lines.size() == 1);
+    CHECK(run.changes[0].kind == Change::Kind::Exec);
+    CHECK(run.changes[0].command == "systemctl enable fresh.service\nsystemctl start fresh.service\n");
+  }
+
+  TEST_CASE("a config: file that is a unit file is verified too; a config: drop-in and other files are not") {
+    Inventory inv = Load(Inv(R"(services:
+  helper:
+    config:
+      - { path: /etc/systemd/system/helper-prep.service, content: "[Service]\nExecStart=/bin/true\n" }
+      - { path: /etc/systemd/system/helper.service.d/x.conf, content: "[Unit]\nAfter=y\n" }
+      - { path: /etc/helper.conf, content: "z\n" })"));
+    ModuleRun run = RunModule(inv, "services", {});
+    std::vector<const Change*> files;
+    for (const auto& c : run.changes)
+      if (c.kind == Change::Kind::PutFile) files.push_back(&c);
+    REQUIRE(files.size() == 3);
+    CHECK(files[0]->precheck.find("\"$lf_vd\"/helper-prep.service") != std::string::npos);
+    CHECK(files[1]->precheck.empty());
+    CHECK(files[2]->precheck.empty());
+  }
+
+  TEST_CASE("a unit file is owned: masked with a unit file, or a files: entry for it, is refused") {
+    Findings f;
+    Load(Inv(R"(services:
+  a: { masked: true, unit: "[Service]\nExecStart=/bin/true\n" }
+  b: { unit: "[Service]\nExecStart=/bin/true\n" }
+files: [{ path: /etc/systemd/system/b.service, content: "x" }])"),
+         &f);
+    std::string all = All(f);
+    CAPTURE(all);
+    CHECK(all.find("service-masked: service a cannot be masked and have a unit file") != std::string::npos);
+    CHECK(all.find("services.b.service.unit") != std::string::npos);
+  }
+
   TEST_CASE("default target, kernel args with reboot needed, sysctl with its handler") {
     Inventory inv = Load(Inv(R"(default_target: multi-user.target
 kernel_args: [pci=realloc]

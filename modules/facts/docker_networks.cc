@@ -1,0 +1,59 @@
+#include "modules/facts/docker_networks.h"
+
+#include <nlohmann/json.hpp>
+
+namespace labfleet {
+
+Probe DockerNetworksProbe() {
+  // Network ids are checked to be hex before they become words of the inspect command.
+  return {"docker:networks",
+          "if ! command -v docker >/dev/null 2>&1; then echo no-docker; else lf_n=$(docker network ls -q --no-trunc "
+          "2>/dev/null | grep -E '^[0-9a-f]{12,64}$' | head -n 512); if [ -n \"$lf_n\" ]; then docker network inspect "
+          "$lf_n 2>/dev/null | head -c 4194304; else echo '[]'; fi; fi"};
+}
+
+DockerNetworks ParseDockerNetworks(std::string_view text) {
+  DockerNetworks out;
+  std::string_view t = text;
+  while (!t.empty() && (t.front() == ' ' || t.front() == '\n')) t.remove_prefix(1);
+  if (t.substr(0, 9) == "no-docker") {
+    out.no_docker = true;
+    return out;
+  }
+  // Lines before the JSON array (a CLI warning) are skipped.
+  size_t at = 0;
+  while (at < t.size() && t[at] != '[') {
+    size_t nl = t.find('\n', at);
+    if (nl == std::string_view::npos) break;
+    at = nl + 1;
+    ++out.skipped;
+  }
+  if (at >= t.size() || t[at] != '[') {
+    out.error = "no JSON array in the output of docker network inspect";
+    return out;
+  }
+  auto j = nlohmann::json::parse(t.substr(at), nullptr, false);
+  if (j.is_discarded() || !j.is_array()) {
+    out.error = "the output of docker network inspect is not a JSON array (cut short, or not Docker's)";
+    return out;
+  }
+  for (const auto& n : j) {
+    if (!n.is_object() || !n.contains("Name") || !n["Name"].is_string()) {
+      ++out.skipped;
+      continue;
+    }
+    DockerNetwork net;
+    net.name = n["Name"].get<std::string>();
+    if (n.contains("Id") && n["Id"].is_string()) net.id = n["Id"].get<std::string>();
+    if (n.contains("IPAM") && n["IPAM"].is_object() && n["IPAM"].contains("Config") && n["IPAM"]["Config"].is_array())
+      for (const auto& c : n["IPAM"]["Config"])
+        if (c.is_object() && c.contains("Subnet") && c["Subnet"].is_string()) net.subnets.push_back(c["Subnet"].get<std::string>());
+    if (n.contains("Containers") && n["Containers"].is_object())
+      for (const auto& [id, c] : n["Containers"].items())
+        net.containers.push_back(c.is_object() && c.contains("Name") && c["Name"].is_string() ? c["Name"].get<std::string>() : id);
+    out.networks.push_back(std::move(net));
+  }
+  return out;
+}
+
+}  // namespace labfleet

@@ -1,0 +1,29 @@
+// Docker networks as the node's docker CLI reports them, for the docker module's overlap check and
+// remove_networks. The probe lists network ids (`docker network ls -q --no-trunc`), keeps only hex ids (at most
+// 512) and prints `docker network inspect` of them, cut at 4 MiB; a node without docker prints "no-docker".
+// The output is untrusted: the parser never throws, returns an error for anything that is not a JSON array, and
+// skips entries without a string Name and lines before the array (a CLI warning).
+#pragma once
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/module.h"
+
+namespace labfleet {
+
+struct DockerNetwork {
+  std::string name, id;                 // as Docker printed them (untrusted: quote them in messages)
+  std::vector<std::string> subnets;     // IPAM.Config[].Subnet
+  std::vector<std::string> containers;  // names (or ids) of the attached containers
+};
+struct DockerNetworks {
+  bool no_docker = false;  // the node has no docker command
+  std::string error;       // the output could not be read (nothing may be removed then)
+  std::vector<DockerNetwork> networks;
+  int skipped = 0;  // lines before the JSON, entries without a name
+};
+Probe DockerNetworksProbe();  // key "docker:networks"
+DockerNetworks ParseDockerNetworks(std::string_view text);
+
+}  // namespace labfleet
