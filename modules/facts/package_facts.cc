@@ -171,6 +171,13 @@ Probe DpkgQueryProbe(const std::vector<std::string>& names) {
 
 Probe AptMarkShowholdProbe() { return kAptHolds.probe(); }
 
+Probe AptCachePolicyProbe(const std::vector<std::string>& names) {
+  // Names are validated package names (never starting with "-"): apt-cache takes no "--".
+  return {"apt-cache-policy:" + Join(names, " "),
+          "command -v apt-cache >/dev/null 2>&1 || exit 127\n" +
+              Cmd("env").arg("LC_ALL=C").arg("apt-cache").arg("policy").args(names).str()};
+}
+
 Probe PacmanQProbe(const std::vector<std::string>& names) {
   // Exit 1 when some name is not installed.
   return {"pacman-q:" + Join(names, " "),

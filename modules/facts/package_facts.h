@@ -77,6 +77,9 @@ Probe PackageManagerProbe();
 // dpkg-query for the given names or glob patterns; key "dpkg-query:<names joined by space>".
 Probe DpkgQueryProbe(const std::vector<std::string>& names_or_patterns);
 Probe AptMarkShowholdProbe();                                  // kAptHolds.probe()
+// `apt-cache policy NAMES` (LC_ALL=C; parsed by ParseAptCachePolicy, modules/facts/apt_facts.h); key
+// "apt-cache-policy:<names>"; names must be valid package names. Exit 127 without apt-cache.
+Probe AptCachePolicyProbe(const std::vector<std::string>& names);
 Probe PacmanQProbe(const std::vector<std::string>& names);     // key "pacman-q:<names>"
 // The package manager named by PackageManagerProbe's output ("apt", "pacman" or "none"): results.fact(kPackageManager).
 std::string PackageManagerOf(const ProbeResults& results);
