@@ -24,17 +24,19 @@ namespace {
 
 const char* kGpg = "env GNUPGHOME=/srv/gnupg gpg --batch --quiet --no-tty";
 
-// A tiny package lf-tool VERSION into /srv/labrepo, then the index, Release and InRelease signed with key `uid`.
-void Publish(const Sandbox& sbx, const std::string& version) {
-  std::string dir = "/srv/build/lf-tool_" + version;
+// A tiny package PKG VERSION into the flat repository REPO, then its index and Release; InRelease signed with the
+// key 'lab repo' when `sign`.
+void Publish(const Sandbox& sbx, const std::string& version, const std::string& pkg = "lf-tool",
+             const std::string& repo = "/srv/labrepo", bool sign = true) {
+  std::string dir = "/srv/build/" + pkg + "_" + version;
   MustExec(sbx, "node1",
-           "set -e; mkdir -p " + dir + "/DEBIAN /srv/labrepo; printf '%s\\n' 'Package: lf-tool' 'Version: " + version +
+           "set -e; mkdir -p " + dir + "/DEBIAN " + repo + "; printf '%s\\n' 'Package: " + pkg + "' 'Version: " + version +
                "' 'Architecture: all' 'Maintainer: labfleet tests <t@labfleet.invalid>' "
                "'Description: labfleet apt_repos test package' > " + dir + "/DEBIAN/control; "
-               "dpkg-deb --build -Zgzip " + dir + " /srv/labrepo/lf-tool_" + version + "_all.deb >/dev/null; "
-               "cd /srv/labrepo && apt-ftparchive packages . > Packages && rm -f Release InRelease && "
-               "apt-ftparchive release . > Release.new && mv Release.new Release && " +
-               std::string(kGpg) + " --local-user 'lab repo' --clearsign -o InRelease Release");
+               "dpkg-deb --build -Zgzip " + dir + " " + repo + "/" + pkg + "_" + version + "_all.deb >/dev/null; "
+               "cd " + repo + " && apt-ftparchive packages . > Packages && rm -f Release InRelease && "
+               "apt-ftparchive release . > Release.new && mv Release.new Release" +
+               (sign ? " && " + std::string(kGpg) + " --local-user 'lab repo' --clearsign -o InRelease Release" : ""));
 }
 
 std::string Dpkg(const Sandbox& sbx) {
@@ -81,10 +83,11 @@ TEST_SUITE("integration-apt") {
     Sandbox sbx({.nodes = 1});
     // The repository key (and a wrong one), generated inside the node.
     MustExec(sbx, "node1",
-             "set -e; mkdir -p -m 0700 /srv/gnupg /srv/mirror; : > /srv/mirror/Packages; " + std::string(kGpg) +
+             "set -e; mkdir -p -m 0700 /srv/gnupg; " + std::string(kGpg) +
                  " --passphrase '' --quick-gen-key 'lab repo' ed25519 sign never; " + kGpg +
                  " --passphrase '' --quick-gen-key 'wrong key' ed25519 sign never");
     Publish(sbx, "1.0-1");
+    Publish(sbx, "1.0", "lf-mirrored", "/srv/mirror", /*sign=*/false);  // the "mirror": unsigned, trusted=yes
     Inv inv(sbx);
     inv.write("inventory/files/lab.asc", Exec(sbx, std::string(kGpg) + " --armor --export 'lab repo'"));
     inv.write("inventory/files/wrong.gpg", Exec(sbx, std::string(kGpg) + " --export 'wrong key' | base64 -w0"));
@@ -101,7 +104,8 @@ TEST_SUITE("integration-apt") {
           "apt mirror /etc/apt/sources.list.d/labfleet-mirror.list | apt: move the distribution's sources aside to "
           "/var/lib/labfleet/apt-orig: /etc/apt/sources.list.d/debian.sources | apt-get update (package lists from "
           "the new mirror)");
-    CHECK(Exec(sbx, "ls /etc/apt/sources.list.d/") == "labfleet-mirror.list\n");
+    // (The host's *.disabled-by-farm files, which apt ignores, are no distribution sources and stay.)
+    CHECK(Exec(sbx, "ls /etc/apt/sources.list.d/ | grep -v '[.]disabled-by-farm$'") == "labfleet-mirror.list\n");
     CHECK(Exec(sbx, "cat /var/lib/labfleet/apt-orig/debian.sources") ==
           ReadAll("/etc/apt/sources.list.d/debian.sources"));  // the host's file, kept whole
 
@@ -163,8 +167,7 @@ TEST_SUITE("integration-apt") {
     REQUIRE(a6.rc == 0);
     CHECK(Summaries(a6) == "apt: remove /etc/apt/keyrings/labfleet-lab.gpg | apt: remove "
                            "/etc/apt/sources.list.d/labfleet-lab.sources | apt-get update (apt_repos changed)");
-    CHECK(Exec(sbx, "ls /etc/apt/sources.list.d/ /etc/apt/keyrings/") ==
-          "/etc/apt/keyrings/:\n\n/etc/apt/sources.list.d/:\nlabfleet-mirror.list\n");
+    CHECK(Exec(sbx, "ls /etc/apt/sources.list.d/ /etc/apt/keyrings/ | grep labfleet") == "labfleet-mirror.list\n");
     CHECK(Exec(sbx, "apt-cache policy lf-tool").find("labrepo") == std::string::npos);
 
     // The host's apt configuration never changed.
