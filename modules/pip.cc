@@ -113,10 +113,9 @@ PipWant ParsePip(const Value& v, Findings* f) {
         out.error(r.get("venv")->loc(), pr.error ? pr.error->code : "pip-venv",
                   "venv " + Quoted(*p) + " must be an absolute path other than / without blanks or quotes" +
                       (pr.error ? " (it " + pr.error->what + ")" : std::string()));
-        ok = false;
-      } else {
-        t.venv = pr.path;
+        continue;  // not a target at all (and not the system's)
       }
+      t.venv = pr.path;
     }
     if (auto fl = r.str("find_links")) {
       SyntaxError se;
