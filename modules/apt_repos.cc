@@ -60,6 +60,7 @@ struct Repo {
 
 struct Repos {
   std::vector<Repo> items;
+  bool complete = true;  // false: an entry could not be read (then nothing is removed or recorded)
 };
 
 bool IsRepoName(std::string_view s) {
@@ -316,7 +317,9 @@ class AptReposModule : public Module {
     std::vector<Resource> out;
     const Value* v = ctx.settings.find("apt_repos");
     if (!v) return out;
-    auto rs = std::make_shared<Repos>(ParseRepos(*v, &ctx.inv, nullptr));
+    Findings f;
+    auto rs = std::make_shared<Repos>(ParseRepos(*v, &ctx.inv, &f));
+    rs->complete = !f.has_errors();
     for (const auto& r : rs->items)
       out.push_back({name(), "apt-repo:" + r.name, r.where, std::make_shared<Repo>(r)});
     out.push_back({name(), "apt-repos:update", v->loc(), rs});
@@ -355,6 +358,9 @@ class AptReposModule : public Module {
 
  private:
   static DiffResult DiffUpdate(const Repos& rs, const ProbeResults& results) {
+    // Defensive (validate refuses such an inventory first): a repository that could not be read must not look
+    // undeclared, or its files would be removed.
+    if (!rs.complete) return Failure("an apt_repos entry could not be read (run labfleet validate); nothing is removed");
     DiffResult d;
     const ProbeOutput* lf = FindProbe(results, kLabfleetAptFiles.name);
     std::set<std::string> want;

@@ -150,6 +150,7 @@ TEST_SUITE("integration-apt") {
     CHECK(a4.rc != 0);
     CHECK(a4.json()["apply"][0]["status"] == "failed");
     CHECK(a4.out.find("apt-get update (apt_repos changed)") != std::string::npos);
+    CHECK(a4.json()["apply"][0]["error"].get<std::string>().find("NO_PUBKEY") != std::string::npos);  // apt's why
     CHECK(sbx.exec("node1", "apt-get update --error-on=any -q >/dev/null 2>&1").exit_code != 0);  // apt agrees
     auto p4 = Cli(sbx, inv.dir(), {"plan", "--format", "json"});
     INFO(p4.out << p4.err);
@@ -172,5 +173,8 @@ TEST_SUITE("integration-apt") {
 
     // The host's apt configuration never changed.
     CHECK(HostApt() == host_before);
+    std::error_code ec;  // and the host's package lists never saw the node's repositories
+    for (const auto& e : std::filesystem::directory_iterator("/var/lib/apt/lists", ec))
+      CHECK(e.path().filename().string().find("_srv_") == std::string::npos);
   }
 }
