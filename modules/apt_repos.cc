@@ -23,6 +23,9 @@
 //   anything (the executor's handlers run after every change, too late for that). It is owed until it succeeds:
 //   labfleet records the SHA-256 of the repositories it updated for in /var/lib/labfleet/apt-repos.sha256
 //   after a successful update, so a failed update (a wrong key) fails the apply and is planned again.
+// - with package_mirror.apt (validated by packages), the distribution's own sources are moved aside FIRST
+//   (MoveDistroSourcesChange, to /var/lib/labfleet/apt-orig), so that this update never reaches them: a lab
+//   behind a mirror has no route to them. packages writes the mirror's list and runs its update handler.
 #include <nlohmann/json.hpp>
 
 #include <map>
@@ -277,6 +280,14 @@ const Fact<LabfleetAptFiles> kLabfleetAptFiles{
         .arg("-print").raw("2>/dev/null").str() + "\n:",
     ParseLabfleetAptFiles};
 
+// package_mirror.apt is set (its value is validated by the packages module, and plan refuses an invalid one).
+bool HasAptMirror(const Value& settings) {
+  const Value* m = settings.find("package_mirror");
+  if (!m || !m->is_map()) return false;
+  const Value* a = m->find("apt");
+  return a && (a->is_scalar() || a->is_map());
+}
+
 class AptReposModule : public Module {
  public:
   std::string name() const override { return "apt_repos"; }
@@ -315,6 +326,7 @@ class AptReposModule : public Module {
 
   std::vector<Resource> resources(const NodeContext& ctx) const override {
     std::vector<Resource> out;
+    if (HasAptMirror(ctx.settings)) out.push_back({name(), "apt-repos:distro", ctx.settings.find("package_mirror")->loc(), nullptr});
     const Value* v = ctx.settings.find("apt_repos");
     if (!v) return out;
     Findings f;
@@ -329,7 +341,9 @@ class AptReposModule : public Module {
   std::vector<Probe> probes(const NodeContext&, const std::vector<Resource>& rs) const override {
     std::vector<Probe> out{PackageManagerProbe()};
     for (const auto& r : rs) {
-      if (r.id == "apt-repos:update") {
+      if (r.id == "apt-repos:distro") {
+        for (const auto& p : kDistroSources) out.push_back(FileProbe(p));
+      } else if (r.id == "apt-repos:update") {
         out.push_back(FileProbe(kStamp));
         out.push_back(kLabfleetAptFiles.probe());
       } else {
@@ -344,6 +358,13 @@ class AptReposModule : public Module {
     if (PackageManagerOf(results) != "apt")
       return Noop("nothing to do because this node does not use apt (apt_repos applies to apt nodes)");
     if (r.id == "apt-repos:update") return DiffUpdate(r.as<Repos>(), results);
+    if (r.id == "apt-repos:distro") {
+      auto in_use = DistroSourcesInUse(results);
+      if (in_use.empty()) return Noop("nothing to do because the distribution's own apt sources are already set aside for package_mirror.apt");
+      DiffResult d;
+      d.changes.push_back(MoveDistroSourcesChange(in_use));
+      return d;
+    }
     const Repo& repo = r.as<Repo>();
     DiffResult d = DiffFile({KeyPath(repo.name), repo.key, 0644, "root", "root"},
                             ParseFileProbe(results, KeyPath(repo.name)), "apt key " + KeyPath(repo.name),

@@ -14,8 +14,8 @@
 // and upgraded whenever `apt-cache policy` (read in the probe, from the node's current package lists) shows a
 // candidate other than the installed version (apt only picks an older candidate when a pin >= 1000 asks for it).
 // package_mirror.apt REPLACES the distribution's own sources: /etc/apt/sources.list (when it has a deb line),
-// sources.list.d/debian.sources and ubuntu.sources are moved to /var/lib/labfleet/apt-orig/ (the first version
-// kept there is never overwritten); to go back, drop package_mirror.apt and move them back by hand.
+// sources.list.d/debian.sources and ubuntu.sources are moved to /var/lib/labfleet/apt-orig/ by the apt_repos
+// module (order 4: before its own apt-get update); here they only make the update handler run.
 // All missing packages are installed by one command; likewise removals, holds and unholds.
 #include <map>
 #include <set>
@@ -42,10 +42,6 @@ const std::vector<std::string> kMirrorKeys = {"apt", "pip"};
 const std::vector<std::string> kAptMirrorKeys = {"url", "suites", "components", "trusted"};
 const char* kAptMirrorFile = "/etc/apt/sources.list.d/labfleet-mirror.list";
 const char* kPipConf = "/etc/pip.conf";
-// The distribution's own apt sources, moved aside (to kAptOrigDir) when package_mirror.apt replaces them.
-const std::vector<std::string> kDistroSources = {"/etc/apt/sources.list", "/etc/apt/sources.list.d/debian.sources",
-                                                 "/etc/apt/sources.list.d/ubuntu.sources"};
-const char* kAptOrigDir = "/var/lib/labfleet/apt-orig";
 
 struct PkgWant {
   std::string name, state;
@@ -549,37 +545,9 @@ class PackagesModule : public Module {
     FileSpec want{kAptMirrorFile, text, 0644, "root", "root"};
     DiffResult d = DiffFile(want, ParseFileProbe(results, kAptMirrorFile), std::string("apt mirror ") + kAptMirrorFile);
     bool lists_changed = !d.changes.empty() && d.changes[0].kind == Change::Kind::PutFile;
-    // The distribution's own sources: moved aside, so the mirror replaces them (not added beside them).
-    std::vector<std::string> distro;
-    for (const auto& p : kDistroSources) {
-      FileState st = ParseFileProbe(results, p);
-      if (!st.exists) continue;
-      bool active = !st.content_read;  // not read: assume it is in use
-      if (st.content_read && p.size() > 8 && p.compare(p.size() - 8, 8, ".sources") == 0) active = true;
-      for (const auto& line : SplitLines(st.content))
-        if (auto t = TrimChars(line, " \t\r"); !t.empty() && t[0] != '#') active = true;
-      if (active) distro.push_back(p);
-    }
-    if (!distro.empty()) {
-      Change c;
-      c.sign = '-';
-      c.summary = "apt: move the distribution's sources aside to " + std::string(kAptOrigDir) + ": " + Join(distro, ", ");
-      c.reason = "package_mirror.apt replaces the distribution's own sources";
-      c.backup_paths = distro;
-      Script s;
-      s.add(Cmd("mkdir").arg("-p").arg("-m").arg("0700").arg(kAptOrigDir));
-      for (const auto& p : distro) {
-        std::string keep = std::string(kAptOrigDir) + "/" + p.substr(p.rfind('/') + 1);
-        // The first version kept there is the distribution's: never overwritten.
-        s.raw("[ -e " + ShellQuote(keep) + " ] || " + Cmd("cp").arg("-p").arg("--").arg(p).arg(keep).str());
-        s.add(Cmd("rm").arg("-f").arg("--").arg(p));
-      }
-      c.command = s.str();
-      d.changes.push_back(std::move(c));
-      lists_changed = true;
-      if (d.changes.size() > 1) d.noop.clear();
-    }
-    if (!d.changes.empty()) d.noop.clear();
+    // The distribution's own sources are moved aside by apt_repos (order 4, before this), so that its update
+    // never reaches them; when they are still in use here, the lists change in this run too.
+    if (!DistroSourcesInUse(results).empty()) lists_changed = true;
     if (lists_changed) {
       Change n;
       n.kind = Change::Kind::Notify;
@@ -588,6 +556,7 @@ class PackagesModule : public Module {
       n.reason = "apt sources changed";
       n.command = AptGet("update").str();
       d.changes.push_back(std::move(n));
+      d.noop.clear();
     }
     return d;
   }

@@ -101,9 +101,9 @@ TEST_SUITE("integration-apt") {
     INFO(a1.out << a1.err);
     REQUIRE(a1.rc == 0);
     CHECK(Summaries(a1) ==
-          "apt mirror /etc/apt/sources.list.d/labfleet-mirror.list | apt: move the distribution's sources aside to "
-          "/var/lib/labfleet/apt-orig: /etc/apt/sources.list.d/debian.sources | apt-get update (package lists from "
-          "the new mirror)");
+          "apt: move the distribution's sources aside to /var/lib/labfleet/apt-orig: "
+          "/etc/apt/sources.list.d/debian.sources | apt mirror /etc/apt/sources.list.d/labfleet-mirror.list | "
+          "apt-get update (package lists from the new mirror)");
     // (The host's *.disabled-by-farm files, which apt ignores, are no distribution sources and stay.)
     CHECK(Exec(sbx, "ls /etc/apt/sources.list.d/ | grep -v '[.]disabled-by-farm$'") == "labfleet-mirror.list\n");
     CHECK(Exec(sbx, "cat /var/lib/labfleet/apt-orig/debian.sources") ==
@@ -156,12 +156,20 @@ TEST_SUITE("integration-apt") {
     INFO(p4.out << p4.err);
     CHECK(Summaries(p4) == "apt-get update (apt_repos changed)");
 
-    // 5. The right key again converges; then the repository is dropped: its files go, the lists follow.
+    // 5. The right key again converges. Meanwhile a distribution source came back (an upgrade reinstalled it),
+    // one the node cannot reach (as behind a mirror): it is moved aside BEFORE apt_repos' update, which would fail
+    // on it (--error-on=any); the first copy kept in apt-orig stays the host's.
+    Exec(sbx, "printf 'Types: deb\\nURIs: file:/srv/unreachable\\nSuites: ./\\n' > /etc/apt/sources.list.d/debian.sources");
     inv.repo("files/lab.asc");
     auto a5 = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty", "--format", "json"});
     INFO(a5.out << a5.err);
     REQUIRE(a5.rc == 0);
-    CHECK(Summaries(a5) == "apt key /etc/apt/keyrings/labfleet-lab.gpg | apt-get update (apt_repos changed)");
+    CHECK(Summaries(a5) ==
+          "apt: move the distribution's sources aside to /var/lib/labfleet/apt-orig: /etc/apt/sources.list.d/debian.sources"
+          " | apt key /etc/apt/keyrings/labfleet-lab.gpg | apt-get update (apt_repos changed) | apt-get update (package "
+          "lists from the new mirror)");
+    CHECK(Exec(sbx, "cat /var/lib/labfleet/apt-orig/debian.sources") == ReadAll("/etc/apt/sources.list.d/debian.sources"));
+    // Then the repository is dropped: its files go, the lists follow.
     inv.lab("    apt_repos: []\n    packages: { lf-tool: installed }\n");
     auto a6 = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty", "--format", "json"});
     INFO(a6.out << a6.err);

@@ -208,7 +208,7 @@ TEST_SUITE("packages") {
     CHECK(RunModule(inv, "packages", r).errors.size() == 1);
   }
 
-  TEST_CASE("package_mirror.apt moves the distribution's sources aside (kept once in /var/lib/labfleet/apt-orig)") {
+  TEST_CASE("package_mirror.apt: apt_repos moves the distribution's sources aside (kept once in /var/lib/labfleet/apt-orig)") {
     Inventory inv = Load(Inv("package_mirror: { apt: { url: \"http://mirror.lab/debian\", suites: [bookworm], components: [main] } }"));
     ProbeResults r{{"pkg-manager", {0, "apt\n"}},
                    {"file:/etc/apt/sources.list", {0, FileOut("# deb http://deb.debian.org/debian bookworm main\n\n")}},
@@ -216,16 +216,19 @@ TEST_SUITE("packages") {
                    {"file:/etc/apt/sources.list.d/labfleet-mirror.list",
                     {0, FileOut("# Managed by labfleet (package_mirror.apt); edits here are overwritten.\n"
                                 "deb http://mirror.lab/debian bookworm main\n")}}};
-    ModuleRun run = RunModule(inv, "packages", r);
+    // apt_repos (order 4) moves them, before any apt-get update of its own; packages (5) runs the update.
+    ModuleRun run = RunModule(inv, "apt_repos", r);
     INFO(run.all_notes());
     REQUIRE(run.lines() == std::vector<std::string>{
                                "- apt: move the distribution's sources aside to /var/lib/labfleet/apt-orig: "
-                               "/etc/apt/sources.list.d/debian.sources",
-                               "~ apt-get update (package lists from the new mirror)"});  // sources.list: comments only
+                               "/etc/apt/sources.list.d/debian.sources"});  // sources.list: comments only
+    CHECK(RunModule(inv, "packages", r).lines() ==
+          std::vector<std::string>{"~ apt-get update (package lists from the new mirror)"});
     CHECK(run.changes[0].command.find("[ -e /var/lib/labfleet/apt-orig/debian.sources ] || cp -p -- "
                                       "/etc/apt/sources.list.d/debian.sources /var/lib/labfleet/apt-orig/debian.sources") !=
           std::string::npos);
     r.erase("file:/etc/apt/sources.list.d/debian.sources");
     CHECK(RunModule(inv, "packages", r).changes.empty());
+    CHECK(RunModule(inv, "apt_repos", r).changes.empty());
   }
 }
