@@ -17,7 +17,7 @@
 //   venv where you can. package_mirror.pip becomes --index-url (with --trusted-host for http); `find_links` adds
 //   --find-links, `index: false` adds --no-index (offline wheel directories);
 // - a venv that does not exist is created with `python3 -m venv` (python3-venv) as root; an existing one is used
-//   only if it, its parent and its top three levels are root's and not group/world writable (root runs its
+//   only if it, its parent and its top four levels are root's and not group/world writable (root runs its
 //   python: a user who can write there could run code as root), else the node fails with the path.
 #include <nlohmann/json.hpp>
 
@@ -188,7 +188,7 @@ Probe PipProbe(const PipTarget& t) {
     // Root runs this venv's python: it, its parent and its top levels must be root's and not group/world writable.
     s.raw("u=$(" + Cmd("find").arg(parent).arg(t.venv).arg("-maxdepth").arg("0").arg("(").arg("!").arg("-user").arg("root")
                        .arg("-o").arg("-perm").arg("/022").arg("-o").arg("-type").arg("l").arg(")").arg("-print").str() +
-          "; " + Cmd("find").arg(t.venv).arg("-mindepth").arg("1").arg("-maxdepth").arg("3").arg("!").arg("-type").arg("l")
+          "; " + Cmd("find").arg(t.venv).arg("-mindepth").arg("1").arg("-maxdepth").arg("4").arg("!").arg("-type").arg("l")
                      .arg("(").arg("!").arg("-user").arg("root").arg("-o").arg("-perm").arg("/022").arg(")").arg("-print").str() +
           " 2>/dev/null | head -n 1)");
     s.raw("if [ -n \"$u\" ]; then printf 'venv unsafe %s\\n' \"$u\" | head -c 300; exit 0; fi");
@@ -249,12 +249,17 @@ class PipModule : public Module {
     const std::string what = t.venv.empty() ? std::string("system-wide") : "venv " + t.venv;
     const ProbeOutput* o = FindProbe(results, PipProbe(t).key);
     if (!o) return Failure("pip " + what + ": no probe output");
-    if (o->exit_code == 127) return Failure("pip " + what + ": python3 not found; install python3 and python3-pip (packages:)");
-    if (o->exit_code != 0) return Failure("pip " + what + ": the probe failed (exit " + std::to_string(o->exit_code) + ")");
+    // No python3 (127) or no pip yet: packages (order 5) may install python3-pip / python3-venv in this same
+    // apply, so the install is planned; if they are still missing then, it fails with pip's or python's message.
+    std::string missing;
+    if (o->exit_code == 127) missing = "python3 is not installed yet";
+    else if (o->exit_code != 0) return Failure("pip " + what + ": the probe failed (exit " + std::to_string(o->exit_code) + ")");
     auto lines = SplitLines(o->out);
     std::string head = lines.empty() ? "" : lines[0];
     bool create = false;
-    if (head == "venv absent") {
+    if (!missing.empty()) {
+      create = !t.venv.empty();
+    } else if (head == "venv absent") {
       create = true;
     } else if (head.rfind("venv unsafe ", 0) == 0) {
       return Failure("pip " + what + ": " + EscapeControls(head.substr(12)) +
@@ -267,7 +272,7 @@ class PipModule : public Module {
       return Failure("pip " + what + ": probe output not understood");
     }
     PipList installed;
-    if (!create) {
+    if (!create && missing.empty()) {
       std::string exit_line;
       for (auto it = lines.rbegin(); it != lines.rend(); ++it)
         if (!it->empty()) {
@@ -276,11 +281,12 @@ class PipModule : public Module {
         }
       if (exit_line.rfind("pip-exit=", 0) != 0)
         return Failure("pip " + what + ": `pip list` printed more than " + std::to_string(kMaxPipListBytes) + " bytes");
-      if (exit_line != "pip-exit=0")
-        return Failure("pip " + what + ": `" + Python(t) + " -m pip list` failed (" + exit_line +
-                       "); install python3-pip (packages:) or recreate the venv");
-      installed = ParsePipList(o->out);
-      if (!installed.ok) return Failure("pip " + what + ": `pip list --format json` printed no JSON list");
+      if (exit_line != "pip-exit=0") {
+        missing = "`" + Python(t) + " -m pip list` failed (" + exit_line + "): pip is not installed yet?";
+      } else {
+        installed = ParsePipList(o->out);
+        if (!installed.ok) return Failure("pip " + what + ": `pip list --format json` printed no JSON list");
+      }
     }
     std::vector<std::string> install, why;
     for (const auto& q : t.reqs) {
@@ -296,7 +302,7 @@ class PipModule : public Module {
     Change c;
     c.sign = create ? '+' : '~';
     c.summary = "pip " + what + ": " + (create ? "create the venv, " : std::string()) + "install " + Join(install, ", ");
-    c.reason = create ? "the venv does not exist" : Join(why, "; ");
+    c.reason = !missing.empty() ? missing : create ? "the venv does not exist" : Join(why, "; ");
     Script s;
     if (create) s.add(Cmd("python3").arg("-m").arg("venv").arg("--").arg(t.venv));
     Cmd pip("env");
