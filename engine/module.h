@@ -170,7 +170,7 @@ class Module {
   virtual ~Module() = default;
   virtual std::string name() const = 0;
   // Changes of a node are applied by ascending order, ties by name: busy 1 (settings only, no changes),
-  // packages 5, nvidia 6 (right after packages, before docker's runtime uses the GPU), directory 8 (LDAP
+  // apt_repos 4, packages 5, nvidia 6 (right after packages, before docker's runtime uses the GPU), pip 7, directory 8 (LDAP
   // entries on the directory server, after slapd is installed), user_groups 10, users 20
   // (groups exist first), ssh_keys 30 (homes exist), subids 40, files 50, hosts 50, lines 55 (after whole files), docker 70, sshd 70,
   // mounts 75, exports 76 (a server's exports after its own mounts), automounts 77, services 85 (units start on

@@ -3,14 +3,19 @@
 // slow links.
 //
 //   packages: [htop, tmux]                                  # a list: installed
-//   packages: { htop: installed, snapd: absent, linux-image-generic: held }
+//   packages: { htop: installed, snapd: absent, linux-image-generic: held, docker-ce: latest }
 //   package_mirror:
 //     apt: http://mirror.lab/ubuntu                         # or { url, suites: [...], components: [...], trusted }
 //     pip: http://mirror.lab/pypi/simple
 //
 // Maps merge key by key from lab.defaults and groups to the node; a list replaces what it overrides.
 // `installed` means installed and NOT held (a held package is unheld); `held` = installed and held against
-// upgrades; `absent` = removed (configuration files kept, like `apt-get remove`).
+// upgrades; `absent` = removed (configuration files kept, like `apt-get remove`); `latest` = installed, not held,
+// and upgraded whenever `apt-cache policy` (read in the probe, from the node's current package lists) shows a
+// candidate other than the installed version (apt only picks an older candidate when a pin >= 1000 asks for it).
+// package_mirror.apt REPLACES the distribution's own sources: /etc/apt/sources.list (when it has a deb line),
+// sources.list.d/debian.sources and ubuntu.sources are moved to /var/lib/labfleet/apt-orig/ by the apt_repos
+// module (order 4: before its own apt-get update); here they only make the update handler run.
 // All missing packages are installed by one command; likewise removals, holds and unholds.
 #include <map>
 #include <set>
@@ -22,6 +27,7 @@
 #include "engine/file_probe.h"
 #include "engine/module.h"
 #include "modules/facts/nvidia_facts.h"
+#include "modules/facts/apt_facts.h"
 #include "modules/facts/package_facts.h"
 #include "engine/settings_layers.h"
 #include "engine/shell.h"
@@ -31,7 +37,7 @@
 namespace labfleet {
 namespace {
 
-const std::vector<std::string> kStates = {"installed", "absent", "held"};
+const std::vector<std::string> kStates = {"installed", "latest", "absent", "held"};
 const std::vector<std::string> kMirrorKeys = {"apt", "pip"};
 const std::vector<std::string> kAptMirrorKeys = {"url", "suites", "components", "trusted"};
 const char* kAptMirrorFile = "/etc/apt/sources.list.d/labfleet-mirror.list";
@@ -98,7 +104,7 @@ PackagesWant ParsePackages(const Value& v, Findings* f) {
       if (!item.is_scalar()) {
         out.error(item.loc(), "wrong-type",
                   "items of packages must be package names, got " + DescribeValue(item) +
-                      " (for states write a map: { name: installed|absent|held })");
+                      " (for states write a map: { name: installed|latest|absent|held })");
         continue;
       }
       add(item.str(), item.loc(), "installed", item.loc());
@@ -107,18 +113,18 @@ PackagesWant ParsePackages(const Value& v, Findings* f) {
   }
   if (!v.is_map()) {
     out.error(v.loc(), "wrong-type",
-              "packages must be a list of names or a map { name: installed|absent|held }, got " + DescribeValue(v));
+              "packages must be a list of names or a map { name: installed|latest|absent|held }, got " + DescribeValue(v));
     return w;
   }
   for (const auto& e : v.entries()) {
     if (!e.value.is_scalar()) {
       out.error(e.value.loc().known() ? e.value.loc() : e.key_loc, "wrong-type",
-                "the state of package " + e.key + " must be installed, absent or held, got " + DescribeValue(e.value));
+                "the state of package " + e.key + " must be installed, latest, absent or held, got " + DescribeValue(e.value));
       continue;
     }
     const std::string& st = e.value.str();
     if (std::find(kStates.begin(), kStates.end(), st) == kStates.end()) {
-      std::string msg = "the state of package " + e.key + " must be installed, absent or held, got '" + st + "'";
+      std::string msg = "the state of package " + e.key + " must be installed, latest, absent or held, got '" + st + "'";
       if (auto s = Suggest(st, kStates)) msg += "; did you mean '" + *s + "'?";
       out.error(e.value.loc(), "invalid-value", msg);
       continue;
@@ -126,6 +132,13 @@ PackagesWant ParsePackages(const Value& v, Findings* f) {
     add(e.key, e.key_loc, st, e.key_loc);
   }
   return w;
+}
+
+std::vector<std::string> LatestNames(const PackagesWant& w) {
+  std::vector<std::string> out;
+  for (const auto& i : w.items)
+    if (i.state == "latest") out.push_back(i.name);
+  return out;
 }
 
 struct MirrorWant {
@@ -209,7 +222,7 @@ class PackagesModule : public Module {
   nlohmann::json settings_schema(const std::string& key) const override {
     using namespace schema;
     if (key == "packages")
-      return OneOf({Strings(), MapOf(Enum(kStates))}, "a list of names (installed), or name: installed|absent|held");
+      return OneOf({Strings(), MapOf(Enum(kStates))}, "a list of names (installed), or name: installed|latest|absent|held");
     return Closed(kMirrorKeys,
                   {{"apt", OneOf({Scalar("URL"), Closed(kAptMirrorKeys, {{"url", Scalar()},
                                                                           {"suites", Strings()},
@@ -292,11 +305,13 @@ class PackagesModule : public Module {
         for (const auto& i : r.as<PackagesWant>().items) names.push_back(i.name);
         out.push_back(DpkgQueryProbe(names));
         out.push_back(AptMarkShowholdProbe());
+        if (auto latest = LatestNames(r.as<PackagesWant>()); !latest.empty()) out.push_back(AptCachePolicyProbe(latest));
         out.push_back(PacmanQProbe(names));
         out.push_back(FileProbe("/etc/pacman.conf"));
       } else if (r.id == "package-mirror:apt") {
         out.push_back(FileProbe(kAptMirrorFile));
         out.push_back(FileProbe("/etc/os-release"));
+        for (const auto& p : kDistroSources) out.push_back(FileProbe(p));
       } else if (r.id == "package-mirror:pip") {
         out.push_back(FileProbe(kPipConf));
       }
@@ -338,6 +353,16 @@ class PackagesModule : public Module {
       return it != dpkg.by_name.end() && it->second.status != "not-installed" && it->second.status != "config-files";
     };
     std::vector<std::string> install, install_held, unhold_first, remove, hold, unhold, why_install;
+    std::vector<std::string> upgrade, why_upgrade, unhold_upgrade, no_candidate;
+    AptPolicy policy;
+    if (auto latest = LatestNames(w); !latest.empty()) {
+      const ProbeOutput* p = FindProbe(results, AptCachePolicyProbe(latest).key);
+      if (!p || p->exit_code != 0)
+        return Failure("apt-cache policy failed on this node (exit " + std::to_string(p ? p->exit_code : -1) +
+                       (p && !p->err.empty() ? ": " + p->err.substr(0, p->err.find('\n')) : std::string()) +
+                       "); it tells which packages of state latest have a newer candidate");
+      policy = ParseAptCachePolicy(p->out);
+    }
     for (const auto& i : w.items) {
       bool held = holds.count(i.name) > 0;
       if (i.state == "absent") {
@@ -353,7 +378,18 @@ class PackagesModule : public Module {
         continue;
       }
       if (i.state == "held" && !held) hold.push_back(i.name);
-      if (i.state == "installed" && held) unhold.push_back(i.name);
+      if (i.state == "latest") {
+        auto it = policy.by_name.find(i.name);
+        if (it == policy.by_name.end() || it->second.candidate.empty()) {
+          no_candidate.push_back(i.name);  // installed, but no repository offers it: nothing to upgrade to
+        } else if (it->second.candidate != it->second.installed) {
+          upgrade.push_back(i.name);
+          why_upgrade.push_back(i.name + ": " + it->second.installed + " installed, " + it->second.candidate + " available");
+          if (held) unhold_upgrade.push_back(i.name);  // apt does not upgrade a held package
+          continue;
+        }
+      }
+      if (i.state != "held" && held) unhold.push_back(i.name);
     }
     DiffResult d;
     if (!install.empty()) {
@@ -368,6 +404,17 @@ class PackagesModule : public Module {
       // The package lists may be stale or not know a new mirror yet: on failure, update them and retry once.
       s.raw(inst.str() + " || { " + AptGet("update").str() + " && " + inst.str() + "; }");
       if (!install_held.empty()) s.add(Cmd("apt-mark").arg("hold").arg("--").args(install_held));
+      c.command = s.str();
+      d.changes.push_back(std::move(c));
+    }
+    if (!upgrade.empty()) {
+      Change c;
+      c.sign = '~';
+      c.summary = "packages: upgrade " + Join(upgrade, ", ");
+      c.reason = Join(why_upgrade, "; ") + " (state latest)";
+      Script s;
+      if (!unhold_upgrade.empty()) s.add(Cmd("apt-mark").arg("unhold").arg("--").args(unhold_upgrade));
+      s.add(AptGet("install").arg("--no-install-recommends").arg("--only-upgrade").arg("--").args(upgrade));
       c.command = s.str();
       d.changes.push_back(std::move(c));
     }
@@ -392,13 +439,20 @@ class PackagesModule : public Module {
       d.changes.push_back(NamesChange('~', "unhold", unhold,
                                       "held on the node, `installed` (not held) in the inventory",
                                       Cmd("apt-mark").arg("unhold").arg("--")));
-    if (d.changes.empty()) d.noop = NoopText(w);
+    if (d.changes.empty()) {
+      d.noop = NoopText(w);
+      if (!no_candidate.empty())
+        d.noop += "; note: no repository offers " + Join(no_candidate, ", ") + " (state latest keeps what is installed)";
+    }
     return d;
   }
 
   static DiffResult DiffPacman(const PackagesWant& w, const ProbeResults& results) {
     std::vector<std::string> names;
     for (const auto& i : w.items) names.push_back(i.name);
+    if (!LatestNames(w).empty())
+      return Failure("state latest is implemented for apt nodes only (" + Join(LatestNames(w), ", ") +
+                     "); on pacman nodes write installed and upgrade with the system");
     const ProbeOutput* q = FindProbe(results, PacmanQProbe(names).key);
     if (!q || q->exit_code != 0) return Failure("pacman -Q failed on this node (exit " + std::to_string(q ? q->exit_code : -1) + ")");
     PacmanQ pq = ParsePacmanQ(q->out);
@@ -452,12 +506,14 @@ class PackagesModule : public Module {
   }
 
   static std::string NoopText(const PackagesWant& w) {
-    int n_inst = 0, n_abs = 0, n_held = 0;
-    for (const auto& i : w.items) (i.state == "absent" ? n_abs : i.state == "held" ? n_held : n_inst)++;
+    int n_inst = 0, n_abs = 0, n_held = 0, n_latest = 0;
+    for (const auto& i : w.items)
+      (i.state == "absent" ? n_abs : i.state == "held" ? n_held : i.state == "latest" ? n_latest : n_inst)++;
     return "nothing to do because " +
            (w.items.size() == 1 ? std::string("the package matches")
                                 : "all " + std::to_string(w.items.size()) + " packages match") +
-           " (" + std::to_string(n_inst) + " installed, " + std::to_string(n_held) + " held, " +
+           " (" + std::to_string(n_inst) + " installed, " +
+           (n_latest ? std::to_string(n_latest) + " latest, " : std::string()) + std::to_string(n_held) + " held, " +
            std::to_string(n_abs) + " absent)";
   }
 
@@ -488,7 +544,11 @@ class PackagesModule : public Module {
     }
     FileSpec want{kAptMirrorFile, text, 0644, "root", "root"};
     DiffResult d = DiffFile(want, ParseFileProbe(results, kAptMirrorFile), std::string("apt mirror ") + kAptMirrorFile);
-    if (!d.changes.empty() && d.changes[0].kind == Change::Kind::PutFile) {
+    bool lists_changed = !d.changes.empty() && d.changes[0].kind == Change::Kind::PutFile;
+    // The distribution's own sources are moved aside by apt_repos (order 4, before this), so that its update
+    // never reaches them; when they are still in use here, the lists change in this run too.
+    if (!DistroSourcesInUse(results).empty()) lists_changed = true;
+    if (lists_changed) {
       Change n;
       n.kind = Change::Kind::Notify;
       n.handler = "apt-get update";
@@ -496,6 +556,7 @@ class PackagesModule : public Module {
       n.reason = "apt sources changed";
       n.command = AptGet("update").str();
       d.changes.push_back(std::move(n));
+      d.noop.clear();
     }
     return d;
   }

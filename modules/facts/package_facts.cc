@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "modules/facts/accounts.h"
+#include "engine/file_probe.h"
 #include "engine/shell.h"
 #include "engine/text.h"
 
@@ -171,6 +172,13 @@ Probe DpkgQueryProbe(const std::vector<std::string>& names) {
 
 Probe AptMarkShowholdProbe() { return kAptHolds.probe(); }
 
+Probe AptCachePolicyProbe(const std::vector<std::string>& names) {
+  // Names are validated package names (never starting with "-"): apt-cache takes no "--".
+  return {"apt-cache-policy:" + Join(names, " "),
+          "command -v apt-cache >/dev/null 2>&1 || exit 127\n" +
+              Cmd("env").arg("LC_ALL=C").arg("apt-cache").arg("policy").args(names).str()};
+}
+
 Probe PacmanQProbe(const std::vector<std::string>& names) {
   // Exit 1 when some name is not installed.
   return {"pacman-q:" + Join(names, " "),
@@ -179,6 +187,42 @@ Probe PacmanQProbe(const std::vector<std::string>& names) {
 }
 
 std::string PackageManagerOf(const ProbeResults& results) { return results.fact(kPackageManager); }
+
+const std::vector<std::string> kDistroSources = {"/etc/apt/sources.list", "/etc/apt/sources.list.d/debian.sources",
+                                                 "/etc/apt/sources.list.d/ubuntu.sources"};
+const char* const kAptOrigDir = "/var/lib/labfleet/apt-orig";
+
+std::vector<std::string> DistroSourcesInUse(const ProbeResults& results) {
+  std::vector<std::string> out;
+  for (const auto& p : kDistroSources) {
+    FileState st = ParseFileProbe(results, p);
+    if (!st.exists) continue;
+    bool active = !st.content_read;  // not read: assume it is in use
+    if (p.size() > 8 && p.compare(p.size() - 8, 8, ".sources") == 0) active = true;
+    for (const auto& line : SplitLines(st.content))
+      if (auto t = Trim(line); !t.empty() && t[0] != '#') active = true;
+    if (active) out.push_back(p);
+  }
+  return out;
+}
+
+Change MoveDistroSourcesChange(const std::vector<std::string>& paths) {
+  Change c;
+  c.sign = '-';
+  c.summary = "apt: move the distribution's sources aside to " + std::string(kAptOrigDir) + ": " + Join(paths, ", ");
+  c.reason = "package_mirror.apt replaces the distribution's own sources";
+  c.backup_paths = paths;
+  Script s;
+  s.add(Cmd("mkdir").arg("-p").arg("-m").arg("0700").arg(kAptOrigDir));
+  for (const auto& p : paths) {
+    std::string keep = std::string(kAptOrigDir) + "/" + p.substr(p.rfind('/') + 1);
+    // The first version kept there is the distribution's: never overwritten.
+    s.raw("[ -e " + ShellQuote(keep) + " ] || " + Cmd("cp").arg("-p").arg("--").arg(p).arg(keep).str());
+    s.add(Cmd("rm").arg("-f").arg("--").arg(p));
+  }
+  c.command = s.str();
+  return c;
+}
 
 Cmd AptGet(const std::string& verb) {
   Cmd c("env");

@@ -77,9 +77,21 @@ Probe PackageManagerProbe();
 // dpkg-query for the given names or glob patterns; key "dpkg-query:<names joined by space>".
 Probe DpkgQueryProbe(const std::vector<std::string>& names_or_patterns);
 Probe AptMarkShowholdProbe();                                  // kAptHolds.probe()
+// `apt-cache policy NAMES` (LC_ALL=C; parsed by ParseAptCachePolicy, modules/facts/apt_facts.h); key
+// "apt-cache-policy:<names>"; names must be valid package names. Exit 127 without apt-cache.
+Probe AptCachePolicyProbe(const std::vector<std::string>& names);
 Probe PacmanQProbe(const std::vector<std::string>& names);     // key "pacman-q:<names>"
 // The package manager named by PackageManagerProbe's output ("apt", "pacman" or "none"): results.fact(kPackageManager).
 std::string PackageManagerOf(const ProbeResults& results);
+
+// package_mirror.apt replaces the distribution's own sources: these files (probed with FileProbe by the
+// packages and apt_repos modules) are moved to kAptOrigDir. `DistroSourcesInUse`: those present and in use
+// (sources.list only when it has a line that is not a comment; a .sources file always; an unread file too).
+extern const std::vector<std::string> kDistroSources;
+extern const char* const kAptOrigDir;
+std::vector<std::string> DistroSourcesInUse(const ProbeResults& results);
+// "- apt: move the distribution's sources aside ...": the first copy kept in kAptOrigDir is never overwritten.
+Change MoveDistroSourcesChange(const std::vector<std::string>& paths);
 
 // The apt-get environment and options labfleet always uses (noninteractive, keep local config files).
 Cmd AptGet(const std::string& verb);

@@ -253,10 +253,10 @@ TEST_SUITE("packages") {
          &f);
     std::string all = All(f);
     CAPTURE(all);
-    CHECK(all.find("the state of package htop must be installed, absent or held, got 'hled'; did you mean 'held'?") !=
+    CHECK(all.find("the state of package htop must be installed, latest, absent or held, got 'hled'; did you mean 'held'?") !=
           std::string::npos);
     CHECK(all.find("'Bad_Name' is not a package name") != std::string::npos);
-    CHECK(all.find("the state of package tmux must be installed, absent or held, got a list") != std::string::npos);
+    CHECK(all.find("the state of package tmux must be installed, latest, absent or held, got a list") != std::string::npos);
     CHECK(all.find("unknown key 'aptt' in package_mirror; did you mean 'apt'?") != std::string::npos);
     CHECK(all.find("package_mirror.pip must be an http:// or https:// URL") != std::string::npos);
     CHECK(all.find("inventory/test.yaml:5:") != std::string::npos);  // findings carry locations
