@@ -137,16 +137,40 @@ Probe BatchedFileProbe(const std::vector<std::string>& all_paths) {
   set.arg("--").args(paths);
   Cmd stat = Cmd("stat").arg("--printf").arg(kBatchStatFormat).arg("--").raw("\"$@\"").raw("2>/dev/null");
   s.add(set).add(stat).raw("printf '\\0'");
-  s.raw("lf_a=$(" + Cmd("find").args(Ancestors(paths)).raw(
+  const std::vector<std::string> anc = Ancestors(paths);
+  s.raw("lf_a=$(" + Cmd("find").args(anc).raw(
       "-maxdepth 0 \\( -type d -user 0 ! -perm /022 -printf '%p\\tR\\n' \\) -o -printf "
       "'%p\\tU\\t%y\\t%u\\t%U\\t%G\\t%m\\n' 2>/dev/null").str() + ")");
   s.raw("printf '%s\\0' \"$lf_a\"");
-  s.raw("lf_n='\n'; lf_t=$(printf '\\t'); lf_a=\"$lf_n$lf_a$lf_n\"; lf_u=");
-  // lf_up FILE: sets lf_l to the line of the nearest directory above FILE that is not root-only ("" if none).
-  s.raw("lf_up() { lf_d=${1%/*}; lf_l=; while :; do [ -n \"$lf_d\" ] || lf_d=/; case $lf_a in *\"$lf_n$lf_d${lf_t}U$lf_t\"*) "
-        "lf_l=${lf_a#*\"$lf_n$lf_d${lf_t}U$lf_t\"}; lf_l=${lf_l%%\"$lf_n\"*}; return;; esac; [ \"$lf_d\" = / ] && return; "
-        "lf_d=${lf_d%/*}; done; }");
-  s.raw("lf_i=0; for f in \"$@\"; do lf_up \"$f\"; if [ -z \"$lf_l\" ]; then if [ -f \"$f\" ] && [ ! -L \"$f\" ]; then "
+  s.raw("lf_n='\n'; lf_t='\t'; lf_u=");
+  // The directories that are not root-only, by their index in `anc`: lf_A<J> holds "TYPE\tOWNER\tUID\tGID\tMODE"
+  // of anc[J] ("" when root-only or absent); lf_c<I> lists the indexes of the directories above path I, nearest
+  // first. Looked up with short strings only: searching the whole find output per path and level (as this did)
+  // costs the node's shell more than all the reads as users together.
+  {
+    std::map<std::string, size_t> at;
+    std::string init, cases;
+    for (size_t j = 0; j < anc.size(); ++j) {
+      at[anc[j]] = j;
+      init += " lf_A" + std::to_string(j) + "=";
+      cases += ShellQuote(anc[j]) + ") lf_j=" + std::to_string(j) + ";; ";
+    }
+    for (size_t i = 0; i < paths.size(); ++i) {
+      std::string chain;
+      for (std::string d = ParentOf(paths[i]);; d = ParentOf(d)) {
+        chain += (chain.empty() ? "" : " ") + std::to_string(at.at(d));
+        if (d == "/") break;
+      }
+      init += " lf_c" + std::to_string(i) + "='" + chain + "'";
+    }
+    s.raw(init.substr(1));
+    s.raw("lf_r=$lf_a; while [ -n \"$lf_r\" ]; do lf_l=${lf_r%%\"$lf_n\"*}; case $lf_r in *\"$lf_n\"*) lf_r=${lf_r#*\"$lf_n\"};; "
+          "*) lf_r=;; esac; case $lf_l in *\"${lf_t}U$lf_t\"*) lf_d=${lf_l%%\"$lf_t\"*}; lf_j=; case $lf_d in " + cases +
+          "esac; [ -z \"$lf_j\" ] || eval \"lf_A$lf_j=\\${lf_l#*\\\"\\${lf_t}U\\$lf_t\\\"}\";; esac; done");
+  }
+  // lf_up INDEX: sets lf_l to the line of the nearest directory above path INDEX that is not root-only ("" if none).
+  s.raw("lf_up() { eval \"lf_ch=\\$lf_c$1\"; lf_l=; for lf_j in $lf_ch; do eval \"lf_l=\\$lf_A$lf_j\"; [ -z \"$lf_l\" ] || return 0; done; }");
+  s.raw("lf_i=0; for f in \"$@\"; do lf_up $lf_i; if [ -z \"$lf_l\" ]; then if [ -f \"$f\" ] && [ ! -L \"$f\" ]; then "
         "set -- \"$@\" \"$f\"; printf '%s ' $lf_i; fi; else lf_u=\"$lf_u $lf_i\"; fi; lf_i=$((lf_i+1)); done; printf '\\0'");
   s.raw("shift " + std::to_string(paths.size()));
   s.raw("if [ $# -gt 0 ]; then head -q -c " + limit + " -- \"$@\" 2>/dev/null; find \"$@\" -maxdepth 0 -type f -size +" +
@@ -155,7 +179,7 @@ Probe BatchedFileProbe(const std::vector<std::string>& all_paths) {
   // Files below a user's directory: read as that directory's owner, never as root; ONE setpriv per owner
   // (uid:gid), which reads all of that owner's files (lf_q_UID_GID holds their indexes, lf_g the owners).
   s.raw("lf_s=; command -v setpriv >/dev/null 2>&1 && lf_s=1; lf_g=");
-  s.raw("for lf_i in $lf_u; do eval \"f=\\${$((lf_i+1))}\"; lf_up \"$f\"; lf_r=${lf_l#d$lf_t}; "
+  s.raw("for lf_i in $lf_u; do eval \"f=\\${$((lf_i+1))}\"; lf_up $lf_i; lf_r=${lf_l#d$lf_t}; "
         "if [ \"$lf_r\" = \"$lf_l\" ]; then printf '%s\\t!\\tlink\\n' $lf_i; continue; fi; "
         "if [ -z \"$lf_s\" ]; then printf '%s\\t!\\tsetpriv\\n' $lf_i; continue; fi; "
         "lf_r=${lf_r#*$lf_t}; lf_uid=${lf_r%%$lf_t*}; lf_r=${lf_r#*$lf_t}; lf_gid=${lf_r%%$lf_t*}; "
