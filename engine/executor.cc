@@ -199,7 +199,14 @@ static const char* kLockFunctions = R"SH(lf_start() {
   [ -n "$1" ] && printf '%s\n' "$1"
 }
 lf_holder() {
-  lf_p=$(sed -n 's/^node_pid=\([0-9][0-9]*\)$/\1/p' /run/labfleet.lock 2>/dev/null | head -n 1)
+  # The holder creates the lock file, then writes it: a lock just taken may not name its process yet (two applies
+  # started together). Wait for that up to about a second; an older lock that never names one reads "unknown".
+  lf_w=0
+  while :; do
+    lf_p=$(sed -n 's/^node_pid=\([0-9][0-9]*\)$/\1/p' /run/labfleet.lock 2>/dev/null | head -n 1)
+    [ -z "$lf_p" ] && [ $lf_w -lt 10 ] && [ -e /run/labfleet.lock ] || break
+    sleep 0.1; lf_w=$((lf_w + 1))
+  done
   lf_t=$(sed -n 's/^node_start=\([0-9][0-9]*\)$/\1/p' /run/labfleet.lock 2>/dev/null | head -n 1)
   if [ -z "$lf_p" ]; then echo unknown; return 0; fi
   if ! kill -0 "$lf_p" 2>/dev/null && [ ! -d "/proc/$lf_p" ]; then

@@ -118,8 +118,10 @@ static std::vector<std::string> Ancestors(const std::vector<std::string>& paths)
 //   `head -q -c LIMIT` of those files, concatenated         (each min(size, LIMIT) bytes)
 //   sha256sum of those larger than LIMIT, NUL
 //   stat of each path again, NUL
-//   one line per file below a user's directory: "INDEX\tBASE64 of at most LIMIT+1 bytes\tSHA256 when larger"
-//   or "INDEX\t!\tREASON" when it cannot be read safely.
+//   one line per file below a user's directory: "INDEX\tHEX of at most LIMIT+1 bytes\t" ("INDEX\t+\tSHA256 NAME"
+//   when larger) or "INDEX\t!\tREASON" when it cannot be read safely; a later line for an index replaces an
+//   earlier one. Those files are read with one setpriv per owner (uid:gid of the nearest directory above that is
+//   not root-only), each file still checked as that user (regular, not a link) and bounded by od -N.
 Probe BatchedFileProbe(const std::vector<std::string>& all_paths) {
   std::vector<std::string> paths;
   for (const auto& p : all_paths)
@@ -135,36 +137,83 @@ Probe BatchedFileProbe(const std::vector<std::string>& all_paths) {
   set.arg("--").args(paths);
   Cmd stat = Cmd("stat").arg("--printf").arg(kBatchStatFormat).arg("--").raw("\"$@\"").raw("2>/dev/null");
   s.add(set).add(stat).raw("printf '\\0'");
-  s.raw("lf_a=$(" + Cmd("find").args(Ancestors(paths)).raw(
+  const std::vector<std::string> anc = Ancestors(paths);
+  s.raw("lf_a=$(" + Cmd("find").args(anc).raw(
       "-maxdepth 0 \\( -type d -user 0 ! -perm /022 -printf '%p\\tR\\n' \\) -o -printf "
       "'%p\\tU\\t%y\\t%u\\t%U\\t%G\\t%m\\n' 2>/dev/null").str() + ")");
   s.raw("printf '%s\\0' \"$lf_a\"");
-  s.raw("lf_n='\n'; lf_t=$(printf '\\t'); lf_a=\"$lf_n$lf_a$lf_n\"; lf_u=");
-  // lf_up FILE: sets lf_l to the line of the nearest directory above FILE that is not root-only ("" if none).
-  s.raw("lf_up() { lf_d=${1%/*}; lf_l=; while :; do [ -n \"$lf_d\" ] || lf_d=/; case $lf_a in *\"$lf_n$lf_d${lf_t}U$lf_t\"*) "
-        "lf_l=${lf_a#*\"$lf_n$lf_d${lf_t}U$lf_t\"}; lf_l=${lf_l%%\"$lf_n\"*}; return;; esac; [ \"$lf_d\" = / ] && return; "
-        "lf_d=${lf_d%/*}; done; }");
-  s.raw("lf_i=0; for f in \"$@\"; do lf_up \"$f\"; if [ -z \"$lf_l\" ]; then if [ -f \"$f\" ] && [ ! -L \"$f\" ]; then "
+  s.raw("lf_n='\n'; lf_t='\t'; lf_u=");
+  // The directories that are not root-only, by their index in `anc`: lf_A<J> holds "TYPE\tOWNER\tUID\tGID\tMODE"
+  // of anc[J] ("" when root-only or absent); lf_c<I> lists the indexes of the directories above path I, nearest
+  // first. Looked up with short strings only: searching the whole find output per path and level (as this did)
+  // costs the node's shell more than all the reads as users together.
+  {
+    std::map<std::string, size_t> at;
+    std::string init, cases;
+    for (size_t j = 0; j < anc.size(); ++j) {
+      at[anc[j]] = j;
+      init += " lf_A" + std::to_string(j) + "=";
+      cases += ShellQuote(anc[j]) + ") lf_j=" + std::to_string(j) + ";; ";
+    }
+    for (size_t i = 0; i < paths.size(); ++i) {
+      std::string chain;
+      for (std::string d = ParentOf(paths[i]);; d = ParentOf(d)) {
+        chain += (chain.empty() ? "" : " ") + std::to_string(at.at(d));
+        if (d == "/") break;
+      }
+      init += " lf_c" + std::to_string(i) + "='" + chain + "'";
+    }
+    s.raw(init.substr(1));
+    s.raw("lf_r=$lf_a; while [ -n \"$lf_r\" ]; do lf_l=${lf_r%%\"$lf_n\"*}; case $lf_r in *\"$lf_n\"*) lf_r=${lf_r#*\"$lf_n\"};; "
+          "*) lf_r=;; esac; case $lf_l in *\"${lf_t}U$lf_t\"*) lf_d=${lf_l%%\"$lf_t\"*}; lf_j=; case $lf_d in " + cases +
+          "esac; [ -z \"$lf_j\" ] || eval \"lf_A$lf_j=\\${lf_l#*\\\"\\${lf_t}U\\$lf_t\\\"}\";; esac; done");
+  }
+  // lf_up INDEX: sets lf_l to the line of the nearest directory above path INDEX that is not root-only ("" if none).
+  s.raw("lf_up() { eval \"lf_ch=\\$lf_c$1\"; lf_l=; for lf_j in $lf_ch; do eval \"lf_l=\\$lf_A$lf_j\"; [ -z \"$lf_l\" ] || return 0; done; }");
+  s.raw("lf_i=0; for f in \"$@\"; do lf_up $lf_i; if [ -z \"$lf_l\" ]; then if [ -f \"$f\" ] && [ ! -L \"$f\" ]; then "
         "set -- \"$@\" \"$f\"; printf '%s ' $lf_i; fi; else lf_u=\"$lf_u $lf_i\"; fi; lf_i=$((lf_i+1)); done; printf '\\0'");
   s.raw("shift " + std::to_string(paths.size()));
   s.raw("if [ $# -gt 0 ]; then head -q -c " + limit + " -- \"$@\" 2>/dev/null; find \"$@\" -maxdepth 0 -type f -size +" +
         limit + "c -exec sha256sum -- {} + 2>/dev/null; fi; printf '\\0'");
   s.add(set).add(stat).raw("printf '\\0'");
-  // Files below a user's directory: read as that directory's owner, never as root.
-  s.raw("lf_s=; command -v setpriv >/dev/null 2>&1 && lf_s=1");
-  s.raw("for lf_i in $lf_u; do eval \"f=\\${$((lf_i+1))}\"; lf_up \"$f\"; lf_r=${lf_l#d$lf_t}; "
+  // Files below a user's directory: read as that directory's owner, never as root; ONE setpriv per owner
+  // (uid:gid), which reads all of that owner's files (lf_q_UID_GID holds their indexes, lf_g the owners).
+  s.raw("lf_s=; command -v setpriv >/dev/null 2>&1 && lf_s=1; lf_g=");
+  s.raw("for lf_i in $lf_u; do eval \"f=\\${$((lf_i+1))}\"; lf_up $lf_i; lf_r=${lf_l#d$lf_t}; "
         "if [ \"$lf_r\" = \"$lf_l\" ]; then printf '%s\\t!\\tlink\\n' $lf_i; continue; fi; "
         "if [ -z \"$lf_s\" ]; then printf '%s\\t!\\tsetpriv\\n' $lf_i; continue; fi; "
         "lf_r=${lf_r#*$lf_t}; lf_uid=${lf_r%%$lf_t*}; lf_r=${lf_r#*$lf_t}; lf_gid=${lf_r%%$lf_t*}; "
+        "case $lf_uid:$lf_gid in *[!0-9:]*|:*|*:) printf '%s\\t!\\towner\\n' $lf_i; continue;; esac; "
         "if [ \"$lf_uid\" = 0 ]; then printf '%s\\t!\\twritable\\n' $lf_i; continue; fi; "
         // Not a regular file as root sees it (the user's .ssh directory itself, a missing file, a link): nothing to
-        // read, the same empty record the read as the user would give, without its four processes.
+        // read, the same empty record the read as the user would give, without a setpriv.
         "if [ -L \"$f\" ] || [ ! -f \"$f\" ]; then printf '%s\\t\\t\\n' $lf_i; continue; fi; "
-        "lf_p=\"setpriv --reuid=$lf_uid --regid=$lf_gid --clear-groups --\"; "
-        "lf_b=$($lf_p sh -c '[ -f \"$1\" ] && [ ! -L \"$1\" ] && exec head -c \"$2\" -- \"$1\"' sh \"$f\" " +
-        std::to_string(kMaxProbedFileBytes + 3) + " 2>/dev/null | base64 -w0); lf_h=; "
-        "if [ ${#lf_b} -gt " + b64_limit + " ]; then lf_h=$($lf_p sha256sum -- \"$f\" 2>/dev/null); lf_b=+; fi; "
-        "printf '%s\\t%s\\t%.65s\\n' $lf_i \"$lf_b\" \"$lf_h\"; done");
+        "lf_k=${lf_uid}_$lf_gid; case \" $lf_g \" in *\" $lf_k \"*) ;; *) lf_g=\"$lf_g $lf_k\"; eval \"lf_q_$lf_k=\";; esac; "
+        "eval \"lf_q_$lf_k=\\\"\\$lf_q_$lf_k $lf_i\\\"\"; done");
+  // As the user, for each file in turn: "x", then (if it is a regular file and not a link, checked as the user)
+  // od's hex of at most LIMIT+1 bytes on one line; the last file's od is exec'd (no fork). The root shell keeps
+  // that output in a variable, appends a final "x", accepts only "x", hex digits, spaces and newlines, and splits
+  // it at the x's (field splitting: linear, whatever a file's size), one record per file in order. A user (who
+  // can ptrace the process that runs as them) can therefore forge nothing but the records of the files read as
+  // them, which they can rewrite anyway; anything malformed marks all of those unread ("garbled").
+  const std::string lim1 = std::to_string(kMaxProbedFileBytes + 1);
+  const std::string od = "od -An -v -tx1 -w" + lim1 + " -N " + lim1 + " -- \"$1\"";
+  s.raw("lf_rd=" + ShellQuote("while [ $# -gt 1 ]; do printf x; [ -f \"$1\" ] && [ ! -L \"$1\" ] && " + od +
+                             "; shift; done; printf x; [ -f \"$1\" ] && [ ! -L \"$1\" ] && exec " + od));
+  s.raw("lf_ws=\" $lf_n\"; lf_ifs=\" $lf_t$lf_n\"; lf_big=" + std::to_string(3 * kMaxProbedFileBytes + 1));
+  s.raw("for lf_k in $lf_g; do eval \"lf_x=\\$lf_q_$lf_k\"; lf_v=; for lf_i in $lf_x; do lf_v=\"$lf_v \\\"\\${$((lf_i+1))}\\\"\"; done; "
+        "lf_p=\"setpriv --reuid=${lf_k%_*} --regid=${lf_k#*_} --clear-groups --\"; "
+        "eval \"lf_b=\\$(\\$lf_p sh -c \\\"\\$lf_rd\\\" sh $lf_v 2>/dev/null)x\"; lf_bad=; lf_y=$lf_x; lf_o=; "
+        "case $lf_b in x*) ;; *) lf_bad=1;; esac; case $lf_b in *[!0-9a-fx$lf_ws]*) lf_bad=1;; esac; "
+        "if [ -z \"$lf_bad\" ]; then set -f; IFS=x; for lf_c in $lf_b; do IFS=$lf_ifs; "
+        "if [ -z \"$lf_o\" ]; then lf_o=1; continue; fi; "
+        "lf_y=${lf_y# }; lf_i=${lf_y%% *}; case $lf_y in *' '*) lf_y=${lf_y#* };; *) lf_y=;; esac; "
+        "if [ -z \"$lf_i\" ]; then lf_bad=1; break; fi; lf_h=; "
+        "if [ ${#lf_c} -gt $lf_big ]; then eval \"f=\\${$((lf_i+1))}\"; lf_h=$($lf_p sha256sum -- \"$f\" 2>/dev/null); lf_c=+; fi; "
+        "printf '%s\\t' $lf_i; printf '%s' $lf_c; printf '\\t%.65s\\n' \"$lf_h\"; done; IFS=$lf_ifs; set +f; fi; "
+        "[ -z \"${lf_y# }\" ] || lf_bad=1; "
+        // A later line for an index replaces an earlier one (SplitBatchedFileProbe).
+        "if [ -n \"$lf_bad\" ]; then for lf_i in $lf_x; do printf '%s\\t!\\tgarbled\\n' $lf_i; done; fi; done");
   return {"labfleet:files", s.str()};
 }
 
@@ -213,6 +262,11 @@ std::pair<std::string, std::string> ParseShaLine(std::string line) {
     name = un;
   }
   return {line.substr(0, 64), name};
+}
+int HexDigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
 }
 bool IsHex64(const std::string& s) {
   if (s.size() != 64) return false;
@@ -315,16 +369,29 @@ bool SplitBatchedFileProbe(const std::string& out, const std::vector<std::string
       u.unread = tail == "setpriv"    ? "not read: setpriv (util-linux) is not installed on the node, and labfleet "
                                           "reads files in a user's directory only as that user"
                  : tail == "writable" ? "not read: a directory above it is writable by others"
+                 : tail == "owner"    ? "not read: the owner of the directory above it is not a plain uid:gid"
+                 : tail == "garbled"  ? "not read: the read as the directory's owner printed something od cannot "
+                                        "have printed (that user interfered with it)"
                                       : "not read: a directory above it is a symbolic link";
     } else if (data == "+") {
       u.unread = "too large to diff";
       std::string h = !tail.empty() && tail[0] == '\\' ? tail.substr(1, 64) : tail.substr(0, 64);
       if (IsHex64(h)) u.sha256 = h;
     } else {
-      bool ok = true;
-      u.content = Base64Decode(data, &ok);
-      if (!ok) throw std::runtime_error("batched file probe: bad base64 in a user read");
-      if (u.content.size() > kMaxProbedFileBytes) u.content.clear(), u.unread = "too large to diff";
+      // od's bytes as hex digits, which the node's shell joined; written by a process running as the user, so
+      // anything else is that user's doing: unread, never a failure of the whole node.
+      bool ok = data.size() % 2 == 0;
+      u.content.reserve(data.size() / 2);
+      for (size_t k = 0; ok && k < data.size(); k += 2) {
+        int hi = HexDigit(data[k]), lo = HexDigit(data[k + 1]);
+        if (hi < 0 || lo < 0) ok = false;
+        else u.content += char(hi * 16 + lo);
+      }
+      if (!ok)
+        u.content.clear(), u.unread = "not read: the read as the directory's owner printed something od cannot "
+                                      "have printed (that user interfered with it)";
+      else if (u.content.size() > kMaxProbedFileBytes)
+        u.content.clear(), u.unread = "too large to diff";
     }
     user_reads[i] = std::move(u);
   }

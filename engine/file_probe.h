@@ -47,7 +47,10 @@ FileState ParseFileProbe(const ProbeResults& results, const std::string& path);
 // - a file is read as root only when every directory above it is root's and not writable by group or others
 //   (nobody else can swap a component), and only if it is a regular file (not a link, fifo or device);
 // - a file below a directory a user owns is read AS THAT USER (setpriv with the directory owner's uid and gid,
-//   no groups): a planted link can only show what that user could read anyway;
+//   no groups): a planted link can only show what that user could read anyway. ONE setpriv per such owner reads
+//   all of that owner's files (each checked as the user: a regular file, not a link); what that process prints
+//   is kept by the root shell and accepted only as od's hex, so a user can at most falsify the records of the
+//   files read as them (which they can rewrite anyway), never another path's;
 // - at most kMaxProbedFileBytes of each file is read; a larger file is hashed (sha256sum), never held whole;
 // - paths with control characters are never put in the command: they come back absent, with an UnsafeDir of
 //   kind "path" saying so (validate refuses them first).

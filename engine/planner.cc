@@ -25,23 +25,27 @@ std::string NewNonce() {
 }
 
 
-// Each probe runs in a subshell with stdin from /dev/null; its stdout goes straight to the script's stdout
-// (fd 3), between markers that carry the nonce; its stderr and then its exit status go through a pipe to awk,
-// which prints the end marker with the status and at most 4 lines (300 bytes each) of the stderr, each tagged
-// "e| ", once the probe has ended (so the two never interleave, and stderr cannot forge a marker).
+// Each probe runs in a subshell (a command substitution) with stdin from /dev/null; its stdout goes straight to
+// the script's stdout (fd 3), between markers that carry the nonce; its stderr is captured by the substitution,
+// and once the probe has ended the shell prints the end marker with the status and at most 4 lines (300 bytes
+// each) of that stderr, each tagged "e| " (so the two never interleave, and stderr cannot forge a marker).
+// The nonce is never on an exec'd command line.
 std::string BuildProbeScript(const std::vector<Probe>& probes, const std::string& nonce) {
   Script s;
   s.raw("export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
   s.raw("exec 3>&1");
-  const std::string awk =
-      "NR <= 4 { e[NR] = substr($0, 1, 300) } { rc = $0 } "
-      "END { printf \"\\n%s%s\\n\", m, rc; for (i = 1; i < NR && i <= 4; i++) if (e[i] != \"\") print \"e| \" e[i] }";
+  // Each probe costs the node ONE fork (the command substitution, a subshell: a probe's `exit` or failure cannot
+  // end the script): its stdout goes straight out, its stderr is kept in lf_e, and the first 4 lines of that,
+  // each cut at 300 bytes, are printed by shell builtins after the end marker (no awk per probe).
+  s.raw("lf_nl='\n'; lf_q300=" + std::string(300, '?'));
+  s.raw("lf_pe() { lf_e=$1; lf_j=0; while [ $lf_j -lt 4 ] && [ -n \"$lf_e\" ]; do lf_l=${lf_e%%\"$lf_nl\"*}; "
+        "case $lf_e in *\"$lf_nl\"*) lf_e=${lf_e#*\"$lf_nl\"};; *) lf_e=;; esac; lf_j=$((lf_j+1)); "
+        "[ ${#lf_l} -le 300 ] || lf_l=${lf_l%\"${lf_l#$lf_q300}\"}; [ -z \"$lf_l\" ] || printf 'e| %s\\n' \"$lf_l\"; done; }");
   for (size_t i = 0; i < probes.size(); ++i) {
     const std::string idx = std::to_string(i);
     s.raw("printf '@@lf-%s:begin:%d\\n' " + ShellQuote(nonce) + " " + idx);
-    // A subshell: a probe's `exit` or failure cannot end the script.
-    s.raw("{ ( " + probes[i].command + "\n) </dev/null 2>&1 >&3 3>&-; printf '\\n%s\\n' \"$?\"; } | " +
-          Cmd("awk").arg("-v").arg("m=@@lf-" + nonce + ":end:" + idx + ":").arg(awk).str());
+    s.raw("lf_e=$( ( " + probes[i].command + "\n) </dev/null 2>&1 >&3 3>&-); lf_rc=$?");
+    s.raw("printf '\\n@@lf-%s:end:%d:%s\\n' " + ShellQuote(nonce) + " " + idx + " \"$lf_rc\"; [ -z \"$lf_e\" ] || lf_pe \"$lf_e\"");
   }
   s.raw("printf '@@lf-%s:done\\n' " + ShellQuote(nonce));  // the output is complete, stderr lines included
   return s.str();

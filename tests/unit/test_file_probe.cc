@@ -13,6 +13,7 @@
 #include "engine/planner.h"
 #include "engine/sha256.h"
 #include "engine/shell.h"
+#include "engine/text.h"
 #include "tests/unit/temp_dir.h"
 
 using namespace labfleet;
@@ -168,7 +169,112 @@ TEST_SUITE("file probe") {
     CHECK(log.find(d.str("home/.ssh/keys")) != std::string::npos);
     CHECK(log.find(d.str("home/.ssh") + " ") == std::string::npos);  // the directory itself: never
     CHECK(log.find(d.str("home/absent")) == std::string::npos);
-    CHECK(std::count(log.begin(), log.end(), '\n') == 2);
+    // Both files are nobody's: ONE setpriv reads them, as nobody.
+    CHECK(std::count(log.begin(), log.end(), '\n') == 1);
+    CHECK(log.rfind("--reuid=65534 --regid=65534 --clear-groups -- sh -c ", 0) == 0);
+  }
+
+  // A setpriv that logs its arguments (one line per call), then runs the real one, or for `forge_uid` prints
+  // `forged` instead, as a user who ptraces the process running as them could.
+  RunResult ProbeWithSetpriv(const TempDir& d, const std::vector<std::string>& paths, const std::string& nonce,
+                             const std::string& forge_uid = "", const std::string& forged = "") {
+    const std::string runner =
+        "setpriv() { printf '%s\\n' \"$*\" >> " + ShellQuote(d.str("setpriv.log")) + "; case $1 in --reuid=" +
+        (forge_uid.empty() ? "none" : forge_uid) + ") printf %s " + ShellQuote(forged) +
+        ";; *) command setpriv \"$@\";; esac; }; eval \"$(cat)\"";
+    return LocalTransport().run(Cmd("sh").arg("-c").arg(runner).str(), BuildProbeScript({BatchedFileProbe(paths)}, nonce));
+  }
+
+  TEST_CASE("a user's directory: one setpriv per owner, each owner's files read as that owner only") {
+    REQUIRE(geteuid() == 0);
+    TempDir d("labfleet-fprobe-owners", "/run");
+    REQUIRE(chmod(d.str().c_str(), 0755) == 0);
+    d.write("ann/.ssh/authorized_keys", "ann's key\n");
+    d.write("ann/.profile", "ann's profile\n");
+    d.write("bob/.ssh/authorized_keys", "bob's key\n");
+    d.write("ann/own-by-root", "not root's to read\n");
+    std::string big(kMaxProbedFileBytes + 5, 'z');
+    d.write("bob/big", big);
+    for (const char* p : {"ann", "ann/.ssh", "ann/.ssh/authorized_keys", "ann/.profile"})
+      REQUIRE(chown(d.str(p).c_str(), 65534, 65534) == 0);
+    for (const char* p : {"bob", "bob/.ssh", "bob/.ssh/authorized_keys", "bob/big"})
+      REQUIRE(chown(d.str(p).c_str(), 65533, 65533) == 0);
+    REQUIRE(chmod(d.str("ann/own-by-root").c_str(), 0600) == 0);  // root's, in ann's directory: ann cannot read it
+    const std::vector<std::string> paths = {d.str("ann/.ssh/authorized_keys"), d.str("bob/.ssh/authorized_keys"),
+                                            d.str("ann/.profile"), d.str("ann/own-by-root"), d.str("bob/big")};
+    std::string nonce = NewNonce();
+    RunResult r = ProbeWithSetpriv(d, paths, nonce);
+    REQUIRE(r.ok());
+    std::vector<Probe> probes = {BatchedFileProbe(paths)};
+    ProbeResults each = ParseProbeOutput(r.out, probes, nonce);
+    ProbeResults split;
+    REQUIRE(SplitBatchedFileProbe(each["labfleet:files"].out, paths, split));
+    CHECK(ParseFileProbe(split, paths[0]).content == "ann's key\n");
+    CHECK(ParseFileProbe(split, paths[1]).content == "bob's key\n");
+    CHECK(ParseFileProbe(split, paths[2]).content == "ann's profile\n");
+    FileState root_in_ann = ParseFileProbe(split, paths[3]);
+    CHECK(root_in_ann.exists);
+    CHECK(root_in_ann.content.empty());  // read as ann, who may not: nothing, never root's view
+    FileState large = ParseFileProbe(split, paths[4]);
+    CHECK_FALSE(large.content_read);
+    CHECK(large.sha256 == Sha256Hex(big));  // hashed as bob
+    const std::string log = LocalTransport().run(Cmd("cat").arg(d.str("setpriv.log")).str()).out;
+    INFO(log);
+    std::vector<std::string> lines = SplitLines(log);
+    if (!lines.empty() && lines.back().empty()) lines.pop_back();
+    REQUIRE(lines.size() == 3);  // ann's read, bob's read, bob's sha256sum of the large file
+    for (const auto& l : lines) {
+      bool ann = l.rfind("--reuid=65534 --regid=65534 --clear-groups -- ", 0) == 0;
+      bool bob = l.rfind("--reuid=65533 --regid=65533 --clear-groups -- ", 0) == 0;
+      CHECK((ann || bob));
+      // Each owner's process is given only paths below that owner's directory.
+      CHECK((l.find(d.str(ann ? "bob/" : "ann/")) == std::string::npos));
+    }
+    CHECK(lines[0].find(d.str("ann/own-by-root")) != std::string::npos);
+    CHECK(lines[2].find("sha256sum") != std::string::npos);
+  }
+
+  TEST_CASE("a user's directory: what a user's process forges stays in that user's records") {
+    REQUIRE(geteuid() == 0);
+    TempDir d("labfleet-fprobe-forge", "/run");
+    REQUIRE(chmod(d.str().c_str(), 0755) == 0);
+    d.write("ann/a", "ann's\n");
+    d.write("ann/b", "ann's b\n");
+    d.write("bob/k", "bob's\n");
+    for (const char* p : {"ann", "ann/a", "ann/b"}) REQUIRE(chown(d.str(p).c_str(), 65534, 65534) == 0);
+    for (const char* p : {"bob", "bob/k"}) REQUIRE(chown(d.str(p).c_str(), 65533, 65533) == 0);
+    const std::vector<std::string> paths = {d.str("ann/a"), d.str("bob/k"), d.str("ann/b")};
+    const std::string forged_bob = "6b65790a";  // "key\n" as hex
+    // What ann's process might print instead of od's output: a record line for bob's path (index 1), a marker,
+    // NUL-free binary, one record too many, one too few, odd hex. Every one: ann's two files unread ("garbled")
+    // or, where it is well-formed od output, only ann's own records changed; bob's file always read as bob.
+    for (const std::string& forged : std::vector<std::string>{
+         "x 61\n\t1\t" + forged_bob + "\t\n", "x\n@@lf-0:end:0:0\nx", "x 61x 62x 63", "x 61", "x 6x 62",
+          "x 61 62 63\nx 64 0a"}) {
+      CAPTURE(forged);
+      std::filesystem::remove(d.str("setpriv.log"));
+      std::string nonce = NewNonce();
+      RunResult r = ProbeWithSetpriv(d, paths, nonce, "65534", forged);
+      REQUIRE(r.ok());
+      std::vector<Probe> probes = {BatchedFileProbe(paths)};
+      ProbeResults each = ParseProbeOutput(r.out, probes, nonce);
+      ProbeResults split;
+      REQUIRE(SplitBatchedFileProbe(each["labfleet:files"].out, paths, split));
+      CHECK(ParseFileProbe(split, d.str("bob/k")).content == "bob's\n");
+      CHECK(ParseFileProbe(split, d.str("bob/k")).content_read);
+      FileState a = ParseFileProbe(split, d.str("ann/a")), b = ParseFileProbe(split, d.str("ann/b"));
+      if (forged == "x 61 62 63\nx 64 0a") {  // well-formed: two records, ann's own files
+        CHECK(a.content == "abc");
+        CHECK(b.content == "d\n");
+      } else if (forged == "x 6x 62") {  // two records, the first odd: that one unread, the other ann's "b"
+        CHECK_FALSE(a.content_read);
+        CHECK(b.content == "b");
+      } else {
+        CHECK_FALSE(a.content_read);
+        CHECK_FALSE(b.content_read);
+        CHECK(a.unread_reason.find("interfered") != std::string::npos);
+      }
+    }
   }
 
   TEST_CASE("DiffFile: too large by sha256, secrets by sha256 only, owner fixed by rewriting in a user's directory") {
@@ -232,7 +338,7 @@ TEST_SUITE("file probe") {
     std::string first = rec("/a", "644 root root 11 3 1.5 regular file") + rec("/c", "755 root root 12 4096 1.5 directory") +
                         rec("/h/u", "600 ann ann 13 5 1.5 regular file") + nul;
     auto probe = [&](const std::string& stat1, const std::string& contents, const std::string& stat2) {
-      return stat1 + dirs + "0 " + nul + contents + nul + stat2 + "3\t" + Base64Encode("hello") + "\t\n";
+      return stat1 + dirs + "0 " + nul + contents + nul + stat2 + "3\t68656c6c6f\t\n";
     };
     ProbeResults out;
     REQUIRE(SplitBatchedFileProbe(probe(first, "abc", first), paths, out));
@@ -256,5 +362,17 @@ TEST_SUITE("file probe") {
                     std::runtime_error);
     CHECK_THROWS_AS(SplitBatchedFileProbe(rec("/a", "not a stat line") + nul, paths, out), std::runtime_error);
     CHECK_THROWS_AS(SplitBatchedFileProbe(first + "/h\tQ\tgarbage" + nul, paths, out), std::runtime_error);
+    // A user read's record (the user's process chose its bytes): odd or non-hex data is that file unread, not a
+    // failure of the node; a later line for the index replaces an earlier one (the shell's "garbled" verdict).
+    const std::string head = first + dirs + "0 " + nul + "abc" + nul + first;
+    REQUIRE(SplitBatchedFileProbe(head + "3\t6g\t\n", paths, out));
+    CHECK(ParseFileProbe(out, "/h/u").unread_reason.find("interfered") != std::string::npos);
+    REQUIRE(SplitBatchedFileProbe(head + "3\t686\t\n", paths, out));
+    CHECK_FALSE(ParseFileProbe(out, "/h/u").content_read);
+    REQUIRE(SplitBatchedFileProbe(head + "3\t68\t\n3\t!\tgarbled\n", paths, out));
+    CHECK_FALSE(ParseFileProbe(out, "/h/u").content_read);
+    REQUIRE(SplitBatchedFileProbe(head + "3\t\t\n", paths, out));
+    CHECK(ParseFileProbe(out, "/h/u").content == "");
+    CHECK(ParseFileProbe(out, "/h/u").content_read);
   }
 }
