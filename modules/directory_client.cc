@@ -250,15 +250,11 @@ class DirectoryClientModule : public Module {
                 "(docs/directory.md)");
         return;
       }
-      if (d && d->is_map() && !d->find("uri") && DirectoryClientOf(inv, n, s) == std::nullopt) {
-        const Value* server = d->find("server");
-        bool would = explicit_on || !(server && server->is_scalar() && server->str() == n.name);
-        if (would && !(dc && dc->is_scalar() && dc->str() == "false")) {
-          f.error(KeyLoc(inv.lab, "directory"), "missing-required",
-                  "node '" + n.name + "' is a client of lab.directory, which has no uri: give `uri: ldaps://HOST` "
-                  "(what the clients connect to), or `directory_client: false` on nodes that are not clients");
-          return;
-        }
+      if (explicit_on && d && d->is_map() && !d->find("uri")) {
+        f.error(dc->loc(), "missing-required",
+                "node '" + n.name + "' is a directory client but lab.directory has no uri: give `uri: ldaps://HOST` "
+                "(what the clients connect to)");
+        return;
       }
     }
   }

@@ -11,7 +11,8 @@ namespace labfleet {
 
 // How a node uses the lab's directory. A node is a client when the node's (or its groups', or defaults')
 // `directory_client` setting says so (true, or a map `{ homes: local|shared }`), and otherwise when lab.directory
-// is set and the node is not lab.directory.server. `directory_client: false` opts a node out.
+// is set and the node is not lab.directory.server. `directory_client: false` opts a node out. Without
+// lab.directory.uri no node is a client (the directory is only written; validate refuses an explicit client).
 struct DirectoryClient {
   std::string uri, base, ca;  // lab.directory.uri, .base, .ca (ca may be empty)
   bool mkhomedir = true;      // homes: local (the default) -> pam_mkhomedir creates them at first login
