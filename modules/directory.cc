@@ -4,7 +4,9 @@
 // uid=NAME,ou=people,BASE (account + posixAccount + shadowAccount), groups cn=NAME,ou=groups,BASE (posixGroup
 // with memberUid). `remove` deletes the entry. Entries under the base the inventory does not name are listed as
 // warnings, never changed or deleted. Passwords are never read (the search asks for named attributes only) nor
-// written. docs/directory.md.
+// written. With `ssh_keys: true` a user's inventory ssh_keys become sshPublicKey values (objectClass
+// ldapPublicKey, the openssh-lpk schema); labfleet adds that schema to cn=config (ldapadd over ldapi:///) when the
+// server lacks it. docs/directory.md.
 #include <algorithm>
 #include <set>
 
@@ -18,7 +20,7 @@
 namespace labfleet {
 namespace {
 
-const std::vector<std::string> kDirectoryKeys = {"server", "base", "uri", "ca"};
+const std::vector<std::string> kDirectoryKeys = {"server", "base", "uri", "ca", "ssh_keys"};
 const std::vector<std::string> kAttrs = {"objectClass",   "uid",        "cn",           "uidNumber", "gidNumber",
                                          "homeDirectory", "loginShell", "shadowExpire", "memberUid", "ou"};
 constexpr size_t kMaxLdif = 16u << 20;  // what the probe reads at most
@@ -26,7 +28,17 @@ constexpr const char* kExitMarker = "# labfleet: ldapsearch exit ";
 
 struct Directory {
   std::string server, base, base_norm;
+  bool ssh_keys = false;  // sshPublicKey entries (openssh-lpk schema)
 };
+
+// The openssh-lpk schema (the public definition OpenSSH-LPK and SSSD's ldap_user_ssh_public_key use): one
+// attribute, one auxiliary class, as a cn=config schema entry.
+constexpr const char* kLpkAttr =
+    "( 1.3.6.1.4.1.24552.500.1.1.1.13 NAME 'sshPublicKey' DESC 'MANDATORY: OpenSSH Public key' "
+    "EQUALITY octetStringMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.40 )";
+constexpr const char* kLpkClass =
+    "( 1.3.6.1.4.1.24552.500.1.1.2.0 NAME 'ldapPublicKey' SUP top AUXILIARY "
+    "DESC 'MANDATORY: OpenSSH LPK objectclass' MAY ( sshPublicKey $ uid ) )";
 
 // lab.directory as far as it is usable (validate reports the rest).
 std::optional<Directory> ReadDirectory(const Inventory& inv) {
@@ -37,7 +49,8 @@ std::optional<Directory> ReadDirectory(const Inventory& inv) {
   if (!server || !server->is_scalar() || !base || !base->is_scalar()) return std::nullopt;
   auto norm = NormalizeDn(base->str());
   if (!norm) return std::nullopt;
-  return Directory{server->str(), base->str(), *norm};
+  const Value* keys = d->find("ssh_keys");
+  return Directory{server->str(), base->str(), *norm, keys && keys->is_scalar() && keys->str() == "true"};
 }
 
 std::string UserDn(const std::string& name, const Directory& d) { return "uid=" + DnEscape(name) + ",ou=people," + d.base; }
@@ -73,14 +86,26 @@ LiveDirectory ParseLive(std::string_view out) {
 }
 
 Fact<LiveDirectory> LdapFact(const Directory& d) {
+  std::vector<std::string> attrs = kAttrs;
+  if (d.ssh_keys) attrs.push_back("sshPublicKey");
   Cmd c("sh");
   c.arg("-c")
-      .arg("{ ldapsearch -Q -Y EXTERNAL -H ldapi:/// -LLL -b \"$1\" -s sub '(objectClass=*)' " + Join(kAttrs, " ") +
+      .arg("{ ldapsearch -Q -Y EXTERNAL -H ldapi:/// -LLL -b \"$1\" -s sub '(objectClass=*)' " + Join(attrs, " ") +
            "; echo \"" + kExitMarker + "$?\"; } | head -c " + std::to_string(kMaxLdif))
       .arg("ldap-probe")
       .arg(d.base);
   return Fact<LiveDirectory>("directory:ldapsearch", c.str(), ParseLive);
 }
+
+// Whether cn=config holds the openssh-lpk schema: the DNs of schema entries named *openssh-lpk, then the marker.
+Fact<LiveDirectory> LpkSchemaFact() {
+  Cmd c("sh");
+  c.arg("-c").arg("{ ldapsearch -Q -Y EXTERNAL -H ldapi:/// -LLL -b cn=schema,cn=config -s one "
+                  "'(cn=*openssh-lpk)' dn; echo \"" + std::string(kExitMarker) + "$?\"; } | head -c 65536");
+  return Fact<LiveDirectory>("directory:lpk-schema", c.str(), ParseLive);
+}
+
+struct WantSchema {};
 
 // One entry as the inventory wants it: attribute -> values; objectClass values are only added, never removed.
 struct WantEntry {
@@ -256,6 +281,11 @@ std::vector<WantEntry> Wanted(const Inventory& inv, const Directory& d) {
                  {"homeDirectory", {HomeOf(*u)}},
                  {"loginShell", {u->shell}},
                  {"shadowExpire", expire < 0 ? std::vector<std::string>{} : std::vector<std::string>{std::to_string(expire)}}};
+      if (d.ssh_keys) {
+        // ldapPublicKey only where there are keys (it is never removed: keys gone means sshPublicKey deleted)
+        if (!u->ssh_keys.empty()) w.attrs[0].second.push_back("ldapPublicKey");
+        w.attrs.push_back({"sshPublicKey", u->ssh_keys});
+      }
     }
     out.push_back(std::move(w));
   }
@@ -304,7 +334,15 @@ class DirectoryModule : public Module {
         f.error(r.get("uri")->loc(), e.code, "lab.directory.uri " + Quoted(*u) + " " + e.what + " (ldaps://HOST or ldap://HOST)");
     }
     if (auto ca = r.str("ca")) CheckCa(inv, *ca, r.get("ca")->loc(), f);
+    if (const Value* k = r.get("ssh_keys"); k && (!k->is_scalar() || (k->str() != "true" && k->str() != "false")))
+      f.error(k->loc(), "wrong-type", "lab.directory.ssh_keys must be true or false");
+    const Value* keys_on = r.get("ssh_keys");
     for (const UserDef* u : DirectoryUsers(inv)) {
+      if (!u->ssh_keys.empty() && !(keys_on && keys_on->is_scalar() && keys_on->str() == "true"))
+        f.error(KeyLoc(u->raw, "ssh_keys"), "directory-ssh-keys",
+                "user '" + u->name + "' lives in the directory, where labfleet keeps her ssh_keys only with "
+                "`ssh_keys: true` in lab.directory (the openssh-lpk schema; clients read them with "
+                "sss_ssh_authorizedkeys); set it, or drop ssh_keys");
       if (!u->password_hash.empty())
         f.error(KeyLoc(u->raw, "password_hash"), "directory-password",
                 "user '" + u->name + "' lives in the directory: labfleet never writes passwords there; remove "
@@ -324,6 +362,8 @@ class DirectoryModule : public Module {
     auto d = ReadDirectory(ctx.inv);
     if (!d || d->server != ctx.node.name) return {};
     std::vector<Resource> out;
+    if (d->ssh_keys)  // first: the user entries below need ldapPublicKey
+      out.push_back({name(), "ldap:schema:openssh-lpk", ctx.inv.lab.find("directory")->loc(), std::make_shared<WantSchema>()});
     for (auto& w : Wanted(ctx.inv, *d)) {
       std::string id = "ldap:" + w.dn;
       out.push_back({name(), id, ctx.inv.lab.find("directory")->loc(), std::make_shared<WantEntry>(std::move(w))});
@@ -335,6 +375,7 @@ class DirectoryModule : public Module {
   std::vector<Probe> probes(const NodeContext& ctx, const std::vector<Resource>& rs) const override {
     auto d = ReadDirectory(ctx.inv);
     if (!d || rs.empty()) return {};
+    if (d->ssh_keys) return {LpkSchemaFact().probe(), LdapFact(*d).probe()};
     return {LdapFact(*d).probe()};
   }
 
@@ -348,6 +389,7 @@ class DirectoryModule : public Module {
       if (r.id == "ldap:unlisted") return Failure(err);
       return Noop("nothing planned: the directory could not be read");
     }
+    if (r.id == "ldap:schema:openssh-lpk") return DiffSchema(results);
     if (r.id != "ldap:unlisted") return DiffEntry(r.as<WantEntry>(), live);
     std::set<std::string> named = {d->base_norm};
     for (const auto& w : Wanted(ctx.inv, *d)) named.insert(Norm(w.dn));
@@ -369,6 +411,33 @@ class DirectoryModule : public Module {
   }
 
  private:
+  static DiffResult DiffSchema(const ProbeResults& results) {
+    const Fact<LiveDirectory> fact = LpkSchemaFact();
+    const LiveDirectory& live = results.fact(fact);
+    auto pit = results.find(fact.name);
+    if (pit == results.end() || !live.complete || live.exit != 0)
+      return Failure("cannot tell whether cn=config holds the openssh-lpk schema: ldapsearch -b cn=schema,cn=config " +
+                     std::string(pit == results.end() ? "did not run" : "failed (exit " + std::to_string(live.exit) +
+                                                                            "): " + EscapeControls(pit->second.err)) +
+                     "; root must be mapped to a DN that may manage cn=config (docs/directory.md)");
+    if (!live.order.empty()) return Noop("nothing to do because cn=config holds the openssh-lpk schema");
+    LdifBuilder b;
+    b.dn("cn=openssh-lpk,cn=schema,cn=config")
+        .attr("objectClass", "olcSchemaConfig")
+        .attr("cn", "openssh-lpk")
+        .attr("olcAttributeTypes", kLpkAttr)
+        .attr("olcObjectClasses", kLpkClass);
+    DiffResult d;
+    Change& c = d.changes.emplace_back();
+    c.sign = '+';
+    c.summary = "ldap schema openssh-lpk (cn=config)";
+    c.reason = "lab.directory.ssh_keys is on and the server has no ldapPublicKey/sshPublicKey schema";
+    c.diff = "dn: cn=openssh-lpk,cn=schema,cn=config\n+ olcAttributeTypes: sshPublicKey\n+ olcObjectClasses: ldapPublicKey\n";
+    c.command = Cmd("printf").arg("%s").arg(b.str()).raw("|")
+                    .then(Cmd("ldapadd").arg("-Q").arg("-Y").arg("EXTERNAL").arg("-H").arg("ldapi:///")).str();
+    return d;
+  }
+
   static void CheckCa(const Inventory& inv, const std::string& ca, const Location& where, Findings& f) {
     if (inv.refusal)
       if (std::string why = inv.refusal(ca, ""); !why.empty()) {

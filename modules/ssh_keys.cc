@@ -1,5 +1,6 @@
 // ssh_keys: ~user/.ssh/authorized_keys managed exclusively (exactly the inventory's keys), ~/.ssh 0700 and
-// the file 0600, both owned by the user. Only for users whose inventory entry has `ssh_keys:`.
+// the file 0600, both owned by the user. Only for users whose inventory entry has `ssh_keys:`, and never for
+// `accounts: directory` users (their keys live in the directory).
 #include "modules/facts/accounts_probe.h"
 #include "engine/file_probe.h"
 #include "engine/module.h"
@@ -18,6 +19,9 @@ class SshKeysModule : public Module {
     std::vector<Resource> out;
     for (const UserDef* u : UsersOnNode(ctx)) {
       if (u->remove || !u->raw.find("ssh_keys")) continue;
+      // A directory user's keys are sshPublicKey values in the directory (lab.directory.ssh_keys), served to
+      // sshd by sss_ssh_authorizedkeys on clients (modules/directory_client.cc), never a file on the nodes.
+      if (u->accounts == "directory") continue;
       out.push_back({name(), "ssh_keys:" + u->name, u->where, std::shared_ptr<const UserDef>(u, [](const UserDef*) {})});
     }
     return out;

@@ -9,6 +9,11 @@
 // `Port`, when set, must include the port labfleet connects to (ssh.port): labfleet follows a Port change.
 // The run that moves the port connects on ssh.fallback_ports (the old port) when the new one does not answer
 // yet, and its fresh-connection check goes to the new ssh.port, trusting the host key verified on the old.
+//
+// A client of lab.directory (modules/directory_client.h) gets `AuthorizedKeysCommand
+// /usr/bin/sss_ssh_authorizedkeys` and `AuthorizedKeysCommandUser nobody` in the same drop-in (with or without
+// an `sshd:` map), under the same sshd -t check and lockout guard; the inventory may not set those two itself
+// there (validate: sshd-keyword).
 #include <algorithm>
 #include <set>
 
@@ -19,6 +24,7 @@
 #include "engine/module.h"
 #include "engine/shell.h"
 #include "engine/syntax.h"
+#include "modules/directory_client.h"
 
 namespace labfleet {
 namespace {
@@ -171,6 +177,17 @@ class SshdModule : public Module {
     for (const auto& n : inv.nodes) check_dropin(n.raw.find("sshd_dropin"));
     for (const auto& g : inv.groups) check_map(g.raw.find("sshd"));
     for (const auto& n : inv.nodes) check_map(n.raw.find("sshd"));
+    // A directory client's drop-in carries the AuthorizedKeysCommand of SSSD: the map may not set another.
+    for (const auto& n : inv.nodes) {
+      Value s = inv.settings(n);
+      const Value* sshd = s.find("sshd");
+      if (!sshd || !sshd->is_map() || !DirectoryClientOf(inv, n, s)) continue;
+      for (const char* k : {"AuthorizedKeysCommand", "AuthorizedKeysCommandUser"})
+        if (const Value* x = sshd->find(k))
+          f.error(x->loc(), "sshd-keyword",
+                  std::string(k) + " is set by labfleet on directory clients like node '" + n.name +
+                      "' (sss_ssh_authorizedkeys, keys from the directory); remove it from the sshd map");
+    }
     // The port labfleet connects to must be one sshd listens on.
     for (const auto& n : inv.nodes) {
       Value s = inv.settings(n);
@@ -193,7 +210,8 @@ class SshdModule : public Module {
 
   std::vector<OwnedFile> owned_files(const NodeContext& ctx) const override {
     const Value* v = ctx.settings.find("sshd");
-    if (!v || !v->is_map()) return {};
+    const bool client = DirectoryClientOf(ctx.inv, ctx.node, ctx.settings).has_value();
+    if ((!v || !v->is_map()) && !client) return {};
     const Value* p = ctx.settings.find("sshd_dropin");
     PathResult pr = NormalizeAbsolutePath(p && p->is_scalar() ? p->str() : kDefaultDropin);
     if (pr.error) return {};
@@ -202,10 +220,15 @@ class SshdModule : public Module {
 
   std::vector<Resource> resources(const NodeContext& ctx) const override {
     const Value* v = ctx.settings.find("sshd");
-    if (!v || !v->is_map()) return {};
+    const bool map = v && v->is_map();
+    const bool client = DirectoryClientOf(ctx.inv, ctx.node, ctx.settings).has_value();
+    if (!map && !client) return {};
     const Value* p = ctx.settings.find("sshd_dropin");
     std::string path = p && p->is_scalar() ? p->str() : kDefaultDropin;
-    return {{name(), "sshd:" + path, v->loc(), std::make_shared<SshdWant>(SshdWant{path, Render(*v)})}};
+    std::string content = Render(map ? *v : Value::Map());
+    if (client) content += DirectoryClientSshdLines();
+    Location where = map ? v->loc() : ctx.inv.lab.find("directory")->loc();
+    return {{name(), "sshd:" + path, where, std::make_shared<SshdWant>(SshdWant{path, content})}};
   }
 
   std::vector<Probe> probes(const NodeContext&, const std::vector<Resource>& rs) const override {

@@ -1,4 +1,9 @@
-// user_groups: the inventory's groups (same GID on every node) and each user's personal group.
+// user_groups: the inventory's groups (same GID on every node) and each user's personal group. A user group that
+// lives in the directory (modules/directory.cc writes it because a directory user is in it) is not made locally
+// on a node where no local user of the inventory is in it: a local copy would shadow the directory's group
+// (`getent group` reads files first and would show it without its directory members).
+#include <set>
+
 #include "modules/facts/accounts_probe.h"
 #include "engine/module.h"
 #include "engine/shell.h"
@@ -19,8 +24,20 @@ class UserGroupsModule : public Module {
 
   std::vector<Resource> resources(const NodeContext& ctx) const override {
     std::vector<Resource> out;
-    for (const auto& g : ctx.inv.user_groups)
+    std::set<std::string> in_directory, local;
+    const bool directory = ctx.inv.lab.find("directory") != nullptr;
+    for (const auto& u : ctx.inv.users) {
+      const bool dir = u.accounts == "directory";  // removed ones too: the directory module still writes the group
+      if (u.remove && !dir) continue;
+      if (!dir && !ctx.inv.user_on_node(u, ctx.node)) continue;
+      auto& into = dir ? in_directory : local;
+      into.insert(u.groups.begin(), u.groups.end());
+      if (!u.primary_group.empty()) into.insert(u.primary_group);
+    }
+    for (const auto& g : ctx.inv.user_groups) {
+      if (directory && g.gid >= 0 && in_directory.count(g.name) && !local.count(g.name)) continue;
       out.push_back({name(), "group:" + g.name, g.where, std::make_shared<GroupWant>(GroupWant{g.name, g.gid, "user group"})});
+    }
     for (const UserDef* u : UsersOnNode(ctx)) {
       // A directory user's personal group is a posixGroup in the directory (modules/directory.cc).
       if (!u->primary_group.empty() || u->remove || u->accounts == "directory") continue;
