@@ -259,18 +259,6 @@ class RootlessDockerModule : public Module {
                 "data_root " + Quoted(sys->str()) + " (" + sys->loc().str() + ") on node '" + n.name +
                     "'; give the users' daemons a directory of their own, e.g. /local/docker-rootless/{{user}}");
     }
-    // A rootless user needs a uid (its subids range and /run/user/UID come from it) on a node that sets it up.
-    for (const auto& n : inv.nodes) {
-      Value eff = inv.settings(n);
-      const Value* v = eff.find("rootless_docker");
-      if (!v || !v->is_map()) continue;
-      NodeContext ctx{inv, n, eff};
-      for (const UserDef* u : UsersOnNode(ctx))
-        if (u->rootless_docker && !u->remove && u->uid < 0 && reported.insert(u->name).second)
-          f.error(KeyLoc(u->raw, "rootless_docker"), "rootless-docker-uid",
-                  "user '" + u->name + "' uses rootless Docker on node '" + n.name +
-                      "' but has no uid: its subuid/subgid range is derived from it; set `uid:`");
-    }
   }
 
   std::vector<Resource> resources(const NodeContext& ctx) const override {
@@ -291,6 +279,7 @@ class RootlessDockerModule : public Module {
   }
 
   std::vector<Probe> probes(const NodeContext&, const std::vector<Resource>& rs) const override {
+    if (rs.empty()) return {};
     std::vector<Probe> out = {kPackageManager.probe(), DpkgQueryProbe(AllPackages()), LingerProbe()};
     for (const auto& r : rs) {
       if (r.id == "rootless_docker:packages") continue;
