@@ -45,6 +45,14 @@ TEST_SUITE("integration-rootless") {
     UseLocalAptRepo(sbx, "node1");
     // Local scratch, root's; /etc/subuid as an admin left it: alice's old range keyed by her uid, and carol (not in
     // the inventory) on a range that overlaps the one labfleet gives alice.
+    // bob's user manager "runs": its socket exists, so labfleet calls `systemctl --user` as bob (the double keeps
+    // bob's units in a directory of his and logs the call with the uid and XDG_RUNTIME_DIR it ran with).
+    MustExec(sbx, "node1",
+             "mkdir -p /run/user/2062/systemd && python3 -c 'import socket; "
+             "socket.socket(socket.AF_UNIX).bind(\"/run/user/2062/systemd/private\")' && "
+             "mkdir -p /var/lib/labfleet-doubles/user/2062/units && "
+             "echo file=disabled > /var/lib/labfleet-doubles/user/2062/units/docker.service && "
+             "chown -R 2062 /var/lib/labfleet-doubles/user/2062 && chmod 0666 /var/log/labfleet-doubles.log");
     MustExec(sbx, "node1",
              "mkdir -p /local && chmod 0755 /local && "
              "printf '%s\\n' '2061:5000000:65536' 'carol:69640000:65536' > /etc/subuid && "
@@ -92,8 +100,9 @@ TEST_SUITE("integration-rootless") {
       CHECK(Exec(sbx, "grep -c '^Environment=\"HTTP_PROXY=http://10.0.1.68:8889\"$' /home/" + user +
                           "/.config/systemd/user/docker.service") == "1\n");
       CHECK(Exec(sbx, "stat -c '%U' /var/lib/systemd/linger/" + user) == "root\n");
+      // alice: no user manager, the link enable makes; bob: made by (the double's) systemctl --user enable.
       CHECK(Exec(sbx, "readlink /home/" + user + "/.config/systemd/user/default.target.wants/docker.service") ==
-            "../docker.service\n");
+            (user == "alice" ? "../docker.service\n" : "/home/bob/.config/systemd/user/docker.service\n"));
       CHECK(Exec(sbx, "stat -c '%U' /home/" + user + "/.config/systemd/user/default.target.wants") == user + "\n");
     }
     // getsubids reads /etc/subuid (and -g /etc/subgid) as newuidmap does: alice's uid-keyed line is gone (it would
@@ -102,9 +111,16 @@ TEST_SUITE("integration-rootless") {
     CHECK(Exec(sbx, "getsubids -g alice") == "0: alice 69633696 65536\n");
     CHECK(Exec(sbx, "getsubids bob") == "0: bob 69699232 65536\n");
     CHECK(Exec(sbx, "getsubids carol") == "0: carol 69640000 65536\n");
-    // loginctl was not there to ask (no systemd in the node): the linger file was written instead; systemctl
-    // --user was not run (no user manager): the double saw no --user call.
-    for (const auto& c : DoubleCalls(sbx, "node1")) CHECK(c.find("--user") == std::string::npos);
+    // loginctl was not asked (no systemd in the node): the linger files were written instead.
+    // For bob (his manager runs) systemctl --user ran once, as bob, with his XDG_RUNTIME_DIR; never for alice.
+    int user_calls = 0;
+    for (const auto& c : DoubleCalls(sbx, "node1"))
+      if (c.find("--user") != std::string::npos) {
+        ++user_calls;
+        CHECK(c == "systemctl --user enable --now docker.service [uid=2062 XDG_RUNTIME_DIR=/run/user/2062]");
+      }
+    CHECK(user_calls == 1);
+    CHECK(Exec(sbx, "cat /var/lib/labfleet-doubles/user/2062/units/docker.service") == "file=enabled\nactive=active\n");
 
     auto replan = Cli(sbx, inv.dir(), {"plan", "--detailed-exitcode"});
     INFO(replan.out << replan.err);
