@@ -39,6 +39,7 @@
 #include "engine/module.h"
 #include "engine/node_vars.h"
 #include "modules/facts/docker_networks.h"
+#include "modules/docker_lab.h"
 #include "modules/facts/nvidia_facts.h"
 #include "engine/shell.h"
 #include "engine/syntax.h"
@@ -835,4 +836,17 @@ class DockerModule : public Module {
 const ModuleRegistrar kDocker(std::make_unique<DockerModule>());
 
 }  // namespace
+
+DockerForUsers DockerSettingsForUsers(const Value& docker) {
+  DockerForUsers out;
+  if (!docker.is_map()) return out;
+  DockerSettings d = ParseDocker(docker, nullptr);
+  nlohmann::json all = DaemonJson(d, false);
+  for (const char* k : {"default-address-pools", "registry-mirrors", "insecure-registries", "dns"})
+    if (all.contains(k)) out.daemon_json[k] = all[k];
+  out.http_proxy = d.http_proxy;
+  out.https_proxy = d.https_proxy;
+  out.no_proxy = Join(d.no_proxy, ",");
+  return out;
+}
 }  // namespace labfleet

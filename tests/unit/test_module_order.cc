@@ -14,7 +14,7 @@ TEST_SUITE("modules") {
     for (const auto& m : Modules()) names += m->name() + " " + std::to_string(m->order()) + ", ";
     CHECK(names ==
           "busy 1, images 2, apt_repos 4, packages 5, nvidia 6, pip 7, directory 8, user_groups 10, users 20, ssh_keys 30, subids 40, files 50, hosts 50, lines 55, "
-          "directory_client 60, docker 70, sshd 70, mounts 75, exports 76, automounts 77, services 85, timers 86, ");
+          "directory_client 60, docker 70, sshd 70, mounts 75, exports 76, automounts 77, rootless_docker 80, services 85, timers 86, ");
     CHECK_NOTHROW(RequireModules());
   }
 
