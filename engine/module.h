@@ -170,11 +170,14 @@ class Module {
   virtual ~Module() = default;
   virtual std::string name() const = 0;
   // Changes of a node are applied by ascending order, ties by name: busy 1 (settings only, no changes),
-  // apt_repos 4, packages 5, nvidia 6 (right after packages, before docker's runtime uses the GPU), pip 7, directory 8 (LDAP
-  // entries on the directory server, after slapd is installed), user_groups 10, users 20
-  // (groups exist first), ssh_keys 30 (homes exist), subids 40, files 50, hosts 50, lines 55 (after whole files), docker 70, sshd 70,
-  // mounts 75, exports 76 (a server's exports after its own mounts), automounts 77, services 85 (units start on
-  // the finished configuration), timers 86. tests/unit/test_module_order.cc pins it.
+  // images 2 (a root image before anything is configured on it), apt_repos 4 (sources before packages),
+  // packages 5, nvidia 6 (right after packages, before docker's runtime uses the GPU), pip 7 (venvs need the
+  // python3-venv package), directory 8 (LDAP entries on the directory server, after slapd is installed),
+  // user_groups 10, users 20 (groups exist first), ssh_keys 30 (homes exist), subids 40, files 50, hosts 50,
+  // lines 55 (after whole files), directory_client 60 (sssd after the files it reads), docker 70, sshd 70,
+  // mounts 75, exports 76 (a server's exports after its own mounts), automounts 77, rootless_docker 80 (after
+  // docker's settings and the users' subids), services 85 (units start on the finished configuration),
+  // timers 86. tests/unit/test_module_order.cc pins it.
   virtual int order() const = 0;
   // Node-level settings keys this module owns (e.g. {"docker"}); used for unknown-key checks.
   virtual std::vector<std::string> settings_keys() const { return {}; }
