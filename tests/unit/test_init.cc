@@ -53,7 +53,7 @@ std::vector<NodeScan> Lab() {
   for (auto* s : {&a, &b, &c}) {
     s->keys["alice"] = {0, std::string(kKeyA) + "\n", "600 alice alice regular file", "700 alice alice directory"};
     s->keys["bob"] = {0, "# bob's keys\n" + std::string(kKeyB) + "\n", "600 bob bob regular file", "700 bob bob directory"};
-    s->keys["carol"] = {3, ""};
+    s->keys["carol"] = {3, "", "", ""};
     s->files["/etc/hosts"] = Hosts("10.0.1.70 nas nas.lab\n");
     s->files["/etc/subuid"] = s->files["/etc/subgid"] = "alice:65701536:65536\n";
   }
@@ -309,7 +309,7 @@ TEST_SUITE("init") {
     auto b = Node("n2", 2222, "hana:x:2010:2020:Hana:/home/hana:/bin/bash\n", "hana:x:2020:\n");
     for (auto* s : {&a, &b}) {
       s->files["/etc/fstab"] = "nas:/x /x nfs4 ro 0 0\n";
-      s->keys["hana"] = {3, ""};
+      s->keys["hana"] = {3, "", "", ""};
     }
     InitResult r = BuildInventory({a, b}, {});
     Findings f;
@@ -372,7 +372,7 @@ TEST_SUITE("init") {
     auto a = Node("n1", 22, "ivan:x:2300:2300::/home/ivan:/bin/bash\n", "ivan:x:2300:\n");
     auto b = Node("n2", 2222, "ivan:x:2300:2300::/home/ivan:/bin/bash\n", "ivan:x:2300:\n");
     auto c = Node("n3", 2223, "judy:x:2300:2300::/home/judy:/bin/bash\n", "judy:x:2300:\n");
-    for (auto* s : {&a, &b, &c}) s->keys["ivan"] = s->keys["judy"] = {3, ""};
+    for (auto* s : {&a, &b, &c}) s->keys["ivan"] = s->keys["judy"] = {3, "", "", ""};
     InitResult r = BuildInventory({a, b, c}, {});
     Findings f;
     Inventory inv = Load(r, f);
@@ -391,7 +391,7 @@ TEST_SUITE("init") {
   TEST_CASE("a personal group with other members is declared and named as the user's primary group") {
     auto a = Node("n1", 22, "kim:x:2400:2400::/home/kim:/bin/bash\nlee:x:2401:2401::/home/lee:/bin/bash\n",
                   "kim:x:2400:lee\nlee:x:2401:\n");
-    a.keys["kim"] = a.keys["lee"] = {3, ""};
+    a.keys["kim"] = a.keys["lee"] = {3, "", "", ""};
     InitResult r = BuildInventory({a}, {});
     Findings f;
     Inventory inv = Load(r, f);
