@@ -441,7 +441,7 @@ bool ParseYamlEntry(MapReader& r, LineEntry& e, Findings* f) {
   }
   const Value* key = r.get("yaml_key");
   std::vector<std::pair<std::string, Location>> segs;
-  if (key->is_scalar() && !key->quoted()) {
+  if (key->is_scalar()) {
     std::string k = key->str();
     for (size_t pos = 0;;) {
       size_t dot = k.find('.', pos);
@@ -449,8 +449,6 @@ bool ParseYamlEntry(MapReader& r, LineEntry& e, Findings* f) {
       if (dot == std::string::npos) break;
       pos = dot + 1;
     }
-  } else if (key->is_scalar()) {
-    segs.push_back({key->str(), key->loc()});
   } else if (key->is_seq() && !key->items().empty()) {
     for (const auto& item : key->items()) segs.push_back({item.is_scalar() ? item.str() : "", item.loc()});
   } else {

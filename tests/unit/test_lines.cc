@@ -222,7 +222,11 @@ TEST_SUITE("lines") {
     const std::string inst = lt::Fixture("netplan/00-installer-config.yaml");
     CHECK(Refusal("network: {version: 2, ethernets: {eno1: {dhcp4: true}}}\n", "network.ethernets.eno1.optional")
               .find("`network` (line 1) is written in flow style") != std::string::npos);
-    CHECK(Refusal(inst, "network.ethernets.eno1.nameservers.search.x").find("is written in flow style") != std::string::npos);
+    CHECK(Refusal("network:\n  ethernets:\n    eno1: {dhcp4: true}\n", "network.ethernets.eno1.optional") ==
+          "cannot set network.ethernets.eno1.optional: `network.ethernets.eno1` (line 3) is written in flow style ({...} "
+          "or [...]); labfleet edits block style only: rewrite it in block style once (one key per line)");
+    CHECK(Refusal("network:\n  ethernets:\n    eno1:\n      nameservers:\n        search: []\n",
+                  "network.ethernets.eno1.nameservers.search.x").find("is written in flow style") != std::string::npos);
     CHECK(Refusal(inst, "network.ethernets.eno1.addresses.x") ==
           "cannot set network.ethernets.eno1.addresses.x: `network.ethernets.eno1.addresses` is a list (line 6), not a mapping");
     CHECK(Refusal(inst, "network.ethernets.eno1") ==
@@ -326,7 +330,7 @@ TEST_SUITE("lines") {
     CHECK(c.diff.find("-            optional: false   # 25G NIC, cabled only in rack B\n"
                       "+            optional: true   # 25G NIC, cabled only in rack B\n") != std::string::npos);
     CHECK(c.precheck.find("netplan generate --root-dir \"$lf_d\"") != std::string::npos);
-    CHECK(c.precheck.find("'50-cloud-init.yaml'") != std::string::npos);
+    CHECK(c.precheck.find("\"$lf_d/etc/netplan/\"50-cloud-init.yaml") != std::string::npos);
 
     auto again = lt::RunModule(inv, "lines", File("/etc/netplan/50-cloud-init.yaml", "present 600 root root regular file\n" + c.file.bytes));
     CHECK(again.changes.empty());
