@@ -295,7 +295,8 @@ TEST_SUITE("lines") {
                      "  - { path: /etc/lab4.yaml, yaml_key: a.b }\n"
                      "  - { path: /etc/environment, line: \"A=1\", check: netplan }\n"
                      "  - { path: /etc/lab5.yaml, yaml_key: a.b, value: 1 }\n"
-                     "  - { path: /etc/lab5.yaml, line: \"c: 2\" }\n"),
+                     "  - { path: /etc/lab5.yaml, line: \"c: 2\" }\n"
+                     "  - { path: /etc/lab6.yaml, yaml_key: a.b, value: \"true\\n  c: {d: 1}\" }\n"),
              &f);
     std::string all = lt::All(f);
     INFO(all);
@@ -313,6 +314,8 @@ TEST_SUITE("lines") {
     CHECK(all.find("missing-required: a lines entry with `yaml_key:` needs `value:`") != std::string::npos);
     CHECK(all.find("line-yaml-mixed: `check:` belongs to a `yaml_key:` entry") != std::string::npos);
     CHECK(all.find("line-yaml-mixed: lines edits /etc/lab5.yaml both by line") != std::string::npos);
+    // An inventory value that tries to add a key (a newline and more YAML) never reaches a file.
+    CHECK(all.find("yaml-value: value 'true\\n  c: {d: 1}' contains a control character") != std::string::npos);
   }
 
   TEST_CASE("yaml_key: plan is one file change with its diff and the netplan precheck; converged; refused") {
