@@ -117,6 +117,8 @@ TEST_SUITE("integration-lines") {
     CHECK(Exec(sbx, "netplan get ethernets.eno1.mtu") == "9000\n");
     CHECK(Exec(sbx, "netplan get ethernets.eno1.match.macaddress") == "\"3c:ec:ef:6a:10:2e\"\n");  // YAML-quoted
     CHECK(Exec(sbx, "cat /etc/netplan/01-lab.yaml") == "network:\n  version: 2\n  renderer: networkd\n");
+    // The check generated into its own root only: nothing for networkd in the node's /run.
+    CHECK(Exec(sbx, "ls /run/systemd/network 2>/dev/null | grep -c netplan || true") == "0\n");
     auto again = Cli(sbx, inv.dir(), {"plan", "--detailed-exitcode"});
     INFO(again.out << again.err);
     CHECK(again.rc == 0);
