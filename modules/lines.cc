@@ -16,6 +16,14 @@
 // - Values are checked offline for the file's own syntax where labfleet knows it (/etc/environment: NAME=VALUE;
 //   sysctl files: key = value); files other modules own (accounts, sudoers, /etc/hosts with `hosts:`, fstab with
 //   `mounts:`, a `files:` entry) are refused, naming the setting to use instead.
+//
+// yaml_key entries set one scalar of a YAML file someone else wrote (netplan's, above all):
+//     - { path: /etc/netplan/50-cloud-init.yaml, yaml_key: network.ethernets.eno1.optional, value: true, check: netplan }
+// - Edited as text by SetYamlKeys (lines.h): the key's line, or new lines for a missing key; every other byte,
+//   mode and owner kept; what cannot be edited safely (flow style, anchors, ...) fails the resource, file untouched.
+// - `value` is validated offline into exactly one scalar (bool, integer, double-quoted string): it cannot inject
+//   YAML. A file in /etc/netplan/ is checked on the node with `netplan generate --root-dir` on a copy of its
+//   netplan configuration before it is put in place (NetplanPrecheck); a rejection leaves the live file alone.
 #include <nlohmann/json.hpp>
 
 #include <regex.h>
