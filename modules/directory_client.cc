@@ -330,13 +330,7 @@ class DirectoryClientModule : public Module {
       if (d.changes.empty()) return d;
       for (auto& c : d.changes)
         if (c.kind == Change::Kind::PutFile) c.precheck = "sssctl config-check -c \"$LF_NEW\"";
-      Change restart;
-      restart.kind = Change::Kind::Notify;
-      restart.handler = "restart sssd";
-      restart.summary = "restart sssd";
-      restart.reason = "sssd.conf changed";
-      restart.command = kRestart;
-      d.changes.push_back(std::move(restart));
+      d.changes.push_back(NotifyChange("restart sssd", kRestart, "restart sssd", "sssd.conf changed"));
       return d;
     }
     if (w.what == "nsswitch") {
