@@ -63,22 +63,6 @@ class UserGroupsModule : public Module {
   std::string name() const override { return "user_groups"; }
   int order() const override { return 10; }
 
-  // A directory user's group must be an inventory user group: it is either local (no gid, or a gid and a local
-  // user of the node in it: the user is listed by name in the node's line) or a posixGroup in the directory
-  // (modules/directory.cc). An undeclared one would be neither, silently.
-  void validate(const Inventory& inv, Findings& f) const override {
-    for (const auto& u : inv.users) {
-      if (u.accounts != "directory" || u.remove) continue;
-      for (const auto& g : u.groups)
-        if (!inv.user_group(g))
-          f.error(KeyLoc(u.raw, "groups"), "directory-unknown-group",
-                  "group '" + g + "' of directory user '" + u.name + "' is not an inventory user group: declare it "
-                  "under user_groups (`" + g + ": {}` for a local system group such as docker, whose gid differs "
-                  "per node: the user is then added to its /etc/group line by name on every directory client; "
-                  "with a gid it becomes a posixGroup in the directory)");
-    }
-  }
-
   std::vector<Resource> resources(const NodeContext& ctx) const override {
     std::vector<Resource> out;
     std::set<std::string> in_directory, local;

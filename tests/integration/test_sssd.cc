@@ -58,7 +58,7 @@ std::string LocalThingsInventory(int port, bool docker_for_alice) {
   return "lab:\n  name: t\n  accounts: directory\n"
          "  directory: { server: node1, base: \"dc=lab,dc=example\", uri: \"ldap://127.0.0.1:" + std::to_string(port) +
          "\" }\n"
-         "user_groups:\n  gpu-users: { gid: 3000 }\n  docker: {}\n"
+         "user_groups:\n  gpu-users: { gid: 3000 }\n  docker: { system: true }\n"
          "users:\n"
          "  alice: { uid: 2001, groups: [gpu-users" + std::string(docker_for_alice ? ", docker" : "") +
          "], rootless_docker: true }\n"

@@ -18,7 +18,7 @@ std::string Lab(const std::string& n2 = "", const std::string& alice_extra = "")
   return "lab:\n  name: t\n  accounts: directory\n"
          "  directory: { server: ldap1, base: \"dc=lab,dc=example\", uri: \"ldap://127.0.0.1:3899\" }\n"
          "nodes:\n  n2: { address: 10.9.0.2" + n2 + " }\n  ldap1: { address: 10.9.0.1 }\n"
-         "user_groups:\n  gpu-users: { gid: 3000 }\n  docker: {}\n  students: { gid: 3100 }\n"
+         "user_groups:\n  gpu-users: { gid: 3000 }\n  docker: { system: true }\n  students: { gid: 3100 }\n"
          "users:\n"
          "  alice: { uid: 2001, groups: [docker, gpu-users, students], rootless_docker: true" + alice_extra + " }\n"
          "  old: { uid: 2009, remove: true }\n"
@@ -105,15 +105,16 @@ TEST_SUITE("directory_local") {
     CHECK(Summaries(run) == std::vector<std::string>{"group docker (system group)"});
   }
 
-  TEST_CASE("validate: a directory user's group must be an inventory user group") {
+  TEST_CASE("validate: a directory user's group must be an inventory user group, as any user's") {
     Findings f;
     Load("lab:\n  name: t\n  accounts: directory\n"
          "  directory: { server: ldap1, base: \"dc=lab,dc=example\", uri: \"ldap://127.0.0.1:3899\" }\n"
          "nodes:\n  ldap1: { address: 10.9.0.1 }\n"
          "users:\n  alice: { uid: 2001, groups: [docker] }\n",
          &f);
-    CHECK(All(f).find("directory-unknown-group: group 'docker' of directory user 'alice' is not an inventory user "
-                      "group: declare it under user_groups") != std::string::npos);
+    CHECK(All(f).find("unknown-user-group: group 'docker' of user 'alice' is not a user group (define it under "
+                      "`user_groups:`; for a group that already exists on the nodes, like docker or sudo, write "
+                      "`docker: { system: true }`)") != std::string::npos);
   }
 
   TEST_CASE("pure: the home probe's raw output; a home is made only below directories that are root's alone") {
@@ -162,14 +163,14 @@ TEST_SUITE("directory_local") {
     INFO(run.all_notes());
     std::vector<const Change*> homes;
     for (const auto& c : run.changes) {
-      CHECK(c.summary.find("user alice") == std::string::npos);  // no useradd/usermod for her
+      CHECK(!c.summary.starts_with("user alice"));  // no useradd/usermod for her
       CHECK(c.command.find("useradd") == std::string::npos);
-      if (c.resource == "home:alice") homes.push_back(&c);
+      if (c.summary.starts_with("home /home/alice")) homes.push_back(&c);
     }
     REQUIRE(homes.size() == 1);
     CHECK(homes[0]->summary == "home /home/alice of directory user alice (0750 2001:2001, from /etc/skel)");
     CHECK(homes[0]->command ==
-          "lf_rootonly /home || { echo 'labfleet: a user can change the directories above /home/alice: ' "
+          "lf_rootonly /home || { echo 'labfleet: a user can change the directories above /home/alice: '"
           "\"$LF_WHY\" >&2; exit 1; }\n"
           "mkdir -m 0750 -- /home/alice\n"
           "if [ -d /etc/skel ]; then cp -R -- /etc/skel/. /home/alice; fi\n"
@@ -178,14 +179,14 @@ TEST_SUITE("directory_local") {
     // made: nothing to do
     r["directory-homes"] = {0, "alice\t/home/alice\t2001 2001 750 directory\nalice\t/home\t0 0 755 directory\nalice\t/\t0 0 755 directory\n"};
     run = RunModule(inv, "users", r);
-    for (const auto& c : run.changes) CHECK(c.resource != "home:alice");
+    for (const auto& c : run.changes) CHECK(!c.summary.starts_with("home "));
     CHECK(run.all_notes().find("home:alice: nothing to do because /home/alice exists (owner uid 2001)") != std::string::npos);
 
     // not resolving, or to another uid: not made, said why
     r["directory-homes"] = {0, "alice\t/home/alice\t-\nalice\t/home\t0 0 755 directory\nalice\t/\t0 0 755 directory\n"};
     r["nss-passwd-directory"] = {0, ""};
     run = RunModule(inv, "users", r);
-    for (const auto& c : run.changes) CHECK(c.resource != "home:alice");
+    for (const auto& c : run.changes) CHECK(!c.summary.starts_with("home "));
     REQUIRE(run.warnings.size() == 1);
     CHECK(run.warnings[0].find("home /home/alice of directory user alice is not made: alice does not resolve through "
                                "NSS on this node yet") != std::string::npos);
@@ -197,7 +198,7 @@ TEST_SUITE("directory_local") {
     // shared homes: labfleet makes none (and asks NSS nothing)
     Inventory shared = Load(Lab(", directory_client: { homes: shared }"));
     run = RunModule(shared, "users", r);
-    for (const auto& c : run.changes) CHECK(c.resource != "home:alice");
+    for (const auto& c : run.changes) CHECK(!c.summary.starts_with("home "));
     CHECK(std::find(run.probe_keys.begin(), run.probe_keys.end(), "directory-homes") == run.probe_keys.end());
   }
 
@@ -213,15 +214,15 @@ TEST_SUITE("directory_local") {
   TEST_CASE("subids: a directory user with rootless_docker gets her range by name, without a local account") {
     Inventory inv = Load(Lab());
     ProbeResults r;
-    r["file:/etc/subuid"] = {0, FileOut("carol:100000:65536\n")};
-    r["file:/etc/subgid"] = {0, FileOut("carol:100000:65536\n")};
+    r["file:/etc/subuid"] = {0, FileOut("bob:100000:65536\n")};
+    r["file:/etc/subgid"] = {0, FileOut("bob:100000:65536\n")};
     r["passwd-file"] = {0, "root:x:0:0:root:/root:/bin/bash\ncarol:x:1500:1500::/home/carol:/bin/bash\n"};
     auto run = RunModule(inv, "subids", r);
     INFO(run.all_notes());
     REQUIRE(run.changes.size() == 2);
     const SubIdRange want = SubIds(inv.users[0]);
     const std::string line = "alice:" + std::to_string(want.start) + ":" + std::to_string(want.count) + "\n";
-    CHECK(run.changes[0].file.bytes == "carol:100000:65536\n" + line);
-    CHECK(run.changes[1].file.bytes == "carol:100000:65536\n" + line);
+    CHECK(run.changes[0].file.bytes == "bob:100000:65536\n" + line);
+    CHECK(run.changes[1].file.bytes == "bob:100000:65536\n" + line);
   }
 }
