@@ -146,6 +146,11 @@ TEST_SUITE("integration-sssd") {
     CHECK(refused.exit_code == 255);
     CHECK(refused.err.find("Permission denied (publickey") != std::string::npos);
 
+    // she resolves on node2 now: labfleet makes her home there (homes are local; issue 13 §5, next case)
+    r = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty", "--format", "json"});
+    INFO(r.out << r.err);
+    REQUIRE(r.rc == 0);
+    CHECK(Summaries(r) == "home /home/alice of directory user alice (0700 2001:2001, from /etc/skel)");
     auto plan = Cli(sbx, inv.dir(), {"plan", "--detailed-exitcode"});
     INFO(plan.out << plan.err);
     CHECK(plan.rc == 0);
