@@ -27,10 +27,12 @@ std::string Lab(const std::string& n2 = "", const std::string& alice_extra = "")
 
 const char* kAliceNss = "alice:*:2001:2001:alice:/home/alice:/bin/bash\n";
 
-std::vector<std::string> Summaries(const ModuleRun& run) {
-  std::vector<std::string> out;
-  for (const auto& c : run.changes) out.push_back(c.summary);
-  return out;
+// user_groups on n2 of `inv`, with this /etc/group and what NSS resolves.
+ModuleRun Groups(const Inventory& inv, const std::string& group_file, const std::string& nss = kAliceNss) {
+  ProbeResults r;
+  r["group-file"] = {0, group_file};
+  r["nss-passwd-directory"] = {0, nss};
+  return RunModule(inv, "user_groups", r);
 }
 
 }  // namespace
@@ -51,14 +53,11 @@ TEST_SUITE("directory_local") {
 
   TEST_CASE("user_groups: a directory user joins the node's local groups by name; a directory-only group stays in LDAP") {
     Inventory inv = Load(Lab());
-    ProbeResults r;
-    r["group-file"] = {0, "root:x:0:\ndocker:x:998:bob,old\ngpu-users:x:3000:carol\ncarol:x:1500:\n"};
-    r["nss-passwd-directory"] = {0, kAliceNss};
-    auto run = RunModule(inv, "user_groups", r);
+    auto run = Groups(inv, "root:x:0:\ndocker:x:998:bob,old\ngpu-users:x:3000:carol\ncarol:x:1500:\n");
     INFO(run.all_notes());
     // students (gid, only directory users in it) is not made locally, so no local membership: memberUid in LDAP
     CHECK(std::find(run.probe_keys.begin(), run.probe_keys.end(), "nss-passwd-directory") != run.probe_keys.end());
-    CHECK(Summaries(run) == std::vector<std::string>{
+    CHECK(run.summaries() == std::vector<std::string>{
                                 "group gpu-users members +alice (directory users, by name in /etc/group)",
                                 "group docker members +alice,-old (directory users, by name in /etc/group)"});
     REQUIRE(run.changes.size() == 2);
@@ -70,18 +69,14 @@ TEST_SUITE("directory_local") {
     for (const auto& c : run.changes) CHECK(c.command.find("useradd") == std::string::npos);
 
     // She does not resolve yet (sssd not up): not added, and the plan says why.
-    r["nss-passwd-directory"] = {0, ""};
-    r["group-file"] = {0, "root:x:0:\ndocker:x:998:\ngpu-users:x:3000:carol\ncarol:x:1500:\n"};
-    run = RunModule(inv, "user_groups", r);
+    run = Groups(inv, "root:x:0:\ndocker:x:998:\ngpu-users:x:3000:carol\ncarol:x:1500:\n", "");
     CHECK(run.changes.empty());
     REQUIRE(run.warnings.size() == 2);
     CHECK(run.warnings[1].find("directory user alice is not added to the local group docker yet: the name does not "
                                "resolve through NSS") != std::string::npos);
 
     // Converged: nothing to do.
-    r["nss-passwd-directory"] = {0, kAliceNss};
-    r["group-file"] = {0, "root:x:0:\ndocker:x:998:alice\ngpu-users:x:3000:carol,alice\ncarol:x:1500:\n"};
-    run = RunModule(inv, "user_groups", r);
+    run = Groups(inv, "root:x:0:\ndocker:x:998:alice\ngpu-users:x:3000:carol,alice\ncarol:x:1500:\n");
     CHECK(run.changes.empty());
     CHECK(run.warnings.empty());
     CHECK(run.all_notes().find("nothing to do because the local group docker lists its directory users (alice)") !=
@@ -89,20 +84,17 @@ TEST_SUITE("directory_local") {
   }
 
   TEST_CASE("user_groups: the group made in this run gets its members after groupadd; no members on a non-client") {
-    Inventory inv = Load(Lab());
-    ProbeResults r;
-    r["group-file"] = {0, "root:x:0:\ngpu-users:x:3000:carol\ncarol:x:1500:\n"};
-    r["nss-passwd-directory"] = {0, kAliceNss};
-    auto run = RunModule(inv, "user_groups", r);
-    CHECK(Summaries(run) == std::vector<std::string>{
+    const std::string no_docker = "root:x:0:\ngpu-users:x:3000:carol\ncarol:x:1500:\n";
+    auto run = Groups(Load(Lab()), no_docker);
+    CHECK(run.summaries() == std::vector<std::string>{
                                 "group docker (system group)",
                                 "group gpu-users members +alice (directory users, by name in /etc/group)",
                                 "group docker members +alice (directory users, by name in /etc/group)"});
     // A node that is no directory client: no member resources, no NSS probe.
     Inventory off = Load(Lab(", directory_client: false"));
-    run = RunModule(off, "user_groups", r);
+    run = Groups(off, no_docker);
     CHECK(std::find(run.probe_keys.begin(), run.probe_keys.end(), "nss-passwd-directory") == run.probe_keys.end());
-    CHECK(Summaries(run) == std::vector<std::string>{"group docker (system group)"});
+    CHECK(run.summaries() == std::vector<std::string>{"group docker (system group)"});
   }
 
   TEST_CASE("validate: a directory user's group must be an inventory user group, as any user's") {
