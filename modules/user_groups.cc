@@ -63,6 +63,26 @@ class UserGroupsModule : public Module {
   std::string name() const override { return "user_groups"; }
   int order() const override { return 10; }
 
+  // A directory user in a system group (no gid: only ever local) is added to it only on directory clients she
+  // is on; where that is no node at all, validate says so instead of the membership silently going nowhere.
+  void validate(const Inventory& inv, Findings& f) const override {
+    if (!inv.lab.find("directory")) return;
+    std::vector<std::pair<const NodeDef*, bool>> clients;  // node, is a directory client
+    for (const auto& n : inv.nodes) clients.emplace_back(&n, DirectoryClientOf(inv, n, inv.settings(n)).has_value());
+    for (const auto& u : inv.users) {
+      if (u.accounts != "directory" || u.remove) continue;
+      bool somewhere = false;
+      for (const auto& [n, client] : clients) somewhere |= client && inv.user_on_node(u, *n);
+      if (somewhere) continue;
+      for (const auto& g : u.groups)
+        if (const UserGroupDef* ug = inv.user_group(g); ug && ug->gid < 0)
+          f.warning(KeyLoc(u.raw, "groups"), "directory-local-group",
+                    "directory user '" + u.name + "' is in the local group '" + g + "' (no gid: it lives in each "
+                    "node's /etc/group, not in the directory), but no node she is on is a directory client "
+                    "(lab.directory.uri, directory_client): she is added to it nowhere");
+    }
+  }
+
   std::vector<Resource> resources(const NodeContext& ctx) const override {
     std::vector<Resource> out;
     std::set<std::string> in_directory, local;

@@ -97,6 +97,18 @@ TEST_SUITE("directory_local") {
     CHECK(run.summaries() == std::vector<std::string>{"group docker (system group)"});
   }
 
+  TEST_CASE("validate: a directory user in a local group where no node she is on is a client is a warning") {
+    Findings f;
+    Load(Lab(", directory_client: false"), &f);
+    CHECK(All(f).find("directory-local-group: directory user 'alice' is in the local group 'docker' (no gid: it "
+                      "lives in each node's /etc/group, not in the directory), but no node she is on is a directory "
+                      "client") != std::string::npos);
+    CHECK(All(f).find("'gpu-users'") == std::string::npos);  // a group with a gid lives in the directory
+    Findings ok;
+    Load(Lab(), &ok);
+    CHECK(All(ok).find("directory-local-group") == std::string::npos);  // n2 is a client
+  }
+
   TEST_CASE("validate: a directory user's group must be an inventory user group, as any user's") {
     Findings f;
     Load("lab:\n  name: t\n  accounts: directory\n"
