@@ -136,6 +136,21 @@ struct Change {
   std::vector<std::string> redact;  // strings replaced by "(secret)" in any output of this change
 };
 
+// A change that only triggers a handler (a service restart or reload, daemon-reload, exportfs -ra): `command`
+// runs once per node for every distinct `handler` name, after all of the node's other changes. Set the
+// other fields (reconnect_check, rollback, resource) on the result where a handler needs them.
+inline Change NotifyChange(std::string handler, std::string command, std::string summary, std::string reason,
+                           bool disruptive = false) {
+  Change n;
+  n.kind = Change::Kind::Notify;
+  n.handler = std::move(handler);
+  n.command = std::move(command);
+  n.summary = std::move(summary);
+  n.reason = std::move(reason);
+  n.disruptive = disruptive;
+  return n;
+}
+
 struct DiffResult {
   std::vector<Change> changes;
   std::string noop;  // when changes is empty: "nothing to do because ..."

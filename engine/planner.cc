@@ -221,14 +221,8 @@ static NodePlan DiffAll(const NodeContext& ctx,
       bool present = false;
       for (const auto& c : plan.changes) present |= c.kind == Change::Kind::Notify && c.handler == h.handler;
       if (present) continue;
-      Change c;
-      c.kind = Change::Kind::Notify;
+      Change c = NotifyChange(h.handler, h.command, h.handler, "pending since an earlier run deferred it", h.disruptive);
       c.resource = "handler:" + h.handler;
-      c.handler = h.handler;
-      c.command = h.command;
-      c.disruptive = h.disruptive;
-      c.summary = h.handler;
-      c.reason = "pending since an earlier run deferred it";
       plan.changes.push_back(std::move(c));
     }
   }

@@ -382,13 +382,9 @@ class AutomountsModule : public Module {
 
  private:
   static Change Reload(const std::string& why) {
-    Change n;
-    n.kind = Change::Kind::Notify;
-    n.handler = "autofs reload";
-    n.summary = "systemctl try-reload-or-restart " + std::string(kAutofsUnit);
-    n.reason = why + ": autofs re-reads its maps (a reload when it runs; nothing mounted is unmounted)";
-    n.command = Cmd("systemctl").arg("try-reload-or-restart").arg(kAutofsUnit).str();
-    return n;
+    return NotifyChange("autofs reload", Cmd("systemctl").arg("try-reload-or-restart").arg(kAutofsUnit).str(),
+                        "systemctl try-reload-or-restart " + std::string(kAutofsUnit),
+                        why + ": autofs re-reads its maps (a reload when it runs; nothing mounted is unmounted)");
   }
 
   static DiffResult DiffFiles(const AutomountSpec& a, const ProbeResults& results) {

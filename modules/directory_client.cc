@@ -48,6 +48,12 @@ bool PlainWord(const std::string& w) {
 }
 }  // namespace
 
+bool ValidHomeMode(const std::string& m) {
+  // 0NNN or NNN, permission bits only (no setuid, setgid or sticky bit on a home)
+  if (m.size() == 4 ? m[0] != '0' : m.size() != 3) return false;
+  return m.find_first_not_of("01234567") == std::string::npos;
+}
+
 std::optional<DirectoryClient> DirectoryClientOf(const Inventory& inv, const NodeDef& node, const Value& settings) {
   const Value* d = inv.lab.find("directory");
   if (!d || !d->is_map()) return std::nullopt;
@@ -62,6 +68,8 @@ std::optional<DirectoryClient> DirectoryClientOf(const Inventory& inv, const Nod
   if (s && s->is_map()) {
     on = true;
     if (const Value* h = s->find("homes"); h && h->is_scalar()) c.mkhomedir = h->str() != "shared";
+    if (const Value* m = s->find("home_mode"); m && m->is_scalar() && ValidHomeMode(m->str()))
+      c.home_mode = m->str().size() == 3 ? "0" + m->str() : m->str();
   }
   if (!on) return std::nullopt;
   if (const Value* ca = d->find("ca"); ca && ca->is_scalar()) c.ca = ca->str();
@@ -217,7 +225,11 @@ class DirectoryClientModule : public Module {
     using namespace schema;
     return OneOf({Scalar("true: this node is a client of lab.directory (the default for every node but the "
                          "server); false: it is not"),
-                  Closed({"homes"}, {{"homes", Scalar("local (pam_mkhomedir makes homes at first login) or shared")}},
+                  Closed({"homes", "home_mode"},
+                         {{"homes", Scalar("local (pam_mkhomedir makes homes at first login; labfleet makes the "
+                                           "directory users' homes) or shared")},
+                          {"home_mode", Scalar("octal mode of the directory users' homes labfleet makes where homes "
+                                               "are local, e.g. \"0750\" (default 0700)")}},
                          "a client, with where its homes live")});
   }
 
@@ -227,10 +239,17 @@ class DirectoryClientModule : public Module {
       if (v->is_scalar() && (v->str() == "true" || v->str() == "false")) return;
       if (v->is_map()) {
         for (const auto& e : v->entries()) {
-          if (e.key != "homes")
-            f.error(e.key_loc, "unknown-key", "directory_client has only `homes` (local or shared), not '" + e.key + "'");
-          else if (!e.value.is_scalar() || (e.value.str() != "local" && e.value.str() != "shared"))
+          if (e.key == "home_mode") {
+            if (!e.value.is_scalar() || !ValidHomeMode(e.value.str()))
+              f.error(e.value.loc(), "wrong-type",
+                      "directory_client.home_mode must be an octal mode of 3 or 4 digits without special bits, "
+                      "in quotes (\"0700\", \"0750\")");
+          } else if (e.key != "homes") {
+            f.error(e.key_loc, "unknown-key",
+                    "directory_client has only `homes` (local or shared) and `home_mode`, not '" + e.key + "'");
+          } else if (!e.value.is_scalar() || (e.value.str() != "local" && e.value.str() != "shared")) {
             f.error(e.value.loc(), "wrong-type", "directory_client.homes must be local or shared");
+          }
         }
         return;
       }
@@ -330,13 +349,7 @@ class DirectoryClientModule : public Module {
       if (d.changes.empty()) return d;
       for (auto& c : d.changes)
         if (c.kind == Change::Kind::PutFile) c.precheck = "sssctl config-check -c \"$LF_NEW\"";
-      Change restart;
-      restart.kind = Change::Kind::Notify;
-      restart.handler = "restart sssd";
-      restart.summary = "restart sssd";
-      restart.reason = "sssd.conf changed";
-      restart.command = kRestart;
-      d.changes.push_back(std::move(restart));
+      d.changes.push_back(NotifyChange("restart sssd", kRestart, "restart sssd", "sssd.conf changed"));
       return d;
     }
     if (w.what == "nsswitch") {

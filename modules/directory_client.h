@@ -16,7 +16,12 @@ namespace labfleet {
 struct DirectoryClient {
   std::string uri, base, ca;  // lab.directory.uri, .base, .ca (ca may be empty)
   bool mkhomedir = true;      // homes: local (the default) -> pam_mkhomedir creates them at first login
+  // Where homes are local: the mode of the directory users' homes labfleet makes (modules/users.cc), 4 octal
+  // digits; `home_mode:` in the map form, default 0700.
+  std::string home_mode = "0700";
 };
+// "0700", "750": 3 or 4 octal digits, permission bits only (a leading digit of a 4-digit mode must be 0).
+bool ValidHomeMode(const std::string& mode);
 std::optional<DirectoryClient> DirectoryClientOf(const Inventory& inv, const NodeDef& node, const Value& settings);
 
 // Where the inventory's CA file is installed on clients (ldap_tls_cacert).

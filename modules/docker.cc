@@ -368,14 +368,7 @@ std::string CertListFile(const std::vector<std::string>& registries) {
 }
 
 Change RestartDocker(std::string reason) {
-  Change restart;
-  restart.kind = Change::Kind::Notify;
-  restart.handler = "restart docker";
-  restart.summary = "restart docker";
-  restart.reason = std::move(reason);
-  restart.command = kRestart;
-  restart.disruptive = true;
-  return restart;
+  return NotifyChange("restart docker", kRestart, "restart docker", std::move(reason), /*disruptive=*/true);
 }
 
 // daemon.json from the typed settings; keys as dockerd(8) names them. `nvidia_runtime`: register the

@@ -697,14 +697,10 @@ class ExportsModule : public Module {
     bool content = false;
     for (const auto& c : d.changes) content |= c.kind == Change::Kind::PutFile;
     if (content) {
-      Change n;
-      n.kind = Change::Kind::Notify;
-      n.handler = "exportfs -ra";
-      n.summary = "exportfs -ra";
-      n.reason = std::string(kExportsFile) + " changed: the NFS server re-reads its exports" +
-                 (st.have_exportfs ? "" : " (no exportfs on this node: the handler prints a note and does nothing)");
-      n.command = ReloadCommand();
-      d.changes.push_back(std::move(n));
+      d.changes.push_back(NotifyChange(
+          "exportfs -ra", ReloadCommand(), "exportfs -ra",
+          std::string(kExportsFile) + " changed: the NFS server re-reads its exports" +
+              (st.have_exportfs ? "" : " (no exportfs on this node: the handler prints a note and does nothing)")));
     }
     for (auto& x : warnings) d.warnings.push_back(std::move(x));
     return d;

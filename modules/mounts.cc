@@ -519,13 +519,8 @@ class MountsModule : public Module {
     c.reason = Join(why, "; ");
     c.verify = FstabVerifyCommand();
     if (Points(results).systemd) {
-      Change n;
-      n.kind = Change::Kind::Notify;
-      n.handler = "systemd daemon-reload";
-      n.summary = "systemctl daemon-reload";
-      n.reason = "/etc/fstab changed: systemd regenerates its mount and automount units";
-      n.command = "systemctl daemon-reload";
-      d.changes.push_back(std::move(n));
+      d.changes.push_back(NotifyChange("systemd daemon-reload", "systemctl daemon-reload", "systemctl daemon-reload",
+                                       "/etc/fstab changed: systemd regenerates its mount and automount units"));
     }
     return d;
   }

@@ -438,14 +438,11 @@ class NvidiaModule : public Module {
     FileSpec want{kNouveauFile, kNouveauText, 0644, "root", "root"};
     DiffResult d = DiffFile(want, ParseFileProbe(results, kNouveauFile), std::string("nouveau blacklisted in ") + kNouveauFile);
     if (!d.changes.empty() && d.changes[0].kind == Change::Kind::PutFile) {
-      Change n;
-      n.kind = Change::Kind::Notify;
       bool pacman = ManagerFor(s, results) == "pacman";
-      n.handler = pacman ? "mkinitcpio" : "update-initramfs";
-      n.command = pacman ? "mkinitcpio -P" : "update-initramfs -u";
-      n.summary = n.command + " (nouveau stays unloaded from the next boot; reboot needed)";
-      n.reason = "modprobe blacklist changed";
-      d.changes.push_back(std::move(n));
+      std::string command = pacman ? "mkinitcpio -P" : "update-initramfs -u";
+      d.changes.push_back(NotifyChange(pacman ? "mkinitcpio" : "update-initramfs", command,
+                                       command + " (nouveau stays unloaded from the next boot; reboot needed)",
+                                       "modprobe blacklist changed"));
     }
     return d;
   }

@@ -549,13 +549,8 @@ class PackagesModule : public Module {
     // never reaches them; when they are still in use here, the lists change in this run too.
     if (!DistroSourcesInUse(results).empty()) lists_changed = true;
     if (lists_changed) {
-      Change n;
-      n.kind = Change::Kind::Notify;
-      n.handler = "apt-get update";
-      n.summary = "apt-get update (package lists from the new mirror)";
-      n.reason = "apt sources changed";
-      n.command = AptGet("update").str();
-      d.changes.push_back(std::move(n));
+      d.changes.push_back(NotifyChange("apt-get update", AptGet("update").str(),
+                                       "apt-get update (package lists from the new mirror)", "apt sources changed"));
       d.noop.clear();
     }
     return d;

@@ -443,21 +443,18 @@ class RootlessDockerModule : public Module {
           "; fi";
       d.changes.push_back(std::move(c));
     } else if (content_changed) {
-      Change h;
-      h.kind = Change::Kind::Notify;
-      h.handler = "restart rootless docker of " + u.name;
-      h.summary = h.handler;
-      h.reason = "its daemon.json or unit changed; its running containers stop";
-      h.disruptive = true;
-      h.command = "lf_uid=$(id -u -- " + ShellQuote(u.name) + ") || exit 1\n"
-                  "if [ -S \"/run/user/$lf_uid/systemd/private\" ] || [ -S \"/run/user/$lf_uid/bus\" ]; then " +
-                  AsUser(u).arg("env").arg("HOME=" + HomeOf(u)).raw("\"XDG_RUNTIME_DIR=/run/user/$lf_uid\"")
-                      .arg("systemctl").arg("--user").arg("daemon-reload").str() + " && " +
-                  AsUser(u).arg("env").arg("HOME=" + HomeOf(u)).raw("\"XDG_RUNTIME_DIR=/run/user/$lf_uid\"")
-                      .arg("systemctl").arg("--user").arg("try-restart").arg("docker.service").str() +
-                  "; else " + Cmd("echo").arg("no user manager runs for " + u.name + ": nothing to restart").str() +
-                  "; fi";
-      d.changes.push_back(std::move(h));
+      std::string handler = "restart rootless docker of " + u.name;
+      std::string command = "lf_uid=$(id -u -- " + ShellQuote(u.name) + ") || exit 1\n"
+                    "if [ -S \"/run/user/$lf_uid/systemd/private\" ] || [ -S \"/run/user/$lf_uid/bus\" ]; then " +
+                    AsUser(u).arg("env").arg("HOME=" + HomeOf(u)).raw("\"XDG_RUNTIME_DIR=/run/user/$lf_uid\"")
+                        .arg("systemctl").arg("--user").arg("daemon-reload").str() + " && " +
+                    AsUser(u).arg("env").arg("HOME=" + HomeOf(u)).raw("\"XDG_RUNTIME_DIR=/run/user/$lf_uid\"")
+                        .arg("systemctl").arg("--user").arg("try-restart").arg("docker.service").str() +
+                    "; else " + Cmd("echo").arg("no user manager runs for " + u.name + ": nothing to restart").str() +
+                    "; fi";
+      d.changes.push_back(NotifyChange(handler, std::move(command), handler,
+                                       "its daemon.json or unit changed; its running containers stop",
+                                       /*disruptive=*/true));
     }
     if (d.changes.empty())
       d.noop = "nothing to do because rootless Docker of " + u.name + " is set up (" + flavor + ", linger, " +

@@ -272,18 +272,6 @@ std::vector<std::string> AllUnits(const Value& settings) {
   return units;
 }
 
-Change NotifyChange(const std::string& handler, const std::string& command, const std::string& summary,
-                    const std::string& reason, bool disruptive = false) {
-  Change n;
-  n.kind = Change::Kind::Notify;
-  n.handler = handler;
-  n.command = command;
-  n.summary = summary;
-  n.reason = reason;
-  n.disruptive = disruptive;
-  return n;
-}
-
 class ServicesModule : public Module {
  public:
   std::string name() const override { return "services"; }

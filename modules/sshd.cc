@@ -250,12 +250,7 @@ class SshdModule : public Module {
       c.reconnect_check = true;
       c.rollback = kReload;
     }
-    Change reload;
-    reload.kind = Change::Kind::Notify;
-    reload.handler = "reload sshd";
-    reload.summary = "reload sshd";
-    reload.reason = "its drop-in changed";
-    reload.command = kReload;
+    Change reload = NotifyChange("reload sshd", kReload, "reload sshd", "its drop-in changed");
     reload.reconnect_check = true;
     reload.rollback = kReload;
     d.changes.push_back(std::move(reload));

@@ -162,16 +162,6 @@ std::vector<std::string> TimerUnits(const std::vector<TimerWant>& ts) {
   return units;
 }
 
-Change Notify(const std::string& handler, const std::string& command, const std::string& summary, const std::string& reason) {
-  Change n;
-  n.kind = Change::Kind::Notify;
-  n.handler = handler;
-  n.command = command;
-  n.summary = summary;
-  n.reason = reason;
-  return n;
-}
-
 class TimersModule : public Module {
  public:
   std::string name() const override { return "timers"; }
@@ -274,8 +264,8 @@ class TimersModule : public Module {
       if (!f.error.empty()) return f;
     }
     if (files_changed && reload)
-      d.changes.push_back(Notify("systemd daemon-reload", "systemctl daemon-reload", "systemctl daemon-reload",
-                                 "timer " + t.name + "'s unit text changed"));
+      d.changes.push_back(NotifyChange("systemd daemon-reload", "systemctl daemon-reload", "systemctl daemon-reload",
+                                       "timer " + t.name + "'s unit text changed"));
     bool enabled = u && u->enabled(), active = u && u->active();
     if (!enabled || !active) {
       std::string cmd = Cmd("systemctl").arg("enable").arg("--now").arg(t.timer()).str();
@@ -289,8 +279,8 @@ class TimersModule : public Module {
         return Failure("systemctl show failed for " + t.timer() + " (exit " + std::to_string(show_out->exit_code) +
                        "); is systemd running on this node?");
       if (files_changed) {
-        d.changes.push_back(Notify("enable --now " + t.timer(), handler_cmd, "enable --now " + t.timer() + " (after daemon-reload)",
-                                   "live: " + live));
+        d.changes.push_back(NotifyChange("enable --now " + t.timer(), handler_cmd,
+                                         "enable --now " + t.timer() + " (after daemon-reload)", "live: " + live));
       } else {
         Change c;
         c.summary = "timer " + t.timer() + " (enable --now)";
@@ -335,8 +325,8 @@ class TimersModule : public Module {
       removed = true;
     }
     if (removed && reload)
-      d.changes.push_back(Notify("systemd daemon-reload", "systemctl daemon-reload", "systemctl daemon-reload",
-                                 "timer " + t.name + "'s units were removed"));
+      d.changes.push_back(NotifyChange("systemd daemon-reload", "systemctl daemon-reload", "systemctl daemon-reload",
+                                       "timer " + t.name + "'s units were removed"));
     if (d.changes.empty()) d.noop = "nothing to do because " + t.timer() + " is not installed";
     return d;
   }

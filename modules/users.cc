@@ -6,9 +6,18 @@
 // verified by listing it) and then deletes it, on the nodes where the home is on a local filesystem; where it
 // is not (an NFS home), or is shared, not a directory or not the user's, the home is kept and the plan says
 // why. Accounts labfleet never managed are never touched.
+//
+// Directory users (accounts: directory) never get a local account. On a directory client whose homes are local
+// (directory_client, not `homes: shared`), each one's home is made on the node (resource "home:NAME"): with the
+// inventory's uid and primary gid and the client's home_mode (default 0700), /etc/skel copied, once she resolves
+// through NSS with the inventory's uid, and only where every directory above the home is root's and writable by
+// no one else; an existing home is never chowned, a symbolic link never followed (PlanDirectoryHome).
+#include "modules/users.h"
+
 #include <algorithm>
 #include <set>
 
+#include "modules/directory_client.h"
 #include "modules/facts/accounts_probe.h"
 #include "engine/module.h"
 #include "engine/shell.h"
@@ -16,9 +25,82 @@
 #include "engine/text.h"
 
 namespace labfleet {
+
+std::map<std::string, std::vector<PathState>> ParseHomeChains(std::string_view out) {
+  std::map<std::string, std::vector<PathState>> chains;
+  for (const auto& line : SplitLines(out)) {
+    size_t t1 = line.find('\t'), t2 = t1 == std::string::npos ? t1 : line.find('\t', t1 + 1);
+    if (t2 == std::string::npos || t1 == 0) continue;
+    PathState s;
+    s.path = line.substr(t1 + 1, t2 - t1 - 1);
+    if (s.path.empty() || s.path[0] != '/') continue;
+    std::string st = line.substr(t2 + 1);
+    if (st != "-") {
+      // "UID GID MODE TYPE", TYPE may hold spaces ("symbolic link")
+      auto f = Split(st, ' ');
+      if (f.size() < 4) continue;
+      auto uid = ParseInteger(f[0]), gid = ParseInteger(f[1]);
+      if (!uid || !gid || f[2].empty() || f[2].find_first_not_of("01234567") != std::string::npos) continue;
+      s.exists = true;
+      s.uid = *uid;
+      s.gid = *gid;
+      s.mode = std::stoi(f[2], nullptr, 8);
+      s.type = st.substr(f[0].size() + f[1].size() + f[2].size() + 3);
+    }
+    chains[line.substr(0, t1)].push_back(std::move(s));
+  }
+  return chains;
+}
+
+static std::string Octal(int mode) {
+  char b[16];
+  std::snprintf(b, sizeof b, "%04o", mode);
+  return b;
+}
+
+HomePlan PlanDirectoryHome(const std::string& home, long long uid, const std::vector<PathState>& chain) {
+  using W = HomePlan::What;
+  if (chain.empty() || chain[0].path != home) return {W::Refuse, "the node gave no state for " + home};
+  const PathState& h = chain[0];
+  if (h.exists) {
+    if (h.type != "directory")
+      return {W::Refuse, home + " is a " + h.type + ", not a directory: labfleet never follows or replaces it"};
+    if (h.uid != uid)
+      return {W::Refuse, home + " exists, owned by uid " + std::to_string(h.uid) + ", not " + std::to_string(uid) +
+                             ": labfleet never chowns an existing home (chown it by hand if it is hers)"};
+    return {W::Exists, home + " exists (owner uid " + std::to_string(uid) + ")"};
+  }
+  for (size_t i = 1; i < chain.size(); ++i) {
+    const PathState& p = chain[i];
+    if (!p.exists) return {W::Refuse, "its parent " + p.path + " does not exist (homes not mounted yet?)"};
+    if (p.type != "directory")
+      return {W::Refuse, "its parent " + p.path + " is a " + p.type + ": labfleet never makes a home through it"};
+    if (p.uid != 0 || (p.mode & 022) != 0)
+      return {W::Refuse, "its parent " + p.path + " is not root's alone (owner uid " + std::to_string(p.uid) +
+                             ", mode " + Octal(p.mode) + "): a user could swap the path; labfleet never makes a home "
+                             "through it"};
+  }
+  if (chain.back().path != "/") return {W::Refuse, "the node gave no state for the directories above " + home};
+  return {W::Create, home + " is absent"};
+}
+
 namespace {
 
 struct Retired {};  // the resource that locks accounts which left the inventory
+
+// A directory user's home on a directory client with local homes.
+struct DirHomeWant {
+  const UserDef* user;
+  long long gid;
+  std::string mode;  // directory_client.home_mode
+};
+
+// One line per path: NAME <tab> PATH <tab> "UID GID MODE TYPE" (lstat: a link is reported, never followed) or
+// "-", for the home and every directory above it up to "/".
+constexpr const char* kDirHomesProbeScript =
+    "while [ $# -ge 2 ]; do lf_n=$1; lf_d=$2; shift 2; while :; do "
+    "printf '%s\\t%s\\t%s\\n' \"$lf_n\" \"$lf_d\" \"$(stat -c '%u %g %a %F' -- \"$lf_d\" 2>/dev/null || echo -)\"; "
+    "case $lf_d in /|.|'') break;; esac; lf_d=$(dirname -- \"$lf_d\"); done; done";
 
 std::string RegisterManaged(const std::string& user) {
   return Cmd("mkdir").arg("-p").arg("/var/lib/labfleet").str() + "\n" +
@@ -84,6 +166,14 @@ class UsersModule : public Module {
       if (u->accounts == "directory") continue;  // an entry in lab.directory (modules/directory.cc), never local
       out.push_back({name(), "user:" + u->name, u->where, std::shared_ptr<const UserDef>(u, [](const UserDef*) {})});
     }
+    // Directory users' homes, on a client whose homes are local.
+    if (auto client = DirectoryClientOf(ctx.inv, ctx.node, ctx.settings); client && client->mkhomedir)
+      for (const UserDef* u : DirectoryUsersOnClient(ctx)) {
+        long long gid = u->uid;  // the personal group; else the primary group's (validate: it has one)
+        if (const UserGroupDef* g = u->primary_group.empty() ? nullptr : ctx.inv.user_group(u->primary_group)) gid = g->gid;
+        out.push_back({name(), "home:" + u->name, u->where,
+                       std::make_shared<DirHomeWant>(DirHomeWant{u, gid, client->home_mode})});
+      }
     out.push_back({name(), "users:retired", {}, std::make_shared<Retired>()});
     return out;
   }
@@ -116,7 +206,7 @@ class UsersModule : public Module {
     }
   }
 
-  std::vector<Probe> probes(const NodeContext& ctx, const std::vector<Resource>&) const override {
+  std::vector<Probe> probes(const NodeContext& ctx, const std::vector<Resource>& rs) const override {
     std::vector<Probe> out = {kPasswd.probe(), kGroup.probe(), kShadow.probe(), kManagedUsers.probe()};
     std::vector<std::string> names;
     for (const UserDef* u : UsersOnNode(ctx))
@@ -131,6 +221,19 @@ class UsersModule : public Module {
         any = true;
       }
     if (any) out.push_back({"user-homes", homes.str()});
+    Cmd dir_homes("sh");
+    dir_homes.arg("-c").arg(kDirHomesProbeScript).arg("dir-homes-probe");
+    bool any_dir = false;
+    for (const auto& r : rs)
+      if (r.id.starts_with("home:")) {
+        const UserDef& u = *r.as<DirHomeWant>().user;
+        dir_homes.arg(u.name).arg(HomeOf(u));
+        any_dir = true;
+      }
+    if (any_dir) {
+      out.push_back(NssDirectoryProbe(ctx));
+      out.push_back({"directory-homes", dir_homes.str() + " | head -c 1048576"});
+    }
     return out;
   }
 
@@ -139,6 +242,7 @@ class UsersModule : public Module {
     const auto& shadow = results.fact(kShadow);
     const auto& managed = results.fact(kManagedUsers);
     if (r.id == "users:retired") return DiffRetired(ctx, passwd, shadow, managed);
+    if (r.id.starts_with("home:")) return DiffDirectoryHome(r.as<DirHomeWant>(), results);
     const auto& groups = results.fact(kGroup);
     const UserDef& u = r.as<UserDef>();
     const ProbeOutput* homes = FindProbe(results, "user-homes");
@@ -164,6 +268,55 @@ class UsersModule : public Module {
   }
 
  private:
+  // A directory user's home on this client (see the file comment).
+  static DiffResult DiffDirectoryHome(const DirHomeWant& w, const ProbeResults& results) {
+    const UserDef& u = *w.user;
+    const std::string home = HomeOf(u);
+    std::optional<PasswdEntry> nss;
+    if (const ProbeOutput* n = FindProbe(results, kNssDirectoryKey)) {
+      auto parsed = ParsePasswd(n->out);
+      if (auto it = parsed.by_name.find(u.name); it != parsed.by_name.end()) nss = it->second;
+    }
+    DiffResult d;
+    auto wait = [&](const std::string& why) {
+      d.warnings.push_back("home " + home + " of directory user " + u.name + " is not made: " + why);
+      d.noop = "nothing to do now because " + why;
+      return d;
+    };
+    if (!nss)
+      return wait(u.name + " does not resolve through NSS on this node yet (sssd not configured or not running); "
+                  "the next apply after she resolves makes it (pam_mkhomedir makes it at her first login meanwhile)");
+    if (nss->uid != u.uid)
+      return wait(u.name + " resolves through NSS to uid " + std::to_string(nss->uid) + ", not the inventory's " +
+                  std::to_string(u.uid) + " (another source comes first in nsswitch.conf)");
+    if (nss->home != home)
+      return wait(u.name + "'s home through NSS is " + nss->home + ", not the inventory's " + home);
+    const ProbeOutput* probe = FindProbe(results, "directory-homes");
+    auto chains = ParseHomeChains(probe ? probe->out : std::string());
+    HomePlan p = PlanDirectoryHome(home, u.uid, chains[u.name]);
+    if (p.what == HomePlan::What::Exists) return Noop("nothing to do because " + p.why);
+    if (p.what == HomePlan::What::Refuse) return wait(p.why);
+    const std::string owner = std::to_string(u.uid) + ":" + std::to_string(w.gid);
+    const std::string parent = ParentOf(home);
+    Script sc;
+    // Checked again on the node as the change runs: the parents are root's alone, the home still absent.
+    sc.raw("lf_rootonly " + ShellQuote(parent) + " || { echo " +
+           ShellQuote("labfleet: a user can change the directories above " + home + ": ") +
+           "\"$LF_WHY\" >&2; exit 1; }");
+    sc.add(Cmd("mkdir").arg("-m").arg(w.mode).arg("--").arg(home));  // fails on anything there, a link included
+    sc.raw("if [ -d /etc/skel ]; then " + Cmd("cp").arg("-R").arg("--").arg("/etc/skel/.").arg(home).str() + "; fi");
+    sc.add(Cmd("chown").arg("-R").arg("-h").arg("--").arg(owner).arg(home));  // -R: no link is followed (-P)
+    Change c;
+    c.kind = Change::Kind::Exec;
+    c.sign = '+';
+    c.summary = "home " + home + " of directory user " + u.name + " (" + w.mode + " " + owner + ", from /etc/skel)";
+    c.reason = p.why + "; " + u.name + " resolves through NSS (uid " + std::to_string(u.uid) +
+               ") and homes are local on this node";
+    c.command = sc.str();
+    d.changes.push_back(std::move(c));
+    return d;
+  }
+
   DiffResult DiffUser(const NodeContext& ctx, const UserDef& u, const Parsed<PasswdEntry>& passwd,
                       const Parsed<GroupEntry>& groups, const Parsed<ShadowEntry>& shadow,
                       const std::set<std::string>& managed) const {

@@ -1,6 +1,7 @@
 #include "modules/facts/accounts_probe.h"
 
 #include "engine/shell.h"
+#include "modules/directory_client.h"
 
 namespace labfleet {
 
@@ -27,12 +28,28 @@ const Fact<Parsed<PasswdEntry>> kPasswd{"passwd-file", ReadAccountFile("/etc/pas
 const Fact<Parsed<GroupEntry>> kGroup{"group-file", ReadAccountFile("/etc/group"), ParseGroup, true};
 const Fact<Parsed<ShadowEntry>> kShadow{"shadow-file", ReadAccountFile("/etc/shadow"), ParseShadow, true};
 
-Probe NssPasswdProbe(const std::vector<std::string>& names) {
+static Probe GetentPasswd(const std::string& key, const std::vector<std::string>& names) {
   Cmd c("getent");
   c.arg("passwd");
   for (const auto& n : names) c.arg(n);
   // exit 2 = some name not found: an answer, not a failure; the output lists the ones NSS knows.
-  return {"nss-passwd", c.str() + " | head -c 1048576; exit 0"};
+  return {key, c.str() + " | head -c 1048576; exit 0"};
+}
+
+Probe NssPasswdProbe(const std::vector<std::string>& names) { return GetentPasswd("nss-passwd", names); }
+
+std::vector<const UserDef*> DirectoryUsersOnClient(const NodeContext& ctx) {
+  std::vector<const UserDef*> out;
+  if (!DirectoryClientOf(ctx.inv, ctx.node, ctx.settings)) return out;
+  for (const UserDef* u : UsersOnNode(ctx))
+    if (u->accounts == "directory" && !u->remove) out.push_back(u);
+  return out;
+}
+
+Probe NssDirectoryProbe(const NodeContext& ctx) {
+  std::vector<std::string> names;
+  for (const UserDef* u : DirectoryUsersOnClient(ctx)) names.push_back(u->name);
+  return GetentPasswd(kNssDirectoryKey, names);
 }
 const Fact<std::set<std::string>> kManagedUsers{"managed-users", Cmd("cat").arg(kManagedUsersFile).str(),
                                                 ParseManaged, false};

@@ -30,4 +30,13 @@ extern const Fact<std::set<std::string>> kManagedUsers;
 // Users whose `on:` selects this node, in inventory order (including `remove: true` ones).
 std::vector<const UserDef*> UsersOnNode(const NodeContext& ctx);
 
+// The directory users (accounts: directory, not remove: true) whose `on:` selects this node, when the node is a
+// client of lab.directory (DirectoryClientOf); none on any other node: there they cannot resolve.
+std::vector<const UserDef*> DirectoryUsersOnClient(const NodeContext& ctx);
+// "nss-passwd-directory": `getent passwd` of DirectoryUsersOnClient (through NSS: sss), for the local things a
+// directory user gets on a client (membership of local groups, her home), which need her to resolve there.
+// Never fails (a name NSS does not know is simply absent). Parse with ParsePasswd.
+inline constexpr const char* kNssDirectoryKey = "nss-passwd-directory";
+Probe NssDirectoryProbe(const NodeContext& ctx);
+
 }  // namespace labfleet

@@ -5,6 +5,8 @@
 // `sssd -D` in node2 (no systemd there: the systemctl double records the "restart sssd" handler) and checks with
 // the node's own tools: getent and id through sss, sss_ssh_authorizedkeys, an ssh login with her key (and a
 // refused one with another key), a shell change seen at once, empty re-plans, and no local account for alice.
+// Second case (issue 13 §5): a directory user in the local docker group by name, her home made on the node
+// (a planted link for another one not followed), her subuid/subgid lines.
 #include <doctest/doctest.h>
 
 #include <netinet/in.h>
@@ -47,6 +49,20 @@ std::string Inventory(int port, const std::string& shell, const std::string& key
          "user_groups:\n  gpu-users: { gid: 3000 }\n"
          "users:\n"
          "  alice: { uid: 2001, shell: " + shell + ", groups: [gpu-users], ssh_keys: [\"" + key + "\"] }\n";
+}
+
+// Issue 13 §5: directory users with local things on node2. alice is in the local system group docker (and in
+// gpu-users, a directory-only group) and has rootless Docker ranges; mallory's home is a symbolic link planted on
+// the node. `docker_for_alice`: false takes her out of docker again.
+std::string LocalThingsInventory(int port, bool docker_for_alice) {
+  return "lab:\n  name: t\n  accounts: directory\n"
+         "  directory: { server: node1, base: \"dc=lab,dc=example\", uri: \"ldap://127.0.0.1:" + std::to_string(port) +
+         "\" }\n"
+         "user_groups:\n  gpu-users: { gid: 3000 }\n  docker: { system: true }\n"
+         "users:\n"
+         "  alice: { uid: 2001, groups: [gpu-users" + std::string(docker_for_alice ? ", docker" : "") +
+         "], rootless_docker: true }\n"
+         "  mallory: { uid: 2002 }\n";
 }
 
 // `ssh alice@node2 id -un` from this host with `key`, nothing of the host's ssh configuration used.
@@ -130,6 +146,11 @@ TEST_SUITE("integration-sssd") {
     CHECK(refused.exit_code == 255);
     CHECK(refused.err.find("Permission denied (publickey") != std::string::npos);
 
+    // she resolves on node2 now: labfleet makes her home there (homes are local; issue 13 §5, next case)
+    r = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty", "--format", "json"});
+    INFO(r.out << r.err);
+    REQUIRE(r.rc == 0);
+    CHECK(Summaries(r) == "home /home/alice of directory user alice (0700 2001:2001, from /etc/skel)");
     auto plan = Cli(sbx, inv.dir(), {"plan", "--detailed-exitcode"});
     INFO(plan.out << plan.err);
     CHECK(plan.rc == 0);
@@ -143,6 +164,80 @@ TEST_SUITE("integration-sssd") {
     CHECK(Summaries(r) == "ldap user alice (loginShell) | sssd cache (sss_cache -E)");
     CHECK(Exec(sbx, "node2", "getent passwd alice") == "alice:*:2001:2001:alice:/home/alice:/bin/sh\n");
     CHECK(DoubleActions(sbx, "node2").empty());  // sssd.conf unchanged: no restart
+    plan = Cli(sbx, inv.dir(), {"plan", "--detailed-exitcode"});
+    INFO(plan.out << plan.err);
+    CHECK(plan.rc == 0);
+  }
+
+  TEST_CASE("directory client: a directory user in the local docker group by name, her home made, subuid/subgid") {
+    Sandbox sbx({.nodes = 2});
+    const int port = FreePort();
+    MustExec(sbx, "node1", SlapdSetup("ldapi:/// ldap://127.0.0.1:" + std::to_string(port) + "/"));
+    InstallDoubles(sbx, "node2", {"systemctl"});
+    SeedUnit(sbx, "node2", "sssd.service", "enabled", "active");
+    // the node's own docker group (a package made it) with a local member labfleet must keep; a link where
+    // mallory's home goes, planted by someone who hopes root chowns /etc for her
+    MustExec(sbx, "node2", "groupadd --system docker && gpasswd -a daemon docker >/dev/null && ln -s /etc /home/mallory");
+    const std::string etc_owner = Exec(sbx, "node2", "stat -c '%u:%g %a' /etc");
+    TempInventory inv(sbx);
+    inv.write("inventory/lab.yaml", LocalThingsInventory(port, true));
+
+    // sssd is not running yet: alice does not resolve on node2, so neither her membership nor her home is planned
+    auto plan = Cli(sbx, inv.dir(), {"plan"});
+    INFO(plan.out << plan.err);
+    CHECK(plan.out.find("directory user alice is not added to the local group docker yet") != std::string::npos);
+    CHECK(plan.out.find("home /home/alice of directory user alice is not made: alice does not resolve") != std::string::npos);
+    auto r = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty"});
+    INFO(r.out << r.err);
+    REQUIRE(r.rc == 0);
+    CHECK(Exec(sbx, "node2", "getent group docker | cut -d: -f1,4") == "docker:daemon\n");
+
+    MustExec(sbx, "node2", "sssd -D");
+    REQUIRE(GetentPasswd(sbx, "alice") == "alice:*:2001:2001:alice:/home/alice:/bin/bash\n");
+    REQUIRE(GetentPasswd(sbx, "mallory") == "mallory:*:2002:2002:mallory:/home/mallory:/bin/bash\n");
+    plan = Cli(sbx, inv.dir(), {"plan"});
+    INFO(plan.out << plan.err);
+    CHECK(plan.out.find("/home/mallory is a symbolic link, not a directory: labfleet never follows or replaces it") !=
+          std::string::npos);
+    r = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty", "--format", "json"});
+    INFO(r.out << r.err);
+    REQUIRE(r.rc == 0);
+    CHECK(Summaries(r) == "group docker members +alice (directory users, by name in /etc/group) | "
+                          "home /home/alice of directory user alice (0700 2001:2001, from /etc/skel)");
+
+    // independent tools on node2: the local line lists her by name (daemon kept), id through sss has both groups
+    const std::string docker = Exec(sbx, "node2", "getent group docker");
+    CHECK(docker.substr(docker.rfind(':')) == ":daemon,alice\n");
+    const std::string groups = Exec(sbx, "node2", "id -Gn alice");
+    CHECK(groups.find("docker") != std::string::npos);
+    CHECK(groups.find("gpu-users") != std::string::npos);
+    // never a local account: no passwd or shadow line, no local gpu-users (it lives in the directory)
+    CHECK(Exec(sbx, "node2", "grep -c -e '^alice:' -e '^mallory:' /etc/passwd /etc/shadow || true") ==
+          "/etc/passwd:0\n/etc/shadow:0\n");
+    CHECK(Exec(sbx, "node2", "grep -c '^gpu-users:' /etc/group || true") == "0\n");
+    // her home: uid, gid, mode from the inventory, /etc/skel's files hers too
+    CHECK(Exec(sbx, "node2", "stat -c '%u %g %a %F' /home/alice") == "2001 2001 700 directory\n");
+    CHECK(Exec(sbx, "node2", "find /home/alice -mindepth 1 ! -uid 2001 | wc -l") == "0\n");
+    CHECK(Exec(sbx, "node2", "ls -A /etc/skel | wc -l") == Exec(sbx, "node2", "ls -A /home/alice | wc -l"));
+    // mallory's link neither followed nor replaced
+    CHECK(Exec(sbx, "node2", "stat -c %F /home/mallory") == "symbolic link\n");
+    CHECK(Exec(sbx, "node2", "stat -c '%u:%g %a' /etc") == etc_owner);
+    // her subordinate ids, by name
+    // (the allocation docs/inventory.md gives: 100000 + (uid - 1000) * 65536, 65536 ids)
+    const std::string line = "alice:" + std::to_string(100000 + (2001 - 1000) * 65536LL) + ":65536\n";
+    CHECK(Exec(sbx, "node2", "grep '^alice:' /etc/subuid") == line);
+    CHECK(Exec(sbx, "node2", "grep '^alice:' /etc/subgid") == line);
+    plan = Cli(sbx, inv.dir(), {"plan", "--detailed-exitcode"});
+    INFO(plan.out << plan.err);
+    CHECK(plan.rc == 0);
+
+    // out of docker in the inventory: taken out of the local line, daemon kept
+    inv.write("inventory/lab.yaml", LocalThingsInventory(port, false));
+    r = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty", "--format", "json"});
+    INFO(r.out << r.err);
+    REQUIRE(r.rc == 0);
+    CHECK(Summaries(r).find("group docker members -alice (directory users, by name in /etc/group)") != std::string::npos);
+    CHECK(Exec(sbx, "node2", "getent group docker | cut -d: -f1,4") == "docker:daemon\n");
     plan = Cli(sbx, inv.dir(), {"plan", "--detailed-exitcode"});
     INFO(plan.out << plan.err);
     CHECK(plan.rc == 0);

@@ -66,6 +66,12 @@ std::vector<std::string> ModuleRun::lines() const {
   return out;
 }
 
+std::vector<std::string> ModuleRun::summaries() const {
+  std::vector<std::string> out;
+  for (const auto& c : changes) out.push_back(c.summary);
+  return out;
+}
+
 std::string ModuleRun::all_notes() const {
   std::string s;
   for (const auto& n : notes) s += n + "\n";

@@ -38,6 +38,7 @@ struct ModuleRun {
   std::vector<std::string> probe_keys;
   std::vector<Probe> probes;
   std::vector<std::string> lines() const;  // ChangeLine of each change
+  std::vector<std::string> summaries() const;  // each change's summary
   std::string all_notes() const;           // the notes, one a line
 };
 ModuleRun RunModule(const Inventory& inv, const std::string& module, const ProbeResults& res);
