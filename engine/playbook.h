@@ -35,8 +35,18 @@ const char* StepKindName(StepKind k);  // "apply", "accounts", "wait_idle", "com
 // (lastlog), listed under the step and written as CSV by `labfleet run --csv FILE`. Runs in dry runs too.
 // EndSessions: kill every process of the selected accounts on each node (pkill -KILL -u UID, only for uid >= 1000
 // and never root or the ssh login user), so that archive is not refused for a forgotten tmux session.
-enum class AccountAction { Lock, Remove, Archive, EndSessions, Report };
-const char* AccountActionName(AccountAction a);  // "lock", "remove", "archive", "end_sessions", "report"
+// Snapshot: on the step's nodes (the storage server), a read-only btrfs snapshot of each selected account's home
+// (`homes`/NAME, else the inventory's home) as `to`/homes-YYYY-MM-DD/NAME, checked (btrfs subvolume show, the
+// read-only property, the file count and one file read back); an account that already has a snapshot under `to`
+// keeps it (checked again, nothing new: a rerun is a no-op); the oldest homes-* directories beyond `keep` are
+// deleted. The accounts whose snapshot was checked in this run are what delete_data may delete.
+// DeleteData: on each node, deletes each selected account's rootless Docker data root (the node's
+// rootless_docker.data_root with {{user}}) and, with `homes`, `homes`/NAME; only for accounts whose snapshot a
+// snapshot step of this run checked, or that an archive step of this run archived on that node. Nothing else
+// (the account is listed as kept).
+enum class AccountAction { Lock, Remove, Archive, EndSessions, Report, Snapshot, DeleteData };
+// "lock", "remove", "archive", "end_sessions", "report", "snapshot", "delete_data"
+const char* AccountActionName(AccountAction a);
 
 enum class OnBusy { Skip, Wait, Fail };
 
@@ -60,6 +70,9 @@ struct PlaybookStep {
   bool expired = false;
   long long within_days = 0;
   std::vector<std::string> users;
+  // accounts snapshot/delete_data: the directory on the node that holds each account's home as NAME ("" = the
+  // inventory's home). accounts snapshot also uses snapshot_to (`to`) and keep.
+  std::string homes;
   // wait_idle: busy or unknown (fail safe) nodes are skipped for the rest of the run (listed), waited for
   // (re-checked every 5 s up to timeout_s, then skipped), or stop the playbook.
   OnBusy on_busy = OnBusy::Skip;
@@ -96,11 +109,14 @@ void ValidatePlaybook(const Playbook& pb, const Inventory& inv, Findings& findin
 std::vector<const UserDef*> SelectAccounts(const PlaybookStep& step, const Inventory& inv, long long today_days);
 // The inventory the step applies (with the users module only): `inv` with the selected accounts
 //   lock     left out: the users module locks a managed account that left the inventory (usermod -e 1) where it
-//            exists, and creates nothing where it does not;
+//            exists, and creates nothing where it does not; an `accounts: directory` account stays, with
+//            expires 1970-01-02 (the directory module writes shadowExpire: 1, locked for every node);
 //   remove   remove: true (deleted, home kept);
 //   archive  remove: archive (home archived to lab.home_archive and checked, then deleted; see modules/users.cc).
-// Other accounts are as written.
+// Other accounts, and every account for end_sessions, report, snapshot and delete_data, are as written.
 Inventory AccountsInventory(const PlaybookStep& step, const Inventory& inv, long long today_days);
+// The modules an accounts step that converges applies: users, and directory when the lab has one (lab.directory).
+std::vector<std::string> AccountsModules(const Inventory& inv);
 // Why the step may not run on `nodes`: it selects root, or the account labfleet logs in as on one of them;
 // "" when it may.
 std::string AccountsRefusal(const PlaybookStep& step, const Inventory& inv, const std::vector<const NodeDef*>& nodes,

@@ -33,6 +33,13 @@ std::string Shipped(const std::string& name) {
   return ReadFile(std::filesystem::path(LABFLEET_SOURCE_DIR) / "playbooks" / (name + ".yaml"));
 }
 
+// The shipped semester-end for a sandbox lab: node3 is the storage server, its homes on /srv/btrfs.
+std::string ForSandbox(std::string text) {
+  text = std::regex_replace(text, std::regex("nodes: storage"), "nodes: node3");
+  text = std::regex_replace(text, std::regex("homes: /mnt/HDD/home"), "homes: /srv/btrfs/home");
+  return std::regex_replace(text, std::regex("to: /mnt/HDD/.snapshots"), "to: /srv/btrfs/snapshots");
+}
+
 // step name -> "node=status ..." of a `run --format json` document.
 std::string StepStatuses(const nlohmann::json& doc, const std::string& step) {
   for (const auto& s : doc["steps"])
@@ -48,9 +55,10 @@ std::string StepStatuses(const nlohmann::json& doc, const std::string& step) {
 
 TEST_SUITE("integration-playbooks") {
   TEST_CASE("semester-end: expired accounts locked, homes archived and deleted on every node; a rerun is a no-op") {
-    Sandbox sbx({.nodes = 3});
+    Sandbox sbx({.nodes = 3, .btrfs_mb = 128});
     TempInventory inv(sbx, "labfleet-pb-sem");
-    inv.write("inventory/lab.yaml", "lab:\n  name: sem\n  home_archive: /var/backups/homes\n");
+    inv.write("inventory/lab.yaml", "lab:\n  name: sem\n  home_archive: /var/backups/homes\n  defaults:\n"
+                                    "    rootless_docker: { data_root: \"/local/.docker/{{user}}\" }\n");
     auto users = [&](const std::string& extra) {
       inv.write("inventory/users.yaml",
                 "users:\n"
@@ -61,12 +69,21 @@ TEST_SUITE("integration-playbooks") {
                 "  staff: { uid: 2304 }\n");
     };
     users("");
-    inv.write("playbooks/semester-end.yaml", Shipped("semester-end"));
+    inv.write("playbooks/semester-end.yaml", ForSandbox(Shipped("semester-end")));
     auto created = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty"});
     INFO(created.out << created.err);
     REQUIRE(created.rc == 0);
     for (const std::string n : {"node1", "node2", "node3"})
       Exec(sbx, n, "mkdir -p /home/olda/data && printf 'epoch 12\\n' > /home/olda/data/log.txt && chown -R olda:olda /home/olda/data");
+    // node3 is the storage server: its btrfs holds the homes (olda's a subvolume, cur's a directory; oldb has
+    // none there). Every node has the users' rootless Docker data.
+    Exec(sbx, "node3", "mkdir -p /srv/btrfs/home && btrfs subvolume create /srv/btrfs/home/olda >/dev/null && "
+                       "mkdir -p /srv/btrfs/home/olda/data /srv/btrfs/home/cur && "
+                       "printf 'weights v3\\n' > /srv/btrfs/home/olda/data/model.txt && "
+                       "ln -s /etc/shadow /srv/btrfs/home/olda/link && chown -R 2301:2301 /srv/btrfs/home/olda && "
+                       "echo mine > /srv/btrfs/home/cur/notes.txt");
+    for (const std::string n : {"node1", "node2", "node3"})
+      Exec(sbx, n, "for u in olda oldb cur; do mkdir -p /local/.docker/$u/overlay2 && echo x > /local/.docker/$u/overlay2/l; done");
     // A root session stays up through the run (labfleet logs in as root here); olda's forgotten job on node2 and
     // cur's job are running too.
     Exec(sbx, "node1", "nohup setsid sleep 600 >/dev/null 2>&1 & sleep 0.2; pgrep -x sleep >/dev/null");
@@ -84,8 +101,14 @@ TEST_SUITE("integration-playbooks") {
     CHECK(StepStatuses(d, "lock expired accounts") == "node1=planned node2=planned node3=planned");
     CHECK(StepStatuses(d, "end the sessions of expired accounts") == "node1=unchanged node2=planned node3=unchanged");
     CHECK(d["steps"][3]["nodes"][1]["detail"] == "would end the processes of olda (1)");
-    CHECK(Has(d["steps"][4]["nodes"][0]["changes"].dump(), "user olda (deleted: remove: archive; home /home/olda archived to"));
+    CHECK(Has(d["steps"][5]["nodes"][0]["changes"].dump(), "user olda (deleted: remove: archive; home /home/olda archived to"));
+    CHECK(StepStatuses(d, "snapshot the homes") == "node3=planned");
+    CHECK(d["steps"][4]["nodes"][0]["detail"] == "would snapshot: olda; no home and no snapshot (nothing of theirs is deleted): oldb");
+    CHECK(StepStatuses(d, "delete homes and docker data") == "node1=planned node2=planned node3=planned");
+    CHECK(Has(d["steps"][6]["nodes"][2]["changes"].dump(), "- /srv/btrfs/home/olda (olda, "));
+    CHECK(Has(d["steps"][6]["nodes"][0]["changes"].dump(), "- /local/.docker/oldb (oldb, "));
     CHECK(sbx.exec("node2", "pgrep -u 2301 >/dev/null").exit_code == 0);
+    CHECK(sbx.exec("node3", "test -d /srv/btrfs/snapshots").exit_code != 0);
     // A week ahead: the dry run as of 7 days later also lists soon; a run cannot pretend it is later.
     auto ahead = Cli(sbx, inv.dir(), {"run", "semester-end", "--within", "7", "--format", "json"});
     INFO(ahead.out << ahead.err);
@@ -100,7 +123,7 @@ TEST_SUITE("integration-playbooks") {
     auto listed = Cli(sbx, inv.dir(), {"run", "semester-end", "--within", "7", "--csv", csv});
     INFO(listed.out << listed.err);
     CHECK(listed.rc == 0);
-    CHECK(Has(listed.out, "step 1/5 list expired accounts (accounts): dry-run"));
+    CHECK(Has(listed.out, "step 1/7 list expired accounts (accounts): dry-run"));
     CHECK(Has(listed.out, "  node1: listed — 3 accounts on this node\n    = olda: home /home/olda, "));
     const std::string text = labfleet::testing::ReadFile(csv);
     CHECK(std::filesystem::status(csv).permissions() ==
@@ -129,6 +152,20 @@ TEST_SUITE("integration-playbooks") {
     CHECK(StepStatuses(r, "lock expired accounts") == "node1=changed node2=changed node3=changed");
     CHECK(StepStatuses(r, "end the sessions of expired accounts") == "node1=unchanged node2=changed node3=unchanged");
     CHECK(StepStatuses(r, "archive homes and delete accounts") == "node1=changed node2=changed node3=changed");
+    CHECK(StepStatuses(r, "snapshot the homes") == "node3=changed");
+    CHECK(StepStatuses(r, "delete homes and docker data") == "node1=changed node2=changed node3=changed");
+    // The snapshot, checked with btrfs and read back; the homes on the storage server and the Docker data.
+    const std::string snap = "/srv/btrfs/snapshots/homes-" + labfleet::DateOfDays(labfleet::TodayDays()) + "/olda";
+    CHECK(Has(Exec(sbx, "node3", "btrfs subvolume show " + snap), "Flags:"));
+    CHECK(Exec(sbx, "node3", "btrfs property get -ts " + snap + " ro") == "ro=true\n");
+    CHECK(Exec(sbx, "node3", "cat " + snap + "/data/model.txt") == "weights v3\n");
+    CHECK(Exec(sbx, "node3", "readlink " + snap + "/link") == "/etc/shadow\n");
+    CHECK(Exec(sbx, "node3", "ls /srv/btrfs/snapshots/homes-*") == "olda\n");  // oldb has no home there: no snapshot
+    CHECK(sbx.exec("node3", "test ! -e /srv/btrfs/home/olda && test -f /srv/btrfs/home/cur/notes.txt").exit_code == 0);
+    for (const std::string n : {"node1", "node2", "node3"}) {
+      CAPTURE(n);
+      CHECK(Exec(sbx, n, "ls /local/.docker") == "cur\n");  // oldb's too: its home was archived on every node
+    }
     CHECK(sbx.exec("node2", "pgrep -u 2301 >/dev/null").exit_code != 0);  // olda's job ended
     CHECK(sbx.exec("node2", "pgrep -u 2303 >/dev/null").exit_code == 0);  // cur's job runs on
     for (const std::string n : {"node1", "node2", "node3"}) {
@@ -157,6 +194,11 @@ TEST_SUITE("integration-playbooks") {
     CHECK(again.rc == 0);
     CHECK(StepStatuses(again.json(), "lock expired accounts") == "node1=unchanged node2=unchanged node3=unchanged");
     CHECK(StepStatuses(again.json(), "archive homes and delete accounts") == "node1=unchanged node2=unchanged node3=unchanged");
+    CHECK(StepStatuses(again.json(), "snapshot the homes") == "node3=unchanged");
+    CHECK(again.json()["steps"][4]["nodes"][0]["detail"] ==
+          "snapshot there already, checked: olda; no home and no snapshot (nothing of theirs is deleted): oldb");
+    CHECK(StepStatuses(again.json(), "delete homes and docker data") == "node1=unchanged node2=unchanged node3=unchanged");
+    CHECK(Exec(sbx, "node3", "ls /srv/btrfs/snapshots/homes-*") == "olda\n");
     for (const std::string n : {"node1", "node2", "node3"}) CHECK(sbx.exec(n, "getent passwd olda").exit_code == 2);
 
     // The inventory says what was done: a plan of it is empty.
@@ -164,6 +206,53 @@ TEST_SUITE("integration-playbooks") {
     auto plan = Cli(sbx, inv.dir(), {"plan", "--detailed-exitcode"});
     INFO(plan.out << plan.err);
     CHECK(plan.rc == 0);
+  }
+
+  TEST_CASE("semester-end: a snapshot that fails deletes nothing; data of an account without a snapshot is kept") {
+    Sandbox sbx({.nodes = 2, .btrfs_mb = 64});
+    TempInventory inv(sbx, "labfleet-pb-snapfail");
+    inv.write("inventory/lab.yaml", "lab:\n  name: sem\n  defaults:\n"
+                                    "    rootless_docker: { data_root: \"/local/.docker/{{user}}\" }\n");
+    inv.write("inventory/users.yaml", "users:\n  olda: { uid: 2301, expires: 2024-01-31 }\n"
+                                      "  oldc: { uid: 2306, expires: 2024-02-28 }\n  cur: { uid: 2303 }\n");
+    inv.write("playbooks/end.yaml",
+              "steps:\n"
+              "  - { name: snapshot, nodes: node2, accounts: snapshot, users: expired, homes: /srv/btrfs/home,"
+              " to: /srv/btrfs/snapshots, keep: 1 }\n"
+              "  - { name: delete, accounts: delete_data, users: expired, homes: /srv/btrfs/home }\n");
+    Exec(sbx, "node2", "mkdir -p /srv/btrfs/home/olda /srv/btrfs/snapshots/homes-2020-01-01 && echo a > /srv/btrfs/home/olda/a && "
+                       "btrfs subvolume create /srv/btrfs/snapshots/homes-2020-01-01/gone >/dev/null");
+    for (const std::string n : {"node1", "node2"})
+      Exec(sbx, n, "for u in olda oldc cur; do mkdir -p /local/.docker/$u && echo x > /local/.docker/$u/f; done");
+
+    // A user can write to the snapshot directory: the snapshot is refused and the run stops before the delete.
+    Exec(sbx, "node2", "chmod 0777 /srv/btrfs/snapshots");
+    auto bad = Cli(sbx, inv.dir(), {"run", "end", "--yes", "--allow-dirty", "--format", "json"});
+    INFO(bad.out << bad.err);
+    CHECK(bad.rc == 4);
+    auto b = bad.json();
+    CHECK(StepStatuses(b, "snapshot") == "node2=failed");
+    CHECK(Has(b["steps"][0]["nodes"][0]["detail"].get<std::string>(), "a user can change /srv/btrfs/snapshots"));
+    CHECK(b["steps"][1]["status"] == "not-started");
+    CHECK(sbx.exec("node2", "test -f /srv/btrfs/home/olda/a && test ! -e /srv/btrfs/snapshots/homes-" +
+                                labfleet::DateOfDays(labfleet::TodayDays())).exit_code == 0);
+    for (const std::string n : {"node1", "node2"}) CHECK(Exec(sbx, n, "ls /local/.docker") == "cur\nolda\noldc\n");
+
+    // Fixed: olda's home is snapshotted (keep: 1 prunes 2020's), then deleted with olda's Docker data; oldc has
+    // no home and no snapshot: nothing of oldc's is deleted.
+    Exec(sbx, "node2", "chmod 0755 /srv/btrfs/snapshots");
+    auto good = Cli(sbx, inv.dir(), {"run", "end", "--yes", "--allow-dirty", "--format", "json"});
+    INFO(good.out << good.err);
+    CHECK(good.rc == 0);
+    auto g = good.json();
+    CHECK(StepStatuses(g, "delete") == "node1=changed node2=changed");
+    CHECK(Has(g["steps"][1]["nodes"][0]["detail"].get<std::string>(),
+              "kept (no snapshot or archive of theirs checked in this run): oldc"));
+    CHECK(Has(g["steps"][0]["nodes"][0]["detail"].get<std::string>(), "pruned homes-2020-01-01"));
+    CHECK(Exec(sbx, "node2", "ls /srv/btrfs/snapshots") == "homes-" + labfleet::DateOfDays(labfleet::TodayDays()) + "\n");
+    CHECK(Exec(sbx, "node2", "cat /srv/btrfs/snapshots/homes-*/olda/a") == "a\n");
+    CHECK(sbx.exec("node2", "test ! -e /srv/btrfs/home/olda").exit_code == 0);
+    for (const std::string n : {"node1", "node2"}) CHECK(Exec(sbx, n, "ls /local/.docker") == "cur\noldc\n");
   }
 
   TEST_CASE("without end_sessions, archive is refused while an expired user runs a process: nothing of theirs is deleted") {

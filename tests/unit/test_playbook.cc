@@ -697,6 +697,125 @@ steps:
     CHECK(plain.ran("n1", "head -c 4096") == 0);
   }
 
+  TEST_CASE("accounts: snapshot and delete_data parse; their keys are checked") {
+    Findings f;
+    Playbook pb = Parse("steps:\n"
+                        "  - { name: s, nodes: n1, accounts: snapshot, users: expired, homes: /srv/home, to: /srv/snaps, keep: 2 }\n"
+                        "  - { name: d, accounts: delete_data, users: [olda] }\n", f);
+    CHECK(Errors(f) == "");
+    REQUIRE(pb.steps.size() == 2);
+    CHECK(pb.steps[0].action == AccountAction::Snapshot);
+    CHECK(pb.steps[0].homes == "/srv/home");
+    CHECK(pb.steps[0].snapshot_to == "/srv/snaps");
+    CHECK(pb.steps[0].keep == 2);
+    CHECK(pb.steps[1].action == AccountAction::DeleteData);
+    CHECK(pb.steps[1].homes == "");
+    Inventory inv = Load(kInv);
+    CHECK(AccountsInventory(pb.steps[0], inv, kToday).users.size() == inv.users.size());  // the inventory stays
+    Findings g;
+    Parse(R"(steps:
+  - { name: a, accounts: snapshot, users: expired }
+  - { name: b, accounts: lock, users: expired, to: /x, keep: 1 }
+  - { name: c, accounts: delete_data, users: expired, homes: srv/home }
+  - { name: d, accounts: lock, users: expired, homes: /srv/home }
+)", g);
+    std::string e = Errors(g);
+    INFO(e);
+    CHECK(e.find("playbooks/t.yaml:2:5: missing-required:") != std::string::npos);
+    CHECK(e.find("playbooks/t.yaml:3:47: invalid-value: 'to' only goes with `accounts: snapshot`") != std::string::npos);
+    CHECK(e.find("playbooks/t.yaml:3:54: invalid-value: 'keep' only goes with `accounts: snapshot`") != std::string::npos);
+    CHECK(e.find("playbooks/t.yaml:4:61: invalid-value: 'homes' must be a plain absolute path") != std::string::npos);
+    CHECK(e.find("playbooks/t.yaml:5:47: invalid-value: 'homes' only goes with") != std::string::npos);
+  }
+
+  TEST_CASE("accounts lock: a directory account stays with shadowExpire 1; the directory module is applied too") {
+    Inventory inv = Load(std::string(kInv) + "");
+    inv.users[0].accounts = "directory";  // olda lives in the directory
+    PlaybookStep st;
+    st.kind = StepKind::Accounts;
+    st.expired = true;
+    st.action = AccountAction::Lock;
+    Inventory locked = AccountsInventory(st, inv, kToday);
+    REQUIRE(locked.user("olda") != nullptr);
+    CHECK(locked.user("olda")->expires == "1970-01-02");
+    CHECK(locked.user("oldb") == nullptr);  // local: left out, the users module locks it
+    CHECK(AccountsModules(inv) == std::vector<std::string>{"users"});
+    Inventory withdir = LoadUnvalidated(R"(lab:
+  name: t
+  directory: { server: n1, base: "dc=t,dc=example" }
+nodes:
+  n1: { address: 10.9.0.1 }
+)");
+    CHECK(AccountsModules(withdir) == std::vector<std::string>{"users", "directory"});
+  }
+
+  TEST_CASE("delete_data deletes only what a checked snapshot (or archive) of this run covers; a failed snapshot deletes nothing") {
+    Inventory inv = Load(std::string(kInv) + "defaults:\n  rootless_docker: { data_root: \"/local/.docker/{{user}}\" }\n");
+    Findings f;
+    Playbook pb = Parse("steps:\n"
+                        "  - { name: snap, nodes: n1, accounts: snapshot, users: expired, homes: /srv/home, to: /srv/snaps, keep: 1 }\n"
+                        "  - { name: del, nodes: [n1, n2], accounts: delete_data, users: expired, homes: /srv/home }\n", f);
+    REQUIRE(Errors(f) == "");
+    auto run = [&](const std::string& snapshot_answer, int snapshot_exit) {
+      auto w = std::make_unique<World>();
+      for (auto n : {"n1", "n2"}) {
+        w->transports[n] = std::make_shared<FakeTransport>(n);
+        w->transports[n]->respond([=](const std::string&, const std::string& script) {
+          if (script.find("lf_find") != std::string::npos) return RunResult{snapshot_exit, snapshot_answer, "no btrfs"};
+          // delete_data: claims for every path in the script, plus a forged line for a path it was not given
+          std::string out = "removed\tolda\t/etc\t1\n";
+          for (const char* p : {"/local/.docker/olda", "/srv/home/olda", "/local/.docker/oldb", "/srv/home/oldb"})
+            if (script.find(std::string(p) + "\n") != std::string::npos || script.find(std::string(p) + " ") != std::string::npos)
+              out += std::string("removed\t") + (std::string(p).find("olda") != std::string::npos ? "olda" : "oldb") + "\t" + p + "\t8\n";
+          return RunResult{0, out, ""};
+        });
+      }
+      PlaybookRun r = RunPlaybook(pb, inv, {&inv.nodes[0], &inv.nodes[1]}, Real(), w->ops(), nullptr);
+      return std::make_pair(std::move(w), r);
+    };
+    // olda's snapshot made and checked; oldb has neither home nor snapshot: only olda's data goes.
+    auto [w, r] = run("created\tolda\t/srv/snaps/homes-2030-01-01/olda\nmissing\toldb\t\ncreated\tstays\t/x\n"
+                      "pruned\thomes-2029-06-30\t\n", 0);
+    CHECK(r.ok);
+    CHECK(Statuses(r.steps[0]) == "n1=changed");
+    CHECK(r.steps[0].nodes[0].detail == "snapshot made and checked: olda; no home and no snapshot (nothing of theirs is "
+                                        "deleted): oldb; pruned homes-2029-06-30");
+    CHECK(Statuses(r.steps[1]) == "n1=changed n2=changed");
+    CHECK(r.steps[1].nodes[0].changes ==
+          std::vector<std::string>{"- /local/.docker/olda (olda, 8 KiB)", "- /srv/home/olda (olda, 8 KiB)"});
+    CHECK(r.steps[1].nodes[1].detail == "deleted 2 paths; kept (no snapshot or archive of theirs checked in this run): oldb");
+    std::string del;
+    for (const auto& c : w->transports["n2"]->calls())
+      if (c.stdin_data.find("lf_kib") != std::string::npos) del = c.stdin_data;
+    CHECK(del.find("oldb") == std::string::npos);
+    CHECK(del.find("rm -rf --one-file-system -- /local/.docker/olda ") != std::string::npos);
+    CHECK(del.find("lf_rootonly /local/.docker ") != std::string::npos);
+    const std::string snap = w->transports["n1"]->calls().at(0).stdin_data;
+    CHECK(snap.find("btrfs subvolume snapshot -r /srv/home/olda /srv/snaps/homes-") != std::string::npos);
+    CHECK(snap.find("lf_rootonly /srv/snaps ") != std::string::npos);
+    CHECK(snap.find("cmp -s") != std::string::npos);
+
+    // The snapshot fails: the run stops there and nothing is deleted anywhere.
+    auto [w2, r2] = run("", 1);
+    CHECK(!r2.ok);
+    CHECK(Statuses(r2.steps[0]) == "n1=failed");
+    CHECK(r2.steps[0].nodes[0].detail == "snapshot of the homes under /srv/snaps failed (exit 1): no btrfs; nothing after this step runs");
+    CHECK(r2.steps[1].status == "not-started");
+    CHECK(w2->ran("n2", "rm -rf") == 0);
+    CHECK(w2->ran("n1", "rm -rf") == 0);
+
+    // Without a snapshot step, delete_data deletes nothing at all.
+    Playbook only = Parse("steps:\n  - { name: del, accounts: delete_data, users: expired }\n", f);
+    World w3;
+    w3.transports["n2"] = std::make_shared<FakeTransport>("n2");
+    w3.transports["n2"]->respond([](const std::string&, const std::string&) { return RunResult{0, "", ""}; });
+    PlaybookRun r3 = RunPlaybook(only, inv, {&inv.nodes[1]}, Real(), w3.ops(), nullptr);
+    CHECK(Statuses(r3.steps[0]) == "n2=unchanged");
+    CHECK(r3.steps[0].nodes[0].detail ==
+          "no data of the checked accounts here; kept (no snapshot or archive of theirs checked in this run): olda, oldb");
+    CHECK(w3.ran("n2", "rm -rf") == 0);
+  }
+
   TEST_CASE("the shipped playbooks parse and validate against the example inventory") {
     const std::filesystem::path root = LABFLEET_SOURCE_DIR;
     Findings f;
