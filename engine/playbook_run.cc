@@ -550,22 +550,8 @@ class Runner {
              "printf 'would-prune\\t%s\\n' \"$lf_old\"; done");
     }
     RunResult r;
-    try {
-      r = t.run_script(sc.str());
-    } catch (const std::exception& e) {
-      nr.status = "failed";
-      nr.detail = e.what();
-      return false;
-    }
-    if (auto refusal = LockRefusal(r.out, nonce, nr.node, o_.apply.client_host)) {
-      nr.status = "failed";
-      nr.detail = *refusal;
-      return false;
-    }
-    if (!r.ok()) {
-      nr.status = "failed";
-      nr.detail = "snapshot of " + src + " failed (exit " + std::to_string(r.exit_code) + ")" +
-                  (Tail(r).empty() ? "" : ": " + Tail(r)) + "; nothing after this step runs";
+    if (!run_checked(t, sc, nonce, nr, r, "snapshot of " + src + " failed")) {
+      if (nr.detail.starts_with("snapshot of ")) nr.detail += "; nothing after this step runs";
       return false;
     }
     std::string created;
@@ -709,7 +695,7 @@ class Runner {
     }
     RunResult r;
     if (!run_checked(t, sc, nonce, nr, r, "snapshot of the homes under " + to + " failed")) {
-      nr.detail += "; nothing after this step runs";
+      if (nr.detail.starts_with("snapshot of ")) nr.detail += "; nothing after this step runs";
       return false;
     }
     std::vector<std::string> created, kept, missing, pruned;
@@ -836,23 +822,7 @@ class Runner {
       sc.raw("fi");
     }
     RunResult r;
-    try {
-      r = t.run_script(sc.str());
-    } catch (const std::exception& e) {
-      nr.status = "failed";
-      nr.detail = e.what();
-      return false;
-    }
-    if (auto refusal = LockRefusal(r.out, nonce, nr.node, o_.apply.client_host)) {
-      nr.status = "failed";
-      nr.detail = *refusal;
-      return false;
-    }
-    if (!r.ok()) {
-      nr.status = "failed";
-      nr.detail = "exit " + std::to_string(r.exit_code) + (Tail(r).empty() ? "" : ": " + Tail(r));
-      return false;
-    }
+    if (!run_checked(t, sc, nonce, nr, r)) return false;
     std::vector<std::string> ended, left;
     for (const auto& line : SplitLines(r.out)) {
       auto f = SplitChar(line, '\t');
@@ -892,18 +862,7 @@ class Runner {
       sc.raw("fi");
     }
     RunResult r;
-    try {
-      r = t.run_script(sc.str());
-    } catch (const std::exception& e) {
-      nr.status = "failed";
-      nr.detail = e.what();
-      return false;
-    }
-    if (!r.ok()) {
-      nr.status = "failed";
-      nr.detail = "exit " + std::to_string(r.exit_code) + (Tail(r).empty() ? "" : ": " + Tail(r));
-      return false;
-    }
+    if (!run_checked(t, sc, "", nr, r)) return false;
     nr.rows = ParseAccountReport(r.out, names);
     for (auto& row : nr.rows) {
       row.node = nr.node;
