@@ -24,6 +24,7 @@ const char* StepKindName(StepKind k) {
     case StepKind::Command: return "command";
     case StepKind::Confirm: return "confirm";
     case StepKind::Snapshot: return "snapshot";
+    case StepKind::Reboot: return "reboot";
   }
   return "?";
 }
@@ -76,7 +77,7 @@ long long TodayDays() {
 namespace {
 
 const std::vector<std::string> kTopKeys = {"description", "nodes", "steps"};
-const std::vector<std::string> kKinds = {"apply", "accounts", "wait_idle", "command", "confirm", "snapshot"};
+const std::vector<std::string> kKinds = {"apply", "accounts", "wait_idle", "command", "confirm", "snapshot", "reboot"};
 // The keys each kind allows besides `name` and the kind key.
 const std::vector<std::string>& KeysOf(StepKind k) {
   static const std::vector<std::string> apply = {"name", "nodes", "apply", "batch", "health"};
@@ -85,6 +86,7 @@ const std::vector<std::string>& KeysOf(StepKind k) {
   static const std::vector<std::string> command = {"name", "nodes", "command", "unless", "creates", "batch", "health", "timeout"};
   static const std::vector<std::string> confirm = {"name", "confirm"};
   static const std::vector<std::string> snapshot = {"name", "nodes", "snapshot", "to", "keep"};
+  static const std::vector<std::string> reboot = {"name", "nodes", "reboot", "batch", "health", "timeout"};
   switch (k) {
     case StepKind::Apply: return apply;
     case StepKind::Accounts: return accounts;
@@ -92,6 +94,7 @@ const std::vector<std::string>& KeysOf(StepKind k) {
     case StepKind::Command: return command;
     case StepKind::Confirm: return confirm;
     case StepKind::Snapshot: return snapshot;
+    case StepKind::Reboot: return reboot;
   }
   return confirm;
 }
@@ -270,6 +273,12 @@ PlaybookStep ParseStep(const Value& v, size_t index, Findings& f, bool& ok) {
       if (auto k = r.integer("keep", 0, 1000)) st.keep = *k;
       break;
     }
+    case StepKind::Reboot: {
+      if (auto w = r.one_of("reboot", {"when_required", "always"})) st.reboot_always = *w == "always";
+      if (auto t = Duration(r, "timeout", f)) st.reboot_timeout_s = *t;
+      st.batch = 1;
+      break;
+    }
     case StepKind::Confirm: {
       if (!kv->is_scalar() || kv->str().empty())
         f.error(kv->loc(), "wrong-type", "'confirm' takes the question to ask, e.g. `confirm: delete the homes listed above?`");
@@ -278,7 +287,7 @@ PlaybookStep ParseStep(const Value& v, size_t index, Findings& f, bool& ok) {
       break;
     }
   }
-  if (st.kind == StepKind::Apply || st.kind == StepKind::Command) {
+  if (st.kind == StepKind::Apply || st.kind == StepKind::Command || st.kind == StepKind::Reboot) {
     if (auto b = r.integer("batch", 1, 100000)) st.batch = int(*b);
     st.health = Argv(r, "health", f, false);
   }

@@ -6,7 +6,7 @@
 //   steps:
 //     - name: lock expired accounts  # required, unique: what --from and the report name
 //       accounts: lock               # exactly one kind key per step: apply | accounts | wait_idle | command |
-//                                    # snapshot | confirm
+//                                    # snapshot | reboot | confirm
 //       users: expired               # ...and that kind's own keys (below)
 //
 // Contracts:
@@ -28,8 +28,9 @@
 
 namespace labfleet {
 
-enum class StepKind { Apply, Accounts, WaitIdle, Command, Confirm, Snapshot };
-const char* StepKindName(StepKind k);  // "apply", "accounts", "wait_idle", "command", "confirm", "snapshot"
+enum class StepKind { Apply, Accounts, WaitIdle, Command, Confirm, Snapshot, Reboot };
+// "apply", "accounts", "wait_idle", "command", "confirm", "snapshot", "reboot"
+const char* StepKindName(StepKind k);
 
 // Report: read-only; per node, each selected account's home, its size (du -sxk, bounded in time) and last login
 // (lastlog), listed under the step and written as CSV by `labfleet run --csv FILE`. Runs in dry runs too.
@@ -60,7 +61,7 @@ struct PlaybookStep {
   Location nodes_where;
   // apply: the modules applied (empty = every module); accounts: always the users module.
   std::vector<std::string> modules;
-  // apply, command: nodes per batch (0 = every node at once). After each batch `health` (argv) runs on its
+  // apply, command, reboot: nodes per batch (0 = every node at once; reboot: 1 when not given). After each batch `health` (argv) runs on its
   // nodes; any failure in a batch (apply, command or health) stops the playbook before the next batch.
   int batch = 0;
   std::vector<std::string> health;
@@ -87,6 +88,14 @@ struct PlaybookStep {
   // beyond `keep` are deleted (0 = none).
   std::string snapshot_of, snapshot_to;
   long long keep = 0;
+  // reboot: only with --reboot (RunnerOptions::reboot; otherwise the nodes that need one are listed). Each node
+  // of a batch that needs a reboot (/run/reboot-required, or `reboot: always`) and is idle (the busy verdict;
+  // busy or unknown: skipped) is rebooted under the node lock, waited for over SSH until its boot id changed (up
+  // to reboot_timeout_s), then checked: as many GPUs as the inventory's `gpus` (nvidia-smi), docker active where
+  // the node has `docker:` settings, the mounts module's plan empty, and `health`. A failed check fails the node
+  // and the batch: later batches are never started.
+  bool reboot_always = false;
+  long long reboot_timeout_s = 900;
   // confirm: the question; a real run asks it on the terminal (--yes answers it), a dry run prints it.
   std::string message;
 };

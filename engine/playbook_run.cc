@@ -257,6 +257,13 @@ class Runner {
         return batched(st, sr, [&](const NodeDef& n, Transport& t, StepNodeResult& nr) { return command(st, n, t, nr); });
       case StepKind::Snapshot:
         return batched(st, sr, [&](const NodeDef&, Transport& t, StepNodeResult& nr) { return snapshot(st, t, nr); });
+      case StepKind::Reboot: {
+        if (!o_.reboot) sr.notes.push_back("without --reboot: the nodes that need a reboot are listed, none is rebooted");
+        // The checks (health included) run inside reboot_node, on the node's new connection.
+        PlaybookStep each = st;
+        each.health.clear();
+        return batched(each, sr, [&](const NodeDef& n, Transport& t, StepNodeResult& nr) { return reboot_node(st, n, t, nr); });
+      }
     }
     return false;
   }
@@ -611,6 +618,153 @@ class Runner {
     if (!st.homes.empty()) return st.homes + "/" + name;
     const UserDef* u = inv_.user(name);
     return u ? HomeOf(*u) : "";
+  }
+
+  static bool BootId(const std::string& s) {
+    return s.size() == 36 && s.find_first_not_of("0123456789abcdef-") == std::string::npos;
+  }
+
+  // reboot: see PlaybookStep::reboot_always. The node's boot id before and after proves it rebooted.
+  bool reboot_node(const PlaybookStep& st, const NodeDef& n, Transport& t, StepNodeResult& nr) {
+    Script probe;
+    probe.raw("export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    probe.raw("printf 'boot=%s\\n' \"$(head -c 64 /proc/sys/kernel/random/boot_id)\"");
+    probe.raw("if [ -e /run/reboot-required ] || [ -e /var/run/reboot-required ]; then echo required; fi");
+    RunResult r;
+    if (!run_checked(t, probe, "", nr, r, "reading the boot id failed")) return false;
+    std::string boot;
+    bool required = false;
+    for (const auto& line : SplitLines(r.out)) {
+      if (line.rfind("boot=", 0) == 0) boot = line.substr(5);
+      else if (line == "required") required = true;
+    }
+    if (!st.reboot_always && !required) {
+      nr.status = "unchanged";
+      nr.detail = "no reboot needed";
+      return true;
+    }
+    const std::string why = st.reboot_always ? "reboot: always" : "reboot pending (/run/reboot-required)";
+    if (!o_.reboot) {
+      nr.status = "pending";
+      nr.detail = why + "; labfleet run ... --reboot reboots it when idle";
+      return true;
+    }
+    if (!BootId(boot)) {
+      nr.status = "failed";
+      nr.detail = "the node's boot id cannot be read, so a reboot could not be proven; not rebooted";
+      return false;
+    }
+    if (std::string busy = busy_reason(n); !busy.empty()) {
+      nr.status = "skipped";
+      nr.detail = busy + "; not rebooted (" + why + ")";
+      return true;
+    }
+    const std::string checks = "waited for over SSH, then GPUs, docker and mounts checked";
+    if (!o_.execute) {
+      nr.status = "planned";
+      nr.detail = why + "; would reboot it, " + checks;
+      return true;
+    }
+    // Under the node lock (never beside another run's apply); the reboot starts after the script returned.
+    const std::string nonce = NewNonce();
+    Script go;
+    go.raw("export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    go.append(NodeLockScript(o_.apply, nonce));
+    go.raw("nohup sh -c 'sleep 2; reboot || systemctl reboot' >/dev/null 2>&1 </dev/null &");
+    if (!run_checked(t, go, nonce, nr, r, "starting the reboot failed")) return false;
+    {
+      std::lock_guard<std::mutex> l(mu_);  // the old session dies with the node; kept until the run ends
+      if (auto it = conns_.find(n.name); it != conns_.end()) {
+        retired_.push_back(std::move(it->second));
+        conns_.erase(it);
+      }
+    }
+    const auto deadline = ops_.now() + std::chrono::seconds(st.reboot_timeout_s);
+    std::unique_ptr<Transport> nt;
+    std::string last = "no answer yet";
+    while (!nt) {
+      if (ops_.now() >= deadline) {
+        nr.status = "failed";
+        nr.detail = "rebooted, but it did not come back with a new boot id within " + std::to_string(st.reboot_timeout_s) +
+                    " s (" + last + ")";
+        return false;
+      }
+      if (!ops_.wait(std::chrono::seconds(5), stop_)) {
+        nr.status = "failed";
+        nr.detail = "interrupted while waiting for it to come back from the reboot";
+        return false;
+      }
+      try {
+        auto c = ops_.connect(inv_, n);
+        RunResult b = c->run("head -c 64 /proc/sys/kernel/random/boot_id");
+        std::string now = std::string(TrimView(b.out));
+        if (b.ok() && BootId(now) && now != boot) nt = std::move(c);
+        else last = b.ok() && now == boot ? "still the old boot id" : "boot id unreadable";
+      } catch (const std::exception& e) {
+        last = e.what();
+      }
+    }
+    Transport& t2 = *nt;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      conns_[n.name] = std::move(nt);
+    }
+    std::vector<std::string> bad, good;
+    if (n.gpus >= 0) {
+      try {
+        RunResult g = t2.run("nvidia-smi --query-gpu=uuid --format=csv,noheader </dev/null");
+        size_t count = 0;
+        for (const auto& line : SplitLines(g.out.substr(0, 65536)))
+          if (std::string(TrimView(line)).rfind("GPU-", 0) == 0) ++count;
+        if (!g.ok())
+          bad.push_back("nvidia-smi failed (exit " + std::to_string(g.exit_code) + (Tail(g).empty() ? "" : ": " + Tail(g)) + ")");
+        else if (count != size_t(n.gpus))
+          bad.push_back(std::to_string(count) + " GPUs visible, the inventory says " + std::to_string(n.gpus));
+        else
+          good.push_back(Counted(count, "GPU", "GPUs"));
+      } catch (const std::exception& e) {
+        bad.push_back(std::string("nvidia-smi: ") + e.what());
+      }
+    }
+    Value eff = inv_.settings(n);
+    if (const Value* d = eff.find("docker"); d && !d->is_null()) {
+      try {
+        RunResult dk = t2.run("systemctl is-active docker </dev/null");
+        std::string state = std::string(TrimView(dk.out.substr(0, 100)));
+        if (state == "active") good.push_back("docker active");
+        else bad.push_back("docker is " + (state.empty() ? std::string("not active") : state));
+      } catch (const std::exception& e) {
+        bad.push_back(std::string("docker: ") + e.what());
+      }
+    }
+    if (const Value* m = eff.find("mounts"); m && !m->is_null()) {
+      try {
+        PlanOptions po;
+        po.only = {"mounts"};
+        NodePlan p = ops_.plan(inv_, n, t2, po);
+        if (!p.error.empty()) bad.push_back("mounts: " + p.error);
+        else if (!p.changes.empty())
+          bad.push_back("mounts differ from the inventory (" + ChangeLine(p.changes[0]) +
+                        (p.changes.size() > 1 ? ", and " + std::to_string(p.changes.size() - 1) + " more" : "") + ")");
+        else good.push_back("mounts as the inventory says");
+      } catch (const std::exception& e) {
+        bad.push_back(std::string("mounts: ") + e.what());
+      }
+    }
+    if (!st.health.empty()) {
+      try {
+        RunResult h = t2.run(Cmd(st.health[0]).args({st.health.begin() + 1, st.health.end()}).str() + " </dev/null");
+        if (h.ok()) good.push_back("health check passed");
+        else bad.push_back("health check " + Join(st.health, " ") + " failed (exit " + std::to_string(h.exit_code) + ")" +
+                           (Tail(h).empty() ? "" : ": " + Tail(h)));
+      } catch (const std::exception& e) {
+        bad.push_back(std::string("health check: ") + e.what());
+      }
+    }
+    nr.status = bad.empty() ? "changed" : "failed";
+    nr.detail = "rebooted (new boot id); " + (bad.empty() ? "checked: " + (good.empty() ? std::string("nothing to check") : Join(good, ", "))
+                                                           : "check failed: " + Join(bad, "; "));
+    return bad.empty();
   }
 
   // accounts: snapshot. See AccountAction::Snapshot. The node prints, per account, "created", "kept",
@@ -986,6 +1140,7 @@ class Runner {
   // Accounts whose home snapshot an accounts snapshot step of this run checked (dry run: would make or check),
   // and per node the accounts an archive step of this run archived there: what delete_data may delete.
   std::set<std::string> snapshotted_;
+  std::vector<std::unique_ptr<Transport>> retired_;  // connections of nodes that rebooted
   std::map<std::string, std::set<std::string>> archived_;
 };
 

@@ -66,6 +66,7 @@ struct RunnerOptions {
   ApplyOptions apply;    // run id, who, commit (ApplyOptions::plan is set per step)
   long long today_days = 0;  // for `users: expired`
   long long drain_s = 0;     // --drain: wait_idle steps with on_busy: skip wait up to this long first (0 = no)
+  bool reboot = false;       // --reboot: reboot steps reboot (otherwise they list the nodes that need one)
 };
 
 // One account on one node, from an `accounts: report` step. Everything but `user` and `expires` came from the node
@@ -87,7 +88,7 @@ std::string AccountReportCsv(const std::vector<AccountReportRow>& rows);
 struct StepNodeResult {
   std::string node;
   std::string status;  // planned, changed, unchanged, failed, unreachable, skipped, busy, idle, would-run,
-                       // not-started, done-earlier (--resume)
+                       // not-started, done-earlier (--resume), pending (reboot without --reboot), listed (report)
   std::string detail;  // what happened, one line
   std::vector<std::string> changes;  // change lines ("+ user ...") of a plan or an apply
   std::vector<AccountReportRow> rows;  // accounts: report

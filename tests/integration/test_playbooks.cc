@@ -302,9 +302,12 @@ TEST_SUITE("integration-playbooks") {
     CHECK(dry.rc == 0);
     CHECK(Has(dry.out, "  node2: skipped — busy: 1 GPU job running (trainee: pid "));
     CHECK(Has(dry.out, "a run would leave it out"));
-    CHECK(Has(dry.out, "Dry run of playbook upgrade (4 steps): nothing is changed; --yes runs it\n"
+    CHECK(Has(dry.out, "Dry run of playbook upgrade (5 steps): nothing is changed; --yes runs it\n"
                        "  upgrade packages on idle nodes, one at a time, with holds kept\n"));
     CHECK(Has(dry.out, "  node1: would-run — sh -c if command -v apt-get"));
+    CHECK(Has(dry.out, "step 5/5 reboot where needed (reboot): dry-run\n"
+                       "  without --reboot: the nodes that need a reboot are listed, none is rebooted\n"
+                       "  node1: unchanged — no reboot needed\n"));
 
     auto run = Cli(sbx, inv.dir(), {"run", "up", "--yes", "--allow-dirty", "--format", "json"});
     INFO(run.out << run.err);
@@ -341,6 +344,47 @@ TEST_SUITE("integration-playbooks") {
     INFO(free.out << free.err);
     CHECK(free.rc == 0);
     CHECK(sbx.exec("node1", "test -e /var/tmp/lf-upgraded && test ! -e /run/labfleet.lock").exit_code == 0);
+  }
+
+  TEST_CASE("upgrade --reboot: a busy node is not rebooted; a node that does not come back stops the rollout") {
+    Sandbox sbx({.nodes = 3});
+    TempInventory inv(sbx, "labfleet-pb-reboot");
+    inv.defaults("    busy: { device_glob: \"/dev/shm/lf-gpu[0-9]*\" }\n");
+    inv.write("playbooks/rb.yaml", "steps:\n  - { name: reboot where needed, reboot: when_required, timeout: 10s }\n");
+    for (const std::string n : {"node1", "node2", "node3"}) {
+      InstallDoubles(sbx, n, {"reboot"});
+      MustExec(sbx, n, "touch /run/reboot-required");
+    }
+    // node1 runs a GPU job (a process holding a stand-in GPU device file open).
+    MustExec(sbx, "node1",
+             "useradd -u 2050 -M -s /bin/sh trainee && : > /dev/shm/lf-gpu0 && "
+             "setsid setpriv --reuid 2050 --regid 2050 --clear-groups sleep 600 3</dev/shm/lf-gpu0 "
+             ">/dev/null 2>&1 </dev/null &");
+    MustExec(sbx, "node1", "for i in 1 2 3 4 5 6 7 8 9 10; do pgrep -u 2050 -x sleep && break; sleep 0.2; done");
+
+    // Without --reboot: listed, nothing rebooted.
+    auto listed = Cli(sbx, inv.dir(), {"run", "rb", "--yes", "--allow-dirty", "--format", "json"});
+    INFO(listed.out << listed.err);
+    CHECK(listed.rc == 0);
+    CHECK(StepStatuses(listed.json(), "reboot where needed") == "node1=pending node2=pending node3=pending");
+    for (const std::string n : {"node1", "node2", "node3"}) CHECK(CountCalls(DoubleCalls(sbx, n), "reboot") == 0);
+
+    // --reboot: node1 is busy (left alone); node2 is rebooted, but a sandbox node's boot id never changes (it
+    // shares the host's kernel; the reboot stand-in only records the call): node2 fails after the timeout and
+    // node3, the next batch, is never rebooted.
+    auto run = Cli(sbx, inv.dir(), {"run", "rb", "--yes", "--reboot", "--allow-dirty", "--format", "json"});
+    INFO(run.out << run.err);
+    CHECK(run.rc == 4);
+    auto r = run.json();
+    CHECK(StepStatuses(r, "reboot where needed") == "node1=skipped node2=failed node3=not-started");
+    CHECK(Has(r["steps"][0]["nodes"][0]["detail"].get<std::string>(), "1 GPU job running (trainee"));
+    CHECK(r["steps"][0]["nodes"][1]["detail"] ==
+          "rebooted, but it did not come back with a new boot id within 10 s (still the old boot id)");
+    CHECK(CountCalls(DoubleCalls(sbx, "node1"), "reboot") == 0);
+    CHECK(CountCalls(DoubleCalls(sbx, "node2"), "reboot") == 1);
+    CHECK(CountCalls(DoubleCalls(sbx, "node3"), "reboot") == 0);
+    CHECK(sbx.exec("node2", "test ! -e /run/labfleet.lock").exit_code == 0);  // the lock was released
+    CHECK(sbx.exec("node1", "pgrep -u 2050 -x sleep >/dev/null").exit_code == 0);  // the job runs on
   }
 
   TEST_CASE("rolling apply: the health check fails on the second batch; the third node is never applied") {

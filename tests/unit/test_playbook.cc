@@ -816,6 +816,101 @@ nodes:
     CHECK(w3.ran("n2", "rm -rf") == 0);
   }
 
+  TEST_CASE("reboot: idle nodes that need it, a batch at a time, back with a new boot id and checked; a failed check stops") {
+    Inventory inv = Load(R"(lab:
+  name: t
+nodes:
+  n1: { address: 10.9.0.1, gpus: 2 }
+  n2: { address: 10.9.0.2, gpus: 2 }
+  n3: { address: 10.9.0.3, gpus: 2 }
+  n4: { address: 10.9.0.4, gpus: 2 }
+)");
+    Findings f;
+    Playbook pb = Parse("steps:\n  - { name: reboot, reboot: when_required, timeout: 1m }\n", f);
+    REQUIRE(Errors(f) == "");
+    CHECK(pb.steps[0].kind == StepKind::Reboot);
+    CHECK(pb.steps[0].batch == 1);
+    CHECK(pb.steps[0].reboot_timeout_s == 60);
+    struct State {
+      bool required = true, rebooted = false, comes_back = true;
+      int gpus_after = 2;
+    };
+    const std::string kOld = "0b5e6c7a-1111-4f00-9a9a-000000000001", kNew = "0b5e6c7a-2222-4f00-9a9a-000000000002";
+    auto world = [&](std::map<std::string, State>& st) {
+      auto w = std::make_unique<World>();
+      for (auto& [name, _] : st) {
+        w->transports[name] = std::make_shared<FakeTransport>(name);
+        State* s = &st[name];
+        w->transports[name]->respond([=](const std::string& cmd, const std::string& in) {
+          const std::string all = cmd + "\n" + in;
+          if (all.find("reboot-required") != std::string::npos)
+            return RunResult{0, "boot=" + (s->rebooted ? kNew : kOld) + "\n" + (s->required ? "required\n" : ""), ""};
+          if (all.find("systemctl reboot") != std::string::npos) {
+            s->rebooted = s->comes_back;
+            s->required = !s->comes_back;
+            return RunResult{0, "", ""};
+          }
+          if (all.find("random/boot_id") != std::string::npos) return RunResult{0, (s->rebooted ? kNew : kOld) + "\n", ""};
+          if (all.find("nvidia-smi") != std::string::npos) {
+            std::string out = "garbage\n";
+            for (int i = 0; i < s->gpus_after; ++i) out += "GPU-" + std::to_string(i) + "aaaa-bbbb\n";
+            return RunResult{0, out, ""};
+          }
+          return RunResult{0, "", ""};
+        });
+      }
+      return w;
+    };
+    RunnerOptions o = Real();
+    o.reboot = true;
+    {
+      std::map<std::string, State> st{{"n1", {}}, {"n2", {}}, {"n3", {}}, {"n4", {}}};
+      st["n2"].required = false;
+      st["n3"].gpus_after = 1;  // a GPU did not come back
+      auto w = world(st);
+      PlaybookRun r = RunPlaybook(pb, inv, All(inv), o, w->ops(), nullptr);
+      CHECK(!r.ok);
+      CHECK(Statuses(r.steps[0]) == "n1=changed n2=unchanged n3=failed n4=not-started");
+      CHECK(r.steps[0].nodes[0].detail == "rebooted (new boot id); checked: 2 GPUs");
+      CHECK(r.steps[0].nodes[1].detail == "no reboot needed");
+      CHECK(r.steps[0].nodes[2].detail == "rebooted (new boot id); check failed: 1 GPUs visible, the inventory says 2");
+      CHECK(w->ran("n1", "systemctl reboot") == 1);
+      CHECK(w->ran("n1", "/run/labfleet.lock") >= 1);  // the reboot is started under the node lock
+      CHECK(w->ran("n2", "systemctl reboot") == 0);
+      CHECK(w->ran("n4", "systemctl reboot") == 0);  // the rollout stopped before it
+    }
+    {  // a node that does not come back (the boot id never changes) fails; a busy node is skipped, not rebooted
+      std::map<std::string, State> st{{"n1", {}}, {"n2", {}}};
+      st["n2"].comes_back = false;
+      auto w = world(st);
+      w->busy.insert("n1");
+      PlaybookRun r = RunPlaybook(pb, inv, {&inv.nodes[0], &inv.nodes[1]}, o, w->ops(), nullptr);
+      CHECK(Statuses(r.steps[0]) == "n1=skipped n2=failed");
+      CHECK(r.steps[0].nodes[0].detail.find("not rebooted (reboot pending (/run/reboot-required))") != std::string::npos);
+      CHECK(r.steps[0].nodes[1].detail ==
+            "rebooted, but it did not come back with a new boot id within 60 s (still the old boot id)");
+      CHECK(w->ran("n1", "systemctl reboot") == 0);
+    }
+    {  // without --reboot (and in a dry run) the nodes that need one are listed, none is rebooted
+      std::map<std::string, State> st{{"n1", {}}, {"n2", {}}};
+      st["n2"].required = false;
+      auto w = world(st);
+      PlaybookRun r = RunPlaybook(pb, inv, {&inv.nodes[0], &inv.nodes[1]}, Real(), w->ops(), nullptr);
+      CHECK(r.ok);
+      CHECK(Statuses(r.steps[0]) == "n1=pending n2=unchanged");
+      CHECK(w->ran("n1", "systemctl reboot") == 0);
+      RunnerOptions dry = o;
+      dry.execute = false;
+      PlaybookRun d = RunPlaybook(pb, inv, {&inv.nodes[0]}, dry, w->ops(), nullptr);
+      CHECK(Statuses(d.steps[0]) == "n1=planned");
+      CHECK(w->ran("n1", "systemctl reboot") == 0);
+    }
+    Findings g;
+    Parse("steps:\n  - { name: r, reboot: sometimes, keep: 1 }\n", g);
+    CHECK(Errors(g).find("playbooks/t.yaml:2:25: invalid-value:") != std::string::npos);
+    CHECK(Errors(g).find("unknown-key") != std::string::npos);
+  }
+
   TEST_CASE("the shipped playbooks parse and validate against the example inventory") {
     const std::filesystem::path root = LABFLEET_SOURCE_DIR;
     Findings f;
