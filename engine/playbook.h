@@ -43,8 +43,8 @@ const char* StepKindName(StepKind k);
 // deleted. The accounts whose snapshot was checked in this run are what delete_data may delete.
 // DeleteData: on each node, deletes each selected account's rootless Docker data root (the node's
 // rootless_docker.data_root with {{user}}) and, with `homes`, `homes`/NAME; only for accounts whose snapshot a
-// snapshot step of this run checked, or that an archive step of this run archived on that node. Nothing else
-// (the account is listed as kept).
+// snapshot step of this run checked, or whose home an archive step of this run archived (and read back) on that
+// node. Nothing else (the account is listed as kept).
 enum class AccountAction { Lock, Remove, Archive, EndSessions, Report, Snapshot, DeleteData };
 // "lock", "remove", "archive", "end_sessions", "report", "snapshot", "delete_data"
 const char* AccountActionName(AccountAction a);

@@ -246,11 +246,18 @@ class Runner {
         bool ok = batched(whole, sr, [&](const NodeDef& n, Transport& t, StepNodeResult& nr) {
           return converge(ai, n, t, po, nr);
         });
-        // An archive the users module made and read back (tar -tzf) is what delete_data may rely on, per node.
+        // An archive the users module made and read back (tar -tzf) on a node in this run (dry run: would make) is
+        // what delete_data may rely on there. Only the accounts whose change says so: a home kept (not local
+        // there) or an account gone already is no archive.
         if (st.action == AccountAction::Archive)
-          for (const auto& nr : sr.nodes)
-            if (nr.status == "changed" || nr.status == "unchanged" || nr.status == "planned" || nr.status == "done-earlier")
-              archived_[nr.node].insert(names.begin(), names.end());
+          for (const auto& nr : sr.nodes) {
+            if (nr.status != "changed" && nr.status != "planned") continue;
+            for (const auto& line : nr.changes)
+              for (const auto& u : names)
+                if (line.find("user " + u + " (deleted: remove: archive; home ") != std::string::npos &&
+                    line.find(" archived to ") != std::string::npos)
+                  archived_[nr.node].insert(u);
+          }
         return ok;
       }
       case StepKind::Command:
