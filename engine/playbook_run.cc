@@ -835,7 +835,7 @@ class Runner {
              " || { btrfs subvolume delete " + qd + " >/dev/null 2>&1; lf_fail " + ShellQuote("copying " + home + " failed") + "; }");
       sc.raw("    btrfs property set -ts " + qd + " ro true || lf_fail " + ShellQuote("cannot make " + dest + " read-only"));
       sc.raw("  fi");
-      sc.raw("  lf_check " + qd + " " + qh + " || lf_fail \"the snapshot " + dest + " does not check: $LF_WHY\"");
+      sc.raw("  lf_check " + qd + " " + qh + " || lf_fail \"the snapshot \"" + qd + "\" does not check: $LF_WHY\"");
       sc.raw("  " + Cmd("printf").arg("created\t%s\t%s\n").arg(u).arg(dest).str() + "; lf_keep=\"$lf_keep homes-" + DateOfDays(TodayDays()) + "\"");
       sc.raw("fi");
     }
@@ -847,7 +847,7 @@ class Runner {
       if (o_.execute) {
         sc.raw("  for lf_s in " + ShellQuote(to + "/") + "\"$lf_d\"/*; do [ -e \"$lf_s\" ] || continue; "
                "btrfs subvolume delete \"$lf_s\" >/dev/null || lf_fail \"cannot delete $lf_s\"; done");
-        sc.raw("  rmdir " + ShellQuote(to + "/") + "\"$lf_d\" || lf_fail \"cannot remove " + to + "/$lf_d\"");
+        sc.raw("  rmdir " + ShellQuote(to + "/") + "\"$lf_d\" || lf_fail \"cannot remove \"" + ShellQuote(to + "/") + "\"$lf_d\"");
         sc.raw("  printf 'pruned\\t%s\\t\\n' \"$lf_d\"");
       } else {
         sc.raw("  printf 'would-prune\\t%s\\t\\n' \"$lf_d\"");
