@@ -22,6 +22,7 @@
 #include "tests/integration/cli_helpers.h"
 #include "tests/integration/doubles.h"
 #include "tests/integration/sandbox.h"
+#include "tests/integration/test_directory_slapd.h"
 
 using namespace labfleet::testing;
 
@@ -253,6 +254,43 @@ TEST_SUITE("integration-playbooks") {
     CHECK(Exec(sbx, "node2", "cat /srv/btrfs/snapshots/homes-*/olda/a") == "a\n");
     CHECK(sbx.exec("node2", "test ! -e /srv/btrfs/home/olda").exit_code == 0);
     for (const std::string n : {"node1", "node2"}) CHECK(Exec(sbx, n, "ls /local/.docker") == "cur\noldc\n");
+  }
+
+  TEST_CASE("lock with a directory: an expired directory account gets shadowExpire 1 in slapd, a local one usermod -e 1") {
+    Sandbox sbx({.nodes = 1});
+    MustExec(sbx, "node1", SlapdSetup());
+    TempInventory inv(sbx, "labfleet-pb-dir");
+    inv.write("inventory/lab.yaml",
+              "lab:\n  name: t\n  accounts: directory\n"
+              "  directory: { server: node1, base: \"dc=lab,dc=example\", uri: \"ldaps://ldap.lab.example\" }\n"
+              "users:\n"
+              "  olda: { uid: 2301, expires: 2024-01-31 }\n"
+              "  cur: { uid: 2303, expires: 2099-12-31 }\n"
+              "  loca: { uid: 2304, accounts: local, expires: 2024-02-29 }\n");
+    inv.write("playbooks/lock.yaml", "steps:\n  - { name: lock expired accounts, accounts: lock, users: expired }\n");
+    auto created = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty"});
+    INFO(created.out << created.err);
+    REQUIRE(created.rc == 0);
+    auto expire = [&](const std::string& user) {
+      return Exec(sbx, "node1", "ldapsearch -Q -Y EXTERNAL -H ldapi:/// -LLL -o ldif-wrap=no -s base -b "
+                                "uid=" + user + ",ou=people,dc=lab,dc=example shadowExpire | grep '^shadowExpire'");
+    };
+    CHECK(expire("olda") == "shadowExpire: " + std::to_string(*labfleet::DaysOfDate("2024-01-31")) + "\n");
+    CHECK(sbx.exec("node1", "grep -q '^olda:' /etc/passwd").exit_code != 0);  // no local account to usermod
+
+    auto run = Cli(sbx, inv.dir(), {"run", "lock", "--yes", "--allow-dirty", "--format", "json"});
+    INFO(run.out << run.err);
+    CHECK(run.rc == 0);
+    CHECK(StepStatuses(run.json(), "lock expired accounts") == "node1=changed");
+    CHECK(expire("olda") == "shadowExpire: 1\n");
+    CHECK(expire("cur") == "shadowExpire: " + std::to_string(*labfleet::DaysOfDate("2099-12-31")) + "\n");
+    CHECK(Exec(sbx, "node1", "getent shadow loca | cut -d: -f8") == "1\n");
+
+    auto again = Cli(sbx, inv.dir(), {"run", "lock", "--yes", "--allow-dirty", "--format", "json"});
+    INFO(again.out << again.err);
+    CHECK(again.rc == 0);
+    CHECK(StepStatuses(again.json(), "lock expired accounts") == "node1=unchanged");
+    CHECK(expire("olda") == "shadowExpire: 1\n");
   }
 
   TEST_CASE("without end_sessions, archive is refused while an expired user runs a process: nothing of theirs is deleted") {
