@@ -722,10 +722,10 @@ steps:
     std::string e = Errors(g);
     INFO(e);
     CHECK(e.find("playbooks/t.yaml:2:5: missing-required:") != std::string::npos);
-    CHECK(e.find("playbooks/t.yaml:3:47: invalid-value: 'to' only goes with `accounts: snapshot`") != std::string::npos);
-    CHECK(e.find("playbooks/t.yaml:3:54: invalid-value: 'keep' only goes with `accounts: snapshot`") != std::string::npos);
-    CHECK(e.find("playbooks/t.yaml:4:61: invalid-value: 'homes' must be a plain absolute path") != std::string::npos);
-    CHECK(e.find("playbooks/t.yaml:5:47: invalid-value: 'homes' only goes with") != std::string::npos);
+    CHECK(e.find("playbooks/t.yaml:3:48: invalid-value: 'to' only goes with `accounts: snapshot`") != std::string::npos);
+    CHECK(e.find("playbooks/t.yaml:3:56: invalid-value: 'keep' only goes with `accounts: snapshot`") != std::string::npos);
+    CHECK(e.find("playbooks/t.yaml:4:62: invalid-value: 'homes' must be a plain absolute path") != std::string::npos);
+    CHECK(e.find("playbooks/t.yaml:5:48: invalid-value: 'homes' only goes with") != std::string::npos);
   }
 
   TEST_CASE("accounts lock: a directory account stays with shadowExpire 1; the directory module is applied too") {
@@ -750,7 +750,9 @@ nodes:
   }
 
   TEST_CASE("delete_data deletes only what a checked snapshot (or archive) of this run covers; a failed snapshot deletes nothing") {
-    Inventory inv = Load(std::string(kInv) + "defaults:\n  rootless_docker: { data_root: \"/local/.docker/{{user}}\" }\n");
+    std::string text = kInv;
+    text.replace(text.find("  gpu: {}"), 9, "  gpu: { rootless_docker: { data_root: \"/local/.docker/{{user}}\" } }");
+    Inventory inv = Load(text);
     Findings f;
     Playbook pb = Parse("steps:\n"
                         "  - { name: snap, nodes: n1, accounts: snapshot, users: expired, homes: /srv/home, to: /srv/snaps, keep: 1 }\n"
@@ -907,7 +909,8 @@ nodes:
     }
     Findings g;
     Parse("steps:\n  - { name: r, reboot: sometimes, keep: 1 }\n", g);
-    CHECK(Errors(g).find("playbooks/t.yaml:2:25: invalid-value:") != std::string::npos);
+    INFO(Errors(g));
+    CHECK(Errors(g).find("playbooks/t.yaml:2:24: invalid-value:") != std::string::npos);
     CHECK(Errors(g).find("unknown-key") != std::string::npos);
   }
 
