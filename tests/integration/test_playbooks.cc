@@ -344,8 +344,8 @@ TEST_SUITE("integration-playbooks") {
                        "  upgrade packages on idle nodes, one at a time, with holds kept\n"));
     CHECK(Has(dry.out, "  node1: would-run — sh -c if command -v apt-get"));
     CHECK(Has(dry.out, "step 5/5 reboot where needed (reboot): dry-run\n"
-                       "  without --reboot: the nodes that need a reboot are listed, none is rebooted\n"
-                       "  node1: unchanged — no reboot needed\n"));
+                       "  without --reboot: the nodes that need a reboot are listed, none is rebooted\n"));
+    CHECK(Has(dry.out, "  node1: unchanged — no reboot needed\n  node2: unchanged — no reboot needed\n"));
 
     auto run = Cli(sbx, inv.dir(), {"run", "up", "--yes", "--allow-dirty", "--format", "json"});
     INFO(run.out << run.err);
@@ -564,13 +564,14 @@ TEST_SUITE("integration-playbooks") {
     INFO(ok.out << ok.err);
     CHECK(ok.rc == 0);
     CHECK(Has(ok.out, "1 playbook)"));
-    inv.write("playbooks/bad.yaml", "steps:\n  - name: a\n    apply: [dockr]\n  - { name: b, reboot: now }\n");
+    inv.write("playbooks/bad.yaml", "steps:\n  - name: a\n    apply: [dockr]\n  - { name: b, restart: now }\n  - { name: c, reboot: now }\n");
     auto bad = Cli({"--inventory", inv.dir(), "validate"});
     INFO(bad.out << bad.err);
     CHECK(bad.rc == 1);
     const std::string file = (inv.root / "playbooks" / "bad.yaml").string();
     CHECK(Has(bad.err, file + ":2:5: error: step 'a' applies the module 'dockr', which does not exist; did you mean 'docker'?"));
     CHECK(Has(bad.err, file + ":4:5: error: step 2 has no step kind"));
+    CHECK(Has(bad.err, file + ":5:24: error: 'reboot' of step 3 must be one of when_required, always, got 'now'"));
     auto refused = Cli(sbx, inv.dir(), {"run", "bad"});
     CHECK(refused.rc == 1);
     CHECK(Has(refused.err, "nothing was run"));
