@@ -1,8 +1,15 @@
 // Playbooks on real sandbox nodes (`labfleet run`, engine/playbook_run.h):
-//   - the shipped semester-end playbook over 3 nodes: the dry run changes nothing; the run locks the expired
-//     accounts, ends their processes (not root's, not a current user's), archives and deletes them on every node (archive read back by tar, pwck -r / grpck -r clean, current
-//     accounts and a root session untouched); a rerun changes nothing; the inventory then marked `remove:
-//     archive` plans empty;
+//   - the shipped semester-end playbook over 3 nodes with btrfs, node3 the storage server: the dry run changes
+//     nothing; the run locks the expired accounts, ends their processes (not root's, not a current user's),
+//     snapshots the expired homes on node3 (checked with btrfs subvolume show, the ro property and files read
+//     back), archives and deletes the accounts on every node (archive read back by tar, pwck -r / grpck -r clean,
+//     current accounts and a root session untouched), deletes the expired homes on node3 and every node's expired
+//     Docker data; a rerun changes nothing; the inventory then marked `remove: archive` plans empty;
+//   - a snapshot that fails (a world-writable snapshot directory) deletes nothing; fixed, old snapshots are
+//     pruned to keep and an account with no home and no snapshot keeps its Docker data;
+//   - lock with a directory: shadowExpire 1 in a real slapd, usermod -e 1 for a local account, rerun unchanged;
+//   - reboot: without --reboot nodes with /run/reboot-required are listed; with it a busy node is not rebooted
+//     and a node whose boot id does not change (a sandbox node cannot reboot) fails and stops the rollout;
 //   - an upgrade-shaped playbook: a node with a GPU job (a process holding a stand-in GPU device file open) is
 //     left out and listed, the idle nodes run the command, its `creates:` guard makes a rerun harmless; the
 //     shipped upgrade playbook's dry run lists the busy node too;
