@@ -250,6 +250,7 @@ Sandbox::Sandbox(SandboxOptions opts) : opts_(std::move(opts)) {
   Cmd up = Cmd("/bin/bash").arg(SandboxScript()).arg("up").arg("--dir").arg(dir_);
   up.arg("--nodes").arg(std::to_string(opts_.nodes)).arg("--prefix").arg(opts_.prefix);
   if (opts_.btrfs_mb > 0) up.arg("--btrfs").arg(std::to_string(opts_.btrfs_mb));
+  if (opts_.btrfs_root) up.arg("--btrfs-root");
   if (opts_.login) up.arg("--login");
   if (opts_.sshd_defaults) up.arg("--sshd-defaults");
   if (opts_.password_only) up.arg("--password-only");
@@ -326,6 +327,12 @@ Sandbox::ExecResult Sandbox::exec(const std::string& node, const std::string& sh
                         .arg("-c")
                         .arg(shell_command)
                         .str());
+}
+
+void Sandbox::restart(const std::string& node) {
+  auto r = RunCommand(Cmd("/bin/bash").arg(SandboxScript()).arg("restart").arg("--dir").arg(dir_).arg(node).str());
+  if (r.exit_code != 0)
+    throw std::runtime_error("sandbox restart " + node + " failed (exit " + std::to_string(r.exit_code) + "):\n" + r.err);
 }
 
 }  // namespace labfleet::testing

@@ -25,6 +25,10 @@ struct SandboxOptions {
   int nodes = 1;
   std::string prefix = "node";
   int btrfs_mb = 0;    // > 0: each node gets a btrfs filesystem of this size at /srv/btrfs (>= 16)
+  // With btrfs_mb >= 64 (`up --btrfs-root`): each node's root is the subvolume @ of that filesystem, mounted by
+  // subvol=@ (a copy of the host's /etc, /var's skeleton, fstab naming subvol=@; the host's /usr under it), and
+  // restart() boots the node again from whatever subvolume is named @ then. Not with `login`.
+  bool btrfs_root = false;
   bool login = false;  // nodes reachable only through an extra node "login" (ssh jump)
   bool sshd_defaults = false;  // sshd with Debian's default sshd_config (UsePAM yes, ...): `up --sshd-defaults`
   // A freshly installed node (`up --password-only`): no authorized_keys anywhere; the sudo user "installer" logs
@@ -56,6 +60,13 @@ class Sandbox {
   };
   // Runs `sh -c shell_command` inside the node (its namespaces and root, as root) via `sandbox exec`.
   ExecResult exec(const std::string& node, const std::string& shell_command) const;
+
+  // `sandbox restart`: the node's "reboot" (btrfs_root sandboxes only). Kills the node (every process, mount and
+  // its loop device go, as at a power cut), then starts it on the same address and port from its btrfs: it runs
+  // the subvolume named @ now, with the hostname, machine-id and ssh host key that root holds (known_hosts is
+  // kept, so an SSH connection afterwards proves the host key). Throws std::runtime_error with the script's
+  // stderr when the node does not come back.
+  void restart(const std::string& node);
 
  private:
   void down() noexcept;

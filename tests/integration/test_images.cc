@@ -10,7 +10,9 @@
 
 #include <chrono>
 #include <filesystem>
+#include <cstdlib>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "engine/image.h"
@@ -401,5 +403,171 @@ TEST_SUITE("integration-images") {
     CHECK(Field(sbx, "node3", "/srv/btrfs/@", "UUID") == root3);
     CHECK(DoubleCalls(sbx, "node3").empty());
     CHECK(MustExec(sbx, "node3", "btrfs subvolume list /srv/btrfs | sed 's/.* path //' | grep -c '^@\\.' || true") == "0\n");
+  }
+}
+
+namespace {
+
+// `ssh -F <the sandbox's ssh_config> NODE CMD` (strict host key checking against the sandbox's known_hosts, which
+// a restart does not rewrite); CHECKs exit 0 and returns stdout.
+std::string Ssh(const Sandbox& sbx, const std::string& node, const std::string& cmd) {
+  auto r = RunCommand(Cmd("ssh").arg("-F").arg(sbx.ssh_config()).arg(node).arg(cmd).str());
+  INFO("ssh " << node << " " << cmd << ": " << r.err);
+  CHECK(r.exit_code == 0);
+  return r.out;
+}
+
+// `btrfs subvolume show /` over SSH, one field ("UUID", "Parent UUID", ...) or, for "", its first line (the
+// path of the running root subvolume from the top level).
+std::string RootField(const Sandbox& sbx, const std::string& node, const std::string& key) {
+  if (key.empty()) return Ssh(sbx, node, "btrfs subvolume show / | head -n 1 | tr -d '\\n'");
+  return Ssh(sbx, node, "btrfs subvolume show / | sed -n 's/^[[:space:]]*" + key +
+                            ":[[:space:]]*//p' | head -n 1 | tr -d '\\n'");
+}
+
+std::string StatusValue(const std::string& status_file, const std::string& key) {
+  std::istringstream in(ReadFile(status_file));
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(key + " ", 0) == 0) return line.substr(key.size() + 1);
+  return "";
+}
+
+bool ProcessAlive(pid_t pid) {
+  std::string st = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  return !st.empty() && st.find(") Z ") == std::string::npos && st.find(") X ") == std::string::npos;
+}
+
+}  // namespace
+
+TEST_SUITE("integration-images") {
+  // The sandbox's --btrfs-root nodes run on the subvolume @ of their own btrfs (mounted by subvol=@ as a real
+  // initramfs mounts rootflags=subvol=@), so images.root is / here, with the same discovery as on a real machine
+  // (findmnt /, /etc/fstab naming subvol=@), and Sandbox::restart is the reboot: it mounts whatever is named @ then.
+  TEST_CASE("boot from @: an activated image is what the node runs after a restart, and a rollback + restart brings the old root back") {
+    std::string dir;
+    std::vector<pid_t> pids;          // every node init and holder this sandbox ever had
+    std::vector<std::string> loops;   // every loop device its nodes ever had
+    {
+      Sandbox sbx({.nodes = 2, .btrfs_mb = 160, .btrfs_root = true});
+      dir = sbx.dir();
+      auto record = [&](const std::string& node) {
+        const std::string st = sbx.dir() + "/.rt/" + node + ".status";
+        pids.push_back(std::atoi(StatusValue(st, "pid").c_str()));
+        pids.push_back(std::atoi(ReadFile(sbx.dir() + "/.rt/" + node + ".holder").c_str()));
+        loops.push_back(StatusValue(st, "loop"));
+        REQUIRE(loops.back().rfind("/dev/loop", 0) == 0);
+      };
+      for (const auto& n : sbx.nodes()) record(n.name);
+      // the node really runs on @: its root mount is the subvolume, its fstab names it
+      CHECK(Ssh(sbx, "node2", "findmnt -n -o FSTYPE,OPTIONS /").find("btrfs ") == 0);
+      CHECK(Ssh(sbx, "node2", "findmnt -n -o OPTIONS / | tr , '\\n' | grep '^subvol='") == "subvol=/@\n");
+      CHECK(RootField(sbx, "node2", "") == "@");
+      CHECK(Ssh(sbx, "node2", "grep -c ' / btrfs subvol=@ ' /etc/fstab") == "1\n");
+
+      TempInventory inv(sbx);
+      inv.defaults("    images: { root: /, snapshot_dir: /.labfleet-images }\n");
+      auto v = Cli({"--inventory", inv.dir(), "validate"});
+      INFO(v.out << v.err);
+      REQUIRE(v.rc == 0);
+
+      // the golden node gets a release marker, is captured, and the image shipped to node2
+      Ssh(sbx, "node1", "echo 'golden v1' > /etc/lf-release");
+      auto c = Cli(sbx, inv.dir(), {"image", "capture", "node1", "--name", "v1", "--format", "json"});
+      INFO(c.out << c.err);
+      REQUIRE(c.rc == 0);
+      auto s = Cli(sbx, inv.dir(), {"image", "ship", "v1", "--from", "node1", "--to", "node2"});
+      INFO(s.out << s.err);
+      REQUIRE(s.rc == 0);
+      const std::string image_uuid = Field(sbx, "node2", "/.labfleet-images/v1", "UUID");
+
+      // node2's identity and root before activation
+      const std::string old_root = RootField(sbx, "node2", "UUID");
+      const std::string machine_id = Ssh(sbx, "node2", "cat /etc/machine-id");
+      const std::string hostkey = Ssh(sbx, "node2", "ssh-keygen -l -f /etc/ssh/ssh_host_ed25519_key.pub");
+      REQUIRE(machine_id.size() == 33);
+      CHECK(machine_id != Ssh(sbx, "node1", "cat /etc/machine-id"));
+      CHECK(Ssh(sbx, "node2", "test -e /etc/lf-release || echo absent") == "absent\n");
+
+      auto act = Cli(sbx, inv.dir(), {"image", "activate", "v1", "--on", "node2"});
+      INFO(act.out << act.err);
+      REQUIRE(act.rc == 0);
+      const std::string new_root = Field(sbx, "node2", "/srv/btrfs/@", "UUID");
+      CHECK(new_root != old_root);
+      CHECK(Field(sbx, "node2", "/srv/btrfs/@", "Parent UUID") == image_uuid);
+      // not rebooted yet: the node still runs its old root, now named @.prev-*
+      CHECK(RootField(sbx, "node2", "UUID") == old_root);
+      CHECK(RootField(sbx, "node2", "").rfind("@.prev-", 0) == 0);
+
+      const pid_t before = std::atoi(StatusValue(sbx.dir() + "/.rt/node2.status", "pid").c_str());
+      sbx.restart("node2");
+      record("node2");
+      CHECK_FALSE(ProcessAlive(before));  // a new node, not the old one
+      CHECK(RunCommand(Cmd("losetup").arg("-n").arg("-O").arg("NAME").arg("-j").arg(sbx.dir() + "/.rt/node2.btrfs.img").str()).out ==
+            loops.back() + "\n");  // exactly one loop device on its image
+
+      // the restarted node2 runs the activated root: the golden node's tree with node2's own identity
+      CHECK(RootField(sbx, "node2", "UUID") == new_root);
+      CHECK(RootField(sbx, "node2", "") == "@");
+      CHECK(RootField(sbx, "node2", "Parent UUID") == image_uuid);
+      CHECK(Ssh(sbx, "node2", "findmnt -n -o OPTIONS / | tr , '\\n' | grep '^subvol='") == "subvol=/@\n");
+      CHECK(Ssh(sbx, "node2", "cat /etc/lf-release") == "golden v1\n");
+      CHECK(Ssh(sbx, "node2", "hostname; cat /etc/hostname") == "node2\nnode2\n");
+      CHECK(Ssh(sbx, "node2", "cat /etc/machine-id") == machine_id);
+      CHECK(Ssh(sbx, "node2", "ssh-keygen -l -f /etc/ssh/ssh_host_ed25519_key.pub") == hostkey);  // (ssh checked it too)
+      CHECK(Ssh(sbx, "node2", "grep -c ' / btrfs subvol=@ ' /etc/fstab") == "1\n");
+      CHECK(Field(sbx, "node2", "/.labfleet-images/v1", "UUID") == image_uuid);  // the images moved along
+      auto ls = Cli(sbx, inv.dir(), {"image", "list", "node2", "--format", "json"});
+      INFO(ls.out << ls.err);
+      CHECK(ls.rc == 0);
+      CHECK(ls.json()["nodes"][0]["root"]["uuid"] == new_root);  // labfleet's own view agrees
+      CHECK(ls.json()["nodes"][0]["runs_image"] == "v1");
+
+      // roll back and restart: the previous root is back
+      auto rb = Cli(sbx, inv.dir(), {"image", "rollback", "node2"});
+      INFO(rb.out << rb.err);
+      REQUIRE(rb.rc == 0);
+      sbx.restart("node2");
+      record("node2");
+      CHECK(RootField(sbx, "node2", "UUID") == old_root);
+      CHECK(RootField(sbx, "node2", "") == "@");
+      CHECK(Ssh(sbx, "node2", "test -e /etc/lf-release || echo absent") == "absent\n");
+      CHECK(Ssh(sbx, "node2", "hostname; cat /etc/machine-id") == "node2\n" + machine_id);
+      CHECK(MustExec(sbx, "node2", "btrfs subvolume list /srv/btrfs | sed 's/.* path //' | grep -c '^@.rolledback-'") == "1\n");
+
+      // by hand, as docs/images.md "Recovering by hand" says (the top level is at /srv/btrfs in the sandbox):
+      // the rolled-back root becomes @ again, and the restart runs it
+      MustExec(sbx, "node2", "cd /srv/btrfs && mv -T @ @.broken && mv -T @.rolledback-* @");
+      sbx.restart("node2");
+      record("node2");
+      CHECK(RootField(sbx, "node2", "UUID") == new_root);
+      CHECK(Ssh(sbx, "node2", "cat /etc/lf-release; hostname") == "golden v1\nnode2\n");
+
+      // a node whose @ is gone does not boot: restart fails with the reason, the node stays down, and the
+      // teardown below still removes everything
+      MustExec(sbx, "node1", "mv -T /srv/btrfs/@ /srv/btrfs/@.gone");
+      try {
+        sbx.restart("node1");
+        FAIL("restart of a node without @ succeeded");
+      } catch (const std::runtime_error& e) {
+        CHECK(std::string(e.what()).find("has no subvolume @ at its top level") != std::string::npos);
+      }
+      CHECK(sbx.exec("node1", "true").exit_code == 125);
+      pids.push_back(std::atoi(ReadFile(sbx.dir() + "/.rt/node1.holder").c_str()));
+    }
+    // cleanup is exact: no init or holder of any boot, no loop device, no mount, no directory
+    CAPTURE(dir);
+    for (pid_t p : pids) {
+      CAPTURE(p);
+      CHECK(p > 1);
+      CHECK_FALSE(ProcessAlive(p));
+    }
+    CHECK(RunCommand("losetup -a").out.find(dir) == std::string::npos);
+    for (const auto& dev : loops) {
+      CAPTURE(dev);
+      CHECK(RunCommand(Cmd("losetup").arg("-n").arg("-O").arg("BACK-FILE").arg(dev).str()).out.find(dir) == std::string::npos);
+    }
+    CHECK(ReadFile("/proc/self/mountinfo").find(dir) == std::string::npos);
+    CHECK_FALSE(fs::exists(dir));
   }
 }

@@ -272,7 +272,7 @@ struct Owner {
   int report = -1;  // read end of the helper's report descriptor
   fs::path log;     // its stdout and stderr
 
-  Owner(int nodes, int btrfs_mb, const fs::path& log_file) : log(log_file) {
+  Owner(int nodes, int btrfs_mb, const fs::path& log_file, bool btrfs_root = false) : log(log_file) {
     int p[2];
     REQUIRE(pipe2(p, O_CLOEXEC) == 0);
     // The write end must not be descriptor kHelperFd already (dup2 onto itself would keep close-on-exec).
@@ -287,6 +287,7 @@ struct Owner {
     env_s.push_back("LABFLEET_SBX_HELPER_PARENT=" + std::to_string(getpid()));
     env_s.push_back("LABFLEET_SBX_HELPER_NODES=" + std::to_string(nodes));
     env_s.push_back("LABFLEET_SBX_HELPER_BTRFS=" + std::to_string(btrfs_mb));
+    if (btrfs_root) env_s.push_back("LABFLEET_SBX_HELPER_BTRFS_ROOT=1");
     std::vector<std::string> args_s = {fs::read_symlink("/proc/self/exe").string(), std::string("-tc=") + kHelperName,
                                        "--no-skip", "--no-version"};
     std::vector<char*> argv, envp;
@@ -381,7 +382,8 @@ TEST_SUITE("integration-sandbox") {
     auto say = [fd](const std::string& s) { (void)!write(fd, s.data(), s.size()); };
     try {
       Sandbox sbx({.nodes = std::atoi(std::getenv("LABFLEET_SBX_HELPER_NODES")),
-                   .btrfs_mb = std::atoi(std::getenv("LABFLEET_SBX_HELPER_BTRFS"))});
+                   .btrfs_mb = std::atoi(std::getenv("LABFLEET_SBX_HELPER_BTRFS")),
+                   .btrfs_root = std::getenv("LABFLEET_SBX_HELPER_BTRFS_ROOT") != nullptr});
       say("dir " + sbx.dir() + "\n");
       for (;;) pause();
     } catch (const std::exception& e) {
@@ -408,6 +410,26 @@ TEST_SUITE("integration-sandbox") {
     CHECK((WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL));
     // nothing of the owner ran after the kill: all of the cleanup is the watcher's
     CHECK(WaitFor([&] { return !AlivePid(watcher.pid) && !fs::exists(dir); }));
+    CheckGone(fp);
+  }
+
+  TEST_CASE("teardown: the owner of two nodes booted from btrfs @ (--btrfs-root) is SIGKILLed; its watcher takes everything down") {
+    Scratch s;
+    Owner owner(2, 64, s.root / "owner.log", true);
+    const std::string dir = owner.wait_dir();
+    INFO(ReadFile(owner.log));
+    REQUIRE(!dir.empty());
+    DownAfterwards down{dir};
+    const Footprint fp = TakeFootprint(dir, 2, true);
+    for (const auto& p : fp.procs)  // the nodes really run on their btrfs: / is the subvolume @
+      if (p.comm == "sshd") {
+        CHECK(ReadFile("/proc/" + std::to_string(p.pid) + "/mountinfo").find(" /@ / ") != std::string::npos);
+        break;
+      }
+    kill(owner.pid, SIGKILL);
+    const int st = owner.reap();
+    CHECK((WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL));
+    CHECK(WaitFor([&] { return !fs::exists(dir); }));
     CheckGone(fp);
   }
 

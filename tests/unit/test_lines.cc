@@ -1,19 +1,13 @@
 // lines: validation for the file's own syntax and against files others own, the edit semantics (replace the
 // first match, drop later ones, append, remove, keep the rest byte for byte), and no edit of a file read in part.
+// yaml_key: the text editor on raw netplan files (cloud-init's and the installer's, comments and a garbage line
+// in each), its refusals, inventory values that try to inject YAML, and the plan with its netplan precheck.
 #include <doctest/doctest.h>
 
 #include "engine/file_probe.h"
 #include "tests/unit/module_helpers.h"
 
-namespace labfleet {
-struct LineEntry {
-  std::string path, line, match;
-  bool absent = false, create = false;
-  unsigned mode = 0644;
-  Location where;
-};
-std::string ApplyLineEntries(const std::string& text, const std::vector<LineEntry>& entries);
-}  // namespace labfleet
+#include "modules/lines.h"
 
 using namespace labfleet;
 namespace lt = labfleet::testing;
@@ -138,5 +132,217 @@ TEST_SUITE("lines") {
     CHECK(hosts.changes.empty());
     REQUIRE(hosts.errors.size() == 1);
     CHECK(hosts.errors[0].find("/etc/hosts could not be read whole") != std::string::npos);
+  }
+}
+
+namespace {
+YamlKeySet Key(const std::string& dotted, const std::string& value) {
+  YamlKeySet k;
+  for (size_t pos = 0;;) {
+    size_t dot = dotted.find('.', pos);
+    k.key.push_back(dotted.substr(pos, dot == std::string::npos ? std::string::npos : dot - pos));
+    if (dot == std::string::npos) break;
+    pos = dot + 1;
+  }
+  k.value = value;
+  return k;
+}
+// Sets one key; FAILs (with the editor's reason) when the editor refuses.
+std::string Set(const std::string& text, const std::string& key, const std::string& value) {
+  YamlEditResult r = SetYamlKeys(text, {Key(key, value)});
+  INFO(key);
+  CHECK(r.error == "");
+  return r.text;
+}
+std::string Refusal(const std::string& text, const std::string& key, const std::string& value = "true") {
+  YamlEditResult r = SetYamlKeys(text, {Key(key, value)});
+  CHECK(r.text == text);
+  return r.error;
+}
+std::string Replace(std::string s, const std::string& from, const std::string& to) {
+  size_t at = s.find(from);
+  REQUIRE(at != std::string::npos);
+  return s.replace(at, from.size(), to);
+}
+}  // namespace
+
+TEST_SUITE("lines") {
+  TEST_CASE("yaml_key: cloud-init's netplan file, one line changed or added, every other byte kept") {
+    const std::string ci = lt::Fixture("netplan/50-cloud-init.yaml");
+    // An existing scalar: only the value changes; the key, its spacing and its trailing comment stay.
+    std::string out = Set(ci, "network.ethernets.enp65s0f1.optional", "true");
+    CHECK(out == Replace(ci, "optional: false   # 25G", "optional: true   # 25G"));
+    CHECK(Set(out, "network.ethernets.enp65s0f1.optional", "true") == out);  // converged: the same bytes
+    // A missing key: after the last line of its mapping (below the nested match: block with its garbage line),
+    // indented like its siblings (4-space file).
+    CHECK(Set(ci, "network.ethernets.eno1.optional", "true") ==
+          Replace(ci, "            set-name: eno1\n", "            set-name: eno1\n            optional: true\n"));
+    // Missing parents: created with the file's own indentation step, after the last key of `network`.
+    CHECK(Set(ci, "network.bonds.bond0.mtu", "9000") ==
+          ci + "    bonds:\n        bond0:\n            mtu: 9000\n");
+    // A quoted string value, and yes rewritten to the exact value asked for.
+    CHECK(Set(ci, "network.ethernets.eno1.set-name", "\"lan0\"") == Replace(ci, "set-name: eno1", "set-name: \"lan0\""));
+    CHECK(Set(Replace(ci, "dhcp4: true", "dhcp4: yes"), "network.ethernets.eno1.dhcp4", "true") == ci);
+    // Several keys of one file, in order.
+    YamlEditResult two = SetYamlKeys(ci, {Key("network.ethernets.enp65s0f1.optional", "true"), Key("network.ethernets.eno1.mtu", "9000")});
+    CHECK(two.error == "");
+    CHECK(two.text == Replace(Replace(ci, "optional: false", "optional: true"), "            set-name: eno1\n",
+                              "            set-name: eno1\n            mtu: 9000\n"));
+    // The garbage line is in the mapping the key would be in: refused, nothing changed.
+    CHECK(Refusal(ci, "network.ethernets.eno1.match.name") ==
+          "cannot set network.ethernets.eno1.match.name: line 12 is not `key: value` (in the mapping that should hold "
+          "`network.ethernets.eno1.match.name`)");
+  }
+
+  TEST_CASE("yaml_key: the installer's netplan file (2-space, lists at the key's indentation, a blank line)") {
+    const std::string inst = lt::Fixture("netplan/00-installer-config.yaml");
+    CHECK(Set(inst, "network.ethernets.eno2.optional", "true") ==
+          Replace(inst, "      dhcp4: true\n", "      dhcp4: true\n      optional: true\n"));
+    // eno1's last entry is a list written at its key's indentation: the new key goes after the list.
+    CHECK(Set(inst, "network.ethernets.eno1.optional", "true") ==
+          Replace(inst, "        via: 10.0.1.1\n", "        via: 10.0.1.1\n      optional: true\n"));
+    CHECK(Set(inst, "network.ethernets.eno3.mtu", "9000") ==
+          Replace(inst, "      dhcp4: true\n", "      dhcp4: true\n    eno3:\n      mtu: 9000\n"));
+    CHECK(Set(inst, "network.renderer", "\"networkd\"") == Replace(inst, "  version: 2\n", "  version: 2\n  renderer: \"networkd\"\n"));
+    // An empty file (or one of comments only) gets the whole path, 2-space.
+    CHECK(Set("", "network.ethernets.eno1.optional", "true") == "network:\n  ethernets:\n    eno1:\n      optional: true\n");
+    CHECK(Set("# empty\n---\n", "network.version", "2") == "# empty\n---\nnetwork:\n  version: 2\n");
+    // A key with nothing below it (null) gets its children; a null leaf gets its value, its comment kept.
+    CHECK(Set("network:\n  ethernets:\n  version: 2\n", "network.ethernets.eno1.optional", "true") ==
+          "network:\n  ethernets:\n    eno1:\n      optional: true\n  version: 2\n");
+    CHECK(Set("network:\n  version:   # later\n", "network.version", "2") == "network:\n  version: 2   # later\n");
+    // No final newline: kept that way.
+    CHECK(Set("network:\n  version: 1", "network.version", "2") == "network:\n  version: 2");
+    CHECK(Refusal(inst, "network.ethernets.eno1.nameservers.search") ==
+          "cannot set network.ethernets.eno1.nameservers.search: line 11 is not `key: value` (in the mapping that "
+          "should hold `network.ethernets.eno1.nameservers.search`)");
+  }
+
+  TEST_CASE("yaml_key: what cannot be edited safely is refused with the reason, the file left as it is") {
+    const std::string inst = lt::Fixture("netplan/00-installer-config.yaml");
+    CHECK(Refusal("network: {version: 2, ethernets: {eno1: {dhcp4: true}}}\n", "network.ethernets.eno1.optional")
+              .find("`network` (line 1) is written in flow style") != std::string::npos);
+    CHECK(Refusal("network:\n  ethernets:\n    eno1: {dhcp4: true}\n", "network.ethernets.eno1.optional") ==
+          "cannot set network.ethernets.eno1.optional: `network.ethernets.eno1` (line 3) is written in flow style ({...} "
+          "or [...]); labfleet edits block style only: rewrite it in block style once (one key per line)");
+    CHECK(Refusal("network:\n  ethernets:\n    eno1:\n      nameservers:\n        search: []\n",
+                  "network.ethernets.eno1.nameservers.search.x").find("is written in flow style") != std::string::npos);
+    CHECK(Refusal(inst, "network.ethernets.eno1.addresses.x") ==
+          "cannot set network.ethernets.eno1.addresses.x: `network.ethernets.eno1.addresses` is a list (line 6), not a mapping");
+    CHECK(Refusal(inst, "network.ethernets.eno1") ==
+          "cannot set network.ethernets.eno1: `network.ethernets.eno1` (line 4) is a mapping or list; yaml_key sets a single value");
+    CHECK(Refusal(inst, "network.version.x") ==
+          "cannot set network.version.x: `network.version` (line 18) has a value, not a mapping of keys below it");
+    CHECK(Refusal("network:\r\n  version: 2\r\n", "network.version", "2").find("CR (DOS) line endings") != std::string::npos);
+    CHECK(Refusal("network:\n\tversion: 2\n", "network.version", "2").find("line 2 has a tab in its indentation") != std::string::npos);
+    CHECK(Refusal("network:\n  version: 2\n---\nnetwork: {}\n", "network.version", "2").find("only a file of one document") != std::string::npos);
+    CHECK(Refusal("%YAML 1.1\n---\nnetwork:\n  version: 2\n", "network.version", "2").find("is a YAML directive") != std::string::npos);
+    CHECK(Refusal("base: &b\n  mtu: 1500\nnetwork:\n  ethernets:\n    eno1: *b\n", "network.ethernets.eno1.mtu")
+              .find("holds an anchor, alias, tag") != std::string::npos);
+    CHECK(Refusal("network:\n  <<: *base\n  version: 2\n", "network.version", "2").find("is a merge key") != std::string::npos);
+    CHECK(Refusal("network:\n  version: 2\n  version: 3\n", "network.version", "2").find("is there twice (line 2 and line 3)") != std::string::npos);
+    CHECK(Refusal("network:\n  ethernets:\n    eno1:\n      set-name: >\n        eno1\n", "network.ethernets.eno1.set-name", "\"a\"")
+              .find("is a text block") != std::string::npos);
+    CHECK(Refusal("network:\n  ethernets:\n    eno1:\n      set-name: a\n        b\n", "network.ethernets.eno1.set-name", "\"a\"")
+              .find("is a text over several lines") != std::string::npos);
+    CHECK(Refusal("network:\n  ethernets:\n    eno1:\n      set-name: \"a\n        b\"\n", "network.ethernets.eno1.set-name", "\"a\"")
+              .find("quoted text over several lines") != std::string::npos);
+    CHECK(Refusal("network:\n  ? complex\n  : 1\n", "network.version", "2").find("complex key") != std::string::npos);
+    CHECK(Refusal("- network\n", "network.version", "2").find("line 1 is a list item") != std::string::npos);
+  }
+
+  TEST_CASE("yaml_key: inventory values and key segments cannot inject YAML") {
+    CHECK(YamlScalarText("true", false).text == "true");
+    CHECK(YamlScalarText("yes", false).text == "true");
+    CHECK(YamlScalarText("off", false).text == "false");
+    CHECK(YamlScalarText("9000", false).text == "9000");
+    CHECK(YamlScalarText("-1", false).text == "-1");
+    CHECK(YamlScalarText("0755", false).problem != "");  // YAML 1.1 octal: ambiguous
+    CHECK(YamlScalarText("networkd", false).problem.find("quote it") != std::string::npos);
+    CHECK(YamlScalarText("{dhcp4: true}", false).problem != "");
+    CHECK(YamlScalarText("true\n      dhcp4: false", true).problem.find("control character") != std::string::npos);
+    // A quoted value is one double-quoted scalar whatever it holds: the file keeps one line for it.
+    const std::string evil = "x\" # }\n  dhcp4: [\\";
+    CHECK(YamlScalarText("x\" # }: [a, \\", true).text == "\"x\\\" # }: [a, \\\\\"");
+    std::string out = Set("network:\n  ethernets:\n    eno1:\n      dhcp4: true\n", "network.ethernets.eno1.set-name",
+                          YamlScalarText("x\" # }: [a, \\", true).text);
+    CHECK(out == "network:\n  ethernets:\n    eno1:\n      dhcp4: true\n      set-name: \"x\\\" # }: [a, \\\\\"\n");
+    CHECK(YamlScalarText(evil, true).problem != "");
+    CHECK(YamlKeySegmentProblem("eno1") == "");
+    CHECK(YamlKeySegmentProblem("eno1.100") == "");  // a VLAN, in the list form of yaml_key
+    CHECK(YamlKeySegmentProblem("eno1: {}") != "");
+    CHECK(YamlKeySegmentProblem("#x") != "");
+    CHECK(YamlKeySegmentProblem("-x") != "");
+    CHECK(YamlKeySegmentProblem("") != "");
+    CHECK(YamlKeySegmentProblem(std::string(65, 'a')) != "");
+  }
+
+  TEST_CASE("yaml_key: validate the key, the value, the check, and conflicts in one file") {
+    Findings f;
+    lt::Load(lt::Inv("lines:\n"
+                     "  - { path: /etc/netplan/50-cloud-init.yaml, yaml_key: network.ethernets.eno1.optional, value: true, check: netplan }\n"
+                     "  - { path: /etc/netplan/50-cloud-init.yaml, yaml_key: network.ethernets.eno1.optional, value: false }\n"
+                     "  - { path: /etc/netplan/50-cloud-init.yaml, yaml_key: network.ethernets.eno1, value: 1 }\n"
+                     "  - { path: /etc/netplan/50-cloud-init.yaml, yaml_key: [network, vlans, eno1.100, mtu], value: 9000 }\n"
+                     "  - { path: /etc/netplan/60-x.yaml, yaml_key: \"network.ethernets.eno1: {}.x\", value: true }\n"
+                     "  - { path: /etc/netplan/61-x.yaml, yaml_key: network.ethernets.eno1.set-name, value: lan0 }\n"
+                     "  - { path: /etc/netplan/62-x.yaml, yaml_key: ethernets.eno1.optional, value: true }\n"
+                     "  - { path: /etc/netplan/63-x.yml, yaml_key: network.version, value: 2 }\n"
+                     "  - { path: /etc/netplan/64-x.yaml, line: \"network: {}\" }\n"
+                     "  - { path: /etc/lab.yaml, yaml_key: a.b, value: 1, check: netplan }\n"
+                     "  - { path: /etc/lab2.yaml, yaml_key: a.b, value: 1, line: x }\n"
+                     "  - { path: /etc/lab3.yaml, yaml_key: a.b, value: { x: 1 } }\n"
+                     "  - { path: /etc/lab4.yaml, yaml_key: a.b }\n"
+                     "  - { path: /etc/environment, line: \"A=1\", check: netplan }\n"
+                     "  - { path: /etc/lab5.yaml, yaml_key: a.b, value: 1 }\n"
+                     "  - { path: /etc/lab5.yaml, line: \"c: 2\" }\n"
+                     "  - { path: /etc/lab6.yaml, yaml_key: a.b, value: \"true\\n  c: {d: 1}\" }\n"),
+             &f);
+    std::string all = lt::All(f);
+    INFO(all);
+    CHECK(all.find("yaml-key-conflict: yaml_key network.ethernets.eno1.optional of /etc/netplan/50-cloud-init.yaml is set twice") != std::string::npos);
+    CHECK(all.find("yaml-key-conflict: yaml_key network.ethernets.eno1 and network.ethernets.eno1.optional") != std::string::npos);
+    CHECK(all.find("eno1.100") == std::string::npos);  // the list form: a segment with a dot is fine
+    CHECK(all.find("yaml-key: yaml_key 'network.ethernets.eno1: {}.x': key segment 'eno1: {}' may hold only") != std::string::npos);
+    CHECK(all.find("yaml-value: value 'lan0' is neither a boolean (true/false), an integer nor a quoted string") != std::string::npos);
+    CHECK(all.find("yaml-key: a netplan key starts with `network.`") != std::string::npos);
+    CHECK(all.find("line-path: netplan reads only /etc/netplan/*.yaml; /etc/netplan/63-x.yml would be ignored") != std::string::npos);
+    CHECK(all.find("line-yaml-mixed: a netplan file is edited by key") != std::string::npos);
+    CHECK(all.find("line-check: check: netplan is for files in /etc/netplan/, not /etc/lab.yaml") != std::string::npos);
+    CHECK(all.find("line-yaml-mixed: a lines entry sets either `line:`/`match:` or `yaml_key:` with `value:`, not both (`line:` here)") != std::string::npos);
+    CHECK(all.find("yaml-value: value of yaml_key must be a single value") != std::string::npos);
+    CHECK(all.find("missing-required: a lines entry with `yaml_key:` needs `value:`") != std::string::npos);
+    CHECK(all.find("line-yaml-mixed: `check:` belongs to a `yaml_key:` entry") != std::string::npos);
+    CHECK(all.find("line-yaml-mixed: lines edits /etc/lab5.yaml both by line") != std::string::npos);
+    // An inventory value that tries to add a key (a newline and more YAML) never reaches a file.
+    CHECK(all.find("yaml-value: value 'true\\n  c: {d: 1}' contains a control character") != std::string::npos);
+  }
+
+  TEST_CASE("yaml_key: plan is one file change with its diff and the netplan precheck; converged; refused") {
+    const std::string ci = lt::Fixture("netplan/50-cloud-init.yaml");
+    Inventory inv = lt::Load(lt::Inv(
+        "lines:\n"
+        "  - { path: /etc/netplan/50-cloud-init.yaml, yaml_key: network.ethernets.enp65s0f1.optional, value: true, check: netplan }\n"));
+    auto run = lt::RunModule(inv, "lines", File("/etc/netplan/50-cloud-init.yaml", "present 600 root root regular file\n" + ci));
+    INFO(run.all_notes());
+    REQUIRE(run.changes.size() == 1);
+    const Change& c = run.changes[0];
+    CHECK(c.summary.find("yaml keys in /etc/netplan/50-cloud-init.yaml (1 entry)") == 0);
+    CHECK(c.file.mode == 0600);
+    CHECK(c.file.bytes == Replace(ci, "optional: false", "optional: true"));
+    CHECK(c.diff.find("-            optional: false   # 25G NIC, cabled only in rack B\n"
+                      "+            optional: true   # 25G NIC, cabled only in rack B\n") != std::string::npos);
+    CHECK(c.precheck.find("netplan generate --root-dir \"$lf_d\"") != std::string::npos);
+    CHECK(c.precheck.find("\"$lf_d/etc/netplan/\"50-cloud-init.yaml") != std::string::npos);
+
+    auto again = lt::RunModule(inv, "lines", File("/etc/netplan/50-cloud-init.yaml", "present 600 root root regular file\n" + c.file.bytes));
+    CHECK(again.changes.empty());
+    CHECK(again.errors.empty());
+
+    auto flow = lt::RunModule(inv, "lines", File("/etc/netplan/50-cloud-init.yaml", "present 600 root root regular file\nnetwork: {version: 2}\n"));
+    CHECK(flow.changes.empty());
+    REQUIRE(flow.errors.size() == 1);
+    CHECK(flow.errors[0].find("/etc/netplan/50-cloud-init.yaml: cannot set network.ethernets.enp65s0f1.optional: "
+                              "`network` (line 1) is written in flow style") != std::string::npos);
   }
 }
