@@ -90,8 +90,8 @@ struct PlaybookStep {
   long long keep = 0;
   // reboot: only with --reboot (RunnerOptions::reboot; otherwise the nodes that need one are listed). Each node
   // of a batch that needs a reboot (/run/reboot-required, or `reboot: always`) and is idle (the busy verdict;
-  // busy or unknown: skipped) is rebooted under the node lock, waited for over SSH until its boot id changed (up
-  // to reboot_timeout_s), then checked: as many GPUs as the inventory's `gpus` (nvidia-smi), docker active where
+  // busy or unknown: skipped) is rebooted under the node lock, waited for over SSH until its boot id (or PID 1's
+  // start time: a restarted container) changed (up to reboot_timeout_s), then checked: as many GPUs as the inventory's `gpus` (nvidia-smi), docker active where
   // the node has `docker:` settings, the mounts module's plan empty, and `health`. A failed check fails the node
   // and the batch: later batches are never started.
   bool reboot_always = false;

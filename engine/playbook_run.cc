@@ -627,15 +627,22 @@ class Runner {
     return u ? HomeOf(*u) : "";
   }
 
+  // What a reboot changes: the kernel's boot id and the start time of PID 1 (in clock ticks since boot; the
+  // init of a container or sandbox node that was restarted has a new one even when the kernel stays).
+  static constexpr const char* kBootToken =
+      "printf 'boot=%s:%s\\n' \"$(head -c 64 /proc/sys/kernel/random/boot_id)\" "
+      "\"$(sed 's/.*) //' /proc/1/stat | cut -d' ' -f20)\"";
   static bool BootId(const std::string& s) {
-    return s.size() == 36 && s.find_first_not_of("0123456789abcdef-") == std::string::npos;
+    size_t colon = s.find(':');
+    return colon == 36 && s.find_first_not_of("0123456789abcdef-") == 36 && s.size() > 37 && s.size() < 60 &&
+           s.find_first_not_of("0123456789", 37) == std::string::npos;
   }
 
-  // reboot: see PlaybookStep::reboot_always. The node's boot id before and after proves it rebooted.
+  // reboot: see PlaybookStep::reboot_always. The node's boot token (kBootToken) before and after proves it rebooted.
   bool reboot_node(const PlaybookStep& st, const NodeDef& n, Transport& t, StepNodeResult& nr) {
     Script probe;
     probe.raw("export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    probe.raw("printf 'boot=%s\\n' \"$(head -c 64 /proc/sys/kernel/random/boot_id)\"");
+    probe.raw(kBootToken);
     probe.raw("if [ -e /run/reboot-required ] || [ -e /var/run/reboot-required ]; then echo required; fi");
     RunResult r;
     if (!run_checked(t, probe, "", nr, r, "reading the boot id failed")) return false;
@@ -703,8 +710,9 @@ class Runner {
       }
       try {
         auto c = ops_.connect(inv_, n);
-        RunResult b = c->run("head -c 64 /proc/sys/kernel/random/boot_id");
+        RunResult b = c->run(std::string(kBootToken) + " </dev/null");
         std::string now = std::string(TrimView(b.out));
+        if (now.rfind("boot=", 0) == 0) now = now.substr(5);
         if (b.ok() && BootId(now) && now != boot) nt = std::move(c);
         else last = b.ok() && now == boot ? "still the old boot id" : "boot id unreadable";
       } catch (const std::exception& e) {
@@ -769,7 +777,7 @@ class Runner {
       }
     }
     nr.status = bad.empty() ? "changed" : "failed";
-    nr.detail = "rebooted (new boot id); " + (bad.empty() ? "checked: " + (good.empty() ? std::string("nothing to check") : Join(good, ", "))
+    nr.detail = "rebooted and back; " + (bad.empty() ? "checked: " + (good.empty() ? std::string("nothing to check") : Join(good, ", "))
                                                            : "check failed: " + Join(bad, "; "));
     return bad.empty();
   }

@@ -24,6 +24,7 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
+#include <thread>
 
 #include "engine/playbook.h"
 #include "tests/integration/cli_helpers.h"
@@ -430,6 +431,77 @@ TEST_SUITE("integration-playbooks") {
     CHECK(CountCalls(DoubleCalls(sbx, "node3"), "reboot") == 0);
     CHECK(sbx.exec("node2", "test ! -e /run/labfleet.lock").exit_code == 0);  // the lock was released
     CHECK(sbx.exec("node1", "pgrep -u 2050 -x sleep >/dev/null").exit_code == 0);  // the job runs on
+  }
+
+  TEST_CASE("reboot on restartable sandbox nodes: each comes back, is checked, and a failed check stops the rollout") {
+    // --btrfs-root nodes can be restarted (Sandbox::restart: the node's init and everything in it start again;
+    // the kernel, and so its boot id, stays the host's, PID 1's start time is new). The test plays the machine:
+    // when a node's reboot stand-in has been called, it restarts that node.
+    Sandbox sbx({.nodes = 3, .btrfs_mb = 64, .btrfs_root = true});
+    TempInventory inv(sbx, "labfleet-pb-restart");
+    inv.write("inventory/lab.yaml", "lab: { name: t }\n");
+    inv.write("playbooks/rb.yaml",
+              "steps:\n  - { name: reboot, reboot: when_required, timeout: 2m, health: [test, -e, /etc/lf-healthy] }\n");
+    for (const std::string n : {"node1", "node2", "node3"}) {
+      InstallDoubles(sbx, n, {"reboot"});
+      MustExec(sbx, n, "touch /run/reboot-required");  // /run is gone after the restart, as on a machine
+    }
+    MustExec(sbx, "node1", "touch /etc/lf-healthy");  // node2 and node3 fail the health check once back
+    MustExec(sbx, "node3", "touch /etc/lf-healthy");
+    std::atomic<bool> done{false};
+    std::vector<std::string> restarted;
+    std::thread machine([&] {
+      while (!done.load()) {
+        for (const std::string n : {"node1", "node2", "node3"}) {
+          if (std::find(restarted.begin(), restarted.end(), n) != restarted.end()) continue;
+          if (sbx.exec(n, "grep -qx reboot /var/log/labfleet-doubles.log").exit_code == 0) {
+            restarted.push_back(n);
+            try {
+              sbx.restart(n);
+            } catch (const std::exception& e) {
+              restarted.push_back(std::string("restart failed: ") + e.what());
+            }
+          }
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      }
+    });
+    auto run = Cli(sbx, inv.dir(), {"run", "rb", "--yes", "--reboot", "--allow-dirty", "--format", "json"});
+    done = true;
+    machine.join();
+    INFO(run.out << run.err);
+    CHECK(run.rc == 4);
+    auto r = run.json();
+    CHECK(StepStatuses(r, "reboot") == "node1=changed node2=failed node3=not-started");
+    CHECK(r["steps"][0]["nodes"][0]["detail"] == "rebooted and back; checked: health check passed");
+    CHECK(r["steps"][0]["nodes"][1]["detail"] == "rebooted and back; check failed: health check test -e /etc/lf-healthy failed (exit 1)");
+    CHECK(restarted == std::vector<std::string>{"node1", "node2"});  // node3 was never rebooted
+    CHECK(sbx.exec("node1", "test ! -e /run/reboot-required").exit_code == 0);
+    CHECK(sbx.exec("node3", "test -e /run/reboot-required").exit_code == 0);
+    // A rerun: node1 and node2 need no reboot any more, node3 is next.
+    MustExec(sbx, "node2", "touch /etc/lf-healthy");
+    done = false;
+    std::thread machine2([&] {
+      while (!done.load()) {
+        if (std::find(restarted.begin(), restarted.end(), "node3") == restarted.end() &&
+            sbx.exec("node3", "grep -qx reboot /var/log/labfleet-doubles.log").exit_code == 0) {
+          restarted.push_back("node3");
+          try {
+            sbx.restart("node3");
+          } catch (const std::exception& e) {
+            restarted.push_back(std::string("restart failed: ") + e.what());
+          }
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      }
+    });
+    auto again = Cli(sbx, inv.dir(), {"run", "rb", "--yes", "--reboot", "--allow-dirty", "--format", "json"});
+    done = true;
+    machine2.join();
+    INFO(again.out << again.err);
+    CHECK(again.rc == 0);
+    CHECK(StepStatuses(again.json(), "reboot") == "node1=unchanged node2=unchanged node3=changed");
+    CHECK(restarted == std::vector<std::string>{"node1", "node2", "node3"});
   }
 
   TEST_CASE("rolling apply: the health check fails on the second batch; the third node is never applied") {

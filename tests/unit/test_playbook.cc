@@ -837,7 +837,7 @@ nodes:
       bool required = true, rebooted = false, comes_back = true;
       int gpus_after = 2;
     };
-    const std::string kOld = "0b5e6c7a-1111-4f00-9a9a-000000000001", kNew = "0b5e6c7a-2222-4f00-9a9a-000000000002";
+    const std::string kOld = "0b5e6c7a-1111-4f00-9a9a-000000000001:1", kNew = "0b5e6c7a-2222-4f00-9a9a-000000000002:7";
     auto world = [&](std::map<std::string, State>& st) {
       auto w = std::make_unique<World>();
       for (auto& [name, _] : st) {
@@ -852,7 +852,7 @@ nodes:
             s->required = !s->comes_back;
             return RunResult{0, "", ""};
           }
-          if (all.find("random/boot_id") != std::string::npos) return RunResult{0, (s->rebooted ? kNew : kOld) + "\n", ""};
+          if (all.find("random/boot_id") != std::string::npos) return RunResult{0, "boot=" + (s->rebooted ? kNew : kOld) + "\n", ""};
           if (all.find("nvidia-smi") != std::string::npos) {
             std::string out = "garbage\n";
             for (int i = 0; i < s->gpus_after; ++i) out += "GPU-" + std::to_string(i) + "aaaa-bbbb\n";
@@ -873,9 +873,9 @@ nodes:
       PlaybookRun r = RunPlaybook(pb, inv, All(inv), o, w->ops(), nullptr);
       CHECK(!r.ok);
       CHECK(Statuses(r.steps[0]) == "n1=changed n2=unchanged n3=failed n4=not-started");
-      CHECK(r.steps[0].nodes[0].detail == "rebooted (new boot id); checked: 2 GPUs");
+      CHECK(r.steps[0].nodes[0].detail == "rebooted and back; checked: 2 GPUs");
       CHECK(r.steps[0].nodes[1].detail == "no reboot needed");
-      CHECK(r.steps[0].nodes[2].detail == "rebooted (new boot id); check failed: 1 GPUs visible, the inventory says 2");
+      CHECK(r.steps[0].nodes[2].detail == "rebooted and back; check failed: 1 GPUs visible, the inventory says 2");
       CHECK(w->ran("n1", "systemctl reboot") == 1);
       CHECK(w->ran("n1", "/run/labfleet.lock") >= 1);  // the reboot is started under the node lock
       CHECK(w->ran("n2", "systemctl reboot") == 0);
