@@ -907,6 +907,26 @@ nodes:
       CHECK(Statuses(d.steps[0]) == "n1=planned");
       CHECK(w->ran("n1", "systemctl reboot") == 0);
     }
+    {  // docker and mounts are checked where the node has those settings: docker inactive, a mount missing
+      Inventory dm = Load(R"(lab:
+  name: t
+nodes:
+  n1: { address: 10.9.0.1, groups: [g] }
+groups:
+  g:
+    docker: { data_root: /local/.docker }
+    mounts:
+      - { target: /mnt/scratch, type: tmpfs, options: [size=8m] }
+)");
+      std::map<std::string, State> st{{"n1", {}}};
+      auto w = world(st);
+      PlaybookRun r = RunPlaybook(pb, dm, All(dm), o, w->ops(), nullptr);
+      CHECK(Statuses(r.steps[0]) == "n1=failed");
+      // the fake answers systemctl with nothing, and its plan of any module but users/busy has a change
+      CHECK(r.steps[0].nodes[0].detail ==
+            "rebooted and back; check failed: docker is not active; mounts differ from the inventory (~ file /etc/motd)");
+      CHECK(w->ran("n1", "systemctl is-active docker") == 1);
+    }
     Findings g;
     Parse("steps:\n  - { name: r, reboot: sometimes, keep: 1 }\n", g);
     INFO(Errors(g));
