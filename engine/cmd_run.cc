@@ -55,7 +55,7 @@ const CommandRegistrar kRun(
       struct Args {
         std::string playbook, from, connect_map, csv;
         std::vector<std::string> names;
-        bool yes = false, ask = false, dry_run = false, resume = false, allow_dirty = false, break_lock = false;
+        bool yes = false, ask = false, dry_run = false, resume = false, allow_dirty = false, break_lock = false, reboot = false;
         int drain = 0, within = 0;
         ConnectOptions copts;
       };
@@ -72,6 +72,9 @@ const CommandRegistrar kRun(
       sub.add_option("--within", a->within,
                      "dry run only: select `users: expired` accounts as of DAYS from today (a week ahead: 7)")
           ->check(CLI::Range(0, 3650));
+      sub.add_flag("--reboot", a->reboot,
+                   "reboot steps reboot the idle nodes that need it, a batch at a time, and check them (without: they "
+                   "only list those nodes)");
       sub.add_flag("--resume", a->resume,
                    "skip on each node the steps its progress record (an earlier, unfinished run of this playbook) lists");
       sub.add_option("--from", a->from, "start at this step (name or number); earlier steps are skipped");
@@ -122,6 +125,7 @@ const CommandRegistrar kRun(
         }
         ro.execute = (a->yes || a->ask) && !a->dry_run;
         ro.drain_s = a->drain;
+        ro.reboot = a->reboot;
         ro.resume = a->resume;
         ro.playbook_id = Sha256Hex(text.str());
         ro.ask = a->ask && !a->yes;

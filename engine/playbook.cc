@@ -24,6 +24,7 @@ const char* StepKindName(StepKind k) {
     case StepKind::Command: return "command";
     case StepKind::Confirm: return "confirm";
     case StepKind::Snapshot: return "snapshot";
+    case StepKind::Reboot: return "reboot";
   }
   return "?";
 }
@@ -35,6 +36,8 @@ const char* AccountActionName(AccountAction a) {
     case AccountAction::Archive: return "archive";
     case AccountAction::EndSessions: return "end_sessions";
     case AccountAction::Report: return "report";
+    case AccountAction::Snapshot: return "snapshot";
+    case AccountAction::DeleteData: return "delete_data";
   }
   return "?";
 }
@@ -74,15 +77,16 @@ long long TodayDays() {
 namespace {
 
 const std::vector<std::string> kTopKeys = {"description", "nodes", "steps"};
-const std::vector<std::string> kKinds = {"apply", "accounts", "wait_idle", "command", "confirm", "snapshot"};
+const std::vector<std::string> kKinds = {"apply", "accounts", "wait_idle", "command", "confirm", "snapshot", "reboot"};
 // The keys each kind allows besides `name` and the kind key.
 const std::vector<std::string>& KeysOf(StepKind k) {
   static const std::vector<std::string> apply = {"name", "nodes", "apply", "batch", "health"};
-  static const std::vector<std::string> accounts = {"name", "nodes", "accounts", "users", "within"};
+  static const std::vector<std::string> accounts = {"name", "nodes", "accounts", "users", "within", "to", "keep", "homes"};
   static const std::vector<std::string> wait = {"name", "nodes", "wait_idle", "on_busy", "timeout"};
   static const std::vector<std::string> command = {"name", "nodes", "command", "unless", "creates", "batch", "health", "timeout"};
   static const std::vector<std::string> confirm = {"name", "confirm"};
   static const std::vector<std::string> snapshot = {"name", "nodes", "snapshot", "to", "keep"};
+  static const std::vector<std::string> reboot = {"name", "nodes", "reboot", "batch", "health", "timeout"};
   switch (k) {
     case StepKind::Apply: return apply;
     case StepKind::Accounts: return accounts;
@@ -90,6 +94,7 @@ const std::vector<std::string>& KeysOf(StepKind k) {
     case StepKind::Command: return command;
     case StepKind::Confirm: return confirm;
     case StepKind::Snapshot: return snapshot;
+    case StepKind::Reboot: return reboot;
   }
   return confirm;
 }
@@ -98,6 +103,13 @@ std::string NoControl(const std::string& s) {
   for (unsigned char c : s)
     if (c < 0x20 || c == 0x7f) return "contains a control character";
   return "";
+}
+
+// Plain absolute paths: no "..", no "//", no trailing "/", printable.
+bool PlainPath(const std::string& p) {
+  return p.size() > 1 && p[0] == '/' && p.back() != '/' && p.find("//") == std::string::npos &&
+         p.find("/../") == std::string::npos && !p.ends_with("/..") && p.find("/./") == std::string::npos &&
+         !p.ends_with("/.") && NoControl(p).empty();
 }
 
 // An argv: a non-empty list of strings without control characters (a scalar is refused: no word splitting).
@@ -180,12 +192,34 @@ PlaybookStep ParseStep(const Value& v, size_t index, Findings& f, bool& ok) {
       break;
     }
     case StepKind::Accounts: {
-      if (auto a = r.one_of("accounts", {"lock", "remove", "archive", "end_sessions", "report"}))
+      if (auto a = r.one_of("accounts", {"lock", "remove", "archive", "end_sessions", "report", "snapshot", "delete_data"}))
         st.action = *a == "lock"          ? AccountAction::Lock
                     : *a == "remove"      ? AccountAction::Remove
                     : *a == "archive"     ? AccountAction::Archive
                     : *a == "report"      ? AccountAction::Report
+                    : *a == "snapshot"    ? AccountAction::Snapshot
+                    : *a == "delete_data" ? AccountAction::DeleteData
                                           : AccountAction::EndSessions;
+      const bool snap = st.action == AccountAction::Snapshot;
+      if (snap && r.require("to", "the directory (on the homes' btrfs filesystem) that keeps the snapshots"))
+        if (auto to = r.str("to")) {
+          if (!PlainPath(*to)) f.error(r.get("to")->loc(), "invalid-value", "'to' must be a plain absolute path");
+          else st.snapshot_to = *to;
+        }
+      if (!snap)
+        for (const char* k : {"to", "keep"})
+          if (r.get(k))
+            f.error(r.key_loc(k), "invalid-value", std::string("'") + k + "' only goes with `accounts: snapshot`");
+      if (auto k = r.integer("keep", 0, 1000); k && snap) st.keep = *k;
+      if (auto h = r.str("homes")) {
+        if (!snap && st.action != AccountAction::DeleteData)
+          f.error(r.key_loc("homes"), "invalid-value", "'homes' only goes with `accounts: snapshot` or `accounts: delete_data`");
+        else if (!PlainPath(*h))
+          f.error(r.get("homes")->loc(), "invalid-value",
+                  "'homes' must be a plain absolute path: the directory that holds each account's home as NAME");
+        else
+          st.homes = *h;
+      }
       const Value* u = r.get("users");
       if (!u)
         r.require("users", "`expired` or a list of account names");
@@ -221,12 +255,7 @@ PlaybookStep ParseStep(const Value& v, size_t index, Findings& f, bool& ok) {
       break;
     }
     case StepKind::Snapshot: {
-      // Plain absolute paths: no "..", no "//", no trailing "/", printable.
-      auto plain = [](const std::string& p) {
-        return p.size() > 1 && p[0] == '/' && p.back() != '/' && p.find("//") == std::string::npos &&
-               p.find("/../") == std::string::npos && !p.ends_with("/..") && p.find("/./") == std::string::npos &&
-               !p.ends_with("/.") && NoControl(p).empty();
-      };
+      auto plain = PlainPath;
       if (!kv->is_scalar() || !plain(kv->str()))
         f.error(kv->loc(), "invalid-value", "'snapshot' takes the btrfs subvolume to snapshot, a plain absolute path");
       else if (std::string base = kv->str().substr(kv->str().rfind('/') + 1);
@@ -244,6 +273,12 @@ PlaybookStep ParseStep(const Value& v, size_t index, Findings& f, bool& ok) {
       if (auto k = r.integer("keep", 0, 1000)) st.keep = *k;
       break;
     }
+    case StepKind::Reboot: {
+      if (auto w = r.one_of("reboot", {"when_required", "always"})) st.reboot_always = *w == "always";
+      if (auto t = Duration(r, "timeout", f)) st.reboot_timeout_s = *t;
+      st.batch = 1;
+      break;
+    }
     case StepKind::Confirm: {
       if (!kv->is_scalar() || kv->str().empty())
         f.error(kv->loc(), "wrong-type", "'confirm' takes the question to ask, e.g. `confirm: delete the homes listed above?`");
@@ -252,7 +287,7 @@ PlaybookStep ParseStep(const Value& v, size_t index, Findings& f, bool& ok) {
       break;
     }
   }
-  if (st.kind == StepKind::Apply || st.kind == StepKind::Command) {
+  if (st.kind == StepKind::Apply || st.kind == StepKind::Command || st.kind == StepKind::Reboot) {
     if (auto b = r.integer("batch", 1, 100000)) st.batch = int(*b);
     st.health = Argv(r, "health", f, false);
   }
@@ -314,19 +349,31 @@ Inventory AccountsInventory(const PlaybookStep& step, const Inventory& inv, long
   std::set<std::string> chosen;
   for (const UserDef* u : SelectAccounts(step, inv, today)) chosen.insert(u->name);
   if (step.action == AccountAction::Lock) {
+    // A directory account stays, expired since 1970-01-02: the directory module writes shadowExpire: 1, which
+    // every node's sssd/nslcd reads as locked (the users module never touches it).
+    for (auto& u : out.users)
+      if (chosen.count(u.name) && u.accounts == "directory") u.expires = "1970-01-02";
     // An account that leaves the inventory is locked by the users module where it exists (usermod -e 1) and
     // never created where it does not: a rerun after the accounts were deleted changes nothing.
-    std::erase_if(out.users, [&](const UserDef& u) { return chosen.count(u.name) > 0; });
+    std::erase_if(out.users, [&](const UserDef& u) { return chosen.count(u.name) > 0 && u.accounts != "directory"; });
     return out;
   }
-  // No inventory change: the runner kills processes (end_sessions) or only reads (report).
-  if (step.action == AccountAction::EndSessions || step.action == AccountAction::Report) return out;
+  // No inventory change: the runner kills processes (end_sessions), only reads (report), or works on btrfs
+  // snapshots and data directories itself (snapshot, delete_data).
+  if (step.action == AccountAction::EndSessions || step.action == AccountAction::Report ||
+      step.action == AccountAction::Snapshot || step.action == AccountAction::DeleteData)
+    return out;
   for (auto& u : out.users) {
     if (!chosen.count(u.name)) continue;
     u.remove = true;
     u.archive_home = step.action == AccountAction::Archive;
   }
   return out;
+}
+
+std::vector<std::string> AccountsModules(const Inventory& inv) {
+  if (const Value* d = inv.lab.find("directory"); d && !d->is_null()) return {"users", "directory"};
+  return {"users"};
 }
 
 std::string AccountsRefusal(const PlaybookStep& step, const Inventory& inv, const std::vector<const NodeDef*>& nodes,

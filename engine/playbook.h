@@ -6,7 +6,7 @@
 //   steps:
 //     - name: lock expired accounts  # required, unique: what --from and the report name
 //       accounts: lock               # exactly one kind key per step: apply | accounts | wait_idle | command |
-//                                    # snapshot | confirm
+//                                    # snapshot | reboot | confirm
 //       users: expired               # ...and that kind's own keys (below)
 //
 // Contracts:
@@ -28,15 +28,26 @@
 
 namespace labfleet {
 
-enum class StepKind { Apply, Accounts, WaitIdle, Command, Confirm, Snapshot };
-const char* StepKindName(StepKind k);  // "apply", "accounts", "wait_idle", "command", "confirm", "snapshot"
+enum class StepKind { Apply, Accounts, WaitIdle, Command, Confirm, Snapshot, Reboot };
+// "apply", "accounts", "wait_idle", "command", "confirm", "snapshot", "reboot"
+const char* StepKindName(StepKind k);
 
 // Report: read-only; per node, each selected account's home, its size (du -sxk, bounded in time) and last login
 // (lastlog), listed under the step and written as CSV by `labfleet run --csv FILE`. Runs in dry runs too.
 // EndSessions: kill every process of the selected accounts on each node (pkill -KILL -u UID, only for uid >= 1000
 // and never root or the ssh login user), so that archive is not refused for a forgotten tmux session.
-enum class AccountAction { Lock, Remove, Archive, EndSessions, Report };
-const char* AccountActionName(AccountAction a);  // "lock", "remove", "archive", "end_sessions", "report"
+// Snapshot: on the step's nodes (the storage server), a read-only btrfs snapshot of each selected account's home
+// (`homes`/NAME, else the inventory's home) as `to`/homes-YYYY-MM-DD/NAME, checked (btrfs subvolume show, the
+// read-only property, the file count and one file read back); an account that already has a snapshot under `to`
+// keeps it (checked again, nothing new: a rerun is a no-op); the oldest homes-* directories beyond `keep` are
+// deleted. The accounts whose snapshot was checked in this run are what delete_data may delete.
+// DeleteData: on each node, deletes each selected account's rootless Docker data root (the node's
+// rootless_docker.data_root with {{user}}) and, with `homes`, `homes`/NAME; only for accounts whose snapshot a
+// snapshot step of this run checked, or whose home an archive step of this run archived (and read back) on that
+// node. Nothing else (the account is listed as kept).
+enum class AccountAction { Lock, Remove, Archive, EndSessions, Report, Snapshot, DeleteData };
+// "lock", "remove", "archive", "end_sessions", "report", "snapshot", "delete_data"
+const char* AccountActionName(AccountAction a);
 
 enum class OnBusy { Skip, Wait, Fail };
 
@@ -50,7 +61,7 @@ struct PlaybookStep {
   Location nodes_where;
   // apply: the modules applied (empty = every module); accounts: always the users module.
   std::vector<std::string> modules;
-  // apply, command: nodes per batch (0 = every node at once). After each batch `health` (argv) runs on its
+  // apply, command, reboot: nodes per batch (0 = every node at once; reboot: 1 when not given). After each batch `health` (argv) runs on its
   // nodes; any failure in a batch (apply, command or health) stops the playbook before the next batch.
   int batch = 0;
   std::vector<std::string> health;
@@ -60,6 +71,9 @@ struct PlaybookStep {
   bool expired = false;
   long long within_days = 0;
   std::vector<std::string> users;
+  // accounts snapshot/delete_data: the directory on the node that holds each account's home as NAME ("" = the
+  // inventory's home). accounts snapshot also uses snapshot_to (`to`) and keep.
+  std::string homes;
   // wait_idle: busy or unknown (fail safe) nodes are skipped for the rest of the run (listed), waited for
   // (re-checked every 5 s up to timeout_s, then skipped), or stop the playbook.
   OnBusy on_busy = OnBusy::Skip;
@@ -74,6 +88,14 @@ struct PlaybookStep {
   // beyond `keep` are deleted (0 = none).
   std::string snapshot_of, snapshot_to;
   long long keep = 0;
+  // reboot: only with --reboot (RunnerOptions::reboot; otherwise the nodes that need one are listed). Each node
+  // of a batch that needs a reboot (/run/reboot-required, or `reboot: always`) and is idle (the busy verdict;
+  // busy or unknown: skipped) is rebooted under the node lock, waited for over SSH until its boot id (or PID 1's
+  // start time: a restarted container) changed (up to reboot_timeout_s), then checked: as many GPUs as the inventory's `gpus` (nvidia-smi), docker active where
+  // the node has `docker:` settings, the mounts module's plan empty, and `health`. A failed check fails the node
+  // and the batch: later batches are never started.
+  bool reboot_always = false;
+  long long reboot_timeout_s = 900;
   // confirm: the question; a real run asks it on the terminal (--yes answers it), a dry run prints it.
   std::string message;
 };
@@ -96,11 +118,14 @@ void ValidatePlaybook(const Playbook& pb, const Inventory& inv, Findings& findin
 std::vector<const UserDef*> SelectAccounts(const PlaybookStep& step, const Inventory& inv, long long today_days);
 // The inventory the step applies (with the users module only): `inv` with the selected accounts
 //   lock     left out: the users module locks a managed account that left the inventory (usermod -e 1) where it
-//            exists, and creates nothing where it does not;
+//            exists, and creates nothing where it does not; an `accounts: directory` account stays, with
+//            expires 1970-01-02 (the directory module writes shadowExpire: 1, locked for every node);
 //   remove   remove: true (deleted, home kept);
 //   archive  remove: archive (home archived to lab.home_archive and checked, then deleted; see modules/users.cc).
-// Other accounts are as written.
+// Other accounts, and every account for end_sessions, report, snapshot and delete_data, are as written.
 Inventory AccountsInventory(const PlaybookStep& step, const Inventory& inv, long long today_days);
+// The modules an accounts step that converges applies: users, and directory when the lab has one (lab.directory).
+std::vector<std::string> AccountsModules(const Inventory& inv);
 // Why the step may not run on `nodes`: it selects root, or the account labfleet logs in as on one of them;
 // "" when it may.
 std::string AccountsRefusal(const PlaybookStep& step, const Inventory& inv, const std::vector<const NodeDef*>& nodes,

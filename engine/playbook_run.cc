@@ -203,6 +203,23 @@ class Runner {
             return report_accounts(names, expires, t, nr);
           });
         }
+        if (st.action == AccountAction::Snapshot || st.action == AccountAction::DeleteData) {
+          if (std::string why = AccountsRefusal(st, inv_, active(), o_.today_days); !why.empty()) {
+            sr.status = "failed";
+            sr.notes.push_back("refused: " + why);
+            return false;
+          }
+          PlaybookStep whole = st;
+          whole.batch = 0;
+          whole.health.clear();
+          if (st.action == AccountAction::Snapshot)
+            return batched(whole, sr, [&](const NodeDef&, Transport& t, StepNodeResult& nr) {
+              return snapshot_homes(st, names, t, nr);
+            });
+          return batched(whole, sr, [&](const NodeDef& n, Transport& t, StepNodeResult& nr) {
+            return delete_data(st, names, n, t, nr);
+          });
+        }
         // The changed inventory is checked like any inventory before a node is touched.
         Inventory changed = AccountsInventory(st, inv_, o_.today_days);
         Findings f;
@@ -216,7 +233,7 @@ class Runner {
           return false;
         }
         PlanOptions po;
-        po.only = {"users"};
+        po.only = AccountsModules(inv_);
         accounts_inv_.push_back(std::make_unique<Inventory>(std::move(changed)));
         const Inventory& ai = *accounts_inv_.back();
         PlaybookStep whole = st;
@@ -226,14 +243,34 @@ class Runner {
           return batched(whole, sr, [&](const NodeDef&, Transport& t, StepNodeResult& nr) {
             return end_sessions(names, t, nr);
           });
-        return batched(whole, sr, [&](const NodeDef& n, Transport& t, StepNodeResult& nr) {
+        bool ok = batched(whole, sr, [&](const NodeDef& n, Transport& t, StepNodeResult& nr) {
           return converge(ai, n, t, po, nr);
         });
+        // An archive the users module made and read back (tar -tzf) on a node in this run (dry run: would make) is
+        // what delete_data may rely on there. Only the accounts whose change says so: a home kept (not local
+        // there) or an account gone already is no archive.
+        if (st.action == AccountAction::Archive)
+          for (const auto& nr : sr.nodes) {
+            if (nr.status != "changed" && nr.status != "planned") continue;
+            for (const auto& line : nr.changes)
+              for (const auto& u : names)
+                if (line.find("user " + u + " (deleted: remove: archive; home ") != std::string::npos &&
+                    line.find(" archived to ") != std::string::npos)
+                  archived_[nr.node].insert(u);
+          }
+        return ok;
       }
       case StepKind::Command:
         return batched(st, sr, [&](const NodeDef& n, Transport& t, StepNodeResult& nr) { return command(st, n, t, nr); });
       case StepKind::Snapshot:
         return batched(st, sr, [&](const NodeDef&, Transport& t, StepNodeResult& nr) { return snapshot(st, t, nr); });
+      case StepKind::Reboot: {
+        if (!o_.reboot) sr.notes.push_back("without --reboot: the nodes that need a reboot are listed, none is rebooted");
+        // The checks (health included) run inside reboot_node, on the node's new connection.
+        PlaybookStep each = st;
+        each.health.clear();
+        return batched(each, sr, [&](const NodeDef& n, Transport& t, StepNodeResult& nr) { return reboot_node(st, n, t, nr); });
+      }
     }
     return false;
   }
@@ -527,22 +564,8 @@ class Runner {
              "printf 'would-prune\\t%s\\n' \"$lf_old\"; done");
     }
     RunResult r;
-    try {
-      r = t.run_script(sc.str());
-    } catch (const std::exception& e) {
-      nr.status = "failed";
-      nr.detail = e.what();
-      return false;
-    }
-    if (auto refusal = LockRefusal(r.out, nonce, nr.node, o_.apply.client_host)) {
-      nr.status = "failed";
-      nr.detail = *refusal;
-      return false;
-    }
-    if (!r.ok()) {
-      nr.status = "failed";
-      nr.detail = "snapshot of " + src + " failed (exit " + std::to_string(r.exit_code) + ")" +
-                  (Tail(r).empty() ? "" : ": " + Tail(r)) + "; nothing after this step runs";
+    if (!run_checked(t, sc, nonce, nr, r, "snapshot of " + src + " failed")) {
+      if (nr.detail.starts_with("snapshot of ")) nr.detail += "; nothing after this step runs";
       return false;
     }
     std::string created;
@@ -570,6 +593,382 @@ class Runner {
     return true;
   }
 
+  // Runs `sc` on the node: true with `r` set when it ran and exited 0; otherwise false with `nr` failed and
+  // why (the transport's error, the node lock's refusal when `nonce` took it, or the exit status and the last
+  // line of output, after `what` when given).
+  bool run_checked(Transport& t, const Script& sc, const std::string& nonce, StepNodeResult& nr, RunResult& r,
+                   const std::string& what = "") {
+    try {
+      r = t.run_script(sc.str());
+    } catch (const std::exception& e) {
+      nr.status = "failed";
+      nr.detail = e.what();
+      return false;
+    }
+    if (!nonce.empty())
+      if (auto refusal = LockRefusal(r.out, nonce, nr.node, o_.apply.client_host)) {
+        nr.status = "failed";
+        nr.detail = *refusal;
+        return false;
+      }
+    if (!r.ok()) {
+      nr.status = "failed";
+      nr.detail = (what.empty() ? "" : what + " (") + "exit " + std::to_string(r.exit_code) + (what.empty() ? "" : ")") +
+                  (Tail(r).empty() ? "" : ": " + Tail(r));
+      return false;
+    }
+    return true;
+  }
+
+  // The homes an accounts step works on, per account: `homes`/NAME, else the inventory's home.
+  std::string home_of(const PlaybookStep& st, const std::string& name) const {
+    if (!st.homes.empty()) return st.homes + "/" + name;
+    const UserDef* u = inv_.user(name);
+    return u ? HomeOf(*u) : "";
+  }
+
+  // What a reboot changes: the kernel's boot id and the start time of PID 1 (in clock ticks since boot; the
+  // init of a container or sandbox node that was restarted has a new one even when the kernel stays).
+  static constexpr const char* kBootToken =
+      "printf 'boot=%s:%s\\n' \"$(head -c 64 /proc/sys/kernel/random/boot_id)\" "
+      "\"$(sed 's/.*) //' /proc/1/stat | cut -d' ' -f20)\"";
+  static bool BootId(const std::string& s) {
+    size_t colon = s.find(':');
+    return colon == 36 && s.find_first_not_of("0123456789abcdef-") == 36 && s.size() > 37 && s.size() < 60 &&
+           s.find_first_not_of("0123456789", 37) == std::string::npos;
+  }
+
+  // reboot: see PlaybookStep::reboot_always. The node's boot token (kBootToken) before and after proves it rebooted.
+  bool reboot_node(const PlaybookStep& st, const NodeDef& n, Transport& t, StepNodeResult& nr) {
+    Script probe;
+    probe.raw("export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    probe.raw(kBootToken);
+    probe.raw("if [ -e /run/reboot-required ] || [ -e /var/run/reboot-required ]; then echo required; fi");
+    RunResult r;
+    if (!run_checked(t, probe, "", nr, r, "reading the boot id failed")) return false;
+    std::string boot;
+    bool required = false;
+    for (const auto& line : SplitLines(r.out)) {
+      if (line.rfind("boot=", 0) == 0) boot = line.substr(5);
+      else if (line == "required") required = true;
+    }
+    if (!st.reboot_always && !required) {
+      nr.status = "unchanged";
+      nr.detail = "no reboot needed";
+      return true;
+    }
+    const std::string why = st.reboot_always ? "reboot: always" : "reboot pending (/run/reboot-required)";
+    if (!o_.reboot) {
+      nr.status = "pending";
+      nr.detail = why + "; labfleet run ... --reboot reboots it when idle";
+      return true;
+    }
+    if (!BootId(boot)) {
+      nr.status = "failed";
+      nr.detail = "the node's boot id cannot be read, so a reboot could not be proven; not rebooted";
+      return false;
+    }
+    if (std::string busy = busy_reason(n); !busy.empty()) {
+      nr.status = "skipped";
+      nr.detail = busy + "; not rebooted (" + why + ")";
+      return true;
+    }
+    const std::string checks = "waited for over SSH, then GPUs, docker and mounts checked";
+    if (!o_.execute) {
+      nr.status = "planned";
+      nr.detail = why + "; would reboot it, " + checks;
+      return true;
+    }
+    // Under the node lock (never beside another run's apply); the reboot starts after the script returned.
+    const std::string nonce = NewNonce();
+    Script go;
+    go.raw("export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    go.append(NodeLockScript(o_.apply, nonce));
+    go.raw("nohup sh -c 'sleep 2; reboot || systemctl reboot' >/dev/null 2>&1 </dev/null &");
+    if (!run_checked(t, go, nonce, nr, r, "starting the reboot failed")) return false;
+    {
+      std::lock_guard<std::mutex> l(mu_);  // the old session dies with the node; kept until the run ends
+      if (auto it = conns_.find(n.name); it != conns_.end()) {
+        retired_.push_back(std::move(it->second));
+        conns_.erase(it);
+      }
+    }
+    const auto deadline = ops_.now() + std::chrono::seconds(st.reboot_timeout_s);
+    std::unique_ptr<Transport> nt;
+    std::string last = "no answer yet";
+    while (!nt) {
+      if (ops_.now() >= deadline) {
+        nr.status = "failed";
+        nr.detail = "rebooted, but it did not come back with a new boot id within " + std::to_string(st.reboot_timeout_s) +
+                    " s (" + last + ")";
+        return false;
+      }
+      if (!ops_.wait(std::chrono::seconds(5), stop_)) {
+        nr.status = "failed";
+        nr.detail = "interrupted while waiting for it to come back from the reboot";
+        return false;
+      }
+      try {
+        auto c = ops_.connect(inv_, n);
+        RunResult b = c->run(std::string(kBootToken) + " </dev/null");
+        std::string now = std::string(TrimView(b.out));
+        if (now.rfind("boot=", 0) == 0) now = now.substr(5);
+        if (b.ok() && BootId(now) && now != boot) nt = std::move(c);
+        else last = b.ok() && now == boot ? "still the old boot id" : "boot id unreadable";
+      } catch (const std::exception& e) {
+        last = e.what();
+      }
+    }
+    Transport& t2 = *nt;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      conns_[n.name] = std::move(nt);
+    }
+    std::vector<std::string> bad, good;
+    if (n.gpus >= 0) {
+      try {
+        RunResult g = t2.run("nvidia-smi --query-gpu=uuid --format=csv,noheader </dev/null");
+        size_t count = 0;
+        for (const auto& line : SplitLines(g.out.substr(0, 65536)))
+          if (std::string(TrimView(line)).rfind("GPU-", 0) == 0) ++count;
+        if (!g.ok())
+          bad.push_back("nvidia-smi failed (exit " + std::to_string(g.exit_code) + (Tail(g).empty() ? "" : ": " + Tail(g)) + ")");
+        else if (count != size_t(n.gpus))
+          bad.push_back(std::to_string(count) + " GPUs visible, the inventory says " + std::to_string(n.gpus));
+        else
+          good.push_back(Counted(count, "GPU", "GPUs"));
+      } catch (const std::exception& e) {
+        bad.push_back(std::string("nvidia-smi: ") + e.what());
+      }
+    }
+    Value eff = inv_.settings(n);
+    if (const Value* d = eff.find("docker"); d && !d->is_null()) {
+      try {
+        RunResult dk = t2.run("systemctl is-active docker </dev/null");
+        std::string state = std::string(TrimView(dk.out.substr(0, 100)));
+        if (state == "active") good.push_back("docker active");
+        else bad.push_back("docker is " + (state.empty() ? std::string("not active") : state));
+      } catch (const std::exception& e) {
+        bad.push_back(std::string("docker: ") + e.what());
+      }
+    }
+    if (const Value* m = eff.find("mounts"); m && !m->is_null()) {
+      try {
+        PlanOptions po;
+        po.only = {"mounts"};
+        NodePlan p = ops_.plan(inv_, n, t2, po);
+        if (!p.error.empty()) bad.push_back("mounts: " + p.error);
+        else if (!p.changes.empty())
+          bad.push_back("mounts differ from the inventory (" + ChangeLine(p.changes[0]) +
+                        (p.changes.size() > 1 ? ", and " + std::to_string(p.changes.size() - 1) + " more" : "") + ")");
+        else good.push_back("mounts as the inventory says");
+      } catch (const std::exception& e) {
+        bad.push_back(std::string("mounts: ") + e.what());
+      }
+    }
+    if (!st.health.empty()) {
+      try {
+        RunResult h = t2.run(Cmd(st.health[0]).args({st.health.begin() + 1, st.health.end()}).str() + " </dev/null");
+        if (h.ok()) good.push_back("health check passed");
+        else bad.push_back("health check " + Join(st.health, " ") + " failed (exit " + std::to_string(h.exit_code) + ")" +
+                           (Tail(h).empty() ? "" : ": " + Tail(h)));
+      } catch (const std::exception& e) {
+        bad.push_back(std::string("health check: ") + e.what());
+      }
+    }
+    nr.status = bad.empty() ? "changed" : "failed";
+    nr.detail = "rebooted and back; " + (bad.empty() ? "checked: " + (good.empty() ? std::string("nothing to check") : Join(good, ", "))
+                                                           : "check failed: " + Join(bad, "; "));
+    return bad.empty();
+  }
+
+  // accounts: snapshot. See AccountAction::Snapshot. The node prints, per account, "created", "kept",
+  // "would-create" or "missing" with NAME and the snapshot's path, and "pruned"/"would-prune" with a directory;
+  // a failure (not btrfs, a path a user controls, a snapshot that does not check) exits non-zero with its reason.
+  bool snapshot_homes(const PlaybookStep& st, const std::vector<std::string>& names, Transport& t, StepNodeResult& nr) {
+    const std::string to = st.snapshot_to, dir = to + "/homes-" + DateOfDays(TodayDays());
+    const std::string nonce = o_.execute ? NewNonce() : "";
+    Script sc;
+    sc.raw("export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    if (o_.execute) sc.append(NodeLockScript(o_.apply, nonce));
+    sc.raw("lf_fail() { printf '%s\\n' \"$1\" >&2; exit 1; }");
+    sc.raw(kRootOnlyShellFunction);
+    // Snapshots are made and pruned as root below `to`, homes read as root: only where no user can swap a part.
+    sc.raw("if [ -L " + ShellQuote(to) + " ] || { [ -e " + ShellQuote(to) + " ] && [ ! -d " + ShellQuote(to) +
+           " ]; }; then lf_fail " + ShellQuote(to + " is not a directory") + "; fi");
+    sc.raw("lf_rootonly " + ShellQuote(to) + " || lf_fail \"a user can change ${LF_WHY}at or above \"" +
+           ShellQuote(to) + "\"; labfleet never writes as root through a path a user controls\"");
+    // The newest homes-DATE/NAME under `to`.
+    sc.raw("lf_find() { ls -1d " + ShellQuote(to + "/") + "homes-*/\"$1\" 2>/dev/null | "
+           "grep -E '/homes-[0-9]{4}-[0-9]{2}-[0-9]{2}/[^/]+$' | sort -r | head -n 1; }");
+    // lf_check SNAP [HOME]: a read-only subvolume; with HOME, the same number of entries and one file read back.
+    sc.raw("lf_check() {\n"
+           "  btrfs subvolume show \"$1\" >/dev/null 2>&1 || { LF_WHY='btrfs subvolume show fails'; return 1; }\n"
+           "  [ \"$(btrfs property get -ts \"$1\" ro 2>/dev/null)\" = ro=true ] || { LF_WHY='not read-only'; return 1; }\n"
+           "  [ -n \"$2\" ] || return 0\n"
+           "  [ \"$(cd \"$2\" && find . -xdev | wc -l)\" = \"$(cd \"$1\" && find . -xdev | wc -l)\" ] || "
+           "{ LF_WHY=\"its entries differ from $2\"; return 1; }\n"
+           "  lf_f=$(cd \"$2\" && find . -xdev -type f | head -n 1)\n"
+           "  [ -z \"$lf_f\" ] || cmp -s -- \"$2/$lf_f\" \"$1/$lf_f\" || { LF_WHY=\"$lf_f reads back different\"; return 1; }\n"
+           "}");
+    sc.raw("lf_keep=");  // the homes-DATE directories holding a snapshot checked now: never pruned
+    if (o_.execute) sc.raw("mkdir -p -m 0700 " + ShellQuote(to));
+    for (const auto& u : names) {
+      const std::string home = home_of(st, u);
+      if (home.empty()) continue;
+      const std::string dest = dir + "/" + u, qh = ShellQuote(home), qd = ShellQuote(dest);
+      const std::string parent = home.substr(0, std::max<size_t>(home.rfind('/'), 1));
+      sc.raw("lf_old=$(lf_find " + ShellQuote(u) + "); lf_home=");
+      sc.raw("if [ -e " + qh + " ] || [ -L " + qh + " ]; then");
+      sc.raw("  { [ -d " + qh + " ] && [ ! -L " + qh + " ]; } || lf_fail " + ShellQuote("the home " + home + " is not a directory"));
+      sc.raw("  lf_rootonly " + ShellQuote(parent) + " || lf_fail \"a user can change ${LF_WHY}above \"" + qh);
+      sc.raw("  [ \"$(stat -f -c %T " + qh + ")\" = btrfs ] || lf_fail " + ShellQuote("the home " + home + " is not on btrfs"));
+      sc.raw("  lf_home=" + qh + "; fi");
+      sc.raw("if [ -n \"$lf_old\" ] && lf_check \"$lf_old\" \"$lf_home\"; then");
+      sc.raw("  " + Cmd("printf").arg("kept\t%s\t%s\n").arg(u).str() + " \"$lf_old\"; lf_b=${lf_old%/*}; lf_keep=\"$lf_keep ${lf_b##*/}\"");
+      sc.raw("elif [ -z \"$lf_home\" ]; then " + Cmd("printf").arg("missing\t%s\t\n").arg(u).str());
+      if (!o_.execute) {
+        sc.raw("else " + Cmd("printf").arg("would-create\t%s\t%s\n").arg(u).arg(dest).str() + "; fi");
+        continue;
+      }
+      sc.raw("else");
+      sc.raw("  [ ! -e " + qd + " ] || lf_fail " + ShellQuote(dest + " exists and does not match the home " + home));
+      sc.raw("  mkdir -p -m 0700 " + ShellQuote(dir));
+      // A home that is a subvolume is snapshotted; a directory is copied into a new subvolume (reflinks: cheap).
+      sc.raw("  if [ \"$(stat -c %i " + qh + ")\" = 256 ] && btrfs subvolume show " + qh + " >/dev/null 2>&1; then");
+      sc.raw("    btrfs subvolume snapshot -r " + qh + " " + qd + " >/dev/null || lf_fail " + ShellQuote("btrfs subvolume snapshot of " + home + " failed"));
+      sc.raw("  else");
+      sc.raw("    btrfs subvolume create " + qd + " >/dev/null || lf_fail " + ShellQuote("btrfs subvolume create " + dest + " failed"));
+      sc.raw("    cp -a -x --reflink=auto " + ShellQuote(home + "/.") + " " + ShellQuote(dest + "/") +
+             " || { btrfs subvolume delete " + qd + " >/dev/null 2>&1; lf_fail " + ShellQuote("copying " + home + " failed") + "; }");
+      sc.raw("    btrfs property set -ts " + qd + " ro true || lf_fail " + ShellQuote("cannot make " + dest + " read-only"));
+      sc.raw("  fi");
+      sc.raw("  lf_check " + qd + " " + qh + " || lf_fail \"the snapshot \"" + qd + "\" does not check: $LF_WHY\"");
+      sc.raw("  " + Cmd("printf").arg("created\t%s\t%s\n").arg(u).arg(dest).str() + "; lf_keep=\"$lf_keep homes-" + DateOfDays(TodayDays()) + "\"");
+      sc.raw("fi");
+    }
+    if (st.keep > 0) {
+      // The oldest homes-DATE directories beyond `keep`, except today's and those holding a snapshot checked now.
+      sc.raw("ls -1 " + ShellQuote(to) + " 2>/dev/null | grep -E '^homes-[0-9]{4}-[0-9]{2}-[0-9]{2}$' | sort -r | tail -n +" +
+             std::to_string(st.keep + 1) + " | while IFS= read -r lf_d; do");
+      sc.raw("  case \" $lf_keep \" in *\" $lf_d \"*) continue;; esac");
+      if (o_.execute) {
+        sc.raw("  for lf_s in " + ShellQuote(to + "/") + "\"$lf_d\"/*; do [ -e \"$lf_s\" ] || continue; "
+               "btrfs subvolume delete \"$lf_s\" >/dev/null || lf_fail \"cannot delete $lf_s\"; done");
+        sc.raw("  rmdir " + ShellQuote(to + "/") + "\"$lf_d\" || lf_fail \"cannot remove \"" + ShellQuote(to + "/") + "\"$lf_d\"");
+        sc.raw("  printf 'pruned\\t%s\\t\\n' \"$lf_d\"");
+      } else {
+        sc.raw("  printf 'would-prune\\t%s\\t\\n' \"$lf_d\"");
+      }
+      sc.raw("done");
+    }
+    RunResult r;
+    if (!run_checked(t, sc, nonce, nr, r, "snapshot of the homes under " + to + " failed")) {
+      if (nr.detail.starts_with("snapshot of ")) nr.detail += "; nothing after this step runs";
+      return false;
+    }
+    std::vector<std::string> created, kept, missing, pruned;
+    for (const auto& line : SplitLines(r.out)) {
+      auto f = SplitChar(line, '\t');
+      if (f.size() != 3 || f[2].size() > 4096) continue;
+      const bool named = std::find(names.begin(), names.end(), f[1]) != names.end();
+      if ((f[0] == "created" || f[0] == "would-create") && named) created.push_back(f[1]);
+      else if (f[0] == "kept" && named) kept.push_back(f[1]);
+      else if (f[0] == "missing" && named) missing.push_back(f[1]);
+      else if ((f[0] == "pruned" || f[0] == "would-prune") && f[1].size() < 100) pruned.push_back(f[1]);
+      else continue;
+      if (f[0] != "missing" && named) nr.changes.push_back((f[0] == "kept" ? "= " : "+ ") + f[1] + ": " + f[2]);
+    }
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      snapshotted_.insert(created.begin(), created.end());
+      snapshotted_.insert(kept.begin(), kept.end());
+    }
+    for (const auto& p : pruned) nr.changes.push_back("- " + to + "/" + p);
+    std::vector<std::string> parts;
+    if (!created.empty()) parts.push_back((o_.execute ? "snapshot made and checked: " : "would snapshot: ") + Join(created, ", "));
+    if (!kept.empty()) parts.push_back("snapshot there already, checked: " + Join(kept, ", "));
+    if (!missing.empty()) parts.push_back("no home and no snapshot (nothing of theirs is deleted): " + Join(missing, ", "));
+    if (!pruned.empty()) parts.push_back((o_.execute ? "pruned " : "would prune ") + Join(pruned, ", "));
+    nr.status = created.empty() && pruned.empty() ? "unchanged" : o_.execute ? "changed" : "planned";
+    nr.detail = parts.empty() ? "no selected account has a home here" : Join(parts, "; ");
+    return true;
+  }
+
+  // accounts: delete_data. See AccountAction::DeleteData. The node prints "removed<TAB>NAME<TAB>PATH<TAB>KIB"
+  // ("would-remove" in a dry run) per path it deleted.
+  bool delete_data(const PlaybookStep& st, const std::vector<std::string>& names, const NodeDef& n, Transport& t,
+                   StepNodeResult& nr) {
+    std::string data_root;
+    Value eff = inv_.settings(n);
+    if (const Value* v = eff.find("rootless_docker"); v && v->is_map())
+      if (const Value* d = v->find("data_root"); d && d->is_scalar()) data_root = d->str();
+    std::vector<std::pair<std::string, std::string>> paths;  // user, path
+    std::vector<std::string> unverified;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      for (const auto& u : names) {
+        if (!snapshotted_.count(u) && !archived_[n.name].count(u)) {
+          unverified.push_back(u);
+          continue;
+        }
+        std::vector<std::string> mine;
+        if (!data_root.empty()) {
+          std::string p = data_root;
+          for (size_t at; (at = p.find("{{user}}")) != std::string::npos;) p.replace(at, 8, u);
+          mine.push_back(p);
+        }
+        if (!st.homes.empty()) mine.push_back(st.homes + "/" + u);
+        for (const auto& p : mine) {
+          PathResult pr = NormalizeAbsolutePath(p);
+          if (!pr.error && pr.path == p && p != "/") paths.push_back({u, p});
+        }
+      }
+    }
+    const std::string nonce = o_.execute ? NewNonce() : "";
+    Script sc;
+    sc.raw("export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    if (o_.execute) sc.append(NodeLockScript(o_.apply, nonce));
+    sc.raw("lf_fail() { printf '%s\\n' \"$1\" >&2; exit 1; }");
+    sc.raw(kRootOnlyShellFunction);
+    for (const auto& [u, p] : paths) {
+      const std::string q = ShellQuote(p), parent = p.substr(0, std::max<size_t>(p.rfind('/'), 1));
+      sc.raw("if [ -L " + q + " ]; then lf_fail " + ShellQuote(p + " is a symbolic link; nothing of it deleted") + "; fi");
+      sc.raw("if [ -e " + q + " ]; then");
+      sc.raw("  lf_rootonly " + ShellQuote(parent) + " || lf_fail \"a user can change ${LF_WHY}above \"" + q +
+             "\"; labfleet never deletes as root through a path a user controls\"");
+      sc.raw("  lf_kib=$(timeout 60 du -sxk -- " + q + " 2>/dev/null | cut -f1)");
+      if (o_.execute) {
+        sc.raw("  if [ \"$(stat -c %i " + q + ")\" = 256 ] && btrfs subvolume show " + q + " >/dev/null 2>&1; then");
+        sc.raw("    btrfs subvolume delete " + q + " >/dev/null || lf_fail " + ShellQuote("btrfs subvolume delete " + p + " failed"));
+        sc.raw("  else rm -rf --one-file-system -- " + q + " || lf_fail " + ShellQuote("rm -rf " + p + " failed") + "; fi");
+        sc.raw("  " + Cmd("printf").arg("removed\t%s\t%s\t%s\n").arg(u).arg(p).str() + " \"$lf_kib\"");
+      } else {
+        sc.raw("  " + Cmd("printf").arg("would-remove\t%s\t%s\t%s\n").arg(u).arg(p).str() + " \"$lf_kib\"");
+      }
+      sc.raw("fi");
+    }
+    RunResult r;
+    if (!run_checked(t, sc, nonce, nr, r, "deleting the accounts' data failed")) return false;
+    size_t removed = 0;
+    for (const auto& line : SplitLines(r.out)) {
+      auto f = SplitChar(line, '\t');
+      if (f.size() != 4 || (f[0] != "removed" && f[0] != "would-remove")) continue;
+      bool ours = false;
+      for (const auto& [u, p] : paths) ours = ours || (u == f[1] && p == f[2]);
+      if (!ours) continue;
+      auto kib = ParseCount(f[3]);
+      nr.changes.push_back("- " + f[2] + " (" + f[1] + ", " + (kib ? ByteCount(size_t(*kib) * 1024) : "size unknown") + ")");
+      ++removed;
+    }
+    nr.status = removed == 0 ? "unchanged" : o_.execute ? "changed" : "planned";
+    nr.detail = removed == 0 ? "no data of the checked accounts here"
+                             : (o_.execute ? "deleted " : "would delete ") + Counted(removed, "path", "paths");
+    if (!unverified.empty())
+      nr.detail += "; kept (no snapshot or archive of theirs checked in this run): " + Join(unverified, ", ");
+    return true;
+  }
+
   // Ends every process of the named accounts on the node (dry run: counts them). Only accounts that exist on the
   // node with uid >= 1000 (root and system accounts never; the login user is refused before, AccountsRefusal).
   // The node prints "NAME<TAB>COUNT<TAB>LEFT" per account; lines naming no selected account are ignored.
@@ -592,23 +991,7 @@ class Runner {
       sc.raw("fi");
     }
     RunResult r;
-    try {
-      r = t.run_script(sc.str());
-    } catch (const std::exception& e) {
-      nr.status = "failed";
-      nr.detail = e.what();
-      return false;
-    }
-    if (auto refusal = LockRefusal(r.out, nonce, nr.node, o_.apply.client_host)) {
-      nr.status = "failed";
-      nr.detail = *refusal;
-      return false;
-    }
-    if (!r.ok()) {
-      nr.status = "failed";
-      nr.detail = "exit " + std::to_string(r.exit_code) + (Tail(r).empty() ? "" : ": " + Tail(r));
-      return false;
-    }
+    if (!run_checked(t, sc, nonce, nr, r)) return false;
     std::vector<std::string> ended, left;
     for (const auto& line : SplitLines(r.out)) {
       auto f = SplitChar(line, '\t');
@@ -648,18 +1031,7 @@ class Runner {
       sc.raw("fi");
     }
     RunResult r;
-    try {
-      r = t.run_script(sc.str());
-    } catch (const std::exception& e) {
-      nr.status = "failed";
-      nr.detail = e.what();
-      return false;
-    }
-    if (!r.ok()) {
-      nr.status = "failed";
-      nr.detail = "exit " + std::to_string(r.exit_code) + (Tail(r).empty() ? "" : ": " + Tail(r));
-      return false;
-    }
+    if (!run_checked(t, sc, "", nr, r)) return false;
     nr.rows = ParseAccountReport(r.out, names);
     for (auto& row : nr.rows) {
       row.node = nr.node;
@@ -708,8 +1080,10 @@ class Runner {
       std::vector<StepNodeResult> rs(batch.size());
       std::vector<char> good(batch.size(), 0);
       // Steps that change nodes are recorded for --resume; a report (read-only) runs again.
+      // A snapshot step is checked again (delete_data relies on what this run checked).
       const bool recordable = st.kind == StepKind::Apply ||
-                              (st.kind == StepKind::Accounts && st.action != AccountAction::Report) ||
+                              (st.kind == StepKind::Accounts && st.action != AccountAction::Report &&
+                               st.action != AccountAction::Snapshot) ||
                               st.kind == StepKind::Command || st.kind == StepKind::Snapshot;
       ForEachNode(batch, o_.parallel, [&](size_t i, const NodeDef& n) {
         rs[i].node = n.name;
@@ -778,6 +1152,11 @@ class Runner {
   size_t step_index_ = 0;
   const PlaybookStep* step_ = nullptr;  // the step running now
   std::vector<std::unique_ptr<Inventory>> accounts_inv_;
+  // Accounts whose home snapshot an accounts snapshot step of this run checked (dry run: would make or check),
+  // and per node the accounts an archive step of this run archived there: what delete_data may delete.
+  std::set<std::string> snapshotted_;
+  std::vector<std::unique_ptr<Transport>> retired_;  // connections of nodes that rebooted
+  std::map<std::string, std::set<std::string>> archived_;
 };
 
 }  // namespace

@@ -11,6 +11,11 @@
 //     or that cannot be planned, counts as busy. Skipped nodes take no part in the later steps and are listed;
 //   - an accounts step applies only the users module, with the inventory changed as AccountsInventory says, and
 //     proves it like apply does (a re-plan of that inventory is empty);
+//   - accounts snapshot/delete_data are the runner's own node scripts (under the node lock): delete_data deletes
+//     only for the accounts a snapshot step of this run checked, or whose home this run's archive step archived
+//     on that node (PlaybookStep, AccountAction::DeleteData);
+//   - reboot steps reboot only with RunnerOptions::reboot, only idle nodes, and a node counts as back only with a
+//     new boot id; its checks run on the new connection before the next batch starts;
 //   - `stop` (SIGINT/SIGTERM) is read before each step and each batch: nothing new starts after it;
 //   - every result goes through the Reporter (text, or doc()["steps"] with --format json).
 // Every step is safe to run again (apply and accounts converge; a command has `unless`/`creates`), so an
@@ -66,6 +71,7 @@ struct RunnerOptions {
   ApplyOptions apply;    // run id, who, commit (ApplyOptions::plan is set per step)
   long long today_days = 0;  // for `users: expired`
   long long drain_s = 0;     // --drain: wait_idle steps with on_busy: skip wait up to this long first (0 = no)
+  bool reboot = false;       // --reboot: reboot steps reboot (otherwise they list the nodes that need one)
 };
 
 // One account on one node, from an `accounts: report` step. Everything but `user` and `expires` came from the node
@@ -87,7 +93,7 @@ std::string AccountReportCsv(const std::vector<AccountReportRow>& rows);
 struct StepNodeResult {
   std::string node;
   std::string status;  // planned, changed, unchanged, failed, unreachable, skipped, busy, idle, would-run,
-                       // not-started, done-earlier (--resume)
+                       // not-started, done-earlier (--resume), pending (reboot without --reboot), listed (report)
   std::string detail;  // what happened, one line
   std::vector<std::string> changes;  // change lines ("+ user ...") of a plan or an apply
   std::vector<AccountReportRow> rows;  // accounts: report

@@ -1,8 +1,15 @@
 // Playbooks on real sandbox nodes (`labfleet run`, engine/playbook_run.h):
-//   - the shipped semester-end playbook over 3 nodes: the dry run changes nothing; the run locks the expired
-//     accounts, ends their processes (not root's, not a current user's), archives and deletes them on every node (archive read back by tar, pwck -r / grpck -r clean, current
-//     accounts and a root session untouched); a rerun changes nothing; the inventory then marked `remove:
-//     archive` plans empty;
+//   - the shipped semester-end playbook over 3 nodes with btrfs, node3 the storage server: the dry run changes
+//     nothing; the run locks the expired accounts, ends their processes (not root's, not a current user's),
+//     snapshots the expired homes on node3 (checked with btrfs subvolume show, the ro property and files read
+//     back), archives and deletes the accounts on every node (archive read back by tar, pwck -r / grpck -r clean,
+//     current accounts and a root session untouched), deletes the expired homes on node3 and every node's expired
+//     Docker data; a rerun changes nothing; the inventory then marked `remove: archive` plans empty;
+//   - a snapshot that fails (a world-writable snapshot directory) deletes nothing; fixed, old snapshots are
+//     pruned to keep and an account with no home and no snapshot keeps its Docker data;
+//   - lock with a directory: shadowExpire 1 in a real slapd, usermod -e 1 for a local account, rerun unchanged;
+//   - reboot: without --reboot nodes with /run/reboot-required are listed; with it a busy node is not rebooted
+//     and a node whose boot id does not change (a sandbox node cannot reboot) fails and stops the rollout;
 //   - an upgrade-shaped playbook: a node with a GPU job (a process holding a stand-in GPU device file open) is
 //     left out and listed, the idle nodes run the command, its `creates:` guard makes a rerun harmless; the
 //     shipped upgrade playbook's dry run lists the busy node too;
@@ -17,11 +24,13 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
+#include <thread>
 
 #include "engine/playbook.h"
 #include "tests/integration/cli_helpers.h"
 #include "tests/integration/doubles.h"
 #include "tests/integration/sandbox.h"
+#include "tests/integration/test_directory_slapd.h"
 
 using namespace labfleet::testing;
 
@@ -31,6 +40,13 @@ bool Has(const std::string& text, const std::string& part) { return text.find(pa
 
 std::string Shipped(const std::string& name) {
   return ReadFile(std::filesystem::path(LABFLEET_SOURCE_DIR) / "playbooks" / (name + ".yaml"));
+}
+
+// The shipped semester-end for a sandbox lab: node3 is the storage server, its homes on /srv/btrfs.
+std::string ForSandbox(std::string text) {
+  text = std::regex_replace(text, std::regex("nodes: storage"), "nodes: node3");
+  text = std::regex_replace(text, std::regex("homes: /mnt/HDD/home"), "homes: /srv/btrfs/home");
+  return std::regex_replace(text, std::regex("to: /mnt/HDD/.snapshots"), "to: /srv/btrfs/snapshots");
 }
 
 // step name -> "node=status ..." of a `run --format json` document.
@@ -48,9 +64,10 @@ std::string StepStatuses(const nlohmann::json& doc, const std::string& step) {
 
 TEST_SUITE("integration-playbooks") {
   TEST_CASE("semester-end: expired accounts locked, homes archived and deleted on every node; a rerun is a no-op") {
-    Sandbox sbx({.nodes = 3});
+    Sandbox sbx({.nodes = 3, .btrfs_mb = 128});
     TempInventory inv(sbx, "labfleet-pb-sem");
-    inv.write("inventory/lab.yaml", "lab:\n  name: sem\n  home_archive: /var/backups/homes\n");
+    inv.write("inventory/lab.yaml", "lab:\n  name: sem\n  home_archive: /var/backups/homes\n  defaults:\n"
+                                    "    rootless_docker: { data_root: \"/local/.docker/{{user}}\" }\n");
     auto users = [&](const std::string& extra) {
       inv.write("inventory/users.yaml",
                 "users:\n"
@@ -61,12 +78,21 @@ TEST_SUITE("integration-playbooks") {
                 "  staff: { uid: 2304 }\n");
     };
     users("");
-    inv.write("playbooks/semester-end.yaml", Shipped("semester-end"));
+    inv.write("playbooks/semester-end.yaml", ForSandbox(Shipped("semester-end")));
     auto created = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty"});
     INFO(created.out << created.err);
     REQUIRE(created.rc == 0);
     for (const std::string n : {"node1", "node2", "node3"})
       Exec(sbx, n, "mkdir -p /home/olda/data && printf 'epoch 12\\n' > /home/olda/data/log.txt && chown -R olda:olda /home/olda/data");
+    // node3 is the storage server: its btrfs holds the homes (olda's a subvolume, cur's a directory; oldb has
+    // none there). Every node has the users' rootless Docker data.
+    Exec(sbx, "node3", "mkdir -p /srv/btrfs/home && btrfs subvolume create /srv/btrfs/home/olda >/dev/null && "
+                       "mkdir -p /srv/btrfs/home/olda/data /srv/btrfs/home/cur && "
+                       "printf 'weights v3\\n' > /srv/btrfs/home/olda/data/model.txt && "
+                       "ln -s /etc/shadow /srv/btrfs/home/olda/link && chown -R 2301:2301 /srv/btrfs/home/olda && "
+                       "echo mine > /srv/btrfs/home/cur/notes.txt");
+    for (const std::string n : {"node1", "node2", "node3"})
+      Exec(sbx, n, "for u in olda oldb cur; do mkdir -p /local/.docker/$u/overlay2 && echo x > /local/.docker/$u/overlay2/l; done");
     // A root session stays up through the run (labfleet logs in as root here); olda's forgotten job on node2 and
     // cur's job are running too.
     Exec(sbx, "node1", "nohup setsid sleep 600 >/dev/null 2>&1 & sleep 0.2; pgrep -x sleep >/dev/null");
@@ -84,8 +110,14 @@ TEST_SUITE("integration-playbooks") {
     CHECK(StepStatuses(d, "lock expired accounts") == "node1=planned node2=planned node3=planned");
     CHECK(StepStatuses(d, "end the sessions of expired accounts") == "node1=unchanged node2=planned node3=unchanged");
     CHECK(d["steps"][3]["nodes"][1]["detail"] == "would end the processes of olda (1)");
-    CHECK(Has(d["steps"][4]["nodes"][0]["changes"].dump(), "user olda (deleted: remove: archive; home /home/olda archived to"));
+    CHECK(Has(d["steps"][5]["nodes"][0]["changes"].dump(), "user olda (deleted: remove: archive; home /home/olda archived to"));
+    CHECK(StepStatuses(d, "snapshot the homes") == "node3=planned");
+    CHECK(d["steps"][4]["nodes"][0]["detail"] == "would snapshot: olda; no home and no snapshot (nothing of theirs is deleted): oldb");
+    CHECK(StepStatuses(d, "delete homes and docker data") == "node1=planned node2=planned node3=planned");
+    CHECK(Has(d["steps"][6]["nodes"][2]["changes"].dump(), "- /srv/btrfs/home/olda (olda, "));
+    CHECK(Has(d["steps"][6]["nodes"][0]["changes"].dump(), "- /local/.docker/oldb (oldb, "));
     CHECK(sbx.exec("node2", "pgrep -u 2301 >/dev/null").exit_code == 0);
+    CHECK(sbx.exec("node3", "test -d /srv/btrfs/snapshots").exit_code != 0);
     // A week ahead: the dry run as of 7 days later also lists soon; a run cannot pretend it is later.
     auto ahead = Cli(sbx, inv.dir(), {"run", "semester-end", "--within", "7", "--format", "json"});
     INFO(ahead.out << ahead.err);
@@ -100,7 +132,7 @@ TEST_SUITE("integration-playbooks") {
     auto listed = Cli(sbx, inv.dir(), {"run", "semester-end", "--within", "7", "--csv", csv});
     INFO(listed.out << listed.err);
     CHECK(listed.rc == 0);
-    CHECK(Has(listed.out, "step 1/5 list expired accounts (accounts): dry-run"));
+    CHECK(Has(listed.out, "step 1/7 list expired accounts (accounts): dry-run"));
     CHECK(Has(listed.out, "  node1: listed — 3 accounts on this node\n    = olda: home /home/olda, "));
     const std::string text = labfleet::testing::ReadFile(csv);
     CHECK(std::filesystem::status(csv).permissions() ==
@@ -129,6 +161,20 @@ TEST_SUITE("integration-playbooks") {
     CHECK(StepStatuses(r, "lock expired accounts") == "node1=changed node2=changed node3=changed");
     CHECK(StepStatuses(r, "end the sessions of expired accounts") == "node1=unchanged node2=changed node3=unchanged");
     CHECK(StepStatuses(r, "archive homes and delete accounts") == "node1=changed node2=changed node3=changed");
+    CHECK(StepStatuses(r, "snapshot the homes") == "node3=changed");
+    CHECK(StepStatuses(r, "delete homes and docker data") == "node1=changed node2=changed node3=changed");
+    // The snapshot, checked with btrfs and read back; the homes on the storage server and the Docker data.
+    const std::string snap = "/srv/btrfs/snapshots/homes-" + labfleet::DateOfDays(labfleet::TodayDays()) + "/olda";
+    CHECK(Has(Exec(sbx, "node3", "btrfs subvolume show " + snap), "Flags:"));
+    CHECK(Exec(sbx, "node3", "btrfs property get -ts " + snap + " ro") == "ro=true\n");
+    CHECK(Exec(sbx, "node3", "cat " + snap + "/data/model.txt") == "weights v3\n");
+    CHECK(Exec(sbx, "node3", "readlink " + snap + "/link") == "/etc/shadow\n");
+    CHECK(Exec(sbx, "node3", "ls /srv/btrfs/snapshots/homes-*") == "olda\n");  // oldb has no home there: no snapshot
+    CHECK(sbx.exec("node3", "test ! -e /srv/btrfs/home/olda && test -f /srv/btrfs/home/cur/notes.txt").exit_code == 0);
+    for (const std::string n : {"node1", "node2", "node3"}) {
+      CAPTURE(n);
+      CHECK(Exec(sbx, n, "ls /local/.docker") == "cur\n");  // oldb's too: its home was archived on every node
+    }
     CHECK(sbx.exec("node2", "pgrep -u 2301 >/dev/null").exit_code != 0);  // olda's job ended
     CHECK(sbx.exec("node2", "pgrep -u 2303 >/dev/null").exit_code == 0);  // cur's job runs on
     for (const std::string n : {"node1", "node2", "node3"}) {
@@ -157,6 +203,11 @@ TEST_SUITE("integration-playbooks") {
     CHECK(again.rc == 0);
     CHECK(StepStatuses(again.json(), "lock expired accounts") == "node1=unchanged node2=unchanged node3=unchanged");
     CHECK(StepStatuses(again.json(), "archive homes and delete accounts") == "node1=unchanged node2=unchanged node3=unchanged");
+    CHECK(StepStatuses(again.json(), "snapshot the homes") == "node3=unchanged");
+    CHECK(again.json()["steps"][4]["nodes"][0]["detail"] ==
+          "snapshot there already, checked: olda; no home and no snapshot (nothing of theirs is deleted): oldb");
+    CHECK(StepStatuses(again.json(), "delete homes and docker data") == "node1=unchanged node2=unchanged node3=unchanged");
+    CHECK(Exec(sbx, "node3", "ls /srv/btrfs/snapshots/homes-*") == "olda\n");
     for (const std::string n : {"node1", "node2", "node3"}) CHECK(sbx.exec(n, "getent passwd olda").exit_code == 2);
 
     // The inventory says what was done: a plan of it is empty.
@@ -164,6 +215,90 @@ TEST_SUITE("integration-playbooks") {
     auto plan = Cli(sbx, inv.dir(), {"plan", "--detailed-exitcode"});
     INFO(plan.out << plan.err);
     CHECK(plan.rc == 0);
+  }
+
+  TEST_CASE("semester-end: a snapshot that fails deletes nothing; data of an account without a snapshot is kept") {
+    Sandbox sbx({.nodes = 2, .btrfs_mb = 64});
+    TempInventory inv(sbx, "labfleet-pb-snapfail");
+    inv.write("inventory/lab.yaml", "lab:\n  name: sem\n  defaults:\n"
+                                    "    rootless_docker: { data_root: \"/local/.docker/{{user}}\" }\n");
+    inv.write("inventory/users.yaml", "users:\n  olda: { uid: 2301, expires: 2024-01-31 }\n"
+                                      "  oldc: { uid: 2306, expires: 2024-02-28 }\n  cur: { uid: 2303 }\n");
+    inv.write("playbooks/end.yaml",
+              "steps:\n"
+              "  - { name: snapshot, nodes: node2, accounts: snapshot, users: expired, homes: /srv/btrfs/home,"
+              " to: /srv/btrfs/snapshots, keep: 1 }\n"
+              "  - { name: delete, accounts: delete_data, users: expired, homes: /srv/btrfs/home }\n");
+    Exec(sbx, "node2", "mkdir -p /srv/btrfs/home/olda /srv/btrfs/snapshots/homes-2020-01-01 && echo a > /srv/btrfs/home/olda/a && "
+                       "btrfs subvolume create /srv/btrfs/snapshots/homes-2020-01-01/gone >/dev/null");
+    for (const std::string n : {"node1", "node2"})
+      Exec(sbx, n, "for u in olda oldc cur; do mkdir -p /local/.docker/$u && echo x > /local/.docker/$u/f; done");
+
+    // A user can write to the snapshot directory: the snapshot is refused and the run stops before the delete.
+    Exec(sbx, "node2", "chmod 0777 /srv/btrfs/snapshots");
+    auto bad = Cli(sbx, inv.dir(), {"run", "end", "--yes", "--allow-dirty", "--format", "json"});
+    INFO(bad.out << bad.err);
+    CHECK(bad.rc == 4);
+    auto b = bad.json();
+    CHECK(StepStatuses(b, "snapshot") == "node2=failed");
+    CHECK(Has(b["steps"][0]["nodes"][0]["detail"].get<std::string>(), "a user can change /srv/btrfs/snapshots"));
+    CHECK(b["steps"][1]["status"] == "not-started");
+    CHECK(sbx.exec("node2", "test -f /srv/btrfs/home/olda/a && test ! -e /srv/btrfs/snapshots/homes-" +
+                                labfleet::DateOfDays(labfleet::TodayDays())).exit_code == 0);
+    for (const std::string n : {"node1", "node2"}) CHECK(Exec(sbx, n, "ls /local/.docker") == "cur\nolda\noldc\n");
+
+    // Fixed: olda's home is snapshotted (keep: 1 prunes 2020's), then deleted with olda's Docker data; oldc has
+    // no home and no snapshot: nothing of oldc's is deleted.
+    Exec(sbx, "node2", "chmod 0755 /srv/btrfs/snapshots");
+    auto good = Cli(sbx, inv.dir(), {"run", "end", "--yes", "--allow-dirty", "--format", "json"});
+    INFO(good.out << good.err);
+    CHECK(good.rc == 0);
+    auto g = good.json();
+    CHECK(StepStatuses(g, "delete") == "node1=changed node2=changed");
+    CHECK(Has(g["steps"][1]["nodes"][0]["detail"].get<std::string>(),
+              "kept (no snapshot or archive of theirs checked in this run): oldc"));
+    CHECK(Has(g["steps"][0]["nodes"][0]["detail"].get<std::string>(), "pruned homes-2020-01-01"));
+    CHECK(Exec(sbx, "node2", "ls /srv/btrfs/snapshots") == "homes-" + labfleet::DateOfDays(labfleet::TodayDays()) + "\n");
+    CHECK(Exec(sbx, "node2", "cat /srv/btrfs/snapshots/homes-*/olda/a") == "a\n");
+    CHECK(sbx.exec("node2", "test ! -e /srv/btrfs/home/olda").exit_code == 0);
+    for (const std::string n : {"node1", "node2"}) CHECK(Exec(sbx, n, "ls /local/.docker") == "cur\noldc\n");
+  }
+
+  TEST_CASE("lock with a directory: an expired directory account gets shadowExpire 1 in slapd, a local one usermod -e 1") {
+    Sandbox sbx({.nodes = 1});
+    MustExec(sbx, "node1", SlapdSetup());
+    TempInventory inv(sbx, "labfleet-pb-dir");
+    inv.write("inventory/lab.yaml",
+              "lab:\n  name: t\n  accounts: directory\n"
+              "  directory: { server: node1, base: \"dc=lab,dc=example\", uri: \"ldaps://ldap.lab.example\" }\n"
+              "users:\n"
+              "  olda: { uid: 2301, expires: 2024-01-31 }\n"
+              "  cur: { uid: 2303, expires: 2099-12-31 }\n"
+              "  loca: { uid: 2304, accounts: local, expires: 2024-02-29 }\n");
+    inv.write("playbooks/lock.yaml", "steps:\n  - { name: lock expired accounts, accounts: lock, users: expired }\n");
+    auto created = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty"});
+    INFO(created.out << created.err);
+    REQUIRE(created.rc == 0);
+    auto expire = [&](const std::string& user) {
+      return Exec(sbx, "node1", "ldapsearch -Q -Y EXTERNAL -H ldapi:/// -LLL -o ldif-wrap=no -s base -b "
+                                "uid=" + user + ",ou=people,dc=lab,dc=example shadowExpire | grep '^shadowExpire'");
+    };
+    CHECK(expire("olda") == "shadowExpire: " + std::to_string(*labfleet::DaysOfDate("2024-01-31")) + "\n");
+    CHECK(sbx.exec("node1", "grep -q '^olda:' /etc/passwd").exit_code != 0);  // no local account to usermod
+
+    auto run = Cli(sbx, inv.dir(), {"run", "lock", "--yes", "--allow-dirty", "--format", "json"});
+    INFO(run.out << run.err);
+    CHECK(run.rc == 0);
+    CHECK(StepStatuses(run.json(), "lock expired accounts") == "node1=changed");
+    CHECK(expire("olda") == "shadowExpire: 1\n");
+    CHECK(expire("cur") == "shadowExpire: " + std::to_string(*labfleet::DaysOfDate("2099-12-31")) + "\n");
+    CHECK(Exec(sbx, "node1", "getent shadow loca | cut -d: -f8") == "1\n");
+
+    auto again = Cli(sbx, inv.dir(), {"run", "lock", "--yes", "--allow-dirty", "--format", "json"});
+    INFO(again.out << again.err);
+    CHECK(again.rc == 0);
+    CHECK(StepStatuses(again.json(), "lock expired accounts") == "node1=unchanged");
+    CHECK(expire("olda") == "shadowExpire: 1\n");
   }
 
   TEST_CASE("without end_sessions, archive is refused while an expired user runs a process: nothing of theirs is deleted") {
@@ -213,9 +348,12 @@ TEST_SUITE("integration-playbooks") {
     CHECK(dry.rc == 0);
     CHECK(Has(dry.out, "  node2: skipped — busy: 1 GPU job running (trainee: pid "));
     CHECK(Has(dry.out, "a run would leave it out"));
-    CHECK(Has(dry.out, "Dry run of playbook upgrade (4 steps): nothing is changed; --yes runs it\n"
+    CHECK(Has(dry.out, "Dry run of playbook upgrade (5 steps): nothing is changed; --yes runs it\n"
                        "  upgrade packages on idle nodes, one at a time, with holds kept\n"));
     CHECK(Has(dry.out, "  node1: would-run — sh -c if command -v apt-get"));
+    CHECK(Has(dry.out, "step 5/5 reboot where needed (reboot): dry-run\n"
+                       "  without --reboot: the nodes that need a reboot are listed, none is rebooted\n"));
+    CHECK(Has(dry.out, "  node1: unchanged — no reboot needed\n  node2: unchanged — no reboot needed\n"));
 
     auto run = Cli(sbx, inv.dir(), {"run", "up", "--yes", "--allow-dirty", "--format", "json"});
     INFO(run.out << run.err);
@@ -252,6 +390,118 @@ TEST_SUITE("integration-playbooks") {
     INFO(free.out << free.err);
     CHECK(free.rc == 0);
     CHECK(sbx.exec("node1", "test -e /var/tmp/lf-upgraded && test ! -e /run/labfleet.lock").exit_code == 0);
+  }
+
+  TEST_CASE("upgrade --reboot: a busy node is not rebooted; a node that does not come back stops the rollout") {
+    Sandbox sbx({.nodes = 3});
+    TempInventory inv(sbx, "labfleet-pb-reboot");
+    inv.defaults("    busy: { device_glob: \"/dev/shm/lf-gpu[0-9]*\" }\n");
+    inv.write("playbooks/rb.yaml", "steps:\n  - { name: reboot where needed, reboot: when_required, timeout: 10s }\n");
+    for (const std::string n : {"node1", "node2", "node3"}) {
+      InstallDoubles(sbx, n, {"reboot"});
+      MustExec(sbx, n, "touch /run/reboot-required");
+    }
+    // node1 runs a GPU job (a process holding a stand-in GPU device file open).
+    MustExec(sbx, "node1",
+             "useradd -u 2050 -M -s /bin/sh trainee && : > /dev/shm/lf-gpu0 && "
+             "setsid setpriv --reuid 2050 --regid 2050 --clear-groups sleep 600 3</dev/shm/lf-gpu0 "
+             ">/dev/null 2>&1 </dev/null &");
+    MustExec(sbx, "node1", "for i in 1 2 3 4 5 6 7 8 9 10; do pgrep -u 2050 -x sleep && break; sleep 0.2; done");
+
+    // Without --reboot: listed, nothing rebooted.
+    auto listed = Cli(sbx, inv.dir(), {"run", "rb", "--yes", "--allow-dirty", "--format", "json"});
+    INFO(listed.out << listed.err);
+    CHECK(listed.rc == 0);
+    CHECK(StepStatuses(listed.json(), "reboot where needed") == "node1=pending node2=pending node3=pending");
+    for (const std::string n : {"node1", "node2", "node3"}) CHECK(CountCalls(DoubleCalls(sbx, n), "reboot") == 0);
+
+    // --reboot: node1 is busy (left alone); node2 is rebooted, but a sandbox node's boot id never changes (it
+    // shares the host's kernel; the reboot stand-in only records the call): node2 fails after the timeout and
+    // node3, the next batch, is never rebooted.
+    auto run = Cli(sbx, inv.dir(), {"run", "rb", "--yes", "--reboot", "--allow-dirty", "--format", "json"});
+    INFO(run.out << run.err);
+    CHECK(run.rc == 4);
+    auto r = run.json();
+    CHECK(StepStatuses(r, "reboot where needed") == "node1=skipped node2=failed node3=not-started");
+    CHECK(Has(r["steps"][0]["nodes"][0]["detail"].get<std::string>(), "1 GPU job running (trainee"));
+    CHECK(r["steps"][0]["nodes"][1]["detail"] ==
+          "rebooted, but it did not come back with a new boot id within 10 s (still the old boot id)");
+    CHECK(CountCalls(DoubleCalls(sbx, "node1"), "reboot") == 0);
+    CHECK(CountCalls(DoubleCalls(sbx, "node2"), "reboot") == 1);
+    CHECK(CountCalls(DoubleCalls(sbx, "node3"), "reboot") == 0);
+    CHECK(sbx.exec("node2", "test ! -e /run/labfleet.lock").exit_code == 0);  // the lock was released
+    CHECK(sbx.exec("node1", "pgrep -u 2050 -x sleep >/dev/null").exit_code == 0);  // the job runs on
+  }
+
+  TEST_CASE("reboot on restartable sandbox nodes: each comes back, is checked, and a failed check stops the rollout") {
+    // --btrfs-root nodes can be restarted (Sandbox::restart: the node's init and everything in it start again;
+    // the kernel, and so its boot id, stays the host's, PID 1's start time is new). The test plays the machine:
+    // when a node's reboot stand-in has been called, it restarts that node.
+    Sandbox sbx({.nodes = 3, .btrfs_mb = 64, .btrfs_root = true});
+    TempInventory inv(sbx, "labfleet-pb-restart");
+    inv.write("inventory/lab.yaml", "lab: { name: t }\n");
+    inv.write("playbooks/rb.yaml",
+              "steps:\n  - { name: reboot, reboot: when_required, timeout: 2m, health: [test, -e, /etc/lf-healthy] }\n");
+    for (const std::string n : {"node1", "node2", "node3"}) {
+      InstallDoubles(sbx, n, {"reboot"});
+      MustExec(sbx, n, "touch /run/reboot-required");  // /run is gone after the restart, as on a machine
+    }
+    MustExec(sbx, "node1", "touch /etc/lf-healthy");  // node2 and node3 fail the health check once back
+    MustExec(sbx, "node3", "touch /etc/lf-healthy");
+    std::atomic<bool> done{false};
+    std::vector<std::string> restarted;
+    std::thread machine([&] {
+      while (!done.load()) {
+        for (const std::string n : {"node1", "node2", "node3"}) {
+          if (std::find(restarted.begin(), restarted.end(), n) != restarted.end()) continue;
+          if (sbx.exec(n, "grep -qx reboot /var/log/labfleet-doubles.log").exit_code == 0) {
+            restarted.push_back(n);
+            try {
+              sbx.restart(n);
+            } catch (const std::exception& e) {
+              restarted.push_back(std::string("restart failed: ") + e.what());
+            }
+          }
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      }
+    });
+    auto run = Cli(sbx, inv.dir(), {"run", "rb", "--yes", "--reboot", "--allow-dirty", "--format", "json"});
+    done = true;
+    machine.join();
+    INFO(run.out << run.err);
+    CHECK(run.rc == 4);
+    auto r = run.json();
+    CHECK(StepStatuses(r, "reboot") == "node1=changed node2=failed node3=not-started");
+    CHECK(r["steps"][0]["nodes"][0]["detail"] == "rebooted and back; checked: health check passed");
+    CHECK(r["steps"][0]["nodes"][1]["detail"] == "rebooted and back; check failed: health check test -e /etc/lf-healthy failed (exit 1)");
+    CHECK(restarted == std::vector<std::string>{"node1", "node2"});  // node3 was never rebooted
+    CHECK(sbx.exec("node1", "test ! -e /run/reboot-required").exit_code == 0);
+    CHECK(sbx.exec("node3", "test -e /run/reboot-required").exit_code == 0);
+    // A rerun: node1 and node2 need no reboot any more, node3 is next.
+    MustExec(sbx, "node2", "touch /etc/lf-healthy");
+    done = false;
+    std::thread machine2([&] {
+      while (!done.load()) {
+        if (std::find(restarted.begin(), restarted.end(), "node3") == restarted.end() &&
+            sbx.exec("node3", "grep -qx reboot /var/log/labfleet-doubles.log").exit_code == 0) {
+          restarted.push_back("node3");
+          try {
+            sbx.restart("node3");
+          } catch (const std::exception& e) {
+            restarted.push_back(std::string("restart failed: ") + e.what());
+          }
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      }
+    });
+    auto again = Cli(sbx, inv.dir(), {"run", "rb", "--yes", "--reboot", "--allow-dirty", "--format", "json"});
+    done = true;
+    machine2.join();
+    INFO(again.out << again.err);
+    CHECK(again.rc == 0);
+    CHECK(StepStatuses(again.json(), "reboot") == "node1=unchanged node2=unchanged node3=changed");
+    CHECK(restarted == std::vector<std::string>{"node1", "node2", "node3"});
   }
 
   TEST_CASE("rolling apply: the health check fails on the second batch; the third node is never applied") {
@@ -393,13 +643,14 @@ TEST_SUITE("integration-playbooks") {
     INFO(ok.out << ok.err);
     CHECK(ok.rc == 0);
     CHECK(Has(ok.out, "1 playbook)"));
-    inv.write("playbooks/bad.yaml", "steps:\n  - name: a\n    apply: [dockr]\n  - { name: b, reboot: now }\n");
+    inv.write("playbooks/bad.yaml", "steps:\n  - name: a\n    apply: [dockr]\n  - { name: b, restart: now }\n  - { name: c, reboot: now }\n");
     auto bad = Cli({"--inventory", inv.dir(), "validate"});
     INFO(bad.out << bad.err);
     CHECK(bad.rc == 1);
     const std::string file = (inv.root / "playbooks" / "bad.yaml").string();
     CHECK(Has(bad.err, file + ":2:5: error: step 'a' applies the module 'dockr', which does not exist; did you mean 'docker'?"));
     CHECK(Has(bad.err, file + ":4:5: error: step 2 has no step kind"));
+    CHECK(Has(bad.err, file + ":5:24: error: 'reboot' of step 3 must be one of when_required, always, got 'now'"));
     auto refused = Cli(sbx, inv.dir(), {"run", "bad"});
     CHECK(refused.rc == 1);
     CHECK(Has(refused.err, "nothing was run"));

@@ -697,6 +697,243 @@ steps:
     CHECK(plain.ran("n1", "head -c 4096") == 0);
   }
 
+  TEST_CASE("accounts: snapshot and delete_data parse; their keys are checked") {
+    Findings f;
+    Playbook pb = Parse("steps:\n"
+                        "  - { name: s, nodes: n1, accounts: snapshot, users: expired, homes: /srv/home, to: /srv/snaps, keep: 2 }\n"
+                        "  - { name: d, accounts: delete_data, users: [olda] }\n", f);
+    CHECK(Errors(f) == "");
+    REQUIRE(pb.steps.size() == 2);
+    CHECK(pb.steps[0].action == AccountAction::Snapshot);
+    CHECK(pb.steps[0].homes == "/srv/home");
+    CHECK(pb.steps[0].snapshot_to == "/srv/snaps");
+    CHECK(pb.steps[0].keep == 2);
+    CHECK(pb.steps[1].action == AccountAction::DeleteData);
+    CHECK(pb.steps[1].homes == "");
+    Inventory inv = Load(kInv);
+    CHECK(AccountsInventory(pb.steps[0], inv, kToday).users.size() == inv.users.size());  // the inventory stays
+    Findings g;
+    Parse(R"(steps:
+  - { name: a, accounts: snapshot, users: expired }
+  - { name: b, accounts: lock, users: expired, to: /x, keep: 1 }
+  - { name: c, accounts: delete_data, users: expired, homes: srv/home }
+  - { name: d, accounts: lock, users: expired, homes: /srv/home }
+)", g);
+    std::string e = Errors(g);
+    INFO(e);
+    CHECK(e.find("playbooks/t.yaml:2:5: missing-required:") != std::string::npos);
+    CHECK(e.find("playbooks/t.yaml:3:48: invalid-value: 'to' only goes with `accounts: snapshot`") != std::string::npos);
+    CHECK(e.find("playbooks/t.yaml:3:56: invalid-value: 'keep' only goes with `accounts: snapshot`") != std::string::npos);
+    CHECK(e.find("playbooks/t.yaml:4:62: invalid-value: 'homes' must be a plain absolute path") != std::string::npos);
+    CHECK(e.find("playbooks/t.yaml:5:48: invalid-value: 'homes' only goes with") != std::string::npos);
+  }
+
+  TEST_CASE("accounts lock: a directory account stays with shadowExpire 1; the directory module is applied too") {
+    Inventory inv = Load(std::string(kInv) + "");
+    inv.users[0].accounts = "directory";  // olda lives in the directory
+    PlaybookStep st;
+    st.kind = StepKind::Accounts;
+    st.expired = true;
+    st.action = AccountAction::Lock;
+    Inventory locked = AccountsInventory(st, inv, kToday);
+    REQUIRE(locked.user("olda") != nullptr);
+    CHECK(locked.user("olda")->expires == "1970-01-02");
+    CHECK(locked.user("oldb") == nullptr);  // local: left out, the users module locks it
+    CHECK(AccountsModules(inv) == std::vector<std::string>{"users"});
+    Inventory withdir = LoadUnvalidated(R"(lab:
+  name: t
+  directory: { server: n1, base: "dc=t,dc=example" }
+nodes:
+  n1: { address: 10.9.0.1 }
+)");
+    CHECK(AccountsModules(withdir) == std::vector<std::string>{"users", "directory"});
+  }
+
+  TEST_CASE("delete_data deletes only what a checked snapshot (or archive) of this run covers; a failed snapshot deletes nothing") {
+    std::string text = kInv;
+    text.replace(text.find("  gpu: {}"), 9, "  gpu: { rootless_docker: { data_root: \"/local/.docker/{{user}}\" } }");
+    Inventory inv = Load(text);
+    Findings f;
+    Playbook pb = Parse("steps:\n"
+                        "  - { name: snap, nodes: n1, accounts: snapshot, users: expired, homes: /srv/home, to: /srv/snaps, keep: 1 }\n"
+                        "  - { name: del, nodes: [n1, n2], accounts: delete_data, users: expired, homes: /srv/home }\n", f);
+    REQUIRE(Errors(f) == "");
+    auto run = [&](const std::string& snapshot_answer, int snapshot_exit) {
+      auto w = std::make_unique<World>();
+      for (auto n : {"n1", "n2"}) {
+        w->transports[n] = std::make_shared<FakeTransport>(n);
+        w->transports[n]->respond([=](const std::string&, const std::string& script) {
+          if (script.find("lf_find") != std::string::npos) return RunResult{snapshot_exit, snapshot_answer, "no btrfs"};
+          // delete_data: claims for every path in the script, plus a forged line for a path it was not given
+          std::string out = "removed\tolda\t/etc\t1\n";
+          for (const char* p : {"/local/.docker/olda", "/srv/home/olda", "/local/.docker/oldb", "/srv/home/oldb"})
+            if (script.find(std::string(p) + "\n") != std::string::npos || script.find(std::string(p) + " ") != std::string::npos)
+              out += std::string("removed\t") + (std::string(p).find("olda") != std::string::npos ? "olda" : "oldb") + "\t" + p + "\t8\n";
+          return RunResult{0, out, ""};
+        });
+      }
+      PlaybookRun r = RunPlaybook(pb, inv, {&inv.nodes[0], &inv.nodes[1]}, Real(), w->ops(), nullptr);
+      return std::make_pair(std::move(w), r);
+    };
+    // olda's snapshot made and checked; oldb has neither home nor snapshot: only olda's data goes.
+    auto [w, r] = run("created\tolda\t/srv/snaps/homes-2030-01-01/olda\nmissing\toldb\t\ncreated\tstays\t/x\n"
+                      "pruned\thomes-2029-06-30\t\n", 0);
+    CHECK(r.ok);
+    CHECK(Statuses(r.steps[0]) == "n1=changed");
+    CHECK(r.steps[0].nodes[0].detail == "snapshot made and checked: olda; no home and no snapshot (nothing of theirs is "
+                                        "deleted): oldb; pruned homes-2029-06-30");
+    CHECK(Statuses(r.steps[1]) == "n1=changed n2=changed");
+    CHECK(r.steps[1].nodes[0].changes ==
+          std::vector<std::string>{"- /local/.docker/olda (olda, 8 KiB)", "- /srv/home/olda (olda, 8 KiB)"});
+    CHECK(r.steps[1].nodes[1].detail == "deleted 2 paths; kept (no snapshot or archive of theirs checked in this run): oldb");
+    std::string del;
+    for (const auto& c : w->transports["n2"]->calls())
+      if (c.stdin_data.find("lf_kib") != std::string::npos) del = c.stdin_data;
+    CHECK(del.find("oldb") == std::string::npos);
+    CHECK(del.find("rm -rf --one-file-system -- /local/.docker/olda ") != std::string::npos);
+    CHECK(del.find("lf_rootonly /local/.docker ") != std::string::npos);
+    const std::string snap = w->transports["n1"]->calls().at(0).stdin_data;
+    CHECK(snap.find("btrfs subvolume snapshot -r /srv/home/olda /srv/snaps/homes-") != std::string::npos);
+    CHECK(snap.find("lf_rootonly /srv/snaps ") != std::string::npos);
+    CHECK(snap.find("cmp -s") != std::string::npos);
+
+    // The snapshot fails: the run stops there and nothing is deleted anywhere.
+    auto [w2, r2] = run("", 1);
+    CHECK(!r2.ok);
+    CHECK(Statuses(r2.steps[0]) == "n1=failed");
+    CHECK(r2.steps[0].nodes[0].detail == "snapshot of the homes under /srv/snaps failed (exit 1): no btrfs; nothing after this step runs");
+    CHECK(r2.steps[1].status == "not-started");
+    CHECK(w2->ran("n2", "rm -rf") == 0);
+    CHECK(w2->ran("n1", "rm -rf") == 0);
+
+    // Without a snapshot step, delete_data deletes nothing at all.
+    Playbook only = Parse("steps:\n  - { name: del, accounts: delete_data, users: expired }\n", f);
+    World w3;
+    w3.transports["n2"] = std::make_shared<FakeTransport>("n2");
+    w3.transports["n2"]->respond([](const std::string&, const std::string&) { return RunResult{0, "", ""}; });
+    PlaybookRun r3 = RunPlaybook(only, inv, {&inv.nodes[1]}, Real(), w3.ops(), nullptr);
+    CHECK(Statuses(r3.steps[0]) == "n2=unchanged");
+    CHECK(r3.steps[0].nodes[0].detail ==
+          "no data of the checked accounts here; kept (no snapshot or archive of theirs checked in this run): olda, oldb");
+    CHECK(w3.ran("n2", "rm -rf") == 0);
+  }
+
+  TEST_CASE("reboot: idle nodes that need it, a batch at a time, back with a new boot id and checked; a failed check stops") {
+    Inventory inv = Load(R"(lab:
+  name: t
+nodes:
+  n1: { address: 10.9.0.1, gpus: 2 }
+  n2: { address: 10.9.0.2, gpus: 2 }
+  n3: { address: 10.9.0.3, gpus: 2 }
+  n4: { address: 10.9.0.4, gpus: 2 }
+)");
+    Findings f;
+    Playbook pb = Parse("steps:\n  - { name: reboot, reboot: when_required, timeout: 1m }\n", f);
+    REQUIRE(Errors(f) == "");
+    CHECK(pb.steps[0].kind == StepKind::Reboot);
+    CHECK(pb.steps[0].batch == 1);
+    CHECK(pb.steps[0].reboot_timeout_s == 60);
+    struct State {
+      bool required = true, rebooted = false, comes_back = true;
+      int gpus_after = 2;
+    };
+    const std::string kOld = "0b5e6c7a-1111-4f00-9a9a-000000000001:1", kNew = "0b5e6c7a-2222-4f00-9a9a-000000000002:7";
+    auto world = [&](std::map<std::string, State>& st) {
+      auto w = std::make_unique<World>();
+      for (auto& [name, _] : st) {
+        w->transports[name] = std::make_shared<FakeTransport>(name);
+        State* s = &st[name];
+        w->transports[name]->respond([=](const std::string& cmd, const std::string& in) {
+          const std::string all = cmd + "\n" + in;
+          if (all.find("reboot-required") != std::string::npos)
+            return RunResult{0, "boot=" + (s->rebooted ? kNew : kOld) + "\n" + (s->required ? "required\n" : ""), ""};
+          if (all.find("systemctl reboot") != std::string::npos) {
+            s->rebooted = s->comes_back;
+            s->required = !s->comes_back;
+            return RunResult{0, "", ""};
+          }
+          if (all.find("random/boot_id") != std::string::npos) return RunResult{0, "boot=" + (s->rebooted ? kNew : kOld) + "\n", ""};
+          if (all.find("nvidia-smi") != std::string::npos) {
+            std::string out = "garbage\n";
+            for (int i = 0; i < s->gpus_after; ++i) out += "GPU-" + std::to_string(i) + "aaaa-bbbb\n";
+            return RunResult{0, out, ""};
+          }
+          return RunResult{0, "", ""};
+        });
+      }
+      return w;
+    };
+    RunnerOptions o = Real();
+    o.reboot = true;
+    {
+      std::map<std::string, State> st{{"n1", {}}, {"n2", {}}, {"n3", {}}, {"n4", {}}};
+      st["n2"].required = false;
+      st["n3"].gpus_after = 1;  // a GPU did not come back
+      auto w = world(st);
+      PlaybookRun r = RunPlaybook(pb, inv, All(inv), o, w->ops(), nullptr);
+      CHECK(!r.ok);
+      CHECK(Statuses(r.steps[0]) == "n1=changed n2=unchanged n3=failed n4=not-started");
+      CHECK(r.steps[0].nodes[0].detail == "rebooted and back; checked: 2 GPUs");
+      CHECK(r.steps[0].nodes[1].detail == "no reboot needed");
+      CHECK(r.steps[0].nodes[2].detail == "rebooted and back; check failed: 1 GPUs visible, the inventory says 2");
+      CHECK(w->ran("n1", "systemctl reboot") == 1);
+      CHECK(w->ran("n1", "/run/labfleet.lock") >= 1);  // the reboot is started under the node lock
+      CHECK(w->ran("n2", "systemctl reboot") == 0);
+      CHECK(w->ran("n4", "systemctl reboot") == 0);  // the rollout stopped before it
+    }
+    {  // a node that does not come back (the boot id never changes) fails; a busy node is skipped, not rebooted
+      std::map<std::string, State> st{{"n1", {}}, {"n2", {}}};
+      st["n2"].comes_back = false;
+      auto w = world(st);
+      w->busy.insert("n1");
+      PlaybookRun r = RunPlaybook(pb, inv, {&inv.nodes[0], &inv.nodes[1]}, o, w->ops(), nullptr);
+      CHECK(Statuses(r.steps[0]) == "n1=skipped n2=failed");
+      CHECK(r.steps[0].nodes[0].detail.find("not rebooted (reboot pending (/run/reboot-required))") != std::string::npos);
+      CHECK(r.steps[0].nodes[1].detail ==
+            "rebooted, but it did not come back with a new boot id within 60 s (still the old boot id)");
+      CHECK(w->ran("n1", "systemctl reboot") == 0);
+    }
+    {  // without --reboot (and in a dry run) the nodes that need one are listed, none is rebooted
+      std::map<std::string, State> st{{"n1", {}}, {"n2", {}}};
+      st["n2"].required = false;
+      auto w = world(st);
+      PlaybookRun r = RunPlaybook(pb, inv, {&inv.nodes[0], &inv.nodes[1]}, Real(), w->ops(), nullptr);
+      CHECK(r.ok);
+      CHECK(Statuses(r.steps[0]) == "n1=pending n2=unchanged");
+      CHECK(w->ran("n1", "systemctl reboot") == 0);
+      RunnerOptions dry = o;
+      dry.execute = false;
+      PlaybookRun d = RunPlaybook(pb, inv, {&inv.nodes[0]}, dry, w->ops(), nullptr);
+      CHECK(Statuses(d.steps[0]) == "n1=planned");
+      CHECK(w->ran("n1", "systemctl reboot") == 0);
+    }
+    {  // docker and mounts are checked where the node has those settings: docker inactive, a mount missing
+      Inventory dm = Load(R"(lab:
+  name: t
+nodes:
+  n1: { address: 10.9.0.1, groups: [g] }
+groups:
+  g:
+    docker: { data_root: /local/.docker }
+    mounts:
+      - { target: /mnt/scratch, type: tmpfs, options: [size=8m] }
+)");
+      std::map<std::string, State> st{{"n1", {}}};
+      auto w = world(st);
+      PlaybookRun r = RunPlaybook(pb, dm, All(dm), o, w->ops(), nullptr);
+      CHECK(Statuses(r.steps[0]) == "n1=failed");
+      // the fake answers systemctl with nothing, and its plan of any module but users/busy has a change
+      CHECK(r.steps[0].nodes[0].detail ==
+            "rebooted and back; check failed: docker is not active; mounts differ from the inventory (~ file /etc/motd)");
+      CHECK(w->ran("n1", "systemctl is-active docker") == 1);
+    }
+    Findings g;
+    Parse("steps:\n  - { name: r, reboot: sometimes, keep: 1 }\n", g);
+    INFO(Errors(g));
+    CHECK(Errors(g).find("playbooks/t.yaml:2:24: invalid-value:") != std::string::npos);
+    CHECK(Errors(g).find("unknown-key") != std::string::npos);
+  }
+
   TEST_CASE("the shipped playbooks parse and validate against the example inventory") {
     const std::filesystem::path root = LABFLEET_SOURCE_DIR;
     Findings f;
