@@ -429,9 +429,7 @@ class Runner {
       // under the lock (it may have come true meanwhile).
       const std::string nonce = NewNonce();
       const std::string pfx = "@@lf-" + nonce + ":";
-      Script sc;
-      sc.raw("export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-      sc.append(NodeLockScript(o_.apply, nonce));
+      Script sc = NodeScript(nonce, false);
       if (!guard.empty()) sc.raw("if " + guard + "; then printf '%s\\n' " + ShellQuote(pfx + "guard") + "; exit 0; fi");
       sc.raw(run.str() + " </dev/null");
       RunResult r = t.run_script(sc.str());
@@ -529,10 +527,7 @@ class Runner {
     for (char c : base) pattern += c == '.' ? std::string("\\.") : std::string(1, c);
     pattern += "-[0-9]{8}T[0-9]{6}Z$";
     const std::string nonce = NewNonce();
-    Script sc;
-    sc.raw("export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    if (o_.execute) sc.append(NodeLockScript(o_.apply, nonce));
-    sc.raw("lf_fail() { printf '%s\\n' \"$1\" >&2; exit 1; }");
+    Script sc = NodeScript(o_.execute ? nonce : "", true);
     sc.raw("[ \"$(stat -f -c %T " + ShellQuote(src) + " 2>/dev/null)\" = btrfs ] || lf_fail " +
            ShellQuote(src + " is not on a btrfs filesystem"));
     sc.raw(Cmd("btrfs").arg("subvolume").arg("show").arg(src).str() + " >/dev/null 2>&1 || lf_fail " +
@@ -593,6 +588,17 @@ class Runner {
     return true;
   }
 
+  // The head of every script a step runs on a node: a fixed locale and PATH, the node lock when `nonce` is not
+  // empty (a run that changes things; run_checked reports the lock's refusal), and with `with_fail`
+  // lf_fail MESSAGE (prints it to stderr, exits 1).
+  Script NodeScript(const std::string& nonce, bool with_fail) const {
+    Script sc;
+    sc.raw("export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    if (!nonce.empty()) sc.append(NodeLockScript(o_.apply, nonce));
+    if (with_fail) sc.raw("lf_fail() { printf '%s\\n' \"$1\" >&2; exit 1; }");
+    return sc;
+  }
+
   // Runs `sc` on the node: true with `r` set when it ran and exited 0; otherwise false with `nr` failed and
   // why (the transport's error, the node lock's refusal when `nonce` took it, or the exit status and the last
   // line of output, after `what` when given).
@@ -640,8 +646,7 @@ class Runner {
 
   // reboot: see PlaybookStep::reboot_always. The node's boot token (kBootToken) before and after proves it rebooted.
   bool reboot_node(const PlaybookStep& st, const NodeDef& n, Transport& t, StepNodeResult& nr) {
-    Script probe;
-    probe.raw("export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    Script probe = NodeScript("", false);
     probe.raw(kBootToken);
     probe.raw("if [ -e /run/reboot-required ] || [ -e /var/run/reboot-required ]; then echo required; fi");
     RunResult r;
@@ -681,9 +686,7 @@ class Runner {
     }
     // Under the node lock (never beside another run's apply); the reboot starts after the script returned.
     const std::string nonce = NewNonce();
-    Script go;
-    go.raw("export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    go.append(NodeLockScript(o_.apply, nonce));
+    Script go = NodeScript(nonce, false);
     go.raw("nohup sh -c 'sleep 2; reboot || systemctl reboot' >/dev/null 2>&1 </dev/null &");
     if (!run_checked(t, go, nonce, nr, r, "starting the reboot failed")) return false;
     {
@@ -788,10 +791,7 @@ class Runner {
   bool snapshot_homes(const PlaybookStep& st, const std::vector<std::string>& names, Transport& t, StepNodeResult& nr) {
     const std::string to = st.snapshot_to, dir = to + "/homes-" + DateOfDays(TodayDays());
     const std::string nonce = o_.execute ? NewNonce() : "";
-    Script sc;
-    sc.raw("export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    if (o_.execute) sc.append(NodeLockScript(o_.apply, nonce));
-    sc.raw("lf_fail() { printf '%s\\n' \"$1\" >&2; exit 1; }");
+    Script sc = NodeScript(o_.execute ? nonce : "", true);
     sc.raw(kRootOnlyShellFunction);
     // Snapshots are made and pruned as root below `to`, homes read as root: only where no user can swap a part.
     sc.raw("if [ -L " + ShellQuote(to) + " ] || { [ -e " + ShellQuote(to) + " ] && [ ! -d " + ShellQuote(to) +
@@ -926,10 +926,7 @@ class Runner {
       }
     }
     const std::string nonce = o_.execute ? NewNonce() : "";
-    Script sc;
-    sc.raw("export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    if (o_.execute) sc.append(NodeLockScript(o_.apply, nonce));
-    sc.raw("lf_fail() { printf '%s\\n' \"$1\" >&2; exit 1; }");
+    Script sc = NodeScript(o_.execute ? nonce : "", true);
     sc.raw(kRootOnlyShellFunction);
     for (const auto& [u, p] : paths) {
       const std::string q = ShellQuote(p), parent = p.substr(0, std::max<size_t>(p.rfind('/'), 1));
@@ -974,9 +971,7 @@ class Runner {
   // The node prints "NAME<TAB>COUNT<TAB>LEFT" per account; lines naming no selected account are ignored.
   bool end_sessions(const std::vector<std::string>& names, Transport& t, StepNodeResult& nr) {
     const std::string nonce = NewNonce();
-    Script sc;
-    sc.raw("export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    if (o_.execute) sc.append(NodeLockScript(o_.apply, nonce));
+    Script sc = NodeScript(o_.execute ? nonce : "", false);
     for (const auto& u : names) {
       sc.raw("lf_uid=$(" + Cmd("getent").arg("passwd").arg(u).str() + " | cut -d: -f3)");
       sc.raw("case $lf_uid in ''|*[!0-9]*) lf_uid=;; esac");
@@ -1017,8 +1012,7 @@ class Runner {
   // Read-only (no lock), so it runs in dry runs too.
   bool report_accounts(const std::vector<std::string>& names, const std::map<std::string, std::string>& expires,
                        Transport& t, StepNodeResult& nr) {
-    Script sc;
-    sc.raw("export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    Script sc = NodeScript("", false);
     for (const auto& u : names) {
       sc.raw("lf_pw=$(" + Cmd("getent").arg("passwd").arg(u).str() + " | head -n 1)");
       sc.raw("lf_uid=$(printf '%s\\n' \"$lf_pw\" | cut -d: -f3); lf_home=$(printf '%s\\n' \"$lf_pw\" | cut -d: -f6)");
