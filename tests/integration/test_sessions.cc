@@ -111,6 +111,45 @@ TEST_SUITE("integration-sessions") {
     CHECK(Exec(sbx, "node2", "getent passwd amy | cut -d: -f3") == "2102\n");
   }
 
+  // The probe cache (engine/file_probe.h): on a converged node a plan reads the users' keys from what an earlier
+  // probe remembered (no setpriv), still in one session; an edit by the user is seen by the next plan all the same.
+  TEST_CASE("a converged node's users' keys come from the probe cache, and a user's edit is still seen") {
+    Sandbox sbx({.nodes = 1});
+    TempInventory inv(sbx);
+    const std::string key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEu9xH1r0Y9sZ3l6w8G3sQkq1Z1f0k8bYt7dGm2yW4cP zed@laptop";
+    inv.write("inventory/lab.yaml", "lab: { name: sessions-test }\n");
+    inv.write("inventory/users.yaml", "users:\n  zed:\n    uid: 2101\n    full_name: Zed\n    ssh_keys: [\"" + key + "\"]\n");
+    auto r = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty"});
+    INFO(r.out << r.err);
+    REQUIRE(r.rc == 0);
+    const std::string entries = "find /run/labfleet-probe-cache -maxdepth 1 -type f ! -name '.*' | wc -l";
+    // The file was written just now (its ctime within 2 s of the probes): nothing remembered yet.
+    CHECK(Exec(sbx, "node1", entries) == "0\n");
+    CHECK(Exec(sbx, "node1", "stat -c '%U %a' /run/labfleet-probe-cache") == "root 700\n");
+    std::this_thread::sleep_for(std::chrono::seconds(3));
+    for (int i = 0; i < 2; ++i) {  // the first plan remembers the key file, the second takes it from the cache
+      auto d = Counted(sbx, [&] {
+        auto p = Cli(sbx, inv.dir(), {"plan"});
+        INFO(p.out << p.err);
+        CHECK(p.rc == 0);
+        CHECK(p.out.find("no changes") != std::string::npos);
+      });
+      CHECK(d["node1"] == 1);
+      CHECK(Exec(sbx, "node1", entries) == "1\n");
+    }
+    // The user adds a key of their own: the next plan sees it (the file's ctime moved) and removes it.
+    CHECK(Exec(sbx, "node1", "setpriv --reuid=2101 --regid=2101 --clear-groups sh -c "
+                             "'echo ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ7pQ2wE5rT8yU1iO4pA6sD9fG2hJ5kL8zX1cV4bN7mQ "
+                             "zed@other >> /home/zed/.ssh/authorized_keys' && echo ok") == "ok\n");
+    auto p = Cli(sbx, inv.dir(), {"plan"});
+    INFO(p.out << p.err);
+    CHECK(p.rc == 0);
+    CHECK(p.out.find("zed@other") != std::string::npos);
+    r = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty"});
+    CHECK(r.rc == 0);
+    CHECK(Exec(sbx, "node1", "cat /home/zed/.ssh/authorized_keys") == key + "\n");
+  }
+
   TEST_CASE("the kept channel: many scripts, one loop whose pid is $$; it ends with the transport") {
     Sandbox sbx({.nodes = 1});
     std::string pid;
