@@ -278,7 +278,8 @@ std::vector<Probe> NodeProbes(const Inventory& inv, const NodeDef& node, const P
 // The busy probe (engine/busy.h) only matters to disruptive changes (they wait on a busy node), and it is one of
 // the costlier probes (find over /proc/*/fd, nvidia-smi, docker ps): the first round trip leaves it out, and it
 // runs, in a second round trip over the same channel (the same SSH session), only when the plan has a disruptive
-// change. A converged node is never asked. The JSON "busy" of a plan is therefore present only then.
+// change. A converged node is never asked. The JSON "busy" of a plan is therefore present only then. Only with
+// PlanOptions::always_busy false (plan, apply, status); playbooks keep it true and know every node's busy state.
 NodePlan PlanNode(const Inventory& inv, const NodeDef& node, Transport& transport, const PlanOptions& opts) {
   Value settings = inv.settings(node);
   NodeContext ctx{inv, node, settings};
@@ -286,7 +287,7 @@ NodePlan PlanNode(const Inventory& inv, const NodeDef& node, Transport& transpor
   std::vector<std::string> paths;
   std::vector<Probe> probes = RoundTripProbes(ctx, res, &paths);
   std::vector<Probe> busy;
-  for (auto it = probes.begin(); it != probes.end(); ++it) {
+  for (auto it = probes.begin(); !opts.always_busy && it != probes.end(); ++it) {
     if (it->key == kBusyProbeKey) {
       busy.push_back(std::move(*it));
       probes.erase(it);

@@ -55,7 +55,7 @@ struct ScopedEnv {
 }  // namespace
 
 TEST_SUITE("integration-sessions") {
-  TEST_CASE("plan, facts and a no-op apply: one session per node; a first converge: one session per node") {
+  TEST_CASE("plan, facts, status and a no-op apply: one session per node; a first converge: one session per node") {
     Sandbox sbx({.nodes = 2});
     TempInventory inv(sbx);
     WriteUsers(inv);
@@ -82,7 +82,8 @@ TEST_SUITE("integration-sessions") {
 
     for (const std::vector<std::string>& cmd : {std::vector<std::string>{"plan"},
                                                 std::vector<std::string>{"apply", "--yes", "--allow-dirty"},
-                                                std::vector<std::string>{"facts"}}) {
+                                                std::vector<std::string>{"facts"},
+                                                std::vector<std::string>{"status"}}) {
       CAPTURE(cmd[0]);
       d = Counted(sbx, [&] {
         auto r = Cli(sbx, inv.dir(), cmd);
