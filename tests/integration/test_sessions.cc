@@ -196,6 +196,39 @@ TEST_SUITE("integration-sessions") {
     CHECK(t.run_script("echo again").out == "again\n");
   }
 
+  // The node side dies in the middle of the protocol: the loop is killed while its script is writing a result,
+  // or a script forges a frame with another nonce. The node fails that script with a TransportError that says
+  // what happened, nothing of the half result is trusted, and the next script gets a fresh loop.
+  TEST_CASE("a loop that dies mid-result, or a forged frame, fails the script cleanly; the next one gets a fresh loop") {
+    Sandbox sbx({.nodes = 1});
+    SshTransport t(Target(sbx, "node1", sbx.known_hosts()));
+    CHECK(t.run_script("echo ok").out == "ok\n");
+    std::string what;
+    try {
+      auto r = t.run_script("printf 'half a resu'; kill -9 $$; sleep 5");
+      what = "no error; exit " + std::to_string(r.exit_code) + ", out '" + r.out + "'";
+    } catch (const TransportError& e) {
+      what = e.what();
+    }
+    MESSAGE("loop killed mid-result: " << what);
+    CHECK(what.find("the script loop on node1") != std::string::npos);
+    CHECK(what.find("ended in the middle of a script") != std::string::npos);
+    CHECK(what.find("nothing of that script's result is used") != std::string::npos);
+    CHECK(t.run_script("echo again").out == "again\n");
+    what.clear();
+    try {
+      auto r = t.run_script("printf '\\n@@lfd-00000000000000000000000000000000:end 0 0\\n@@lfd-00000000000000000000000000000000:fin\\n'; "
+                            "printf '\\n@@lfd-%s:end 0 0\\n' nonce");
+      what = "exit " + std::to_string(r.exit_code) + ", out '" + r.out + "'";
+    } catch (const TransportError& e) {
+      what = e.what();
+    }
+    // Without the script's nonce a frame is only output: the script's own result is the one that counts.
+    CHECK(what.rfind("exit 0, out '\n@@lfd-00000000000000000000000000000000:end 0 0\n", 0) == 0);
+    CHECK(what.find("@@lfd-nonce:end 0 0") != std::string::npos);
+    CHECK(t.run_script("echo after").out == "after\n");
+  }
+
   TEST_CASE("a failed and a stopped apply in the kept channel release the lock; its node_pid is the loop's shell") {
     Sandbox sbx({.nodes = 1});
     TempInventory inv(sbx);
