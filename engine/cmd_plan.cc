@@ -64,7 +64,11 @@ void AddOnlyOption(CLI::App& sub, PlanOptions& popts) {
 // last (AddConnectArgs); --only and the command's own options in between.
 struct NodeArgs {
   std::vector<std::string> names;
-  PlanOptions popts;
+  PlanOptions popts = [] {
+    PlanOptions o;
+    o.always_busy = false;  // the busy state only when a disruptive change is planned
+    return o;
+  }();
   ConnectOptions copts;
   std::string connect_map;
 };
@@ -353,9 +357,15 @@ CommandRegistrar status_cmd("status", "per node: applied commit, commits behind 
       rows[i].node = n.name;
       try {
         auto t = Connect(*inv, n, args->copts);
-        RunResult r = t->run("cat /var/lib/labfleet/state.json 2>/dev/null");
-        if (r.ok()) rows[i].state = nlohmann::json::parse(r.out, nullptr, false);
+        // The plan's probe reads the state record (at most 64 KiB) in the same session; only a node whose plan
+        // stopped early (a required fact failed) costs a second session for it.
         rows[i].plan = PlanNode(*inv, n, *t, args->popts);
+        std::string state = rows[i].plan.recorded_state;
+        if (state.empty() && !rows[i].plan.error.empty()) {
+          RunResult r = t->run("head -c 65536 /var/lib/labfleet/state.json 2>/dev/null");
+          if (r.ok()) state = r.out;
+        }
+        if (!state.empty()) rows[i].state = nlohmann::json::parse(state, nullptr, false);
         if (!t->notes().empty()) rows[i].plan.warnings.push_back({"ssh", t->notes()});
       } catch (const std::exception& e) {
         rows[i].error = e.what();

@@ -122,7 +122,10 @@ static std::vector<std::string> Ancestors(const std::vector<std::string>& paths)
 //   when larger) or "INDEX\t!\tREASON" when it cannot be read safely; a later line for an index replaces an
 //   earlier one. Those files are read with one setpriv per owner (uid:gid of the nearest directory above that is
 //   not root-only), each file still checked as that user (regular, not a link) and bounded by od -N.
-Probe BatchedFileProbe(const std::vector<std::string>& all_paths) {
+Probe BatchedFileProbe(const std::vector<std::string>& all_paths, const std::string& cache_dir_in) {
+  // The cache directory is labfleet's own constant (or a unit test's): used only when it is a plain absolute path.
+  const std::string cache_dir =
+      !cache_dir_in.empty() && cache_dir_in[0] == '/' && !HasControl(cache_dir_in) ? cache_dir_in : "";
   std::vector<std::string> paths;
   for (const auto& p : all_paths)
     if (!HasControl(p) && !p.empty() && p[0] == '/') paths.push_back(p);
@@ -138,7 +141,9 @@ Probe BatchedFileProbe(const std::vector<std::string>& all_paths) {
   Cmd stat = Cmd("stat").arg("--printf").arg(kBatchStatFormat).arg("--").raw("\"$@\"").raw("2>/dev/null");
   s.add(set).add(stat).raw("printf '\\0'");
   const std::vector<std::string> anc = Ancestors(paths);
-  s.raw("lf_a=$(" + Cmd("find").args(anc).raw(
+  std::vector<std::string> find_args = anc;
+  if (!cache_dir.empty()) find_args.push_back(cache_dir);  // its line says whether it is root-only ("\tR")
+  s.raw("lf_a=$(" + Cmd("find").args(find_args).raw(
       "-maxdepth 0 \\( -type d -user 0 ! -perm /022 -printf '%p\\tR\\n' \\) -o -printf "
       "'%p\\tU\\t%y\\t%u\\t%U\\t%G\\t%m\\n' 2>/dev/null").str() + ")");
   s.raw("printf '%s\\0' \"$lf_a\"");
@@ -162,6 +167,8 @@ Probe BatchedFileProbe(const std::vector<std::string>& all_paths) {
         if (d == "/") break;
       }
       init += " lf_c" + std::to_string(i) + "='" + chain + "'";
+      // The cache entry's name: the path's SHA-256, so no path text reaches a file name.
+      if (!cache_dir.empty()) init += " lf_K" + std::to_string(i) + "=" + Sha256Hex(paths[i]).substr(0, 40);
     }
     s.raw(init.substr(1));
     s.raw("lf_r=$lf_a; while [ -n \"$lf_r\" ]; do lf_l=${lf_r%%\"$lf_n\"*}; case $lf_r in *\"$lf_n\"*) lf_r=${lf_r#*\"$lf_n\"};; "
@@ -178,7 +185,28 @@ Probe BatchedFileProbe(const std::vector<std::string>& all_paths) {
   s.add(set).add(stat).raw("printf '\\0'");
   // Files below a user's directory: read as that directory's owner, never as root; ONE setpriv per owner
   // (uid:gid), which reads all of that owner's files (lf_q_UID_GID holds their indexes, lf_g the owners).
-  s.raw("lf_s=; command -v setpriv >/dev/null 2>&1 && lf_s=1; lf_g=");
+  s.raw("lf_s=; command -v setpriv >/dev/null 2>&1 && lf_s=1; lf_g=; lf_C=; lf_W=");
+  if (!cache_dir.empty()) {
+    // The probe cache (file_probe.h): lf_C=1 when the directory is root-only (find's line above) and there is
+    // something to read as a user. Then ONE stat (lstat of each path; lf_R) gives each path's tuple lf_T<I>, and
+    // lf_now the probe's start (the ctime of a file written now in the cache directory).
+    // lf_nx PATH: when the next line of lf_R is PATH's, consumes it: lf_m = its tuple "DEV:INO:SIZE:CTIME:MTIME:
+    // LINKS:MODE:UID:GID:" (ctime and mtime with 9 decimals), lf_z = the ctime's seconds; else lf_m is empty.
+    s.raw("lf_D=" + ShellQuote(cache_dir) + R"SH(; lf_nx() { lf_m=; lf_sl=${lf_R%%"$lf_n"*}; lf_nm=${lf_sl#*:*:*:*:*:*:*:*:*:}; )SH"
+          R"SH([ -n "$lf_R" ] && [ "$lf_nm" = "$1" ] || return 0; )SH"
+          R"SH(case $lf_R in *"$lf_n"*) lf_R=${lf_R#*"$lf_n"};; *) lf_R=;; esac; lf_m=${lf_sl%"$lf_nm"}; )SH"
+          R"SH(lf_z=${lf_m#*:*:*:}; lf_z=${lf_z%%:*}; case $lf_m in *[!0-9a-f:.]*) lf_m=; return 0;; esac; )SH"
+          R"SH(case $lf_z in *[!0-9.]*|*.*.*|.*) lf_m=;; *.[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]) lf_z=${lf_z%.*};; )SH"
+          R"SH(*) lf_m=;; esac; })SH");
+    s.raw(R"SH(lf_sf='%d:%i:%s:%.9Z:%.9Y:%h:%f:%u:%g:%n\n')SH");
+    s.raw(R"SH(if [ -n "$lf_u" ] && [ -n "$lf_s" ]; then case "$lf_n$lf_a$lf_n" in *"$lf_n$lf_D${lf_t}R$lf_n"*) )SH"
+          R"SH([ -d "$lf_D" ] && [ ! -L "$lf_D" ] && printf '' 2>/dev/null >"$lf_D/.now" && lf_C=1;; )SH"
+          R"SH(*) [ -e "$lf_D" ] || [ -L "$lf_D" ] || mkdir -m 700 "$lf_D" 2>/dev/null;; esac; fi)SH");
+    s.raw(R"SH(if [ -n "$lf_C" ]; then lf_v=; for lf_i in $lf_u; do lf_v="$lf_v \"\${$((lf_i+1))}\""; done; )SH"
+          R"SH(eval "lf_R=\$(stat --printf \"\$lf_sf\" -- \"\$lf_D/.now\" $lf_v 2>/dev/null)"; )SH"
+          R"SH(lf_nx "$lf_D/.now"; lf_now=$lf_z; [ -n "$lf_m" ] || lf_C=; )SH"
+          R"SH(for lf_i in $lf_u; do eval "f=\${$((lf_i+1))}"; lf_nx "$f"; eval "lf_T$lf_i=\$lf_m"; done; fi)SH");
+  }
   s.raw("for lf_i in $lf_u; do eval \"f=\\${$((lf_i+1))}\"; lf_up $lf_i; lf_r=${lf_l#d$lf_t}; "
         "if [ \"$lf_r\" = \"$lf_l\" ]; then printf '%s\\t!\\tlink\\n' $lf_i; continue; fi; "
         "if [ -z \"$lf_s\" ]; then printf '%s\\t!\\tsetpriv\\n' $lf_i; continue; fi; "
@@ -188,7 +216,15 @@ Probe BatchedFileProbe(const std::vector<std::string>& all_paths) {
         // Not a regular file as root sees it (the user's .ssh directory itself, a missing file, a link): nothing to
         // read, the same empty record the read as the user would give, without a setpriv.
         "if [ -L \"$f\" ] || [ ! -f \"$f\" ]; then printf '%s\\t\\t\\n' $lf_i; continue; fi; "
-        "lf_k=${lf_uid}_$lf_gid; case \" $lf_g \" in *\" $lf_k \"*) ;; *) lf_g=\"$lf_g $lf_k\"; eval \"lf_q_$lf_k=\";; esac; "
+        "lf_k=${lf_uid}_$lf_gid; " +
+        // A cache hit: the entry names this reader and this tuple; its second line is od's output (hex and spaces).
+        std::string(cache_dir.empty() ? "" :
+        "if [ -n \"$lf_C\" ]; then eval \"lf_m=\\$lf_T$lf_i; lf_e=\\$lf_D/\\$lf_K$lf_i\"; "
+        "if [ -n \"$lf_m\" ] && [ -f \"$lf_e\" ] && [ ! -L \"$lf_e\" ]; then lf_h1=; lf_h2=; "
+        "{ read -r lf_h1; read -r lf_h2; } <\"$lf_e\"; if [ \"$lf_h1\" = \"$lf_k:$lf_m\" ]; then "
+        "case $lf_h2 in *[!0-9a-f\\ ]*) ;; *) printf '%s\\t' $lf_i; printf '%s' $lf_h2; printf '\\t\\n'; continue;; esac; "
+        "fi; fi; fi; ") +
+        "case \" $lf_g \" in *\" $lf_k \"*) ;; *) lf_g=\"$lf_g $lf_k\"; eval \"lf_q_$lf_k=\";; esac; "
         "eval \"lf_q_$lf_k=\\\"\\$lf_q_$lf_k $lf_i\\\"\"; done");
   // As the user, for each file in turn: "x", then (if it is a regular file and not a link, checked as the user)
   // od's hex of at most LIMIT+1 bytes on one line; the last file's od is exec'd (no fork). The root shell keeps
@@ -203,17 +239,35 @@ Probe BatchedFileProbe(const std::vector<std::string>& all_paths) {
   s.raw("lf_ws=\" $lf_n\"; lf_ifs=\" $lf_t$lf_n\"; lf_big=" + std::to_string(3 * kMaxProbedFileBytes + 1));
   s.raw("for lf_k in $lf_g; do eval \"lf_x=\\$lf_q_$lf_k\"; lf_v=; for lf_i in $lf_x; do lf_v=\"$lf_v \\\"\\${$((lf_i+1))}\\\"\"; done; "
         "lf_p=\"setpriv --reuid=${lf_k%_*} --regid=${lf_k#*_} --clear-groups --\"; "
-        "eval \"lf_b=\\$(\\$lf_p sh -c \\\"\\$lf_rd\\\" sh $lf_v 2>/dev/null)x\"; lf_bad=; lf_y=$lf_x; lf_o=; "
+        "eval \"lf_b=\\$(\\$lf_p sh -c \\\"\\$lf_rd\\\" sh $lf_v 2>/dev/null)x\"; lf_bad=; lf_y=$lf_x; lf_o=; lf_w=; "
         "case $lf_b in x*) ;; *) lf_bad=1;; esac; case $lf_b in *[!0-9a-fx$lf_ws]*) lf_bad=1;; esac; "
         "if [ -z \"$lf_bad\" ]; then set -f; IFS=x; for lf_c in $lf_b; do IFS=$lf_ifs; "
         "if [ -z \"$lf_o\" ]; then lf_o=1; continue; fi; "
         "lf_y=${lf_y# }; lf_i=${lf_y%% *}; case $lf_y in *' '*) lf_y=${lf_y#* };; *) lf_y=;; esac; "
         "if [ -z \"$lf_i\" ]; then lf_bad=1; break; fi; lf_h=; "
         "if [ ${#lf_c} -gt $lf_big ]; then eval \"f=\\${$((lf_i+1))}\"; lf_h=$($lf_p sha256sum -- \"$f\" 2>/dev/null); lf_c=+; fi; "
-        "printf '%s\\t' $lf_i; printf '%s' $lf_c; printf '\\t%.65s\\n' \"$lf_h\"; done; IFS=$lf_ifs; set +f; fi; "
-        "[ -z \"${lf_y# }\" ] || lf_bad=1; "
+        "printf '%s\\t' $lf_i; printf '%s' $lf_c; printf '\\t%.65s\\n' \"$lf_h\"; " +
+        // To remember (probe cache): a small file's od line (one line: -w covers the whole file), with its reader.
+        std::string(cache_dir.empty() ? "" :
+        "if [ -n \"$lf_C\" ] && [ -z \"$lf_h\" ] && [ ${#lf_c} -le " + std::to_string(3 * kMaxCachedProbeBytes + 1) + " ]; then "
+        "lf_c=${lf_c%\"$lf_n\"}; case $lf_c in *\"$lf_n\"*) ;; *) eval \"lf_V$lf_i=\\$lf_c; lf_O$lf_i=\\$lf_k\"; "
+        "lf_w=\"$lf_w $lf_i\";; esac; fi; ") +
+        "done; IFS=$lf_ifs; set +f; fi; "
+        "[ -z \"${lf_y# }\" ] || lf_bad=1; [ -n \"$lf_bad\" ] || lf_W=\"$lf_W$lf_w\"; "
         // A later line for an index replaces an earlier one (SplitBatchedFileProbe).
         "if [ -n \"$lf_bad\" ]; then for lf_i in $lf_x; do printf '%s\\t!\\tgarbled\\n' $lf_i; done; fi; done");
+  if (!cache_dir.empty()) {
+    // Remember what was read as users: only when root's lstat after the reads equals the one before them and the
+    // ctime is older than the probe's start by more than 2 s; written to a private directory first, then renamed
+    // into place (an entry is never seen half written).
+    s.raw("if [ -n \"$lf_W\" ]; then lf_v=; for lf_i in $lf_W; do lf_v=\"$lf_v \\\"\\${$((lf_i+1))}\\\"\"; done; "
+          "eval \"lf_R=\\$(stat --printf \\\"\\$lf_sf\\\" -- $lf_v 2>/dev/null)\"; lf_P=; "
+          "for lf_i in $lf_W; do eval \"f=\\${$((lf_i+1))}; lf_m1=\\$lf_T$lf_i\"; lf_nx \"$f\"; "
+          "if [ -n \"$lf_m\" ] && [ \"$lf_m\" = \"$lf_m1\" ] && [ \"$lf_z\" -lt $((lf_now-2)) ]; then "
+          "if [ -z \"$lf_P\" ]; then lf_P=$lf_D/.w$$; mkdir -m 700 \"$lf_P\" 2>/dev/null || { lf_P=; break; }; fi; "
+          "eval \"printf '%s\\\\n%s\\\\n' \\\"\\$lf_O$lf_i:\\$lf_m\\\" \\\"\\$lf_V$lf_i\\\" >\\\"\\$lf_P/\\$lf_K$lf_i\\\"\"; fi; done; "
+          "if [ -n \"$lf_P\" ]; then mv -f -- \"$lf_P\"/* \"$lf_D/\" 2>/dev/null; rm -rf -- \"$lf_P\"; fi; fi");
+  }
   return {"labfleet:files", s.str()};
 }
 

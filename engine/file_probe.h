@@ -55,7 +55,20 @@ FileState ParseFileProbe(const ProbeResults& results, const std::string& path);
 // - paths with control characters are never put in the command: they come back absent, with an UnsafeDir of
 //   kind "path" saying so (validate refuses them first).
 bool IsFileProbe(const Probe& p, std::string* path = nullptr);  // made by FileProbe (key and command)
-Probe BatchedFileProbe(const std::vector<std::string>& paths);  // key "labfleet:files"; paths non-empty
+// The probe cache (`cache_dir`, "" = none; the planner passes kProbeCacheDir): a root-only directory on the node
+// that remembers, for a file read AS ITS USER, root's lstat of it (device, inode, size, ctime and mtime in ns,
+// links, mode, uid, gid) with the reader's uid:gid and what the read gave. A later probe that finds the same
+// tuple takes the remembered record instead of reading again (no setpriv): the content of an inode cannot change
+// without its ctime changing, and nobody but root can set a ctime. Remembered only when root's lstat before and
+// after the read agree and the ctime is at least 3 s older than the probe's start (a write in the same clock tick
+// as the ctime would not move it), and only for a file of at most kMaxCachedProbeBytes. So a hit gives what a read
+// as that user would give; the one thing a user can forge with it is what they can forge anyway: the records of
+// files read as them. The directory is used only when root owns it and nobody else may write it (it sits in
+// /run: lost at reboot); it is created (0700) by the first probe that reads as a user. Entries are never pruned
+// (one per path ever probed, at most ~3 x kMaxCachedProbeBytes each).
+constexpr const char kProbeCacheDir[] = "/run/labfleet-probe-cache";
+constexpr unsigned long long kMaxCachedProbeBytes = 8192;
+Probe BatchedFileProbe(const std::vector<std::string>& paths, const std::string& cache_dir = "");  // key "labfleet:files"; paths non-empty
 // Pure. Returns false when the root-read files changed while they were read (the second stat differs from the
 // first): probe again. Throws std::runtime_error on output the batched command cannot have printed.
 bool SplitBatchedFileProbe(const std::string& out, const std::vector<std::string>& paths, ProbeResults& into);

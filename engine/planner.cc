@@ -258,7 +258,7 @@ static std::vector<Probe> RoundTripProbes(const NodeContext& ctx,
     else
       probes.push_back(std::move(p));
   }
-  if (!paths.empty()) probes.push_back(BatchedFileProbe(paths));
+  if (!paths.empty()) probes.push_back(BatchedFileProbe(paths, kProbeCacheDir));
   if (file_paths) *file_paths = std::move(paths);
   return probes;
 }
@@ -269,12 +269,25 @@ std::vector<Probe> NodeProbes(const Inventory& inv, const NodeDef& node, const P
   return RoundTripProbes(ctx, NodeResources(ctx, opts), nullptr);
 }
 
+// The busy probe (engine/busy.h) only matters to disruptive changes (they wait on a busy node), and it is one of
+// the costlier probes (find over /proc/*/fd, nvidia-smi, docker ps): the first round trip leaves it out, and it
+// runs, in a second round trip over the same channel (the same SSH session), only when the plan has a disruptive
+// change. A converged node is never asked. The JSON "busy" of a plan is therefore present only then. Only with
+// PlanOptions::always_busy false (plan, apply, status); playbooks keep it true and know every node's busy state.
 NodePlan PlanNode(const Inventory& inv, const NodeDef& node, Transport& transport, const PlanOptions& opts) {
   Value settings = inv.settings(node);
   NodeContext ctx{inv, node, settings};
   auto res = NodeResources(ctx, opts);
   std::vector<std::string> paths;
   std::vector<Probe> probes = RoundTripProbes(ctx, res, &paths);
+  std::vector<Probe> busy;
+  for (auto it = probes.begin(); !opts.always_busy && it != probes.end(); ++it) {
+    if (it->key == kBusyProbeKey) {
+      busy.push_back(std::move(*it));
+      probes.erase(it);
+      break;
+    }
+  }
   auto failed = [&](const std::string& why) {
     NodePlan p;
     p.node = node.name;
@@ -291,8 +304,23 @@ NodePlan PlanNode(const Inventory& inv, const NodeDef& node, Transport& transpor
       results = ParseProbeOutput(r.out, probes, nonce);
       if (paths.empty() || SplitBatchedFileProbe(results["labfleet:files"].out, paths, results)) {
         results.erase("labfleet:files");
+        NodePlan plan = DiffAll(ctx, res, probes, results, opts);
+        bool disruptive = false;
+        for (const auto& c : plan.changes) disruptive |= c.disruptive;
+        if (busy.empty() || !disruptive || !plan.error.empty()) return plan;
+        std::string bnonce = NewNonce();
+        RunResult b = transport.run_script(BuildProbeScript(busy, bnonce));
+        try {
+          ProbeResults br = ParseProbeOutput(b.out, busy, bnonce);
+          results[kBusyProbeKey] = br[kBusyProbeKey];
+        } catch (const std::exception& e) {
+          return failed(std::string("busy probe: ") + e.what() + " (exit " + std::to_string(b.exit_code) + ": " + b.err + ")");
+        }
+        probes.push_back(busy[0]);
         return DiffAll(ctx, res, probes, results, opts);
       }
+    } catch (const TransportError&) {
+      throw;  // the busy round trip lost the node: as for the first one, the caller's business
     } catch (const std::exception& e) {
       return failed(std::string(e.what()) + " (exit " + std::to_string(r.exit_code) + ": " + r.err + ")");
     }

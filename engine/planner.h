@@ -35,6 +35,10 @@ std::string PendingHandlersFile(const std::vector<PendingHandler>& handlers);
 struct PlanOptions {
   bool force = false;              // apply disruptive changes even on a busy node (or one whose state is unknown)
   std::vector<std::string> only;   // module names; empty = every module
+  // false: PlanNode leaves the busy probe out of the first round trip and asks it, in a second script on the same
+  // channel, only when the plan has a disruptive change (plan, apply, status: a converged node is never asked).
+  // true (the default): in the first round trip, so NodePlan::busy is always known (playbooks' wait_idle).
+  bool always_busy = true;
 };
 
 struct NodePlan {

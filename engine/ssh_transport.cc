@@ -661,11 +661,16 @@ struct SshTransport::Impl {
                            t.user + " (a NOPASSWD rule in /etc/sudoers.d)");
     std::string err = r.err.substr(0, 300);
     while (!err.empty() && err.back() == '\n') err.pop_back();
+    // Ending as it starts is a node that cannot run the loop; ending later, something on the node ended it.
+    const std::string hint =
+        when == "as it started"
+            ? "the node needs /bin/sh with head -c and mktemp. LABFLEET_SCRIPT_SESSIONS=per-script runs each script "
+              "on a channel of its own instead."
+            : "something on the node ended it (killed, out of memory, shutting down); nothing of that script's "
+              "result is used, and the node's next script starts a fresh loop.";
     fail(Kind::Lost, "the script loop on " + where() + " ended " + when + " (exit " +
                          (status < 0 ? std::string("unknown") : std::to_string(status)) +
-                         (err.empty() ? std::string() : ": " + err) +
-                         "); the node needs /bin/sh with head -c and mktemp. LABFLEET_SCRIPT_SESSIONS=per-script runs "
-                         "each script on a channel of its own instead.");
+                         (err.empty() ? std::string() : ": " + err) + "); " + hint);
   }
 
   // Reads what the loop's channel has now (non-blocking): stdout appended to `out`, the loop's own stderr to

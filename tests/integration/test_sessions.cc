@@ -55,7 +55,7 @@ struct ScopedEnv {
 }  // namespace
 
 TEST_SUITE("integration-sessions") {
-  TEST_CASE("plan, facts and a no-op apply: one session per node; a first converge: one session per node") {
+  TEST_CASE("plan, facts, status and a no-op apply: one session per node; a first converge: one session per node") {
     Sandbox sbx({.nodes = 2});
     TempInventory inv(sbx);
     WriteUsers(inv);
@@ -82,7 +82,8 @@ TEST_SUITE("integration-sessions") {
 
     for (const std::vector<std::string>& cmd : {std::vector<std::string>{"plan"},
                                                 std::vector<std::string>{"apply", "--yes", "--allow-dirty"},
-                                                std::vector<std::string>{"facts"}}) {
+                                                std::vector<std::string>{"facts"},
+                                                std::vector<std::string>{"status"}}) {
       CAPTURE(cmd[0]);
       d = Counted(sbx, [&] {
         auto r = Cli(sbx, inv.dir(), cmd);
@@ -109,6 +110,45 @@ TEST_SUITE("integration-sessions") {
       CHECK((r.out + r.err).find("LABFLEET_SCRIPT_SESSIONS is 'several'") != std::string::npos);
     }
     CHECK(Exec(sbx, "node2", "getent passwd amy | cut -d: -f3") == "2102\n");
+  }
+
+  // The probe cache (engine/file_probe.h): on a converged node a plan reads the users' keys from what an earlier
+  // probe remembered (no setpriv), still in one session; an edit by the user is seen by the next plan all the same.
+  TEST_CASE("a converged node's users' keys come from the probe cache, and a user's edit is still seen") {
+    Sandbox sbx({.nodes = 1});
+    TempInventory inv(sbx);
+    const std::string key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEu9xH1r0Y9sZ3l6w8G3sQkq1Z1f0k8bYt7dGm2yW4cP zed@laptop";
+    inv.write("inventory/lab.yaml", "lab: { name: sessions-test }\n");
+    inv.write("inventory/users.yaml", "users:\n  zed:\n    uid: 2101\n    full_name: Zed\n    ssh_keys: [\"" + key + "\"]\n");
+    auto r = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty"});
+    INFO(r.out << r.err);
+    REQUIRE(r.rc == 0);
+    const std::string entries = "find /run/labfleet-probe-cache -maxdepth 1 -type f ! -name '.*' | wc -l";
+    // The file was written just now (its ctime within 2 s of the probes): nothing remembered yet.
+    CHECK(Exec(sbx, "node1", entries) == "0\n");
+    CHECK(Exec(sbx, "node1", "stat -c '%U %a' /run/labfleet-probe-cache") == "root 700\n");
+    std::this_thread::sleep_for(std::chrono::seconds(3));
+    for (int i = 0; i < 2; ++i) {  // the first plan remembers the key file, the second takes it from the cache
+      auto d = Counted(sbx, [&] {
+        auto p = Cli(sbx, inv.dir(), {"plan"});
+        INFO(p.out << p.err);
+        CHECK(p.rc == 0);
+        CHECK(p.out.find("no changes") != std::string::npos);
+      });
+      CHECK(d["node1"] == 1);
+      CHECK(Exec(sbx, "node1", entries) == "1\n");
+    }
+    // The user adds a key of their own: the next plan sees it (the file's ctime moved) and removes it.
+    CHECK(Exec(sbx, "node1", "setpriv --reuid=2101 --regid=2101 --clear-groups sh -c "
+                             "'echo ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ7pQ2wE5rT8yU1iO4pA6sD9fG2hJ5kL8zX1cV4bN7mQ "
+                             "zed@other >> /home/zed/.ssh/authorized_keys' && echo ok") == "ok\n");
+    auto p = Cli(sbx, inv.dir(), {"plan"});
+    INFO(p.out << p.err);
+    CHECK(p.rc == 0);
+    CHECK(p.out.find("zed@other") != std::string::npos);
+    r = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty"});
+    CHECK(r.rc == 0);
+    CHECK(Exec(sbx, "node1", "cat /home/zed/.ssh/authorized_keys") == key + "\n");
   }
 
   TEST_CASE("the kept channel: many scripts, one loop whose pid is $$; it ends with the transport") {
@@ -154,6 +194,39 @@ TEST_SUITE("integration-sessions") {
       CHECK(std::string(e.what()).find("bytes between two scripts") != std::string::npos);
     }
     CHECK(t.run_script("echo again").out == "again\n");
+  }
+
+  // The node side dies in the middle of the protocol: the loop is killed while its script is writing a result,
+  // or a script forges a frame with another nonce. The node fails that script with a TransportError that says
+  // what happened, nothing of the half result is trusted, and the next script gets a fresh loop.
+  TEST_CASE("a loop that dies mid-result, or a forged frame, fails the script cleanly; the next one gets a fresh loop") {
+    Sandbox sbx({.nodes = 1});
+    SshTransport t(Target(sbx, "node1", sbx.known_hosts()));
+    CHECK(t.run_script("echo ok").out == "ok\n");
+    std::string what;
+    try {
+      auto r = t.run_script("printf 'half a resu'; kill -9 $$; sleep 5");
+      what = "no error; exit " + std::to_string(r.exit_code) + ", out '" + r.out + "'";
+    } catch (const TransportError& e) {
+      what = e.what();
+    }
+    MESSAGE("loop killed mid-result: " << what);
+    CHECK(what.find("the script loop on node1") != std::string::npos);
+    CHECK(what.find("ended in the middle of a script") != std::string::npos);
+    CHECK(what.find("nothing of that script's result is used") != std::string::npos);
+    CHECK(t.run_script("echo again").out == "again\n");
+    what.clear();
+    try {
+      auto r = t.run_script("printf '\\n@@lfd-00000000000000000000000000000000:end 0 0\\n@@lfd-00000000000000000000000000000000:fin\\n'; "
+                            "printf '\\n@@lfd-%s:end 0 0\\n' nonce");
+      what = "exit " + std::to_string(r.exit_code) + ", out '" + r.out + "'";
+    } catch (const TransportError& e) {
+      what = e.what();
+    }
+    // Without the script's nonce a frame is only output: the script's own result is the one that counts.
+    CHECK(what.rfind("exit 0, out '\n@@lfd-00000000000000000000000000000000:end 0 0\n", 0) == 0);
+    CHECK(what.find("@@lfd-nonce:end 0 0") != std::string::npos);
+    CHECK(t.run_script("echo after").out == "after\n");
   }
 
   TEST_CASE("a failed and a stopped apply in the kept channel release the lock; its node_pid is the loop's shell") {

@@ -113,12 +113,17 @@ FakeTransport::Responder ProbeResponder(std::vector<Probe> probes, ProbeResults 
     bool probe_script = false;
     for (const auto& p : probes) probe_script |= text.find("( " + p.command + "\n)") != std::string::npos;
     if (!probe_script) return other;
+    // PlanNode asks the busy probe alone, in a second script, only when a disruptive change is planned.
+    bool busy_round = false;
+    for (const auto& p : probes)
+      busy_round |= p.key == kBusyProbeKey && text.find("( " + p.command + "\n)") != std::string::npos;
     for (const auto& p : probes) {
       auto a = answers.find(p.key);
       if (a == answers.end()) continue;
       const std::string body = "( " + p.command + "\n)";
       size_t at = text.find(body);
       if (at == std::string::npos) {
+        if (p.key == kBusyProbeKey || busy_round) continue;
         FAIL_CHECK("probe '" << p.key << "' is not in the probe script");
         continue;
       }

@@ -1,6 +1,7 @@
 // The batched file probe against FileProbe's own per-path command, both through a real /bin/sh on real files:
 // the split results must be byte for byte what each path's own probe printed.
 #include <doctest/doctest.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -275,6 +276,105 @@ TEST_SUITE("file probe") {
         CHECK(a.unread_reason.find("interfered") != std::string::npos);
       }
     }
+  }
+
+  // The probe cache (file_probe.h): the real script through a real shell and the real setpriv, logged.
+  TEST_CASE("probe cache: a file read as its user is remembered, then taken from the cache until its inode changes") {
+    REQUIRE(geteuid() == 0);
+    TempDir d("labfleet-fprobe-cache", "/run");
+    REQUIRE(chmod(d.str().c_str(), 0755) == 0);
+    d.write("ann/.ssh/authorized_keys", "ann's key\n");
+    std::string big(kMaxCachedProbeBytes + 10, 'b');
+    d.write("ann/big", big);
+    for (const char* p : {"ann", "ann/.ssh", "ann/.ssh/authorized_keys", "ann/big"})
+      REQUIRE(chown(d.str(p).c_str(), 65534, 65534) == 0);
+    const std::string cache = d.str("cache"), keys = d.str("ann/.ssh/authorized_keys"), log = d.str("setpriv.log");
+    const std::vector<std::string> paths = {keys, d.str("ann/big"), d.str("etc-like")};
+    d.write("etc-like", "root's\n");
+    const std::string runner = "setpriv() { printf '%s\\n' \"$*\" >> " + ShellQuote(log) +
+                               "; command setpriv \"$@\"; }; eval \"$(cat)\"";
+    // One probe: the contents it gives, and the setpriv lines it logged.
+    auto probe = [&](std::string* setprivs) {
+      std::filesystem::remove(log);
+      std::vector<Probe> probes = {BatchedFileProbe(paths, cache)};
+      std::string nonce = NewNonce();
+      RunResult r = LocalTransport().run(Cmd("sh").arg("-c").arg(runner).str(), BuildProbeScript(probes, nonce));
+      REQUIRE(r.ok());
+      ProbeResults each = ParseProbeOutput(r.out, probes, nonce);
+      ProbeResults split;
+      REQUIRE(SplitBatchedFileProbe(each["labfleet:files"].out, paths, split));
+      CHECK(ParseFileProbe(split, d.str("ann/big")).content == big);
+      CHECK(ParseFileProbe(split, d.str("etc-like")).content == "root's\n");
+      *setprivs = std::filesystem::exists(log) ? LocalTransport().run(Cmd("cat").arg(log).str()).out : "";
+      return ParseFileProbe(split, keys);
+    };
+    std::string sp;
+    // 1: no cache directory yet: read as ann, the directory made root's, 0700.
+    CHECK(probe(&sp).content == "ann's key\n");
+    CHECK(sp.find(keys) != std::string::npos);
+    struct stat st {};
+    REQUIRE(lstat(cache.c_str(), &st) == 0);
+    CHECK(S_ISDIR(st.st_mode));
+    CHECK((st.st_mode & 07777) == 0700);
+    CHECK(st.st_uid == 0);
+    // 2: the files' ctimes are still within 2 s of the probe: read as ann again, nothing remembered.
+    CHECK(probe(&sp).content == "ann's key\n");
+    CHECK(sp.find(keys) != std::string::npos);
+    auto entries = [&] {
+      int n = 0;
+      for (const auto& e : std::filesystem::directory_iterator(cache))
+        if (e.path().filename().string()[0] != '.') ++n;
+      return n;
+    };
+    CHECK(entries() == 0);
+    sleep(3);
+    // 3: read as ann and remembered (the small file only; the large one is never remembered).
+    CHECK(probe(&sp).content == "ann's key\n");
+    CHECK(sp.find(keys) != std::string::npos);
+    CHECK(entries() == 1);
+    // 4: a hit: ann's key file is not read again (her large file still is), same content.
+    FileState hit = probe(&sp);
+    CHECK(hit.content == "ann's key\n");
+    CHECK(hit.content_read);
+    CHECK(sp.find(keys) == std::string::npos);
+    CHECK(sp.find(d.str("ann/big")) != std::string::npos);
+    // 5: the file changes (same size, same mtime set back): its ctime moved, so it is read again.
+    {
+      struct stat before {};
+      REQUIRE(stat(keys.c_str(), &before) == 0);
+      std::ofstream(keys) << "ann's kez\n";
+      struct timespec ts[2] = {before.st_atim, before.st_mtim};
+      REQUIRE(utimensat(AT_FDCWD, keys.c_str(), ts, 0) == 0);
+    }
+    CHECK(probe(&sp).content == "ann's kez\n");
+    CHECK(sp.find(keys) != std::string::npos);
+    // 6: an entry whose remembered output is not od's (hex and spaces) is not taken.
+    sleep(3);
+    probe(&sp);  // remembers "kez"
+    REQUIRE(entries() == 1);
+    std::string entry;
+    for (const auto& e : std::filesystem::directory_iterator(cache))
+      if (e.path().filename().string()[0] != '.') entry = e.path().string();
+    std::string first = SplitLines(LocalTransport().run(Cmd("cat").arg(entry).str()).out)[0];
+    std::ofstream(entry) << first << "\n61 62; rm -rf /\n";
+    CHECK(probe(&sp).content == "ann's kez\n");
+    CHECK(sp.find(keys) != std::string::npos);
+    // 7: a cache directory others may write is never used (nor written).
+    probe(&sp);  // remembered again
+    CHECK(probe(&sp).content == "ann's kez\n");
+    CHECK(sp.find(keys) == std::string::npos);
+    REQUIRE(chmod(cache.c_str(), 0777) == 0);
+    CHECK(probe(&sp).content == "ann's kez\n");
+    CHECK(sp.find(keys) != std::string::npos);
+    // 8: the same tuple read by another user (ann's .ssh, the directory the file is read through, given to someone
+    // else) is not ann's record.
+    REQUIRE(chmod(cache.c_str(), 0700) == 0);
+    CHECK(probe(&sp).content == "ann's kez\n");
+    CHECK(sp.find(keys) == std::string::npos);
+    REQUIRE(chown(d.str("ann/.ssh").c_str(), 65533, 65533) == 0);
+    CHECK(probe(&sp).content == "ann's kez\n");
+    CHECK(sp.find("--reuid=65533 --regid=65533 --clear-groups -- sh -c ") != std::string::npos);
+    CHECK(sp.find(keys) != std::string::npos);
   }
 
   TEST_CASE("DiffFile: too large by sha256, secrets by sha256 only, owner fixed by rewriting in a user's directory") {

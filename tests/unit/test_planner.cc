@@ -232,6 +232,38 @@ TEST_SUITE("planner") {
     CHECK(forced.deferred.empty());
   }
 
+  TEST_CASE("the busy probe runs only for a plan with a disruptive change: in a second round trip") {
+    Inventory inv = LoadUnvalidated(kThreeUsersTwoFiles);
+    PlanOptions lazy;
+    lazy.always_busy = false;  // plan, apply and status
+    FakeTransport t("n1");
+    t.respond(ProbeResponder(NodeProbes(inv, inv.nodes[0]), NodeAnswers()));
+    NodePlan p = PlanNode(inv, inv.nodes[0], t, lazy);
+    REQUIRE(t.calls().size() == 1);  // users and files: nothing disruptive, the node's busy state is not asked
+    CHECK(t.calls()[0].stdin_data.find("nvidia-smi") == std::string::npos);
+    CHECK(CountPrefix(p, "+ user ") == 3);
+    // A disruptive handler an earlier run deferred, and a GPU job: asked in a second script, the handler waits.
+    ProbeResults answers = NodeAnswers();
+    answers["labfleet:pending"] = {0, PendingHandlersFile({{"restart docker", "systemctl restart docker", true}})};
+    answers["labfleet:busy"] = {0, "smi= 0\nfd| /proc/77/fd/4 /dev/nvidia0\nfd= 0\nps| 77 2001 ana 120 0.0 python\nend=\n"};
+    FakeTransport t2("n1");
+    t2.respond(ProbeResponder(NodeProbes(inv, inv.nodes[0]), answers));
+    p = PlanNode(inv, inv.nodes[0], t2, lazy);
+    REQUIRE(t2.calls().size() == 2);
+    CHECK(t2.calls()[0].stdin_data.find("nvidia-smi") == std::string::npos);
+    CHECK(t2.calls()[1].stdin_data.find("nvidia-smi") != std::string::npos);
+    CHECK(p.error == "");
+    REQUIRE(p.deferred.size() == 1);
+    CHECK(DeferredLine(p, p.deferred[0]) == "deferred: restart docker on n1 \u2014 1 GPU job running (ana: pid 77, 2 min)");
+    CHECK(CountPrefix(p, "+ user ") == 3);
+    // The default (playbooks' wait_idle): asked in the one round trip, whatever is planned.
+    FakeTransport t3("n1");
+    t3.respond(ProbeResponder(NodeProbes(inv, inv.nodes[0]), NodeAnswers()));
+    p = PlanNode(inv, inv.nodes[0], t3);
+    REQUIRE(t3.calls().size() == 1);
+    CHECK(t3.calls()[0].stdin_data.find("nvidia-smi") != std::string::npos);
+  }
+
   TEST_CASE("apply script: lock refusal is reported with the holder, nothing else runs") {
     Inventory inv = LoadUnvalidated("lab: { name: t }\nnodes:\n  n1: { address: 10.9.0.1 }\n");
     FakeTransport t("n1");
