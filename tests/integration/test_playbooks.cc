@@ -439,13 +439,31 @@ TEST_SUITE("integration-playbooks") {
     // when a node's reboot stand-in has been called, it restarts that node.
     Sandbox sbx({.nodes = 3, .btrfs_mb = 64, .btrfs_root = true});
     TempInventory inv(sbx, "labfleet-pb-restart");
-    inv.write("inventory/lab.yaml", "lab: { name: t }\n");
+    // Every node should show 2 GPUs and run docker: the checks after the restart ask the node's own nvidia-smi
+    // and systemctl (stand-ins in /usr/local/sbin and their state in /var/lib, both in @: they survive it).
+    std::string nodes = sbx.nodes_yaml();
+    for (const std::string n : {"node1", "node2", "node3"}) {
+      auto at = nodes.find(n + ": { ");
+      REQUIRE(at != std::string::npos);
+      nodes.insert(at + n.size() + 4, "gpus: 2, ");
+    }
+    inv.write("inventory/nodes.yaml", nodes);
+    inv.defaults("    docker: { data_root: /local/.docker }\n");
     inv.write("playbooks/rb.yaml",
               "steps:\n  - { name: reboot, reboot: when_required, timeout: 2m, health: [test, -e, /etc/lf-healthy] }\n");
+    const std::string two_gpus =
+        "index,name,uuid,driver_version,persistence_mode,pci.bus_id\n"
+        "0,NVIDIA A100-SXM4-80GB,GPU-aaaa,535.104.05,Enabled,00000000:07:00.0\n"
+        "1,NVIDIA A100-SXM4-80GB,GPU-bbbb,535.104.05,Enabled,00000000:0F:00.0\n";
     for (const std::string n : {"node1", "node2", "node3"}) {
-      InstallDoubles(sbx, n, {"reboot"});
+      InstallDoubles(sbx, n, {"reboot", "nvidia-smi", "systemctl"});
+      SeedGpus(sbx, n, two_gpus);
+      SeedUnit(sbx, n, "docker.service", "enabled", "active");
       MustExec(sbx, n, "touch /run/reboot-required");  // /run is gone after the restart, as on a machine
     }
+    // node2 comes back with one GPU lost (the failure a reboot after a driver upgrade shows) and docker down.
+    SeedGpus(sbx, "node2", two_gpus.substr(0, two_gpus.rfind("1,NVIDIA")));
+    SeedUnit(sbx, "node2", "docker.service", "enabled", "failed");
     MustExec(sbx, "node1", "touch /etc/lf-healthy");  // node2 and node3 fail the health check once back
     MustExec(sbx, "node3", "touch /etc/lf-healthy");
     std::atomic<bool> done{false};
@@ -473,13 +491,17 @@ TEST_SUITE("integration-playbooks") {
     CHECK(run.rc == 4);
     auto r = run.json();
     CHECK(StepStatuses(r, "reboot") == "node1=changed node2=failed node3=not-started");
-    CHECK(r["steps"][0]["nodes"][0]["detail"] == "rebooted and back; checked: health check passed");
-    CHECK(r["steps"][0]["nodes"][1]["detail"] == "rebooted and back; check failed: health check test -e /etc/lf-healthy failed (exit 1)");
+    CHECK(r["steps"][0]["nodes"][0]["detail"] == "rebooted and back; checked: 2 GPUs, docker active, health check passed");
+    CHECK(r["steps"][0]["nodes"][1]["detail"] ==
+          "rebooted and back; check failed: 1 GPUs visible, the inventory says 2; docker is failed; "
+          "health check test -e /etc/lf-healthy failed (exit 1)");
     CHECK(restarted == std::vector<std::string>{"node1", "node2"});  // node3 was never rebooted
     CHECK(sbx.exec("node1", "test ! -e /run/reboot-required").exit_code == 0);
     CHECK(sbx.exec("node3", "test -e /run/reboot-required").exit_code == 0);
     // A rerun: node1 and node2 need no reboot any more, node3 is next.
     MustExec(sbx, "node2", "touch /etc/lf-healthy");
+    SeedGpus(sbx, "node2", two_gpus);
+    SeedUnit(sbx, "node2", "docker.service", "enabled", "active");
     done = false;
     std::thread machine2([&] {
       while (!done.load()) {
