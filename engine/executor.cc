@@ -1,5 +1,7 @@
 #include "engine/executor.h"
 
+#include <algorithm>
+
 #include <signal.h>
 #include <unistd.h>
 
@@ -637,6 +639,24 @@ NodeApplyResult ApplyNode(const Inventory& inv, const NodeDef& node, const NodeP
     }
     // Prove convergence.
     res.remaining = PlanNode(inv, node, transport, opts.plan);
+    if (res.remaining.error.empty() && !res.remaining.changes.empty() && !opts.second_pass &&
+        std::any_of(part.changes.begin(), part.changes.end(), [](const Change& c) { return c.reprobe; })) {
+      // What this pass made visible (a directory user who resolves now): applied once more, then judged.
+      ApplyOptions again = opts;
+      again.second_pass = true;
+      std::string lines;
+      for (const auto& c : res.remaining.changes) lines += (lines.empty() ? "" : "; ") + ChangeLine(c);
+      const size_t more = res.remaining.changes.size();
+      NodeApplyResult r2 = ApplyNode(inv, node, res.remaining, transport, again);
+      r2.applied += res.applied;
+      r2.handlers_run.insert(r2.handlers_run.begin(), res.handlers_run.begin(), res.handlers_run.end());
+      r2.deferred.insert(r2.deferred.begin(), res.deferred.begin(), res.deferred.end());
+      r2.notes.insert(r2.notes.begin(), res.notes.begin(), res.notes.end());
+      r2.notes.push_back("a second pass applied " + std::to_string(more) +
+                         " change(s) that the first one made visible to the probe: " + lines);
+      if (r2.status == NodeApplyResult::Status::Unchanged) r2.status = NodeApplyResult::Status::Changed;
+      return r2;
+    }
     if (!res.remaining.error.empty() || !res.remaining.empty()) {
       res.status = NodeApplyResult::Status::Failed;
       res.error = !res.remaining.error.empty()

@@ -45,6 +45,7 @@ struct ApplyOptions {
   // EXIT trap (also when a change fails or the script is stopped). "" = off.
   std::string readonly_root;
   PlanOptions plan;  // for the re-probe (same --force as the plan)
+  bool second_pass = false;  // set by ApplyNode for the pass a Change::reprobe change called for (never a third)
   // Opens a fresh connection to the node (for Change::reconnect_check). Empty: the check is skipped.
   std::function<std::unique_ptr<Transport>()> reconnect;
   // A change that fails on shadow-utils' lock ("groupadd: cannot lock /etc/group; try again later": another

@@ -132,6 +132,11 @@ struct Change {
   // Exec only: files kept in the run's backup before the command runs (root-only paths, e.g. /etc/passwd), and
   // put back if the fresh-login check after a reconnect_check change fails.
   std::vector<std::string> backup_paths;
+  // Applying it can make more of the node visible to the probe than the plan saw (sssd.conf/nsswitch.conf: the
+  // directory's users start to resolve, so their local group memberships and homes can be planned). When the
+  // re-probe after an apply finds changes and an applied change had this, the executor applies those once more
+  // (a second pass, noted in the result) before it judges convergence.
+  bool reprobe = false;
   bool secret = false;      // never print the command or a diff (password hashes)
   std::vector<std::string> redact;  // strings replaced by "(secret)" in any output of this change
 };

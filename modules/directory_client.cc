@@ -347,9 +347,12 @@ class DirectoryClientModule : public Module {
       DiffResult d = DiffFile({kSssdConf, text, 0600, "root", "root"}, ParseFileProbe(results, kSssdConf),
                               "sssd.conf " + std::string(kSssdConf));
       if (d.changes.empty()) return d;
-      for (auto& c : d.changes)
+      for (auto& c : d.changes) {
         if (c.kind == Change::Kind::PutFile) c.precheck = "sssctl config-check -c \"$LF_NEW\"";
+        c.reprobe = true;  // directory users resolve once sssd runs with it
+      }
       d.changes.push_back(NotifyChange("restart sssd", kRestart, "restart sssd", "sssd.conf changed"));
+      d.changes.back().reprobe = true;
       return d;
     }
     if (w.what == "nsswitch") {
@@ -359,8 +362,10 @@ class DirectoryClientModule : public Module {
       std::string why;
       auto edited = EditNsswitch(live.content, &why);
       if (!edited) return Failure(why);
-      return DiffFile({kNsswitch, *edited, live.mode, live.owner, live.group}, live,
-                      "nsswitch.conf passwd/group/shadow (files ... sss)");
+      DiffResult d = DiffFile({kNsswitch, *edited, live.mode, live.owner, live.group}, live,
+                              "nsswitch.conf passwd/group/shadow (files ... sss)");
+      for (auto& c : d.changes) c.reprobe = true;  // NSS asks sss from now on
+      return d;
     }
     if (w.what == "mkhomedir") {
       FileState live = ParseFileProbe(results, kCommonSession);
@@ -396,6 +401,7 @@ class DirectoryClientModule : public Module {
     s.add(Cmd("mkdir").arg("-p").arg("/var/lib/labfleet"));
     s.add(Cmd("printf").arg("%s\\n").arg(digest).raw(">").arg(kDigestFile));
     c.command = s.str();
+    c.reprobe = true;  // users the directory gained resolve on the node once the cache forgets the old answers
     return d;
   }
 };

@@ -187,23 +187,32 @@ TEST_SUITE("integration-sssd") {
     INFO(plan.out << plan.err);
     CHECK(plan.out.find("directory user alice is not added to the local group docker yet") != std::string::npos);
     CHECK(plan.out.find("home /home/alice of directory user alice is not made: alice does not resolve") != std::string::npos);
-    auto r = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty"});
+    // The node's "restart sssd" starts sssd and returns once it answers, as systemd would with sssd's
+    // Type=notify unit (the systemctl double only records it; the stand-in waits for a lookup): ONE apply
+    // configures the client, sssd starts, alice resolves, and the second pass (Change::reprobe) adds her to the
+    // local group and makes her home before the re-probe proves the node converged.
+    MustExec(sbx, "node2",
+             "mv /usr/local/sbin/systemctl /usr/local/sbin/systemctl-double && printf '%s\\n' '#!/bin/sh' "
+             "'case \"$*\" in \"restart sssd\"|\"restart sssd.service\") pgrep -x sssd >/dev/null || sssd -D; "
+             "i=0; until getent passwd alice >/dev/null || [ $i -ge 100 ]; do sleep 0.1; i=$((i+1)); done;; esac' "
+             "'exec /usr/local/sbin/systemctl-double \"$@\"' >/usr/local/sbin/systemctl && chmod 755 /usr/local/sbin/systemctl");
+    auto r = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty", "--format", "json"});
     INFO(r.out << r.err);
     REQUIRE(r.rc == 0);
-    CHECK(Exec(sbx, "node2", "getent group docker | cut -d: -f1,4") == "docker:daemon\n");
-
-    MustExec(sbx, "node2", "sssd -D");
+    CHECK(Summaries(r).find("sssd.conf /etc/sssd/sssd.conf") != std::string::npos);
+    std::string note;
+    const auto applied = r.json();
+    for (const auto& n : applied["apply"])
+      if (n["node"] == "node2" && n.contains("notes")) note = n["notes"].dump();
+    CHECK(note.find("a second pass applied 2 change(s) that the first one made visible to the probe: ") != std::string::npos);
+    CHECK(note.find("group docker members +alice (directory users, by name in /etc/group)") != std::string::npos);
+    CHECK(note.find("home /home/alice of directory user alice (0700 2001:2001, from /etc/skel)") != std::string::npos);
     REQUIRE(GetentPasswd(sbx, "alice") == "alice:*:2001:2001:alice:/home/alice:/bin/bash\n");
     REQUIRE(GetentPasswd(sbx, "mallory") == "mallory:*:2002:2002:mallory:/home/mallory:/bin/bash\n");
     plan = Cli(sbx, inv.dir(), {"plan"});
     INFO(plan.out << plan.err);
     CHECK(plan.out.find("/home/mallory is a symbolic link, not a directory: labfleet never follows or replaces it") !=
           std::string::npos);
-    r = Cli(sbx, inv.dir(), {"apply", "--yes", "--allow-dirty", "--format", "json"});
-    INFO(r.out << r.err);
-    REQUIRE(r.rc == 0);
-    CHECK(Summaries(r) == "group docker members +alice (directory users, by name in /etc/group) | "
-                          "home /home/alice of directory user alice (0700 2001:2001, from /etc/skel)");
 
     // independent tools on node2: the local line lists her by name (daemon kept), id through sss has both groups
     const std::string docker = Exec(sbx, "node2", "getent group docker");
