@@ -466,27 +466,32 @@ TEST_SUITE("integration-playbooks") {
     SeedUnit(sbx, "node2", "docker.service", "enabled", "failed");
     MustExec(sbx, "node1", "touch /etc/lf-healthy");  // node2 and node3 fail the health check once back
     MustExec(sbx, "node3", "touch /etc/lf-healthy");
-    std::atomic<bool> done{false};
+    // Runs labfleet while playing the machine: a node whose reboot stand-in was called is restarted, once.
     std::vector<std::string> restarted;
-    std::thread machine([&] {
-      while (!done.load()) {
-        for (const std::string n : {"node1", "node2", "node3"}) {
-          if (std::find(restarted.begin(), restarted.end(), n) != restarted.end()) continue;
-          if (sbx.exec(n, "grep -qx reboot /var/log/labfleet-doubles.log").exit_code == 0) {
-            restarted.push_back(n);
-            try {
-              sbx.restart(n);
-            } catch (const std::exception& e) {
-              restarted.push_back(std::string("restart failed: ") + e.what());
+    auto run_with_machine = [&] {
+      std::atomic<bool> done{false};
+      std::thread machine([&] {
+        while (!done.load()) {
+          for (const std::string n : {"node1", "node2", "node3"}) {
+            if (std::find(restarted.begin(), restarted.end(), n) != restarted.end()) continue;
+            if (sbx.exec(n, "grep -qx reboot /var/log/labfleet-doubles.log").exit_code == 0) {
+              restarted.push_back(n);
+              try {
+                sbx.restart(n);
+              } catch (const std::exception& e) {
+                restarted.push_back(std::string("restart failed: ") + e.what());
+              }
             }
           }
+          std::this_thread::sleep_for(std::chrono::milliseconds(200));
         }
-        std::this_thread::sleep_for(std::chrono::milliseconds(200));
-      }
-    });
-    auto run = Cli(sbx, inv.dir(), {"run", "rb", "--yes", "--reboot", "--allow-dirty", "--format", "json"});
-    done = true;
-    machine.join();
+      });
+      auto res = Cli(sbx, inv.dir(), {"run", "rb", "--yes", "--reboot", "--allow-dirty", "--format", "json"});
+      done = true;
+      machine.join();
+      return res;
+    };
+    auto run = run_with_machine();
     INFO(run.out << run.err);
     CHECK(run.rc == 4);
     auto r = run.json();
@@ -502,24 +507,7 @@ TEST_SUITE("integration-playbooks") {
     MustExec(sbx, "node2", "touch /etc/lf-healthy");
     SeedGpus(sbx, "node2", two_gpus);
     SeedUnit(sbx, "node2", "docker.service", "enabled", "active");
-    done = false;
-    std::thread machine2([&] {
-      while (!done.load()) {
-        if (std::find(restarted.begin(), restarted.end(), "node3") == restarted.end() &&
-            sbx.exec("node3", "grep -qx reboot /var/log/labfleet-doubles.log").exit_code == 0) {
-          restarted.push_back("node3");
-          try {
-            sbx.restart("node3");
-          } catch (const std::exception& e) {
-            restarted.push_back(std::string("restart failed: ") + e.what());
-          }
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(200));
-      }
-    });
-    auto again = Cli(sbx, inv.dir(), {"run", "rb", "--yes", "--reboot", "--allow-dirty", "--format", "json"});
-    done = true;
-    machine2.join();
+    auto again = run_with_machine();
     INFO(again.out << again.err);
     CHECK(again.rc == 0);
     CHECK(StepStatuses(again.json(), "reboot") == "node1=unchanged node2=unchanged node3=changed");
