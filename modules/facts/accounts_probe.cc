@@ -56,7 +56,7 @@ Probe NssDirectoryProbe(const NodeContext& ctx) {
   for (const UserDef* u : DirectoryUsersOnClient(ctx)) names.push_back(u->name);
   return GetentPasswd(kNssDirectoryKey, names);
 }
-const Fact<std::set<std::string>> kManagedUsers{"managed-users", Cmd("cat").arg(kManagedUsersFile).str(),
+const Fact<std::set<std::string>> kManagedUsers{"managed-users", CatBuiltin(kManagedUsersFile),
                                                 ParseManaged, false};
 
 std::vector<const UserDef*> UsersOnNode(const NodeContext& ctx) {
