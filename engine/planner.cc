@@ -127,7 +127,7 @@ std::string PendingHandlersFile(const std::vector<PendingHandler>& handlers) {
 // Built into every node's probe round trip, whatever the modules ask: the busy probe (engine/busy.h, the same
 // text `labfleet facts` runs) with the node's `busy:` settings, and the handlers an earlier run owes.
 static std::vector<Probe> BuiltinProbes(const NodeContext& ctx) {
-  return {BusyFact(BusySettingsOf(ctx.settings)).probe(), {"labfleet:pending", Cmd("cat").arg(kPendingHandlersFile).str()},
+  return {BusyFact(BusySettingsOf(ctx.settings)).probe(), {"labfleet:pending", CatBuiltin(kPendingHandlersFile)},
           {"labfleet:state", Cmd("head").arg("-c").arg("65536").arg(kStateFile).str()}};
 }
 

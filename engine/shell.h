@@ -77,4 +77,13 @@ inline constexpr const char* kRootOnlyShellFunction = R"SH(lf_rootonly() {
 }
 )SH";
 
+// `cat PATH` by shell builtins alone (no program started: a probe runs in every plan, and each program is a
+// fork/exec on the node): the file's lines, a last line without a newline as it is; fails (non-zero, the shell's
+// error on stderr) when it cannot be opened. Text files only (sh's read drops NUL bytes); unbounded like cat:
+// only for small files labfleet itself writes under root's /var/lib/labfleet.
+inline std::string CatBuiltin(std::string_view path) {
+  return "{ while IFS= read -r lf_l; do printf '%s\\n' \"$lf_l\"; done; [ -z \"$lf_l\" ] || printf '%s' \"$lf_l\"; } < " +
+         ShellQuote(path);
+}
+
 }  // namespace labfleet

@@ -6,7 +6,12 @@ namespace labfleet {
 
 // Notes on the loop:
 // - `read -r` reads the header byte by byte (sh's read never consumes past the newline) and `head -c` the
-//   script; lockstep (docs above) means nothing follows the script in the pipe, so head cannot over-read.
+//   script; lockstep (docs above) means nothing follows the script in the pipe, so head cannot over-read. The
+//   request ends with the eos marker (never a newline), so `$(head -c ...)` loses nothing to the command
+//   substitution's trailing-newline strip.
+// - Programs per script, as few as sh allows (every one is a fork/exec on the node, docs/transport.md): the two
+//   `head -c` (the script, its stderr); `cat` (drain past the bound) only when head read something, `wc` and `cat`
+//   (the stderr into the frame) only when there is stderr. The result files are emptied with `: >`, not `rm`.
 // - The script must end with "#lfd-eos-NONCE" (DriverRequest adds it): a request cut short (stdin closed
 //   midway) is never run.
 // - The script runs in a subshell, so its `exit`, traps (the apply script's lock release) and variables stay
@@ -26,14 +31,16 @@ std::string DriverLoopScript() {
          "  case $lf_len in ''|*[!0-9]*) exit 98;; esac\n"
          "  case $lf_n in ''|*[!0-9a-f]*) exit 98;; esac\n"
          "  [ ${#lf_len} -le 10 ] || exit 98\n"
-         "  lf_s=$(head -c \"$lf_len\"; echo .); lf_s=${lf_s%.}\n"
+         "  lf_s=$(head -c \"$lf_len\")\n"
          "  case $lf_s in *\"#lfd-eos-$lf_n\") ;; *) exit 96;; esac\n"
-         "  rm -f \"$lf_d/r\" \"$lf_d/e\"\n"
+         "  : >\"$lf_d/r\"; : >\"$lf_d/e\"\n"
          "  { { ( unset lf_h lf_n lf_len lf_d; eval \"$lf_s\" ) </dev/null 2>&1 >&3 3>&-; echo $? >\"$lf_d/r\"; } | "
-         "{ trap '' HUP INT TERM; head -c " + std::to_string(kDriverMaxErr) + " >\"$lf_d/e\"; cat >/dev/null; }; } 3>&1\n"
+         "{ trap '' HUP INT TERM; head -c " + std::to_string(kDriverMaxErr) + " >\"$lf_d/e\"; "
+         "[ -s \"$lf_d/e\" ] && cat >/dev/null; }; } 3>&1\n"
          "  lf_r=255; [ -s \"$lf_d/r\" ] && read -r lf_r <\"$lf_d/r\"\n"
-         "  printf '\\n@@lfd-%s:end %s %s\\n' \"$lf_n\" \"$lf_r\" \"$(($(wc -c <\"$lf_d/e\")))\"\n"
-         "  cat \"$lf_d/e\"\n"
+         "  if [ -s \"$lf_d/e\" ]; then\n"
+         "    printf '\\n@@lfd-%s:end %s %s\\n' \"$lf_n\" \"$lf_r\" \"$(($(wc -c <\"$lf_d/e\")))\"; cat \"$lf_d/e\"\n"
+         "  else printf '\\n@@lfd-%s:end %s 0\\n' \"$lf_n\" \"$lf_r\"; fi\n"
          "  printf '@@lfd-%s:fin\\n' \"$lf_n\"\n"
          "done\n";
 }

@@ -334,7 +334,9 @@ struct SshTransport::Impl {
   // process group id) as the first line of stdout, before the command can print anything: what stop_on_node()
   // signals. Without setsid the pid printed is the shell sshd started (a session leader already, when no sudo).
   std::string wrap(const std::string& command_in) const {
-    const std::string inner = "printf '" + std::string(kPidTag) + "%s\\n' \"$$\"; exec sh -c \"$1\"";
+    // The command runs in this shell by eval (after `set --`: no positional parameters, as under `sh -c`), not
+    // in a third `exec sh -c`: one program fewer per session; same pid, so the pid printed is still its own.
+    const std::string inner = "printf '" + std::string(kPidTag) + "%s\\n' \"$$\"; eval \"set --\n$1\"";
     const std::string outer = "if command -v setsid >/dev/null 2>&1; then exec setsid -w sh -c " + ShellQuote(inner) +
                               " sh \"$1\"; else " + inner + "; fi";
     Cmd c = t.become_sudo && t.user != "root" ? Cmd("sudo").arg("-n").arg("sh") : Cmd("sh");

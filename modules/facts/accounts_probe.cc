@@ -14,19 +14,24 @@ static std::set<std::string> ParseManaged(std::string_view text) {
 
 // The local account database itself, not NSS: on a directory client (SSSD, nss_ldap) `getent passwd` also
 // lists the directory's users, which labfleet must never take for local accounts. Bounded: a file larger
-// than kMaxAccountFileBytes fails the fact (a cut file would read as missing users).
-static std::string ReadAccountFile(const char* path) {
+// than kMaxAccountFileBytes fails the fact (a cut file would read as missing users). ONE program per file (this
+// runs in every probe; `wc` + `head` before): `head -c LIMIT+1` into a variable, whose length says whether the
+// file was over the limit (the trailing "." keeps the command substitution from dropping trailing newlines, which
+// would hide bytes past the limit; LC_ALL=C in the probe script makes ${#v} count bytes), printed by printf.
+std::string ReadAccountFileCommand(const std::string& path, long long limit) {
+  const std::string lim = std::to_string(limit);
   Script s;
-  s.raw("f=" + ShellQuote(path) + "; n=$(wc -c < \"$f\") || exit 1");
-  s.raw("[ \"$n\" -le " + std::to_string(kMaxAccountFileBytes) + " ] || { echo \"$f is $n bytes, more than labfleet reads (" +
-        std::to_string(kMaxAccountFileBytes) + ")\" >&2; exit 3; }");
-  s.raw("head -c " + std::to_string(kMaxAccountFileBytes) + " -- \"$f\"");  // bounded even if it grows meanwhile
+  s.raw("f=" + ShellQuote(path) + "; v=$(head -c " + std::to_string(limit + 1) +
+        " -- \"$f\" && echo .) || exit 1; v=${v%.}");
+  s.raw("[ ${#v} -le " + lim + " ] || { echo \"$f is more than " + lim + " bytes, more than labfleet reads (" + lim +
+        ")\" >&2; exit 3; }");
+  s.raw("printf '%s' \"$v\"");
   return s.str();
 }
 
-const Fact<Parsed<PasswdEntry>> kPasswd{"passwd-file", ReadAccountFile("/etc/passwd"), ParsePasswd, true};
-const Fact<Parsed<GroupEntry>> kGroup{"group-file", ReadAccountFile("/etc/group"), ParseGroup, true};
-const Fact<Parsed<ShadowEntry>> kShadow{"shadow-file", ReadAccountFile("/etc/shadow"), ParseShadow, true};
+const Fact<Parsed<PasswdEntry>> kPasswd{"passwd-file", ReadAccountFileCommand("/etc/passwd"), ParsePasswd, true};
+const Fact<Parsed<GroupEntry>> kGroup{"group-file", ReadAccountFileCommand("/etc/group"), ParseGroup, true};
+const Fact<Parsed<ShadowEntry>> kShadow{"shadow-file", ReadAccountFileCommand("/etc/shadow"), ParseShadow, true};
 
 static Probe GetentPasswd(const std::string& key, const std::vector<std::string>& names) {
   Cmd c("getent");
@@ -51,7 +56,7 @@ Probe NssDirectoryProbe(const NodeContext& ctx) {
   for (const UserDef* u : DirectoryUsersOnClient(ctx)) names.push_back(u->name);
   return GetentPasswd(kNssDirectoryKey, names);
 }
-const Fact<std::set<std::string>> kManagedUsers{"managed-users", Cmd("cat").arg(kManagedUsersFile).str(),
+const Fact<std::set<std::string>> kManagedUsers{"managed-users", CatBuiltin(kManagedUsersFile),
                                                 ParseManaged, false};
 
 std::vector<const UserDef*> UsersOnNode(const NodeContext& ctx) {

@@ -17,6 +17,9 @@ inline constexpr const char* kManagedUsersFile = "/var/lib/labfleet/managed-user
 // account. They are required: a read that fails (or a file over kMaxAccountFileBytes) must not read as "no such
 // user".
 inline constexpr long long kMaxAccountFileBytes = 32LL << 20;
+// The command those facts run: the file's bytes on stdout, exit 3 (and why, on stderr) when it is over `limit`
+// bytes, non-zero when it cannot be read. Runs inside BuildProbeScript (LC_ALL=C). Public for its unit test.
+std::string ReadAccountFileCommand(const std::string& path, long long limit = kMaxAccountFileBytes);
 extern const Fact<Parsed<PasswdEntry>> kPasswd;   // "passwd-file"
 extern const Fact<Parsed<GroupEntry>> kGroup;     // "group-file"
 extern const Fact<Parsed<ShadowEntry>> kShadow;   // "shadow-file"

@@ -7,9 +7,14 @@ namespace labfleet {
 Probe DockerNetworksProbe() {
   // Network ids are checked to be hex before they become words of the inspect command.
   return {"docker:networks",
-          "if ! command -v docker >/dev/null 2>&1; then echo no-docker; else lf_n=$(docker network ls -q --no-trunc "
-          "2>/dev/null | grep -E '^[0-9a-f]{12,64}$' | head -n 512); if [ -n \"$lf_n\" ]; then docker network inspect "
-          "$lf_n 2>/dev/null | head -c 4194304; else echo '[]'; fi; fi"};
+          // The ids are picked by shell builtins (no grep, no head -n: each program is a fork/exec in every probe):
+          // at most 64 KiB of the list (512 ids of 64 hex digits and a newline fit in half), a word cut there
+          // dropped, words of 12..64 hex digits only, at most 512; set -f so no word is globbed.
+          "if ! command -v docker >/dev/null 2>&1; then echo no-docker; else lf_r=$(docker network ls -q --no-trunc "
+          "2>/dev/null | head -c 65536); [ ${#lf_r} -lt 65536 ] || lf_r=${lf_r%[!0-9a-f]*}; lf_n=; lf_c=0; set -f; "
+          "for lf_i in $lf_r; do case $lf_i in *[!0-9a-f]*) continue;; esac; [ ${#lf_i} -ge 12 ] && "
+          "[ ${#lf_i} -le 64 ] && [ $lf_c -lt 512 ] && { lf_n=\"$lf_n $lf_i\"; lf_c=$((lf_c+1)); }; done; "
+          "if [ -n \"$lf_n\" ]; then docker network inspect $lf_n 2>/dev/null | head -c 4194304; else echo '[]'; fi; fi"};
 }
 
 DockerNetworks ParseDockerNetworks(std::string_view text) {

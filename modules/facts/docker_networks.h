@@ -1,6 +1,6 @@
 // Docker networks as the node's docker CLI reports them, for the docker module's overlap check and
-// remove_networks. The probe lists network ids (`docker network ls -q --no-trunc`), keeps only hex ids (at most
-// 512) and prints `docker network inspect` of them, cut at 4 MiB; a node without docker prints "no-docker".
+// remove_networks. The probe lists network ids (`docker network ls -q --no-trunc`), keeps only hex ids (12..64
+// digits, at most 512, from the first 64 KiB of the list) and prints `docker network inspect` of them, cut at 4 MiB; a node without docker prints "no-docker".
 // The output is untrusted: the parser never throws, returns an error for anything that is not a JSON array, and
 // skips entries without a string Name and lines before the array (a CLI warning).
 #pragma once

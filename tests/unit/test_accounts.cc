@@ -1,8 +1,12 @@
 #include <doctest/doctest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <unistd.h>
 
+#include "engine/local_transport.h"
+#include "engine/planner.h"
 #include "modules/facts/accounts.h"
 #include "modules/facts/accounts_probe.h"
 
@@ -17,6 +21,39 @@ static std::string Fixture(const std::string& name) {
 }
 
 TEST_SUITE("accounts") {
+  TEST_CASE("an account file is read whole or fails, at the limit and past it (trailing newlines too)") {
+    const std::string dir = std::filesystem::temp_directory_path() / ("lf-acct-" + std::to_string(getpid()));
+    std::filesystem::create_directories(dir);
+    const std::string f = dir + "/passwd";
+    LocalTransport local("here", 60);
+    auto read = [&](const std::string& content, RunResult* r) {
+      std::ofstream(f, std::ios::binary | std::ios::trunc) << content;
+      const std::vector<Probe> probes{{"passwd-file", ReadAccountFileCommand(f, 10), true}};
+      const std::string nonce = "0123456789abcdef";
+      *r = local.run(ScriptRunner(), BuildProbeScript(probes, nonce));
+      REQUIRE(r->ok());
+      return ParseProbeOutput(r->out, probes, nonce)["passwd-file"];
+    };
+    RunResult r;
+    ProbeOutput o = read("a:x:1:1::\n", &r);  // 10 bytes: the limit, read whole
+    CHECK(o.exit_code == 0);
+    CHECK(o.out == "a:x:1:1::\n");
+    o = read("a\n\n\n\n", &r);  // trailing newlines kept
+    CHECK(o.exit_code == 0);
+    CHECK(o.out == "a\n\n\n\n");
+    o = read("", &r);
+    CHECK(o.exit_code == 0);
+    CHECK(o.out.empty());
+    o = read("a:x:1:1::\nb:x:2:2::\n", &r);  // over the limit: fails, nothing used
+    CHECK(o.exit_code == 3);
+    o = read("abcdefghi\n\n\n\nzz\n", &r);  // the bytes past the limit are newlines: still over, still fails
+    CHECK(o.exit_code == 3);
+    std::filesystem::remove(f);  // a file that cannot be read fails
+    const std::vector<Probe> probes{{"passwd-file", ReadAccountFileCommand(f, 10), true}};
+    r = local.run(ScriptRunner(), BuildProbeScript(probes, "0123456789abcdef"));
+    CHECK(ParseProbeOutput(r.out, probes, "0123456789abcdef")["passwd-file"].exit_code != 0);
+    std::filesystem::remove_all(dir);
+  }
   TEST_CASE("getent passwd, with a garbage line") {
     auto p = ParsePasswd(Fixture("getent_passwd.txt"));
     CHECK(p.skipped == 1);

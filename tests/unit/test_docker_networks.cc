@@ -3,6 +3,14 @@
 // network no container uses (a refusal line otherwise), and its validation.
 #include <doctest/doctest.h>
 
+#include <filesystem>
+#include <fstream>
+#include <unistd.h>
+
+#include "engine/local_transport.h"
+#include "engine/shell.h"
+#include "engine/text.h"
+
 #include "engine/module.h"
 #include "modules/facts/docker_networks.h"
 #include "tests/unit/module_helpers.h"
@@ -94,8 +102,37 @@ TEST_SUITE("docker") {
   TEST_CASE("the networks probe checks ids are hex before they become words, and bounds the output") {
     Probe p = DockerNetworksProbe();
     CHECK(p.key == "docker:networks");
-    CHECK(p.command.find("grep -E '^[0-9a-f]{12,64}$'") != std::string::npos);
-    CHECK(p.command.find("head -n 512") != std::string::npos);
     CHECK(p.command.find("head -c 4194304") != std::string::npos);
+    // Run for real under /bin/sh with a docker double that prints a hostile list and, for inspect, its arguments.
+    const std::string dir = std::filesystem::temp_directory_path() / ("lf-dnet-" + std::to_string(getpid()));
+    std::filesystem::create_directories(dir);
+    const std::string hex64(64, 'a');
+    std::string list = "0123456789ab\n" + hex64 + "\nABCDEF012345\n0123456789a\n$(touch " + dir + "/pwned)\n*\n" +
+                       std::string(65, 'b') + "\nfedcba987654 junk\n";
+    for (int i = 0; i < 600; ++i) list += "1234567890" + std::string(2 + i % 3, 'c') + "\n";
+    std::ofstream(dir + "/list") << list;
+    std::ofstream(dir + "/docker") << "#!/bin/sh\nif [ \"$2\" = ls ]; then cat " + dir + "/list; else shift 2; "
+                                      "for a in \"$@\"; do echo \"$a\"; done; fi\n";
+    std::filesystem::permissions(dir + "/docker", std::filesystem::perms::owner_all);
+    LocalTransport local("here", 60);
+    RunResult r = local.run(Cmd("env").arg("PATH=" + dir + ":/usr/bin:/bin").arg("sh").arg("-c").arg(p.command).str());
+    REQUIRE(r.ok());
+    std::vector<std::string> ids;
+    for (auto& l : SplitLines(r.out))
+      if (!l.empty()) ids.push_back(l);
+    REQUIRE(ids.size() == 512);
+    CHECK(ids[0] == "0123456789ab");
+    CHECK(ids[1] == hex64);
+    CHECK(ids[2] == "fedcba987654");  // a word of a line, checked like every word
+    CHECK(ids[3] == "1234567890cc");
+    CHECK(!std::filesystem::exists(dir + "/pwned"));
+    // a list past 64 KiB: the word cut at the bound is dropped, not sent
+    std::string big;
+    for (int i = 0; big.size() < 70000; ++i) big += std::string(63, 'd') + "\n";
+    std::ofstream(dir + "/list") << big.substr(0, 65536 - 10) + std::string(40, 'e') + "\n";
+    r = local.run(Cmd("env").arg("PATH=" + dir + ":/usr/bin:/bin").arg("sh").arg("-c").arg(p.command).str());
+    REQUIRE(r.ok());
+    for (auto& l : SplitLines(r.out)) CHECK((l.empty() || l == std::string(63, 'd')));
+    std::filesystem::remove_all(dir);
   }
 }

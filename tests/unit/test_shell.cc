@@ -49,3 +49,28 @@ TEST_CASE("Base64 round trip") {
   // The node decodes what we encode.
   CHECK(ShOut("printf %s " + ShellQuote(Base64Encode("héllo\n$x")) + " | base64 -d") == "héllo\n$x");
 }
+
+#include <filesystem>
+#include <fstream>
+#include <unistd.h>
+
+#include "engine/local_transport.h"
+
+TEST_CASE("CatBuiltin gives a file's bytes as cat does, and fails when there is no file") {
+  using namespace labfleet;
+  const std::string dir = std::filesystem::temp_directory_path() / ("lf-catb-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string f = dir + "/it's $(x)";
+  LocalTransport local("here", 60);
+  for (const std::string content : {std::string("a\nb"), std::string("a\n\n"), std::string(""),
+                                    std::string("  lead \\t back\\slash $(touch pwned) `x` *\n-n\n-e\n")}) {
+    std::ofstream(f, std::ios::binary | std::ios::trunc) << content;
+    RunResult r = local.run(Cmd("sh").arg("-c").arg(CatBuiltin(f)).str());
+    CHECK(r.exit_code == 0);
+    CHECK(r.out == content);
+  }
+  std::filesystem::remove(f);
+  CHECK(local.run(Cmd("sh").arg("-c").arg(CatBuiltin(f)).str()).exit_code != 0);
+  CHECK(!std::filesystem::exists("pwned"));
+  std::filesystem::remove_all(dir);
+}
