@@ -62,7 +62,7 @@ TEST_CASE("CatBuiltin gives a file's bytes as cat does, and fails when there is 
   std::filesystem::create_directories(dir);
   const std::string f = dir + "/it's $(x)";
   LocalTransport local("here", 60);
-  for (const std::string content : {std::string("a\nb"), std::string("a\n\n"), std::string(""),
+  for (const std::string& content : {std::string("a\nb"), std::string("a\n\n"), std::string(""),
                                     std::string("  lead \\t back\\slash $(touch pwned) `x` *\n-n\n-e\n")}) {
     std::ofstream(f, std::ios::binary | std::ios::trunc) << content;
     RunResult r = local.run(Cmd("sh").arg("-c").arg(CatBuiltin(f)).str());
