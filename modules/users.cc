@@ -303,9 +303,13 @@ class UsersModule : public Module {
     sc.raw("lf_rootonly " + ShellQuote(parent) + " || { echo " +
            ShellQuote("labfleet: a user can change the directories above " + home + ": ") +
            "\"$LF_WHY\" >&2; exit 1; }");
-    sc.add(Cmd("mkdir").arg("-m").arg(w.mode).arg("--").arg(home));  // fails on anything there, a link included
+    // Made 0700 root's (fails on anything there, a link included) and filled while nobody else can enter it: with
+    // a group- or other-writable home_mode from the start, someone could plant a link in it for cp to write
+    // /etc/skel's files through. Its mode is set last, once it and everything in it is hers.
+    sc.add(Cmd("mkdir").arg("-m").arg("0700").arg("--").arg(home));
     sc.raw("if [ -d /etc/skel ]; then " + Cmd("cp").arg("-R").arg("--").arg("/etc/skel/.").arg(home).str() + "; fi");
     sc.add(Cmd("chown").arg("-R").arg("-h").arg("--").arg(owner).arg(home));  // -R: no link is followed (-P)
+    sc.add(Cmd("chmod").arg("--").arg(w.mode).arg(home));  // the path's parents are root's alone: not swappable
     Change c;
     c.kind = Change::Kind::Exec;
     c.sign = '+';

@@ -176,9 +176,10 @@ TEST_SUITE("directory_local") {
     CHECK(homes[0]->command ==
           "lf_rootonly /home || { echo 'labfleet: a user can change the directories above /home/alice: '"
           "\"$LF_WHY\" >&2; exit 1; }\n"
-          "mkdir -m 0750 -- /home/alice\n"
+          "mkdir -m 0700 -- /home/alice\n"
           "if [ -d /etc/skel ]; then cp -R -- /etc/skel/. /home/alice; fi\n"
-          "chown -R -h -- 2001:2001 /home/alice\n");
+          "chown -R -h -- 2001:2001 /home/alice\n"
+          "chmod -- 0750 /home/alice\n");
 
     // made: nothing to do
     r["directory-homes"] = {0, "alice\t/home/alice\t2001 2001 750 directory\nalice\t/home\t0 0 755 directory\nalice\t/\t0 0 755 directory\n"};
