@@ -75,12 +75,7 @@ class Ere {
 }  // namespace
 
 std::string ApplyLineEntries(const std::string& text, const std::vector<LineEntry>& entries) {
-  std::vector<std::string> lines;
-  for (size_t pos = 0; pos < text.size();) {
-    size_t nl = text.find('\n', pos);
-    lines.push_back(text.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos));
-    pos = nl == std::string::npos ? text.size() : nl + 1;
-  }
+  std::vector<std::string> lines = SplitLines(text);
   const std::vector<std::string> before = lines;
   for (const auto& e : entries) {
     std::unique_ptr<Ere> re;
@@ -226,11 +221,7 @@ std::string LineNo(size_t i) { return "line " + std::to_string(i + 1); }
 // Splits and checks the whole file; "" when it can be edited line by line.
 std::string ReadYDoc(const std::string& text, YDoc& d) {
   if (text.find('\r') != std::string::npos) return "it has CR (DOS) line endings";
-  for (size_t pos = 0; pos < text.size();) {
-    size_t nl = text.find('\n', pos);
-    d.lines.push_back(text.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos));
-    pos = nl == std::string::npos ? text.size() : nl + 1;
-  }
+  d.lines = SplitLines(text);
   d.final_newline = text.empty() || text.back() == '\n';
   bool seen_content = false;
   for (size_t i = 0; i < d.lines.size(); ++i) {
