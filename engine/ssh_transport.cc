@@ -172,6 +172,11 @@ struct SshTransport::Impl {
     long timeout = std::max(1, t.connect_timeout_s);
     ssh_options_set(s, SSH_OPTIONS_TIMEOUT, &timeout);
     if (!t.identity.empty()) ssh_options_set(s, SSH_OPTIONS_ADD_IDENTITY, t.identity.c_str());
+    // TCP_NODELAY, as OpenSSH's client sets it for a session: every request here is a small write answered by the
+    // node (the driver's header and script, the next request after a diff), and with Nagle's algorithm such a
+    // write waits for the ACK of the previous one, which the node's kernel delays by up to 40 ms.
+    int nodelay = 1;
+    ssh_options_set(s, SSH_OPTIONS_NODELAY, &nodelay);
     if (t.jump) {
       std::string pc = JumpProxyCommand(t);
       if (pc.find('%') != std::string::npos)
@@ -618,7 +623,9 @@ struct SshTransport::Impl {
           bool got = false;
           for (int is_err = 0; is_err < 2; ++is_err)
             while (ssh_channel_read_nonblocking(drv, buf, sizeof buf, is_err) > 0) got = true;
-          if (!got) wait_socket(20);
+          // The read above may have taken the loop's exit status, EOF and close off the socket: test for them
+          // again before waiting, or the wait below sleeps its full 20 ms on a socket that has nothing more.
+          if (!got && !ssh_channel_is_closed(drv) && !ssh_channel_is_eof(drv)) wait_socket(20);
         }
         ssh_set_blocking(s, 1);
       }
