@@ -665,6 +665,15 @@ class DockerModule : public Module {
         d.noop = "nothing to do because docker is not installed (no networks to check)";
       return d;
     }
+    if (nets.no_daemon) {
+      // Nothing can be removed and no overlap seen: say so, as a warning only when the inventory asked for a removal.
+      if (!remove.empty())
+        d.warnings.push_back("docker.remove_networks (" + Join(remove, ", ") + ") not checked: `docker network ls` "
+                             "failed, the docker daemon is not running or not answering; start it and plan again");
+      d.noop = "nothing to do because the docker daemon did not answer `docker network ls` (not running?): its "
+               "networks were not checked";
+      return d;
+    }
     if (!nets.error.empty()) {
       d.warnings.push_back("docker networks not checked: " + nets.error);
       d.noop = "nothing to do because the docker networks could not be read";

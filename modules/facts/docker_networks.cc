@@ -10,11 +10,14 @@ Probe DockerNetworksProbe() {
           // The ids are picked by shell builtins (no grep, no head -n: each program is a fork/exec in every probe):
           // at most 64 KiB of the list (512 ids of 64 hex digits and a newline fit in half), a word cut there
           // dropped, words of 12..64 hex digits only, at most 512; set -f so no word is globbed.
-          "if ! command -v docker >/dev/null 2>&1; then echo no-docker; else lf_r=$(docker network ls -q --no-trunc "
-          "2>/dev/null | head -c 65536); [ ${#lf_r} -lt 65536 ] || lf_r=${lf_r%[!0-9a-f]*}; lf_n=; lf_c=0; set -f; "
+          // A failing `docker network ls` (the daemon is not running, or does not answer) says "no-daemon": an
+          // empty list would read as "no networks".
+          "if ! command -v docker >/dev/null 2>&1; then echo no-docker; else lf_r=$( { docker network ls -q --no-trunc "
+          "2>/dev/null || echo @@lf-no-daemon; } | head -c 65536); case $lf_r in *@@lf-no-daemon) echo no-daemon;; *) "
+          "[ ${#lf_r} -lt 65536 ] || lf_r=${lf_r%[!0-9a-f]*}; lf_n=; lf_c=0; set -f; "
           "for lf_i in $lf_r; do case $lf_i in *[!0-9a-f]*) continue;; esac; [ ${#lf_i} -ge 12 ] && "
           "[ ${#lf_i} -le 64 ] && [ $lf_c -lt 512 ] && { lf_n=\"$lf_n $lf_i\"; lf_c=$((lf_c+1)); }; done; "
-          "if [ -n \"$lf_n\" ]; then docker network inspect $lf_n 2>/dev/null | head -c 4194304; else echo '[]'; fi; fi"};
+          "if [ -n \"$lf_n\" ]; then docker network inspect $lf_n 2>/dev/null | head -c 4194304; else echo '[]'; fi;; esac; fi"};
 }
 
 DockerNetworks ParseDockerNetworks(std::string_view text) {
@@ -23,6 +26,10 @@ DockerNetworks ParseDockerNetworks(std::string_view text) {
   while (!t.empty() && (t.front() == ' ' || t.front() == '\n')) t.remove_prefix(1);
   if (t.substr(0, 9) == "no-docker") {
     out.no_docker = true;
+    return out;
+  }
+  if (t.substr(0, 9) == "no-daemon") {
+    out.no_daemon = true;
     return out;
   }
   // Lines before the JSON array (a CLI warning) are skipped.

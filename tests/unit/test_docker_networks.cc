@@ -133,6 +133,27 @@ TEST_SUITE("docker") {
     r = local.run(Cmd("env").arg("PATH=" + dir + ":/usr/bin:/bin").arg("sh").arg("-c").arg(p.command).str());
     REQUIRE(r.ok());
     for (auto& l : SplitLines(r.out)) CHECK((l.empty() || l == std::string(63, 'd')));
+    // a docker whose daemon does not answer (ls prints a line, then fails): "no-daemon", never an empty list
+    std::ofstream(dir + "/docker") << "#!/bin/sh\necho 0123456789ab\necho 'Cannot connect to the Docker daemon' >&2\n"
+                                      "exit 1\n";
+    r = local.run(Cmd("env").arg("PATH=" + dir + ":/usr/bin:/bin").arg("sh").arg("-c").arg(p.command).str());
+    REQUIRE(r.ok());
+    CHECK(r.out == "no-daemon\n");
+    CHECK(ParseDockerNetworks(r.out).no_daemon);
     std::filesystem::remove_all(dir);
+  }
+
+  TEST_CASE("no daemon answering: nothing removed, a note; a warning only when remove_networks asks for a removal") {
+    ProbeResults res;
+    res["docker:networks"] = {0, "no-daemon\n"};
+    ModuleRun quiet = RunModule(Load(Lab("{ address_pools: [{ base: 172.28.0.0/16, size: 24 }] }")), "docker", res);
+    for (const auto& w : quiet.warnings) CHECK(w.find("not checked") == std::string::npos);
+    CHECK(quiet.all_notes().find("nothing to do because the docker daemon did not answer `docker network ls`") !=
+          std::string::npos);
+    ModuleRun asked = RunModule(Load(Lab("{ remove_networks: [old-pool] }")), "docker", res);
+    for (const auto& c : asked.changes) CHECK(c.command.find("docker network rm") == std::string::npos);
+    std::string warnings;
+    for (const auto& w : asked.warnings) warnings += w + "\n";
+    CHECK(warnings.find("docker.remove_networks (old-pool) not checked: `docker network ls` failed") != std::string::npos);
   }
 }
