@@ -185,7 +185,10 @@ Probe BatchedFileProbe(const std::vector<std::string>& all_paths, const std::str
   s.add(set).add(stat).raw("printf '\\0'");
   // Files below a user's directory: read as that directory's owner, never as root; ONE setpriv per owner
   // (uid:gid), which reads all of that owner's files (lf_q_UID_GID holds their indexes, lf_g the owners).
-  s.raw("lf_s=; command -v setpriv >/dev/null 2>&1 && lf_s=1; lf_g=; lf_C=; lf_W=");
+  s.raw("lf_s=; command -v setpriv >/dev/null 2>&1 && lf_s=1; lf_g=; lf_C=; lf_W=; lf_hi=; lf_hv=; lf_ifs=\" $lf_t$lf_n\"");
+  // lf_qa INDEX UID_GID: queues the file for the read as that owner.
+  s.raw("lf_qa() { case \" $lf_g \" in *\" $2 \"*) ;; *) lf_g=\"$lf_g $2\"; eval \"lf_q_$2=\";; esac; "
+        "eval \"lf_q_$2=\\\"\\$lf_q_$2 $1\\\"\"; }");
   if (!cache_dir.empty()) {
     // The probe cache (file_probe.h): lf_C=1 when the directory is root-only (find's line above) and there is
     // something to read as a user. Then ONE stat (lstat of each path; lf_R) gives each path's tuple lf_T<I>, and
@@ -217,15 +220,29 @@ Probe BatchedFileProbe(const std::vector<std::string>& all_paths, const std::str
         // read, the same empty record the read as the user would give, without a setpriv.
         "if [ -L \"$f\" ] || [ ! -f \"$f\" ]; then printf '%s\\t\\t\\n' $lf_i; continue; fi; "
         "lf_k=${lf_uid}_$lf_gid; " +
-        // A cache hit: the entry names this reader and this tuple; its second line is od's output (hex and spaces).
+        // A cache candidate: an entry exists for this path; whether it names this reader and this tuple is decided
+        // below, for all candidates at once (lf_hi their indexes, lf_hv their entries' names, lf_Y<I> the reader).
         std::string(cache_dir.empty() ? "" :
         "if [ -n \"$lf_C\" ]; then eval \"lf_m=\\$lf_T$lf_i; lf_e=\\$lf_D/\\$lf_K$lf_i\"; "
-        "if [ -n \"$lf_m\" ] && [ -f \"$lf_e\" ] && [ ! -L \"$lf_e\" ]; then lf_h1=; lf_h2=; "
-        "{ read -r lf_h1; read -r lf_h2; } <\"$lf_e\"; if [ \"$lf_h1\" = \"$lf_k:$lf_m\" ]; then "
-        "case $lf_h2 in *[!0-9a-f\\ ]*) ;; *) printf '%s\\t' $lf_i; printf '%s' $lf_h2; printf '\\t\\n'; continue;; esac; "
-        "fi; fi; fi; ") +
-        "case \" $lf_g \" in *\" $lf_k \"*) ;; *) lf_g=\"$lf_g $lf_k\"; eval \"lf_q_$lf_k=\";; esac; "
-        "eval \"lf_q_$lf_k=\\\"\\$lf_q_$lf_k $lf_i\\\"\"; done");
+        "if [ -n \"$lf_m\" ] && [ -f \"$lf_e\" ] && [ ! -L \"$lf_e\" ]; then "
+        "lf_hv=\"$lf_hv \\\"\\$lf_D/\\$lf_K$lf_i\\\"\"; lf_hi=\"$lf_hi $lf_i\"; eval \"lf_Y$lf_i=$lf_k\"; continue; fi; fi; ") +
+        "lf_qa $lf_i $lf_k; done");
+  if (!cache_dir.empty()) {
+    // The candidates' entries, ALL read by one `head` (the shell's `read` takes a byte per system call: reading
+    // each entry with it cost more than the rest of the probe). An entry is two lines: "UID_GID:TUPLE", then "h"
+    // and od's output (hex and spaces); written whole and renamed into place, so `head -q -n 2` gives each
+    // entry's two lines in order, and a line never empty. A pair that is not the expected reader and tuple, or
+    // not "h" + hex, is a miss: that file is read as its user. Anything out of step (a short or damaged entry)
+    // can only turn later pairs into misses; indexes left without a pair are read as their users too.
+    s.raw("if [ -n \"$lf_hi\" ]; then eval \"lf_H=\\$(head -q -n 2 -- $lf_hv 2>/dev/null)\"; lf_y=$lf_hi; lf_h1=; "
+          "set -f; IFS=$lf_n; for lf_l in $lf_H; do if [ -z \"$lf_h1\" ]; then lf_h1=$lf_l; continue; fi; "
+          "lf_y=${lf_y# }; lf_i=${lf_y%% *}; case $lf_y in *' '*) lf_y=${lf_y#* };; *) lf_y=;; esac; "
+          "[ -n \"$lf_i\" ] || break; eval \"lf_k=\\$lf_Y$lf_i; lf_m=\\$lf_T$lf_i\"; lf_ok=; "
+          "if [ \"$lf_h1\" = \"$lf_k:$lf_m\" ]; then case $lf_l in h*[!0-9a-f\\ ]*) ;; h*) lf_ok=1;; esac; fi; lf_h1=; "
+          "IFS=$lf_ifs; if [ -n \"$lf_ok\" ]; then printf '%s\\t' $lf_i; printf '%s' ${lf_l#h}; printf '\\t\\n'; "
+          "else lf_qa $lf_i $lf_k; fi; IFS=$lf_n; done; IFS=$lf_ifs; set +f; "
+          "for lf_i in $lf_y; do eval \"lf_k=\\$lf_Y$lf_i\"; lf_qa $lf_i $lf_k; done; fi");
+  }
   // As the user, for each file in turn: "x", then (if it is a regular file and not a link, checked as the user)
   // od's hex of at most LIMIT+1 bytes on one line; the last file's od is exec'd (no fork). The root shell keeps
   // that output in a variable, appends a final "x", accepts only "x", hex digits, spaces and newlines, and splits
@@ -236,7 +253,7 @@ Probe BatchedFileProbe(const std::vector<std::string>& all_paths, const std::str
   const std::string od = "od -An -v -tx1 -w" + lim1 + " -N " + lim1 + " -- \"$1\"";
   s.raw("lf_rd=" + ShellQuote("while [ $# -gt 1 ]; do printf x; [ -f \"$1\" ] && [ ! -L \"$1\" ] && " + od +
                              "; shift; done; printf x; [ -f \"$1\" ] && [ ! -L \"$1\" ] && exec " + od));
-  s.raw("lf_ws=\" $lf_n\"; lf_ifs=\" $lf_t$lf_n\"; lf_big=" + std::to_string(3 * kMaxProbedFileBytes + 1));
+  s.raw("lf_ws=\" $lf_n\"; lf_big=" + std::to_string(3 * kMaxProbedFileBytes + 1));
   s.raw("for lf_k in $lf_g; do eval \"lf_x=\\$lf_q_$lf_k\"; lf_v=; for lf_i in $lf_x; do lf_v=\"$lf_v \\\"\\${$((lf_i+1))}\\\"\"; done; "
         "lf_p=\"setpriv --reuid=${lf_k%_*} --regid=${lf_k#*_} --clear-groups --\"; "
         "eval \"lf_b=\\$(\\$lf_p sh -c \\\"\\$lf_rd\\\" sh $lf_v 2>/dev/null)x\"; lf_bad=; lf_y=$lf_x; lf_o=; lf_w=; "
@@ -265,7 +282,7 @@ Probe BatchedFileProbe(const std::vector<std::string>& all_paths, const std::str
           "for lf_i in $lf_W; do eval \"f=\\${$((lf_i+1))}; lf_m1=\\$lf_T$lf_i\"; lf_nx \"$f\"; "
           "if [ -n \"$lf_m\" ] && [ \"$lf_m\" = \"$lf_m1\" ] && [ \"$lf_z\" -lt $((lf_now-2)) ]; then "
           "if [ -z \"$lf_P\" ]; then lf_P=$lf_D/.w$$; mkdir -m 700 \"$lf_P\" 2>/dev/null || { lf_P=; break; }; fi; "
-          "eval \"printf '%s\\\\n%s\\\\n' \\\"\\$lf_O$lf_i:\\$lf_m\\\" \\\"\\$lf_V$lf_i\\\" >\\\"\\$lf_P/\\$lf_K$lf_i\\\"\"; fi; done; "
+          "eval \"printf '%s\\\\nh%s\\\\n' \\\"\\$lf_O$lf_i:\\$lf_m\\\" \\\"\\$lf_V$lf_i\\\" >\\\"\\$lf_P/\\$lf_K$lf_i\\\"\"; fi; done; "
           "if [ -n \"$lf_P\" ]; then mv -f -- \"$lf_P\"/* \"$lf_D/\" 2>/dev/null; rm -rf -- \"$lf_P\"; fi; fi");
   }
   return {"labfleet:files", s.str()};

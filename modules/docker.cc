@@ -668,10 +668,11 @@ class DockerModule : public Module {
     if (nets.no_daemon) {
       // Nothing can be removed and no overlap seen: say so, as a warning only when the inventory asked for a removal.
       if (!remove.empty())
-        d.warnings.push_back("docker.remove_networks (" + Join(remove, ", ") + ") not checked: `docker network ls` "
-                             "failed, the docker daemon is not running or not answering; start it and plan again");
-      d.noop = "nothing to do because the docker daemon did not answer `docker network ls` (not running?): its "
-               "networks were not checked";
+        d.warnings.push_back("docker.remove_networks (" + Join(remove, ", ") + ") not checked: no docker daemon "
+                             "answers here (no /run/docker.sock, or `docker network ls` failed); start it and plan "
+                             "again");
+      d.noop = "nothing to do because no docker daemon answers here (no /run/docker.sock, or `docker network ls` "
+               "failed): its networks were not checked";
       return d;
     }
     if (!nets.error.empty()) {

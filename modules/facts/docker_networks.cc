@@ -11,8 +11,13 @@ Probe DockerNetworksProbe() {
           // at most 64 KiB of the list (512 ids of 64 hex digits and a newline fit in half), a word cut there
           // dropped, words of 12..64 hex digits only, at most 512; set -f so no word is globbed.
           // A failing `docker network ls` (the daemon is not running, or does not answer) says "no-daemon": an
-          // empty list would read as "no networks".
-          "if ! command -v docker >/dev/null 2>&1; then echo no-docker; else lf_r=$( { docker network ls -q --no-trunc "
+          // empty list would read as "no networks". So does a node where the CLI could only reach the default
+          // socket and there is none (no DOCKER_HOST, no CLI contexts): the CLI is not started for nothing (it is
+          // a large Go program, ~10 ms of the node's CPU in every probe).
+          "if ! command -v docker >/dev/null 2>&1; then echo no-docker; elif [ -z \"${DOCKER_HOST:-}\" ] && "
+          "[ ! -S /var/run/docker.sock ] && [ ! -S /run/docker.sock ] && "
+          "[ ! -e \"${DOCKER_CONFIG:-${HOME:-/root}/.docker}/contexts\" ]; then echo no-daemon; "
+          "else lf_r=$( { docker network ls -q --no-trunc "
           "2>/dev/null || echo @@lf-no-daemon; } | head -c 65536); case $lf_r in *@@lf-no-daemon) echo no-daemon;; *) "
           "[ ${#lf_r} -lt 65536 ] || lf_r=${lf_r%[!0-9a-f]*}; lf_n=; lf_c=0; set -f; "
           "for lf_i in $lf_r; do case $lf_i in *[!0-9a-f]*) continue;; esac; [ ${#lf_i} -ge 12 ] && "

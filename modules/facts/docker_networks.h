@@ -1,7 +1,8 @@
 // Docker networks as the node's docker CLI reports them, for the docker module's overlap check and
 // remove_networks. The probe lists network ids (`docker network ls -q --no-trunc`), keeps only hex ids (12..64
 // digits, at most 512, from the first 64 KiB of the list) and prints `docker network inspect` of them, cut at 4 MiB; a node without docker prints "no-docker",
-// one whose `docker network ls` fails (no daemon answering) "no-daemon".
+// one whose `docker network ls` fails (no daemon answering), or where no daemon can answer (no socket at
+// /var/run/docker.sock or /run/docker.sock, no DOCKER_HOST, no CLI contexts: the CLI is not started) "no-daemon".
 // The output is untrusted: the parser never throws, returns an error for anything that is not a JSON array, and
 // skips entries without a string Name and lines before the array (a CLI warning).
 #pragma once

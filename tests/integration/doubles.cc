@@ -44,6 +44,11 @@ void InstallDoubles(const Sandbox& sbx, const std::string& node, std::vector<std
   for (const auto& n : names) {
     if (n.find('/') != std::string::npos) throw std::runtime_error("bad double name " + n);
     script += " && " + WriteFile("/usr/local/sbin/" + n, ReadSource("tests/doubles/" + n), "0755");
+    // The daemon's socket, as a node running Docker has it (the networks probe looks for it before it starts the
+    // CLI). Only its file: nothing listens, the double answers every command. perl-base is Essential in Debian.
+    if (n == "docker")
+      script += " && rm -f /run/docker.sock && perl -MIO::Socket::UNIX -e "
+                "'IO::Socket::UNIX->new(Local => \"/run/docker.sock\", Listen => 1) or die \"docker.sock: $!\\n\"'";
   }
   MustExec(sbx, node, script);
 }

@@ -115,7 +115,7 @@ TEST_SUITE("docker") {
                                       "for a in \"$@\"; do echo \"$a\"; done; fi\n";
     std::filesystem::permissions(dir + "/docker", std::filesystem::perms::owner_all);
     LocalTransport local("here", 60);
-    RunResult r = local.run(Cmd("env").arg("PATH=" + dir + ":/usr/bin:/bin").arg("sh").arg("-c").arg(p.command).str());
+    RunResult r = local.run(Cmd("env").arg("PATH=" + dir + ":/usr/bin:/bin").arg("DOCKER_HOST=unix://" + dir + "/d.sock").arg("sh").arg("-c").arg(p.command).str());
     REQUIRE(r.ok());
     std::vector<std::string> ids;
     for (auto& l : SplitLines(r.out))
@@ -130,16 +130,35 @@ TEST_SUITE("docker") {
     std::string big;
     for (int i = 0; big.size() < 70000; ++i) big += std::string(63, 'd') + "\n";
     std::ofstream(dir + "/list") << big.substr(0, 65536 - 10) + std::string(40, 'e') + "\n";
-    r = local.run(Cmd("env").arg("PATH=" + dir + ":/usr/bin:/bin").arg("sh").arg("-c").arg(p.command).str());
+    r = local.run(Cmd("env").arg("PATH=" + dir + ":/usr/bin:/bin").arg("DOCKER_HOST=unix://" + dir + "/d.sock").arg("sh").arg("-c").arg(p.command).str());
     REQUIRE(r.ok());
     for (auto& l : SplitLines(r.out)) CHECK((l.empty() || l == std::string(63, 'd')));
     // a docker whose daemon does not answer (ls prints a line, then fails): "no-daemon", never an empty list
     std::ofstream(dir + "/docker") << "#!/bin/sh\necho 0123456789ab\necho 'Cannot connect to the Docker daemon' >&2\n"
                                       "exit 1\n";
-    r = local.run(Cmd("env").arg("PATH=" + dir + ":/usr/bin:/bin").arg("sh").arg("-c").arg(p.command).str());
+    r = local.run(Cmd("env").arg("PATH=" + dir + ":/usr/bin:/bin").arg("DOCKER_HOST=unix://" + dir + "/d.sock").arg("sh").arg("-c").arg(p.command).str());
     REQUIRE(r.ok());
     CHECK(r.out == "no-daemon\n");
     CHECK(ParseDockerNetworks(r.out).no_daemon);
+    // no daemon to answer: no DOCKER_HOST, no socket at Docker's default path, no CLI contexts: "no-daemon"
+    // without starting the CLI at all (on a host with Docker's socket this part cannot run)
+    if (std::filesystem::exists("/var/run/docker.sock") || std::filesystem::exists("/run/docker.sock")) {
+      MESSAGE("this host has /run/docker.sock: the no-socket case is not checked here");
+      std::filesystem::remove_all(dir);
+      return;
+    }
+    std::ofstream(dir + "/docker") << "#!/bin/sh\ntouch " + dir + "/started\necho 0123456789ab\n";
+    r = local.run(Cmd("env").arg("-u").arg("DOCKER_HOST").arg("PATH=" + dir + ":/usr/bin:/bin")
+                      .arg("DOCKER_CONFIG=" + dir + "/cfg").arg("sh").arg("-c").arg(p.command).str());
+    REQUIRE(r.ok());
+    CHECK(r.out == "no-daemon\n");
+    CHECK(!std::filesystem::exists(dir + "/started"));
+    // with CLI contexts (a context may name another daemon): the CLI is asked
+    std::filesystem::create_directories(dir + "/cfg/contexts");
+    r = local.run(Cmd("env").arg("-u").arg("DOCKER_HOST").arg("PATH=" + dir + ":/usr/bin:/bin")
+                      .arg("DOCKER_CONFIG=" + dir + "/cfg").arg("sh").arg("-c").arg(p.command).str());
+    REQUIRE(r.ok());
+    CHECK(std::filesystem::exists(dir + "/started"));
     std::filesystem::remove_all(dir);
   }
 
@@ -148,12 +167,13 @@ TEST_SUITE("docker") {
     res["docker:networks"] = {0, "no-daemon\n"};
     ModuleRun quiet = RunModule(Load(Lab("{ address_pools: [{ base: 172.28.0.0/16, size: 24 }] }")), "docker", res);
     for (const auto& w : quiet.warnings) CHECK(w.find("not checked") == std::string::npos);
-    CHECK(quiet.all_notes().find("nothing to do because the docker daemon did not answer `docker network ls`") !=
-          std::string::npos);
+    CHECK(quiet.all_notes().find("nothing to do because no docker daemon answers here (no /run/docker.sock, or "
+                                 "`docker network ls` failed)") != std::string::npos);
     ModuleRun asked = RunModule(Load(Lab("{ remove_networks: [old-pool] }")), "docker", res);
     for (const auto& c : asked.changes) CHECK(c.command.find("docker network rm") == std::string::npos);
     std::string warnings;
     for (const auto& w : asked.warnings) warnings += w + "\n";
-    CHECK(warnings.find("docker.remove_networks (old-pool) not checked: `docker network ls` failed") != std::string::npos);
+    CHECK(warnings.find("docker.remove_networks (old-pool) not checked: no docker daemon answers here") !=
+          std::string::npos);
   }
 }

@@ -356,7 +356,7 @@ TEST_SUITE("file probe") {
     for (const auto& e : std::filesystem::directory_iterator(cache))
       if (e.path().filename().string()[0] != '.') entry = e.path().string();
     std::string first = SplitLines(LocalTransport().run(Cmd("cat").arg(entry).str()).out)[0];
-    std::ofstream(entry) << first << "\n61 62; rm -rf /\n";
+    std::ofstream(entry) << first << "\nh61 62; rm -rf /\n";
     CHECK(probe(&sp).content == "ann's kez\n");
     CHECK(sp.find(keys) != std::string::npos);
     // 7: a cache directory others may write is never used (nor written).
@@ -375,6 +375,71 @@ TEST_SUITE("file probe") {
     CHECK(probe(&sp).content == "ann's kez\n");
     CHECK(sp.find("--reuid=65533 --regid=65533 --clear-groups -- sh -c ") != std::string::npos);
     CHECK(sp.find(keys) != std::string::npos);
+  }
+
+  // All of a probe's cache entries are read by ONE `head -q -n 2`: a damaged entry must not shift another path's
+  // record onto it; what is out of step is read again as its user.
+  TEST_CASE("probe cache: several entries at once; a damaged one is read again, and no record lands on another path") {
+    REQUIRE(geteuid() == 0);
+    TempDir d("labfleet-fprobe-cache2", "/run");
+    REQUIRE(chmod(d.str().c_str(), 0755) == 0);
+    const std::vector<std::pair<std::string, int>> users = {{"ann", 65534}, {"bob", 65533}, {"cy", 65532}};
+    std::vector<std::string> paths;
+    for (const auto& [u, id] : users) {
+      d.write(u + "/.ssh/authorized_keys", u + "'s key\n");
+      for (const std::string& p : {u, u + "/.ssh", u + "/.ssh/authorized_keys"})
+        REQUIRE(chown(d.str(p).c_str(), id, id) == 0);
+      paths.push_back(d.str(u + "/.ssh/authorized_keys"));
+    }
+    d.write("ann/empty", "");
+    REQUIRE(chown(d.str("ann/empty").c_str(), 65534, 65534) == 0);
+    paths.push_back(d.str("ann/empty"));
+    const std::string cache = d.str("cache"), log = d.str("setpriv.log");
+    const std::string runner = "setpriv() { printf '%s\\n' \"$*\" >> " + ShellQuote(log) +
+                               "; command setpriv \"$@\"; }; eval \"$(cat)\"";
+    auto probe = [&](std::string* setprivs) {
+      std::filesystem::remove(log);
+      std::vector<Probe> probes = {BatchedFileProbe(paths, cache)};
+      std::string nonce = NewNonce();
+      RunResult r = LocalTransport().run(Cmd("sh").arg("-c").arg(runner).str(), BuildProbeScript(probes, nonce));
+      REQUIRE(r.ok());
+      ProbeResults each = ParseProbeOutput(r.out, probes, nonce);
+      ProbeResults split;
+      REQUIRE(SplitBatchedFileProbe(each["labfleet:files"].out, paths, split));
+      for (size_t i = 0; i < users.size(); ++i) CHECK(ParseFileProbe(split, paths[i]).content == users[i].first + "'s key\n");
+      FileState empty = ParseFileProbe(split, paths[3]);
+      CHECK(empty.exists);
+      CHECK(empty.content_read);
+      CHECK(empty.content.empty());
+      *setprivs = std::filesystem::exists(log) ? LocalTransport().run(Cmd("cat").arg(log).str()).out : "";
+    };
+    std::string sp;
+    probe(&sp);  // makes the cache directory
+    sleep(3);
+    probe(&sp);  // remembers all four
+    int entries = 0;
+    for (const auto& e : std::filesystem::directory_iterator(cache))
+      if (e.path().filename().string()[0] != '.') ++entries;
+    REQUIRE(entries == 4);
+    probe(&sp);  // four hits: nobody's file is read again
+    CHECK(sp.empty());
+    // bob's entry loses its second line: bob's key is read as bob again, and the entries after his in the one
+    // `head` are out of step (cy's hex would pair with ann's header): read again as their users, never paired.
+    const std::string bob_entry = cache + "/" + Sha256Hex(paths[1]).substr(0, 40);
+    REQUIRE(std::filesystem::exists(bob_entry));
+    std::string bob_first = SplitLines(LocalTransport().run(Cmd("cat").arg(bob_entry).str()).out)[0];
+    std::ofstream(bob_entry) << bob_first << "\n";
+    probe(&sp);
+    CHECK(sp.find("--reuid=65533 ") != std::string::npos);
+    CHECK(sp.find(paths[1]) != std::string::npos);
+    CHECK(sp.find(paths[0]) == std::string::npos);  // before the damage: still a hit
+    // A record made for cy but written in bob's entry (the right header, cy's hex) is still only bob's to forge:
+    // the probe reads bob's file as bob whenever the header is not his.
+    std::string cy_entry = cache + "/" + Sha256Hex(paths[2]).substr(0, 40);
+    std::string cy_lines = LocalTransport().run(Cmd("cat").arg(cy_entry).str()).out;
+    std::ofstream(bob_entry) << cy_lines;
+    probe(&sp);
+    CHECK(sp.find("--reuid=65533 ") != std::string::npos);
   }
 
   TEST_CASE("DiffFile: too large by sha256, secrets by sha256 only, owner fixed by rewriting in a user's directory") {
