@@ -144,7 +144,8 @@ CommandRegistrar plan_cmd("plan", "show what apply would change on each node (re
     StopSignals signals;
     ConnectOptions copts = args->copts;
     copts.cancel = signals.flag();
-    auto runs = PlanAll(nodes, copts.parallel, RealFleetOps(*inv, copts, args->popts), signals.flag());
+    auto runs = PlanAll(nodes, copts.parallel, RealFleetOps(*inv, copts, args->popts), signals.flag(),
+                        /*keep_connections=*/false);
     ReportPlan(ctx.reporter, runs);
     PlanTotals t = CountPlan(runs);
     if (signals.stopped()) {

@@ -30,7 +30,7 @@ FleetOps RealFleetOps(const Inventory& inv, const ConnectOptions& copts, const P
 }
 
 std::vector<NodeRun> PlanAll(const std::vector<const NodeDef*>& nodes, int parallel, const FleetOps& ops,
-                             const std::atomic<bool>* stop) {
+                             const std::atomic<bool>* stop, bool keep_connections) {
   std::vector<NodeRun> runs(nodes.size());
   ForEachNode(nodes, parallel, [&](size_t i, const NodeDef& n) {
     runs[i].plan.node = n.name;
@@ -50,6 +50,7 @@ std::vector<NodeRun> PlanAll(const std::vector<const NodeDef*>& nodes, int paral
     } catch (const std::exception& e) {
       runs[i].plan.error = e.what();
     }
+    if (!keep_connections) runs[i].transport.reset();
   });
   return runs;
 }
@@ -85,12 +86,14 @@ ApplyOutcome ApplyAll(const std::vector<const NodeDef*>& nodes, std::vector<Node
       std::function<void()> f;
       ~Done() { f(); }
     } report_done{[&] {
-      if (!progress) return;
-      std::lock_guard<std::mutex> lock(progress_mu);
-      try {
-        progress(res, ++done, nodes.size());
-      } catch (...) {  // a progress line that cannot be written never changes what happened to the node
+      if (progress) {
+        std::lock_guard<std::mutex> lock(progress_mu);
+        try {
+          progress(res, ++done, nodes.size());
+        } catch (...) {  // a progress line that cannot be written never changes what happened to the node
+        }
       }
+      runs[i].transport.reset();  // closed here, in parallel with the other nodes (fleet.h)
     }};
     NodeRun& r = runs[i];
     auto skip = [&] {

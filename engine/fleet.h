@@ -49,9 +49,12 @@ struct NodeRun {
   NodePlan plan;
 };
 
-// Plans every node; runs[i] belongs to nodes[i].
+// Plans every node; runs[i] belongs to nodes[i]. `keep_connections` false (plan, status): each node's connection
+// is closed by its own thread as soon as it is planned (closing waits for the node's script loop to end, a few
+// ms per node that would otherwise be paid one node after another when `runs` is destroyed); runs[i].transport
+// is then null.
 std::vector<NodeRun> PlanAll(const std::vector<const NodeDef*>& nodes, int parallel, const FleetOps& ops,
-                             const std::atomic<bool>* stop);
+                             const std::atomic<bool>* stop, bool keep_connections = true);
 
 struct PlanTotals {
   size_t changes = 0;        // on nodes that apply would change (a failed node's changes are not counted)
@@ -74,6 +77,7 @@ using ApplyProgressFn = std::function<void(const NodeApplyResult& result, size_t
 
 // Applies every node of `runs` (from PlanAll over the same `nodes`), each with `opts` plus a reconnect that
 // goes through ops.connect with the node's live connection as `previous`. `drain`: seconds, 0 = no waiting.
+// Each node's connection is closed by its own thread once its result is final (runs[i].transport is null after).
 ApplyOutcome ApplyAll(const std::vector<const NodeDef*>& nodes, std::vector<NodeRun>& runs, int parallel,
                       const FleetOps& ops, const ApplyOptions& opts, int drain, const std::atomic<bool>* stop,
                       const ApplyProgressFn& progress = {});

@@ -119,6 +119,16 @@ std::string AlgorithmsFor(ssh_key key) {
   }
 }
 
+// True when libssh holds data of channel `c` that a read returns now. poll(2) cannot see it: a read of ONE stream
+// (ssh_channel_poll handles the socket when that stream's buffer is empty) also moves the OTHER stream's data off
+// the socket into libssh's buffers, so a wait on the socket after reading stdout then stderr could sleep its whole
+// timeout (200 ms) with stdout data waiting. Checked as stdout, stderr, stdout again: what the stderr check moves
+// into stdout's buffer is seen; what the last check moves into stderr's waits for the next read (results and
+// frames come on stdout).
+bool ChannelBuffered(ssh_channel c) {
+  return ssh_channel_poll(c, 0) > 0 || ssh_channel_poll(c, 1) > 0 || ssh_channel_poll(c, 0) > 0;
+}
+
 }  // namespace
 
 std::string HostKeyFingerprint(const std::string& key_line) {
@@ -575,8 +585,9 @@ struct SshTransport::Impl {
                              std::move(r.out));
       }
       long ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1;
+      if (ChannelBuffered(ch)) continue;
       pollfd p{fd, short(POLLIN | ((ssh_get_poll_flags(s) & SSH_WRITE_PENDING) ? POLLOUT : 0)), 0};
-      // Bounded wait: libssh may hold buffered input the socket no longer signals.
+      // Bounded wait all the same (a bound, not a schedule: data is read as soon as the socket has some).
       ::poll(&p, 1, int(std::min<long>(ms, exited ? 50 : 200)));
       if (!ssh_is_connected(s)) {
         lost = true;
@@ -625,7 +636,7 @@ struct SshTransport::Impl {
             while (ssh_channel_read_nonblocking(drv, buf, sizeof buf, is_err) > 0) got = true;
           // The read above may have taken the loop's exit status, EOF and close off the socket: test for them
           // again before waiting, or the wait below sleeps its full 20 ms on a socket that has nothing more.
-          if (!got && !ssh_channel_is_closed(drv) && !ssh_channel_is_eof(drv)) wait_socket(20);
+          if (!got && !ssh_channel_is_closed(drv) && !ssh_channel_is_eof(drv) && !ChannelBuffered(drv)) wait_socket(20);
         }
         ssh_set_blocking(s, 1);
       }
@@ -751,7 +762,7 @@ struct SshTransport::Impl {
         fail(Kind::Timeout, "node " + where() + " did not start its script loop within " +
                                 std::to_string(t.connect_timeout_s) + " s (--connect-timeout). Check that it is not hung.");
       }
-      wait_socket(50);
+      if (!ChannelBuffered(drv)) wait_socket(50);
     }
   }
 
@@ -853,7 +864,7 @@ struct SshTransport::Impl {
                              std::move(buf));
       }
       long ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1;
-      wait_socket(std::min<long>(ms, 200));
+      if (!ChannelBuffered(drv)) wait_socket(std::min<long>(ms, 200));
       if (!ssh_is_connected(s)) driver_channel_failure("running a script");
     }
   }
