@@ -79,9 +79,13 @@ bool IsFileProbe(const Probe& p, std::string* path) {
   return true;
 }
 
-// stat(1) prints, per path it can lstat: NAME NUL "MODE OWNER GROUP INODE SIZE MTIME TYPE" NUL; a path it
-// cannot stat prints nothing (and an error on stderr, dropped). An empty name (a lone NUL) ends the list.
-static const char kBatchStatFormat[] = "%n\\0%a %U %G %i %s %.9Y %F\\0";
+// stat(1) prints, per path it can lstat: NAME NUL "MODE UID GID INODE SIZE MTIME OWNER GROUP TYPE" NUL; a path
+// it cannot stat prints nothing (and an error on stderr, dropped). An empty name (a lone NUL) ends the list. The
+// second stat (of the files read as root only, after their read) prints NAME NUL "MODE UID GID INODE SIZE MTIME"
+// NUL: the part of the first that says whether a file changed, without the owner names (a name is a passwd
+// lookup per file; the first stat's names are what the plan shows).
+static const char kBatchStatFormat[] = "%n\\0%a %u %g %i %s %.9Y %U %G %F\\0";
+static const char kRecheckStatFormat[] = "%n\\0%a %u %g %i %s %.9Y\\0";
 
 static bool HasControl(const std::string& s) {
   for (unsigned char c : s)
@@ -111,13 +115,24 @@ static std::vector<std::string> Ancestors(const std::vector<std::string>& paths)
   return out;
 }
 
+// One pass over $lf_R, the lines "NAME<TAB>TUPLE" of a `stat --printf "$lf_sf"` of the paths of the indexes in
+// $lf_y (stat prints in the order of its arguments and skips a path it cannot lstat), matched to those indexes in
+// order: sets lf_<VAR><I> to path I's tuple ("" when malformed; unset when it has no line). Linear: each line is
+// cut at its tab (names have no tab or newline: such paths never reach the probe), never searched by pattern.
+static std::string TuplePass(const std::string& var) {
+  return "set -f; IFS=$lf_n; for lf_l in $lf_R; do lf_nm=${lf_l%%\"$lf_t\"*}; lf_m=${lf_l#*\"$lf_t\"}; "
+         "case $lf_m in ''|*[!0-9a-f:.]*) lf_m=;; esac; while [ -n \"$lf_y\" ]; do lf_y=${lf_y# }; lf_i=${lf_y%% *}; "
+         "case $lf_y in *' '*) lf_y=${lf_y#* };; *) lf_y=;; esac; eval \"f=\\${$((lf_i+1))}\"; "
+         "if [ \"$f\" = \"$lf_nm\" ]; then eval \"lf_" + var + "$lf_i=\\$lf_m\"; break; fi; done; done; IFS=$lf_ifs; set +f";
+}
+
 // The probe, in sections:
 //   stat of each path, NUL                                  (lstat; as in FileProbe's "present" line)
 //   the directories above them, one line each, NUL          "DIR\tR" root-only, or "DIR\tU\tTYPE\tOWNER\tUID\tGID\tMODE"
 //   the indexes read as root, space-separated, NUL
 //   `head -q -c LIMIT` of those files, concatenated         (each min(size, LIMIT) bytes)
 //   sha256sum of those larger than LIMIT, NUL
-//   stat of each path again, NUL
+//   stat of the files read as root again, NUL                ("MODE UID GID INODE SIZE MTIME": changed while read?)
 //   one line per file below a user's directory: "INDEX\tHEX of at most LIMIT+1 bytes\t" ("INDEX\t+\tSHA256 NAME"
 //   when larger) or "INDEX\t!\tREASON" when it cannot be read safely; a later line for an index replaces an
 //   earlier one. Those files are read with one setpriv per owner (uid:gid of the nearest directory above that is
@@ -182,7 +197,10 @@ Probe BatchedFileProbe(const std::vector<std::string>& all_paths, const std::str
   s.raw("shift " + std::to_string(paths.size()));
   s.raw("if [ $# -gt 0 ]; then head -q -c " + limit + " -- \"$@\" 2>/dev/null; find \"$@\" -maxdepth 0 -type f -size +" +
         limit + "c -exec sha256sum -- {} + 2>/dev/null; fi; printf '\\0'");
-  s.add(set).add(stat).raw("printf '\\0'");
+  // The files read as root ("$@" now), stat-ed again: SplitBatchedFileProbe compares with the first stat.
+  s.raw("[ $# -eq 0 ] || " + Cmd("stat").arg("--printf").arg(kRecheckStatFormat).arg("--").raw("\"$@\"").raw("2>/dev/null").str() +
+        "; printf '\\0'");
+  s.add(set);
   // Files below a user's directory: read as that directory's owner, never as root; ONE setpriv per owner
   // (uid:gid), which reads all of that owner's files (lf_q_UID_GID holds their indexes, lf_g the owners).
   s.raw("lf_s=; command -v setpriv >/dev/null 2>&1 && lf_s=1; lf_g=; lf_C=; lf_W=; lf_hi=; lf_hv=; lf_ifs=\" $lf_t$lf_n\"");
@@ -191,24 +209,22 @@ Probe BatchedFileProbe(const std::vector<std::string>& all_paths, const std::str
         "eval \"lf_q_$2=\\\"\\$lf_q_$2 $1\\\"\"; }");
   if (!cache_dir.empty()) {
     // The probe cache (file_probe.h): lf_C=1 when the directory is root-only (find's line above) and there is
-    // something to read as a user. Then ONE stat (lstat of each path; lf_R) gives each path's tuple lf_T<I>, and
-    // lf_now the probe's start (the ctime of a file written now in the cache directory).
-    // lf_nx PATH: when the next line of lf_R is PATH's, consumes it: lf_m = its tuple "DEV:INO:SIZE:CTIME:MTIME:
-    // LINKS:MODE:UID:GID:" (ctime and mtime with 9 decimals), lf_z = the ctime's seconds; else lf_m is empty.
-    s.raw("lf_D=" + ShellQuote(cache_dir) + R"SH(; lf_nx() { lf_m=; lf_sl=${lf_R%%"$lf_n"*}; lf_nm=${lf_sl#*:*:*:*:*:*:*:*:*:}; )SH"
-          R"SH([ -n "$lf_R" ] && [ "$lf_nm" = "$1" ] || return 0; )SH"
-          R"SH(case $lf_R in *"$lf_n"*) lf_R=${lf_R#*"$lf_n"};; *) lf_R=;; esac; lf_m=${lf_sl%"$lf_nm"}; )SH"
-          R"SH(lf_z=${lf_m#*:*:*:}; lf_z=${lf_z%%:*}; case $lf_m in *[!0-9a-f:.]*) lf_m=; return 0;; esac; )SH"
-          R"SH(case $lf_z in *[!0-9.]*|*.*.*|.*) lf_m=;; *.[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]) lf_z=${lf_z%.*};; )SH"
-          R"SH(*) lf_m=;; esac; })SH");
-    s.raw(R"SH(lf_sf='%d:%i:%s:%.9Z:%.9Y:%h:%f:%u:%g:%n\n')SH");
+    // something to read as a user. Then ONE stat (lstat of each path; lf_R) gives each path's tuple lf_T<I>
+    // "DEV:INO:SIZE:CTIME:MTIME:LINKS:MODE:UID:GID:" (ctime and mtime with 9 decimals), and lf_now the probe's
+    // start (the ctime of a file written now in the cache directory).
+    // lf_ct TUPLE: lf_z = the tuple's ctime in whole seconds, "" when the tuple is malformed.
+    s.raw("lf_D=" + ShellQuote(cache_dir) + R"SH(; lf_ct() { lf_z=; case $1 in *[!0-9a-f:.]*) return 0;; esac; )SH"
+          R"SH(lf_z=${1#*:*:*:}; lf_z=${lf_z%%:*}; case $lf_z in *[!0-9.]*|*.*.*|.*) lf_z=;; )SH"
+          R"SH(*.[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]) lf_z=${lf_z%.*};; *) lf_z=;; esac; })SH");
+    s.raw(R"SH(lf_sf='%n\t%d:%i:%s:%.9Z:%.9Y:%h:%f:%u:%g:\n')SH");
     s.raw(R"SH(if [ -n "$lf_u" ] && [ -n "$lf_s" ]; then case "$lf_n$lf_a$lf_n" in *"$lf_n$lf_D${lf_t}R$lf_n"*) )SH"
           R"SH([ -d "$lf_D" ] && [ ! -L "$lf_D" ] && printf '' 2>/dev/null >"$lf_D/.now" && lf_C=1;; )SH"
           R"SH(*) [ -e "$lf_D" ] || [ -L "$lf_D" ] || mkdir -m 700 "$lf_D" 2>/dev/null;; esac; fi)SH");
     s.raw(R"SH(if [ -n "$lf_C" ]; then lf_v=; for lf_i in $lf_u; do lf_v="$lf_v \"\${$((lf_i+1))}\""; done; )SH"
           R"SH(eval "lf_R=\$(stat --printf \"\$lf_sf\" -- \"\$lf_D/.now\" $lf_v 2>/dev/null)"; )SH"
-          R"SH(lf_nx "$lf_D/.now"; lf_now=$lf_z; [ -n "$lf_m" ] || lf_C=; )SH"
-          R"SH(for lf_i in $lf_u; do eval "f=\${$((lf_i+1))}"; lf_nx "$f"; eval "lf_T$lf_i=\$lf_m"; done; fi)SH");
+          R"SH(lf_l=${lf_R%%"$lf_n"*}; case $lf_R in *"$lf_n"*) lf_R=${lf_R#*"$lf_n"};; *) lf_R=;; esac; lf_now=; )SH"
+          R"SH(if [ "${lf_l%%"$lf_t"*}" = "$lf_D/.now" ]; then lf_ct "${lf_l#*"$lf_t"}"; lf_now=$lf_z; fi; )SH"
+          R"SH([ -n "$lf_now" ] || lf_C=; lf_y=$lf_u; )SH" + TuplePass("T") + "; fi");
   }
   s.raw("for lf_i in $lf_u; do eval \"f=\\${$((lf_i+1))}\"; lf_up $lf_i; lf_r=${lf_l#d$lf_t}; "
         "if [ \"$lf_r\" = \"$lf_l\" ]; then printf '%s\\t!\\tlink\\n' $lf_i; continue; fi; "
@@ -278,9 +294,9 @@ Probe BatchedFileProbe(const std::vector<std::string>& all_paths, const std::str
     // ctime is older than the probe's start by more than 2 s; written to a private directory first, then renamed
     // into place (an entry is never seen half written).
     s.raw("if [ -n \"$lf_W\" ]; then lf_v=; for lf_i in $lf_W; do lf_v=\"$lf_v \\\"\\${$((lf_i+1))}\\\"\"; done; "
-          "eval \"lf_R=\\$(stat --printf \\\"\\$lf_sf\\\" -- $lf_v 2>/dev/null)\"; lf_P=; "
-          "for lf_i in $lf_W; do eval \"f=\\${$((lf_i+1))}; lf_m1=\\$lf_T$lf_i\"; lf_nx \"$f\"; "
-          "if [ -n \"$lf_m\" ] && [ \"$lf_m\" = \"$lf_m1\" ] && [ \"$lf_z\" -lt $((lf_now-2)) ]; then "
+          "eval \"lf_R=\\$(stat --printf \\\"\\$lf_sf\\\" -- $lf_v 2>/dev/null)\"; lf_y=$lf_W; " + TuplePass("S") + "; lf_P=; "
+          "for lf_i in $lf_W; do eval \"lf_m=\\$lf_S$lf_i; lf_m1=\\$lf_T$lf_i\"; lf_ct \"$lf_m\"; "
+          "if [ -n \"$lf_m\" ] && [ -n \"$lf_z\" ] && [ \"$lf_m\" = \"$lf_m1\" ] && [ \"$lf_z\" -lt $((lf_now-2)) ]; then "
           "if [ -z \"$lf_P\" ]; then lf_P=$lf_D/.w$$; mkdir -m 700 \"$lf_P\" 2>/dev/null || { lf_P=; break; }; fi; "
           "eval \"printf '%s\\\\nh%s\\\\n' \\\"\\$lf_O$lf_i:\\$lf_m\\\" \\\"\\$lf_V$lf_i\\\" >\\\"\\$lf_P/\\$lf_K$lf_i\\\"\"; fi; done; "
           "if [ -n \"$lf_P\" ]; then mv -f -- \"$lf_P\"/* \"$lf_D/\" 2>/dev/null; rm -rf -- \"$lf_P\"; fi; fi");
@@ -355,7 +371,8 @@ bool SplitBatchedFileProbe(const std::string& out, const std::vector<std::string
   std::vector<StatRecord> first, second;
   if (!ReadStatRecords(out, pos, first)) throw std::runtime_error("batched file probe: stat output cut short");
   struct Meta {
-    std::string head;  // "MODE OWNER GROUP TYPE", FileProbe's format
+    std::string head;     // "MODE OWNER GROUP TYPE", FileProbe's format
+    std::string recheck;  // "MODE UID GID INODE SIZE MTIME": what the second stat must print again
     unsigned long long size = 0;
     bool regular = false;
   };
@@ -365,10 +382,11 @@ bool SplitBatchedFileProbe(const std::string& out, const std::vector<std::string
     while (next < paths.size() && paths[next] != r.name) ++next;
     if (next == paths.size()) throw std::runtime_error("batched file probe: stat printed an unexpected name '" + r.name + "'");
     ++next;
-    char mode[16] = {0}, owner[256] = {0}, group[256] = {0};
+    char mode[16] = {0}, uid[24] = {0}, gid[24] = {0}, mtime[64] = {0}, owner[256] = {0}, group[256] = {0};
     unsigned long long inode = 0, size = 0;
-    int used = 0;
-    if (sscanf(r.meta.c_str(), "%15s %255s %255s %llu %llu %*s %n", mode, owner, group, &inode, &size, &used) < 5 ||
+    int changed_at = 0, used = 0;
+    if (sscanf(r.meta.c_str(), "%15s %23s %23s %llu %llu %63s%n %255s %255s %n", mode, uid, gid, &inode, &size, mtime,
+               &changed_at, owner, group, &used) < 8 ||
         used == 0)
       throw std::runtime_error("batched file probe: unexpected stat line '" + r.meta + "'");
     Meta m;
@@ -376,6 +394,7 @@ bool SplitBatchedFileProbe(const std::string& out, const std::vector<std::string
     m.head = std::string(mode) + " " + owner + " " + group + " " + type;
     m.regular = type == "regular file" || type == "regular empty file";
     m.size = size;
+    m.recheck = r.meta.substr(0, size_t(changed_at));
     metas[r.name] = std::move(m);
   }
   // The directories above: those that are not root-only.
@@ -420,10 +439,9 @@ bool SplitBatchedFileProbe(const std::string& out, const std::vector<std::string
   if (!ReadStatRecords(out, pos, second)) return false;
   std::map<std::string, std::string> second_meta;
   for (const auto& r : second) second_meta[r.name] = r.meta;
-  for (const auto& r : first) {
-    auto idx = std::find(paths.begin(), paths.end(), r.name) - paths.begin();
-    if (!root_read.count(size_t(idx))) continue;
-    if (auto it = second_meta.find(r.name); it == second_meta.end() || it->second != r.meta) return false;
+  for (size_t i : root_read) {
+    auto it = second_meta.find(paths[i]);
+    if (it == second_meta.end() || it->second != metas.at(paths[i]).recheck) return false;
   }
   struct UserRead {
     std::string content, sha256, unread;

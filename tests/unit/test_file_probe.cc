@@ -500,13 +500,16 @@ TEST_SUITE("file probe") {
     auto rec = [](const std::string& name, const std::string& meta) { return name + std::string(1, '\0') + meta + std::string(1, '\0'); };
     const std::string nul(1, '\0');
     const std::string dirs = std::string("/\tR\n/h\tU\td\tann\t1001\t1001\t755") + nul;
-    std::string first = rec("/a", "644 root root 11 3 1.5 regular file") + rec("/c", "755 root root 12 4096 1.5 directory") +
-                        rec("/h/u", "600 ann ann 13 5 1.5 regular file") + nul;
+    std::string first = rec("/a", "644 0 0 11 3 1.5 root root regular file") +
+                        rec("/c", "755 0 0 12 4096 1.5 root root directory") +
+                        rec("/h/u", "600 1001 1001 13 5 1.5 ann ann regular file") + nul;
+    // The second stat: the files read as root only (/a), without names.
+    const std::string again = rec("/a", "644 0 0 11 3 1.5") + nul;
     auto probe = [&](const std::string& stat1, const std::string& contents, const std::string& stat2) {
       return stat1 + dirs + "0 " + nul + contents + nul + stat2 + "3\t68656c6c6f\t\n";
     };
     ProbeResults out;
-    REQUIRE(SplitBatchedFileProbe(probe(first, "abc", first), paths, out));
+    REQUIRE(SplitBatchedFileProbe(probe(first, "abc", again), paths, out));
     CHECK(out["file:/a"].out == "present 644 root root regular file\tsize=3\nabc");
     CHECK(out["file:/b"].out == "absent\n");
     CHECK(out["file:/c"].out == "present 755 root root directory\tsize=4096\n");
@@ -516,20 +519,22 @@ TEST_SUITE("file probe") {
     REQUIRE(u.unsafe_dirs.size() == 1);
     CHECK(u.unsafe_dirs[0].owner == "ann");
     // Rewritten in between (new inode and size in the second stat): read again.
-    std::string second = rec("/a", "644 root root 13 4 2.5 regular file") + rec("/c", "755 root root 12 4096 1.5 directory") +
-                         rec("/h/u", "600 ann ann 13 5 1.5 regular file") + nul;
-    CHECK_FALSE(SplitBatchedFileProbe(probe(first, "abc", second), paths, out));
+    CHECK_FALSE(SplitBatchedFileProbe(probe(first, "abc", rec("/a", "644 0 0 13 4 2.5") + nul), paths, out));
+    // Given to another owner in between (same inode, size and mtime): read again.
+    CHECK_FALSE(SplitBatchedFileProbe(probe(first, "abc", rec("/a", "644 1001 0 11 3 1.5") + nul), paths, out));
+    // Gone in between (no second record).
+    CHECK_FALSE(SplitBatchedFileProbe(probe(first, "abc", nul), paths, out));
     // head read less than the first stat said.
-    CHECK_FALSE(SplitBatchedFileProbe(probe(first, "ab", first), paths, out));
+    CHECK_FALSE(SplitBatchedFileProbe(probe(first, "ab", again), paths, out));
     // Not what the command prints at all.
     CHECK_THROWS_AS(SplitBatchedFileProbe("garbage without a terminator", paths, out), std::runtime_error);
-    CHECK_THROWS_AS(SplitBatchedFileProbe(rec("/zzz", "644 root root 1 0 1.5 regular empty file") + nul, paths, out),
+    CHECK_THROWS_AS(SplitBatchedFileProbe(rec("/zzz", "644 0 0 1 0 1.5 root root regular empty file") + nul, paths, out),
                     std::runtime_error);
     CHECK_THROWS_AS(SplitBatchedFileProbe(rec("/a", "not a stat line") + nul, paths, out), std::runtime_error);
     CHECK_THROWS_AS(SplitBatchedFileProbe(first + "/h\tQ\tgarbage" + nul, paths, out), std::runtime_error);
     // A user read's record (the user's process chose its bytes): odd or non-hex data is that file unread, not a
     // failure of the node; a later line for the index replaces an earlier one (the shell's "garbled" verdict).
-    const std::string head = first + dirs + "0 " + nul + "abc" + nul + first;
+    const std::string head = first + dirs + "0 " + nul + "abc" + nul + again;
     REQUIRE(SplitBatchedFileProbe(head + "3\t6g\t\n", paths, out));
     CHECK(ParseFileProbe(out, "/h/u").unread_reason.find("interfered") != std::string::npos);
     REQUIRE(SplitBatchedFileProbe(head + "3\t686\t\n", paths, out));
