@@ -34,6 +34,25 @@ ProbeResults ProbeHere(const std::vector<std::string>& paths) {
   CHECK(split.size() == paths.size());
   return split;
 }
+
+// The batched probe with the probe cache in `cache`, run by a real shell whose setpriv logs its arguments to
+// `log` (what it logged goes to *setprivs, "" when nothing was read as a user); returns the split results.
+ProbeResults ProbeLoggingSetpriv(const std::vector<std::string>& paths, const std::string& cache,
+                                 const std::string& log, std::string* setprivs) {
+  std::filesystem::remove(log);
+  const std::string runner = "setpriv() { printf '%s\\n' \"$*\" >> " + ShellQuote(log) +
+                             "; command setpriv \"$@\"; }; eval \"$(cat)\"";
+  std::vector<Probe> probes = {BatchedFileProbe(paths, cache)};
+  std::string nonce = NewNonce();
+  RunResult r = LocalTransport().run(Cmd("sh").arg("-c").arg(runner).str(), BuildProbeScript(probes, nonce));
+  REQUIRE(r.ok());
+  ProbeResults each = ParseProbeOutput(r.out, probes, nonce);
+  ProbeResults split;
+  REQUIRE(SplitBatchedFileProbe(each["labfleet:files"].out, paths, split));
+  *setprivs = std::filesystem::exists(log) ? LocalTransport().run(Cmd("cat").arg(log).str()).out : "";
+  return split;
+}
+
 }  // namespace
 
 TEST_SUITE("file probe") {
@@ -149,22 +168,14 @@ TEST_SUITE("file probe") {
     for (const char* p : {"home", "home/own", "home/.ssh", "home/.ssh/keys"})
       REQUIRE(chown(d.str(p).c_str(), 65534, 65534) == 0);
     // A setpriv that logs its arguments, then runs the real one: a shell function (the probe sets its own PATH).
-    const std::string runner = "setpriv() { printf '%s\\n' \"$*\" >> " + ShellQuote(d.str("setpriv.log")) +
-                               "; command setpriv \"$@\"; }; eval \"$(cat)\"";
     const std::vector<std::string> paths = {d.str("home/own"), d.str("home/.ssh"), d.str("home/.ssh/keys"),
                                             d.str("home/absent")};
-    std::vector<Probe> probes = {BatchedFileProbe(paths)};
-    std::string nonce = NewNonce();
-    RunResult r = LocalTransport().run(Cmd("sh").arg("-c").arg(runner).str(), BuildProbeScript(probes, nonce));
-    REQUIRE(r.ok());
-    ProbeResults each = ParseProbeOutput(r.out, probes, nonce);
-    ProbeResults split;
-    REQUIRE(SplitBatchedFileProbe(each["labfleet:files"].out, paths, split));
+    std::string log;
+    ProbeResults split = ProbeLoggingSetpriv(paths, /*cache=*/"", d.str("setpriv.log"), &log);
     CHECK(ParseFileProbe(split, d.str("home/own")).content == "mine\n");
     CHECK(ParseFileProbe(split, d.str("home/.ssh/keys")).content == "k\n");
     CHECK(ParseFileProbe(split, d.str("home/.ssh")).content.empty());
     CHECK_FALSE(ParseFileProbe(split, d.str("home/absent")).exists);
-    const std::string log = LocalTransport().run(Cmd("cat").arg(d.str("setpriv.log")).str()).out;
     INFO(log);
     CHECK(log.find(d.str("home/own")) != std::string::npos);
     CHECK(log.find(d.str("home/.ssh/keys")) != std::string::npos);
@@ -291,21 +302,11 @@ TEST_SUITE("file probe") {
     const std::string cache = d.str("cache"), keys = d.str("ann/.ssh/authorized_keys"), log = d.str("setpriv.log");
     const std::vector<std::string> paths = {keys, d.str("ann/big"), d.str("etc-like")};
     d.write("etc-like", "root's\n");
-    const std::string runner = "setpriv() { printf '%s\\n' \"$*\" >> " + ShellQuote(log) +
-                               "; command setpriv \"$@\"; }; eval \"$(cat)\"";
     // One probe: the contents it gives, and the setpriv lines it logged.
     auto probe = [&](std::string* setprivs) {
-      std::filesystem::remove(log);
-      std::vector<Probe> probes = {BatchedFileProbe(paths, cache)};
-      std::string nonce = NewNonce();
-      RunResult r = LocalTransport().run(Cmd("sh").arg("-c").arg(runner).str(), BuildProbeScript(probes, nonce));
-      REQUIRE(r.ok());
-      ProbeResults each = ParseProbeOutput(r.out, probes, nonce);
-      ProbeResults split;
-      REQUIRE(SplitBatchedFileProbe(each["labfleet:files"].out, paths, split));
+      ProbeResults split = ProbeLoggingSetpriv(paths, cache, log, setprivs);
       CHECK(ParseFileProbe(split, d.str("ann/big")).content == big);
       CHECK(ParseFileProbe(split, d.str("etc-like")).content == "root's\n");
-      *setprivs = std::filesystem::exists(log) ? LocalTransport().run(Cmd("cat").arg(log).str()).out : "";
       return ParseFileProbe(split, keys);
     };
     std::string sp;
@@ -395,23 +396,13 @@ TEST_SUITE("file probe") {
     REQUIRE(chown(d.str("ann/empty").c_str(), 65534, 65534) == 0);
     paths.push_back(d.str("ann/empty"));
     const std::string cache = d.str("cache"), log = d.str("setpriv.log");
-    const std::string runner = "setpriv() { printf '%s\\n' \"$*\" >> " + ShellQuote(log) +
-                               "; command setpriv \"$@\"; }; eval \"$(cat)\"";
     auto probe = [&](std::string* setprivs) {
-      std::filesystem::remove(log);
-      std::vector<Probe> probes = {BatchedFileProbe(paths, cache)};
-      std::string nonce = NewNonce();
-      RunResult r = LocalTransport().run(Cmd("sh").arg("-c").arg(runner).str(), BuildProbeScript(probes, nonce));
-      REQUIRE(r.ok());
-      ProbeResults each = ParseProbeOutput(r.out, probes, nonce);
-      ProbeResults split;
-      REQUIRE(SplitBatchedFileProbe(each["labfleet:files"].out, paths, split));
+      ProbeResults split = ProbeLoggingSetpriv(paths, cache, log, setprivs);
       for (size_t i = 0; i < users.size(); ++i) CHECK(ParseFileProbe(split, paths[i]).content == users[i].first + "'s key\n");
       FileState empty = ParseFileProbe(split, paths[3]);
       CHECK(empty.exists);
       CHECK(empty.content_read);
       CHECK(empty.content.empty());
-      *setprivs = std::filesystem::exists(log) ? LocalTransport().run(Cmd("cat").arg(log).str()).out : "";
     };
     std::string sp;
     probe(&sp);  // makes the cache directory
