@@ -6,6 +6,7 @@
 #include <map>
 #include <mutex>
 #include <sstream>
+#include <thread>
 
 #include "engine/fake_transport.h"
 #include "engine/fleet.h"
@@ -107,6 +108,46 @@ std::vector<const NodeDef*> All(const Inventory& inv) {
 }  // namespace
 
 TEST_SUITE("fleet") {
+  TEST_CASE("connections are closed by the node threads: after planning (plan) or once the node is done (apply)") {
+    Inventory inv = LoadUnvalidated(kInv);
+    World w;
+    // A transport that records the thread that closes it.
+    struct Closing : FakeTransport {
+      Closing(std::string n, std::mutex& mu, std::vector<std::thread::id>& by) : FakeTransport(std::move(n)), mu(mu), by(by) {}
+      ~Closing() override {
+        std::lock_guard<std::mutex> l(mu);
+        by.push_back(std::this_thread::get_id());
+      }
+      std::mutex& mu;
+      std::vector<std::thread::id>& by;
+    };
+    std::mutex mu;
+    std::vector<std::thread::id> closed_by;
+    FleetOps ops = w.ops();
+    ops.connect = [&](const NodeDef& n, const Transport*) -> std::unique_ptr<Transport> {
+      return std::make_unique<Closing>(n.name, mu, closed_by);
+    };
+    w.planner = [](const NodeDef& n) {
+      NodePlan p;
+      p.node = n.name;
+      p.changes = {Put("file:/etc/motd")};
+      return p;
+    };
+    auto runs = PlanAll(All(inv), 3, ops, nullptr, /*keep_connections=*/false);
+    CHECK(closed_by.size() == 3);
+    for (const auto& r : runs) CHECK(r.transport == nullptr);
+    for (const auto& id : closed_by) CHECK(id != std::this_thread::get_id());
+    closed_by.clear();
+    runs = PlanAll(All(inv), 3, ops, nullptr);  // kept for the apply
+    CHECK(closed_by.empty());
+    ApplyOutcome out = ApplyAll(All(inv), runs, 3, ops, ApplyOptions{}, 0, nullptr);
+    CHECK(out.changed == 3);
+    // three connections of the apply's reconnects (closed by the node threads too) and the three kept ones
+    CHECK(closed_by.size() == 6);
+    for (const auto& r : runs) CHECK(r.transport == nullptr);
+    for (const auto& id : closed_by) CHECK(id != std::this_thread::get_id());
+  }
+
   TEST_CASE("plan all: an unreachable node and a failed probe do not stop the others; totals count only what apply does") {
     Inventory inv = LoadUnvalidated(kInv);
     World w;
