@@ -121,8 +121,8 @@ static std::vector<std::string> Ancestors(const std::vector<std::string>& paths)
 // cut at its tab (names have no tab or newline: such paths never reach the probe), never searched by pattern.
 static std::string TuplePass(const std::string& var) {
   return "set -f; IFS=$lf_n; for lf_l in $lf_R; do lf_nm=${lf_l%%\"$lf_t\"*}; lf_m=${lf_l#*\"$lf_t\"}; "
-         "case $lf_m in ''|*[!0-9a-f:.]*) lf_m=;; esac; while [ -n \"$lf_y\" ]; do lf_y=${lf_y# }; lf_i=${lf_y%% *}; "
-         "case $lf_y in *' '*) lf_y=${lf_y#* };; *) lf_y=;; esac; eval \"f=\\${$((lf_i+1))}\"; "
+         "case $lf_m in ''|*[!0-9a-f:.]*) lf_m=;; esac; while [ -n \"$lf_y\" ]; do lf_pop; "
+         "eval \"f=\\${$((lf_i+1))}\"; "
          "if [ \"$f\" = \"$lf_nm\" ]; then eval \"lf_" + var + "$lf_i=\\$lf_m\"; break; fi; done; done; IFS=$lf_ifs; set +f";
 }
 
@@ -204,7 +204,9 @@ Probe BatchedFileProbe(const std::vector<std::string>& all_paths, const std::str
   // Files below a user's directory: read as that directory's owner, never as root; ONE setpriv per owner
   // (uid:gid), which reads all of that owner's files (lf_q_UID_GID holds their indexes, lf_g the owners).
   s.raw("lf_s=; command -v setpriv >/dev/null 2>&1 && lf_s=1; lf_g=; lf_C=; lf_W=; lf_hi=; lf_hv=; lf_ifs=\" $lf_t$lf_n\"");
-  // lf_qa INDEX UID_GID: queues the file for the read as that owner.
+  // lf_qa INDEX UID_GID: queues the file for the read as that owner. lf_pop: lf_i = the first index of the
+  // space-separated list lf_y, taken off it ("" when it is empty).
+  s.raw("lf_pop() { lf_y=${lf_y# }; lf_i=${lf_y%% *}; case $lf_y in *' '*) lf_y=${lf_y#* };; *) lf_y=;; esac; }");
   s.raw("lf_qa() { case \" $lf_g \" in *\" $2 \"*) ;; *) lf_g=\"$lf_g $2\"; eval \"lf_q_$2=\";; esac; "
         "eval \"lf_q_$2=\\\"\\$lf_q_$2 $1\\\"\"; }");
   if (!cache_dir.empty()) {
@@ -252,7 +254,7 @@ Probe BatchedFileProbe(const std::vector<std::string>& all_paths, const std::str
     // can only turn later pairs into misses; indexes left without a pair are read as their users too.
     s.raw("if [ -n \"$lf_hi\" ]; then eval \"lf_H=\\$(head -q -n 2 -- $lf_hv 2>/dev/null)\"; lf_y=$lf_hi; lf_h1=; "
           "set -f; IFS=$lf_n; for lf_l in $lf_H; do if [ -z \"$lf_h1\" ]; then lf_h1=$lf_l; continue; fi; "
-          "lf_y=${lf_y# }; lf_i=${lf_y%% *}; case $lf_y in *' '*) lf_y=${lf_y#* };; *) lf_y=;; esac; "
+          "lf_pop; "
           "[ -n \"$lf_i\" ] || break; eval \"lf_k=\\$lf_Y$lf_i; lf_m=\\$lf_T$lf_i\"; lf_ok=; "
           "if [ \"$lf_h1\" = \"$lf_k:$lf_m\" ]; then case $lf_l in h*[!0-9a-f\\ ]*) ;; h*) lf_ok=1;; esac; fi; lf_h1=; "
           "IFS=$lf_ifs; if [ -n \"$lf_ok\" ]; then printf '%s\\t' $lf_i; printf '%s' ${lf_l#h}; printf '\\t\\n'; "
@@ -276,7 +278,7 @@ Probe BatchedFileProbe(const std::vector<std::string>& all_paths, const std::str
         "case $lf_b in x*) ;; *) lf_bad=1;; esac; case $lf_b in *[!0-9a-fx$lf_ws]*) lf_bad=1;; esac; "
         "if [ -z \"$lf_bad\" ]; then set -f; IFS=x; for lf_c in $lf_b; do IFS=$lf_ifs; "
         "if [ -z \"$lf_o\" ]; then lf_o=1; continue; fi; "
-        "lf_y=${lf_y# }; lf_i=${lf_y%% *}; case $lf_y in *' '*) lf_y=${lf_y#* };; *) lf_y=;; esac; "
+        "lf_pop; "
         "if [ -z \"$lf_i\" ]; then lf_bad=1; break; fi; lf_h=; "
         "if [ ${#lf_c} -gt $lf_big ]; then eval \"f=\\${$((lf_i+1))}\"; lf_h=$($lf_p sha256sum -- \"$f\" 2>/dev/null); lf_c=+; fi; "
         "printf '%s\\t' $lf_i; printf '%s' $lf_c; printf '\\t%.65s\\n' \"$lf_h\"; " +
